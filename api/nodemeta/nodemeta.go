@@ -1,0 +1,234 @@
+// Package nodemeta is the identity contract between a proxy and the
+// controller (DESIGN.md "Node identity"): how a proxy announces its role,
+// workload and listening ports in its xDS node metadata, and the ProxyClass
+// the compiler derives from it.
+//
+// The proxy writes it (Workload.Node); the xds server and the compiler read
+// it (FromNode). Keys follow Istio's where Istio has one (NAMESPACE, LABELS,
+// GENERATOR), so a stock Envoy or grpc-go client can be described too.
+package nodemeta
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Roles a node can have.
+const (
+	RoleSidecar = "sidecar"
+	RoleGateway = "gateway"
+)
+
+// GeneratorGRPC is the GENERATOR value of a proxyless gRPC client.
+const GeneratorGRPC = "grpc"
+
+// Metadata keys.
+const (
+	KeyRole      = "ROLE"
+	KeyNamespace = "NAMESPACE"
+	KeyLabels    = "LABELS"
+	KeyGenerator = "GENERATOR"
+	KeyOutbound  = "OUTBOUND_ADDR" // host:port of the sidecar's outbound listener
+	KeyInbound   = "INBOUND_ADDR"  // host:port of the sidecar's inbound listener (its endpoint address)
+	KeyApp       = "APP_ADDR"      // host:port of the local application the inbound listener forwards to
+	KeyGateway   = "GATEWAY_ADDRS" // comma-separated host:port list a gateway binds (one per Gateway server port)
+	KeyAdmin     = "ADMIN_ADDR"    // host:port of the proxy's admin endpoint (/metrics, /config_dump)
+)
+
+// DefaultNamespace is the namespace of a node that announces none.
+const DefaultNamespace = "default"
+
+// Workload is what one node announces about itself.
+type Workload struct {
+	// ID is the node id, unique in the fleet.
+	ID string `json:"id"`
+	// Service is the node's service name (node.cluster); "gateway" for gateways.
+	Service string `json:"service"`
+	// Namespace defaults to DefaultNamespace.
+	Namespace string `json:"namespace"`
+	// Role is RoleSidecar (default) or RoleGateway.
+	Role string `json:"role"`
+	// Generator is GeneratorGRPC for proxyless gRPC clients, else "".
+	Generator string `json:"generator,omitempty"`
+	// Labels are the workload's labels (e.g. app=reviews, version=v2).
+	Labels map[string]string `json:"labels,omitempty"`
+	// Outbound, Inbound, App, Admin are host:port addresses ("" when unset).
+	Outbound string `json:"outbound,omitempty"`
+	Inbound  string `json:"inbound,omitempty"`
+	App      string `json:"app,omitempty"`
+	Admin    string `json:"admin,omitempty"`
+	// Gateway lists the addresses a gateway binds.
+	Gateway []string `json:"gateway,omitempty"`
+}
+
+// ProxyClass is the part of a Workload that changes compiled output.
+// Nodes with equal ProxyClass keys share one compiled Snapshot.
+//
+// Listener addresses are part of the class (DESIGN.md: listener ports come
+// from node metadata so many proxies can share one host). On Kubernetes,
+// where every sidecar uses the same ports, classes collapse to
+// role/namespace/service/labels.
+type ProxyClass struct {
+	Role      string            `json:"role"`
+	Generator string            `json:"generator,omitempty"`
+	Namespace string            `json:"namespace"`
+	Service   string            `json:"service"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Outbound  string            `json:"outbound,omitempty"`
+	Inbound   string            `json:"inbound,omitempty"`
+	App       string            `json:"app,omitempty"`
+	Gateway   []string          `json:"gateway,omitempty"`
+}
+
+// Class returns the workload's ProxyClass.
+func (w Workload) Class() ProxyClass {
+	return ProxyClass{
+		Role: w.Role, Generator: w.Generator, Namespace: w.Namespace, Service: w.Service,
+		Labels: w.Labels, Outbound: w.Outbound, Inbound: w.Inbound, App: w.App, Gateway: w.Gateway,
+	}
+}
+
+// Key returns a canonical string for the class, usable as a map key.
+func (c ProxyClass) Key() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%s|%s|", c.Role, c.Generator, c.Namespace, c.Service)
+	b.WriteString(FormatLabels(c.Labels))
+	fmt.Fprintf(&b, "|%s|%s|%s|%s", c.Outbound, c.Inbound, c.App, strings.Join(c.Gateway, ","))
+	return b.String()
+}
+
+// FormatLabels writes labels as sorted "k=v,k=v".
+func FormatLabels(labels map[string]string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + labels[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParseLabels reads "k=v,k=v" (the --labels flag). An empty string is no labels.
+func ParseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("parsing labels: %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// Node returns the xDS node a proxy sends to announce w.
+func (w Workload) Node() *corev3.Node {
+	fields := map[string]*structpb.Value{
+		KeyRole:      structpb.NewStringValue(orDefault(w.Role, RoleSidecar)),
+		KeyNamespace: structpb.NewStringValue(orDefault(w.Namespace, DefaultNamespace)),
+	}
+	if len(w.Labels) > 0 {
+		lv := map[string]*structpb.Value{}
+		for k, v := range w.Labels {
+			lv[k] = structpb.NewStringValue(v)
+		}
+		fields[KeyLabels] = structpb.NewStructValue(&structpb.Struct{Fields: lv})
+	}
+	for k, v := range map[string]string{
+		KeyGenerator: w.Generator, KeyOutbound: w.Outbound, KeyInbound: w.Inbound,
+		KeyApp: w.App, KeyAdmin: w.Admin, KeyGateway: strings.Join(w.Gateway, ","),
+	} {
+		if v != "" {
+			fields[k] = structpb.NewStringValue(v)
+		}
+	}
+	return &corev3.Node{
+		Id:            w.ID,
+		Cluster:       w.Service,
+		Metadata:      &structpb.Struct{Fields: fields},
+		UserAgentName: "gitmesh-proxy",
+	}
+}
+
+// FromNode reads the Workload a node announces. It applies defaults (role
+// sidecar, namespace default) and checks that addresses are host:port.
+func FromNode(n *corev3.Node) (Workload, error) {
+	if n == nil || n.GetId() == "" {
+		return Workload{}, fmt.Errorf("reading node metadata: node id is empty")
+	}
+	md := n.GetMetadata().GetFields()
+	str := func(k string) string { return md[k].GetStringValue() }
+	w := Workload{
+		ID:        n.GetId(),
+		Service:   n.GetCluster(),
+		Namespace: orDefault(str(KeyNamespace), DefaultNamespace),
+		Role:      orDefault(str(KeyRole), RoleSidecar),
+		Generator: str(KeyGenerator),
+		Outbound:  str(KeyOutbound),
+		Inbound:   str(KeyInbound),
+		App:       str(KeyApp),
+		Admin:     str(KeyAdmin),
+	}
+	if g := str(KeyGateway); g != "" {
+		w.Gateway = strings.Split(g, ",")
+	}
+	if lv := md[KeyLabels].GetStructValue(); lv != nil {
+		w.Labels = map[string]string{}
+		for k, v := range lv.GetFields() {
+			w.Labels[k] = v.GetStringValue()
+		}
+	}
+	if w.Role != RoleSidecar && w.Role != RoleGateway {
+		return Workload{}, fmt.Errorf("reading node %s metadata: %s %q is neither %q nor %q", w.ID, KeyRole, w.Role, RoleSidecar, RoleGateway)
+	}
+	for _, a := range append([]string{w.Outbound, w.Inbound, w.App, w.Admin}, w.Gateway...) {
+		if a == "" {
+			continue
+		}
+		if _, err := SplitHostPort(a); err != nil {
+			return Workload{}, fmt.Errorf("reading node %s metadata: %w", w.ID, err)
+		}
+	}
+	return w, nil
+}
+
+// HostPort is a parsed host:port.
+type HostPort struct {
+	Host string
+	Port uint32
+}
+
+// SplitHostPort parses "host:port" with a numeric port.
+func SplitHostPort(addr string) (HostPort, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return HostPort{}, fmt.Errorf("address %q: %w", addr, err)
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || n == 0 {
+		return HostPort{}, fmt.Errorf("address %q: port must be 1-65535", addr)
+	}
+	if h == "" {
+		h = "0.0.0.0"
+	}
+	return HostPort{Host: h, Port: uint32(n)}, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
