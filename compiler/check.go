@@ -1,0 +1,196 @@
+package compiler
+
+import (
+	"fmt"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// anyMessage is the protobuf Any type.
+type anyMessage = anypb.Any
+
+// marshalAny packs m into an Any with a deterministic encoding, so that
+// equal configs hash equally.
+func marshalAny(m proto.Message) (*anypb.Any, error) {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, fmt.Errorf("packing %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return a, nil
+}
+
+// check runs ValidateAll on every resource and every typed config packed
+// in it, then checks that every reference resolves: listener -> route
+// configuration, route -> cluster, EDS cluster -> ClusterLoadAssignment,
+// and that no domain appears in two VirtualHosts of a RouteConfiguration.
+func (r *resources) check() error {
+	for _, l := range r.listeners {
+		if err := validateDeep(l); err != nil {
+			return fmt.Errorf("invalid listener %s: %w", l.GetName(), err)
+		}
+	}
+	for _, rc := range r.routes {
+		if err := validateDeep(rc); err != nil {
+			return fmt.Errorf("invalid route configuration %s: %w", rc.GetName(), err)
+		}
+	}
+	for _, c := range r.clusters {
+		if err := validateDeep(c); err != nil {
+			return fmt.Errorf("invalid cluster %s: %w", c.GetName(), err)
+		}
+	}
+	for _, e := range r.endpoints {
+		if err := validateDeep(e); err != nil {
+			return fmt.Errorf("invalid cluster load assignment %s: %w", e.GetClusterName(), err)
+		}
+	}
+
+	routes := map[string]bool{}
+	for _, rc := range r.routes {
+		if routes[rc.GetName()] {
+			return fmt.Errorf("route configuration %s is defined twice", rc.GetName())
+		}
+		routes[rc.GetName()] = true
+	}
+	for _, l := range r.listeners {
+		for _, name := range listenerRoutes(l) {
+			if !routes[name] {
+				return fmt.Errorf("listener %s: route configuration %s does not exist", l.GetName(), name)
+			}
+		}
+	}
+	clusters := map[string]*clusterv3.Cluster{}
+	for _, c := range r.clusters {
+		if clusters[c.GetName()] != nil {
+			return fmt.Errorf("cluster %s is defined twice", c.GetName())
+		}
+		clusters[c.GetName()] = c
+	}
+	for _, rc := range r.routes {
+		if err := checkRouteConfiguration(rc, clusters); err != nil {
+			return err
+		}
+	}
+	clas := map[string]bool{}
+	for _, e := range r.endpoints {
+		clas[e.GetClusterName()] = true
+	}
+	for _, c := range r.clusters {
+		if c.GetType() != clusterv3.Cluster_EDS {
+			continue
+		}
+		name := c.GetEdsClusterConfig().GetServiceName()
+		if name == "" {
+			name = c.GetName()
+		}
+		if !clas[name] {
+			return fmt.Errorf("cluster %s: cluster load assignment %s does not exist", c.GetName(), name)
+		}
+	}
+	return nil
+}
+
+// listenerRoutes returns the RouteConfiguration names a listener's HTTP
+// connection managers read over RDS.
+func listenerRoutes(l *listenerv3.Listener) []string {
+	var out []string
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			hcm := &hcmv3.HttpConnectionManager{}
+			if f.GetTypedConfig() == nil || f.GetTypedConfig().UnmarshalTo(hcm) != nil {
+				continue
+			}
+			if name := hcm.GetRds().GetRouteConfigName(); name != "" {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+func checkRouteConfiguration(rc *routev3.RouteConfiguration, clusters map[string]*clusterv3.Cluster) error {
+	domains := map[string]string{}
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, d := range vh.GetDomains() {
+			if other, ok := domains[d]; ok {
+				return fmt.Errorf("route configuration %s: domain %q is in virtual hosts %s and %s", rc.GetName(), d, other, vh.GetName())
+			}
+			domains[d] = vh.GetName()
+		}
+		for _, rt := range vh.GetRoutes() {
+			action := rt.GetRoute()
+			names := []string{action.GetCluster()}
+			if wc := action.GetWeightedClusters(); wc != nil {
+				names = names[:0]
+				for _, c := range wc.GetClusters() {
+					names = append(names, c.GetName())
+				}
+			}
+			for _, name := range names {
+				if name != "" && clusters[name] == nil {
+					return fmt.Errorf("route configuration %s, virtual host %s: cluster %s does not exist", rc.GetName(), vh.GetName(), name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// validator is implemented by every go-control-plane message
+// (protoc-gen-validate).
+type validator interface {
+	ValidateAll() error
+}
+
+// validateDeep runs ValidateAll on m and on every message packed in an Any
+// inside it, which ValidateAll itself does not look into.
+func validateDeep(m proto.Message) error {
+	if v, ok := m.(validator); ok {
+		if err := v.ValidateAll(); err != nil {
+			return err
+		}
+	}
+	return walkAnys(m.ProtoReflect())
+}
+
+func walkAnys(m protoreflect.Message) error {
+	if a, ok := m.Interface().(*anypb.Any); ok {
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			return fmt.Errorf("unpacking %s: %w", a.GetTypeUrl(), err)
+		}
+		if err := validateDeep(inner); err != nil {
+			return fmt.Errorf("%s: %w", a.GetTypeUrl(), err)
+		}
+		return nil
+	}
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Kind() != protoreflect.MessageKind {
+				return true
+			}
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				err = walkAnys(mv.Message())
+				return err == nil
+			})
+		case fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind:
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len() && err == nil; i++ {
+				err = walkAnys(l.Get(i).Message())
+			}
+		default:
+			err = walkAnys(v.Message())
+		}
+		return err == nil
+	})
+	return err
+}

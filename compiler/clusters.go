@@ -1,0 +1,130 @@
+package compiler
+
+import (
+	"fmt"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	networking "istio.io/api/networking/v1"
+)
+
+// connectTimeout is every cluster's connect_timeout.
+const connectTimeout = 10 * time.Second
+
+// httpProtocolOptionsKey is the typed_extension_protocol_options key of
+// upstream HTTP options.
+const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// outboundClusters returns a cluster per service port and per subset, and
+// the ClusterLoadAssignments of the EDS ones.
+func (b *builder) outboundClusters() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment, error) {
+	var clusters []*clusterv3.Cluster
+	var clas []*endpointv3.ClusterLoadAssignment
+	for _, s := range b.p.services {
+		eps := b.serviceEndpoints(s)
+		for _, pt := range s.ports {
+			add := func(subsetName string, eps []endpoint) error {
+				c, cla, err := outboundCluster(s, pt, subsetName, eps)
+				if err != nil {
+					return err
+				}
+				clusters = append(clusters, c)
+				if cla != nil {
+					clas = append(clas, cla)
+				}
+				return nil
+			}
+			if err := add("", eps); err != nil {
+				return nil, nil, err
+			}
+			for _, ss := range s.subsets {
+				if err := add(ss.name, selectEndpoints(eps, ss.labels)); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+	}
+	return clusters, clas, nil
+}
+
+// outboundCluster returns the cluster "outbound|<port>|<subset>|<fqdn>"
+// and, for EDS clusters, its ClusterLoadAssignment.
+func outboundCluster(s *service, pt servicePort, subsetName string, eps []endpoint) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment, error) {
+	name := clusterName(pt.number, subsetName, s.fqdn)
+	c := &clusterv3.Cluster{
+		Name:           name,
+		ConnectTimeout: durationpb.New(connectTimeout),
+		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
+		Metadata:       clusterMetadata(s, subsetName),
+	}
+	cla := loadAssignment(name, eps, pt)
+	if s.resolution == networking.ServiceEntry_DNS {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
+		c.LoadAssignment = cla
+		cla = nil
+	} else {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: name}
+	}
+	if pt.protocol == protoHTTP2 || pt.protocol == protoGRPC {
+		opts, err := marshalAny(&upstreamhttpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+				ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+						Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+					},
+				},
+			},
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("building cluster %s: %w", name, err)
+		}
+		c.TypedExtensionProtocolOptions = map[string]*anyMessage{httpProtocolOptionsKey: opts}
+	}
+	return c, cla, nil
+}
+
+// clusterMetadata is filter_metadata.istio = {services: [{host, name,
+// namespace}], subset} (subset only for subset clusters).
+func clusterMetadata(s *service, subsetName string) *corev3.Metadata {
+	svc := structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+		"host":      structpb.NewStringValue(s.fqdn),
+		"name":      structpb.NewStringValue(s.name),
+		"namespace": structpb.NewStringValue(s.namespace),
+	}})
+	fields := map[string]*structpb.Value{
+		"services": structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{svc}}),
+	}
+	if subsetName != "" {
+		fields["subset"] = structpb.NewStringValue(subsetName)
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": {Fields: fields}}}
+}
+
+// inboundCluster returns the STATIC cluster of the sidecar's local app.
+func inboundCluster(name, host string, port uint32) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(connectTimeout),
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				Locality:            &corev3.Locality{},
+				LoadBalancingWeight: wrapUint32(1),
+				LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: socketAddress(host, port),
+					}},
+					HealthStatus: corev3.HealthStatus_HEALTHY,
+				}},
+			}},
+		},
+	}
+}

@@ -1,0 +1,145 @@
+package compiler
+
+import (
+	"sort"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+)
+
+// serviceEndpoints returns every instance of s: its inline endpoints, the
+// WorkloadEntries its workloadSelector picks, and the fleet's sidecars in
+// its namespace whose labels match the selector (at their inbound
+// address). A DNS service without endpoints resolves its own host.
+func (b *builder) serviceEndpoints(s *service) []endpoint {
+	eps := append([]endpoint(nil), s.endpoints...)
+	eps = append(eps, s.selected...)
+	if s.selector != nil {
+		eps = append(eps, b.fleetEndpoints(s)...)
+	}
+	if len(eps) == 0 && s.resolution == networking.ServiceEntry_DNS {
+		eps = append(eps, endpoint{address: s.fqdn, weight: 1, workload: s.entry.Name, ns: s.namespace})
+	}
+	return eps
+}
+
+// fleetEndpoints returns the connected sidecars s selects.
+func (b *builder) fleetEndpoints(s *service) []endpoint {
+	var out []endpoint
+	for _, w := range b.fleet {
+		if (w.Role != "" && w.Role != nodemeta.RoleSidecar) || w.Generator != "" || w.Inbound == "" {
+			continue
+		}
+		ns := w.Namespace
+		if ns == "" {
+			ns = nodemeta.DefaultNamespace
+		}
+		if ns != s.namespace || !labelsMatch(s.selector, w.Labels) {
+			continue
+		}
+		hp, err := nodemeta.SplitHostPort(w.Inbound)
+		if err != nil {
+			continue // nodemeta.FromNode rejects such nodes before they join the fleet
+		}
+		out = append(out, endpoint{
+			address: hp.Host, port: hp.Port, labels: copyLabels(w.Labels),
+			weight: 1, workload: w.ID, ns: ns,
+		})
+	}
+	return out
+}
+
+// selectEndpoints returns the endpoints whose labels match a subset's.
+func selectEndpoints(eps []endpoint, labels map[string]string) []endpoint {
+	var out []endpoint
+	for _, ep := range eps {
+		if labelsMatch(labels, ep.labels) {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+// endpointPort is the port an endpoint serves service port pt on: the
+// fleet workload's inbound port, else the endpoint's port of the same name,
+// else the targetPort, else the port number.
+func endpointPort(ep endpoint, pt servicePort) uint32 {
+	if ep.port != 0 {
+		return ep.port
+	}
+	if n, ok := ep.ports[pt.name]; ok && pt.name != "" {
+		return n
+	}
+	if pt.targetPort != 0 {
+		return pt.targetPort
+	}
+	return pt.number
+}
+
+// loadAssignment returns the ClusterLoadAssignment of cluster name: one
+// locality (weight 1, which grpc-go requires) with the endpoints sorted by
+// address, port and workload. No endpoints make an empty assignment.
+func loadAssignment(name string, eps []endpoint, pt servicePort) *endpointv3.ClusterLoadAssignment {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	if len(eps) == 0 {
+		return cla
+	}
+	type bound struct {
+		ep   endpoint
+		port uint32
+	}
+	bs := make([]bound, len(eps))
+	for i, ep := range eps {
+		bs[i] = bound{ep, endpointPort(ep, pt)}
+	}
+	sort.SliceStable(bs, func(i, j int) bool {
+		a, b := bs[i], bs[j]
+		switch {
+		case a.ep.address != b.ep.address:
+			return a.ep.address < b.ep.address
+		case a.port != b.port:
+			return a.port < b.port
+		}
+		return a.ep.workload < b.ep.workload
+	})
+	loc := &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{}, LoadBalancingWeight: wrapUint32(1)}
+	for _, x := range bs {
+		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: socketAddress(x.ep.address, x.port),
+			}},
+			HealthStatus:        corev3.HealthStatus_HEALTHY,
+			LoadBalancingWeight: wrapUint32(x.ep.weight),
+			Metadata:            endpointMetadata(x.ep),
+		})
+	}
+	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{loc}
+	return cla
+}
+
+// endpointMetadata is filter_metadata.istio = {workload, namespace,
+// version, labels} (version and labels only when set).
+func endpointMetadata(ep endpoint) *corev3.Metadata {
+	fields := map[string]*structpb.Value{
+		"workload":  structpb.NewStringValue(ep.workload),
+		"namespace": structpb.NewStringValue(ep.ns),
+	}
+	if v := ep.labels["version"]; v != "" {
+		fields["version"] = structpb.NewStringValue(v)
+	}
+	if len(ep.labels) > 0 {
+		lv := make(map[string]*structpb.Value, len(ep.labels))
+		for k, v := range ep.labels {
+			lv[k] = structpb.NewStringValue(v)
+		}
+		fields["labels"] = structpb.NewStructValue(&structpb.Struct{Fields: lv})
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": {Fields: fields}}}
+}
+
+func wrapUint32(v uint32) *wrapperspb.UInt32Value { return wrapperspb.UInt32(v) }

@@ -1,0 +1,73 @@
+package compiler
+
+import (
+	"fmt"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+)
+
+// Listener and RouteConfiguration names of a sidecar (docs/xds-conventions.md).
+const (
+	outboundName = "outbound"
+	inboundName  = "inbound"
+)
+
+// httpListener returns a listener named name on addr whose one filter chain
+// is an HTTP connection manager reading RouteConfiguration name over ADS.
+func httpListener(name, addr string) (*listenerv3.Listener, error) {
+	hp, err := nodemeta.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("building listener %s: %w", name, err)
+	}
+	router, err := marshalAny(&routerv3.Router{})
+	if err != nil {
+		return nil, fmt.Errorf("building listener %s: %w", name, err)
+	}
+	hcm, err := marshalAny(&hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: name,
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       wellknown.Router,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building listener %s: %w", name, err)
+	}
+	return &listenerv3.Listener{
+		Name:    name,
+		Address: socketAddress(hp.Host, hp.Port),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       wellknown.HTTPConnectionManager,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+			}},
+		}},
+	}, nil
+}
+
+// adsConfigSource is the ConfigSource of every dynamic resource: ADS.
+func adsConfigSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+	}
+}
+
+func socketAddress(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Protocol:      corev3.SocketAddress_TCP,
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}

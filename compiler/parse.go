@@ -1,0 +1,202 @@
+package compiler
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	networking "istio.io/api/networking/v1"
+
+	"github.com/gitmesh/gitmesh/sources"
+)
+
+// API groups the compiler reads.
+const (
+	groupNetworking = "networking.istio.io"
+	groupSecurity   = "security.istio.io"
+	groupGitmesh    = "gitmesh.io"
+)
+
+// Kinds the compiler compiles.
+const (
+	KindVirtualService  = "VirtualService"
+	KindDestinationRule = "DestinationRule"
+	KindServiceEntry    = "ServiceEntry"
+	KindWorkloadEntry   = "WorkloadEntry"
+)
+
+// Parse decodes and validates objs into a Policy.
+//
+// Every finding is a Diagnostic with the file and line of the offending
+// field. The Policy is returned even when there are errors (see Policy);
+// callers must not deploy it when Diagnostics.HasErrors. Parse does no I/O
+// and does not modify objs.
+func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
+	o := options{defaultNamespace: DefaultNamespace}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	p := &Policy{}
+	diags := Diagnostics{}
+	seen := map[string]*sources.Object{}
+	for i := range objs {
+		p.parseObject(objs[i], o.defaultNamespace, seen, &diags)
+	}
+	p.sortObjects()
+	p.link(&diags)
+	diags.sort()
+	return p, diags
+}
+
+// parseObject decodes one object and adds it to p.
+func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[string]*sources.Object, diags *Diagnostics) {
+	ns := obj.Namespace
+	if ns == "" {
+		ns = defaultNS
+	}
+	r := &reporter{obj: &obj, kind: obj.Kind, ns: ns, diag: diags}
+	group, version := splitAPIVersion(obj.APIVersion)
+
+	switch {
+	case group == groupNetworking && isCompiledKind(obj.Kind):
+		if version != "v1" && version != "v1beta1" && version != "v1alpha3" {
+			r.errorf(CodeUnsupportedAPIVersion, "apiVersion", "apiVersion %q is not supported for %s (use networking.istio.io/v1, v1beta1 or v1alpha3)", obj.APIVersion, obj.Kind)
+			return
+		}
+	case group == groupSecurity:
+		r.errorf(CodeUnsupportedKind, "kind", "kind %s (%s) is not supported yet; it is not enforced", obj.Kind, obj.APIVersion)
+		return
+	case group == groupGitmesh || strings.HasSuffix(group, "."+groupGitmesh):
+		r.warnf(CodeNotCompiledYet, "kind", "kind %s (%s) is not compiled yet", obj.Kind, obj.APIVersion)
+		p.Pending = append(p.Pending, obj)
+		return
+	default:
+		kind := obj.Kind
+		if kind == "" {
+			kind = "(none)"
+		}
+		r.warnf(CodeUnknownKind, "kind", "kind %s (%s) is not known to gitmesh; ignored", kind, obj.APIVersion)
+		return
+	}
+
+	if obj.Name == "" {
+		r.errorf(CodeMissingField, "metadata.name", "metadata.name is required")
+		return
+	}
+	key := obj.Kind + "/" + ns + "/" + obj.Name
+	if first, ok := seen[key]; ok {
+		r.errorf(CodeDuplicateObject, "metadata.name", "%s %s/%s is already defined at %s", obj.Kind, ns, obj.Name, first.Origin)
+		return
+	}
+	seen[key] = &obj
+
+	doc, err := decodeDocument(obj.YAML)
+	if err != nil {
+		reportYAMLError(r, err)
+		return
+	}
+	unknownTop := false
+	for _, k := range sortedKeys(doc) {
+		switch k {
+		case "apiVersion", "kind", "metadata", "spec", "status":
+		default:
+			unknownTop = true
+			msg := fmt.Sprintf("unknown field %q at the top of %s", k, obj.Kind)
+			if k != "spec" && editDistance(strings.ToLower(k), "spec") <= 2 {
+				msg += ` (did you mean "spec"?)`
+			}
+			r.errorf(CodeUnknownField, k, "%s", msg)
+		}
+	}
+	spec, ok := doc["spec"]
+	if !ok && unknownTop {
+		return // most likely a misspelled spec: its fields would only add noise
+	}
+	meta := Meta{Namespace: ns, Name: obj.Name, Object: obj}
+	switch obj.Kind {
+	case KindVirtualService:
+		x := &VirtualService{Meta: meta, Spec: &networking.VirtualService{}}
+		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
+			p.VirtualServices = append(p.VirtualServices, x)
+		}
+	case KindDestinationRule:
+		x := &DestinationRule{Meta: meta, Spec: &networking.DestinationRule{}}
+		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
+			p.DestinationRules = append(p.DestinationRules, x)
+		}
+	case KindServiceEntry:
+		x := &ServiceEntry{Meta: meta, Spec: &networking.ServiceEntry{}}
+		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
+			p.ServiceEntries = append(p.ServiceEntries, x)
+		}
+	case KindWorkloadEntry:
+		x := &WorkloadEntry{Meta: meta, Spec: &networking.WorkloadEntry{}}
+		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
+			p.WorkloadEntries = append(p.WorkloadEntries, x)
+		}
+	}
+}
+
+// with returns a reporter for the same object stored elsewhere.
+func (r *reporter) with(obj *sources.Object) *reporter {
+	return &reporter{obj: obj, kind: r.kind, ns: r.ns, diag: r.diag}
+}
+
+func isCompiledKind(kind string) bool {
+	switch kind {
+	case KindVirtualService, KindDestinationRule, KindServiceEntry, KindWorkloadEntry:
+		return true
+	}
+	return false
+}
+
+// splitAPIVersion splits "group/version" ("v1" has the core group "").
+func splitAPIVersion(apiVersion string) (group, version string) {
+	if g, v, ok := strings.Cut(apiVersion, "/"); ok {
+		return g, v
+	}
+	return "", apiVersion
+}
+
+// reportYAMLError reports a document that does not decode, at the line the
+// YAML parser names when it names one.
+func reportYAMLError(r *reporter, err error) {
+	msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
+	line := 0
+	if i := strings.Index(msg, "line "); i >= 0 {
+		rest := msg[i+len("line "):]
+		j := 0
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		if n, convErr := strconv.Atoi(rest[:j]); convErr == nil && n > 0 {
+			line = n
+			msg = strings.TrimPrefix(strings.TrimSpace(rest[j:]), ":")
+		}
+	}
+	msg = strings.TrimSpace(strings.TrimPrefix(msg, "yaml:"))
+	d := Diagnostic{
+		Code: CodeInvalidYAML, Severity: SeverityError, Kind: r.kind, Namespace: r.ns, Name: r.obj.Name,
+		Origin: r.obj.Origin, Message: "invalid YAML: " + msg,
+	}
+	if line > 0 && d.Origin.Line > 0 {
+		d.Origin.Line += line - 1
+	}
+	*r.diag = append(*r.diag, d)
+}
+
+// sortObjects orders each kind by namespace and name, so that the input
+// order of files never changes the output.
+func (p *Policy) sortObjects() {
+	less := func(a, b *Meta) bool {
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	}
+	sort.Slice(p.VirtualServices, func(i, j int) bool { return less(&p.VirtualServices[i].Meta, &p.VirtualServices[j].Meta) })
+	sort.Slice(p.DestinationRules, func(i, j int) bool { return less(&p.DestinationRules[i].Meta, &p.DestinationRules[j].Meta) })
+	sort.Slice(p.ServiceEntries, func(i, j int) bool { return less(&p.ServiceEntries[i].Meta, &p.ServiceEntries[j].Meta) })
+	sort.Slice(p.WorkloadEntries, func(i, j int) bool { return less(&p.WorkloadEntries[i].Meta, &p.WorkloadEntries[j].Meta) })
+}

@@ -1,0 +1,383 @@
+package compiler
+
+import (
+	"fmt"
+	"strings"
+
+	networking "istio.io/api/networking/v1"
+)
+
+// This file checks one object at a time and returns its valid parts,
+// normalized. Checks across objects are in references.go.
+
+// protocols gitmesh compiles (docs/xds-conventions.md).
+const (
+	protoHTTP  = "HTTP"
+	protoHTTP2 = "HTTP2"
+	protoGRPC  = "GRPC"
+)
+
+// checkHosts validates a hosts list (spec.hosts) and returns the valid FQDNs.
+func checkHosts(r *reporter, path string, hosts []string) []string {
+	if len(hosts) == 0 {
+		r.errorf(CodeMissingField, path, "at least one host is required")
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for i, h := range hosts {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		fqdn, ok := checkHost(r, p, h)
+		if !ok {
+			continue
+		}
+		if seen[fqdn] {
+			r.errorf(CodeDuplicateEntry, p, "host %s is listed twice", fqdn)
+			continue
+		}
+		seen[fqdn] = true
+		out = append(out, fqdn)
+	}
+	return out
+}
+
+// checkHost validates one host and returns its FQDN.
+func checkHost(r *reporter, path, h string) (string, bool) {
+	switch {
+	case h == "":
+		r.errorf(CodeMissingField, path, "host is required")
+	case strings.Contains(h, "*"):
+		r.errorf(CodeUnsupportedValue, path, "wildcard host %q is not supported yet", h)
+	case !isDNSName(h):
+		r.errorf(CodeInvalidHost, path, "host %q is not a valid lower-case DNS name", h)
+	default:
+		return resolveHost(h, r.ns), true
+	}
+	return "", false
+}
+
+// checkPort validates a port number (1-65535).
+func checkPort(r *reporter, path string, n uint32) bool {
+	if n == 0 || n > 65535 {
+		r.errorf(CodeInvalidPort, path, "port %d is not in 1-65535", n)
+		return false
+	}
+	return true
+}
+
+// checkAddress validates an endpoint address: an IP, or a host name when
+// dnsOK.
+func checkAddress(r *reporter, path, addr string, dnsOK bool) bool {
+	switch {
+	case addr == "":
+		r.errorf(CodeMissingField, path, "address is required")
+	case strings.HasPrefix(addr, "unix://"):
+		r.errorf(CodeUnsupportedValue, path, "unix domain socket address %q is not supported yet", addr)
+	case isIP(addr):
+		return true
+	case dnsOK && isDNSName(addr):
+		return true
+	case dnsOK:
+		r.errorf(CodeInvalidHost, path, "address %q is neither an IP address nor a DNS name", addr)
+	default:
+		r.errorf(CodeInvalidHost, path, "address %q is not an IP address (host names need a ServiceEntry with resolution DNS)", addr)
+	}
+	return false
+}
+
+// checkEndpointPorts validates a WorkloadEntry ports map.
+func checkEndpointPorts(r *reporter, path string, ports map[string]uint32) map[string]uint32 {
+	out := map[string]uint32{}
+	for _, name := range sortedKeys(ports) {
+		if checkPort(r, path+"."+name, ports[name]) {
+			out[name] = ports[name]
+		}
+	}
+	return out
+}
+
+// checkServiceEntry validates a ServiceEntry and returns one service per
+// valid host (nil when it cannot describe a service).
+func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
+	spec := se.Spec
+	hosts := checkHosts(r, "spec.hosts", spec.GetHosts())
+
+	res := spec.GetResolution()
+	resOK := true
+	switch res {
+	case networking.ServiceEntry_NONE, networking.ServiceEntry_STATIC, networking.ServiceEntry_DNS:
+	default:
+		r.errorf(CodeUnsupportedValue, "spec.resolution", "resolution %s is not supported yet (NONE, STATIC and DNS are)", res)
+		resOK = false
+	}
+
+	var ports []servicePort
+	if len(spec.GetPorts()) == 0 {
+		r.errorf(CodeMissingField, "spec.ports", "at least one port is required")
+	}
+	numbers, names := map[uint32]bool{}, map[string]bool{}
+	for i, pt := range spec.GetPorts() {
+		p := fmt.Sprintf("spec.ports[%d]", i)
+		ok := checkPort(r, p+".number", pt.GetNumber())
+		if ok && numbers[pt.GetNumber()] {
+			r.errorf(CodeInvalidPort, p+".number", "port %d is listed twice", pt.GetNumber())
+			ok = false
+		}
+		if pt.GetName() != "" && names[pt.GetName()] {
+			r.errorf(CodeDuplicateEntry, p+".name", "port name %q is listed twice", pt.GetName())
+			ok = false
+		}
+		if pt.GetTargetPort() != 0 && !checkPort(r, p+".targetPort", pt.GetTargetPort()) {
+			ok = false
+		}
+		proto, protoOK := checkProtocol(r, p, pt.GetProtocol(), pt.GetName())
+		if !ok || !protoOK {
+			continue
+		}
+		numbers[pt.GetNumber()] = true
+		names[pt.GetName()] = true
+		ports = append(ports, servicePort{number: pt.GetNumber(), name: pt.GetName(), protocol: proto, targetPort: pt.GetTargetPort()})
+	}
+	sortPorts(ports)
+
+	var selector map[string]string
+	if ws := spec.GetWorkloadSelector(); ws != nil {
+		selector = map[string]string{}
+		for k, v := range ws.GetLabels() {
+			selector[k] = v
+		}
+		if len(spec.GetEndpoints()) > 0 {
+			r.errorf(CodeConflictingFields, "spec.workloadSelector", "workloadSelector and endpoints cannot both be set")
+		}
+		if res == networking.ServiceEntry_DNS {
+			r.errorf(CodeUnsupportedValue, "spec.workloadSelector", "workloadSelector with resolution DNS is not supported yet (use STATIC)")
+		}
+	}
+
+	var eps []endpoint
+	for i, we := range spec.GetEndpoints() {
+		p := fmt.Sprintf("spec.endpoints[%d]", i)
+		if !checkAddress(r, p+".address", we.GetAddress(), res == networking.ServiceEntry_DNS) {
+			continue
+		}
+		eps = append(eps, endpoint{
+			address:  we.GetAddress(),
+			ports:    checkEndpointPorts(r, p+".ports", we.GetPorts()),
+			labels:   copyLabels(we.GetLabels()),
+			weight:   max(we.GetWeight(), 1),
+			workload: se.Name,
+			ns:       se.Namespace,
+		})
+	}
+
+	if !resOK || len(ports) == 0 {
+		return nil
+	}
+	var out []*service
+	for _, fqdn := range hosts {
+		s := &service{
+			fqdn: fqdn, name: fqdn, namespace: se.Namespace, entry: se,
+			resolution: res, ports: ports, endpoints: eps, selector: selector,
+		}
+		if name, _, ok := splitLocal(fqdn); ok {
+			s.name, s.local = name, true
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// checkProtocol normalizes a port protocol. An empty protocol is derived
+// from the port name's prefix, as Istio does ("grpc-api" is GRPC, "http2"
+// HTTP2); otherwise it is HTTP.
+func checkProtocol(r *reporter, path, protocol, name string) (string, bool) {
+	p := strings.ToUpper(protocol)
+	field := path + ".protocol"
+	if p == "" {
+		field = path + ".name"
+		prefix, _, _ := strings.Cut(strings.ToUpper(name), "-")
+		switch prefix {
+		case protoGRPC, protoHTTP2:
+			p = prefix
+		case "HTTPS", "TCP", "TLS", "UDP", "MONGO", "REDIS", "MYSQL", "GRPC-WEB":
+			p = prefix
+		default:
+			p = protoHTTP
+		}
+	}
+	switch p {
+	case protoHTTP, protoHTTP2, protoGRPC:
+		return p, true
+	case "HTTPS", "TCP", "TLS", "UDP", "MONGO", "REDIS", "MYSQL", "GRPC-WEB", "HBONE":
+		r.errorf(CodeUnsupportedValue, field, "protocol %s is not supported yet (HTTP, HTTP2 and GRPC are)", p)
+	default:
+		r.errorf(CodeInvalidValue, field, "protocol %q is not a protocol Istio knows (HTTP, HTTP2, GRPC, HTTPS, TCP, TLS, ...)", protocol)
+	}
+	return "", false
+}
+
+// checkWorkloadEntry validates a WorkloadEntry and returns it as an endpoint.
+func checkWorkloadEntry(r *reporter, we *WorkloadEntry) (endpoint, bool) {
+	spec := we.Spec
+	ports := checkEndpointPorts(r, "spec.ports", spec.GetPorts())
+	if !checkAddress(r, "spec.address", spec.GetAddress(), false) {
+		return endpoint{}, false
+	}
+	return endpoint{
+		address: spec.GetAddress(), ports: ports, labels: copyLabels(spec.GetLabels()),
+		weight: max(spec.GetWeight(), 1), workload: we.Name, ns: we.Namespace,
+	}, true
+}
+
+// checkDestinationRule validates a DestinationRule and returns its host and
+// valid subsets.
+func checkDestinationRule(r *reporter, dr *DestinationRule) (string, []subset, bool) {
+	host, ok := checkHost(r, "spec.host", dr.Spec.GetHost())
+	var subsets []subset
+	seen := map[string]bool{}
+	for i, s := range dr.Spec.GetSubsets() {
+		p := fmt.Sprintf("spec.subsets[%d].name", i)
+		switch {
+		case s.GetName() == "":
+			r.errorf(CodeMissingField, p, "subset name is required")
+		case !isDNSLabel(s.GetName()):
+			r.errorf(CodeInvalidValue, p, "subset name %q must be a DNS label (a-z, 0-9 and '-')", s.GetName())
+		case seen[s.GetName()]:
+			r.errorf(CodeDuplicateEntry, p, "subset %q is defined twice", s.GetName())
+		default:
+			seen[s.GetName()] = true
+			subsets = append(subsets, subset{name: s.GetName(), labels: copyLabels(s.GetLabels())})
+		}
+	}
+	sortSubsets(subsets)
+	return host, subsets, ok
+}
+
+// checkVirtualService validates a VirtualService on its own and returns its
+// valid hosts and all its routes (each marked valid or not). Destinations are checked against the registry in
+// references.go.
+func checkVirtualService(r *reporter, vs *VirtualService) ([]string, []httpRoute) {
+	spec := vs.Spec
+	hosts := checkHosts(r, "spec.hosts", spec.GetHosts())
+	for i, g := range spec.GetGateways() {
+		if g != "mesh" {
+			r.errorf(CodeUnsupportedValue, fmt.Sprintf("spec.gateways[%d]", i), "gateway %q is not supported yet (only \"mesh\" is)", g)
+		}
+	}
+	if len(spec.GetHttp()) == 0 {
+		r.errorf(CodeMissingField, "spec.http", "at least one http route is required")
+	}
+	var routes []httpRoute
+	for i, h := range spec.GetHttp() {
+		rt, ok := checkHTTPRoute(r, fmt.Sprintf("spec.http[%d]", i), h)
+		rt.valid = ok
+		routes = append(routes, rt)
+	}
+	return hosts, routes
+}
+
+func checkHTTPRoute(r *reporter, path string, h *networking.HTTPRoute) (httpRoute, bool) {
+	rt := httpRoute{name: h.GetName()}
+	ok := true
+	for j, m := range h.GetMatch() {
+		rm, mok := checkMatch(r, fmt.Sprintf("%s.match[%d]", path, j), m)
+		ok = ok && mok
+		rt.matches = append(rt.matches, rm)
+	}
+	if len(h.GetRoute()) == 0 {
+		r.errorf(CodeMissingField, path+".route", "route is required (redirect, directResponse and delegate are not supported yet)")
+		return rt, false
+	}
+	var sum int64
+	weighted := false
+	for k, d := range h.GetRoute() {
+		p := fmt.Sprintf("%s.route[%d]", path, k)
+		w := d.GetWeight()
+		if w < 0 || w > 100 {
+			r.errorf(CodeBadWeights, p+".weight", "weight %d is not in 0-100", w)
+			ok = false
+		}
+		if w != 0 {
+			weighted = true
+		}
+		sum += int64(w)
+		dst := d.GetDestination()
+		if dst == nil {
+			r.errorf(CodeMissingField, p+".destination", "destination is required")
+			ok = false
+			continue
+		}
+		host, hok := checkHost(r, p+".destination.host", dst.GetHost())
+		if !hok {
+			ok = false
+			continue
+		}
+		rd := routeDest{path: p, host: host, subset: dst.GetSubset(), weight: uint32(max(w, 0))}
+		if dst.GetPort() != nil {
+			if !checkPort(r, p+".destination.port.number", dst.GetPort().GetNumber()) {
+				ok = false
+			}
+			rd.port = dst.GetPort().GetNumber()
+		}
+		rt.dests = append(rt.dests, rd)
+	}
+	if (len(h.GetRoute()) > 1 || weighted) && sum != 100 {
+		r.errorf(CodeBadWeights, path+".route", "route weights sum to %d, want 100", sum)
+		ok = false
+	}
+	if len(rt.dests) == 1 {
+		rt.dests[0].weight = 100
+	}
+	return rt, ok
+}
+
+func checkMatch(r *reporter, path string, m *networking.HTTPMatchRequest) (routeMatch, bool) {
+	rm := routeMatch{name: m.GetName()}
+	ok := true
+	if u := m.GetUri(); u != nil {
+		switch x := u.GetMatchType().(type) {
+		case *networking.StringMatch_Exact:
+			rm.hasURI, rm.exact, rm.uriExact = true, true, x.Exact
+		case *networking.StringMatch_Prefix:
+			rm.hasURI, rm.uriPrefix = true, x.Prefix
+		case nil:
+			r.errorf(CodeMissingField, path+".uri", "uri needs exact or prefix")
+			ok = false
+		default:
+			ok = false // reported as an unsupported field while decoding
+		}
+	}
+	for _, name := range sortedKeys(m.GetHeaders()) {
+		p := path + ".headers." + name
+		if !isHeaderName(name) {
+			r.errorf(CodeInvalidValue, p, "%q is not a valid header name", name)
+			ok = false
+			continue
+		}
+		hm := headerMatch{name: strings.ToLower(name)}
+		switch x := m.GetHeaders()[name].GetMatchType().(type) {
+		case *networking.StringMatch_Exact:
+			hm.exact = x.Exact
+		case nil:
+			hm.present = true
+		case *networking.StringMatch_Prefix:
+			r.errorf(CodeUnsupportedField, p+".prefix", "field \"prefix\" is not supported yet for headers (only exact)")
+			ok = false
+		default:
+			ok = false // reported while decoding
+		}
+		rm.headers = append(rm.headers, hm)
+	}
+	return rm, ok
+}
+
+func copyLabels(in map[string]string) map[string]string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		out[k] = v
+	}
+	return out
+}
