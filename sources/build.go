@@ -1,0 +1,249 @@
+package sources
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ErrRemoteBase is wrapped by the *BuildError Build returns when a
+// kustomization refers to a remote base, resource or file (a Git or HTTP
+// URL): builds only read the repository they were given.
+var ErrRemoteBase = errors.New("remote kustomize bases and resources are not allowed")
+
+// BuildError is an error in the repository's files: bad YAML, a document
+// without kind, apiVersion or metadata.name, a failed kustomize build.
+type BuildError struct {
+	// File is the path of the offending file, relative to the repository
+	// root (for kustomize failures, the kustomization file).
+	File string
+	// Line is the 1-based line in File (0 when unknown).
+	Line int
+	// Err is the cause.
+	Err error
+}
+
+// Error reads "file:line: cause" ("file: cause" when the line is unknown).
+func (e *BuildError) Error() string {
+	switch {
+	case e.File == "":
+		return e.Err.Error()
+	case e.Line <= 0:
+		return fmt.Sprintf("%s: %v", e.File, e.Err)
+	}
+	return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// Origin returns File and Line as an Origin.
+func (e *BuildError) Origin() Origin { return Origin{File: e.File, Line: e.Line} }
+
+// DefaultMaxBytes is how much YAML Build reads by default (64 MiB).
+const DefaultMaxBytes = 64 << 20
+
+// BuildOption configures Build.
+type BuildOption func(*buildConfig)
+
+type buildConfig struct {
+	maxBytes int64
+}
+
+// WithMaxBytes bounds the total size of the files Build reads (default
+// DefaultMaxBytes); a larger tree is an error.
+func WithMaxBytes(n int64) BuildOption {
+	return func(c *buildConfig) { c.maxBytes = n }
+}
+
+// Build builds the directory path (relative to root, the work tree root;
+// "" or "." is root itself) into Objects.
+//
+// When the directory holds a kustomization (kustomization.yaml,
+// kustomization.yml or Kustomization), Build runs kustomize on it, in
+// memory, over a copy of root (hidden directories such as .git left out),
+// and returns the objects in kustomize's output order. Each Object's Origin
+// is the file the resource was written in (for patched resources, the base
+// file) and Lines come from that file. Remote bases are refused
+// (ErrRemoteBase).
+//
+// Otherwise Build reads every *.yaml and *.yml file under the directory,
+// recursively, skipping hidden files and directories and kustomization
+// files; it splits multi-document files, skips empty documents and returns
+// the objects sorted by file, then line.
+//
+// Errors in the files are *BuildError values naming file and line.
+func Build(root, path string, opts ...BuildOption) ([]Object, error) {
+	cfg := buildConfig{maxBytes: DefaultMaxBytes}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	rel, err := cleanRel(path)
+	if err != nil {
+		return nil, err
+	}
+	root, err = filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("resolving build root: %w", err)
+	}
+	dir := filepath.Join(root, filepath.FromSlash(rel))
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("building %s: %w", rel, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("building %s: not a directory", rel)
+	}
+	if k := kustomizationIn(dir); k != "" {
+		return buildKustomize(root, rel, k, cfg)
+	}
+	return buildPlain(root, rel, cfg)
+}
+
+// cleanRel checks that p is a relative path inside the root and returns it
+// slash-separated and clean ("." for the root).
+func cleanRel(p string) (string, error) {
+	p = filepath.ToSlash(p)
+	if p == "" {
+		return ".", nil
+	}
+	if path.IsAbs(p) || filepath.IsAbs(p) {
+		return "", fmt.Errorf("build path %q must be relative to the repository root", p)
+	}
+	c := path.Clean(p)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("build path %q leaves the repository root", p)
+	}
+	return c, nil
+}
+
+// kustomizationNames are the file names kustomize recognizes, in its order.
+var kustomizationNames = [...]string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
+// kustomizationIn returns the name of the kustomization file in dir, or "".
+func kustomizationIn(dir string) string {
+	for _, n := range kustomizationNames {
+		if fi, err := os.Stat(filepath.Join(dir, n)); err == nil && fi.Mode().IsRegular() {
+			return n
+		}
+	}
+	return ""
+}
+
+func isKustomizationName(n string) bool {
+	for _, k := range kustomizationNames {
+		if n == k {
+			return true
+		}
+	}
+	return false
+}
+
+// buildPlain reads every YAML file under rel.
+func buildPlain(root, rel string, cfg buildConfig) ([]Object, error) {
+	var objs []Object
+	var total int64
+	err := walkFiles(root, rel, func(file string, data []byte) error {
+		if ext := path.Ext(file); ext != ".yaml" && ext != ".yml" || isKustomizationName(path.Base(file)) {
+			return nil
+		}
+		total += int64(len(data))
+		if total > cfg.maxBytes {
+			return fmt.Errorf("building %s: more than %d bytes of YAML", rel, cfg.maxBytes)
+		}
+		docs, err := splitDocuments(file, data)
+		if err != nil {
+			return err
+		}
+		for i := range docs {
+			d := &docs[i]
+			if d.root == nil {
+				continue
+			}
+			id, err := identify(file, d)
+			if err != nil {
+				return err
+			}
+			objs = append(objs, Object{
+				APIVersion: id.apiVersion,
+				Kind:       id.kind,
+				Name:       id.name,
+				Namespace:  id.namespace,
+				YAML:       d.raw,
+				Origin:     Origin{File: file, Line: d.line()},
+				Lines:      fieldLines(d.root, d.offset),
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(objs, func(i, j int) bool {
+		a, b := objs[i].Origin, objs[j].Origin
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Line < b.Line
+	})
+	return objs, nil
+}
+
+// walkFiles calls fn, in lexical order, for every regular file under rel
+// (slash-separated, relative to root) with its root-relative path and
+// content. Hidden files and directories are skipped; symbolic links are
+// followed only to regular files inside root.
+func walkFiles(root, rel string, fn func(file string, data []byte) error) error {
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return fmt.Errorf("resolving build root: %w", err)
+	}
+	start := filepath.Join(root, filepath.FromSlash(rel))
+	return filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("walking %s: %w", rel, err)
+		}
+		if p != start && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		r, err := filepath.Rel(root, p)
+		if err != nil {
+			return fmt.Errorf("walking %s: %w", rel, err)
+		}
+		file := filepath.ToSlash(r)
+		if d.Type()&fs.ModeSymlink != 0 {
+			target, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				return nil // dangling link: nothing to read
+			}
+			fi, err := os.Stat(target)
+			if err != nil || !fi.Mode().IsRegular() || !within(realRoot, target) {
+				return nil
+			}
+		} else if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", file, err)
+		}
+		return fn(file, data)
+	})
+}
+
+// within reports whether p is root or below it.
+func within(root, p string) bool {
+	r, err := filepath.Rel(root, p)
+	return err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator))
+}
