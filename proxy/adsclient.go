@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// adsClient keeps an ADS stream to the controller open and feeds its
+// responses to the applier. Its run goroutine is the applier's owner.
+type adsClient struct {
+	p *Proxy
+	a *applier
+}
+
+func newADSClient(p *Proxy, a *applier) *adsClient { return &adsClient{p: p, a: a} }
+
+// run connects, serves one stream at a time and reconnects with jittered
+// exponential backoff until ctx is done. The applied configuration keeps
+// serving while the controller is unreachable.
+func (c *adsClient) run(ctx context.Context) error {
+	conn, err := grpc.NewClient(c.p.cfg.XDSAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dialing controller %s: %w", c.p.cfg.XDSAddr, err)
+	}
+	defer conn.Close()
+	client := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	backoff := c.p.cfg.BackoffInitial
+	for {
+		delivered, err := c.stream(ctx, client)
+		c.p.metrics.xdsConnected.Set(0)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.p.metrics.xdsReconnects.Inc()
+		if delivered {
+			backoff = c.p.cfg.BackoffInitial
+		}
+		// ±20% jitter spreads a fleet's reconnects after a controller restart.
+		wait := time.Duration(float64(backoff) * (0.8 + 0.4*rand.Float64()))
+		c.p.log.Warn("ADS stream ended; reconnecting", "xds_addr", c.p.cfg.XDSAddr, "error", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, c.p.cfg.BackoffMax)
+	}
+}
+
+// recvResult is one Recv outcome.
+type recvResult struct {
+	resp *discoveryv3.DiscoveryResponse
+	err  error
+}
+
+// stream runs one ADS stream until it breaks or ctx is done. It reports
+// whether the stream delivered at least one response.
+func (c *adsClient) stream(ctx context.Context, client discoveryv3.AggregatedDiscoveryServiceClient) (bool, error) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := client.StreamAggregatedResources(sctx)
+	if err != nil {
+		return false, fmt.Errorf("opening ADS stream: %w", err)
+	}
+	s := &adsStream{st: st, node: c.p.node, nonces: map[string]string{}, sent: map[string][]string{}}
+	for _, t := range []string{clusterType, listenerType} {
+		if err := s.send(t, c.a.accepted.versions[t], nil, nil); err != nil {
+			return false, err
+		}
+	}
+	if err := s.syncSubscriptions(c.a.accepted); err != nil {
+		return false, err
+	}
+
+	recv := make(chan recvResult)
+	wg.Go(func() {
+		for {
+			resp, err := st.Recv()
+			select {
+			case recv <- recvResult{resp: resp, err: err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+
+	warm := time.NewTimer(time.Hour)
+	warm.Stop()
+	defer warm.Stop()
+	delivered := false
+	for {
+		var warmC <-chan time.Time
+		if dl, ok := c.a.warmingDeadline(); ok {
+			warm.Reset(time.Until(dl))
+			warmC = warm.C
+		}
+		select {
+		case <-ctx.Done():
+			return delivered, ctx.Err()
+		case <-warmC:
+			c.a.warmingExpired(ctx)
+		case r := <-recv:
+			warm.Stop()
+			if r.err != nil {
+				return delivered, fmt.Errorf("receiving from ADS stream: %w", r.err)
+			}
+			if !delivered {
+				delivered = true
+				c.p.metrics.xdsConnected.Set(1)
+				c.p.log.Info("ADS stream connected", "xds_addr", c.p.cfg.XDSAddr)
+			}
+			typeURL := r.resp.GetTypeUrl()
+			s.nonces[typeURL] = r.resp.GetNonce()
+			nack := c.a.handle(ctx, r.resp)
+			if err := s.respond(typeURL, c.a.accepted, nack); err != nil {
+				return delivered, err
+			}
+			if err := s.syncSubscriptions(c.a.accepted); err != nil {
+				return delivered, err
+			}
+		}
+	}
+}
+
+// adsStream is the request side of one stream; only the stream goroutine
+// uses it.
+type adsStream struct {
+	st       discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	node     *corev3.Node
+	nodeSent bool
+	// nonces is the last response nonce per type on this stream.
+	nonces map[string]string
+	// sent is the resource names last requested per named type.
+	sent map[string][]string
+}
+
+func (s *adsStream) send(typeURL, version string, names []string, detail error) error {
+	req := &discoveryv3.DiscoveryRequest{
+		TypeUrl:       typeURL,
+		VersionInfo:   version,
+		ResponseNonce: s.nonces[typeURL],
+		ResourceNames: names,
+	}
+	if !s.nodeSent {
+		req.Node = s.node
+	}
+	if detail != nil {
+		req.ErrorDetail = &status.Status{Code: int32(codes.InvalidArgument), Message: detail.Error()}
+	}
+	if err := s.st.Send(req); err != nil {
+		return fmt.Errorf("sending %s request: %w", kindName(typeURL), err)
+	}
+	s.nodeSent = true
+	return nil
+}
+
+// respond ACKs (nack == nil) or NACKs the last response of typeURL. Both
+// carry the last accepted version; a NACK adds the error detail.
+func (s *adsStream) respond(typeURL string, set *resourceSet, nack error) error {
+	var names []string
+	if !wildcardType(typeURL) {
+		names = s.sent[typeURL]
+	}
+	return s.send(typeURL, set.versions[typeURL], names, nack)
+}
+
+// syncSubscriptions requests the EDS and RDS names the accepted clusters
+// and listeners reference, when they differ from what was last requested.
+func (s *adsStream) syncSubscriptions(set *resourceSet) error {
+	eds, rds := set.subscriptions()
+	for _, sub := range []struct {
+		typeURL string
+		names   []string
+	}{{endpointType, eds}, {routeType, rds}} {
+		prev, requested := s.sent[sub.typeURL]
+		if slices.Equal(prev, sub.names) && (requested || len(sub.names) == 0) {
+			continue
+		}
+		if !requested && len(sub.names) == 0 {
+			continue // an empty first request would mean wildcard
+		}
+		if err := s.send(sub.typeURL, set.versions[sub.typeURL], sub.names, nil); err != nil {
+			return err
+		}
+		s.sent[sub.typeURL] = sub.names
+	}
+	return nil
+}

@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// applier turns accepted xDS responses into applied configurations. It is
+// owned by the ADS client goroutine: none of its fields need a lock.
+//
+// An update goes through three outcomes:
+//   - rejected (NACK): it cannot be decoded, a resource in it is invalid or
+//     unsupported, a route names a cluster that does not exist, or a
+//     listener address cannot be bound. Nothing changes.
+//   - accepted and pending (ACK): it is valid but references route
+//     configurations or endpoints that have not arrived yet (or, for a
+//     cluster removal, routes that still point at the removed cluster and
+//     await their own update). The applied configuration keeps serving.
+//   - applied (ACK): the accepted set is complete; a new configuration is
+//     built and swapped in with one atomic store.
+type applier struct {
+	p        *Proxy
+	accepted *resourceSet
+	// pendingSince is when the accepted set stopped being the applied one;
+	// zero when they agree.
+	pendingSince time.Time
+	pools        map[poolKey]*upstreamPool
+	resolvers    map[string]*dnsResolver
+}
+
+func newApplier(p *Proxy) *applier {
+	return &applier{
+		p:         p,
+		accepted:  newResourceSet(),
+		pools:     map[poolKey]*upstreamPool{},
+		resolvers: map[string]*dnsResolver{},
+	}
+}
+
+// nackRecord is the last rejected update, shown by /config_dump.
+type nackRecord struct {
+	TypeURL     string    `json:"type_url"`
+	VersionInfo string    `json:"version_info"`
+	Nonce       string    `json:"nonce"`
+	Error       string    `json:"error"`
+	Time        time.Time `json:"time"`
+}
+
+// handle validates a response and applies it when it completes the
+// configuration. A non-nil error means NACK, with the error as detail.
+func (a *applier) handle(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
+	typeURL := resp.GetTypeUrl()
+	err := a.accept(ctx, resp)
+	if err != nil {
+		a.p.metrics.xdsNACKs.WithLabelValues(typeURL).Inc()
+		a.p.lastNACK.Store(&nackRecord{
+			TypeURL: typeURL, VersionInfo: resp.GetVersionInfo(), Nonce: resp.GetNonce(),
+			Error: err.Error(), Time: time.Now(),
+		})
+		a.p.log.Warn("rejecting xDS update", "type_url", typeURL, "version", resp.GetVersionInfo(), "error", err)
+	}
+	return err
+}
+
+func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
+	typeURL := resp.GetTypeUrl()
+	if !slices.Contains(xdsTypes[:], typeURL) {
+		return fmt.Errorf("type %q: %w", typeURL, errUnsupported)
+	}
+	res, err := decodeResources(typeURL, resp.GetResources())
+	if err != nil {
+		return fmt.Errorf("%s response: %w", kindName(typeURL), err)
+	}
+	eds, rds := a.accepted.subscriptions()
+	subscribed := rds
+	if typeURL == endpointType {
+		subscribed = eds
+	}
+	cand := a.accepted.with(typeURL, resp.GetVersionInfo(), res, subscribed)
+	if wildcardType(typeURL) {
+		// New clusters or listeners change the subscriptions; keep only
+		// what is still referenced.
+		cand = cand.pruned(cand.subscriptions())
+	}
+	cfg, missing, err := buildConfig(cand)
+	var re *resourceError
+	switch {
+	case err == nil:
+	case errors.As(err, &re) && !attributable(re, typeURL, res):
+		// The update is valid but leaves another type's resource pointing
+		// at something it removed; that resource's own update is expected
+		// next (Envoy's make-before-break order sends CDS first).
+		a.p.log.Info("xDS update accepted, waiting for dependent resources", "type_url", typeURL,
+			"version", resp.GetVersionInfo(), "waiting_on", err.Error())
+		cfg, missing = nil, []missingRef{{typeURL: re.typeURL, name: re.name}}
+	default:
+		return err
+	}
+	if typeURL == listenerType {
+		addrs, err := listenerAddrs(cand)
+		if err != nil {
+			return err
+		}
+		if err := a.p.listeners.reserve(addrs); err != nil {
+			return err
+		}
+	}
+	a.accepted = cand
+	if len(missing) > 0 {
+		if a.pendingSince.IsZero() {
+			a.pendingSince = time.Now()
+		}
+		if cfg != nil {
+			a.p.log.Debug("xDS update accepted, waiting for referenced resources", "type_url", typeURL,
+				"version", resp.GetVersionInfo(), "missing", describeMissing(missing))
+		}
+		a.syncListeners()
+		return nil
+	}
+	a.apply(ctx, cfg)
+	return nil
+}
+
+// warmingDeadline returns when a pending set is applied regardless of the
+// resources it still misses.
+func (a *applier) warmingDeadline() (time.Time, bool) {
+	if a.pendingSince.IsZero() {
+		return time.Time{}, false
+	}
+	return a.pendingSince.Add(a.p.cfg.WarmingTimeout), true
+}
+
+// warmingExpired applies the accepted set with its missing route
+// configurations and endpoints treated as empty, as Envoy does after
+// initial_fetch_timeout. A set that still fails to build (or that has never
+// seen listeners and clusters) keeps waiting.
+func (a *applier) warmingExpired(ctx context.Context) {
+	cfg, missing, err := buildConfig(a.accepted)
+	if err != nil {
+		a.p.log.Warn("warming timed out; the accepted xDS set does not build yet", "error", err)
+		a.pendingSince = time.Now()
+		return
+	}
+	for _, m := range missing {
+		if m.name == "" {
+			a.pendingSince = time.Now()
+			return
+		}
+	}
+	a.p.log.Warn("warming timed out; applying with missing resources treated as empty", "missing", describeMissing(missing))
+	a.apply(ctx, cfg)
+}
+
+// apply attaches pools and resolvers to cfg, swaps it in, then releases
+// what the previous configuration used alone.
+func (a *applier) apply(ctx context.Context, cfg *meshConfig) {
+	usedPools := map[poolKey]bool{}
+	usedResolvers := map[string]bool{}
+	for _, c := range cfg.clusters {
+		k := c.poolKey()
+		pool, ok := a.pools[k]
+		if !ok {
+			pool = newUpstreamPool(a.p, k)
+			a.pools[k] = pool
+		}
+		c.pool = pool
+		usedPools[k] = true
+		if len(c.dnsTargets) > 0 {
+			dk := c.dnsKey()
+			r, ok := a.resolvers[dk]
+			if !ok {
+				r = startDNSResolver(ctx, a.p.log, a.p.cfg.Resolver, c, a.p.cfg.DNSRefreshRate)
+				a.resolvers[dk] = r
+			}
+			c.dns = r
+			usedResolvers[dk] = true
+		}
+	}
+	cfg.appliedAt = time.Now()
+	a.p.current.Store(cfg)
+	a.pendingSince = time.Time{}
+	a.syncListeners()
+	for k, pool := range a.pools {
+		if !usedPools[k] {
+			delete(a.pools, k)
+			pool.transport.CloseIdleConnections()
+		}
+	}
+	for k, r := range a.resolvers {
+		if !usedResolvers[k] {
+			delete(a.resolvers, k)
+			r.stop()
+		}
+	}
+	a.p.metrics.xdsApplied.Inc()
+	attrs := []any{"listeners", len(cfg.listeners), "clusters", len(cfg.clusters)}
+	for _, t := range xdsTypes {
+		attrs = append(attrs, slog.String(kindName(t)+"_version", cfg.resources.versions[t]))
+	}
+	a.p.log.Info("applied xDS configuration", attrs...)
+}
+
+// syncListeners serves the applied configuration's addresses and closes
+// sockets neither it nor the accepted listeners use.
+func (a *applier) syncListeners() {
+	var serve map[string]*listenerConfig
+	if cfg := a.p.current.Load(); cfg != nil {
+		serve = cfg.listeners
+	}
+	keep, _ := listenerAddrs(a.accepted)
+	a.p.listeners.sync(serve, keep)
+}
+
+// close stops every resolver and closes idle upstream connections.
+func (a *applier) close() {
+	for k, r := range a.resolvers {
+		delete(a.resolvers, k)
+		r.stop()
+	}
+	for k, pool := range a.pools {
+		delete(a.pools, k)
+		pool.transport.CloseIdleConnections()
+	}
+}
+
+// listenerAddrs maps the addresses of a set's listeners to their names.
+func listenerAddrs(set *resourceSet) (map[string]string, error) {
+	out := map[string]string{}
+	for name, m := range set.byType[listenerType] {
+		addr, err := listenerAddr(m.(*listenerv3.Listener))
+		if err != nil {
+			return nil, &resourceError{typeURL: listenerType, name: name, field: "address.socket_address", err: err}
+		}
+		out[addr] = name
+	}
+	return out, nil
+}
+
+func describeMissing(ms []missingRef) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if m.name == "" {
+			out = append(out, "first "+kindName(m.typeURL)+" response")
+			continue
+		}
+		out = append(out, kindName(m.typeURL)+" "+m.name)
+	}
+	return out
+}
+
+// attributable reports whether a build error is caused by the response
+// being handled (then it is NACKed) rather than by an earlier accepted
+// resource that now points at something the response removed.
+func attributable(re *resourceError, typeURL string, res map[string]proto.Message) bool {
+	if re.typeURL == endpointType {
+		return true
+	}
+	if re.typeURL != typeURL {
+		return false
+	}
+	_, inResponse := res[re.name]
+	return wildcardType(typeURL) || inResponse
+}

@@ -1,0 +1,455 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// meshConfig is one complete, validated configuration. It is immutable once
+// stored in Proxy.current; the data plane reads it without locks.
+type meshConfig struct {
+	// resources is the accepted resource set it was built from (versions
+	// and protos), for /config_dump.
+	resources *resourceSet
+	// appliedAt is when it was swapped in.
+	appliedAt time.Time
+	// listeners maps a bound address (host:port) to its listener.
+	listeners map[string]*listenerConfig
+	// clusters maps a cluster name to the cluster.
+	clusters map[string]*cluster
+}
+
+// listenerConfig is one listener: where it binds and how it routes.
+type listenerConfig struct {
+	name       string
+	addr       string
+	statPrefix string
+	// inbound is true for listeners that receive traffic for the local
+	// workload (metrics reporter "destination").
+	inbound bool
+	routes  *routeTable
+}
+
+// missingRef is a referenced resource that has not arrived yet.
+type missingRef struct {
+	typeURL string
+	name    string
+}
+
+// upstreamHTTPOptionsKey is the typed_extension_protocol_options key of
+// envoy.extensions.upstreams.http.v3.HttpProtocolOptions.
+const upstreamHTTPOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// defaultRouteTimeout is Envoy's route timeout when a route sets none.
+const defaultRouteTimeout = 15 * time.Second
+
+// buildConfig validates set and builds a meshConfig from it. References to
+// route configurations and endpoints that have not arrived are returned as
+// missing and treated as empty; a resource the proxy cannot apply is a
+// *resourceError naming it. Pools and resolvers are attached later by the
+// applier, so buildConfig has no side effects.
+func buildConfig(set *resourceSet) (*meshConfig, []missingRef, error) {
+	var missing []missingRef
+	for _, t := range []string{clusterType, listenerType} {
+		if !set.received[t] {
+			missing = append(missing, missingRef{typeURL: t})
+		}
+	}
+	cfg := &meshConfig{resources: set, listeners: map[string]*listenerConfig{}, clusters: map[string]*cluster{}}
+	for _, name := range sortedKeys(set.byType[clusterType]) {
+		c := set.byType[clusterType][name].(*clusterv3.Cluster)
+		cl, miss, err := buildCluster(c, set.byType[endpointType])
+		if err != nil {
+			return nil, nil, err
+		}
+		if miss {
+			missing = append(missing, missingRef{typeURL: endpointType, name: edsServiceName(c)})
+		}
+		cfg.clusters[name] = cl
+	}
+	tables := map[string]*routeTable{}
+	for _, name := range sortedKeys(set.byType[routeType]) {
+		rc := set.byType[routeType][name].(*routev3.RouteConfiguration)
+		rt, err := buildRouteTable(rc, cfg.clusters)
+		if err != nil {
+			return nil, nil, &resourceError{typeURL: routeType, name: name, field: err.field, err: err.err}
+		}
+		tables[name] = rt
+	}
+	for _, name := range sortedKeys(set.byType[listenerType]) {
+		l := set.byType[listenerType][name].(*listenerv3.Listener)
+		lc, miss, err := buildListener(l, tables, cfg.clusters)
+		if err != nil {
+			return nil, nil, err
+		}
+		if miss != "" {
+			missing = append(missing, missingRef{typeURL: routeType, name: miss})
+		}
+		if prev, dup := cfg.listeners[lc.addr]; dup {
+			return nil, nil, &resourceError{typeURL: listenerType, name: name, field: "address",
+				err: fmt.Errorf("%s is also the address of listener %q", lc.addr, prev.name)}
+		}
+		cfg.listeners[lc.addr] = lc
+	}
+	return cfg, missing, nil
+}
+
+// fieldError is an error at a field path inside one resource.
+type fieldError struct {
+	field string
+	err   error
+}
+
+func fieldErr(field string, format string, args ...any) *fieldError {
+	return &fieldError{field: field, err: fmt.Errorf(format, args...)}
+}
+
+// listenerAddr returns the host:port a listener binds.
+func listenerAddr(l *listenerv3.Listener) (string, error) {
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil {
+		return "", errors.New("only socket_address is supported")
+	}
+	if sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return "", fmt.Errorf("protocol %s: %w", sa.GetProtocol(), errUnsupported)
+	}
+	port := sa.GetPortValue()
+	if port == 0 || port > 65535 {
+		return "", fmt.Errorf("port_value %d: must be 1-65535", port)
+	}
+	if sa.GetAddress() == "" || net.ParseIP(sa.GetAddress()) == nil {
+		return "", fmt.Errorf("address %q: must be an IP address", sa.GetAddress())
+	}
+	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(port))), nil
+}
+
+// listenerHCM returns the HTTP connection manager of a listener's single
+// filter chain, with the path of the offending field on error.
+func listenerHCM(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, *fieldError) {
+	chains := l.GetFilterChains()
+	if len(chains) != 1 {
+		return nil, fieldErr("filter_chains", "want exactly one filter chain, got %d", len(chains))
+	}
+	fc := chains[0]
+	if fc.GetFilterChainMatch() != nil {
+		return nil, fieldErr("filter_chains[0].filter_chain_match", "%w", errUnsupported)
+	}
+	if fc.GetTransportSocket() != nil {
+		return nil, fieldErr("filter_chains[0].transport_socket", "%w", errUnsupported)
+	}
+	filters := fc.GetFilters()
+	if len(filters) != 1 {
+		return nil, fieldErr("filter_chains[0].filters", "want exactly one network filter (%s), got %d", wellknown.HTTPConnectionManager, len(filters))
+	}
+	f := filters[0]
+	if f.GetName() != wellknown.HTTPConnectionManager {
+		return nil, fieldErr("filter_chains[0].filters[0].name", "unknown network filter %q", f.GetName())
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if f.GetTypedConfig() == nil {
+		return nil, fieldErr("filter_chains[0].filters[0].typed_config", "missing")
+	}
+	if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		return nil, fieldErr("filter_chains[0].filters[0].typed_config", "decoding HttpConnectionManager: %w", err)
+	}
+	return hcm, nil
+}
+
+// buildListener validates a listener and resolves its route table. It
+// returns the name of a referenced RouteConfiguration that has not arrived.
+func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, clusters map[string]*cluster) (*listenerConfig, string, error) {
+	fail := func(fe *fieldError) error {
+		return &resourceError{typeURL: listenerType, name: l.GetName(), field: fe.field, err: fe.err}
+	}
+	if l.GetApiListener() != nil {
+		return nil, "", fail(fieldErr("api_listener", "api listeners are for proxyless gRPC clients: %w", errUnsupported))
+	}
+	if len(l.GetListenerFilters()) > 0 {
+		return nil, "", fail(fieldErr("listener_filters[0]", "listener filter %q: %w", l.GetListenerFilters()[0].GetName(), errUnsupported))
+	}
+	if l.GetDefaultFilterChain() != nil {
+		return nil, "", fail(fieldErr("default_filter_chain", "%w", errUnsupported))
+	}
+	addr, err := listenerAddr(l)
+	if err != nil {
+		return nil, "", fail(&fieldError{field: "address.socket_address", err: err})
+	}
+	hcm, fe := listenerHCM(l)
+	if fe != nil {
+		return nil, "", fail(fe)
+	}
+	const hcmPath = "filter_chains[0].filters[0].typed_config"
+	filters := hcm.GetHttpFilters()
+	if len(filters) == 0 {
+		return nil, "", fail(fieldErr(hcmPath+".http_filters", "must end with %s", wellknown.Router))
+	}
+	for i, hf := range filters {
+		path := fmt.Sprintf("%s.http_filters[%d]", hcmPath, i)
+		if hf.GetName() != wellknown.Router {
+			return nil, "", fail(fieldErr(path+".name", "unknown HTTP filter %q", hf.GetName()))
+		}
+		if i != len(filters)-1 {
+			return nil, "", fail(fieldErr(path, "%s must be the last HTTP filter", wellknown.Router))
+		}
+		if tc := hf.GetTypedConfig(); tc != nil {
+			if err := tc.UnmarshalTo(&routerv3.Router{}); err != nil {
+				return nil, "", fail(fieldErr(path+".typed_config", "decoding Router: %w", err))
+			}
+		}
+	}
+	lc := &listenerConfig{
+		name:       l.GetName(),
+		addr:       addr,
+		statPrefix: hcm.GetStatPrefix(),
+		inbound:    l.GetTrafficDirection() == corev3.TrafficDirection_INBOUND || (l.GetTrafficDirection() == corev3.TrafficDirection_UNSPECIFIED && l.GetName() == "inbound"),
+	}
+	var missing string
+	switch rs := hcm.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_Rds:
+		if src := rs.Rds.GetConfigSource(); src != nil && src.GetAds() == nil {
+			return nil, "", fail(fieldErr(hcmPath+".rds.config_source", "only ads config sources are supported"))
+		}
+		name := rs.Rds.GetRouteConfigName()
+		if name == "" {
+			return nil, "", fail(fieldErr(hcmPath+".rds.route_config_name", "empty"))
+		}
+		lc.routes = tables[name]
+		if lc.routes == nil {
+			missing = name
+			lc.routes = &routeTable{name: name}
+		}
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		rt, fe := buildRouteTable(rs.RouteConfig, clusters)
+		if fe != nil {
+			fe.field = hcmPath + ".route_config." + fe.field
+			return nil, "", fail(fe)
+		}
+		lc.routes = rt
+	default:
+		return nil, "", fail(fieldErr(hcmPath, "route_specifier must be rds or route_config"))
+	}
+	return lc, missing, nil
+}
+
+// buildCluster validates a cluster. For EDS clusters it reports whether the
+// ClusterLoadAssignment is missing (the cluster is then built empty).
+func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster, bool, error) {
+	fail := func(field, format string, args ...any) error {
+		return &resourceError{typeURL: clusterType, name: c.GetName(), field: field, err: fmt.Errorf(format, args...)}
+	}
+	cl := &cluster{
+		name:           c.GetName(),
+		connectTimeout: 5 * time.Second,
+		service:        clusterService(c),
+	}
+	if d := c.GetConnectTimeout(); d != nil {
+		cl.connectTimeout = d.AsDuration()
+	}
+	if c.GetLbPolicy() != clusterv3.Cluster_ROUND_ROBIN {
+		return nil, false, fail("lb_policy", "%s: %w", c.GetLbPolicy(), errUnsupported)
+	}
+	if c.GetTransportSocket() != nil {
+		return nil, false, fail("transport_socket", "%w", errUnsupported)
+	}
+	if _, ok := c.GetClusterDiscoveryType().(*clusterv3.Cluster_ClusterType); ok {
+		return nil, false, fail("cluster_type", "custom cluster types: %w", errUnsupported)
+	}
+	for key := range c.GetTypedExtensionProtocolOptions() {
+		if key != upstreamHTTPOptionsKey {
+			return nil, false, fail("typed_extension_protocol_options", "key %q: %w", key, errUnsupported)
+		}
+	}
+	if a := c.GetTypedExtensionProtocolOptions()[upstreamHTTPOptionsKey]; a != nil {
+		opts := &upstreamhttpv3.HttpProtocolOptions{}
+		field := "typed_extension_protocol_options[" + upstreamHTTPOptionsKey + "]"
+		if err := a.UnmarshalTo(opts); err != nil {
+			return nil, false, fail(field, "decoding HttpProtocolOptions: %w", err)
+		}
+		explicit := opts.GetExplicitHttpConfig()
+		switch {
+		case opts.GetUpstreamProtocolOptions() == nil:
+		case explicit.GetHttp2ProtocolOptions() != nil:
+			cl.http2 = true
+		case explicit.GetHttpProtocolOptions() != nil:
+		default:
+			return nil, false, fail(field+".upstream_protocol_options", "only explicit_http_config with http_protocol_options or http2_protocol_options is supported")
+		}
+	}
+	var missing bool
+	switch c.GetType() {
+	case clusterv3.Cluster_STATIC:
+		set, fe := buildEndpoints(c.GetLoadAssignment())
+		if fe != nil {
+			return nil, false, fail("load_assignment."+fe.field, "%w", fe.err)
+		}
+		cl.endpoints = set
+	case clusterv3.Cluster_EDS:
+		if src := c.GetEdsClusterConfig().GetEdsConfig(); src != nil && src.GetAds() == nil {
+			return nil, false, fail("eds_cluster_config.eds_config", "only ads config sources are supported")
+		}
+		m, ok := cla[edsServiceName(c)]
+		if !ok {
+			missing = true
+			cl.endpoints = &endpointSet{}
+			break
+		}
+		set, fe := buildEndpoints(m.(*endpointv3.ClusterLoadAssignment))
+		if fe != nil {
+			return nil, false, &resourceError{typeURL: endpointType, name: edsServiceName(c), field: fe.field, err: fe.err}
+		}
+		cl.endpoints = set
+	case clusterv3.Cluster_STRICT_DNS:
+		targets, fe := buildDNSTargets(c.GetLoadAssignment())
+		if fe != nil {
+			return nil, false, fail("load_assignment."+fe.field, "%w", fe.err)
+		}
+		cl.dnsTargets = targets
+		if d := c.GetDnsRefreshRate(); d != nil {
+			cl.dnsRefresh = d.AsDuration()
+		}
+	default:
+		return nil, false, fail("type", "%s: %w", c.GetType(), errUnsupported)
+	}
+	return cl, missing, nil
+}
+
+// edsServiceName is the ClusterLoadAssignment name of an EDS cluster.
+func edsServiceName(c *clusterv3.Cluster) string {
+	if n := c.GetEdsClusterConfig().GetServiceName(); n != "" {
+		return n
+	}
+	return c.GetName()
+}
+
+// clusterService reads filter_metadata.istio.services[0] of a cluster.
+func clusterService(c *clusterv3.Cluster) serviceMeta {
+	istio := c.GetMetadata().GetFilterMetadata()["istio"]
+	s := serviceMeta{}
+	if svcs := istio.GetFields()["services"].GetListValue().GetValues(); len(svcs) > 0 {
+		f := svcs[0].GetStructValue().GetFields()
+		s.host = f["host"].GetStringValue()
+		s.name = f["name"].GetStringValue()
+		s.namespace = f["namespace"].GetStringValue()
+	}
+	return s
+}
+
+// endpointMetaFrom reads filter_metadata.istio of an endpoint.
+func endpointMetaFrom(md *corev3.Metadata) endpointMeta {
+	istio := md.GetFilterMetadata()["istio"].GetFields()
+	return endpointMeta{
+		workload:  istio["workload"].GetStringValue(),
+		namespace: istio["namespace"].GetStringValue(),
+		version:   istio["version"].GetStringValue(),
+		app:       labelValue(istio["labels"], "app"),
+	}
+}
+
+func labelValue(v *structpb.Value, key string) string {
+	return v.GetStructValue().GetFields()[key].GetStringValue()
+}
+
+// healthy reports whether an endpoint with this status takes traffic (Envoy
+// treats UNKNOWN as healthy).
+func healthy(s corev3.HealthStatus) bool {
+	switch s {
+	case corev3.HealthStatus_UNHEALTHY, corev3.HealthStatus_DRAINING, corev3.HealthStatus_TIMEOUT:
+		return false
+	}
+	return true
+}
+
+// buildEndpoints turns a ClusterLoadAssignment into a balanced endpoint set
+// of its healthy endpoints. Every locality and priority is flattened.
+func buildEndpoints(cla *endpointv3.ClusterLoadAssignment) (*endpointSet, *fieldError) {
+	var eps []*endpoint
+	var weights []uint32
+	for i, lle := range cla.GetEndpoints() {
+		for j, lbe := range lle.GetLbEndpoints() {
+			field := fmt.Sprintf("endpoints[%d].lb_endpoints[%d]", i, j)
+			sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				return nil, fieldErr(field+".endpoint.address", "only socket_address is supported")
+			}
+			if sa.GetPortValue() == 0 || sa.GetPortValue() > 65535 {
+				return nil, fieldErr(field+".endpoint.address.socket_address.port_value", "%d: must be 1-65535", sa.GetPortValue())
+			}
+			if net.ParseIP(sa.GetAddress()) == nil {
+				return nil, fieldErr(field+".endpoint.address.socket_address.address", "%q: must be an IP address", sa.GetAddress())
+			}
+			if !healthy(lbe.GetHealthStatus()) {
+				continue
+			}
+			w := uint32(1)
+			if lw := lbe.GetLoadBalancingWeight(); lw != nil {
+				w = lw.GetValue()
+			}
+			if w == 0 {
+				continue
+			}
+			eps = append(eps, &endpoint{
+				addr: net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
+				meta: endpointMetaFrom(lbe.GetMetadata()),
+			})
+			weights = append(weights, w)
+		}
+	}
+	return newEndpointSet(eps, weights), nil
+}
+
+// buildDNSTargets reads the inline addresses of a STRICT_DNS cluster.
+func buildDNSTargets(cla *endpointv3.ClusterLoadAssignment) ([]dnsTarget, *fieldError) {
+	var out []dnsTarget
+	for i, lle := range cla.GetEndpoints() {
+		for j, lbe := range lle.GetLbEndpoints() {
+			field := fmt.Sprintf("endpoints[%d].lb_endpoints[%d]", i, j)
+			sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil || sa.GetAddress() == "" {
+				return nil, fieldErr(field+".endpoint.address.socket_address", "a host name is required")
+			}
+			if sa.GetPortValue() == 0 || sa.GetPortValue() > 65535 {
+				return nil, fieldErr(field+".endpoint.address.socket_address.port_value", "%d: must be 1-65535", sa.GetPortValue())
+			}
+			if !healthy(lbe.GetHealthStatus()) {
+				continue
+			}
+			w := uint32(1)
+			if lw := lbe.GetLoadBalancingWeight(); lw != nil {
+				w = lw.GetValue()
+			}
+			if w == 0 {
+				continue
+			}
+			out = append(out, dnsTarget{host: sa.GetAddress(), port: int(sa.GetPortValue()), weight: w, meta: endpointMetaFrom(lbe.GetMetadata())})
+		}
+	}
+	if len(out) == 0 {
+		return nil, fieldErr("endpoints", "a STRICT_DNS cluster needs at least one address")
+	}
+	return out, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

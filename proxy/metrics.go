@@ -1,0 +1,153 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+)
+
+// istioLabels are the labels of Istio's standard request metrics, in order.
+var istioLabels = []string{
+	"reporter",
+	"source_workload", "source_workload_namespace", "source_app", "source_version",
+	"destination_workload", "destination_workload_namespace", "destination_app", "destination_version",
+	"destination_service", "destination_service_name", "destination_service_namespace",
+	"request_protocol", "response_code", "response_flags",
+}
+
+// istioDurationBuckets are Istio's buckets for istio_request_duration_milliseconds.
+var istioDurationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
+
+const unknown = "unknown"
+
+// metrics is the proxy's Prometheus registry (its own, no global state).
+type metrics struct {
+	reg           *prometheus.Registry
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	xdsApplied    prometheus.Counter
+	xdsNACKs      *prometheus.CounterVec
+	xdsConnected  prometheus.Gauge
+	xdsReconnects prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_requests_total",
+			Help: "Requests handled by the proxy, with Istio's standard labels.",
+		}, istioLabels),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "istio_request_duration_milliseconds",
+			Help:    "Request duration in milliseconds, with Istio's standard labels and buckets.",
+			Buckets: istioDurationBuckets,
+		}, istioLabels),
+		xdsApplied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_xds_updates_applied_total",
+			Help: "Complete configurations swapped in.",
+		}),
+		xdsNACKs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_xds_nacks_total",
+			Help: "xDS responses rejected, by type URL.",
+		}, []string{"type_url"}),
+		xdsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gitmesh_proxy_xds_connected",
+			Help: "1 while an ADS stream to the controller is delivering responses, else 0.",
+		}),
+		xdsReconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_xds_stream_failures_total",
+			Help: "ADS streams that failed or could not be opened.",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.xdsApplied, m.xdsNACKs, m.xdsConnected, m.xdsReconnects,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// localWorkload is this proxy's side of the metric labels.
+type localWorkload struct {
+	workload, namespace, app, version string
+	// service is the local service host (name.namespace.svc.cluster.local).
+	service, serviceName string
+}
+
+func newLocalWorkload(w nodemeta.Workload) localWorkload {
+	ns := w.Namespace
+	if ns == "" {
+		ns = nodemeta.DefaultNamespace
+	}
+	l := localWorkload{
+		workload:    w.ID,
+		namespace:   ns,
+		app:         orUnknown(w.Labels["app"]),
+		version:     orUnknown(w.Labels["version"]),
+		serviceName: orUnknown(w.Service),
+	}
+	l.service = unknown
+	if w.Service != "" {
+		l.service = w.Service + "." + ns + ".svc.cluster.local"
+	}
+	return l
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return unknown
+	}
+	return s
+}
+
+// observe records one finished request.
+func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
+	l := &p.local
+	values := [15]string{}
+	src := values[1:5]
+	dst := values[5:12]
+	for i := 1; i < 12; i++ {
+		values[i] = unknown
+	}
+	inbound := rs.lc != nil && rs.lc.inbound
+	if inbound {
+		values[0] = "destination"
+		dst[0], dst[1], dst[2], dst[3] = l.workload, l.namespace, l.app, l.version
+		dst[4], dst[5], dst[6] = l.service, l.serviceName, l.namespace
+	} else {
+		values[0] = "source"
+		src[0], src[1], src[2], src[3] = l.workload, l.namespace, l.app, l.version
+	}
+	if c := rs.cluster; c != nil {
+		if c.service.host != "" {
+			dst[4] = c.service.host
+			dst[5] = orUnknown(c.service.name)
+			dst[6] = orUnknown(c.service.namespace)
+		} else if !inbound {
+			dst[4] = c.name
+		}
+	}
+	if e := rs.endpoint; e != nil {
+		set := func(i int, v string) {
+			if v != "" {
+				dst[i] = v
+			}
+		}
+		set(0, e.meta.workload)
+		set(1, e.meta.namespace)
+		set(2, e.meta.app)
+		set(3, e.meta.version)
+	}
+	values[12] = "http"
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		values[12] = "grpc"
+	}
+	values[13] = strconv.Itoa(rs.code)
+	values[14] = rs.flags
+	p.metrics.requests.WithLabelValues(values[:]...).Inc()
+	p.metrics.duration.WithLabelValues(values[:]...).Observe(float64(d) / float64(time.Millisecond))
+}

@@ -1,0 +1,436 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+)
+
+// ---- polling ----
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", timeout, err)
+		}
+		<-tick.C
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// ---- control plane ----
+
+// controlPlane is an in-test ADS server backed by a snapshot cache. It
+// records the requests proxies send, to observe ACKs and NACKs.
+type controlPlane struct {
+	cache cachev3.SnapshotCache
+	srv   *grpc.Server
+	addr  string
+	done  chan struct{}
+
+	mu       sync.Mutex // protects requests
+	requests []*discoveryv3.DiscoveryRequest
+}
+
+func startControlPlane(t testing.TB, addr string, cache cachev3.SnapshotCache) *controlPlane {
+	t.Helper()
+	if cache == nil {
+		cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, gcplog.LoggerFuncs{})
+	}
+	cp := &controlPlane{cache: cache, done: make(chan struct{})}
+	cb := serverv3.CallbackFuncs{
+		StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
+			cp.mu.Lock()
+			cp.requests = append(cp.requests, proto.Clone(req).(*discoveryv3.DiscoveryRequest))
+			cp.mu.Unlock()
+			return nil
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	xds := serverv3.NewServer(ctx, cache, cb)
+	cp.srv = grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(cp.srv, xds)
+	var ln net.Listener
+	var err error
+	for range 50 { // a restarted controller may race the old socket's close
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.addr = ln.Addr().String()
+	go func() {
+		defer close(cp.done)
+		defer cancel()
+		cp.srv.Serve(ln)
+	}()
+	t.Cleanup(cp.stop)
+	return cp
+}
+
+func (cp *controlPlane) stop() {
+	cp.srv.Stop()
+	<-cp.done
+}
+
+func (cp *controlPlane) set(t testing.TB, node string, snap *cachev3.Snapshot) {
+	t.Helper()
+	if err := snap.Consistent(); err != nil {
+		t.Fatalf("inconsistent snapshot: %v", err)
+	}
+	if err := cp.cache.SetSnapshot(context.Background(), node, snap); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitRequest waits for a request of typeURL matching pred.
+func (cp *controlPlane) waitRequest(t testing.TB, typeURL string, pred func(*discoveryv3.DiscoveryRequest) bool) *discoveryv3.DiscoveryRequest {
+	t.Helper()
+	var got *discoveryv3.DiscoveryRequest
+	eventually(t, 10*time.Second, func() error {
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
+		for _, r := range cp.requests {
+			if r.GetTypeUrl() == typeURL && pred(r) {
+				got = r
+				return nil
+			}
+		}
+		return fmt.Errorf("no matching %s request among %d", kindName(typeURL), len(cp.requests))
+	})
+	return got
+}
+
+func (cp *controlPlane) waitACK(t testing.TB, typeURL, version string) {
+	t.Helper()
+	cp.waitRequest(t, typeURL, func(r *discoveryv3.DiscoveryRequest) bool {
+		return r.GetVersionInfo() == version && r.GetErrorDetail() == nil && r.GetResponseNonce() != ""
+	})
+}
+
+func (cp *controlPlane) waitNACK(t testing.TB, typeURL string) *discoveryv3.DiscoveryRequest {
+	t.Helper()
+	return cp.waitRequest(t, typeURL, func(r *discoveryv3.DiscoveryRequest) bool { return r.GetErrorDetail() != nil })
+}
+
+// ---- resources, built by hand per docs/xds-conventions.md ----
+
+func anyOf(t testing.TB, m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func socketAddr(t testing.TB, addr string) *corev3.Address {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)},
+	}}}
+}
+
+// hcmListener is a listener with one HCM using RDS routeName. filters
+// default to the router.
+func hcmListener(t testing.TB, name, addr, routeName string, filters ...string) *listenerv3.Listener {
+	if len(filters) == 0 {
+		filters = []string{wellknown.Router}
+	}
+	var hf []*hcmv3.HttpFilter
+	for _, f := range filters {
+		h := &hcmv3.HttpFilter{Name: f}
+		if f == wellknown.Router {
+			h.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(t, &routerv3.Router{})}
+		}
+		hf = append(hf, h)
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}},
+			RouteConfigName: routeName,
+		}},
+		HttpFilters: hf,
+	}
+	l := &listenerv3.Listener{
+		Name:    name,
+		Address: socketAddr(t, addr),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name:       wellknown.HTTPConnectionManager,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, hcm)},
+		}}}},
+	}
+	if name == "inbound" {
+		l.TrafficDirection = corev3.TrafficDirection_INBOUND
+	} else {
+		l.TrafficDirection = corev3.TrafficDirection_OUTBOUND
+	}
+	return l
+}
+
+func routeConfig(name string, vhosts ...*routev3.VirtualHost) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{Name: name, VirtualHosts: vhosts}
+}
+
+func vhost(name string, domains []string, routes ...*routev3.Route) *routev3.VirtualHost {
+	return &routev3.VirtualHost{Name: name, Domains: domains, Routes: routes}
+}
+
+func prefixMatch(prefix string, headers ...*routev3.HeaderMatcher) *routev3.RouteMatch {
+	return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}, Headers: headers}
+}
+
+func toCluster(m *routev3.RouteMatch, cluster string) *routev3.Route {
+	return &routev3.Route{Match: m, Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+	}}}
+}
+
+func toWeighted(m *routev3.RouteMatch, weights map[string]uint32) *routev3.Route {
+	wc := &routev3.WeightedCluster{}
+	for _, name := range sortedKeys(weights) {
+		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(weights[name])})
+	}
+	return &routev3.Route{Match: m, Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc},
+	}}}
+}
+
+func exactHeader(name, value string) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+		StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}},
+	}}
+}
+
+func istioClusterMeta(host, subset string) *corev3.Metadata {
+	name, ns, _ := strings.Cut(host, ".")
+	ns, _, _ = strings.Cut(ns, ".")
+	s, _ := structpb.NewStruct(map[string]any{
+		"services": []any{map[string]any{"host": host, "name": name, "namespace": ns}},
+		"subset":   subset,
+	})
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": s}}
+}
+
+func edsCluster(t testing.TB, name, host, subset string, http2 bool) *clusterv3.Cluster {
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
+			EdsConfig:   &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}},
+			ServiceName: name,
+		},
+		ConnectTimeout: durationpb.New(10 * time.Second),
+		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
+		Metadata:       istioClusterMeta(host, subset),
+	}
+	if http2 {
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{upstreamHTTPOptionsKey: anyOf(t, &upstreamhttpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+			}},
+		})}
+	}
+	return c
+}
+
+// ep is one endpoint of a ClusterLoadAssignment.
+type ep struct {
+	addr    string
+	version string
+	weight  uint32
+}
+
+func lbEndpoints(t testing.TB, eps []ep) []*endpointv3.LbEndpoint {
+	var out []*endpointv3.LbEndpoint
+	for _, e := range eps {
+		md, _ := structpb.NewStruct(map[string]any{
+			"workload": "wl-" + e.version, "namespace": "default", "version": e.version,
+			"labels": map[string]any{"app": "reviews", "version": e.version},
+		})
+		w := e.weight
+		if w == 0 {
+			w = 1
+		}
+		out = append(out, &endpointv3.LbEndpoint{
+			HostIdentifier:      &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddr(t, e.addr)}},
+			HealthStatus:        corev3.HealthStatus_HEALTHY,
+			LoadBalancingWeight: wrapperspb.UInt32(w),
+			Metadata:            &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": md}},
+		})
+	}
+	return out
+}
+
+func cla(t testing.TB, name string, eps ...ep) *endpointv3.ClusterLoadAssignment {
+	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+		Locality: &corev3.Locality{}, LoadBalancingWeight: wrapperspb.UInt32(1), LbEndpoints: lbEndpoints(t, eps),
+	}}}
+}
+
+func inlineCluster(t testing.TB, name string, typ clusterv3.Cluster_DiscoveryType, eps ...ep) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: typ},
+		ConnectTimeout:       durationpb.New(time.Second),
+		LoadAssignment:       cla(t, name, eps...),
+	}
+}
+
+func snapshot(t testing.TB, version string, res ...types.Resource) *cachev3.Snapshot {
+	t.Helper()
+	byType := map[string][]types.Resource{}
+	for _, r := range res {
+		var typ string
+		switch r.(type) {
+		case *listenerv3.Listener:
+			typ = listenerType
+		case *routev3.RouteConfiguration:
+			typ = routeType
+		case *clusterv3.Cluster:
+			typ = clusterType
+		case *endpointv3.ClusterLoadAssignment:
+			typ = endpointType
+		}
+		byType[typ] = append(byType[typ], r)
+	}
+	s, err := cachev3.NewSnapshot(version, byType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// ---- backends and the proxy ----
+
+// backend is an HTTP server that answers with its name and echoes what
+// the proxy added.
+func backend(t testing.TB, name string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", name)
+		w.Header().Set("X-Seen-Host", r.Host)
+		w.Header().Set("X-Seen-Proto", r.Proto)
+		w.Header().Set("X-Seen-Request-Id", r.Header.Get("X-Request-Id"))
+		w.Header().Set("X-Seen-Forwarded-For", r.Header.Get("X-Forwarded-For"))
+		io.WriteString(w, name)
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func hostPort(srv *httptest.Server) string { return strings.TrimPrefix(srv.URL, "http://") }
+
+type runningProxy struct {
+	*Proxy
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startProxy(t testing.TB, xdsAddr string, w nodemeta.Workload) *runningProxy {
+	t.Helper()
+	var logger *slog.Logger
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	p, err := New(Config{XDSAddr: xdsAddr, Workload: w, Logger: logger, BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, DrainTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rp := &runningProxy{Proxy: p, cancel: cancel, done: make(chan error, 1)}
+	go func() { rp.done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-rp.done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+	})
+	return rp
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func (rp *runningProxy) waitReady(t testing.TB) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		if !rp.Ready() {
+			return errors.New("proxy not ready")
+		}
+		return nil
+	})
+}
