@@ -1,0 +1,287 @@
+package xds
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	testres "github.com/envoyproxy/go-control-plane/pkg/test/resource/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+)
+
+// waitFor bounds every wait in these tests.
+const waitFor = 5 * time.Second
+
+// xdsTypes are the four types a sidecar subscribes to, in Envoy's order.
+var xdsTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
+
+// startServer serves a new Server on loopback until the test ends.
+func startServer(t *testing.T, opts ...Option) (*Server, string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(opts...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve = %v; want nil", err)
+			}
+		case <-time.After(waitFor):
+			t.Error("Serve did not return after its context was done")
+		}
+	})
+	return s, lis.Addr().String()
+}
+
+// dial opens a client connection to the server.
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// workload is a valid sidecar node.
+func workload(id string) nodemeta.Workload {
+	return nodemeta.Workload{ID: id, Service: "productpage", Role: nodemeta.RoleSidecar,
+		Outbound: "127.0.0.1:15001", Labels: map[string]string{"app": "productpage", "version": "v1"}}
+}
+
+// snapshot builds a snapshot whose every type carries a content hash of
+// its resources, as the compiler does, and returns it with its label.
+func snapshot(t *testing.T, res map[resource.Type][]types.Resource) (string, *cachev3.Snapshot) {
+	t.Helper()
+	snap := &cachev3.Snapshot{}
+	label := sha256.New()
+	for _, typ := range slices.Sorted(func(yield func(string) bool) {
+		for k := range res {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		h := sha256.New()
+		for _, r := range res[typ] {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Write(b)
+		}
+		v := hex.EncodeToString(h.Sum(nil))[:12]
+		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(v, res[typ])
+		label.Write([]byte(typ + "=" + v + ";"))
+	}
+	if err := snap.Consistent(); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(label.Sum(nil))[:16], snap
+}
+
+// sidecar is a consistent sidecar snapshot: listener "outbound" on
+// listenerPort -> route "outbound" -> EDS cluster -> one endpoint on epPort.
+func sidecar(t *testing.T, cluster string, listenerPort, epPort uint32) (string, *cachev3.Snapshot) {
+	t.Helper()
+	return snapshot(t, map[resource.Type][]types.Resource{
+		resource.ListenerType: {testres.MakeRouteHTTPListener(testres.Ads, "outbound", listenerPort, "outbound")},
+		resource.RouteType:    {testres.MakeRouteConfig("outbound", cluster)},
+		resource.ClusterType:  {testres.MakeCluster(testres.Ads, cluster)},
+		resource.EndpointType: {testres.MakeEndpoint(cluster, epPort)},
+	})
+}
+
+// adsClient is a minimal SotW ADS client, as Envoy behaves: the node only
+// on the first request, one subscription per type, ACK by nonce.
+type adsClient struct {
+	stream   discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	cancel   context.CancelFunc
+	done     chan struct{}
+	node     *corev3.Node
+	sentNode bool
+	names    map[string][]string // subscription per type
+	versions map[string]string   // last ACKed version per type
+	resps    chan *discoveryv3.DiscoveryResponse
+	err      error // the stream's end, once resps is closed
+}
+
+// connectADS opens an ADS stream for node.
+func connectADS(t *testing.T, addr string, node *corev3.Node) *adsClient {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(dial(t, addr)).StreamAggregatedResources(ctx)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	c := &adsClient{stream: stream, cancel: cancel, done: make(chan struct{}), node: node,
+		names: map[string][]string{}, versions: map[string]string{},
+		resps: make(chan *discoveryv3.DiscoveryResponse, 64)}
+	go func() {
+		defer close(c.done)
+		defer close(c.resps)
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.resps <- resp
+		}
+	}()
+	t.Cleanup(c.close)
+	return c
+}
+
+// close ends the stream and waits for the receiver to stop.
+func (c *adsClient) close() {
+	c.cancel()
+	<-c.done
+}
+
+func (c *adsClient) send(t *testing.T, req *discoveryv3.DiscoveryRequest) {
+	t.Helper()
+	if !c.sentNode {
+		req.Node, c.sentNode = c.node, true
+	}
+	if err := c.stream.Send(req); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("sending %s request: %v", req.GetTypeUrl(), err)
+	}
+}
+
+// subscribe sends a type's first request; no names is a wildcard.
+func (c *adsClient) subscribe(t *testing.T, typeURL string, names ...string) {
+	t.Helper()
+	c.names[typeURL] = names
+	c.send(t, &discoveryv3.DiscoveryRequest{TypeUrl: typeURL, ResourceNames: names, VersionInfo: c.versions[typeURL]})
+}
+
+// recv returns the next response.
+func (c *adsClient) recv(t *testing.T) *discoveryv3.DiscoveryResponse {
+	t.Helper()
+	select {
+	case resp, ok := <-c.resps:
+		if !ok {
+			t.Fatalf("stream ended: %v", c.err)
+		}
+		return resp
+	case <-time.After(waitFor):
+		t.Fatal("no response")
+	}
+	return nil
+}
+
+// streamErr waits for the stream to end and returns why.
+func (c *adsClient) streamErr(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-c.done:
+		return c.err
+	case <-time.After(waitFor):
+		t.Fatal("stream did not end")
+	}
+	return nil
+}
+
+func (c *adsClient) ack(t *testing.T, resp *discoveryv3.DiscoveryResponse) {
+	t.Helper()
+	c.versions[resp.GetTypeUrl()] = resp.GetVersionInfo()
+	c.send(t, &discoveryv3.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResourceNames: c.names[resp.GetTypeUrl()],
+		VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()})
+}
+
+func (c *adsClient) nack(t *testing.T, resp *discoveryv3.DiscoveryResponse, msg string) {
+	t.Helper()
+	c.send(t, &discoveryv3.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResourceNames: c.names[resp.GetTypeUrl()],
+		VersionInfo: c.versions[resp.GetTypeUrl()], ResponseNonce: resp.GetNonce(),
+		ErrorDetail: &statuspb.Status{Code: 3, Message: msg}})
+}
+
+// subscribeSidecar subscribes as a sidecar of the sidecar fixture: LDS and
+// CDS wildcard, RDS and EDS by name.
+func (c *adsClient) subscribeSidecar(t *testing.T, cluster string) {
+	t.Helper()
+	c.subscribe(t, resource.ClusterType)
+	c.subscribe(t, resource.EndpointType, cluster)
+	c.subscribe(t, resource.ListenerType)
+	c.subscribe(t, resource.RouteType, "outbound")
+}
+
+// recvAndAck receives n responses, ACKs each and returns them by type.
+func (c *adsClient) recvAndAck(t *testing.T, n int) map[string]*discoveryv3.DiscoveryResponse {
+	t.Helper()
+	got := map[string]*discoveryv3.DiscoveryResponse{}
+	for range n {
+		resp := c.recv(t)
+		got[resp.GetTypeUrl()] = resp
+		c.ack(t, resp)
+	}
+	return got
+}
+
+// waitNode polls the node's status until cond holds.
+func waitNode(t *testing.T, s *Server, id, what string, cond func(NodeStatus, bool) bool) NodeStatus {
+	t.Helper()
+	deadline := time.NewTimer(waitFor)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, ok := s.Node(id)
+		if cond(st, ok) {
+			return st
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("node %s: timed out waiting for %s; last status %+v (known %t)", id, what, st, ok)
+		case <-tick.C:
+		}
+	}
+}
+
+// waitState waits for the node to be connected in state with Acked acked.
+func waitState(t *testing.T, s *Server, id string, state SyncState, acked string) NodeStatus {
+	t.Helper()
+	return waitNode(t, s, id, string(state)+" acked "+acked, func(st NodeStatus, ok bool) bool {
+		return ok && st.Connected && st.State == state && st.Acked == acked
+	})
+}
+
+// resourceNames decodes the names in a response.
+func resourceNames(t *testing.T, resp *discoveryv3.DiscoveryResponse) []string {
+	t.Helper()
+	var names []string
+	for _, a := range resp.GetResources() {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, cachev3.GetResourceName(m))
+	}
+	slices.Sort(names)
+	return names
+}
