@@ -1,0 +1,34 @@
+# gitmesh's habits. `make help` lists them.
+GO       ?= go
+FUZZTIME ?= 10s
+PKGS     := ./...
+
+.PHONY: help test unit e2e fuzz lint bench build clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+test: lint unit fuzz ## everything CI runs: lint, all tests (unit and end to end), brief fuzzing
+
+unit: ## go test ./... (includes the end-to-end tests in e2e/)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+e2e: ## only the end-to-end tests (real git server, controller, proxies, backends)
+	$(GO) test -count=1 -timeout 15m -v ./e2e/...
+
+fuzz: ## run each fuzz target briefly (FUZZTIME, default 10s)
+	$(GO) test ./compiler -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME)
+
+lint: ## gofmt, go vet (and staticcheck when installed)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
+
+bench: ## benchmarks (compiler, proxy)
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+build: ## build bin/gitmesh
+	$(GO) build -o bin/gitmesh ./cmd/gitmesh
+
+clean: ## remove build output and the demo directory
+	rm -rf bin gitmesh-demo

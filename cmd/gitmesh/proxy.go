@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy"
+)
+
+func newProxyCmd(g *globalFlags) *cobra.Command {
+	var (
+		xdsAddr string
+		labels  string
+		w       nodemeta.Workload
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy --xds HOST:PORT --id NODE [--role sidecar|gateway] [--service NAME] ...",
+		Short: "Run the bundled proxy",
+		Long: `Run gitmesh's bundled L7 proxy. It announces its workload (service, namespace,
+labels, listener addresses) to the controller, applies each config update all
+at once or not at all (NACKing what it cannot apply), and keeps serving the
+last good config while the controller is away.
+
+A sidecar has an outbound listener (--outbound) that routes by the request's
+authority, and an inbound listener (--inbound) that forwards to its app (--app):
+
+  curl -x http://127.0.0.1:15001 http://reviews:9080/
+  curl -H 'Host: reviews' http://127.0.0.1:15001/
+
+Exit codes: 0 stopped cleanly, 2 could not start.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if xdsAddr == "" || w.ID == "" {
+				return &exitError{2, errors.New("--xds and --id are required")}
+			}
+			lbls, err := nodemeta.ParseLabels(labels)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			w.Labels = lbls
+			if w.Service == "" && w.Role == nodemeta.RoleGateway {
+				w.Service = "gateway"
+			}
+			if (w.Inbound == "") != (w.App == "") {
+				return &exitError{2, errors.New("--inbound and --app go together")}
+			}
+			if _, err := nodemeta.FromNode(w.Node()); err != nil {
+				return &exitError{2, err}
+			}
+			log, err := g.logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: log})
+			if err != nil {
+				return &exitError{2, err}
+			}
+			if err := p.Run(cmd.Context()); err != nil {
+				return &exitError{2, err}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&xdsAddr, "xds", defaultXDSAddr, "controller's xDS address")
+	f.StringVar(&w.ID, "id", "", "node id, unique in the fleet")
+	f.StringVar(&w.Role, "role", nodemeta.RoleSidecar, "sidecar or gateway")
+	f.StringVar(&w.Service, "service", "", "the workload's service name")
+	f.StringVar(&w.Namespace, "namespace", nodemeta.DefaultNamespace, "the workload's namespace")
+	f.StringVar(&labels, "labels", "", "the workload's labels, k=v,k=v (e.g. app=reviews,version=v2)")
+	f.StringVar(&w.Outbound, "outbound", "", "outbound listener address (sidecar), e.g. 127.0.0.1:15001")
+	f.StringVar(&w.Inbound, "inbound", "", "inbound listener address (sidecar): this workload's endpoint")
+	f.StringVar(&w.App, "app", "", "local application address the inbound listener forwards to")
+	f.StringVar(&w.Admin, "admin", "", "admin address (/ready, /metrics, /config_dump)")
+	return cmd
+}

@@ -1,0 +1,269 @@
+// Package e2e holds gitmesh's end-to-end tests: a real git server on
+// loopback, the controller, bundled proxies and httptest backends, all in
+// this process, driven with the git CLI as a user would.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fluxcd/pkg/gittestserver"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/proxy"
+	"github.com/gitmesh/gitmesh/reconciler"
+)
+
+// testLogger logs to t when -v is set, else discards.
+func testLogger(t testing.TB) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// gitRemote is a repository on a loopback git server plus a local clone
+// that the test edits and pushes with the git CLI.
+type gitRemote struct {
+	t     testing.TB
+	URL   string // the server's repository URL
+	Clone string // the local work tree
+}
+
+// newGitRemote starts a git HTTP server and pushes an empty main branch.
+func newGitRemote(t testing.TB) *gitRemote {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatalf("the git CLI is required: %v", err)
+	}
+	srv, err := gittestserver.NewTempGitServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.AutoCreate()
+	if err := srv.StartHTTP(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.StopHTTP()
+		os.RemoveAll(srv.Root())
+	})
+	g := &gitRemote{t: t, URL: srv.HTTPAddress() + "/mesh/policy.git", Clone: filepath.Join(t.TempDir(), "work")}
+	g.git("init", "-q", "-b", "main", g.Clone)
+	g.git("-C", g.Clone, "remote", "add", "origin", g.URL)
+	return g
+}
+
+func (g *gitRemote) git(args ...string) string {
+	g.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Env = append(os.Environ(),
+		"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@gitmesh.invalid",
+		"GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@gitmesh.invalid",
+	)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		g.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// push writes files (path -> content; "" deletes), commits and pushes main.
+// It returns the new commit's SHA.
+func (g *gitRemote) push(msg string, files map[string]string) string {
+	g.t.Helper()
+	for p, content := range files {
+		full := filepath.Join(g.Clone, p)
+		if content == "" {
+			if err := os.Remove(full); err != nil {
+				g.t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			g.t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	g.git("-C", g.Clone, "add", "-A")
+	g.git("-C", g.Clone, "commit", "-q", "--allow-empty", "-m", msg)
+	g.git("-C", g.Clone, "push", "-q", "origin", "main")
+	return g.git("-C", g.Clone, "rev-parse", "HEAD")
+}
+
+// backend starts an HTTP server answering its name.
+func backend(t testing.TB, name string) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, name)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// mesh is a running controller with its proxies.
+type mesh struct {
+	t      testing.TB
+	ctrl   *controller.Controller
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// startController starts a controller against repoURL polling every interval.
+func startController(t testing.TB, repoURL, stateDir string, interval time.Duration, xdsAddr string) *mesh {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if xdsAddr == "" {
+		xdsAddr = "127.0.0.1:0"
+	}
+	c, err := controller.Start(ctx, controller.Config{
+		RepoURL: repoURL, Path: "policy", Interval: interval,
+		XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", StateDir: stateDir,
+		Logger: testLogger(t).With("component", "controller"),
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	m := &mesh{t: t, ctrl: c, cancel: cancel}
+	t.Cleanup(m.stop)
+	return m
+}
+
+// stop stops the controller (proxies keep running).
+func (m *mesh) stop() {
+	m.cancel()
+	if err := m.ctrl.Wait(); err != nil {
+		m.t.Errorf("controller: %v", err)
+	}
+}
+
+// startProxy runs a bundled sidecar proxy until the test ends and returns
+// its outbound and admin addresses.
+func startProxy(t testing.TB, xdsAddr, id string) (outbound, admin string) {
+	t.Helper()
+	w := nodemeta.Workload{
+		ID: id, Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar,
+		Labels: map[string]string{"app": "client"}, Outbound: freeAddr(t), Admin: freeAddr(t),
+	}
+	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: testLogger(t).With("component", "proxy", "node", id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy %s: %v", id, err)
+		}
+	})
+	return w.Outbound, w.Admin
+}
+
+// status reads the controller's status through its admin API.
+func (m *mesh) status() reconciler.Status {
+	return m.ctrl.Reconciler.Status()
+}
+
+// split sends n requests for host through the outbound listener and counts
+// the bodies. Errors count under "error: ...".
+func split(outbound, host string, n int) map[string]int {
+	client := &http.Client{Timeout: 5 * time.Second}
+	got := map[string]int{}
+	for range n {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+outbound+"/", nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			got["error: "+err.Error()]++
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			got[fmt.Sprintf("status %d", resp.StatusCode)]++
+			continue
+		}
+		got[string(b)]++
+	}
+	return got
+}
+
+// eventually polls cond every 20ms until it returns "" or timeout passes,
+// then fails with the last reason.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		why := cond()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, timeout, why)
+		}
+		<-tick.C
+	}
+}
+
+func proxiedClient(proxyURL *url.URL) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+}
+
+// splitWith sends n GETs to target with client and counts the bodies.
+func splitWith(client *http.Client, target string, n int) map[string]int {
+	got := map[string]int{}
+	for range n {
+		resp, err := client.Get(target)
+		if err != nil {
+			got["error: "+err.Error()]++
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			got[fmt.Sprintf("status %d", resp.StatusCode)]++
+			continue
+		}
+		got[string(b)]++
+	}
+	return got
+}

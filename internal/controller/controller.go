@@ -1,0 +1,164 @@
+// Package controller assembles a running gitmesh controller from its parts:
+// a git Source, the Reconciler with its Store, the xds server and the admin
+// HTTP server. It holds wiring only; `gitmesh controller`, `gitmesh up` and
+// the end-to-end tests share it.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/sources/git"
+	"github.com/gitmesh/gitmesh/xds"
+)
+
+// Config configures a controller.
+type Config struct {
+	// RepoURL is the policy repository (https, ssh, git, file URL or local path).
+	RepoURL string
+	// Ref selects the branch, tag, semver range or commit. Default: branch main.
+	Ref git.Ref
+	// Path is the policy directory inside the repository.
+	Path string
+	// Interval is the poll interval. Default 30s.
+	Interval time.Duration
+	// XDSAddr and AdminAddr are listen addresses; port 0 picks a free one.
+	XDSAddr, AdminAddr string
+	// StateDir holds the state database, the checkout and the admin token.
+	StateDir string
+	// AdminTokenFile holds the admin API's bearer token. Default <StateDir>/admin-token, generated when missing.
+	AdminTokenFile string
+	// Namespace is the namespace of objects that name none. Default "default".
+	Namespace string
+	// Logger receives structured logs. If nil, logs are discarded.
+	Logger *slog.Logger
+}
+
+// Controller is a started controller.
+type Controller struct {
+	// XDSAddr and AdminAddr are the bound addresses.
+	XDSAddr, AdminAddr string
+	// Token is the admin API's bearer token.
+	Token string
+	// Reconciler is the running loop.
+	Reconciler *reconciler.Reconciler
+
+	store     *reconciler.Store
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	mu        sync.Mutex // protects errs
+	errs      []error
+}
+
+// Start binds the listeners and starts the controller's goroutines; they
+// stop when ctx is done. Call Wait to wait for them.
+func Start(ctx context.Context, cfg Config) (*Controller, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("starting controller: --state-dir is required")
+	}
+	if cfg.AdminTokenFile == "" {
+		cfg.AdminTokenFile = filepath.Join(cfg.StateDir, "admin-token")
+	}
+	store, err := reconciler.OpenStore(cfg.StateDir, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("starting controller: %w", err)
+	}
+	token, err := reconciler.LoadOrCreateToken(cfg.AdminTokenFile)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("starting controller: %w", err)
+	}
+	src, err := git.New(cfg.RepoURL, cfg.Ref, git.WithWorkDir(filepath.Join(cfg.StateDir, "checkout")), git.WithLogger(log.With("component", "source")))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("starting controller: %w", err)
+	}
+	xdsServer := xds.NewServer(xds.WithLogger(log.With("component", "xds")))
+	rec, err := reconciler.New(reconciler.Config{
+		Source: src, Path: cfg.Path, Interval: cfg.Interval, Fleet: xdsServer, Store: store,
+		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"),
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("starting controller: %w", err)
+	}
+
+	xdsLis, err := net.Listen("tcp", cfg.XDSAddr)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("starting controller: listening for xDS on %s: %w", cfg.XDSAddr, err)
+	}
+	adminLis, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		xdsLis.Close()
+		store.Close()
+		return nil, fmt.Errorf("starting controller: listening for admin API on %s: %w", cfg.AdminAddr, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(rec.Collectors()...)
+	reg.MustRegister(xdsServer.Collectors()...)
+	admin := &http.Server{Handler: reconciler.AdminHandler(rec, token, reg), ReadHeaderTimeout: 10 * time.Second}
+
+	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, store: store}
+	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
+	c.goRun("reconciler", func() error { return rec.Run(ctx) })
+	c.goRun("admin server", func() error {
+		go func() {
+			<-ctx.Done()
+			shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = admin.Shutdown(shutdown)
+		}()
+		if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	log.Info("controller started", "repo", src.URL(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir)
+	return c, nil
+}
+
+func (c *Controller) goRun(name string, f func() error) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := f(); err != nil {
+			c.mu.Lock()
+			c.errs = append(c.errs, fmt.Errorf("%s: %w", name, err))
+			c.mu.Unlock()
+		}
+	}()
+}
+
+// Wait blocks until every goroutine has stopped (after ctx is done), closes
+// the state store and returns the goroutines' errors.
+func (c *Controller) Wait() error {
+	c.wg.Wait()
+	c.closeOnce.Do(func() {
+		if err := c.store.Close(); err != nil {
+			c.mu.Lock()
+			c.errs = append(c.errs, fmt.Errorf("closing state: %w", err))
+			c.mu.Unlock()
+		}
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return errors.Join(c.errs...)
+}
