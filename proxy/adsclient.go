@@ -21,9 +21,48 @@ import (
 type adsClient struct {
 	p *Proxy
 	a *applier
+	// rejected counts consecutive NACKs of the same version per type.
+	rejected map[string]rejection
 }
 
-func newADSClient(p *Proxy, a *applier) *adsClient { return &adsClient{p: p, a: a} }
+// rejection is a version NACKed count times in a row.
+type rejection struct {
+	version string
+	count   int
+}
+
+func newADSClient(p *Proxy, a *applier) *adsClient {
+	return &adsClient{p: p, a: a, rejected: map[string]rejection{}}
+}
+
+// nackDelay returns how long to hold back the NACK of version. A control
+// plane that answers every NACK by re-sending the same version (as
+// go-control-plane's snapshot cache does) would otherwise spin both sides;
+// the first NACK goes out at once, repeats back off exponentially up to
+// BackoffMax.
+func (c *adsClient) nackDelay(typeURL, version string, nack error) time.Duration {
+	if nack == nil {
+		delete(c.rejected, typeURL)
+		return 0
+	}
+	r := c.rejected[typeURL]
+	if r.version != version {
+		r = rejection{version: version}
+	}
+	r.count++
+	c.rejected[typeURL] = r
+	if r.count == 1 {
+		return 0
+	}
+	d := c.p.cfg.BackoffInitial << min(r.count-1, 16)
+	return min(d, c.p.cfg.BackoffMax)
+}
+
+// delayedNACK is a NACK held back by nackDelay.
+type delayedNACK struct {
+	err error
+	due time.Time
+}
 
 // run connects, serves one stream at a time and reconnects with jittered
 // exponential backoff until ctx is done. The applied configuration keeps
@@ -105,20 +144,46 @@ func (c *adsClient) stream(ctx context.Context, client discoveryv3.AggregatedDis
 	warm := time.NewTimer(time.Hour)
 	warm.Stop()
 	defer warm.Stop()
+	nackTimer := time.NewTimer(time.Hour)
+	nackTimer.Stop()
+	defer nackTimer.Stop()
+	delayed := map[string]delayedNACK{}
 	delivered := false
 	for {
-		var warmC <-chan time.Time
+		var warmC, nackC <-chan time.Time
 		if dl, ok := c.a.warmingDeadline(); ok {
 			warm.Reset(time.Until(dl))
 			warmC = warm.C
+		}
+		if len(delayed) > 0 {
+			var first time.Time
+			for _, d := range delayed {
+				if first.IsZero() || d.due.Before(first) {
+					first = d.due
+				}
+			}
+			nackTimer.Reset(time.Until(first))
+			nackC = nackTimer.C
 		}
 		select {
 		case <-ctx.Done():
 			return delivered, ctx.Err()
 		case <-warmC:
 			c.a.warmingExpired(ctx)
+		case <-nackC:
+			now := time.Now()
+			for typeURL, d := range delayed {
+				if now.Before(d.due) {
+					continue
+				}
+				delete(delayed, typeURL)
+				if err := s.respond(typeURL, c.a.accepted, d.err); err != nil {
+					return delivered, err
+				}
+			}
 		case r := <-recv:
 			warm.Stop()
+			nackTimer.Stop()
 			if r.err != nil {
 				return delivered, fmt.Errorf("receiving from ADS stream: %w", r.err)
 			}
@@ -130,7 +195,10 @@ func (c *adsClient) stream(ctx context.Context, client discoveryv3.AggregatedDis
 			typeURL := r.resp.GetTypeUrl()
 			s.nonces[typeURL] = r.resp.GetNonce()
 			nack := c.a.handle(ctx, r.resp)
-			if err := s.respond(typeURL, c.a.accepted, nack); err != nil {
+			delete(delayed, typeURL)
+			if d := c.nackDelay(typeURL, r.resp.GetVersionInfo(), nack); d > 0 {
+				delayed[typeURL] = delayedNACK{err: nack, due: time.Now().Add(d)}
+			} else if err := s.respond(typeURL, c.a.accepted, nack); err != nil {
 				return delivered, err
 			}
 			if err := s.syncSubscriptions(c.a.accepted); err != nil {

@@ -61,11 +61,16 @@ func (a *applier) handle(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 	err := a.accept(ctx, resp)
 	if err != nil {
 		a.p.metrics.xdsNACKs.WithLabelValues(typeURL).Inc()
-		a.p.lastNACK.Store(&nackRecord{
+		rec := &nackRecord{
 			TypeURL: typeURL, VersionInfo: resp.GetVersionInfo(), Nonce: resp.GetNonce(),
 			Error: err.Error(), Time: time.Now(),
-		})
-		a.p.log.Warn("rejecting xDS update", "type_url", typeURL, "version", resp.GetVersionInfo(), "error", err)
+		}
+		prev := a.p.lastNACK.Swap(rec)
+		level := slog.LevelWarn
+		if prev != nil && prev.TypeURL == rec.TypeURL && prev.VersionInfo == rec.VersionInfo && prev.Error == rec.Error {
+			level = slog.LevelDebug // the controller re-sent what was already rejected
+		}
+		a.p.log.Log(ctx, level, "rejecting xDS update", "type_url", typeURL, "version", resp.GetVersionInfo(), "error", err)
 	}
 	return err
 }

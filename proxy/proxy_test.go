@@ -353,6 +353,13 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 			if v := dump.Versions[tt.typeURL]; v != "1" {
 				t.Errorf("applied %s version = %q; want the last good %q", kindName(tt.typeURL), v, "1")
 			}
+			// A fixed update applies, though the cache kept re-sending the bad one.
+			m.cp.set(t, m.node, snapshot(t, "3", m.resources(toCluster(prefixMatch("/"), reviewsV2))...))
+			m.waitApplied(tt.typeURL, "3")
+			m.waitApplied(routeType, "3")
+			if resp, _ := m.get("reviews", "/", nil); backendOf(resp) != "v2" {
+				t.Errorf("after the fix: backend %q; want v2", backendOf(resp))
+			}
 		})
 	}
 }

@@ -391,13 +391,17 @@ type runningProxy struct {
 	done   chan error
 }
 
-func startProxy(t testing.TB, xdsAddr string, w nodemeta.Workload) *runningProxy {
+func startProxy(t testing.TB, xdsAddr string, w nodemeta.Workload, opts ...func(*Config)) *runningProxy {
 	t.Helper()
 	var logger *slog.Logger
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	p, err := New(Config{XDSAddr: xdsAddr, Workload: w, Logger: logger, BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, DrainTimeout: time.Second})
+	cfg := Config{XDSAddr: xdsAddr, Workload: w, Logger: logger, BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, DrainTimeout: time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,4 +437,32 @@ func (rp *runningProxy) waitReady(t testing.TB) {
 		}
 		return nil
 	})
+}
+
+// httpClient is a one-shot client for polling loops.
+type httpClient struct{}
+
+type bodyResponse struct {
+	*http.Response
+	body string
+}
+
+func (httpClient) do(req *http.Request) (*bodyResponse, error) {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return &bodyResponse{Response: resp, body: string(b)}, err
+}
+
+func mustRequest(t testing.TB, url, host string) *http.Request {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	return req
 }

@@ -1,0 +1,167 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+func TestFindVirtualHost(t *testing.T) {
+	clusters := map[string]*cluster{"c": {name: "c"}}
+	route := toCluster(prefixMatch("/"), "c")
+	rc := routeConfig("r",
+		vhost("exact", []string{"api.example.com", "reviews:9080"}, route),
+		vhost("suffix", []string{"*.example.com"}, route),
+		vhost("longer-suffix", []string{"*.v1.example.com"}, route),
+		vhost("prefix", []string{"api.*"}, route),
+		vhost("longer-prefix", []string{"api.v2.*"}, route),
+		vhost("star", []string{"*"}, route),
+	)
+	rt, fe := buildRouteTable(rc, clusters)
+	if fe != nil {
+		t.Fatal(fe.err)
+	}
+	tests := []struct{ host, want string }{
+		{"api.example.com", "exact"},
+		{"API.Example.com", "exact"},
+		{"reviews:9080", "exact"},
+		{"reviews", "star"},
+		{"www.example.com", "suffix"},
+		{"a.v1.example.com", "longer-suffix"},
+		{"example.com", "star"}, // "*.example.com" needs a non-empty label
+		{"api.other.org", "prefix"},
+		{"api.v2.other.org", "longer-prefix"},
+		{"api.example.org", "prefix"},
+		{"x", "star"},
+	}
+	for _, tt := range tests {
+		if got := rt.findVirtualHost(tt.host); got == nil || got.name != tt.want {
+			t.Errorf("findVirtualHost(%q) = %v; want %q", tt.host, got, tt.want)
+		}
+	}
+}
+
+func TestRouteMatch(t *testing.T) {
+	clusters := map[string]*cluster{"a": {name: "a"}, "b": {name: "b"}}
+	present := &routev3.HeaderMatcher{Name: "x-canary", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}
+	exactPath := &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/exact"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "b"}}}}
+	exactPath.Name = "exact-path"
+	routes := []*routev3.Route{
+		named("header", toCluster(prefixMatch("/", exactHeader("end-user", "jason")), "b")),
+		named("present", toCluster(prefixMatch("/", present), "b")),
+		exactPath,
+		named("prefix", toCluster(prefixMatch("/api"), "b")),
+		named("default", toCluster(prefixMatch("/"), "a")),
+	}
+	rt, fe := buildRouteTable(routeConfig("r", vhost("v", []string{"*"}, routes...)), clusters)
+	if fe != nil {
+		t.Fatal(fe.err)
+	}
+	tests := []struct {
+		path string
+		hdr  map[string]string
+		want string
+	}{
+		{"/", map[string]string{"End-User": "jason"}, "header"},
+		{"/", map[string]string{"end-user": "Jason"}, "default"},
+		{"/", map[string]string{"x-canary": ""}, "present"},
+		{"/exact?q=1", nil, "exact-path"},
+		{"/exact/more", nil, "default"},
+		{"/api/v1", nil, "prefix"},
+		{"/apix", nil, "prefix"},
+		{"/other", nil, "default"},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest("GET", "http://h"+tt.path, nil)
+		for k, v := range tt.hdr {
+			req.Header.Set(k, v)
+		}
+		if got := rt.star.findRoute(req); got == nil || got.name != tt.want {
+			t.Errorf("%s %v: route %v; want %q", tt.path, tt.hdr, got, tt.want)
+		}
+	}
+}
+
+func named(name string, r *routev3.Route) *routev3.Route { r.Name = name; return r }
+
+func TestBuildRouteTableErrors(t *testing.T) {
+	clusters := map[string]*cluster{"a": {name: "a"}}
+	weighted := toWeighted(prefixMatch("/"), map[string]uint32{"a": 10})
+	weighted.GetRoute().GetWeightedClusters().TotalWeight = wrapperspb.UInt32(100)
+	retry := toCluster(prefixMatch("/"), "a")
+	retry.GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx"}
+	query := toCluster(prefixMatch("/"), "a")
+	query.Match.QueryParameters = []*routev3.QueryParameterMatcher{{Name: "q"}}
+	tests := []struct {
+		name    string
+		rc      *routev3.RouteConfiguration
+		wantErr string
+	}{
+		{"duplicate domain", routeConfig("r", vhost("x", []string{"a"}), vhost("y", []string{"A"})), `virtual_hosts[1].domains[0]: domain "a" is also in virtual host "x"`},
+		{"unknown cluster", routeConfig("r", vhost("x", []string{"a"}, toCluster(prefixMatch("/"), "nope"))), `virtual_hosts[0].routes[0].route.cluster: unknown cluster "nope"`},
+		{"weighted unknown cluster", routeConfig("r", vhost("x", []string{"a"}, toWeighted(prefixMatch("/"), map[string]uint32{"a": 50, "b": 50}))), `weighted_clusters.clusters[1].name: unknown cluster "b"`},
+		{"total weight mismatch", routeConfig("r", vhost("x", []string{"a"}, weighted)), `total_weight: 100, but the weights sum to 10`},
+		{"retry policy", routeConfig("r", vhost("x", []string{"a"}, retry)), `routes[0].route: field retry_policy: not supported`},
+		{"query match", routeConfig("r", vhost("x", []string{"a"}, query)), `routes[0].match: field query_parameters: not supported`},
+		{"direct response", routeConfig("r", vhost("x", []string{"a"}, &routev3.Route{Match: prefixMatch("/"), Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 200}}})), `unknown route action`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, fe := buildRouteTable(tt.rc, clusters)
+			if fe == nil {
+				t.Fatalf("no error; want %q", tt.wantErr)
+			}
+			if got := fe.field + ": " + fe.err.Error(); !strings.Contains(got, tt.wantErr) {
+				t.Errorf("error = %q; want it to contain %q", got, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestEndpointSetWeights(t *testing.T) {
+	a, b, c := &endpoint{addr: "a"}, &endpoint{addr: "b"}, &endpoint{addr: "c"}
+	tests := []struct {
+		name    string
+		eps     []*endpoint
+		weights []uint32
+		picks   int
+		want    map[string]int
+	}{
+		{"equal weights are round-robin", []*endpoint{a, b, c}, []uint32{1, 1, 1}, 9, map[string]int{"a": 3, "b": 3, "c": 3}},
+		{"weights honoured exactly per cycle", []*endpoint{a, b}, []uint32{1, 3}, 400, map[string]int{"a": 100, "b": 300}},
+		{"gcd reduced", []*endpoint{a, b}, []uint32{20, 80}, 5, map[string]int{"a": 1, "b": 4}},
+		{"huge weights scaled", []*endpoint{a, b}, []uint32{1_000_000, 3_000_000}, 4096, map[string]int{"a": 1024, "b": 3072}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newEndpointSet(tt.eps, tt.weights)
+			got := map[string]int{}
+			for range tt.picks {
+				got[s.pick().addr]++
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("picks = %v; want %v", got, tt.want)
+					break
+				}
+			}
+		})
+	}
+	if newEndpointSet(nil, nil).pick() != nil {
+		t.Error("empty set picked an endpoint")
+	}
+	// Smooth: with weights 1:3 the light endpoint is never picked twice in a row.
+	s := newEndpointSet([]*endpoint{a, b}, []uint32{1, 3})
+	prev := ""
+	for range 40 {
+		e := s.pick().addr
+		if e == "a" && prev == "a" {
+			t.Fatal("schedule not interleaved")
+		}
+		prev = e
+	}
+}
