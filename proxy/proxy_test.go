@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
@@ -618,3 +620,30 @@ func httpGet(t testing.TB, u string) string {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestRouteTimeout(t *testing.T) {
+	m := newMesh(t)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // answers only when the proxy gives up
+	}))
+	t.Cleanup(slow.Close)
+	const slowCluster = "outbound|80||slow.default.svc.cluster.local"
+	timed := toCluster(prefixMatch("/"), slowCluster)
+	timed.GetRoute().Timeout = durationpb.New(50 * time.Millisecond)
+	res := m.resources()
+	for _, r := range res {
+		if rc, ok := r.(*routev3.RouteConfiguration); ok && rc.GetName() == "outbound" {
+			rc.VirtualHosts = append(rc.VirtualHosts, vhost("slow", []string{"slow"}, timed))
+		}
+	}
+	res = append(res, inlineCluster(t, slowCluster, clusterv3.Cluster_STATIC, ep{addr: hostPort(slow)}))
+	m.cp.set(t, m.node, snapshot(t, "2", res...))
+	m.waitApplied(routeType, "2")
+	resp, body := m.get("slow", "/", nil)
+	if resp.StatusCode != http.StatusGatewayTimeout || body != "upstream request timeout" {
+		t.Errorf("status %d body %q; want 504 upstream request timeout", resp.StatusCode, body)
+	}
+	if metrics := httpGet(t, "http://"+m.admin+"/metrics"); !strings.Contains(metrics, `response_code="504",response_flags="UT"`) {
+		t.Errorf("/metrics lacks the UT series")
+	}
+}
