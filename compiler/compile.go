@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -85,7 +86,7 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 // sidecar adds a sidecar's listeners, routes and inbound cluster.
 func (b *builder) sidecar(res *resources) error {
 	if b.class.Outbound != "" {
-		l, err := httpListener(outboundName, b.class.Outbound)
+		l, err := httpListener(outboundName, b.class.Outbound, corev3.TrafficDirection_OUTBOUND)
 		if err != nil {
 			return err
 		}
@@ -93,11 +94,11 @@ func (b *builder) sidecar(res *resources) error {
 		res.routes = append(res.routes, b.outboundRoutes())
 	}
 	if b.class.Inbound != "" && b.class.App != "" {
-		app, err := nodemeta.SplitHostPort(b.class.App)
+		app, err := splitIPPort(b.class.App)
 		if err != nil {
 			return fmt.Errorf("building inbound cluster: %w", err)
 		}
-		l, err := httpListener(inboundName, b.class.Inbound)
+		l, err := httpListener(inboundName, b.class.Inbound, corev3.TrafficDirection_INBOUND)
 		if err != nil {
 			return err
 		}

@@ -42,9 +42,11 @@ func (b *builder) fleetEndpoints(s *service) []endpoint {
 		if ns != s.namespace || !labelsMatch(s.selector, w.Labels) {
 			continue
 		}
-		hp, err := nodemeta.SplitHostPort(w.Inbound)
+		hp, err := splitIPPort(w.Inbound)
 		if err != nil {
-			continue // nodemeta.FromNode rejects such nodes before they join the fleet
+			// The proxy only takes IP endpoints. Such a node cannot serve
+			// the service; nodemeta.FromNode should reject it earlier.
+			continue
 		}
 		out = append(out, endpoint{
 			address: hp.Host, port: hp.Port, labels: copyLabels(w.Labels),

@@ -20,8 +20,8 @@ const (
 
 // httpListener returns a listener named name on addr whose one filter chain
 // is an HTTP connection manager reading RouteConfiguration name over ADS.
-func httpListener(name, addr string) (*listenerv3.Listener, error) {
-	hp, err := nodemeta.SplitHostPort(addr)
+func httpListener(name, addr string, direction corev3.TrafficDirection) (*listenerv3.Listener, error) {
+	hp, err := splitIPPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("building listener %s: %w", name, err)
 	}
@@ -45,8 +45,9 @@ func httpListener(name, addr string) (*listenerv3.Listener, error) {
 		return nil, fmt.Errorf("building listener %s: %w", name, err)
 	}
 	return &listenerv3.Listener{
-		Name:    name,
-		Address: socketAddress(hp.Host, hp.Port),
+		Name:             name,
+		Address:          socketAddress(hp.Host, hp.Port),
+		TrafficDirection: direction,
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
 				Name:       wellknown.HTTPConnectionManager,
@@ -70,4 +71,21 @@ func socketAddress(host string, port uint32) *corev3.Address {
 		Address:       host,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 	}}}
+}
+
+// splitIPPort parses a node address (host:port) whose host must be an IP
+// literal, which the proxy requires of listeners and STATIC/EDS endpoints.
+// "localhost" means 127.0.0.1.
+func splitIPPort(addr string) (nodemeta.HostPort, error) {
+	hp, err := nodemeta.SplitHostPort(addr)
+	if err != nil {
+		return hp, err
+	}
+	if hp.Host == "localhost" {
+		hp.Host = "127.0.0.1"
+	}
+	if !isIP(hp.Host) {
+		return hp, fmt.Errorf("address %q: host must be an IP address", addr)
+	}
+	return hp, nil
 }

@@ -80,6 +80,11 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		return
 	}
 
+	doc, err := decodeDocument(obj.YAML)
+	if err != nil {
+		reportYAMLError(r, err)
+		return
+	}
 	if obj.Name == "" {
 		r.errorf(CodeMissingField, "metadata.name", "metadata.name is required")
 		return
@@ -90,12 +95,6 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		return
 	}
 	seen[key] = &obj
-
-	doc, err := decodeDocument(obj.YAML)
-	if err != nil {
-		reportYAMLError(r, err)
-		return
-	}
 	unknownTop := false
 	for _, k := range sortedKeys(doc) {
 		switch k {

@@ -141,6 +141,8 @@ func (p *Policy) checkDestination(r *reporter, d routeDest, vsHosts []string) bo
 		ok = false
 	}
 	switch {
+	case d.port > 65535:
+		ok = false // reported by checkPort
 	case d.port != 0:
 		if !s.hasPort(d.port) {
 			r.errorf(CodeUnknownPort, d.path+".destination.port.number", "port %d is not a port of %s (ports: %s)", d.port, d.host, s.portList())

@@ -6,6 +6,7 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -155,14 +156,20 @@ func (b *builder) routeAction(pt servicePort, rt httpRoute) *routev3.Route_Route
 	}
 	return &routev3.Route_Route{Route: &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc},
+		Timeout:          noTimeout(),
 	}}
 }
 
 func clusterAction(cluster string) *routev3.Route_Route {
 	return &routev3.Route_Route{Route: &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+		Timeout:          noTimeout(),
 	}}
 }
+
+// noTimeout disables the route timeout (Envoy's default is 15s), as Istio
+// does when a VirtualService sets none.
+func noTimeout() *durationpb.Duration { return durationpb.New(0) }
 
 // envoyMatch translates one Istio match (an empty one matches everything).
 func envoyMatch(m routeMatch) *routev3.RouteMatch {
