@@ -86,6 +86,7 @@ func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string) 
 		return
 	}
 	fields := md.Fields()
+	oneofs := map[protoreflect.FullName]string{} // oneof -> key that set it
 	for _, key := range sortedKeys(m) {
 		val := m[key]
 		fpath := path + "." + key
@@ -106,7 +107,22 @@ func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string) 
 		}
 		if !supportedField(md.FullName(), fd.Name()) {
 			w.r.errorf(CodeUnsupportedField, fpath, "field %q is not supported yet", fd.JSONName())
+			// Not decoded: its value cannot matter and must not fail decoding.
+			// A oneof member keeps a zero value so the oneof stays set and
+			// validation does not also report it as missing.
+			if z, ok := zeroJSON(fd); ok && fd.ContainingOneof() != nil {
+				m[key] = z
+			} else {
+				delete(m, key)
+			}
 			continue
+		}
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			if other, ok := oneofs[od.FullName()]; ok {
+				w.schemaf(CodeInvalidValue, fpath, "%q and %q cannot both be set", other, key)
+				continue
+			}
+			oneofs[od.FullName()] = key
 		}
 		w.field(fd, val, fpath)
 	}
@@ -383,4 +399,25 @@ func jsonCamel(s string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// zeroJSON returns the JSON zero value of a singular field, if it has a
+// simple one.
+func zeroJSON(fd protoreflect.FieldDescriptor) (any, bool) {
+	if fd.IsList() || fd.IsMap() {
+		return nil, false
+	}
+	switch fd.Kind() {
+	case protoreflect.StringKind, protoreflect.BytesKind:
+		return "", true
+	case protoreflect.BoolKind:
+		return false, true
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		if strings.HasPrefix(string(fd.Message().FullName()), "google.protobuf.") {
+			return nil, false
+		}
+		return map[string]any{}, true
+	default: // numbers and enums
+		return json.Number("0"), true
+	}
 }

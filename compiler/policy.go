@@ -43,24 +43,28 @@ type Meta struct {
 // VirtualService is a decoded networking.istio.io VirtualService.
 type VirtualService struct {
 	Meta
+	// Spec is the decoded spec, exactly as istio.io/api reads it.
 	Spec *networking.VirtualService
 }
 
 // DestinationRule is a decoded networking.istio.io DestinationRule.
 type DestinationRule struct {
 	Meta
+	// Spec is the decoded spec, exactly as istio.io/api reads it.
 	Spec *networking.DestinationRule
 }
 
 // ServiceEntry is a decoded networking.istio.io ServiceEntry.
 type ServiceEntry struct {
 	Meta
+	// Spec is the decoded spec, exactly as istio.io/api reads it.
 	Spec *networking.ServiceEntry
 }
 
 // WorkloadEntry is a decoded networking.istio.io WorkloadEntry.
 type WorkloadEntry struct {
 	Meta
+	// Spec is the decoded spec, exactly as istio.io/api reads it.
 	Spec *networking.WorkloadEntry
 }
 

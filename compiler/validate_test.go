@@ -48,6 +48,8 @@ func TestValidationCodes(t *testing.T) {
 		{"invalid yaml", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: [\n", []string{"GM0101 "}},
 		{"wrong type", vs("  - route: [{destination: {host: reviews}, weight: heavy}]\n"), []string{"GM0102 spec.http[0].route[0].weight"}},
 		{"bad enum", reviewsService + "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: {hosts: [x], ports: [{number: 1}], resolution: STAITC}\n", []string{"GM0102 spec.resolution"}},
+		{"oneof set twice", vs("  - match: [{uri: {exact: /a, prefix: /b}}]\n    route: [{destination: {host: reviews}}]\n"), []string{"GM0102 spec.http[0].match[0].uri.prefix"}},
+		{"unsupported value not decoded", vs("  - timeout: never\n    route: [{destination: {host: reviews}}]\n"), []string{"GM0104 spec.http[0].timeout"}},
 		{"unknown field", vs("  - route: [{destination: {host: reviews, subet: v1}}]\n"), []string{"GM0103 spec.http[0].route[0].destination.subet"}},
 		{"unsupported field", vs("  - fault: {abort: {httpStatus: 500}}\n    route: [{destination: {host: reviews}}]\n"), []string{"GM0104 spec.http[0].fault"}},
 		{"unsupported uri regex", vs("  - match: [{uri: {regex: a.*}}]\n    route: [{destination: {host: reviews}}]\n"), []string{"GM0104 spec.http[0].match[0].uri.regex"}},
