@@ -170,6 +170,10 @@ func walkAnys(m protoreflect.Message) error {
 		}
 		return nil
 	}
+	switch m.Descriptor().FullName() {
+	case "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue":
+		return nil // metadata: cannot hold an Any
+	}
 	var err error
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		switch {
