@@ -44,6 +44,12 @@ const (
 	// yet and must not ignore (security.istio.io kinds: ignoring them
 	// would silently weaken security).
 	CodeUnsupportedKind = "GM0108"
+	// CodeInvalidRolloutPolicy: a RolloutPolicy field fails
+	// v1alpha1.RolloutPolicy.Validate.
+	CodeInvalidRolloutPolicy = "GM0120"
+	// CodeConflictingRolloutPolicies: more than one RolloutPolicy in a
+	// revision.
+	CodeConflictingRolloutPolicies = "GM0121"
 	// CodeMissingField: a required field is missing or empty.
 	CodeMissingField = "GM0110"
 	// CodeInvalidPort: a port number outside 1-65535, or a port listed twice.

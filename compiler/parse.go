@@ -8,6 +8,7 @@ import (
 
 	networking "istio.io/api/networking/v1"
 
+	"github.com/gitmesh/gitmesh/api/v1alpha1"
 	"github.com/gitmesh/gitmesh/sources"
 )
 
@@ -67,6 +68,8 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 	case group == groupSecurity:
 		r.errorf(CodeUnsupportedKind, "kind", "kind %s (%s) is not supported yet; it is not enforced", obj.Kind, obj.APIVersion)
 		return
+	case obj.APIVersion == v1alpha1.GroupVersion && obj.Kind == v1alpha1.KindRolloutPolicy:
+		// decoded below
 	case group == groupGitmesh || strings.HasSuffix(group, "."+groupGitmesh):
 		r.warnf(CodeNotCompiledYet, "kind", "kind %s (%s) is not compiled yet", obj.Kind, obj.APIVersion)
 		p.Pending = append(p.Pending, obj)
@@ -111,6 +114,10 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 	spec, ok := doc["spec"]
 	if !ok && unknownTop {
 		return // most likely a misspelled spec: its fields would only add noise
+	}
+	if obj.Kind == v1alpha1.KindRolloutPolicy {
+		p.parseRolloutPolicy(r, doc)
+		return
 	}
 	meta := Meta{Namespace: ns, Name: obj.Name, Object: obj}
 	switch obj.Kind {

@@ -3,6 +3,7 @@ package compiler
 import (
 	networking "istio.io/api/networking/v1"
 
+	"github.com/gitmesh/gitmesh/api/v1alpha1"
 	"github.com/gitmesh/gitmesh/sources"
 )
 
@@ -19,8 +20,9 @@ type Policy struct {
 	DestinationRules []*DestinationRule
 	ServiceEntries   []*ServiceEntry
 	WorkloadEntries  []*WorkloadEntry
-	// Pending holds gitmesh.io objects (e.g. RolloutPolicy) that are
-	// recognised but not compiled yet, in input order.
+	// Pending holds gitmesh.io objects of kinds that are recognised but
+	// not compiled yet, in input order. (A RolloutPolicy is read by
+	// RolloutPolicy.)
 	Pending []sources.Object
 
 	// services is the service registry derived from ServiceEntries, with
@@ -28,6 +30,9 @@ type Policy struct {
 	// sorted by FQDN. Only valid parts of objects enter it.
 	services []*service
 	byHost   map[string]*service
+
+	rollout    *v1alpha1.RolloutPolicy // nil when the revision has none
+	rolloutObj sources.Object          // where rollout was written
 }
 
 // Meta identifies a decoded object and where it was written.

@@ -54,7 +54,12 @@ func TestValidationCodes(t *testing.T) {
 		{"unsupported field", vs("  - fault: {abort: {httpStatus: 500}}\n    route: [{destination: {host: reviews}}]\n"), []string{"GM0104 spec.http[0].fault"}},
 		{"unsupported uri regex", vs("  - match: [{uri: {regex: a.*}}]\n    route: [{destination: {host: reviews}}]\n"), []string{"GM0104 spec.http[0].match[0].uri.regex"}},
 		{"unknown kind", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", []string{"GM0105 kind"}},
-		{"gitmesh kind", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\n", []string{"GM0106 kind"}},
+		{"gitmesh kind", "apiVersion: gitmesh.io/v1alpha1\nkind: Experiment\nmetadata: {name: x}\n", []string{"GM0106 kind"}},
+		{"rollout policy", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\nspec: {waves: [{percent: 100}]}\n", nil},
+		{"rollout policy invalid", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\nspec: {waves: [{percent: 100}, {percent: 50}]}\n", []string{"GM0120 spec.waves[1].percent"}},
+		{"rollout policy unknown field", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\nspec: {waves: [{percent: 100, bak: 1s}]}\n", []string{"GM0103 spec.waves[0].bak"}},
+		{"rollout policy wrong type", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\nspec: {waves: [{percent: all}]}\n", []string{"GM0102 spec.waves[0].percent"}},
+		{"two rollout policies", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\n---\napiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: y}\n", []string{"GM0121 metadata.name"}},
 		{"bad apiVersion", "apiVersion: networking.istio.io/v9\nkind: VirtualService\nmetadata: {name: x}\n", []string{"GM0107 apiVersion"}},
 		{"security kind", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: x}\n", []string{"GM0108 kind"}},
 		{"missing destination", vs("  - route: [{weight: 100}]\n"), []string{"GM0110 spec.http[0].route[0].destination"}},
@@ -151,9 +156,27 @@ func TestWithDefaultNamespace(t *testing.T) {
 }
 
 func TestPendingKeepsGitmeshKinds(t *testing.T) {
-	p, _ := Parse(splitObjects("x.yaml", []byte("apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: r}\nspec: {}\n")))
-	if len(p.Pending) != 1 || p.Pending[0].Kind != "RolloutPolicy" {
+	p, _ := Parse(splitObjects("x.yaml", []byte("apiVersion: gitmesh.io/v1alpha1\nkind: Experiment\nmetadata: {name: r}\nspec: {}\n")))
+	if len(p.Pending) != 1 || p.Pending[0].Kind != "Experiment" {
 		t.Errorf("Pending = %v", p.Pending)
+	}
+}
+
+func TestRolloutPolicy(t *testing.T) {
+	var nilPolicy *Policy
+	if nilPolicy.RolloutPolicy() != nil {
+		t.Error("nil policy has a RolloutPolicy")
+	}
+	p, diags := Parse(splitObjects("x.yaml", []byte("apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: r, namespace: ops, labels: {team: a}}\nspec:\n  waves:\n  - {percent: 10, bake: 8s}\n  - {selector: {matchLabels: {zone: b}}}\n")))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	rp := p.RolloutPolicy()
+	if rp == nil || len(rp.Spec.Waves) != 2 || rp.Spec.Waves[0].Bake.Seconds() != 8 || rp.Metadata.Namespace != "ops" || rp.Metadata.Labels["team"] != "a" {
+		t.Errorf("RolloutPolicy() = %+v", rp)
+	}
+	if p, _ := Parse(nil); p.RolloutPolicy() != nil {
+		t.Error("a revision without RolloutPolicy has one")
 	}
 }
 
