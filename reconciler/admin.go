@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,8 @@ import (
 //
 //	GET  /api/v1/status     Status as JSON
 //	POST /api/v1/reconcile  fetch now (bearer token)
+//	GET  /api/v1/history    past rollouts, newest first (?limit=N)
+//	POST /api/v1/rollout    {"op": "promote|abort|pause|resume|rollback", "full": bool, "to": "REV"} (bearer token)
 //	GET  /healthz           200 while the process runs
 //	GET  /readyz            200 once a revision is being served
 //	GET  /metrics           Prometheus metrics from gatherer
@@ -36,12 +40,34 @@ func AdminHandler(r *Reconciler, token string, gatherer prometheus.Gatherer) htt
 		r.Trigger()
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "reconcile requested"})
 	})))
+	mux.HandleFunc("GET /api/v1/history", func(w http.ResponseWriter, req *http.Request) {
+		limit, _ := strconv.Atoi(req.URL.Query().Get("limit"))
+		h, err := r.History(limit)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, h)
+	})
+	mux.Handle("POST /api/v1/rollout", requireToken(token, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var op Request
+		if err := json.NewDecoder(io.LimitReader(req.Body, 1<<16)).Decode(&op); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
+			return
+		}
+		res, err := r.Do(req.Context(), op)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, res.Code, res)
+	})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		r.mu.Lock()
-		serving := r.live != nil
+		serving := r.stable != nil
 		r.mu.Unlock()
 		if !serving {
 			http.Error(w, "no revision is being served yet", http.StatusServiceUnavailable)

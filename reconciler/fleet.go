@@ -14,84 +14,58 @@ import (
 	"github.com/gitmesh/gitmesh/xds"
 )
 
-// syncFleet gives every connected node the live policy compiled for its
-// class. It runs when the fleet changes: a new node gets its snapshot, and
-// when workloads join or leave, classes are recompiled (only endpoint
-// versions change, so only endpoints are re-sent).
+// syncFleet gives every connected node what it should run: the canary
+// revision when the node is in the in-flight rollout's updated set, else
+// the stable one. It runs whenever the fleet changes, after every rollout
+// step, and after every reconcile; nodes that already have their snapshot
+// are skipped.
 func (r *Reconciler) syncFleet(ctx context.Context) {
 	nodes := connected(r.cfg.Fleet.Nodes())
 	fleet := workloads(nodes)
-	key := fleetKey(fleet)
-
 	r.mu.Lock()
-	live, classes, same := r.live, r.classes, key == r.fleetKey
+	stable, ro := r.stable, r.rollout
 	r.mu.Unlock()
-	if live == nil {
+	if stable == nil {
 		return // nothing good to serve yet
 	}
-	if !same || !hasAll(classes, nodes) {
-		var err error
-		if classes, err = compileClasses(live.Policy, nodes, fleet); err != nil {
-			// The live policy compiled before; this is a compiler gap for
-			// a new class. Keep serving what each node has.
-			r.log.Error("compiling live policy for fleet", "revision", live.Revision, "error", err)
-			return
-		}
-		r.mu.Lock()
-		if r.live == live {
-			r.classes, r.fleetKey = classes, key
-		}
-		r.mu.Unlock()
+	if err := stable.compile(nodes, fleet); err != nil {
+		// The stable revision compiled before; this is a compiler gap for
+		// a new class. Keep serving what each node has.
+		r.log.Error("compiling stable revision for fleet", "revision", stable.Revision, "error", err)
+		return
 	}
-	r.assign(ctx, nodes, classes)
-}
-
-// assign sets each node's snapshot from classes, skipping nodes that already
-// have it.
-func (r *Reconciler) assign(ctx context.Context, nodes []xds.NodeStatus, classes map[string]*compiler.Snapshot) {
+	var canary *served
+	if ro != nil && ro.Canary != nil {
+		canary = ro.Canary
+		if err := canary.compile(nodes, fleet); err != nil {
+			r.log.Error("compiling canary revision for fleet", "revision", canary.Revision, "error", err)
+			canary = nil
+		}
+	}
 	for _, n := range nodes {
-		snap := classes[n.Workload.Class().Key()]
-		if snap == nil {
-			continue
+		s := stable
+		if canary != nil && ro.isUpdated(n.Workload.ID) {
+			s = canary
 		}
-		label := snapshotLabel(snap)
-		if n.Assigned == label {
-			continue
-		}
-		if err := r.cfg.Fleet.SetSnapshot(ctx, n.Workload.ID, label, snap.Resources); err != nil {
-			r.log.Error("assigning snapshot", "node", n.Workload.ID, "version", label, "error", err)
-			continue
-		}
-		r.log.Debug("assigned snapshot", "node", n.Workload.ID, "version", label)
+		r.assignNode(ctx, n, s)
 	}
 }
 
-// compileClasses compiles policy once per distinct ProxyClass among nodes.
-func compileClasses(policy *compiler.Policy, nodes []xds.NodeStatus, fleet []nodemeta.Workload) (map[string]*compiler.Snapshot, error) {
-	out := map[string]*compiler.Snapshot{}
-	for _, n := range nodes {
-		class := n.Workload.Class()
-		key := class.Key()
-		if _, ok := out[key]; ok {
-			continue
-		}
-		snap, err := policy.Compile(class, fleet)
-		if err != nil {
-			return nil, fmt.Errorf("compiling for proxy %s (%s/%s): %w", n.Workload.ID, class.Namespace, class.Service, err)
-		}
-		out[key] = snap
+// assignNode sets node n's snapshot from s unless it already has it.
+func (r *Reconciler) assignNode(ctx context.Context, n xds.NodeStatus, s *served) {
+	snap := s.snapshot(n)
+	if snap == nil {
+		return
 	}
-	return out, nil
-}
-
-// hasAll reports whether classes has a snapshot for every node's class.
-func hasAll(classes map[string]*compiler.Snapshot, nodes []xds.NodeStatus) bool {
-	for _, n := range nodes {
-		if classes[n.Workload.Class().Key()] == nil {
-			return false
-		}
+	label := snapshotLabel(snap)
+	if n.Assigned == label {
+		return
 	}
-	return true
+	if err := r.cfg.Fleet.SetSnapshot(ctx, n.Workload.ID, label, snap.Resources); err != nil {
+		r.log.Error("assigning snapshot", "node", n.Workload.ID, "version", label, "error", err)
+		return
+	}
+	r.log.Debug("assigned snapshot", "node", n.Workload.ID, "revision", s.Revision, "version", label)
 }
 
 // snapshotLabel is the version label a node is assigned: the policy-derived
@@ -143,7 +117,7 @@ func workloads(nodes []xds.NodeStatus) []nodemeta.Workload {
 func fleetKey(fleet []nodemeta.Workload) string {
 	h := sha256.New()
 	for _, w := range fleet {
-		fmt.Fprintf(h, "%s\x00%s\x00%s\n", w.ID, w.Class().Key(), w.Admin)
+		fmt.Fprintf(h, "%s\x00%s\n", w.ID, w.Class().Key())
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

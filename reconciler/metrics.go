@@ -9,9 +9,13 @@ import (
 
 // metrics are the reconciler's Prometheus collectors (no global registry).
 type metrics struct {
-	reconciles *prometheus.CounterVec
-	duration   prometheus.Histogram
-	ready      prometheus.Gauge
+	reconciles      *prometheus.CounterVec
+	duration        prometheus.Histogram
+	ready           prometheus.Gauge
+	rollouts        *prometheus.CounterVec
+	phase           *prometheus.GaugeVec
+	checks          *prometheus.CounterVec
+	rollbackSeconds prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -29,6 +33,30 @@ func newMetrics() *metrics {
 			Name: "gitmesh_ready",
 			Help: "1 when the last reconcile pass succeeded, else 0.",
 		}),
+		rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_rollouts_total",
+			Help: "Finished rollouts by outcome (Promoted, RolledBack, Failed, Superseded, ManualRollback).",
+		}, []string{"outcome"}),
+		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gitmesh_rollout_phase",
+			Help: "1 for the phase the current (or last) rollout is in.",
+		}, []string{"phase"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_analysis_checks_total",
+			Help: "Analysis checks by result (pass, fail, inconclusive).",
+		}, []string{"result"}),
+		rollbackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gitmesh_rollback_duration_seconds",
+			Help:    "Time from a rollback decision until every rolled-back proxy ACKed the last good version.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}),
+	}
+}
+
+// setPhase marks p as the current rollout phase.
+func (m *metrics) setPhase(p Phase) {
+	for _, q := range []Phase{PhasePending, PhaseProgressing, PhaseBaking, PhasePaused, PhasePromoted, PhaseRolledBack, PhaseFailed, PhaseSuperseded} {
+		m.phase.WithLabelValues(string(q)).Set(boolGauge(p == q))
 	}
 }
 
@@ -46,7 +74,8 @@ func (m *metrics) observe(err error, d time.Duration) {
 
 // Collectors returns the reconciler's metrics for registration.
 func (r *Reconciler) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.metrics.reconciles, r.metrics.duration, r.metrics.ready}
+	m := r.metrics
+	return []prometheus.Collector{m.reconciles, m.duration, m.ready, m.rollouts, m.phase, m.checks, m.rollbackSeconds}
 }
 
 func boolGauge(b bool) float64 {

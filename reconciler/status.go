@@ -37,9 +37,18 @@ type Status struct {
 	// Proxies are the known proxies, sorted by id.
 	Proxies []ProxyStatus `json:"proxies"`
 
+	// Rollout is the in-flight rollout, or the last finished one.
+	Rollout *Rollout `json:"rollout,omitempty"`
+	// Hold is set while a manual rollback holds the fleet.
+	Hold *Hold `json:"hold,omitempty"`
+
 	// lastAttemptFailed is the failure of LastAttemptedRevision, not retried
 	// until a new revision arrives.
 	lastAttemptFailed error
+	// lastErr is the last reconcile pass's error.
+	lastErr error
+	// nextID numbers rollouts when there is no Store.
+	nextID uint64
 }
 
 // ProxyStatus is one proxy's sync state.
@@ -64,6 +73,16 @@ func (r *Reconciler) Status() Status {
 	s := r.status
 	s.Conditions = append([]metav1.Condition(nil), r.status.Conditions...)
 	s.Diagnostics = append(compiler.Diagnostics(nil), r.status.Diagnostics...)
+	if r.rollout != nil {
+		ro := *r.rollout
+		ro.Waves = append([]WaveRecord(nil), ro.Waves...)
+		ro.Updated = append([]string(nil), ro.Updated...)
+		s.Rollout = &ro
+	}
+	if r.hold != nil {
+		h := *r.hold
+		s.Hold = &h
+	}
 	r.mu.Unlock()
 	for _, n := range r.cfg.Fleet.Nodes() {
 		s.Proxies = append(s.Proxies, ProxyStatus{
@@ -93,6 +112,14 @@ func (s *Status) markReady(revision, version string) {
 		return
 	}
 	conditions.MarkTrue(s.object(), meta.ReadyCondition, ReasonSucceeded, "Applied revision %s (version %s)", revision, version)
+}
+
+func (s *Status) markProgressing(msg string) {
+	conditions.MarkUnknown(s.object(), meta.ReadyCondition, ReasonProgressing, "%s", msg)
+}
+
+func (s *Status) markHeld(msg string) {
+	conditions.MarkTrue(s.object(), meta.ReadyCondition, ReasonHeld, "%s", msg)
 }
 
 func (s *Status) markFailed(reason, msg string) {

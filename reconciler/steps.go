@@ -10,6 +10,7 @@ import (
 
 	"github.com/fluxcd/pkg/apis/meta"
 
+	"github.com/gitmesh/gitmesh/api/v1alpha1"
 	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/sources"
 )
@@ -21,7 +22,9 @@ const (
 	ReasonBuildFailed      = meta.BuildFailedReason
 	ReasonValidationFailed = "ValidationFailed"
 	ReasonCompileFailed    = "CompileFailed"
+	ReasonRolloutFailed    = "RolloutFailed"
 	ReasonProgressing      = meta.ProgressingReason
+	ReasonHeld             = "Held"
 )
 
 // stepError is a failed step: the Ready reason it sets and why.
@@ -34,29 +37,26 @@ func (e *stepError) Error() string { return e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
 // ReconcileOnce runs one pass of the loop: fetch, build, validate, compile,
-// apply. Each step either passes its result on or returns a stepError; the
-// Ready condition is computed once, at the end, from the outcome. A failed
-// revision is not retried until the source moves to another revision.
+// then start a rollout of the result. Each step either passes its result on
+// or returns a stepError; the Ready condition is computed once, at the end.
+// A failed revision is not retried until the source moves to another one.
 func (r *Reconciler) ReconcileOnce(ctx context.Context) {
 	start := time.Now()
 	err := r.reconcile(ctx)
 	r.metrics.observe(err, time.Since(start))
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.status.LastReconcileTime = start.UTC()
 	var se *stepError
-	switch {
-	case err == nil:
-		r.status.markReady(r.status.LastAppliedRevision, r.status.LastAppliedVersion)
-	case errors.As(err, &se):
-		r.status.markFailed(se.reason, se.err.Error())
-		r.log.Error("reconcile failed", "reason", se.reason, "error", se.err)
-	default:
-		r.status.markFailed(meta.FailedReason, err.Error())
-		r.log.Error("reconcile failed", "error", err)
+	if err != nil && !errors.As(err, &se) {
+		err = &stepError{meta.FailedReason, err}
 	}
-	r.metrics.ready.Set(boolGauge(err == nil))
+	r.mu.Lock()
+	r.status.LastReconcileTime = start.UTC()
+	changed := r.status.lastErr == nil || err == nil || r.status.lastErr.Error() != err.Error()
+	r.status.lastErr = err
+	r.mu.Unlock()
+	if err != nil && changed {
+		r.log.Error("reconcile failed", "reason", err.(*stepError).reason, "error", err)
+	}
+	r.refreshReady()
 }
 
 // reconcile runs the steps in order and returns the first failure.
@@ -66,11 +66,20 @@ func (r *Reconciler) reconcile(ctx context.Context) error {
 		return &stepError{ReasonFetchFailed, fmt.Errorf("fetching source: %w", err)}
 	}
 	r.mu.Lock()
-	live := r.live
+	stable, ro, hold := r.stable, r.rollout, r.hold
 	lastAttempt, lastFailed := r.status.LastAttemptedRevision, r.status.lastAttemptFailed
 	r.mu.Unlock()
-	if live != nil && live.Revision == art.Revision {
+	if hold != nil {
+		if art.Revision == hold.Head || art.Revision == hold.Revision {
+			return nil // held by a manual rollback until a new commit or resume
+		}
+		r.release()
+	}
+	if stable != nil && stable.Revision == art.Revision {
 		return nil // already serving it
+	}
+	if ro != nil && !ro.Phase.Done() && ro.Revision == art.Revision {
+		return nil // rolling it out
 	}
 	if art.Revision == lastAttempt && lastFailed != nil {
 		return lastFailed // recorded failure; wait for a new commit
@@ -78,28 +87,28 @@ func (r *Reconciler) reconcile(ctx context.Context) error {
 
 	r.mu.Lock()
 	r.status.LastAttemptedRevision = art.Revision
+	r.status.lastAttemptFailed = nil
 	r.status.Diagnostics = nil
 	r.mu.Unlock()
 	r.log.Info("new revision", "revision", art.Revision)
 
-	lp, err := r.buildAndValidate(art)
+	cand, err := r.buildAndValidate(art)
 	if err == nil {
-		err = r.apply(ctx, lp)
+		err = r.apply(ctx, cand)
 	}
-	r.mu.Lock()
-	r.status.lastAttemptFailed = nil
 	var se *stepError
-	if errors.As(err, &se) && se.reason != ReasonFetchFailed {
+	if errors.As(err, &se) {
+		r.mu.Lock()
 		r.status.lastAttemptFailed = se
+		r.mu.Unlock()
 	}
-	r.mu.Unlock()
 	return err
 }
 
 // buildAndValidate builds the artifact into Objects and parses them into a
 // Policy. It fails with BuildFailed or ValidationFailed and records the
 // diagnostics in the status either way.
-func (r *Reconciler) buildAndValidate(art *sources.Artifact) (*livePolicy, error) {
+func (r *Reconciler) buildAndValidate(art *sources.Artifact) (*served, error) {
 	objs, err := r.cfg.Build(art.Dir, r.cfg.Path)
 	if err != nil {
 		return nil, &stepError{ReasonBuildFailed, fmt.Errorf("building %s: %w", art.Revision, err)}
@@ -111,45 +120,87 @@ func (r *Reconciler) buildAndValidate(art *sources.Artifact) (*livePolicy, error
 	if diags.HasErrors() {
 		return nil, &stepError{ReasonValidationFailed, fmt.Errorf("validating %s: %s", art.Revision, summarizeDiagnostics(diags))}
 	}
-	return &livePolicy{Revision: art.Revision, Objects: objs, Policy: policy}, nil
+	return newServed(art.Revision, objs, policy), nil
 }
 
-// apply compiles lp for every connected proxy class, and only when all
-// compile, makes it live, pushes it and stores it as the last good revision.
-func (r *Reconciler) apply(ctx context.Context, lp *livePolicy) error {
+// apply compiles cand for every connected proxy class (and a probe class,
+// so a policy that compiles for no connected proxy still fails here), then
+// hands it to a rollout, unless it compiles to exactly what is served.
+func (r *Reconciler) apply(ctx context.Context, cand *served) error {
 	nodes := connected(r.cfg.Fleet.Nodes())
 	fleet := workloads(nodes)
-	classes, err := compileClasses(lp.Policy, nodes, fleet)
+	err := cand.compile(nodes, fleet)
 	if err == nil {
-		// Compile a probe class too, so a policy that compiles for no
-		// connected proxy still fails here and not when the first proxy joins.
-		_, err = lp.Policy.Compile(probeClass(r.cfg.DefaultNamespace), fleet)
+		_, err = cand.Policy.Compile(probeClass(r.cfg.DefaultNamespace), fleet)
 	}
 	if err != nil {
-		return &stepError{ReasonCompileFailed, fmt.Errorf("compiling %s: %w", lp.Revision, err)}
+		return &stepError{ReasonCompileFailed, err}
 	}
-	version := policyVersion(lp.Objects)
+	spec := v1alpha1.Default().Spec
+	if rp := cand.Policy.RolloutPolicy(); rp != nil {
+		spec = rp.Spec
+	}
 
 	r.mu.Lock()
-	old := r.classes
-	r.setLive(lp)
-	r.classes, r.fleetKey = classes, fleetKey(fleet)
-	r.status.LastAppliedRevision, r.status.LastAppliedVersion = lp.Revision, version
+	stable := r.stable
 	r.mu.Unlock()
-
-	summary := diffClasses(old, classes)
-	r.log.Info("applying revision", "revision", lp.Revision, "version", version, "changes", summary.String())
-	if r.cfg.Store != nil {
-		if err := r.cfg.Store.SaveLastGood(LastGood{Revision: lp.Revision, Version: version, Objects: lp.Objects, AppliedAt: time.Now().UTC()}); err != nil {
-			r.log.Warn("saving last good revision", "error", err)
-		}
-	}
-	if summary.Empty() {
-		r.log.Info("revision changes no compiled resource; nothing to push", "revision", lp.Revision)
+	if stable == nil {
+		// The first revision: nothing to roll back to, so every proxy gets
+		// it at once (as Flagger initializes a new canary).
+		r.adopt(ctx, cand, "initial revision", true)
 		return nil
 	}
-	r.assign(ctx, nodes, classes)
+	if err := stable.compile(nodes, fleet); err != nil {
+		return &stepError{ReasonCompileFailed, fmt.Errorf("compiling the stable revision for comparison: %w", err)}
+	}
+	summary := diffServed(stable, cand)
+	r.log.Info("compiled revision", "revision", cand.Revision, "version", cand.Version, "changes", summary.String())
+	if summary.Empty() {
+		r.adopt(ctx, cand, "no compiled change", false)
+		return nil
+	}
+	r.startRollout(ctx, cand, spec, TriggerCommit)
 	return nil
+}
+
+// adopt makes s the stable revision without a rollout: the first revision,
+// or one that compiles to what is served already (nothing is pushed then).
+func (r *Reconciler) adopt(ctx context.Context, s *served, why string, record bool) {
+	r.mu.Lock()
+	r.stable = s
+	r.status.LastAppliedRevision, r.status.LastAppliedVersion = s.Revision, s.Version
+	r.mu.Unlock()
+	r.saveGood(s)
+	r.log.Info("serving revision", "revision", s.Revision, "version", s.Version, "why", why)
+	if record {
+		now := time.Now().UTC()
+		ro := &Rollout{Revision: s.Revision, Version: s.Version, Trigger: TriggerInitial, Phase: PhasePromoted, Reason: why, StartedAt: now, FinishedAt: now}
+		if err := r.saveRollout(ro); err != nil {
+			r.log.Warn("saving rollout", "error", err)
+		}
+		r.metrics.rollouts.WithLabelValues(string(PhasePromoted)).Inc()
+	}
+	r.syncFleet(ctx)
+}
+
+// refreshReady computes the Ready condition from the last reconcile error,
+// the in-flight rollout and the hold.
+func (r *Reconciler) refreshReady() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var se *stepError
+	switch {
+	case errors.As(r.status.lastErr, &se):
+		r.status.markFailed(se.reason, se.err.Error())
+	case r.rollout != nil && !r.rollout.Phase.Done():
+		ro := r.rollout
+		r.status.markProgressing(fmt.Sprintf("rolling out %s: %s, wave %d/%d: %s", ro.Revision, ro.Phase, ro.Wave+1, len(ro.Waves), ro.Waiting))
+	case r.hold != nil:
+		r.status.markHeld(fmt.Sprintf("held at %s by a manual rollback; a new commit or 'gitmesh resume' releases it", r.hold.Revision))
+	default:
+		r.status.markReady(r.status.LastAppliedRevision, r.status.LastAppliedVersion)
+	}
+	r.metrics.ready.Set(boolGauge(r.status.lastErr == nil))
 }
 
 // summarizeDiagnostics renders the errors among diags, at most five.

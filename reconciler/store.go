@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,10 +13,23 @@ import (
 	"github.com/gitmesh/gitmesh/sources"
 )
 
-// bucketState holds single-valued controller state (the last good revision).
-var bucketState = []byte("state")
+// Buckets of the state database.
+var (
+	// bucketState holds single-valued state: the last good revision, the
+	// in-flight rollout, the hold.
+	bucketState = []byte("state")
+	// bucketHistory holds every Rollout by big-endian ID.
+	bucketHistory = []byte("history")
+	// bucketRevisions holds every revision that was promoted (LastGood
+	// records by revision), for `gitmesh rollback --to`.
+	bucketRevisions = []byte("revisions")
+)
 
-const keyLastGood = "last-good"
+const (
+	keyLastGood = "last-good"
+	keyRollout  = "rollout"
+	keyHold     = "hold"
+)
 
 // LastGood is the newest revision that passed every step and was pushed,
 // with its built Objects, so a restarted controller serves it at once even
@@ -45,8 +59,12 @@ func OpenStore(dir string, timeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("opening state %s (is another controller using it?): %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketState)
-		return err
+		for _, b := range [][]byte{bucketState, bucketHistory, bucketRevisions} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -58,13 +76,17 @@ func OpenStore(dir string, timeout time.Duration) (*Store, error) {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// SaveLastGood records lg as the last good revision.
+// SaveLastGood records lg as the last good revision, and keeps it among
+// the good revisions `rollback --to` can return to.
 func (s *Store) SaveLastGood(lg LastGood) error {
 	b, err := json.Marshal(lg)
 	if err != nil {
 		return fmt.Errorf("encoding last good revision: %w", err)
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketRevisions).Put([]byte(lg.Revision), b); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketState).Put([]byte(keyLastGood), b)
 	})
 }
@@ -72,16 +94,156 @@ func (s *Store) SaveLastGood(lg LastGood) error {
 // LastGood returns the last good revision, or nil when there is none.
 func (s *Store) LastGood() (*LastGood, error) {
 	var lg *LastGood
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketState).Get([]byte(keyLastGood))
-		if b == nil {
-			return nil
-		}
-		lg = &LastGood{}
-		return json.Unmarshal(b, lg)
-	})
-	if err != nil {
+	if err := s.get(bucketState, keyLastGood, &lg); err != nil {
 		return nil, fmt.Errorf("reading last good revision: %w", err)
 	}
 	return lg, nil
+}
+
+// GoodRevisions returns every revision that was ever promoted.
+func (s *Store) GoodRevisions() ([]LastGood, error) {
+	var out []LastGood
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRevisions).ForEach(func(_, v []byte) error {
+			var lg LastGood
+			if err := json.Unmarshal(v, &lg); err != nil {
+				return err
+			}
+			out = append(out, lg)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading good revisions: %w", err)
+	}
+	return out, nil
+}
+
+// InFlight is a rollout that has not finished, with its revision's
+// objects, so a restarted controller can resume it.
+type InFlight struct {
+	Rollout Rollout          `json:"rollout"`
+	Objects []sources.Object `json:"objects"`
+}
+
+// SaveRollout records ro in history, assigning it an ID when it has none,
+// and as the in-flight rollout (with objs) until it is done.
+func (s *Store) SaveRollout(ro *Rollout, objs []sources.Object) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		h := tx.Bucket(bucketHistory)
+		if ro.ID == 0 {
+			id, err := h.NextSequence()
+			if err != nil {
+				return err
+			}
+			ro.ID = id
+		}
+		b, err := json.Marshal(ro)
+		if err != nil {
+			return fmt.Errorf("encoding rollout: %w", err)
+		}
+		if err := h.Put(binary.BigEndian.AppendUint64(nil, ro.ID), b); err != nil {
+			return err
+		}
+		st := tx.Bucket(bucketState)
+		if ro.Phase.Done() {
+			return st.Delete([]byte(keyRollout))
+		}
+		inf, err := json.Marshal(InFlight{Rollout: *ro, Objects: objs})
+		if err != nil {
+			return fmt.Errorf("encoding rollout: %w", err)
+		}
+		return st.Put([]byte(keyRollout), inf)
+	})
+}
+
+// InFlightRollout returns the unfinished rollout, or nil.
+func (s *Store) InFlightRollout() (*InFlight, error) {
+	var inf *InFlight
+	if err := s.get(bucketState, keyRollout, &inf); err != nil {
+		return nil, fmt.Errorf("reading in-flight rollout: %w", err)
+	}
+	return inf, nil
+}
+
+// History returns the newest limit rollouts (all when limit <= 0), newest first.
+func (s *Store) History(limit int) ([]Rollout, error) {
+	var out []Rollout
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketHistory).Cursor()
+		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+			var ro Rollout
+			if err := json.Unmarshal(v, &ro); err != nil {
+				return err
+			}
+			out = append(out, ro)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading history: %w", err)
+	}
+	return out, nil
+}
+
+// Hold is a manual rollback's hold: the controller serves Revision and
+// does not roll out Head again until a new commit arrives or resume.
+type Hold struct {
+	Revision string    `json:"revision"`
+	Head     string    `json:"head,omitempty"`
+	Since    time.Time `json:"since"`
+}
+
+// SaveHold records h (nil clears it).
+func (s *Store) SaveHold(h *Hold) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		st := tx.Bucket(bucketState)
+		if h == nil {
+			return st.Delete([]byte(keyHold))
+		}
+		b, err := json.Marshal(h)
+		if err != nil {
+			return err
+		}
+		return st.Put([]byte(keyHold), b)
+	})
+}
+
+// Hold returns the hold, or nil.
+func (s *Store) Hold() (*Hold, error) {
+	var h *Hold
+	if err := s.get(bucketState, keyHold, &h); err != nil {
+		return nil, fmt.Errorf("reading hold: %w", err)
+	}
+	return h, nil
+}
+
+// get decodes the JSON at bucket/key into *dst (a pointer to a pointer),
+// leaving it nil when the key is absent.
+func (s *Store) get(bucket []byte, key string, dst any) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket).Get([]byte(key))
+		if b == nil {
+			return nil
+		}
+		return json.Unmarshal(b, dst)
+	})
+}
+
+// History returns the newest limit rollouts (all when limit <= 0), newest
+// first, with the in-flight one as it is now.
+func (r *Reconciler) History(limit int) ([]Rollout, error) {
+	if r.cfg.Store == nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.rollout == nil {
+			return []Rollout{}, nil
+		}
+		return []Rollout{*r.rollout}, nil
+	}
+	h, err := r.cfg.Store.History(limit)
+	if h == nil {
+		h = []Rollout{}
+	}
+	return h, err
 }

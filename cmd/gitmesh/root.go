@@ -33,8 +33,11 @@ func newRootCmd() *cobra.Command {
 		newControllerCmd(g),
 		newProxyCmd(g),
 		newValidateCmd(),
+		newDiffCmd(),
 		newStatusCmd(),
+		newHistoryCmd(),
 	)
+	root.AddCommand(newRolloutCmds()...)
 	return root
 }
 

@@ -18,21 +18,29 @@ import (
 func newStatusCmd() *cobra.Command {
 	var (
 		output string
-		ctrl   string
+		watch  bool
+		every  time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "status [--controller URL]",
-		Short: "Show the applied revision, the Ready condition and each proxy's sync state",
-		Long: `Show what the controller serves: the last applied and last attempted revision,
-the Ready condition with its reason and message (file:line when a revision
-failed), and each connected proxy with its state: SYNCED (runs the assigned
-version), STALE (not yet) or NACKED (rejected it).
+		Use:   "status [--controller URL] [--watch]",
+		Short: "Show the applied revision, the rollout's progress and each proxy's sync state",
+		Long: `Show what the controller serves: the last applied (last good) and last attempted
+revision, the Ready condition with its reason and message (file:line when a
+revision failed), the rollout in flight (phase, wave k/n, analysis readings
+against their thresholds, what it waits for), and each connected proxy with
+its wave and state: SYNCED (runs what it was assigned), STALE (not yet) or
+NACKED (rejected it).
+
+--watch redraws every --interval until interrupted.
 
 Exit codes: 0 shown, 2 the controller could not be reached.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := fetchStatus(cmd.Context(), ctrl)
-			if err != nil {
+	}
+	c := clientFlags(cmd, false)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		show := func() error {
+			var st reconciler.Status
+			if err := c.get(cmd.Context(), "/api/v1/status", &st); err != nil {
 				return &exitError{2, err}
 			}
 			if output == "json" {
@@ -40,42 +48,37 @@ Exit codes: 0 shown, 2 the controller could not be reached.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(st)
 			}
-			printStatus(cmd.OutOrStdout(), st)
+			if watch {
+				fmt.Fprint(cmd.OutOrStdout(), "\033[H\033[2J")
+			}
+			printStatus(cmd.OutOrStdout(), &st)
 			return nil
-		},
+		}
+		if !watch {
+			return show()
+		}
+		return every5(cmd.Context(), every, show)
 	}
 	outputFlag(cmd, &output, "text", "json")
-	controllerFlag(cmd, &ctrl)
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw until interrupted")
+	cmd.Flags().DurationVar(&every, "interval", time.Second, "redraw interval with --watch")
 	return cmd
 }
 
-// controllerFlag adds --controller (default $GITMESH_CONTROLLER).
-func controllerFlag(cmd *cobra.Command, p *string) {
-	cmd.Flags().StringVar(p, "controller", envOr("GITMESH_CONTROLLER", "http://"+defaultAdminAddr), "controller admin API URL (env GITMESH_CONTROLLER)")
-}
-
-func fetchStatus(ctx context.Context, base string) (*reconciler.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	url := strings.TrimRight(base, "/") + "/api/v1/status"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, fmt.Errorf("querying controller: %w", err)
+// every5 runs f now and every d until ctx is done or f fails.
+func every5(ctx context.Context, d time.Duration, f func() error) error {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		if err := f(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("querying controller at %s: %w", base, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("querying controller at %s: %s: %s", base, resp.Status, strings.TrimSpace(string(b)))
-	}
-	var st reconciler.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, fmt.Errorf("decoding controller status: %w", err)
-	}
-	return &st, nil
 }
 
 func printStatus(w io.Writer, st *reconciler.Status) {
@@ -85,9 +88,40 @@ func printStatus(w io.Writer, st *reconciler.Status) {
 	if c := st.Ready(); c != nil {
 		fmt.Fprintf(w, "Ready:      %s (%s) %s\n", c.Status, c.Reason, c.Message)
 	}
+	if h := st.Hold; h != nil {
+		fmt.Fprintf(w, "Hold:       on %s since %s (a new commit or 'gitmesh resume' releases it)\n", h.Revision, h.Since.Format(time.RFC3339))
+	}
+	wave := map[string]string{}
+	if ro := st.Rollout; ro != nil {
+		fmt.Fprintf(w, "\nRollout #%d: %s  %s  wave %d/%d", ro.ID, ro.Revision, ro.Phase, ro.Wave+1, len(ro.Waves))
+		if ro.Phase.Done() {
+			fmt.Fprintf(w, "  (finished %s)", ro.FinishedAt.Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
+		if ro.Waiting != "" {
+			fmt.Fprintf(w, "  waiting: %s\n", ro.Waiting)
+		}
+		if ro.Reason != "" {
+			fmt.Fprintf(w, "  reason:  %s\n", ro.Reason)
+		}
+		for i, wv := range ro.Waves {
+			fmt.Fprintf(w, "  %-10s %d proxies%s\n", wv.Name, len(wv.Nodes), waveTimes(wv))
+			for _, id := range wv.Nodes {
+				wave[id] = fmt.Sprintf("%d", i+1)
+			}
+		}
+		if len(ro.Readings) > 0 {
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "  METRIC\tVALUE\tTHRESHOLD\tREQUESTS\tRESULT\tDETAIL")
+			for _, rd := range ro.Readings {
+				fmt.Fprintf(tw, "  %s\t%.4g%s\t%s\t%.0f\t%s\t%s\n", rd.Metric, rd.Value, rd.Unit, rd.Threshold, rd.Requests, rd.Result, rd.Message)
+			}
+			tw.Flush()
+		}
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROXY\tSERVICE\tNAMESPACE\tROLE\tSTATE\tVERSION\tDETAIL")
+	fmt.Fprintln(tw, "PROXY\tSERVICE\tNAMESPACE\tROLE\tWAVE\tSTATE\tVERSION\tDETAIL")
 	for _, p := range st.Proxies {
 		state := string(p.State)
 		if !p.Connected {
@@ -99,7 +133,7 @@ func printStatus(w io.Writer, st *reconciler.Status) {
 		} else if p.Acked != p.Assigned {
 			detail = "assigned " + reconciler.PolicyVersionOf(p.Assigned)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Service, p.Namespace, p.Role, state, orNone(reconciler.PolicyVersionOf(p.Acked)), detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Service, p.Namespace, p.Role, orNone(wave[p.ID]), state, orNone(reconciler.PolicyVersionOf(p.Acked)), detail)
 	}
 	tw.Flush()
 	if len(st.Proxies) == 0 {
@@ -107,9 +141,35 @@ func printStatus(w io.Writer, st *reconciler.Status) {
 	}
 }
 
+func waveTimes(wv reconciler.WaveRecord) string {
+	var parts []string
+	for _, t := range []struct {
+		name string
+		at   time.Time
+	}{{"started", wv.StartedAt}, {"synced", wv.SyncedAt}, {"baked", wv.BakedAt}} {
+		if !t.at.IsZero() {
+			parts = append(parts, t.name+" "+t.at.Format("15:04:05.000"))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "  (" + strings.Join(parts, ", ") + ")"
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "-"
 	}
 	return s
+}
+
+// fetchStatus reads the controller's status from base.
+func fetchStatus(ctx context.Context, base string) (*reconciler.Status, error) {
+	c := &adminClient{base: base, http: &http.Client{Timeout: 10 * time.Second}}
+	var st reconciler.Status
+	if err := c.get(ctx, "/api/v1/status", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }

@@ -1,0 +1,70 @@
+package reconciler
+
+import (
+	"fmt"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/compiler"
+	"github.com/gitmesh/gitmesh/sources"
+	"github.com/gitmesh/gitmesh/xds"
+)
+
+// served is a revision that passed every step and is served to some or all
+// proxies, with its snapshots compiled per ProxyClass for the current fleet.
+// Only the Run goroutine touches classes and fleetKey.
+type served struct {
+	Revision string
+	// Version is the content hash of the revision's policy (policyVersion).
+	Version string
+	Objects []sources.Object
+	Policy  *compiler.Policy
+
+	classes  map[string]*compiler.Snapshot // by ProxyClass key
+	fleetKey string                        // the fleet classes were compiled for
+}
+
+func newServed(revision string, objs []sources.Object, policy *compiler.Policy) *served {
+	return &served{Revision: revision, Version: policyVersion(objs), Objects: objs, Policy: policy, classes: map[string]*compiler.Snapshot{}}
+}
+
+// compile makes sure s has a snapshot for every node's class, compiled
+// against fleet. When the fleet changed, every class is recompiled (only
+// endpoint versions change, so only endpoints are re-sent).
+func (s *served) compile(nodes []xds.NodeStatus, fleet []nodemeta.Workload) error {
+	key := fleetKey(fleet)
+	if key != s.fleetKey {
+		s.classes, s.fleetKey = map[string]*compiler.Snapshot{}, key
+	}
+	for _, n := range nodes {
+		class := n.Workload.Class()
+		ck := class.Key()
+		if s.classes[ck] != nil {
+			continue
+		}
+		snap, err := s.Policy.Compile(class, fleet)
+		if err != nil {
+			return fmt.Errorf("compiling %s for proxy %s (%s/%s): %w", s.Revision, n.Workload.ID, class.Namespace, class.Service, err)
+		}
+		s.classes[ck] = snap
+	}
+	return nil
+}
+
+// snapshot returns the compiled snapshot for the node's class (nil when
+// compile has not run for it).
+func (s *served) snapshot(n xds.NodeStatus) *compiler.Snapshot {
+	return s.classes[n.Workload.Class().Key()]
+}
+
+// label returns the version label node n gets from s ("" when not compiled).
+func (s *served) label(n xds.NodeStatus) string {
+	if snap := s.snapshot(n); snap != nil {
+		return snapshotLabel(snap)
+	}
+	return ""
+}
+
+// diffServed compares what a and b compiled for the same fleet.
+func diffServed(a, b *served) Summary {
+	return diffClasses(a.classes, b.classes)
+}
