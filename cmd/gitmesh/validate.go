@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 
@@ -11,6 +9,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/compiler"
+	"github.com/gitmesh/gitmesh/review"
 	"github.com/gitmesh/gitmesh/sources"
 )
 
@@ -18,6 +17,7 @@ func newValidateCmd() *cobra.Command {
 	var (
 		output    string
 		namespace string
+		threshold string
 	)
 	cmd := &cobra.Command{
 		Use:   "validate [DIR]",
@@ -26,7 +26,12 @@ func newValidateCmd() *cobra.Command {
 every object, and compile it as the controller would. Prints one line per
 diagnostic: file:line: CODE severity: message.
 
-Exit codes: 0 no errors, 1 errors found, 2 could not build.`,
+For CI, --format github writes workflow annotations (::error file=F,line=L::...,
+warnings as ::warning) and --format junit a JUnit XML report (one testcase per
+object, a failure per error).
+
+Exit codes: 0 no finding at or above --failure-threshold (default error),
+1 such findings, 2 could not build.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -38,6 +43,15 @@ Exit codes: 0 no errors, 1 errors found, 2 could not build.`,
 			if err != nil {
 				return &exitError{2, err}
 			}
+			var sev compiler.Severity
+			switch threshold {
+			case "error":
+				sev = compiler.SeverityError
+			case "warning":
+				sev = compiler.SeverityWarning
+			default:
+				return &exitError{2, fmt.Errorf("--failure-threshold %q: want error or warning", threshold)}
+			}
 			policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(namespace))
 			if !diags.HasErrors() && policy != nil {
 				probe := nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Namespace: namespace, Service: "gitmesh-validate", Outbound: "127.0.0.1:15001"}
@@ -45,16 +59,18 @@ Exit codes: 0 no errors, 1 errors found, 2 could not build.`,
 					return &exitError{2, fmt.Errorf("compiling: %w", err)}
 				}
 			}
-			if err := printDiagnostics(cmd.OutOrStdout(), output, len(objs), diags); err != nil {
+			v := &review.Validation{Objects: objs, Namespace: namespace, Diagnostics: diags}
+			if err := v.Write(cmd.OutOrStdout(), output); err != nil {
 				return &exitError{2, err}
 			}
-			if diags.HasErrors() {
+			if v.AtOrAbove(sev) {
 				return &exitError{code: 1}
 			}
 			return nil
 		},
 	}
-	outputFlag(cmd, &output, "text", "json")
+	outputFlag(cmd, &output, review.FormatText, review.FormatJSON, review.FormatGitHub, review.FormatJUnit)
+	cmd.Flags().StringVar(&threshold, "failure-threshold", "error", "exit 1 when a finding at or above this severity exists: error or warning")
 	cmd.Flags().StringVar(&namespace, "namespace", nodemeta.DefaultNamespace, "namespace of objects that name none")
 	return cmd
 }
@@ -67,30 +83,4 @@ func splitRoot(dir string) (root, path string) {
 		return clean, ""
 	}
 	return ".", clean
-}
-
-func printDiagnostics(w io.Writer, format string, objects int, diags compiler.Diagnostics) error {
-	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if diags == nil {
-			diags = compiler.Diagnostics{}
-		}
-		return enc.Encode(map[string]any{"objects": objects, "diagnostics": diags, "errors": countSeverity(diags, compiler.SeverityError)})
-	}
-	for _, d := range diags {
-		fmt.Fprintln(w, d.String())
-	}
-	fmt.Fprintf(w, "%d object(s), %d error(s), %d warning(s)\n", objects, countSeverity(diags, compiler.SeverityError), countSeverity(diags, compiler.SeverityWarning))
-	return nil
-}
-
-func countSeverity(diags compiler.Diagnostics, s compiler.Severity) int {
-	n := 0
-	for _, d := range diags {
-		if d.Severity == s {
-			n++
-		}
-	}
-	return n
 }
