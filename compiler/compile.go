@@ -39,8 +39,10 @@ type resources struct {
 //
 // A sidecar gets the outbound listener and RouteConfiguration (when
 // class.Outbound is set), the inbound ones (when class.Inbound and
-// class.App are set), and every cluster and endpoint. A gateway or a
-// proxyless gRPC client gets clusters and endpoints only for now.
+// class.App are set), and every cluster and endpoint. A proxyless gRPC
+// client (GENERATOR=grpc) gets API listeners named as it dials, their
+// RouteConfigurations, and EDS clusters and endpoints (see grpc.go). A
+// gateway gets clusters and endpoints only for now.
 //
 // Every resource passes go-control-plane's ValidateAll (including typed
 // configs inside Any) and every reference resolves; otherwise Compile
@@ -66,8 +68,12 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 	switch {
 	case class.Role != "" && class.Role != nodemeta.RoleSidecar && class.Role != nodemeta.RoleGateway:
 		return nil, fmt.Errorf("compiling for %s: unknown role %q", class.Key(), class.Role)
-	case class.Role == nodemeta.RoleGateway, class.Generator == nodemeta.GeneratorGRPC:
-		// Gateway servers and proxyless gRPC listeners come later.
+	case class.Generator == nodemeta.GeneratorGRPC:
+		if err := b.grpcClient(&res); err != nil {
+			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
+		}
+	case class.Role == nodemeta.RoleGateway:
+		// Gateway servers come later.
 	default:
 		if err := b.sidecar(&res); err != nil {
 			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)

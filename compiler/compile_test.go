@@ -126,7 +126,7 @@ func TestCompileRoles(t *testing.T) {
 		{"sidecar outbound only", nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Outbound: "127.0.0.1:15001"}, 1, 7, false},
 		{"sidecar inbound without app", nodemeta.ProxyClass{Inbound: "127.0.0.1:15006"}, 0, 7, false},
 		{"gateway", nodemeta.ProxyClass{Role: nodemeta.RoleGateway, Gateway: []string{"0.0.0.0:8080"}}, 0, 7, false},
-		{"grpc", nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Generator: nodemeta.GeneratorGRPC, Outbound: "127.0.0.1:15001"}, 0, 7, false},
+		{"grpc", nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Generator: nodemeta.GeneratorGRPC, Outbound: "127.0.0.1:15001"}, 32, 7, false}, // API listeners (grpc.go), no outbound listener
 		{"bad role", nodemeta.ProxyClass{Role: "router"}, 0, 0, true},
 		{"bad address", nodemeta.ProxyClass{Outbound: "nowhere"}, 0, 0, true},
 	}
