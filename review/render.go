@@ -176,8 +176,9 @@ func blastSummary(b BlastRadius) string {
 	return s
 }
 
-// rolloutLine writes the rollout in one line.
-func rolloutLine(s *RolloutSummary) string {
+// rolloutLine writes the rollout in one line; verbose adds what the
+// RolloutPolicy was when it changed.
+func rolloutLine(s *RolloutSummary, verbose bool) string {
 	if s == nil {
 		return "-"
 	}
@@ -187,8 +188,11 @@ func rolloutLine(s *RolloutSummary) string {
 	} else {
 		line = "default (no RolloutPolicy): " + line
 	}
-	if s.Changed {
+	switch {
+	case s.Changed && verbose:
 		line += " (RolloutPolicy changed, was " + s.Base + ")"
+	case s.Changed:
+		line += " (RolloutPolicy changed)"
 	}
 	if !s.Rolls {
 		line += "; no rollout: compiled config is unchanged"

@@ -46,7 +46,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		analyzers = ":x: " + analyzers
 	}
 	p("| Analyzers | %s |\n", cell(analyzers))
-	p("| Rollout | %s |\n\n", cell(rolloutLine(r.Rollout)))
+	p("| Rollout | %s |\n\n", cell(rolloutLine(r.Rollout, false)))
 
 	if len(r.Objects) > 0 {
 		p("<details><summary>Policy changes: %s</summary>\n\n", objectSummary(r.Objects))

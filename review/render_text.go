@@ -64,7 +64,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 
 	if s := r.Rollout; s != nil {
-		p("\nRollout: %s\n", rolloutLine(s))
+		p("\nRollout: %s\n", rolloutLine(s, true))
 		if len(s.Gates) > 0 {
 			p("  gates: %s\n", strings.Join(s.Gates, "; "))
 		}

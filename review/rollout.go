@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
@@ -47,7 +48,11 @@ func summarizeRollout(base, head *compiler.Policy, classes []ClassDiff) *Rollout
 	s.Waves = describeWaves(rp)
 	s.Gates = describeGates(rp)
 	for _, w := range rp.Spec.Windows {
-		s.Windows = append(s.Windows, fmt.Sprintf("%s %s for %s", w.Action, w.Schedule, w.Duration.Duration))
+		win := fmt.Sprintf("%s %q for %s", w.Action, w.Schedule, shortDuration(w.Duration.Duration))
+		if w.Name != "" {
+			win = w.Name + ": " + win
+		}
+		s.Windows = append(s.Windows, win)
 	}
 	for _, w := range rp.Spec.Webhooks {
 		s.Webhooks = append(s.Webhooks, fmt.Sprintf("%s (%s)", w.Name, w.Type))
@@ -107,7 +112,7 @@ func describeWaves(p *v1alpha1.RolloutPolicy) []string {
 		}
 		s := name + ": " + target
 		if w.Bake.Duration > 0 {
-			s += " bake " + w.Bake.Duration.String()
+			s += " bake " + shortDuration(w.Bake.Duration)
 		}
 		out = append(out, s)
 	}
@@ -122,7 +127,7 @@ func describeGates(p *v1alpha1.RolloutPolicy) []string {
 			out = append(out, describeMetric(m))
 		}
 		if len(a.Metrics) > 0 {
-			out = append(out, fmt.Sprintf("every %s, %d failures roll back", a.Interval.Duration, a.FailureThreshold))
+			out = append(out, fmt.Sprintf("every %s, %d failures roll back", shortDuration(a.Interval.Duration), a.FailureThreshold))
 		}
 		if a.MinRequests > 0 {
 			out = append(out, fmt.Sprintf("at least %d requests", a.MinRequests))
@@ -133,7 +138,7 @@ func describeGates(p *v1alpha1.RolloutPolicy) []string {
 			out = append(out, "confirm-promotion webhook "+w.Name)
 		}
 	}
-	out = append(out, "progress deadline "+p.Spec.EffectiveProgressDeadline().String())
+	out = append(out, "progress deadline "+shortDuration(p.Spec.EffectiveProgressDeadline()))
 	return out
 }
 
@@ -146,7 +151,7 @@ func describeMetric(m v1alpha1.Metric) string {
 		bounds = append(bounds, fmt.Sprintf("<= %g", *m.Max))
 	}
 	if m.MaxP99.Duration > 0 {
-		bounds = append(bounds, "p99 <= "+m.MaxP99.Duration.String())
+		bounds = append(bounds, "p99 <= "+shortDuration(m.MaxP99.Duration))
 	}
 	if b := m.Baseline; b != nil {
 		if b.MaxDrop != nil {
@@ -162,6 +167,18 @@ func describeMetric(m v1alpha1.Metric) string {
 	}
 	if len(bounds) > 0 {
 		s += " " + strings.Join(bounds, ", ")
+	}
+	return s
+}
+
+// shortDuration writes d without zero units: "2m", "48h", "1m30s", "500ms".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
 }
