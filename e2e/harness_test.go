@@ -28,12 +28,16 @@ import (
 	"github.com/gitmesh/gitmesh/reconciler"
 )
 
-// testLogger logs to t when -v is set, else discards.
+// testLogger logs to t when GITMESH_E2E_LOG is set (to debug, info, warn
+// or error), else discards.
 func testLogger(t testing.TB) *slog.Logger {
-	if !testing.Verbose() {
+	lvl := os.Getenv("GITMESH_E2E_LOG")
+	if lvl == "" {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(lvl))
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
 }
 
 type tWriter struct{ t testing.TB }
@@ -97,7 +101,7 @@ func (g *gitRemote) push(msg string, files map[string]string) string {
 	for p, content := range files {
 		full := filepath.Join(g.Clone, p)
 		if content == "" {
-			if err := os.Remove(full); err != nil {
+			if err := os.Remove(full); err != nil && !os.IsNotExist(err) {
 				g.t.Fatal(err)
 			}
 			continue

@@ -76,6 +76,10 @@ func (r *Reconciler) execute(ctx context.Context, c command) Result {
 		if !inFlight {
 			return Result{"no rollout in flight", http.StatusConflict}
 		}
+		if ro.Phase == PhasePending && !c.req.Full {
+			r.startWave(ctx, ro, 0, connected(r.cfg.Fleet.Nodes()))
+			return Result{fmt.Sprintf("started %s of %s despite its windows", ro.Waves[0].Name, ro.Revision), http.StatusOK}
+		}
 		if c.req.Full || ro.Wave == len(ro.Waves)-1 {
 			r.promote(ctx, ro)
 			return Result{fmt.Sprintf("promoted %s to every proxy", ro.Revision), http.StatusOK}

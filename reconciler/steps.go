@@ -136,11 +136,6 @@ func (r *Reconciler) apply(ctx context.Context, cand *served) error {
 	if err != nil {
 		return &stepError{ReasonCompileFailed, err}
 	}
-	spec := v1alpha1.Default().Spec
-	if rp := cand.Policy.RolloutPolicy(); rp != nil {
-		spec = rp.Spec
-	}
-
 	r.mu.Lock()
 	stable := r.stable
 	r.mu.Unlock()
@@ -159,8 +154,19 @@ func (r *Reconciler) apply(ctx context.Context, cand *served) error {
 		r.adopt(ctx, cand, "no compiled change", false)
 		return nil
 	}
-	r.startRollout(ctx, cand, spec, TriggerCommit)
+	r.startRollout(ctx, cand, rolloutSpec(stable), TriggerCommit)
 	return nil
+}
+
+// rolloutSpec is the RolloutPolicy in force: the one in the stable (last
+// good) revision, so a committed RolloutPolicy governs every later push,
+// and a commit cannot loosen the gates (or lift a change freeze) that
+// judge it. v1alpha1.Default applies when the stable revision has none.
+func rolloutSpec(stable *served) v1alpha1.RolloutPolicySpec {
+	if rp := stable.Policy.RolloutPolicy(); rp != nil {
+		return rp.Spec
+	}
+	return v1alpha1.Default().Spec
 }
 
 // adopt makes s the stable revision without a rollout: the first revision,

@@ -1,0 +1,53 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitmesh/gitmesh/internal/promtest"
+	"github.com/gitmesh/gitmesh/reconciler"
+)
+
+// TestRolloutPrometheusGate: a RolloutPolicy metric queried from a real
+// Prometheus (Debian's prometheus, scraping the proxies) catches a bad
+// change in wave 1 and rolls it back.
+func TestRolloutPrometheusGate(t *testing.T) {
+	cm := newCanaryMesh(t, "")
+	prom := promtest.Start(t, cm.admins)
+	promtest.WaitForValue(t, prom, `count(count by (instance) (istio_requests_total{reporter="source"})) == 4`, 60*time.Second)
+
+	gate := fmt.Sprintf(`apiVersion: gitmesh.io/v1alpha1
+kind: RolloutPolicy
+metadata: {name: default}
+spec:
+  waves:
+  - {percent: 25, bake: 3s}
+  - {percent: 100}
+  analysis:
+    interval: 1s
+    failureThreshold: 2
+    metrics:
+    - name: wave-5xx
+      max: 0
+      prometheus:
+        address: %s
+        query: 'sum(istio_requests_total{reporter="source",response_code=~"5..",source_workload=~"{{wave_nodes}}"}) or vector(0)'
+`, prom)
+	// Adding a RolloutPolicy changes no proxy config: it is applied without
+	// a rollout, and governs the pushes after it.
+	sha := cm.push("rollout: gate on Prometheus", allV1, gate)
+	eventually(t, 30*time.Second, "RolloutPolicy applied", func() string { return synced(cm.mesh, sha, 4) })
+
+	sha = cm.push("reviews: to a broken backend", toBad, gate)
+	ro := cm.waitRollout(t, sha, reconciler.PhaseRolledBack, 60*time.Second)
+	if !strings.Contains(ro.Reason, "wave-5xx") {
+		t.Errorf("reason = %q; want it to name the Prometheus metric wave-5xx", ro.Reason)
+	}
+	for _, id := range cm.ids {
+		if id != ro.Waves[0].Nodes[0] && !cm.load.first(id, "status 503").IsZero() {
+			t.Errorf("proxy %s outside wave 1 served the bad version", id)
+		}
+	}
+}
