@@ -3,7 +3,7 @@ GO       ?= go
 FUZZTIME ?= 10s
 PKGS     := ./...
 
-.PHONY: help test unit e2e fuzz lint bench build clean
+.PHONY: help test unit e2e fuzz lint bench bench-e2e build clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ lint: ## gofmt, go vet (and staticcheck when installed)
 
 bench: ## benchmarks (compiler, proxy)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+bench-e2e: ## end-to-end timings: git push -> traffic, time to rollback (median of 5)
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./e2e/
 
 build: ## build bin/gitmesh
 	$(GO) build -o bin/gitmesh ./cmd/gitmesh

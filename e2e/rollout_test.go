@@ -86,7 +86,10 @@ type canaryMesh struct {
 // newCanaryMesh pushes the first revision (all to v1, with rollout as the
 // RolloutPolicy), starts the controller and four proxies under load, and
 // waits until all of them serve v1.
-func newCanaryMesh(t *testing.T, rollout string) *canaryMesh {
+func newCanaryMesh(t *testing.T, rollout string) *canaryMesh { return newCanaryMeshTB(t, rollout) }
+
+// newCanaryMeshTB is newCanaryMesh for tests and benchmarks.
+func newCanaryMeshTB(t testing.TB, rollout string) *canaryMesh {
 	v1, v2 := backend(t, "v1"), backend(t, "v2")
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "bad", http.StatusServiceUnavailable)
@@ -122,7 +125,7 @@ func (cm *canaryMesh) push(msg, routes, rollout string) string {
 }
 
 // waitRollout waits for the rollout of sha to reach phase.
-func (cm *canaryMesh) waitRollout(t *testing.T, sha string, phase reconciler.Phase, timeout time.Duration) *reconciler.Rollout {
+func (cm *canaryMesh) waitRollout(t testing.TB, sha string, phase reconciler.Phase, timeout time.Duration) *reconciler.Rollout {
 	t.Helper()
 	var ro *reconciler.Rollout
 	eventually(t, timeout, fmt.Sprintf("rollout of %s %s", sha[:8], phase), func() string {
