@@ -58,6 +58,9 @@ func (r *Reconciler) assignNode(ctx context.Context, n xds.NodeStatus, s *served
 		return
 	}
 	label := snapshotLabel(snap)
+	r.mu.Lock()
+	r.assigned[n.Workload.ID] = s.Revision
+	r.mu.Unlock()
 	if n.Assigned == label {
 		return
 	}
@@ -80,16 +83,6 @@ func snapshotLabel(s *compiler.Snapshot) string {
 		return s.Version
 	}
 	return s.Version + "." + eds
-}
-
-// PolicyVersionOf returns the policy part of a node's version label.
-func PolicyVersionOf(label string) string {
-	for i := 0; i < len(label); i++ {
-		if label[i] == '.' {
-			return label[:i]
-		}
-	}
-	return label
 }
 
 // connected filters nodes to the connected ones.

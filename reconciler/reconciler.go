@@ -93,6 +93,8 @@ type Reconciler struct {
 	hold *Hold
 	// rollbackWatch times the last rollback until every proxy ACKed it.
 	rollbackWatch *rollbackWatch
+	// assigned is the revision each node was last given, by node id.
+	assigned map[string]string
 }
 
 // New returns a Reconciler for cfg.
@@ -127,6 +129,7 @@ func New(cfg Config) (*Reconciler, error) {
 		prom:     &analysis.Prometheus{Client: cfg.HTTPClient},
 		trigger:  make(chan struct{}, 1),
 		commands: make(chan command),
+		assigned: map[string]string{},
 	}
 	r.status.init()
 	return r, nil

@@ -61,7 +61,10 @@ type ProxyStatus struct {
 	// State is SYNCED (runs what it was assigned), STALE (not yet) or NACKED
 	// (rejected it, see NACK).
 	State xds.SyncState `json:"state"`
-	// Assigned and Acked are version labels: "<policy version>.<endpoints version>".
+	// Revision is the revision the proxy was assigned; it runs it when
+	// State is SYNCED.
+	Revision string `json:"revision,omitempty"`
+	// Assigned and Acked are version labels: "<snapshot version>.<endpoints version>".
 	Assigned string    `json:"assigned,omitempty"`
 	Acked    string    `json:"acked,omitempty"`
 	NACK     *xds.NACK `json:"nack,omitempty"`
@@ -83,11 +86,15 @@ func (r *Reconciler) Status() Status {
 		h := *r.hold
 		s.Hold = &h
 	}
+	assigned := make(map[string]string, len(r.assigned))
+	for k, v := range r.assigned {
+		assigned[k] = v
+	}
 	r.mu.Unlock()
 	for _, n := range r.cfg.Fleet.Nodes() {
 		s.Proxies = append(s.Proxies, ProxyStatus{
 			ID: n.Workload.ID, Service: n.Workload.Service, Namespace: n.Workload.Namespace, Role: n.Workload.Role,
-			Connected: n.Connected, State: n.State, Assigned: n.Assigned, Acked: n.Acked, NACK: n.NACK,
+			Connected: n.Connected, State: n.State, Revision: assigned[n.Workload.ID], Assigned: n.Assigned, Acked: n.Acked, NACK: n.NACK,
 		})
 	}
 	sort.Slice(s.Proxies, func(i, j int) bool { return s.Proxies[i].ID < s.Proxies[j].ID })

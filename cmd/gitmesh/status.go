@@ -121,7 +121,7 @@ func printStatus(w io.Writer, st *reconciler.Status) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROXY\tSERVICE\tNAMESPACE\tROLE\tWAVE\tSTATE\tVERSION\tDETAIL")
+	fmt.Fprintln(tw, "PROXY\tSERVICE\tNAMESPACE\tROLE\tWAVE\tSTATE\tREVISION\tDETAIL")
 	for _, p := range st.Proxies {
 		state := string(p.State)
 		if !p.Connected {
@@ -131,9 +131,9 @@ func printStatus(w io.Writer, st *reconciler.Status) {
 		if p.NACK != nil {
 			detail = "NACK: " + p.NACK.Error
 		} else if p.Acked != p.Assigned {
-			detail = "assigned " + reconciler.PolicyVersionOf(p.Assigned)
+			detail = "applying version " + p.Assigned
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Service, p.Namespace, p.Role, orNone(wave[p.ID]), state, orNone(reconciler.PolicyVersionOf(p.Acked)), detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Service, p.Namespace, p.Role, orNone(wave[p.ID]), state, orNone(shortRevision(p.Revision)), detail)
 	}
 	tw.Flush()
 	if len(st.Proxies) == 0 {
@@ -172,4 +172,12 @@ func fetchStatus(ctx context.Context, base string) (*reconciler.Status, error) {
 		return nil, err
 	}
 	return &st, nil
+}
+
+// shortRevision writes main@sha1:<40 hex> as main@sha1:<12 hex>.
+func shortRevision(rev string) string {
+	if i := strings.Index(rev, "sha1:"); i >= 0 && len(rev) > i+5+12 {
+		return rev[:i+5+12]
+	}
+	return rev
 }

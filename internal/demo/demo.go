@@ -289,15 +289,16 @@ Send a request through the frontend's sidecar:
   curl -H 'Host: reviews' http://%s/
   curl -x http://%s http://frontend:9080/
 
-Shift reviews from v1 to v2, commit, and watch it apply:
+Shift reviews from v1 to v2, commit, and watch it roll out (one proxy, a 5s bake, then everyone):
 
   sed -i 's/subset: v1/subset: v2/' %s/reviews.yaml
   git -C %s commit -am 'reviews: all traffic to v2'
-  go run ./cmd/gitmesh status --controller http://%s
+  go run ./cmd/gitmesh status --watch --controller http://%s
   curl -H 'Host: reviews' http://%s/
+  go run ./cmd/gitmesh history --controller http://%s
 
 Metrics (Istio names): curl http://%s/metrics | grep istio_requests_total
 Ctrl-C stops everything; the repository stays in %s.
 `, took.Round(time.Millisecond), repoDir, how, ctrl.AdminAddr, ctrl.XDSAddr, admins[0], outbound, outbound,
-		repoDir, repoDir, ctrl.AdminAddr, outbound, admins[0], dir)
+		repoDir, repoDir, ctrl.AdminAddr, outbound, ctrl.AdminAddr, admins[0], dir)
 }
