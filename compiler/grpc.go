@@ -16,7 +16,8 @@ import (
 // grpcClient adds what a proxyless gRPC client (GENERATOR=grpc) reads, as
 // Istio's grpc generator serves it (docs/proxyless-grpc.md):
 //
-//   - per service port, one API listener per name the client may dial:
+//   - per HTTP, HTTP2 or GRPC service port, one API listener per name the
+//     client may dial:
 //     "<fqdn>:<port>" and, for cluster-local hosts, "<name>.<ns>:<port>",
 //     "<name>.<ns>.svc:<port>" and (in the client's NAMESPACE)
 //     "<name>:<port>", plus each form without the port when the service has
@@ -43,7 +44,9 @@ func (b *builder) grpcClient(res *resources) error {
 	var keys []portKey
 	for _, s := range b.p.services {
 		for _, pt := range s.ports {
-			keys = append(keys, portKey{s, pt})
+			if pt.protocol == protoHTTP || pt.protocol == protoHTTP2 || pt.protocol == protoGRPC {
+				keys = append(keys, portKey{s, pt})
+			}
 		}
 	}
 	// The same precedence as outboundRoutes: full names first, then the
