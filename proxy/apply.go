@@ -34,6 +34,9 @@ type applier struct {
 	pendingSince time.Time
 	pools        map[poolKey]*upstreamPool
 	resolvers    map[string]*dnsResolver
+	// states maps a cluster name to its live state (circuit breakers,
+	// host states), kept across configurations.
+	states map[string]*clusterState
 }
 
 func newApplier(p *Proxy) *applier {
@@ -42,6 +45,7 @@ func newApplier(p *Proxy) *applier {
 		accepted:  newResourceSet(),
 		pools:     map[poolKey]*upstreamPool{},
 		resolvers: map[string]*dnsResolver{},
+		states:    map[string]*clusterState{},
 	}
 }
 
@@ -169,7 +173,20 @@ func (a *applier) warmingExpired(ctx context.Context) {
 func (a *applier) apply(ctx context.Context, cfg *meshConfig) {
 	usedPools := map[poolKey]bool{}
 	usedResolvers := map[string]bool{}
-	for _, c := range cfg.clusters {
+	for name, c := range cfg.clusters {
+		st, ok := a.states[name]
+		if !ok {
+			st = newClusterState()
+			a.states[name] = st
+		}
+		c.state, c.metrics = st, a.p.metrics
+		if !c.http2 {
+			c.connSlots = st.slots(c.limits.maxConnections)
+		}
+		if c.endpoints != nil {
+			st.adopt(c.endpoints.endpoints, false)
+			c.endpoints.cs = st
+		}
 		k := c.poolKey()
 		pool, ok := a.pools[k]
 		if !ok {
@@ -203,6 +220,11 @@ func (a *applier) apply(ctx context.Context, cfg *meshConfig) {
 		if !usedResolvers[k] {
 			delete(a.resolvers, k)
 			r.stop()
+		}
+	}
+	for name := range a.states {
+		if _, ok := cfg.clusters[name]; !ok {
+			delete(a.states, name)
 		}
 	}
 	a.p.metrics.xdsApplied.Inc()

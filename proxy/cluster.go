@@ -21,15 +21,29 @@ type cluster struct {
 	http2          bool
 	connectTimeout time.Duration
 	service        serviceMeta
+	lb             *lbConfig
+	limits         breakerLimits
+	outlier        *outlierConfig
+	// maxRequestsPerConn is common_http_protocol_options
+	// .max_requests_per_connection (HTTP/1.1 upstreams), 0 for none.
+	maxRequestsPerConn uint32
+	// idleTimeout is common_http_protocol_options.idle_timeout: how long
+	// an idle upstream connection is kept. 0: the pool's default.
+	idleTimeout time.Duration
+	keepAlive   net.KeepAliveConfig
 	// endpoints is the balanced set of a STATIC or EDS cluster.
 	endpoints *endpointSet
 	// dnsTargets are the inline addresses of a STRICT_DNS cluster.
 	dnsTargets []dnsTarget
 	dnsRefresh time.Duration
 
-	// pool and dns are attached by the applier before publication.
-	pool *upstreamPool
-	dns  *dnsResolver
+	// pool, dns, state, connSlots and metrics are attached by the applier
+	// before publication.
+	pool      *upstreamPool
+	dns       *dnsResolver
+	state     *clusterState
+	connSlots chan struct{}
+	metrics   *metrics
 }
 
 // serviceMeta is the cluster's filter_metadata.istio.services[0].
@@ -39,31 +53,41 @@ type serviceMeta struct {
 	namespace string
 }
 
-// pick returns the next endpoint of the cluster, or nil when it has no
-// healthy endpoint.
-func (c *cluster) pick() *endpoint {
+// pick returns an endpoint of the cluster chosen by its load balancer, or
+// nil when it has no usable endpoint. pr may be nil.
+func (c *cluster) pick(pr *pickRequest) *endpoint {
+	return c.currentEndpoints().pick(pr)
+}
+
+// currentEndpoints is the endpoint set in use: the resolver's latest for a
+// STRICT_DNS cluster.
+func (c *cluster) currentEndpoints() *endpointSet {
 	if c.dns != nil {
-		return c.dns.current.Load().pick()
+		return c.dns.current.Load()
 	}
-	return c.endpoints.pick()
+	return c.endpoints
 }
 
 // poolKey identifies a connection pool: a cluster keeps its pool (and its
 // idle connections) across updates as long as these do not change.
 type poolKey struct {
-	cluster        string
-	http2          bool
-	connectTimeout time.Duration
+	cluster            string
+	http2              bool
+	connectTimeout     time.Duration
+	maxRequestsPerConn uint32
+	idleTimeout        time.Duration
+	keepAlive          net.KeepAliveConfig
 }
 
 func (c *cluster) poolKey() poolKey {
-	return poolKey{cluster: c.name, http2: c.http2, connectTimeout: c.connectTimeout}
+	return poolKey{cluster: c.name, http2: c.http2, connectTimeout: c.connectTimeout,
+		maxRequestsPerConn: c.maxRequestsPerConn, idleTimeout: c.idleTimeout, keepAlive: c.keepAlive}
 }
 
 // dnsKey identifies a resolver: same targets, same refresh rate.
 func (c *cluster) dnsKey() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s", c.name, c.dnsRefresh)
+	fmt.Fprintf(&b, "%s|%s|%s", c.name, c.dnsRefresh, c.lb.key())
 	for _, t := range c.dnsTargets {
 		fmt.Fprintf(&b, "|%s:%d/%d/%+v", t.host, t.port, t.weight, t.meta)
 	}
@@ -74,6 +98,7 @@ func (c *cluster) dnsKey() string {
 // proxy that uses it.
 type upstreamPool struct {
 	key       poolKey
+	p         *Proxy
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 }
@@ -83,12 +108,29 @@ const maxIdleConnsPerHost = 128
 
 func newUpstreamPool(p *Proxy, key poolKey) *upstreamPool {
 	dialer := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
+	if key.keepAlive.Enable {
+		dialer.KeepAliveConfig = key.keepAlive
+	}
+	dial := dialer.DialContext
+	if key.maxRequestsPerConn > 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &countedConn{Conn: c}, nil
+		}
+	}
+	idle := 90 * time.Second
+	if key.idleTimeout > 0 {
+		idle = key.idleTimeout
+	}
 	tr := &http.Transport{
 		Proxy:                 nil, // never an environment proxy
-		DialContext:           dialer.DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       idle,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // pass bodies through untouched
 	}
@@ -96,18 +138,16 @@ func newUpstreamPool(p *Proxy, key poolKey) *upstreamPool {
 		tr.Protocols = new(http.Protocols)
 		tr.Protocols.SetUnencryptedHTTP2(true)
 	}
-	return &upstreamPool{
-		key:       key,
-		transport: tr,
-		proxy: &httputil.ReverseProxy{
-			Rewrite:        rewrite,
-			Transport:      tr,
-			BufferPool:     p.buffers,
-			ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-			ModifyResponse: modifyResponse,
-			ErrorHandler:   p.proxyError,
-		},
+	pool := &upstreamPool{key: key, transport: tr, p: p}
+	pool.proxy = &httputil.ReverseProxy{
+		Rewrite:        pool.rewrite,
+		Transport:      &attemptTransport{inner: tr, maxPerConn: key.maxRequestsPerConn},
+		BufferPool:     p.buffers,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   p.proxyError,
 	}
+	return pool
 }
 
 // dnsTarget is one inline address of a STRICT_DNS cluster.
@@ -124,6 +164,8 @@ type dnsTarget struct {
 type dnsResolver struct {
 	key      string
 	targets  []dnsTarget
+	lb       *lbConfig
+	cs       *clusterState
 	resolver *net.Resolver
 	log      *slog.Logger
 	// current is the last resolved set; never nil.
@@ -148,7 +190,7 @@ func startDNSResolver(ctx context.Context, log *slog.Logger, res *net.Resolver, 
 		refresh = c.dnsRefresh
 	}
 	r := &dnsResolver{
-		key: c.dnsKey(), targets: c.dnsTargets, resolver: res,
+		key: c.dnsKey(), targets: c.dnsTargets, lb: c.lb, cs: c.state, resolver: res,
 		log:  log.With("cluster", c.name),
 		last: make([][]string, len(c.dnsTargets)),
 		done: make(chan struct{}),
@@ -197,7 +239,12 @@ func (r *dnsResolver) resolve(ctx context.Context) {
 			weights = append(weights, t.weight)
 		}
 	}
-	r.current.Store(newEndpointSet(eps, weights))
+	set := newBalancedSet(eps, weights, r.lb)
+	if r.cs != nil {
+		r.cs.adopt(eps, true)
+		set.cs = r.cs
+	}
+	r.current.Store(set)
 }
 
 // stop ends the resolver goroutine and waits for it.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -13,10 +12,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -33,17 +29,6 @@ type meshConfig struct {
 	listeners map[string]*listenerConfig
 	// clusters maps a cluster name to the cluster.
 	clusters map[string]*cluster
-}
-
-// listenerConfig is one listener: where it binds and how it routes.
-type listenerConfig struct {
-	name       string
-	addr       string
-	statPrefix string
-	// inbound is true for listeners that receive traffic for the local
-	// workload (metrics reporter "destination").
-	inbound bool
-	routes  *routeTable
 }
 
 // missingRef is a referenced resource that has not arrived yet.
@@ -98,8 +83,8 @@ func buildConfig(set *resourceSet) (*meshConfig, []missingRef, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if miss != "" {
-			missing = append(missing, missingRef{typeURL: routeType, name: miss})
+		for _, name := range miss {
+			missing = append(missing, missingRef{typeURL: routeType, name: name})
 		}
 		if prev, dup := cfg.listeners[lc.addr]; dup {
 			return nil, nil, &resourceError{typeURL: listenerType, name: name, field: "address",
@@ -120,131 +105,15 @@ func fieldErr(field string, format string, args ...any) *fieldError {
 	return &fieldError{field: field, err: fmt.Errorf(format, args...)}
 }
 
-// listenerAddr returns the host:port a listener binds.
-func listenerAddr(l *listenerv3.Listener) (string, error) {
-	sa := l.GetAddress().GetSocketAddress()
-	if sa == nil {
-		return "", errors.New("only socket_address is supported")
-	}
-	if sa.GetProtocol() != corev3.SocketAddress_TCP {
-		return "", fmt.Errorf("protocol %s: %w", sa.GetProtocol(), errUnsupported)
-	}
-	port := sa.GetPortValue()
-	if port == 0 || port > 65535 {
-		return "", fmt.Errorf("port_value %d: must be 1-65535", port)
-	}
-	if sa.GetAddress() == "" || net.ParseIP(sa.GetAddress()) == nil {
-		return "", fmt.Errorf("address %q: must be an IP address", sa.GetAddress())
-	}
-	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(port))), nil
-}
-
-// listenerHCM returns the HTTP connection manager of a listener's single
-// filter chain, with the path of the offending field on error.
-func listenerHCM(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, *fieldError) {
-	chains := l.GetFilterChains()
-	if len(chains) != 1 {
-		return nil, fieldErr("filter_chains", "want exactly one filter chain, got %d", len(chains))
-	}
-	fc := chains[0]
-	if fc.GetFilterChainMatch() != nil {
-		return nil, fieldErr("filter_chains[0].filter_chain_match", "%w", errUnsupported)
-	}
-	if fc.GetTransportSocket() != nil {
-		return nil, fieldErr("filter_chains[0].transport_socket", "%w", errUnsupported)
-	}
-	filters := fc.GetFilters()
-	if len(filters) != 1 {
-		return nil, fieldErr("filter_chains[0].filters", "want exactly one network filter (%s), got %d", wellknown.HTTPConnectionManager, len(filters))
-	}
-	f := filters[0]
-	if f.GetName() != wellknown.HTTPConnectionManager {
-		return nil, fieldErr("filter_chains[0].filters[0].name", "unknown network filter %q", f.GetName())
-	}
-	hcm := &hcmv3.HttpConnectionManager{}
-	if f.GetTypedConfig() == nil {
-		return nil, fieldErr("filter_chains[0].filters[0].typed_config", "missing")
-	}
-	if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
-		return nil, fieldErr("filter_chains[0].filters[0].typed_config", "decoding HttpConnectionManager: %w", err)
-	}
-	return hcm, nil
-}
-
-// buildListener validates a listener and resolves its route table. It
-// returns the name of a referenced RouteConfiguration that has not arrived.
-func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, clusters map[string]*cluster) (*listenerConfig, string, error) {
-	fail := func(fe *fieldError) error {
-		return &resourceError{typeURL: listenerType, name: l.GetName(), field: fe.field, err: fe.err}
-	}
-	if l.GetApiListener() != nil {
-		return nil, "", fail(fieldErr("api_listener", "api listeners are for proxyless gRPC clients: %w", errUnsupported))
-	}
-	if len(l.GetListenerFilters()) > 0 {
-		return nil, "", fail(fieldErr("listener_filters[0]", "listener filter %q: %w", l.GetListenerFilters()[0].GetName(), errUnsupported))
-	}
-	if l.GetDefaultFilterChain() != nil {
-		return nil, "", fail(fieldErr("default_filter_chain", "%w", errUnsupported))
-	}
-	addr, err := listenerAddr(l)
-	if err != nil {
-		return nil, "", fail(&fieldError{field: "address.socket_address", err: err})
-	}
-	hcm, fe := listenerHCM(l)
-	if fe != nil {
-		return nil, "", fail(fe)
-	}
-	const hcmPath = "filter_chains[0].filters[0].typed_config"
-	filters := hcm.GetHttpFilters()
-	if len(filters) == 0 {
-		return nil, "", fail(fieldErr(hcmPath+".http_filters", "must end with %s", wellknown.Router))
-	}
-	for i, hf := range filters {
-		path := fmt.Sprintf("%s.http_filters[%d]", hcmPath, i)
-		if hf.GetName() != wellknown.Router {
-			return nil, "", fail(fieldErr(path+".name", "unknown HTTP filter %q", hf.GetName()))
-		}
-		if i != len(filters)-1 {
-			return nil, "", fail(fieldErr(path, "%s must be the last HTTP filter", wellknown.Router))
-		}
-		if tc := hf.GetTypedConfig(); tc != nil {
-			if err := tc.UnmarshalTo(&routerv3.Router{}); err != nil {
-				return nil, "", fail(fieldErr(path+".typed_config", "decoding Router: %w", err))
-			}
-		}
-	}
-	lc := &listenerConfig{
-		name:       l.GetName(),
-		addr:       addr,
-		statPrefix: hcm.GetStatPrefix(),
-		inbound:    l.GetTrafficDirection() == corev3.TrafficDirection_INBOUND || (l.GetTrafficDirection() == corev3.TrafficDirection_UNSPECIFIED && l.GetName() == "inbound"),
-	}
-	var missing string
-	switch rs := hcm.GetRouteSpecifier().(type) {
-	case *hcmv3.HttpConnectionManager_Rds:
-		if src := rs.Rds.GetConfigSource(); src != nil && src.GetAds() == nil {
-			return nil, "", fail(fieldErr(hcmPath+".rds.config_source", "only ads config sources are supported"))
-		}
-		name := rs.Rds.GetRouteConfigName()
-		if name == "" {
-			return nil, "", fail(fieldErr(hcmPath+".rds.route_config_name", "empty"))
-		}
-		lc.routes = tables[name]
-		if lc.routes == nil {
-			missing = name
-			lc.routes = &routeTable{name: name}
-		}
-	case *hcmv3.HttpConnectionManager_RouteConfig:
-		rt, fe := buildRouteTable(rs.RouteConfig, clusters)
-		if fe != nil {
-			fe.field = hcmPath + ".route_config." + fe.field
-			return nil, "", fail(fe)
-		}
-		lc.routes = rt
-	default:
-		return nil, "", fail(fieldErr(hcmPath, "route_specifier must be rds or route_config"))
-	}
-	return lc, missing, nil
+// clusterFields are the Cluster fields the proxy implements. Of the rest,
+// alt_stat_name and per_connection_buffer_limit_bytes only affect Envoy's
+// stats and buffering and are accepted; dns_lookup_family is accepted
+// (the resolver returns every family).
+var clusterFields = []string{
+	"name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment", "metadata",
+	"typed_extension_protocol_options", "dns_refresh_rate", "dns_lookup_family", "circuit_breakers",
+	"outlier_detection", "common_lb_config", "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config",
+	"upstream_connection_options", "alt_stat_name", "per_connection_buffer_limit_bytes", "transport_socket",
 }
 
 // buildCluster validates a cluster. For EDS clusters it reports whether the
@@ -252,6 +121,12 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, cluste
 func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster, bool, error) {
 	fail := func(field, format string, args ...any) error {
 		return &resourceError{typeURL: clusterType, name: c.GetName(), field: field, err: fmt.Errorf(format, args...)}
+	}
+	failFE := func(fe *fieldError) error {
+		return &resourceError{typeURL: clusterType, name: c.GetName(), field: fe.field, err: fe.err}
+	}
+	if err := checkFields(c, clusterFields...); err != nil {
+		return nil, false, fail("", "%w", err)
 	}
 	cl := &cluster{
 		name:           c.GetName(),
@@ -261,14 +136,38 @@ func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster,
 	if d := c.GetConnectTimeout(); d != nil {
 		cl.connectTimeout = d.AsDuration()
 	}
-	if c.GetLbPolicy() != clusterv3.Cluster_ROUND_ROBIN {
-		return nil, false, fail("lb_policy", "%s: %w", c.GetLbPolicy(), errUnsupported)
+	lb, fe := buildLB(c)
+	if fe != nil {
+		return nil, false, failFE(fe)
+	}
+	cl.lb = lb
+	if cl.limits, fe = buildBreakers(c.GetCircuitBreakers()); fe != nil {
+		return nil, false, failFE(fe)
+	}
+	if cl.outlier, fe = buildOutlier(c.GetOutlierDetection()); fe != nil {
+		return nil, false, failFE(fe)
 	}
 	if c.GetTransportSocket() != nil {
-		return nil, false, fail("transport_socket", "%w", errUnsupported)
+		return nil, false, fail("transport_socket", "upstream TLS origination: %w", errUnsupported)
 	}
 	if _, ok := c.GetClusterDiscoveryType().(*clusterv3.Cluster_ClusterType); ok {
 		return nil, false, fail("cluster_type", "custom cluster types: %w", errUnsupported)
+	}
+	if uco := c.GetUpstreamConnectionOptions(); uco != nil {
+		if err := checkFields(uco, "tcp_keepalive"); err != nil {
+			return nil, false, fail("upstream_connection_options", "%w", err)
+		}
+		ka := uco.GetTcpKeepalive()
+		cl.keepAlive = net.KeepAliveConfig{Enable: true, Count: -1, Idle: -1, Interval: -1}
+		if v := ka.GetKeepaliveProbes(); v != nil {
+			cl.keepAlive.Count = int(v.GetValue())
+		}
+		if v := ka.GetKeepaliveTime(); v != nil {
+			cl.keepAlive.Idle = time.Duration(v.GetValue()) * time.Second
+		}
+		if v := ka.GetKeepaliveInterval(); v != nil {
+			cl.keepAlive.Interval = time.Duration(v.GetValue()) * time.Second
+		}
 	}
 	for key := range c.GetTypedExtensionProtocolOptions() {
 		if key != upstreamHTTPOptionsKey {
@@ -281,6 +180,9 @@ func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster,
 		if err := a.UnmarshalTo(opts); err != nil {
 			return nil, false, fail(field, "decoding HttpProtocolOptions: %w", err)
 		}
+		if err := checkFields(opts, "explicit_http_config", "common_http_protocol_options"); err != nil {
+			return nil, false, fail(field, "%w", err)
+		}
 		explicit := opts.GetExplicitHttpConfig()
 		switch {
 		case opts.GetUpstreamProtocolOptions() == nil:
@@ -290,11 +192,20 @@ func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster,
 		default:
 			return nil, false, fail(field+".upstream_protocol_options", "only explicit_http_config with http_protocol_options or http2_protocol_options is supported")
 		}
+		if common := opts.GetCommonHttpProtocolOptions(); common != nil {
+			if err := checkFields(common, "max_requests_per_connection", "idle_timeout"); err != nil {
+				return nil, false, fail(field+".common_http_protocol_options", "%w", err)
+			}
+			cl.maxRequestsPerConn = common.GetMaxRequestsPerConnection().GetValue()
+			if d := common.GetIdleTimeout(); d != nil {
+				cl.idleTimeout = d.AsDuration()
+			}
+		}
 	}
 	var missing bool
 	switch c.GetType() {
 	case clusterv3.Cluster_STATIC:
-		set, fe := buildEndpoints(c.GetLoadAssignment())
+		set, fe := buildEndpoints(c.GetLoadAssignment(), cl.lb)
 		if fe != nil {
 			return nil, false, fail("load_assignment."+fe.field, "%w", fe.err)
 		}
@@ -306,10 +217,10 @@ func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster,
 		m, ok := cla[edsServiceName(c)]
 		if !ok {
 			missing = true
-			cl.endpoints = &endpointSet{}
+			cl.endpoints = newBalancedSet(nil, nil, cl.lb)
 			break
 		}
-		set, fe := buildEndpoints(m.(*endpointv3.ClusterLoadAssignment))
+		set, fe := buildEndpoints(m.(*endpointv3.ClusterLoadAssignment), cl.lb)
 		if fe != nil {
 			return nil, false, &resourceError{typeURL: endpointType, name: edsServiceName(c), field: fe.field, err: fe.err}
 		}
@@ -377,7 +288,7 @@ func healthy(s corev3.HealthStatus) bool {
 
 // buildEndpoints turns a ClusterLoadAssignment into a balanced endpoint set
 // of its healthy endpoints. Every locality and priority is flattened.
-func buildEndpoints(cla *endpointv3.ClusterLoadAssignment) (*endpointSet, *fieldError) {
+func buildEndpoints(cla *endpointv3.ClusterLoadAssignment, lb *lbConfig) (*endpointSet, *fieldError) {
 	var eps []*endpoint
 	var weights []uint32
 	for i, lle := range cla.GetEndpoints() {
@@ -410,7 +321,7 @@ func buildEndpoints(cla *endpointv3.ClusterLoadAssignment) (*endpointSet, *field
 			weights = append(weights, w)
 		}
 	}
-	return newEndpointSet(eps, weights), nil
+	return newBalancedSet(eps, weights, lb), nil
 }
 
 // buildDNSTargets reads the inline addresses of a STRICT_DNS cluster.

@@ -9,23 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Response flags, as Envoy and Istio name them.
-const (
-	flagNone             = "-"
-	flagNoRoute          = "NR"
-	flagNoHealthyUp      = "UH"
-	flagUpstreamConnFail = "UF"
-	flagUpstreamTimeout  = "UT"
-	flagUpstreamReset    = "UC"
-	flagDownstreamClosed = "DC"
-)
-
-// listenerHandler serves the requests of one bound listener address.
+// listenerHandler serves the requests (and accepts the connections) of one
+// bound listener address.
 type listenerHandler struct {
 	p    *Proxy
 	addr string
@@ -36,11 +27,29 @@ type listenerHandler struct {
 type requestState struct {
 	lc       *listenerConfig
 	route    *route
+	wc       *weightedCluster
 	cluster  *cluster
 	endpoint *endpoint
-	timedOut func() bool
-	code     int
-	flags    string
+	// activeEndpoint is the endpoint whose active-request count the final
+	// attempt raised; the handler lowers it when the exchange ends.
+	activeEndpoint *endpoint
+	// perTryCancel ends the final attempt's per-try timeout context.
+	perTryCancel context.CancelFunc
+	// deadline is when the route timeout fires; zero for none.
+	deadline time.Time
+	// hash is the hash-policy key for RING_HASH and MAGLEV clusters.
+	hash    uint64
+	hasHash bool
+	// setCookie is a Set-Cookie the response carries (generated hash
+	// cookie); corsOrigin is the allowed Origin of a CORS request.
+	setCookie  string
+	corsOrigin string
+	// body is the buffered request body; replayable is true when the
+	// request can be sent again (retries, mirrors).
+	body       []byte
+	replayable bool
+	code       int
+	flags      responseFlags
 }
 
 type requestStateKey struct{}
@@ -50,23 +59,49 @@ func stateOf(r *http.Request) *requestState {
 	return rs
 }
 
+// finishHeaders applies what the route adds to every response it
+// produces: response header mutations, CORS headers and a generated
+// cookie. It runs on upstream responses and on the router's own replies.
+func (rs *requestState) finishHeaders(h http.Header) {
+	if rt := rs.route; rt != nil {
+		rt.headers.applyResponse(rs.wc, h)
+		if rs.corsOrigin != "" && rt.cors != nil {
+			rt.cors.decorate(h, rs.corsOrigin)
+		}
+	}
+	if rs.setCookie != "" {
+		h.Add("Set-Cookie", rs.setCookie)
+	}
+}
+
+// finishLocal is finishHeaders for a reply the proxy writes itself.
+func (rs *requestState) finishLocal(h http.Header) { rs.finishHeaders(h) }
+
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rs := &requestState{flags: flagNone}
+	rs := &requestState{}
 	defer func() { h.p.observe(r, rs, time.Since(start)) }()
 
 	cfg := h.p.current.Load()
 	if cfg != nil {
 		rs.lc = cfg.listeners[h.addr]
 	}
-	if rs.lc == nil {
+	var hc *httpChain
+	if rs.lc != nil {
+		hc = rs.lc.httpChainFor(r)
+	}
+	if hc == nil {
 		rs.code, rs.flags = http.StatusNotFound, flagNoRoute
 		http.Error(w, "listener not configured", rs.code)
 		return
 	}
 	var vh *virtualHost
-	if rs.lc.routes != nil {
-		vh = rs.lc.routes.findVirtualHost(r.Host)
+	if hc.routes != nil {
+		vh = hc.routes.findVirtualHost(r.Host)
+	}
+	if vh != nil && vh.requireTLS && r.TLS == nil {
+		httpsRedirect.serve(w, r, rs)
+		return
 	}
 	if vh != nil {
 		rs.route = vh.findRoute(r)
@@ -76,38 +111,135 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(rs.code)
 		return
 	}
-	rs.cluster = rs.route.pickCluster()
-	rs.endpoint = rs.cluster.pick()
-	if rs.endpoint == nil {
-		rs.code, rs.flags = http.StatusServiceUnavailable, flagNoHealthyUp
-		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(rs.code)
-		io.WriteString(w, "no healthy upstream")
+	rt := rs.route
+	for i := range hc.filters {
+		f := &hc.filters[i]
+		switch f.kind {
+		case filterCORS:
+			if rt.cors != nil && rt.cors.handle(w, r, rs) {
+				return
+			}
+		case filterFault:
+			fc := rt.fault
+			if fc == nil && !rt.faultDisabled {
+				fc = f.fault
+			}
+			if fc != nil && fc.inject(w, r, rs) {
+				return
+			}
+		}
+	}
+	switch rt.action {
+	case actionRedirect:
+		rt.redirect.serve(w, r, rs)
+	case actionDirect:
+		rt.direct.serve(w, rs)
+	default:
+		h.p.forward(w, r, rs)
+	}
+}
+
+// upstreamReset is Envoy's local reply body prefix for failed exchanges.
+const upstreamReset = "upstream connect error or disconnect/reset before headers. reset reason: "
+
+// forward sends a request to the route's cluster: circuit breakers, load
+// balancing (with the route's hash policy), then the reverse proxy, whose
+// transport retries.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState) {
+	rt := rs.route
+	rs.wc = rt.pickCluster()
+	c := rs.wc.cluster
+	rs.cluster = c
+	ctx := r.Context()
+	timeout := rt.timeout
+	if rt.maxGRPCTimeout != nil && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		timeout = 0
+		if t, ok := grpcTimeout(r.Header.Get("Grpc-Timeout")); ok {
+			timeout = t
+		}
+		if m := *rt.maxGRPCTimeout; m > 0 && (timeout == 0 || timeout > m) {
+			timeout = m
+		}
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+		rs.deadline = time.Now().Add(timeout)
+	}
+	slots, adm := c.admit(ctx)
+	switch adm {
+	case overflow:
+		p.metrics.breakerOpen.WithLabelValues(c.name).Inc()
+		p.localReply(w, rs, http.StatusServiceUnavailable, flagUpstreamOverflow, upstreamReset+"overflow")
+		return
+	case gaveUp:
+		if r.Context().Err() != nil {
+			rs.code, rs.flags = 0, rs.flags|flagDownstreamClosed
+			return
+		}
+		p.localReply(w, rs, http.StatusGatewayTimeout, flagUpstreamTimeout, "upstream request timeout")
 		return
 	}
-	ctx := context.WithValue(r.Context(), requestStateKey{}, rs)
-	if rs.route.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rs.route.timeout)
-		defer cancel()
-		rs.timedOut = func() bool { return errors.Is(ctx.Err(), context.DeadlineExceeded) }
+	defer c.release(slots)
+	if c.lb.hashBased() {
+		rs.hash, rs.hasHash = requestHash(rt.hashPolicies, r, rs)
 	}
-	rs.cluster.pool.proxy.ServeHTTP(w, r.WithContext(ctx))
+	pr := pickRequest{hash: rs.hash, hasHash: rs.hasHash}
+	rs.endpoint = c.pick(&pr)
+	if rs.endpoint == nil {
+		p.localReply(w, rs, http.StatusServiceUnavailable, flagNoHealthyUpstream, "no healthy upstream")
+		return
+	}
+	if rt.retry != nil || len(rt.mirrors) > 0 {
+		bufferBody(r, rs)
+	}
+	defer func() {
+		if e := rs.activeEndpoint; e != nil {
+			e.state.active.Add(-1)
+		}
+		if rs.perTryCancel != nil {
+			rs.perTryCancel()
+		}
+	}()
+	ctx = context.WithValue(ctx, requestStateKey{}, rs)
+	c.pool.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// localReply answers a request the router could not forward, as Envoy's
+// local replies (plain text body, route response headers).
+func (p *Proxy) localReply(w http.ResponseWriter, rs *requestState, code int, flag responseFlags, body string) {
+	rs.code, rs.flags = code, rs.flags|flag
+	h := w.Header()
+	h.Set("Content-Type", "text/plain")
+	rs.finishLocal(h)
+	w.WriteHeader(code)
+	io.WriteString(w, body)
 }
 
 // rewrite points the outgoing request at the picked endpoint, keeping the
-// Host header, and adds x-forwarded-* and x-request-id as Envoy does.
-func rewrite(pr *httputil.ProxyRequest) {
+// Host header (unless rewritten), applies the route's path rewrites and
+// request header mutations, adds x-forwarded-* and x-request-id as Envoy
+// does, and queues shadow requests.
+func (pool *upstreamPool) rewrite(pr *httputil.ProxyRequest) {
 	rs := stateOf(pr.In)
 	out := pr.Out
+	rt := rs.route
 	out.URL.Scheme = "http"
 	out.URL.Host = rs.endpoint.addr
-	if p := rs.route.prefixRewrite; p != "" && rs.route.match.kind == pathPrefix {
-		out.URL.Path = p + strings.TrimPrefix(out.URL.Path, rs.route.match.value)
-		out.URL.RawPath = ""
+	switch {
+	case rt.prefixRewrite != nil:
+		esc := out.URL.EscapedPath()
+		n := min(matchedPrefixLen(&rt.match), len(esc))
+		setEscapedPath(out.URL, *rt.prefixRewrite+esc[n:])
+	case rt.regexRewrite != nil:
+		setEscapedPath(out.URL, rt.regexRewrite.re.ReplaceAllString(out.URL.EscapedPath(), rt.regexRewrite.sub))
 	}
-	if h := rs.route.hostRewrite; h != "" {
-		out.Host = h
+	switch {
+	case rs.wc.hostRewrite != "":
+		out.Host = rs.wc.hostRewrite
+	case rt.hostRewrite != "":
+		out.Host = rt.hostRewrite
 	}
 	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
 		out.Header["X-Forwarded-For"] = prior
@@ -116,41 +248,68 @@ func rewrite(pr *httputil.ProxyRequest) {
 	if out.Header.Get("X-Request-Id") == "" {
 		out.Header.Set("X-Request-Id", newRequestID())
 	}
+	rt.headers.applyRequest(rs.wc, out.Header)
+	if len(rt.mirrors) > 0 {
+		pool.p.mirror(out, rs)
+	}
 }
 
-// modifyResponse records the upstream status code.
+// setEscapedPath sets a URL's path from its escaped form.
+func setEscapedPath(u *url.URL, esc string) {
+	if !strings.HasPrefix(esc, "/") {
+		esc = "/" + esc
+	}
+	p, err := url.PathUnescape(esc)
+	if err != nil {
+		u.Path, u.RawPath = esc, ""
+		return
+	}
+	u.Path, u.RawPath = p, esc
+}
+
+// modifyResponse records the upstream status code and applies the route's
+// response headers.
 func modifyResponse(resp *http.Response) error {
 	if rs := stateOf(resp.Request); rs != nil {
 		rs.code = resp.StatusCode
+		rs.finishHeaders(resp.Header)
 	}
 	return nil
 }
 
 // proxyError answers a failed upstream exchange like Envoy: 503 with UF when
-// the connection could not be made, 504 with UT on route timeout, 503 with
-// UC when the upstream reset; nothing when the client went away (DC).
+// the connection could not be made, 504 with UT on route or per-try
+// timeout, 503 with UH when a retry found no host, 503 with UC when the
+// upstream reset; nothing when the client went away (DC).
 func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	rs := stateOf(r)
-	code, flag, body := http.StatusServiceUnavailable, flagUpstreamReset,
-		"upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+	code, flag, body := http.StatusServiceUnavailable, flagUpstreamReset, upstreamReset+"connection termination"
 	var opErr *net.OpError
 	switch {
-	case rs != nil && rs.timedOut != nil && rs.timedOut():
+	case errors.Is(err, errPerTryTimeout),
+		rs != nil && !rs.deadline.IsZero() && !time.Now().Before(rs.deadline),
+		errors.Is(r.Context().Err(), context.DeadlineExceeded):
 		code, flag, body = http.StatusGatewayTimeout, flagUpstreamTimeout, "upstream request timeout"
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+	case r.Context().Err() != nil:
 		code, flag = 0, flagDownstreamClosed
+	case errors.Is(err, errNoHealthyUpstream):
+		flag, body = flagNoHealthyUpstream, "no healthy upstream"
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		flag = flagUpstreamConnFail
-		body = "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+		body = upstreamReset + "connection failure"
 	}
 	if rs != nil {
-		rs.code, rs.flags = code, flag
+		rs.code, rs.flags = code, rs.flags|flag
 	}
-	p.log.Debug("upstream request failed", "authority", r.Host, "response_flags", flag, "error", err)
+	p.log.Debug("upstream request failed", "authority", r.Host, "response_flags", flag.String(), "error", err)
 	if code == 0 {
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain")
+	h := w.Header()
+	h.Set("Content-Type", "text/plain")
+	if rs != nil {
+		rs.finishLocal(h)
+	}
 	w.WriteHeader(code)
 	io.WriteString(w, body)
 }

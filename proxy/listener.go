@@ -1,14 +1,30 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 )
+
+// connServer serves the connections of one bound address: HTTP requests
+// (ServeHTTP) and, first, each accepted connection (serveConn).
+type connServer interface {
+	http.Handler
+	// serveConn picks the connection's filter chain (inspecting a TLS
+	// ClientHello when the chains match on it), terminates TLS when the
+	// chain says so and returns the connection to serve as HTTP, or nil
+	// when it served it itself (TCP proxy) or closed it. ctx ends when the
+	// listener has drained.
+	serveConn(ctx context.Context, c net.Conn) net.Conn
+}
 
 // listenerSet owns the proxy's traffic sockets. An address is bound
 // ("reserved") as soon as an accepted LDS update names it, so an address
@@ -19,13 +35,13 @@ import (
 type listenerSet struct {
 	log     *slog.Logger
 	drain   time.Duration
-	handler func(addr string) http.Handler
+	handler func(addr string) connServer
 
 	// mu protects sockets and closed.
 	mu      sync.Mutex
 	sockets map[string]*socket
 	closed  bool
-	// wg tracks serve and drain goroutines.
+	// wg tracks accept, serve, connection and drain goroutines.
 	wg sync.WaitGroup
 }
 
@@ -34,9 +50,15 @@ type socket struct {
 	name string // listener name, for logs
 	ln   net.Listener
 	srv  *http.Server // nil until it serves
+	// httpConns feeds the connections to serve as HTTP to srv.
+	httpConns *connQueue
+	// cancel ends ctx of the socket's TCP proxy connections.
+	cancel context.CancelFunc
+	// conns tracks the connection goroutines (TCP proxies), for draining.
+	conns sync.WaitGroup
 }
 
-func newListenerSet(log *slog.Logger, drain time.Duration, handler func(string) http.Handler) *listenerSet {
+func newListenerSet(log *slog.Logger, drain time.Duration, handler func(string) connServer) *listenerSet {
 	return &listenerSet{log: log, drain: drain, handler: handler, sockets: map[string]*socket{}}
 }
 
@@ -94,29 +116,51 @@ func (s *listenerSet) sync(serve map[string]*listenerConfig, keep map[string]str
 }
 
 func (s *listenerSet) startLocked(addr string, sk *socket) {
+	h := s.handler(addr)
 	sk.srv = &http.Server{
-		Handler:           s.handler(addr),
+		Handler:           h,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		Protocols:         new(http.Protocols),
 	}
 	sk.srv.Protocols.SetHTTP1(true)
+	sk.srv.Protocols.SetHTTP2(true)
 	sk.srv.Protocols.SetUnencryptedHTTP2(true)
+	sk.httpConns = newConnQueue(sk.ln.Addr())
+	ctx, cancel := context.WithCancel(context.Background())
+	sk.cancel = cancel
 	s.log.Info("serving listener", "listener", sk.name, "address", addr)
-	srv, ln := sk.srv, sk.ln
+	srv, ln, q := sk.srv, sk.ln, sk.httpConns
 	s.wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		if err := srv.Serve(q); err != nil && err != http.ErrServerClosed && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("listener stopped", "address", addr, "error", err)
+		}
+	})
+	s.wg.Go(func() {
+		defer q.Close()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					continue
+				}
+				return
+			}
+			sk.conns.Go(func() {
+				if hc := h.serveConn(ctx, c); hc != nil {
+					q.push(hc)
+				}
+			})
 		}
 	})
 }
 
 // stopLocked drains a socket in the background (owned by wg): in-flight
-// requests get up to the drain timeout.
+// requests and TCP connections get up to the drain timeout.
 func (s *listenerSet) stopLocked(sk *socket) {
+	sk.ln.Close()
 	if sk.srv == nil {
-		sk.ln.Close()
 		return
 	}
 	srv := sk.srv
@@ -126,6 +170,17 @@ func (s *listenerSet) stopLocked(sk *socket) {
 		if err := srv.Shutdown(ctx); err != nil {
 			srv.Close()
 		}
+		done := make(chan struct{})
+		go func() {
+			sk.conns.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		sk.cancel()
+		<-done
 	})
 }
 
@@ -146,4 +201,145 @@ func (s *listenerSet) closeAll() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// connQueue is the net.Listener an http.Server serves: it yields the
+// connections the dispatcher hands over.
+type connQueue struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+var _ net.Listener = (*connQueue)(nil)
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// Accept returns the next handed-over connection.
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.conns:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops Accept; connections handed over later are closed.
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+// Addr is the bound address.
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.conns <- c:
+	case <-q.done:
+		c.Close()
+	}
+}
+
+// inspectTimeout bounds the wait for a ClientHello on listeners that
+// match filter chains on it (Envoy's listener_filters_timeout).
+const inspectTimeout = 15 * time.Second
+
+// serveConn implements connServer.
+func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
+	cfg := h.p.current.Load()
+	var lc *listenerConfig
+	if cfg != nil {
+		lc = cfg.listeners[h.addr]
+	}
+	if lc == nil {
+		c.Close()
+		return nil
+	}
+	sni, isTLS := "", false
+	if lc.peek {
+		var err error
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		c, sni, isTLS, err = inspect(c, inspectTimeout)
+		stop()
+		if err != nil {
+			h.p.log.Debug("inspecting connection", "listener", lc.name, "error", err)
+			c.Close()
+			return nil
+		}
+	}
+	fc := lc.chainFor(sni, isTLS)
+	if fc == nil {
+		c.Close()
+		return nil
+	}
+	if fc.tls != nil {
+		c = tls.Server(c, fc.tls)
+	}
+	if fc.tcp != nil {
+		h.p.proxyTCP(ctx, c, lc, fc.tcp)
+		return nil
+	}
+	return c
+}
+
+// inspect reads the start of a connection: when it is a TLS ClientHello it
+// returns its SNI. The returned connection replays what was read.
+func inspect(c net.Conn, timeout time.Duration) (net.Conn, string, bool, error) {
+	c.SetReadDeadline(time.Now().Add(timeout))
+	defer c.SetReadDeadline(time.Time{})
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(c, first); err != nil {
+		return c, "", false, err
+	}
+	if first[0] != 0x16 { // not a TLS handshake record
+		return &replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(first), c)}, "", false, nil
+	}
+	rec := &recordingConn{Conn: c, r: io.MultiReader(bytes.NewReader(first), c)}
+	var sni string
+	errPeeked := errors.New("peeked")
+	err := tls.Server(rec, &tls.Config{GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		sni = hello.ServerName
+		return nil, errPeeked
+	}}).Handshake()
+	if !errors.Is(err, errPeeked) {
+		return c, "", false, fmt.Errorf("reading TLS ClientHello: %w", err)
+	}
+	return &replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(rec.buf), c)}, sni, true, nil
+}
+
+// recordingConn records what is read and discards writes (the alert of
+// the aborted inspection handshake).
+type recordingConn struct {
+	net.Conn
+	r   io.Reader
+	buf []byte
+}
+
+func (c *recordingConn) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.buf = append(c.buf, b[:n]...)
+	return n, err
+}
+
+func (c *recordingConn) Write(b []byte) (int, error) { return len(b), nil }
+
+// replayConn replays inspected bytes before reading the connection.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// CloseWrite half-closes the underlying connection when it can.
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }

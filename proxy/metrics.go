@@ -26,15 +26,26 @@ var istioDurationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000,
 
 const unknown = "unknown"
 
+// tcpLabels are the labels of Istio's TCP metrics: the request labels
+// without response_code.
+var tcpLabels = append(append([]string{}, istioLabels[:13]...), "response_flags")
+
 // metrics is the proxy's Prometheus registry (its own, no global state).
 type metrics struct {
-	reg           *prometheus.Registry
-	requests      *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	xdsApplied    prometheus.Counter
-	xdsNACKs      *prometheus.CounterVec
-	xdsConnected  prometheus.Gauge
-	xdsReconnects prometheus.Counter
+	reg              *prometheus.Registry
+	requests         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	tcpOpened        *prometheus.CounterVec
+	tcpClosed        *prometheus.CounterVec
+	tcpSent          *prometheus.CounterVec
+	tcpReceived      *prometheus.CounterVec
+	breakerOpen      *prometheus.CounterVec
+	outlierEjections *prometheus.CounterVec
+	upstreamRetries  *prometheus.CounterVec
+	xdsApplied       prometheus.Counter
+	xdsNACKs         *prometheus.CounterVec
+	xdsConnected     prometheus.Gauge
+	xdsReconnects    prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -49,6 +60,34 @@ func newMetrics() *metrics {
 			Help:    "Request duration in milliseconds, with Istio's standard labels and buckets.",
 			Buckets: istioDurationBuckets,
 		}, istioLabels),
+		tcpOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_connections_opened_total",
+			Help: "TCP connections opened by the proxy's TCP proxy, with Istio's standard labels.",
+		}, tcpLabels),
+		tcpClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_connections_closed_total",
+			Help: "TCP connections closed (or refused) by the proxy's TCP proxy.",
+		}, tcpLabels),
+		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_sent_bytes_total",
+			Help: "Bytes sent to the client (the response direction) by TCP proxies.",
+		}, tcpLabels),
+		tcpReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_received_bytes_total",
+			Help: "Bytes received from the client (the request direction) by TCP proxies.",
+		}, tcpLabels),
+		breakerOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_circuit_breaker_open_total",
+			Help: "Requests and connections rejected by a cluster's circuit breakers (response flag UO).",
+		}, []string{"cluster"}),
+		outlierEjections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_outlier_ejections_total",
+			Help: "Hosts ejected by outlier detection, by cluster.",
+		}, []string{"cluster"}),
+		upstreamRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_upstream_retries_total",
+			Help: "Upstream request retries, by cluster.",
+		}, []string{"cluster"}),
 		xdsApplied: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gitmesh_proxy_xds_updates_applied_total",
 			Help: "Complete configurations swapped in.",
@@ -66,7 +105,8 @@ func newMetrics() *metrics {
 			Help: "ADS streams that failed or could not be opened.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.xdsApplied, m.xdsNACKs, m.xdsConnected, m.xdsReconnects,
+	m.reg.MustRegister(m.requests, m.duration, m.tcpOpened, m.tcpClosed, m.tcpSent, m.tcpReceived,
+		m.breakerOpen, m.outlierEjections, m.upstreamRetries, m.xdsApplied, m.xdsNACKs, m.xdsConnected, m.xdsReconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -106,6 +146,40 @@ func orUnknown(s string) string {
 
 // observe records one finished request.
 func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
+	values := p.labelValues(rs.lc, rs.cluster, rs.endpoint)
+	values[12] = "http"
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		values[12] = "grpc"
+	}
+	values[13] = strconv.Itoa(rs.code)
+	values[14] = rs.flags.String()
+	p.metrics.requests.WithLabelValues(values[:]...).Inc()
+	p.metrics.duration.WithLabelValues(values[:]...).Observe(float64(d) / float64(time.Millisecond))
+}
+
+// observeTCP records a TCP proxy connection: opened once connected, then
+// closed with its byte counts (or closed alone when it never connected).
+func (p *Proxy) observeTCP(lc *listenerConfig, c *cluster, e *endpoint, flags responseFlags, received, sent int64, opened bool) {
+	v := p.labelValues(lc, c, e)
+	v[12], v[13] = "tcp", flags.String()
+	values := v[:14]
+	if opened {
+		p.metrics.tcpOpened.WithLabelValues(values...).Inc()
+		return
+	}
+	p.metrics.tcpClosed.WithLabelValues(values...).Inc()
+	if received > 0 {
+		p.metrics.tcpReceived.WithLabelValues(values...).Add(float64(received))
+	}
+	if sent > 0 {
+		p.metrics.tcpSent.WithLabelValues(values...).Add(float64(sent))
+	}
+}
+
+// labelValues fills the reporter, source and destination labels (0-11).
+// A request answered without a cluster (no route, redirect, direct
+// response) has destination_service "unknown", as in Envoy.
+func (p *Proxy) labelValues(lc *listenerConfig, c *cluster, e *endpoint) [15]string {
 	l := &p.local
 	values := [15]string{}
 	src := values[1:5]
@@ -113,7 +187,7 @@ func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
 	for i := 1; i < 12; i++ {
 		values[i] = unknown
 	}
-	inbound := rs.lc != nil && rs.lc.inbound
+	inbound := lc != nil && lc.inbound
 	if inbound {
 		values[0] = "destination"
 		dst[0], dst[1], dst[2], dst[3] = l.workload, l.namespace, l.app, l.version
@@ -122,7 +196,7 @@ func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
 		values[0] = "source"
 		src[0], src[1], src[2], src[3] = l.workload, l.namespace, l.app, l.version
 	}
-	if c := rs.cluster; c != nil {
+	if c != nil {
 		if c.service.host != "" {
 			dst[4] = c.service.host
 			dst[5] = orUnknown(c.service.name)
@@ -131,7 +205,7 @@ func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
 			dst[4] = c.name
 		}
 	}
-	if e := rs.endpoint; e != nil {
+	if e != nil {
 		set := func(i int, v string) {
 			if v != "" {
 				dst[i] = v
@@ -142,12 +216,5 @@ func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
 		set(2, e.meta.app)
 		set(3, e.meta.version)
 	}
-	values[12] = "http"
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-		values[12] = "grpc"
-	}
-	values[13] = strconv.Itoa(rs.code)
-	values[14] = rs.flags
-	p.metrics.requests.WithLabelValues(values[:]...).Inc()
-	p.metrics.duration.WithLabelValues(values[:]...).Observe(float64(d) / float64(time.Millisecond))
+	return values
 }

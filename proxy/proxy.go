@@ -9,12 +9,17 @@
 // serving. It keeps serving when the controller is gone and reconnects with
 // exponential backoff.
 //
-// Traffic is HTTP/1.1 and h2c on every listener; routing follows Envoy's
-// virtual host and route matching; upstreams are load balanced round-robin
-// over healthy endpoints honouring their weights, through keep-alive
-// connection pools (h2c when the cluster asks for HTTP/2). The admin server
-// exposes /ready, /healthz, /metrics (Istio's standard metric names and
-// labels) and /config_dump.
+// Traffic is HTTP/1.1, h2c, HTTPS (TLS terminated with SNI-selected
+// certificates) or raw TCP, per listener filter chain. HTTP routing follows
+// Envoy's virtual host and route matching, with redirects, direct
+// responses, rewrites, header mutations, retries, timeouts, mirroring and
+// the fault and CORS filters; upstreams are balanced (round-robin, least
+// request, random, ring hash, Maglev) over healthy endpoints honouring their
+// weights, behind circuit breakers and outlier detection, through
+// keep-alive connection pools (h2c when the cluster asks for HTTP/2).
+// docs/xds-conventions.md lists every Envoy field the proxy honours. The
+// admin server exposes /ready, /healthz, /metrics (Istio's standard metric
+// names and labels) and /config_dump.
 package proxy
 
 import (
@@ -24,7 +29,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +91,7 @@ type Proxy struct {
 	metrics *metrics
 	local   localWorkload
 	buffers *bufferPool
+	mirrors *mirrorer
 
 	// current is the applied configuration; nil until the first one. It is
 	// the only thing the data plane reads, so one Store is one atomic swap.
@@ -128,6 +133,7 @@ func New(cfg Config) (*Proxy, error) {
 		metrics: newMetrics(),
 		local:   newLocalWorkload(cfg.Workload),
 		buffers: newBufferPool(),
+		mirrors: newMirrorer(log),
 	}
 	p.listeners = newListenerSet(log, cfg.DrainTimeout, p.handlerFor)
 	return p, nil
@@ -163,6 +169,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 		wg.Go(func() { p.serveAdmin(ctx, srv, ln) })
 	}
 
+	wg.Go(func() { p.mirrors.run(ctx) })
+
 	a := newApplier(p)
 	defer a.close()
 	defer p.listeners.closeAll()
@@ -170,9 +178,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	return newADSClient(p, a).run(ctx)
 }
 
-// handlerFor returns the HTTP handler of the listener bound at addr. The
-// handler reads the current configuration on every request, so route and
-// cluster changes need no rebinding.
-func (p *Proxy) handlerFor(addr string) http.Handler {
+// handlerFor returns the connection and HTTP handler of the listener bound
+// at addr. It reads the current configuration on every connection and
+// request, so listener, route and cluster changes need no rebinding.
+func (p *Proxy) handlerFor(addr string) connServer {
 	return &listenerHandler{p: p, addr: addr}
 }

@@ -38,8 +38,8 @@ func BenchmarkRouteLookup(b *testing.B) {
 	req, _ := http.NewRequest("GET", "http://reviews.default.svc.cluster.local:9080/api/v1/products", nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		vh := lc.routes.findVirtualHost(req.Host)
-		if vh.findRoute(req).pickCluster().pick() == nil {
+		vh := lc.chains[0].http.routes.findVirtualHost(req.Host)
+		if vh.findRoute(req).pickCluster().cluster.pick(nil) == nil {
 			b.Fatal("no endpoint")
 		}
 	}

@@ -296,10 +296,10 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 			name:    "unknown HTTP filter",
 			typeURL: listenerType,
 			mutate: func(m *mesh, res []types.Resource) []types.Resource {
-				res[0] = hcmListener(m.t, "outbound", m.out, "outbound", "envoy.filters.http.fault", wellknown.Router)
+				res[0] = hcmListener(m.t, "outbound", m.out, "outbound", "envoy.filters.http.ratelimit", wellknown.Router)
 				return res
 			},
-			wantError: `Listener "outbound": filter_chains[0].filters[0].typed_config.http_filters[0].name: unknown HTTP filter "envoy.filters.http.fault"`,
+			wantError: `Listener "outbound": filter_chains[0].filters[0].typed_config.http_filters[0].name: unknown HTTP filter "envoy.filters.http.ratelimit"`,
 		},
 		{
 			name:    "unbindable listener address",
@@ -314,7 +314,7 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 			name:    "unsupported route action",
 			typeURL: routeType,
 			mutate: func(m *mesh, _ []types.Resource) []types.Resource {
-				return m.resources(&routev3.Route{Match: prefixMatch("/"), Action: &routev3.Route_Redirect{Redirect: &routev3.RedirectAction{}}})
+				return m.resources(&routev3.Route{Match: prefixMatch("/"), Action: &routev3.Route_FilterAction{FilterAction: &routev3.FilterAction{}}})
 			},
 			wantError: `unknown route action`,
 		},

@@ -127,10 +127,7 @@ func (s *resourceSet) subscriptions() (eds, rds []string) {
 		}
 	}
 	for _, m := range s.byType[listenerType] {
-		hcm, _ := listenerHCM(m.(*listenerv3.Listener))
-		if name := hcm.GetRds().GetRouteConfigName(); name != "" {
-			rds = append(rds, name)
-		}
+		rds = append(rds, listenerRDSNames(m.(*listenerv3.Listener))...)
 	}
 	slices.Sort(eds)
 	slices.Sort(rds)

@@ -4,8 +4,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -93,9 +95,9 @@ func TestBuildRouteTableErrors(t *testing.T) {
 	weighted := toWeighted(prefixMatch("/"), map[string]uint32{"a": 10})
 	weighted.GetRoute().GetWeightedClusters().TotalWeight = wrapperspb.UInt32(100)
 	retry := toCluster(prefixMatch("/"), "a")
-	retry.GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx"}
-	query := toCluster(prefixMatch("/"), "a")
-	query.Match.QueryParameters = []*routev3.QueryParameterMatcher{{Name: "q"}}
+	retry.GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx,retriable-headers"}
+	hedge := toCluster(prefixMatch("/"), "a")
+	hedge.GetRoute().IdleTimeout = durationpb.New(time.Second)
 	tests := []struct {
 		name    string
 		rc      *routev3.RouteConfiguration
@@ -105,9 +107,9 @@ func TestBuildRouteTableErrors(t *testing.T) {
 		{"unknown cluster", routeConfig("r", vhost("x", []string{"a"}, toCluster(prefixMatch("/"), "nope"))), `virtual_hosts[0].routes[0].route.cluster: unknown cluster "nope"`},
 		{"weighted unknown cluster", routeConfig("r", vhost("x", []string{"a"}, toWeighted(prefixMatch("/"), map[string]uint32{"a": 50, "b": 50}))), `weighted_clusters.clusters[1].name: unknown cluster "b"`},
 		{"total weight mismatch", routeConfig("r", vhost("x", []string{"a"}, weighted)), `total_weight: 100, but the weights sum to 10`},
-		{"retry policy", routeConfig("r", vhost("x", []string{"a"}, retry)), `routes[0].route: field retry_policy: not supported`},
-		{"query match", routeConfig("r", vhost("x", []string{"a"}, query)), `routes[0].match: field query_parameters: not supported`},
-		{"direct response", routeConfig("r", vhost("x", []string{"a"}, &routev3.Route{Match: prefixMatch("/"), Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 200}}})), `unknown route action`},
+		{"retry condition", routeConfig("r", vhost("x", []string{"a"}, retry)), `routes[0].route.retry_policy.retry_on: condition "retriable-headers": not supported`},
+		{"route idle timeout", routeConfig("r", vhost("x", []string{"a"}, hedge)), `routes[0].route: field idle_timeout: not supported`},
+		{"filter action", routeConfig("r", vhost("x", []string{"a"}, &routev3.Route{Match: prefixMatch("/"), Action: &routev3.Route_FilterAction{FilterAction: &routev3.FilterAction{}}})), `unknown route action`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,7 +143,7 @@ func TestEndpointSetWeights(t *testing.T) {
 			s := newEndpointSet(tt.eps, tt.weights)
 			got := map[string]int{}
 			for range tt.picks {
-				got[s.pick().addr]++
+				got[s.pick(nil).addr]++
 			}
 			for k, v := range tt.want {
 				if got[k] != v {
@@ -151,14 +153,14 @@ func TestEndpointSetWeights(t *testing.T) {
 			}
 		})
 	}
-	if newEndpointSet(nil, nil).pick() != nil {
+	if newEndpointSet(nil, nil).pick(nil) != nil {
 		t.Error("empty set picked an endpoint")
 	}
 	// Smooth: with weights 1:3 the light endpoint is never picked twice in a row.
 	s := newEndpointSet([]*endpoint{a, b}, []uint32{1, 3})
 	prev := ""
 	for range 40 {
-		e := s.pick().addr
+		e := s.pick(nil).addr
 		if e == "a" && prev == "a" {
 			t.Fatal("schedule not interleaved")
 		}

@@ -1,0 +1,43 @@
+package proxy
+
+import "strings"
+
+// responseFlags is a set of Envoy response flags, as reported in the
+// response_flags label of Istio's metrics. The bit order is Envoy's output
+// order, so String joins them as Envoy does ("UF,URX").
+type responseFlags uint32
+
+// Response flags, as Envoy and Istio name them.
+const (
+	flagNoHealthyUpstream  responseFlags = 1 << iota // UH
+	flagUpstreamTimeout                              // UT
+	flagUpstreamConnFail                             // UF
+	flagUpstreamReset                                // UC
+	flagUpstreamOverflow                             // UO
+	flagNoRoute                                      // NR
+	flagDelayInjected                                // DI
+	flagFaultInjected                                // FI
+	flagDownstreamClosed                             // DC
+	flagRetryLimitExceeded                           // URX
+	numResponseFlags       = iota
+)
+
+var responseFlagNames = [numResponseFlags]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX"}
+
+// String returns the flags as Envoy prints them: "-" for none, else the
+// short names joined by ",". A single flag does not allocate.
+func (f responseFlags) String() string {
+	if f == 0 {
+		return "-"
+	}
+	var names []string
+	for i := range numResponseFlags {
+		if f&(1<<i) != 0 {
+			if f == 1<<i {
+				return responseFlagNames[i]
+			}
+			names = append(names, responseFlagNames[i])
+		}
+	}
+	return strings.Join(names, ",")
+}

@@ -1,0 +1,382 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// listenerConfig is one listener: where it binds and its filter chains.
+type listenerConfig struct {
+	name       string
+	addr       string
+	statPrefix string
+	// inbound is true for listeners that receive traffic for the local
+	// workload (metrics reporter "destination").
+	inbound bool
+	chains  []*filterChain
+	// peek is true when a chain matches on server_names or
+	// transport_protocol: connections are inspected (TLS ClientHello)
+	// before a chain is chosen, as Envoy's tls_inspector does.
+	peek bool
+}
+
+// filterChain is one FilterChain: its match, optional TLS termination and
+// its network filter (an HTTP connection manager or a TCP proxy).
+type filterChain struct {
+	serverNames       []string // lowercased; "*.example.com" wildcards allowed
+	transportProtocol string   // "", "tls" or "raw_buffer"
+	tls               *tls.Config
+	http              *httpChain
+	tcp               *tcpProxy
+}
+
+// httpChain is a built HttpConnectionManager.
+type httpChain struct {
+	statPrefix string
+	routes     *routeTable
+	filters    []httpFilter // in order, without the router
+}
+
+type httpFilterKind int
+
+const (
+	filterCORS httpFilterKind = iota
+	filterFault
+)
+
+// httpFilter is one HTTP filter before the router; fault is the filter's
+// own typed_config, used by routes that do not override it.
+type httpFilter struct {
+	kind  httpFilterKind
+	fault *faultConfig
+}
+
+// httpChainFor returns the HTTP connection manager serving r: the chain a
+// connection with r's TLS state and SNI selects.
+func (lc *listenerConfig) httpChainFor(r *http.Request) *httpChain {
+	sni := ""
+	if r.TLS != nil {
+		sni = r.TLS.ServerName
+	}
+	if fc := lc.chainFor(sni, r.TLS != nil); fc != nil {
+		return fc.http
+	}
+	return nil
+}
+
+// chainFor selects a filter chain as Envoy does for the criteria the proxy
+// supports: server names first (exact, then the longest wildcard, then
+// chains without server names), then transport protocol (exact, then
+// chains without one).
+func (lc *listenerConfig) chainFor(sni string, isTLS bool) *filterChain {
+	if !lc.peek {
+		return lc.chains[0]
+	}
+	sni = strings.ToLower(sni)
+	var cands []*filterChain
+	best := -1 // length of the best server-name match; 0 for none
+	for _, fc := range lc.chains {
+		score := 0
+		if len(fc.serverNames) > 0 {
+			score = -1
+			for _, n := range fc.serverNames {
+				switch {
+				case n == sni:
+					score = max(score, 1<<20)
+				case strings.HasPrefix(n, "*.") && strings.HasSuffix(sni, n[1:]) && len(sni) > len(n)-1:
+					score = max(score, len(n))
+				}
+			}
+			if score < 0 {
+				continue
+			}
+		}
+		switch {
+		case score > best:
+			best, cands = score, []*filterChain{fc}
+		case score == best:
+			cands = append(cands, fc)
+		}
+	}
+	proto := "raw_buffer"
+	if isTLS {
+		proto = "tls"
+	}
+	var fallback *filterChain
+	for _, fc := range cands {
+		switch fc.transportProtocol {
+		case proto:
+			return fc
+		case "":
+			if fallback == nil {
+				fallback = fc
+			}
+		}
+	}
+	return fallback
+}
+
+// listenerAddr returns the host:port a listener binds.
+func listenerAddr(l *listenerv3.Listener) (string, error) {
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil {
+		return "", errors.New("only socket_address is supported")
+	}
+	if sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return "", fmt.Errorf("protocol %s: %w", sa.GetProtocol(), errUnsupported)
+	}
+	port := sa.GetPortValue()
+	if port == 0 || port > 65535 {
+		return "", fmt.Errorf("port_value %d: must be 1-65535", port)
+	}
+	if sa.GetAddress() == "" || net.ParseIP(sa.GetAddress()) == nil {
+		return "", fmt.Errorf("address %q: must be an IP address", sa.GetAddress())
+	}
+	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(port))), nil
+}
+
+// listenerRDSNames returns the route configurations a listener's HTTP
+// connection managers fetch over RDS.
+func listenerRDSNames(l *listenerv3.Listener) []string {
+	var out []string
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			if f.GetName() != wellknown.HTTPConnectionManager || f.GetTypedConfig() == nil {
+				continue
+			}
+			hcm := &hcmv3.HttpConnectionManager{}
+			if f.GetTypedConfig().UnmarshalTo(hcm) == nil {
+				if name := hcm.GetRds().GetRouteConfigName(); name != "" {
+					out = append(out, name)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// buildListener validates a listener and resolves its route tables. It
+// returns the names of referenced RouteConfigurations that have not
+// arrived.
+func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, clusters map[string]*cluster) (*listenerConfig, []string, error) {
+	fail := func(fe *fieldError) error {
+		return &resourceError{typeURL: listenerType, name: l.GetName(), field: fe.field, err: fe.err}
+	}
+	if err := checkFields(l, "name", "address", "filter_chains", "listener_filters", "traffic_direction",
+		"api_listener", "default_filter_chain", "stat_prefix", "listener_filters_timeout", "continue_on_listener_filters_timeout"); err != nil {
+		return nil, nil, fail(&fieldError{err: err})
+	}
+	if l.GetApiListener() != nil {
+		return nil, nil, fail(fieldErr("api_listener", "api listeners are for proxyless gRPC clients: %w", errUnsupported))
+	}
+	if l.GetDefaultFilterChain() != nil {
+		return nil, nil, fail(fieldErr("default_filter_chain", "%w", errUnsupported))
+	}
+	for i, lf := range l.GetListenerFilters() {
+		field := fmt.Sprintf("listener_filters[%d]", i)
+		if lf.GetName() != wellknown.TlsInspector {
+			return nil, nil, fail(fieldErr(field, "listener filter %q: %w", lf.GetName(), errUnsupported))
+		}
+		if tc := lf.GetTypedConfig(); tc != nil {
+			ti := &tlsinspectorv3.TlsInspector{}
+			if err := tc.UnmarshalTo(ti); err != nil {
+				return nil, nil, fail(fieldErr(field+".typed_config", "decoding TlsInspector: %w", err))
+			}
+			if err := checkFields(ti); err != nil {
+				return nil, nil, fail(fieldErr(field+".typed_config", "%w", err))
+			}
+		}
+	}
+	addr, err := listenerAddr(l)
+	if err != nil {
+		return nil, nil, fail(&fieldError{field: "address.socket_address", err: err})
+	}
+	lc := &listenerConfig{
+		name:    l.GetName(),
+		addr:    addr,
+		inbound: l.GetTrafficDirection() == corev3.TrafficDirection_INBOUND || (l.GetTrafficDirection() == corev3.TrafficDirection_UNSPECIFIED && l.GetName() == "inbound"),
+	}
+	if len(l.GetFilterChains()) == 0 {
+		return nil, nil, fail(fieldErr("filter_chains", "empty"))
+	}
+	var missing []string
+	seen := map[string]int{}
+	for i, fcp := range l.GetFilterChains() {
+		field := fmt.Sprintf("filter_chains[%d]", i)
+		fc, miss, fe := buildFilterChain(fcp, tables, clusters)
+		if fe != nil {
+			fe.field = field + fe.field
+			return nil, nil, fail(fe)
+		}
+		missing = append(missing, miss...)
+		if len(fc.serverNames) > 0 || fc.transportProtocol != "" {
+			lc.peek = true
+		}
+		key := strings.Join(fc.serverNames, ",") + "|" + fc.transportProtocol
+		if j, dup := seen[key]; dup {
+			return nil, nil, fail(fieldErr(field+".filter_chain_match", "same match as filter_chains[%d]", j))
+		}
+		seen[key] = i
+		if lc.statPrefix == "" && fc.http != nil {
+			lc.statPrefix = fc.http.statPrefix
+		}
+		lc.chains = append(lc.chains, fc)
+	}
+	return lc, missing, nil
+}
+
+func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable, clusters map[string]*cluster) (*filterChain, []string, *fieldError) {
+	if err := checkFields(fcp, "filter_chain_match", "filters", "transport_socket", "name", "metadata"); err != nil {
+		return nil, nil, &fieldError{err: err}
+	}
+	fc := &filterChain{}
+	if m := fcp.GetFilterChainMatch(); m != nil {
+		if err := checkFields(m, "server_names", "transport_protocol"); err != nil {
+			return nil, nil, fieldErr(".filter_chain_match", "%w", err)
+		}
+		for _, n := range m.GetServerNames() {
+			fc.serverNames = append(fc.serverNames, strings.ToLower(n))
+		}
+		slices.Sort(fc.serverNames)
+		switch tp := m.GetTransportProtocol(); tp {
+		case "", "tls", "raw_buffer":
+			fc.transportProtocol = tp
+		default:
+			return nil, nil, fieldErr(".filter_chain_match.transport_protocol", "%q: %w", tp, errUnsupported)
+		}
+	}
+	if ts := fcp.GetTransportSocket(); ts != nil {
+		cfg, fe := buildDownstreamTLS(ts)
+		if fe != nil {
+			fe.field = ".transport_socket" + fe.field
+			return nil, nil, fe
+		}
+		fc.tls = cfg
+	}
+	filters := fcp.GetFilters()
+	if len(filters) != 1 {
+		return nil, nil, fieldErr(".filters", "want exactly one network filter (%s or %s), got %d", wellknown.HTTPConnectionManager, wellknown.TCPProxy, len(filters))
+	}
+	f := filters[0]
+	if f.GetTypedConfig() == nil {
+		return nil, nil, fieldErr(".filters[0].typed_config", "missing")
+	}
+	switch f.GetName() {
+	case wellknown.HTTPConnectionManager:
+		hc, miss, fe := buildHCM(f.GetTypedConfig(), tables, clusters)
+		if fe != nil {
+			fe.field = ".filters[0].typed_config" + fe.field
+			return nil, nil, fe
+		}
+		fc.http = hc
+		if miss != "" {
+			return fc, []string{miss}, nil
+		}
+	case wellknown.TCPProxy:
+		tp, fe := buildTCPProxy(f.GetTypedConfig(), clusters)
+		if fe != nil {
+			fe.field = ".filters[0].typed_config" + fe.field
+			return nil, nil, fe
+		}
+		fc.tcp = tp
+	default:
+		return nil, nil, fieldErr(".filters[0].name", "unknown network filter %q", f.GetName())
+	}
+	return fc, nil, nil
+}
+
+// buildHCM validates an HttpConnectionManager and
+// returns the name of its RDS route configuration if it has not arrived.
+func buildHCM(a *anypb.Any, tables map[string]*routeTable, clusters map[string]*cluster) (*httpChain, string, *fieldError) {
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := a.UnmarshalTo(hcm); err != nil {
+		return nil, "", fieldErr("", "decoding HttpConnectionManager: %w", err)
+	}
+	hc := &httpChain{statPrefix: hcm.GetStatPrefix()}
+	filters := hcm.GetHttpFilters()
+	if len(filters) == 0 {
+		return nil, "", fieldErr(".http_filters", "must end with %s", wellknown.Router)
+	}
+	for i, hf := range filters {
+		path := fmt.Sprintf(".http_filters[%d]", i)
+		if hf.GetName() == wellknown.Router {
+			if i != len(filters)-1 {
+				return nil, "", fieldErr(path, "%s must be the last HTTP filter", wellknown.Router)
+			}
+			if tc := hf.GetTypedConfig(); tc != nil {
+				if err := tc.UnmarshalTo(&routerv3.Router{}); err != nil {
+					return nil, "", fieldErr(path+".typed_config", "decoding Router: %w", err)
+				}
+			}
+			continue
+		}
+		if i == len(filters)-1 {
+			return nil, "", fieldErr(".http_filters", "must end with %s", wellknown.Router)
+		}
+		switch hf.GetName() {
+		case faultFilterName:
+			f := httpFilter{kind: filterFault}
+			if tc := hf.GetTypedConfig(); tc != nil {
+				fc, fe := buildFault(tc)
+				if fe != nil {
+					fe.field = path + ".typed_config" + fe.field
+					return nil, "", fe
+				}
+				if fc.hasDelay || fc.hasAbort {
+					f.fault = fc
+				}
+			}
+			hc.filters = append(hc.filters, f)
+		case corsFilterName:
+			if tc := hf.GetTypedConfig(); tc != nil {
+				if err := tc.UnmarshalTo(&corsv3.Cors{}); err != nil {
+					return nil, "", fieldErr(path+".typed_config", "decoding Cors: %w", err)
+				}
+			}
+			hc.filters = append(hc.filters, httpFilter{kind: filterCORS})
+		default:
+			return nil, "", fieldErr(path+".name", "unknown HTTP filter %q", hf.GetName())
+		}
+	}
+	var missing string
+	switch rs := hcm.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_Rds:
+		if src := rs.Rds.GetConfigSource(); src != nil && src.GetAds() == nil {
+			return nil, "", fieldErr(".rds.config_source", "only ads config sources are supported")
+		}
+		name := rs.Rds.GetRouteConfigName()
+		if name == "" {
+			return nil, "", fieldErr(".rds.route_config_name", "empty")
+		}
+		hc.routes = tables[name]
+		if hc.routes == nil {
+			missing = name
+			hc.routes = &routeTable{name: name}
+		}
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		rt, fe := buildRouteTable(rs.RouteConfig, clusters)
+		if fe != nil {
+			fe.field = ".route_config." + fe.field
+			return nil, "", fe
+		}
+		hc.routes = rt
+	default:
+		return nil, "", fieldErr("", "route_specifier must be rds or route_config")
+	}
+	return hc, missing, nil
+}
