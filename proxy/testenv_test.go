@@ -339,7 +339,7 @@ func inlineCluster(t testing.TB, name string, typ clusterv3.Cluster_DiscoveryTyp
 
 func snapshot(t testing.TB, version string, res ...types.Resource) *cachev3.Snapshot {
 	t.Helper()
-	byType := map[string][]types.Resource{}
+	byType := map[string][]types.Resource{clusterType: nil, listenerType: nil}
 	for _, r := range res {
 		var typ string
 		switch r.(type) {
