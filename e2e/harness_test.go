@@ -206,27 +206,42 @@ func (m *mesh) status() reconciler.Status {
 }
 
 // split sends n requests for host through the outbound listener and counts
-// the bodies. Errors count under "error: ...".
+// the answers (see answer).
 func split(outbound, host string, n int) map[string]int {
 	client := &http.Client{Timeout: 5 * time.Second}
-	got := map[string]int{}
-	for range n {
+	return tally(n, func() (*http.Response, error) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+outbound+"/", nil)
 		req.Host = host
-		resp, err := client.Do(req)
-		if err != nil {
-			got["error: "+err.Error()]++
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			got[fmt.Sprintf("status %d", resp.StatusCode)]++
-			continue
-		}
-		got[string(b)]++
+		return client.Do(req)
+	})
+}
+
+// splitWith sends n GETs to target with client and counts the answers.
+func splitWith(client *http.Client, target string, n int) map[string]int {
+	return tally(n, func() (*http.Response, error) { return client.Get(target) })
+}
+
+// tally calls send n times and counts the answers.
+func tally(n int, send func() (*http.Response, error)) map[string]int {
+	got := map[string]int{}
+	for range n {
+		got[answer(send())]++
 	}
 	return got
+}
+
+// answer reads and classifies a response: its body when the status is
+// 200, "status N" otherwise, "error: ..." when the request failed.
+func answer(resp *http.Response, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("status %d", resp.StatusCode)
+	}
+	return string(b)
 }
 
 // eventually polls cond every 20ms until it returns "" or timeout passes,
@@ -250,24 +265,4 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() st
 
 func proxiedClient(proxyURL *url.URL) *http.Client {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
-}
-
-// splitWith sends n GETs to target with client and counts the bodies.
-func splitWith(client *http.Client, target string, n int) map[string]int {
-	got := map[string]int{}
-	for range n {
-		resp, err := client.Get(target)
-		if err != nil {
-			got["error: "+err.Error()]++
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			got[fmt.Sprintf("status %d", resp.StatusCode)]++
-			continue
-		}
-		got[string(b)]++
-	}
-	return got
 }

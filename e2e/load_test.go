@@ -2,9 +2,8 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,14 +41,9 @@ func startLoad(t testing.TB, outbounds map[string]string, host string, every tim
 			for range maxRequestsPerProxy {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+out+"/", nil)
 				req.Host = host
-				res := "error"
-				if resp, err := client.Do(req); err == nil {
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					res = string(b)
-					if resp.StatusCode != http.StatusOK {
-						res = fmt.Sprintf("status %d", resp.StatusCode)
-					}
+				res := answer(client.Do(req))
+				if strings.HasPrefix(res, "error: ") {
+					res = "error"
 				}
 				if ctx.Err() != nil {
 					return
@@ -104,12 +98,4 @@ func (l *loader) latest(id string) string {
 		return o[len(o)-1].result
 	}
 	return ""
-}
-
-// mark returns the current time and the number of observations per proxy,
-// to ask later what was seen since.
-func (l *loader) count(id string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.obs[id])
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -374,14 +373,4 @@ func TestRolloutConfirmPromotionWebhook(t *testing.T) {
 		}
 		return ""
 	})
-}
-
-// sortedKeys is a helper for stable error messages.
-func sortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -204,10 +204,15 @@ spec:
 
 	t.Run("a fixing push recovers", func(t *testing.T) {
 		sha := repo.push("reviews: back to v1", reviewsPolicy(v1Addr, v2Addr, allV1))
-		eventually(t, 20*time.Second, "applied", func() string { return synced(m, sha, 2) })
-		if c := m.status().Ready(); c == nil || c.Status != "True" {
-			t.Errorf("Ready = %s %s; want True", c.Status, c.Reason)
-		}
+		eventually(t, 20*time.Second, "applied and Ready", func() string {
+			if why := synced(m, sha, 2); why != "" {
+				return why
+			}
+			if c := m.status().Ready(); c == nil || c.Status != "True" {
+				return fmt.Sprintf("Ready = %+v; want True", c)
+			}
+			return ""
+		})
 		for _, out := range outs {
 			if why := only(split(out, "reviews", 20), "v1"); why != "" {
 				t.Error(why)
