@@ -49,7 +49,7 @@ func TestGrpcGolden(t *testing.T) {
 	}
 }
 
-// grpcListeners compiles testdata/grpc.yaml for a gRPC client in namespace
+// compileGrpc compiles testdata/grpc.yaml for a gRPC client in namespace
 // ns and returns its listeners by name.
 func compileGrpc(t *testing.T, ns string) (*Snapshot, map[string]*listenerv3.Listener) {
 	t.Helper()
