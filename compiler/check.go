@@ -7,6 +7,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -77,6 +78,9 @@ func (r *resources) check() error {
 			return err
 		}
 	}
+	if err := checkListeners(r.listeners, clusters); err != nil {
+		return err
+	}
 	clas := map[string]bool{}
 	for _, e := range r.endpoints {
 		clas[e.GetClusterName()] = true
@@ -103,7 +107,7 @@ func listenerRoutes(l *listenerv3.Listener) []string {
 	for _, fc := range l.GetFilterChains() {
 		for _, f := range fc.GetFilters() {
 			hcm := &hcmv3.HttpConnectionManager{}
-			if f.GetTypedConfig() == nil || f.GetTypedConfig().UnmarshalTo(hcm) != nil {
+			if f.GetTypedConfig() == nil || !f.GetTypedConfig().MessageIs(hcm) || f.GetTypedConfig().UnmarshalTo(hcm) != nil {
 				continue
 			}
 			if name := hcm.GetRds().GetRouteConfigName(); name != "" {
@@ -132,9 +136,49 @@ func checkRouteConfiguration(rc *routev3.RouteConfiguration, clusters map[string
 					names = append(names, c.GetName())
 				}
 			}
+			for _, m := range action.GetRequestMirrorPolicies() {
+				names = append(names, m.GetCluster())
+			}
 			for _, name := range names {
 				if name != "" && clusters[name] == nil {
 					return fmt.Errorf("route configuration %s, virtual host %s: cluster %s does not exist", rc.GetName(), vh.GetName(), name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkListeners checks that no two listeners share a name or an address
+// and that every TCP proxy's clusters exist.
+func checkListeners(listeners []*listenerv3.Listener, clusters map[string]*clusterv3.Cluster) error {
+	names, addrs := map[string]bool{}, map[string]string{}
+	for _, l := range listeners {
+		if names[l.GetName()] {
+			return fmt.Errorf("listener %s is defined twice", l.GetName())
+		}
+		names[l.GetName()] = true
+		if sa := l.GetAddress().GetSocketAddress(); sa != nil {
+			addr := fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())
+			if other, ok := addrs[addr]; ok {
+				return fmt.Errorf("listeners %s and %s both bind %s", other, l.GetName(), addr)
+			}
+			addrs[addr] = l.GetName()
+		}
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				tp := &tcpproxyv3.TcpProxy{}
+				if f.GetTypedConfig() == nil || !f.GetTypedConfig().MessageIs(tp) || f.GetTypedConfig().UnmarshalTo(tp) != nil {
+					continue
+				}
+				names := []string{tp.GetCluster()}
+				for _, c := range tp.GetWeightedClusters().GetClusters() {
+					names = append(names, c.GetName())
+				}
+				for _, name := range names {
+					if name != "" && clusters[name] == nil {
+						return fmt.Errorf("listener %s: cluster %s does not exist", l.GetName(), name)
+					}
 				}
 			}
 		}

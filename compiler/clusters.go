@@ -53,7 +53,8 @@ func (b *builder) outboundClusters() ([]*clusterv3.Cluster, []*endpointv3.Cluste
 }
 
 // outboundCluster returns the cluster "outbound|<port>|<subset>|<fqdn>"
-// and, for EDS clusters, its ClusterLoadAssignment.
+// with the DestinationRule's traffic policy for that port and subset
+// applied, and, for EDS clusters, its ClusterLoadAssignment.
 func outboundCluster(s *service, pt servicePort, subsetName string, eps []endpoint) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment, error) {
 	name := clusterName(pt.number, subsetName, s.fqdn)
 	c := &clusterv3.Cluster{
@@ -71,8 +72,9 @@ func outboundCluster(s *service, pt servicePort, subsetName string, eps []endpoi
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: name}
 	}
+	var opts *upstreamhttpv3.HttpProtocolOptions
 	if pt.protocol == protoHTTP2 || pt.protocol == protoGRPC {
-		opts, err := marshalAny(&upstreamhttpv3.HttpProtocolOptions{
+		opts = &upstreamhttpv3.HttpProtocolOptions{
 			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 				ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
 					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
@@ -80,11 +82,15 @@ func outboundCluster(s *service, pt servicePort, subsetName string, eps []endpoi
 					},
 				},
 			},
-		})
+		}
+	}
+	opts = applyTrafficPolicy(c, clusterPolicy(s, subsetName, pt.number), pt, opts)
+	if opts != nil {
+		a, err := marshalAny(opts)
 		if err != nil {
 			return nil, nil, fmt.Errorf("building cluster %s: %w", name, err)
 		}
-		c.TypedExtensionProtocolOptions = map[string]*anyMessage{httpProtocolOptionsKey: opts}
+		c.TypedExtensionProtocolOptions = map[string]*anyMessage{httpProtocolOptionsKey: a}
 	}
 	return c, cla, nil
 }

@@ -9,6 +9,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
@@ -22,6 +24,25 @@ type builder struct {
 	class     nodemeta.ProxyClass
 	namespace string // class namespace, defaulted
 	fleet     []nodemeta.Workload
+	scope     *sidecarScope // the Sidecar that applies to a sidecar class; nil when none
+	err       error         // the first error of a helper that cannot return one
+}
+
+// fail records the first error of a translation step that has no error
+// result; Compile returns it.
+func (b *builder) fail(err error) {
+	if b.err == nil {
+		b.err = err
+	}
+}
+
+// any packs m (see marshalAny), recording a failure.
+func (b *builder) any(m proto.Message) *anypb.Any {
+	a, err := marshalAny(m)
+	if err != nil {
+		b.fail(err)
+	}
+	return a
 }
 
 // resources is one ProxyClass's xDS resources, each list in build order.
@@ -39,10 +60,13 @@ type resources struct {
 //
 // A sidecar gets the outbound listener and RouteConfiguration (when
 // class.Outbound is set), the inbound ones (when class.Inbound and
-// class.App are set), and every cluster and endpoint. A proxyless gRPC
-// client (GENERATOR=grpc) gets API listeners named as it dials, their
-// RouteConfigurations, and EDS clusters and endpoints (see grpc.go). A
-// gateway gets clusters and endpoints only for now.
+// class.App are set), one TCP proxy listener per TCP service port it sees
+// (on the outbound address's IP), and every cluster and endpoint. A
+// proxyless gRPC client (GENERATOR=grpc) gets API listeners named as it
+// dials, their RouteConfigurations, and EDS clusters and endpoints (see
+// grpc.go). A gateway gets a listener per Gateway server port it has an
+// address for, with the VirtualServices bound to those Gateways (see
+// gateway.go), and every cluster and endpoint.
 //
 // Every resource passes go-control-plane's ValidateAll (including typed
 // configs inside Any) and every reference resolves; otherwise Compile
@@ -73,11 +97,16 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 		}
 	case class.Role == nodemeta.RoleGateway:
-		// Gateway servers come later.
+		if err := b.gatewayListeners(&res); err != nil {
+			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
+		}
 	default:
 		if err := b.sidecar(&res); err != nil {
 			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 		}
+	}
+	if b.err != nil {
+		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), b.err)
 	}
 	if err := res.check(); err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
@@ -91,6 +120,7 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 
 // sidecar adds a sidecar's listeners, routes and inbound cluster.
 func (b *builder) sidecar(res *resources) error {
+	b.scope = b.p.sidecarFor(b.namespace, b.class.Labels)
 	if b.class.Outbound != "" {
 		l, err := httpListener(outboundName, b.class.Outbound, corev3.TrafficDirection_OUTBOUND)
 		if err != nil {
@@ -98,6 +128,11 @@ func (b *builder) sidecar(res *resources) error {
 		}
 		res.listeners = append(res.listeners, l)
 		res.routes = append(res.routes, b.outboundRoutes())
+		tcp, err := b.tcpListeners()
+		if err != nil {
+			return err
+		}
+		res.listeners = append(res.listeners, tcp...)
 	}
 	if b.class.Inbound != "" && b.class.App != "" {
 		app, err := splitIPPort(b.class.App)

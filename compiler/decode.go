@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -117,6 +118,18 @@ func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string) 
 			}
 			continue
 		}
+		if isDurationField(fd) {
+			if str, isStr := val.(string); isStr {
+				d, err := time.ParseDuration(str)
+				if err != nil {
+					w.schemaf(CodeInvalidValue, fpath, "%q is not a duration (for example 5s, 100ms or 1m30s)", str)
+					continue
+				}
+				// Istio reads Go durations ("1m"); protojson only "60s".
+				val = protoJSONDuration(d)
+				m[key] = val
+			}
+		}
 		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
 			if other, ok := oneofs[od.FullName()]; ok {
 				w.schemaf(CodeInvalidValue, fpath, "%q and %q cannot both be set", other, key)
@@ -220,6 +233,26 @@ func (w *walker) integer(kind protoreflect.Kind, v any, path string) {
 	if f != math.Trunc(f) || f < lo || f > hi {
 		w.schemaf(CodeInvalidValue, path, "%v is not a valid %s", v, name)
 	}
+}
+
+// isDurationField reports whether fd is a singular google.protobuf.Duration.
+func isDurationField(fd protoreflect.FieldDescriptor) bool {
+	return fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() &&
+		fd.Message().FullName() == "google.protobuf.Duration"
+}
+
+// protoJSONDuration writes d as protojson reads a Duration ("90s",
+// "0.250s").
+func protoJSONDuration(d time.Duration) string {
+	sign := ""
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	secs, nanos := d/time.Second, d%time.Second
+	if nanos == 0 {
+		return fmt.Sprintf("%s%ds", sign, secs)
+	}
+	return fmt.Sprintf("%s%d.%09ds", sign, secs, nanos)
 }
 
 // number returns the numeric value of a JSON number, or of a string holding

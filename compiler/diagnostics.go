@@ -63,6 +63,9 @@ const (
 	CodeConflictingFields = "GM0114"
 	// CodeDuplicateEntry: a name listed twice inside one object (a subset).
 	CodeDuplicateEntry = "GM0115"
+	// CodeInvalidRegex: a regular expression that is not valid RE2
+	// (istioctl IST0122 InvalidRegexp).
+	CodeInvalidRegex = "GM0116"
 
 	// CodeUnknownSubset: a route destination names a subset that no
 	// DestinationRule defines for its host.
@@ -91,6 +94,36 @@ const (
 	// CodeUnselectedWorkloadEntry: a WorkloadEntry that no ServiceEntry
 	// selects, so it receives no traffic.
 	CodeUnselectedWorkloadEntry = "GM0211"
+	// CodeUnknownGateway: a VirtualService (or match) names a Gateway that
+	// is not defined (istioctl IST0101 ReferencedResourceNotFound).
+	CodeUnknownGateway = "GM0212"
+	// CodeUnknownDelegate: a route delegates to a VirtualService that is
+	// not defined, or not exported to the root's namespace (IST0101).
+	CodeUnknownDelegate = "GM0213"
+	// CodeConflictingSidecars: two Sidecars apply to the same workloads
+	// (istioctl IST0110/IST0111).
+	CodeConflictingSidecars = "GM0214"
+
+	// CodeUnreachableRule: a VirtualService rule that is never used
+	// because earlier rules match every request it would (istioctl
+	// IST0130 VirtualServiceUnreachableRule).
+	CodeUnreachableRule = "GM0301"
+	// CodeIneffectiveMatch: a match an earlier match already covers
+	// (istioctl IST0131 VirtualServiceIneffectiveMatch).
+	CodeIneffectiveMatch = "GM0302"
+	// CodeHostNotInGateway: a VirtualService host that none of the servers
+	// of a Gateway it binds to serves (istioctl IST0132
+	// VirtualServiceHostNotFoundInGateway).
+	CodeHostNotInGateway = "GM0303"
+	// CodeConflictingGateways: two Gateways selecting the same proxies
+	// claim the same port and host (istioctl IST0145 ConflictingGateways).
+	CodeConflictingGateways = "GM0304"
+	// CodeDelegateConflict: a delegate route whose match conflicts with
+	// the match of the route delegating to it; it is left out.
+	CodeDelegateConflict = "GM0305"
+	// CodeSharedTCPPort: a TCP port number that more than one service
+	// declares; sidecars send it to the first.
+	CodeSharedTCPPort = "GM0306"
 )
 
 // Diagnostic is a coded finding about an Object.
@@ -199,6 +232,19 @@ func (d Diagnostics) sort() {
 		}
 		return a.Message < b.Message
 	})
+}
+
+// dedupe drops repeated diagnostics from a sorted list (a delegate's
+// route is checked once per root that uses it).
+func (d Diagnostics) dedupe() Diagnostics {
+	out := d[:0]
+	for i, x := range d {
+		if i > 0 && x == d[i-1] {
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 // reporter collects diagnostics about one object.

@@ -5,9 +5,12 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
@@ -25,22 +28,7 @@ func httpListener(name, addr string, direction corev3.TrafficDirection) (*listen
 	if err != nil {
 		return nil, fmt.Errorf("building listener %s: %w", name, err)
 	}
-	router, err := marshalAny(&routerv3.Router{})
-	if err != nil {
-		return nil, fmt.Errorf("building listener %s: %w", name, err)
-	}
-	hcm, err := marshalAny(&hcmv3.HttpConnectionManager{
-		StatPrefix: name,
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsConfigSource(),
-			RouteConfigName: name,
-		}},
-		HttpFilters: []*hcmv3.HttpFilter{{
-			Name:       wellknown.Router,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
-		}},
-	})
+	hcm, err := httpConnectionManager(name, name)
 	if err != nil {
 		return nil, fmt.Errorf("building listener %s: %w", name, err)
 	}
@@ -48,12 +36,45 @@ func httpListener(name, addr string, direction corev3.TrafficDirection) (*listen
 		Name:             name,
 		Address:          socketAddress(hp.Host, hp.Port),
 		TrafficDirection: direction,
-		FilterChains: []*listenerv3.FilterChain{{
-			Filters: []*listenerv3.Filter{{
-				Name:       wellknown.HTTPConnectionManager,
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
-			}},
+		FilterChains:     []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcm}}},
+	}, nil
+}
+
+// httpConnectionManager returns the HTTP connection manager network filter
+// reading RouteConfiguration route over ADS, with Istio's HTTP filters:
+// fault and CORS (which routes configure through typed_per_filter_config;
+// they do nothing otherwise), then the router.
+func httpConnectionManager(statPrefix, route string) (*listenerv3.Filter, error) {
+	var filters []*hcmv3.HttpFilter
+	for _, f := range []struct {
+		name string
+		cfg  proto.Message
+	}{
+		{faultFilterName, &faultv3.HTTPFault{}},
+		{corsFilterName, &corsv3.Cors{}},
+		{wellknown.Router, &routerv3.Router{}},
+	} {
+		a, err := marshalAny(f.cfg)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, &hcmv3.HttpFilter{Name: f.name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
+	}
+	hcm, err := marshalAny(&hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: route,
 		}},
+		HttpFilters: filters,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Filter{
+		Name:       wellknown.HTTPConnectionManager,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
 	}, nil
 }
 

@@ -25,6 +25,8 @@ const (
 	KindDestinationRule = "DestinationRule"
 	KindServiceEntry    = "ServiceEntry"
 	KindWorkloadEntry   = "WorkloadEntry"
+	KindGateway         = "Gateway"
+	KindSidecar         = "Sidecar"
 )
 
 // Parse decodes and validates objs into a Policy.
@@ -47,7 +49,7 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 	p.sortObjects()
 	p.link(&diags)
 	diags.sort()
-	return p, diags
+	return p, diags.dedupe()
 }
 
 // parseObject decodes one object and adds it to p.
@@ -141,6 +143,16 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
 			p.WorkloadEntries = append(p.WorkloadEntries, x)
 		}
+	case KindGateway:
+		x := &Gateway{Meta: meta, Spec: &networking.Gateway{}}
+		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
+			p.Gateways = append(p.Gateways, x)
+		}
+	case KindSidecar:
+		x := &Sidecar{Meta: meta, Spec: &networking.Sidecar{}}
+		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
+			p.Sidecars = append(p.Sidecars, x)
+		}
 	}
 }
 
@@ -151,7 +163,7 @@ func (r *reporter) with(obj *sources.Object) *reporter {
 
 func isCompiledKind(kind string) bool {
 	switch kind {
-	case KindVirtualService, KindDestinationRule, KindServiceEntry, KindWorkloadEntry:
+	case KindVirtualService, KindDestinationRule, KindServiceEntry, KindWorkloadEntry, KindGateway, KindSidecar:
 		return true
 	}
 	return false
@@ -205,4 +217,6 @@ func (p *Policy) sortObjects() {
 	sort.Slice(p.DestinationRules, func(i, j int) bool { return less(&p.DestinationRules[i].Meta, &p.DestinationRules[j].Meta) })
 	sort.Slice(p.ServiceEntries, func(i, j int) bool { return less(&p.ServiceEntries[i].Meta, &p.ServiceEntries[j].Meta) })
 	sort.Slice(p.WorkloadEntries, func(i, j int) bool { return less(&p.WorkloadEntries[i].Meta, &p.WorkloadEntries[j].Meta) })
+	sort.Slice(p.Gateways, func(i, j int) bool { return less(&p.Gateways[i].Meta, &p.Gateways[j].Meta) })
+	sort.Slice(p.Sidecars, func(i, j int) bool { return less(&p.Sidecars[i].Meta, &p.Sidecars[j].Meta) })
 }

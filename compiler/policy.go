@@ -20,6 +20,10 @@ type Policy struct {
 	DestinationRules []*DestinationRule
 	ServiceEntries   []*ServiceEntry
 	WorkloadEntries  []*WorkloadEntry
+	// Gateways and Sidecars are the decoded Gateway and Sidecar objects,
+	// sorted by namespace and name.
+	Gateways []*Gateway
+	Sidecars []*Sidecar
 	// Pending holds gitmesh.io objects of kinds that are recognised but
 	// not compiled yet, in input order. (A RolloutPolicy is read by
 	// RolloutPolicy.)
@@ -30,6 +34,19 @@ type Policy struct {
 	// sorted by FQDN. Only valid parts of objects enter it.
 	services []*service
 	byHost   map[string]*service
+
+	// virtualServices are the valid VirtualServices with hosts (delegates
+	// merged in), sorted by namespace and name; meshVS indexes the ones
+	// bound to sidecars by host (first one wins, see
+	// CodeConflictingVirtualServices).
+	virtualServices []*virtualService
+	meshVS          map[string]*virtualService
+	// gateways are the valid Gateways by "namespace/name"; gatewayList
+	// holds them sorted by namespace and name.
+	gateways    map[string]*gateway
+	gatewayList []*gateway
+	// sidecars are the valid Sidecars, sorted by namespace and name.
+	sidecars []*sidecarScope
 
 	rollout    *v1alpha1.RolloutPolicy // nil when the revision has none
 	rolloutObj sources.Object          // where rollout was written
@@ -73,6 +90,20 @@ type WorkloadEntry struct {
 	Spec *networking.WorkloadEntry
 }
 
+// Gateway is a decoded networking.istio.io Gateway.
+type Gateway struct {
+	Meta
+	// Spec is the decoded spec, exactly as istio.io/api reads it.
+	Spec *networking.Gateway
+}
+
+// Sidecar is a decoded networking.istio.io Sidecar.
+type Sidecar struct {
+	Meta
+	// Spec is the decoded spec, exactly as istio.io/api reads it.
+	Spec *networking.Sidecar
+}
+
 // service is one host of a ServiceEntry, normalized.
 type service struct {
 	fqdn      string
@@ -87,17 +118,21 @@ type service struct {
 	selector   map[string]string                  // spec.workloadSelector.labels; nil when unset
 	selected   []endpoint                         // WorkloadEntries the selector picks
 
-	subsets []subset         // from the DestinationRule, sorted by name
-	routes  []httpRoute      // from the VirtualService, in order
-	rule    *DestinationRule // nil when none
-	vs      *VirtualService  // nil when none
+	export exportTo // spec.exportTo
+
+	subsets []subset                  // from the DestinationRule, sorted by name
+	policy  *networking.TrafficPolicy // the DestinationRule's top-level trafficPolicy (nil when none)
+	rule    *DestinationRule          // nil when none
+	vs      *VirtualService           // the VirtualService bound to mesh for this host; nil when none
+	routes  []*httpRoute              // its http routes, in order
+	tcp     []*tcpRoute               // its tcp routes, in order
 }
 
 // servicePort is one valid spec.ports entry.
 type servicePort struct {
 	number     uint32
 	name       string
-	protocol   string // HTTP, HTTP2 or GRPC
+	protocol   string // HTTP, HTTP2, GRPC or TCP
 	targetPort uint32 // 0 when unset
 }
 
@@ -116,38 +151,47 @@ type endpoint struct {
 type subset struct {
 	name   string
 	labels map[string]string
+	policy *networking.TrafficPolicy // subset trafficPolicy; nil when none
 }
 
-// httpRoute is one valid spec.http entry of a VirtualService.
+// virtualService is a VirtualService, validated and normalized.
+type virtualService struct {
+	obj      *VirtualService
+	hosts    []string // FQDNs (short names resolved in the VS namespace), or wildcards for gateways
+	mesh     bool     // bound to sidecars ("mesh" listed, or no gateways)
+	gateways []string // "namespace/name" of the Gateways it is bound to
+	export   exportTo
+	http     []*httpRoute // delegates merged in
+	tcp      []*tcpRoute
+}
+
+// httpRoute is one spec.http entry of a VirtualService (or a delegate's
+// route merged into its root).
 type httpRoute struct {
-	valid   bool // no diagnostics; only valid routes are compiled
-	name    string
-	matches []routeMatch // empty: match everything
-	dests   []routeDest
+	valid   bool      // no errors; only valid routes are compiled
+	path    string    // "spec.http[0]", for diagnostics
+	owner   *reporter // reports about the object the route is written in (a delegate's, once merged)
+	spec    *networking.HTTPRoute
+	dests   []routeDest // spec.route, resolved
+	mirrors []routeDest // spec.mirror and spec.mirrors[].destination, resolved
 }
 
-// routeMatch is one spec.http[].match entry.
-type routeMatch struct {
-	name      string
-	uriExact  string
-	uriPrefix string
-	hasURI    bool
-	exact     bool // uri is exact (else prefix)
-	headers   []headerMatch
-}
-
-// headerMatch matches one request header.
-type headerMatch struct {
-	name    string // lower case
-	exact   string
-	present bool // no value given: the header must be present
-}
-
-// routeDest is one spec.http[].route entry.
+// routeDest is one destination of a route (or a mirror), resolved.
 type routeDest struct {
-	path   string // "spec.http[0].route[1]", for diagnostics
-	host   string // FQDN
-	subset string
-	port   uint32 // 0 when unset
-	weight uint32
+	path    string // "spec.http[0].route[1]", for diagnostics
+	host    string // FQDN
+	subset  string
+	port    uint32 // 0 when unset
+	weight  uint32
+	headers *networking.Headers // spec.http[].route[].headers; nil when none
+	percent *networking.Percent // mirrors[].percentage; nil when unset
+}
+
+// tcpRoute is one spec.tcp entry of a VirtualService.
+type tcpRoute struct {
+	valid bool
+	path  string
+	owner *reporter
+	spec  *networking.TCPRoute
+	dests []routeDest
 }

@@ -31,7 +31,10 @@ func (p *Policy) link(diags *Diagnostics) {
 
 	p.linkWorkloadEntries(diags)
 	p.linkDestinationRules(diags)
+	p.linkGateways(diags)
+	p.linkSidecars(diags)
 	p.linkVirtualServices(diags)
+	p.checkTCPPorts(diags)
 }
 
 func newReporter(m *Meta, kind string, diags *Diagnostics) *reporter {
@@ -71,11 +74,12 @@ func (p *Policy) linkWorkloadEntries(diags *Diagnostics) {
 	}
 }
 
-// linkDestinationRules attaches each DestinationRule's subsets to its host.
+// linkDestinationRules attaches each DestinationRule's subsets and
+// traffic policy to its host.
 func (p *Policy) linkDestinationRules(diags *Diagnostics) {
 	for _, dr := range p.DestinationRules {
 		r := newReporter(&dr.Meta, KindDestinationRule, diags)
-		host, subsets, ok := checkDestinationRule(r, dr)
+		host, subsets, policy, ok := checkDestinationRule(r, dr)
 		if !ok {
 			continue
 		}
@@ -87,49 +91,148 @@ func (p *Policy) linkDestinationRules(diags *Diagnostics) {
 			r.errorf(CodeConflictingDestinationRules, "spec.host", "host %s already has DestinationRule %s/%s (%s); only one DestinationRule per host is supported",
 				host, s.rule.Namespace, s.rule.Name, s.rule.Object.At("spec.host"))
 		default:
-			s.rule, s.subsets = dr, subsets
+			s.rule, s.subsets, s.policy = dr, subsets, policy
 		}
 	}
 }
 
-// linkVirtualServices attaches each VirtualService's routes to its hosts and
-// checks every destination.
+// linkVirtualServices validates every VirtualService, merges delegates
+// into their roots, checks every destination, binds each root to its
+// hosts (sidecars) and gateways, and runs the rule analyzers.
 func (p *Policy) linkVirtualServices(diags *Diagnostics) {
+	p.meshVS = map[string]*virtualService{}
+	delegates := map[string]*virtualService{}
+	var roots []*virtualService
 	for _, vs := range p.VirtualServices {
 		r := newReporter(&vs.Meta, KindVirtualService, diags)
-		hosts, routes := checkVirtualService(r, vs)
-		var own []*service // services whose traffic this VirtualService routes
-		for _, h := range hosts {
+		v := p.checkVirtualService(r, vs)
+		p.analyzeRules(r, v)
+		if len(vs.Spec.GetHosts()) == 0 {
+			delegates[vs.Namespace+"/"+vs.Name] = v
+			continue
+		}
+		roots = append(roots, v)
+	}
+	used := p.mergeDelegates(roots, delegates)
+	for _, key := range sortedKeys(delegates) {
+		v := delegates[key]
+		r := newReporter(&v.obj.Meta, KindVirtualService, diags)
+		if !used[key] {
+			r.errorf(CodeMissingField, "spec.hosts", "at least one host is required (a VirtualService without hosts is a delegate, and no VirtualService delegates to %s)", key)
+		}
+		if used[key] && len(v.obj.Spec.GetGateways()) > 0 {
+			r.errorf(CodeConflictingFields, "spec.gateways", "a delegate VirtualService (without hosts) cannot set gateways; its root's apply")
+		}
+		for _, t := range v.tcp {
+			r.errorf(CodeUnsupportedValue, t.path, "a delegate VirtualService can only have http routes")
+		}
+	}
+	for _, v := range roots {
+		r := newReporter(&v.obj.Meta, KindVirtualService, diags)
+		from := p.arrivalPorts(v)
+		for _, rt := range v.http {
+			for _, d := range append(append([]routeDest(nil), rt.dests...), rt.mirrors...) {
+				if !p.checkRouteDestination(rt.owner, d, from) {
+					rt.valid = false
+				}
+			}
+		}
+		for _, rt := range v.tcp {
+			for _, d := range rt.dests {
+				if !p.checkRouteDestination(rt.owner, d, from) {
+					rt.valid = false
+				}
+			}
+		}
+		p.bindVirtualService(r, v)
+		p.virtualServices = append(p.virtualServices, v)
+	}
+}
+
+// bindVirtualService attaches a root VirtualService to the services of its
+// hosts (when bound to sidecars) and checks its hosts against the servers
+// of its gateways.
+func (p *Policy) bindVirtualService(r *reporter, v *virtualService) {
+	spec := v.obj.Spec
+	for _, h := range v.hosts {
+		path := hostPath(spec.GetHosts(), v.obj.Namespace, h)
+		if v.mesh && !isWildcardHost(h) {
 			s := p.byHost[h]
-			path := hostPath(vs.Spec.GetHosts(), vs.Namespace, h)
 			switch {
 			case s == nil:
 				r.warnf(CodeUnusedVirtualServiceHost, path, "host %s is not declared by any ServiceEntry; these rules have no effect for it", h)
 			case s.vs != nil:
-				r.errorf(CodeConflictingVirtualServices, path, "host %s already has VirtualService %s/%s (%s); only one VirtualService per host is supported",
+				r.errorf(CodeConflictingVirtualServices, path, "host %s already has VirtualService %s/%s (%s); only one VirtualService per host is supported for sidecars",
 					h, s.vs.Namespace, s.vs.Name, s.vs.Object.At("spec.hosts"))
 			default:
-				own = append(own, s)
+				s.vs, s.routes, s.tcp = v.obj, v.http, v.tcp
+				p.meshVS[h] = v
 			}
 		}
-		for i := range routes {
-			for _, d := range routes[i].dests {
-				if !p.checkDestination(r, d, hosts) {
-					routes[i].valid = false
+		for i, key := range v.gateways {
+			gw := p.gateways[key]
+			found := false
+			for _, srv := range gw.servers {
+				if serverHostFor(srv, v.obj.Namespace, h) != "" {
+					found = true
+					break
 				}
 			}
-		}
-		for _, s := range own {
-			s.vs, s.routes = vs, routes
+			if !found {
+				r.warnf(CodeHostNotInGateway, path, "host %s is not among the hosts of Gateway %s (%s); the gateway does not route it",
+					h, key, gatewayRef(spec.GetGateways(), i))
+			}
 		}
 	}
 }
 
-// checkDestination checks a route destination against the registry.
-// vsHosts are the VirtualService's hosts: with no destination port, each of
-// their ports must exist on the destination (or the destination must have a
-// single port).
-func (p *Policy) checkDestination(r *reporter, d routeDest, vsHosts []string) bool {
+// gatewayRef names the i-th non-mesh gateway reference as written.
+func gatewayRef(refs []string, i int) string {
+	n := 0
+	for _, g := range refs {
+		if g == meshGateway {
+			continue
+		}
+		if n == i {
+			return g
+		}
+		n++
+	}
+	return ""
+}
+
+// arrival is a port traffic arrives on before a route sends it on.
+type arrival struct {
+	port uint32
+	what string // "a port of reviews.default.svc.cluster.local", "port of Gateway ns/name"
+}
+
+// arrivalPorts are the ports a VirtualService's routes receive traffic on:
+// its hosts' service ports (sidecars) and its gateways' server ports.
+func (p *Policy) arrivalPorts(v *virtualService) []arrival {
+	var out []arrival
+	if v.mesh {
+		for _, h := range v.hosts {
+			if s := p.byHost[h]; s != nil {
+				for _, pt := range s.ports {
+					out = append(out, arrival{pt.number, "a port of " + s.fqdn})
+				}
+			}
+		}
+	}
+	for _, key := range v.gateways {
+		for _, srv := range p.gateways[key].servers {
+			out = append(out, arrival{srv.port, "a server port of Gateway " + key})
+		}
+	}
+	return out
+}
+
+// checkRouteDestination checks a route destination against the registry.
+// from are the ports traffic arrives on: with no destination port, each
+// must exist on the destination (or the destination must have a single
+// port).
+func (p *Policy) checkRouteDestination(r *reporter, d routeDest, from []arrival) bool {
 	s := p.byHost[d.host]
 	if s == nil {
 		r.errorf(CodeUnknownHost, d.path+".destination.host", "host %s is not declared by any ServiceEntry", d.host)
@@ -149,22 +252,14 @@ func (p *Policy) checkDestination(r *reporter, d routeDest, vsHosts []string) bo
 			ok = false
 		}
 	case len(s.ports) > 1:
-		var from []*service
-		for _, h := range vsHosts {
-			if hs := p.byHost[h]; hs != nil {
-				from = append(from, hs)
-			}
-		}
 		if len(from) == 0 {
 			r.errorf(CodeUnknownPort, d.path+".destination", "destination port is required: %s has more than one port (%s)", d.host, s.portList())
 			return false
 		}
-		for _, hs := range from {
-			for _, pt := range hs.ports {
-				if _, found := s.destPort(pt.number, d.port); !found {
-					r.errorf(CodeUnknownPort, d.path+".destination", "destination port is required: %s has ports %s, none of them %d (a port of %s)", d.host, s.portList(), pt.number, hs.fqdn)
-					return false
-				}
+		for _, a := range from {
+			if _, found := s.destPort(a.port, d.port); !found {
+				r.errorf(CodeUnknownPort, d.path+".destination", "destination port is required: %s has ports %s, none of them %d (%s)", d.host, s.portList(), a.port, a.what)
+				return false
 			}
 		}
 	}

@@ -5,15 +5,21 @@ import (
 	"strconv"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1"
+)
+
+// Route and VirtualHost names Istio uses.
+const (
+	defaultRouteName = "default"
+	blackHoleName    = "block_all"
 )
 
 // outboundRoutes returns the sidecar's outbound RouteConfiguration: one
-// VirtualHost per service port, named "<fqdn>:<port>", with the
-// VirtualService's routes in order, or one catch-all route to the port's
-// default cluster when the host has no VirtualService.
+// VirtualHost per HTTP service port it sees (see visible), named
+// "<fqdn>:<port>", with the VirtualService's routes in order, or Istio's
+// default route to the port's cluster when the host has no
+// VirtualService; plus the block_all VirtualHost under REGISTRY_ONLY.
 func (b *builder) outboundRoutes() *routev3.RouteConfiguration {
 	type vhostKey struct {
 		s    *service
@@ -21,8 +27,13 @@ func (b *builder) outboundRoutes() *routev3.RouteConfiguration {
 	}
 	var keys []vhostKey
 	for _, s := range b.p.services {
+		if !b.visible(s) {
+			continue
+		}
 		for _, pt := range s.ports {
-			keys = append(keys, vhostKey{s, pt})
+			if pt.protocol != protoTCP {
+				keys = append(keys, vhostKey{s, pt})
+			}
 		}
 	}
 	// Full names first, then the shorter forms where still free, so that
@@ -53,7 +64,17 @@ func (b *builder) outboundRoutes() *routev3.RouteConfiguration {
 			Routes:  b.serviceRoutes(k.s, k.port),
 		})
 	}
+	if b.scope != nil && b.scope.registryOnly {
+		rc.VirtualHosts = append(rc.VirtualHosts, blockAllHost())
+	}
 	return rc
+}
+
+// visible reports whether a sidecar's outbound listener routes s: the
+// ServiceEntry is exported to the proxy's namespace and its Sidecar's
+// egress hosts (if any) include it.
+func (b *builder) visible(s *service) bool {
+	return s.export.visibleTo(b.namespace) && b.scope.inScope(s.namespace, s.fqdn)
 }
 
 // fullDomains are the FQDN forms of a service port's domains.
@@ -87,77 +108,46 @@ func withPort(s *service, pt servicePort, host string) []string {
 	return []string{hp}
 }
 
-// serviceRoutes returns the routes of a service port's VirtualHost.
+// serviceRoutes returns the routes of a service port's VirtualHost: the
+// routes of the host's VirtualService (when it is bound to sidecars and
+// exported to the proxy's namespace), else Istio's default route.
 func (b *builder) serviceRoutes(s *service, pt servicePort) []*routev3.Route {
-	if s.vs == nil {
-		return []*routev3.Route{{
-			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: clusterAction(clusterName(pt.number, "", s.fqdn)),
-		}}
+	if v := b.p.meshVS[s.fqdn]; v != nil && v.export.visibleTo(b.namespace) {
+		return b.translateHTTPRoutes(v.http, routeCtx{port: pt.number})
 	}
-	var out []*routev3.Route
-	for _, rt := range s.routes {
-		if !rt.valid {
-			continue
-		}
-		action := b.routeAction(pt, rt)
-		if action == nil {
-			continue
-		}
-		matches := rt.matches
-		if len(matches) == 0 {
-			matches = []routeMatch{{}}
-		}
-		for _, m := range matches {
-			out = append(out, &routev3.Route{Name: rt.name, Match: envoyMatch(m), Action: action})
-		}
-	}
-	return out
+	return []*routev3.Route{b.defaultRoute(clusterName(pt.number, "", s.fqdn), portConsistentHash(s, pt.number))}
 }
 
-// routeAction returns where rt sends traffic that arrived for port pt, or
-// nil when a destination does not resolve (which validation reports).
-func (b *builder) routeAction(pt servicePort, rt httpRoute) *routev3.Route_Route {
-	type weighted struct {
-		cluster string
-		weight  uint32
+// defaultRoute is Istio's route for a host without a VirtualService
+// (BuildDefaultHTTPOutboundRoute): "default", every request to cluster,
+// no timeout, the default retry policy, and the DestinationRule's
+// consistent hash if any.
+func (b *builder) defaultRoute(cluster string, ch *networking.LoadBalancerSettings_ConsistentHashLB) *routev3.Route {
+	action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}
+	setTimeout(action, nil)
+	rp, err := retryPolicy(nil, false)
+	if err != nil {
+		b.fail(err)
 	}
-	var ws []weighted
-	index := map[string]int{}
-	for _, d := range rt.dests {
-		ds := b.p.byHost[d.host]
-		if ds == nil || (d.subset != "" && !ds.hasSubset(d.subset)) {
-			return nil
-		}
-		port, ok := ds.destPort(pt.number, d.port)
-		if !ok {
-			return nil
-		}
-		if d.weight == 0 {
-			continue
-		}
-		name := clusterName(port, d.subset, ds.fqdn)
-		if i, ok := index[name]; ok {
-			ws[i].weight += d.weight
-			continue
-		}
-		index[name] = len(ws)
-		ws = append(ws, weighted{name, d.weight})
+	action.RetryPolicy = rp
+	if hp := hashPolicy(ch); hp != nil {
+		action.HashPolicy = []*routev3.RouteAction_HashPolicy{hp}
 	}
-	switch len(ws) {
-	case 0:
-		return nil
-	case 1:
-		return clusterAction(ws[0].cluster)
+	return &routev3.Route{Name: defaultRouteName, Match: translateRouteMatch(nil), Action: &routev3.Route_Route{Route: action}}
+}
+
+// blockAllHost is Istio's VirtualHost for unknown hosts under
+// outboundTrafficPolicy REGISTRY_ONLY: every request gets 502.
+func blockAllHost() *routev3.VirtualHost {
+	return &routev3.VirtualHost{
+		Name:    blackHoleName,
+		Domains: []string{"*"},
+		Routes: []*routev3.Route{{
+			Name:   blackHoleName,
+			Match:  translateRouteMatch(nil),
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 502}},
+		}},
 	}
-	wc := &routev3.WeightedCluster{}
-	for _, w := range ws {
-		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: w.cluster, Weight: wrapperspb.UInt32(w.weight)})
-	}
-	return &routev3.Route_Route{Route: &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc},
-		Timeout:          noTimeout(),
-	}}
 }
 
 func clusterAction(cluster string) *routev3.Route_Route {
@@ -170,29 +160,6 @@ func clusterAction(cluster string) *routev3.Route_Route {
 // noTimeout disables the route timeout (Envoy's default is 15s), as Istio
 // does when a VirtualService sets none.
 func noTimeout() *durationpb.Duration { return durationpb.New(0) }
-
-// envoyMatch translates one Istio match (an empty one matches everything).
-func envoyMatch(m routeMatch) *routev3.RouteMatch {
-	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
-	switch {
-	case m.hasURI && m.exact:
-		rm.PathSpecifier = &routev3.RouteMatch_Path{Path: m.uriExact}
-	case m.hasURI:
-		rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: m.uriPrefix}
-	}
-	for _, h := range m.headers {
-		hm := &routev3.HeaderMatcher{Name: h.name}
-		if h.present {
-			hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
-		} else {
-			hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.exact},
-			}}
-		}
-		rm.Headers = append(rm.Headers, hm)
-	}
-	return rm
-}
 
 // inboundRoutes returns the sidecar's inbound RouteConfiguration: every
 // request goes to the local application.

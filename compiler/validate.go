@@ -15,6 +15,7 @@ const (
 	protoHTTP  = "HTTP"
 	protoHTTP2 = "HTTP2"
 	protoGRPC  = "GRPC"
+	protoTCP   = "TCP"
 )
 
 // checkHosts validates a hosts list (spec.hosts) and returns the valid FQDNs.
@@ -170,13 +171,14 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 		})
 	}
 
+	export := checkExportTo(r, "spec.exportTo", spec.GetExportTo(), se.Namespace)
 	if !resOK || len(ports) == 0 {
 		return nil
 	}
 	var out []*service
 	for _, fqdn := range hosts {
 		s := &service{
-			fqdn: fqdn, name: fqdn, namespace: se.Namespace, entry: se,
+			fqdn: fqdn, name: fqdn, namespace: se.Namespace, entry: se, export: export,
 			resolution: res, ports: ports, endpoints: eps, selector: selector,
 		}
 		if name, _, ok := splitLocal(fqdn); ok {
@@ -206,10 +208,10 @@ func checkProtocol(r *reporter, path, protocol, name string) (string, bool) {
 		}
 	}
 	switch p {
-	case protoHTTP, protoHTTP2, protoGRPC:
+	case protoHTTP, protoHTTP2, protoGRPC, protoTCP:
 		return p, true
-	case "HTTPS", "TCP", "TLS", "UDP", "MONGO", "REDIS", "MYSQL", "GRPC-WEB", "HBONE":
-		r.errorf(CodeUnsupportedValue, field, "protocol %s is not supported yet (HTTP, HTTP2 and GRPC are)", p)
+	case "HTTPS", "TLS", "UDP", "MONGO", "REDIS", "MYSQL", "GRPC-WEB", "HBONE":
+		r.errorf(CodeUnsupportedValue, field, "protocol %s is not supported yet (HTTP, HTTP2, GRPC and TCP are)", p)
 	default:
 		r.errorf(CodeInvalidValue, field, "protocol %q is not a protocol Istio knows (HTTP, HTTP2, GRPC, HTTPS, TCP, TLS, ...)", protocol)
 	}
@@ -229,10 +231,14 @@ func checkWorkloadEntry(r *reporter, we *WorkloadEntry) (endpoint, bool) {
 	}, true
 }
 
-// checkDestinationRule validates a DestinationRule and returns its host and
-// valid subsets.
-func checkDestinationRule(r *reporter, dr *DestinationRule) (string, []subset, bool) {
+// checkDestinationRule validates a DestinationRule and returns its host,
+// valid subsets and top-level traffic policy.
+func checkDestinationRule(r *reporter, dr *DestinationRule) (string, []subset, *networking.TrafficPolicy, bool) {
 	host, ok := checkHost(r, "spec.host", dr.Spec.GetHost())
+	policy := dr.Spec.GetTrafficPolicy()
+	if !checkTrafficPolicy(r, "spec.trafficPolicy", policy) {
+		policy = nil
+	}
 	var subsets []subset
 	seen := map[string]bool{}
 	for i, s := range dr.Spec.GetSubsets() {
@@ -246,129 +252,15 @@ func checkDestinationRule(r *reporter, dr *DestinationRule) (string, []subset, b
 			r.errorf(CodeDuplicateEntry, p, "subset %q is defined twice", s.GetName())
 		default:
 			seen[s.GetName()] = true
-			subsets = append(subsets, subset{name: s.GetName(), labels: copyLabels(s.GetLabels())})
+			sp := s.GetTrafficPolicy()
+			if !checkTrafficPolicy(r, fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), sp) {
+				sp = nil
+			}
+			subsets = append(subsets, subset{name: s.GetName(), labels: copyLabels(s.GetLabels()), policy: sp})
 		}
 	}
 	sortSubsets(subsets)
-	return host, subsets, ok
-}
-
-// checkVirtualService validates a VirtualService on its own and returns its
-// valid hosts and all its routes (each marked valid or not). Destinations are checked against the registry in
-// references.go.
-func checkVirtualService(r *reporter, vs *VirtualService) ([]string, []httpRoute) {
-	spec := vs.Spec
-	hosts := checkHosts(r, "spec.hosts", spec.GetHosts())
-	for i, g := range spec.GetGateways() {
-		if g != "mesh" {
-			r.errorf(CodeUnsupportedValue, fmt.Sprintf("spec.gateways[%d]", i), "gateway %q is not supported yet (only \"mesh\" is)", g)
-		}
-	}
-	if len(spec.GetHttp()) == 0 {
-		r.errorf(CodeMissingField, "spec.http", "at least one http route is required")
-	}
-	var routes []httpRoute
-	for i, h := range spec.GetHttp() {
-		rt, ok := checkHTTPRoute(r, fmt.Sprintf("spec.http[%d]", i), h)
-		rt.valid = ok
-		routes = append(routes, rt)
-	}
-	return hosts, routes
-}
-
-func checkHTTPRoute(r *reporter, path string, h *networking.HTTPRoute) (httpRoute, bool) {
-	rt := httpRoute{name: h.GetName()}
-	ok := true
-	for j, m := range h.GetMatch() {
-		rm, mok := checkMatch(r, fmt.Sprintf("%s.match[%d]", path, j), m)
-		ok = ok && mok
-		rt.matches = append(rt.matches, rm)
-	}
-	if len(h.GetRoute()) == 0 {
-		r.errorf(CodeMissingField, path+".route", "route is required (redirect, directResponse and delegate are not supported yet)")
-		return rt, false
-	}
-	var sum int64
-	weighted := false
-	for k, d := range h.GetRoute() {
-		p := fmt.Sprintf("%s.route[%d]", path, k)
-		w := d.GetWeight()
-		if w < 0 || w > 100 {
-			r.errorf(CodeBadWeights, p+".weight", "weight %d is not in 0-100", w)
-			ok = false
-		}
-		if w != 0 {
-			weighted = true
-		}
-		sum += int64(w)
-		dst := d.GetDestination()
-		if dst == nil {
-			r.errorf(CodeMissingField, p+".destination", "destination is required")
-			ok = false
-			continue
-		}
-		host, hok := checkHost(r, p+".destination.host", dst.GetHost())
-		if !hok {
-			ok = false
-			continue
-		}
-		rd := routeDest{path: p, host: host, subset: dst.GetSubset(), weight: uint32(max(w, 0))}
-		if dst.GetPort() != nil {
-			if !checkPort(r, p+".destination.port.number", dst.GetPort().GetNumber()) {
-				ok = false
-			}
-			rd.port = dst.GetPort().GetNumber()
-		}
-		rt.dests = append(rt.dests, rd)
-	}
-	if (len(h.GetRoute()) > 1 || weighted) && sum != 100 {
-		r.errorf(CodeBadWeights, path+".route", "route weights sum to %d, want 100", sum)
-		ok = false
-	}
-	if len(rt.dests) == 1 {
-		rt.dests[0].weight = 100
-	}
-	return rt, ok
-}
-
-func checkMatch(r *reporter, path string, m *networking.HTTPMatchRequest) (routeMatch, bool) {
-	rm := routeMatch{name: m.GetName()}
-	ok := true
-	if u := m.GetUri(); u != nil {
-		switch x := u.GetMatchType().(type) {
-		case *networking.StringMatch_Exact:
-			rm.hasURI, rm.exact, rm.uriExact = true, true, x.Exact
-		case *networking.StringMatch_Prefix:
-			rm.hasURI, rm.uriPrefix = true, x.Prefix
-		case nil:
-			r.errorf(CodeMissingField, path+".uri", "uri needs exact or prefix")
-			ok = false
-		default:
-			ok = false // reported as an unsupported field while decoding
-		}
-	}
-	for _, name := range sortedKeys(m.GetHeaders()) {
-		p := path + ".headers." + name
-		if !isHeaderName(name) {
-			r.errorf(CodeInvalidValue, p, "%q is not a valid header name", name)
-			ok = false
-			continue
-		}
-		hm := headerMatch{name: strings.ToLower(name)}
-		switch x := m.GetHeaders()[name].GetMatchType().(type) {
-		case *networking.StringMatch_Exact:
-			hm.exact = x.Exact
-		case nil:
-			hm.present = true
-		case *networking.StringMatch_Prefix:
-			r.errorf(CodeUnsupportedField, p+".prefix", "field \"prefix\" is not supported yet for headers (only exact)")
-			ok = false
-		default:
-			ok = false // reported while decoding
-		}
-		rm.headers = append(rm.headers, hm)
-	}
-	return rm, ok
+	return host, subsets, policy, ok
 }
 
 func copyLabels(in map[string]string) map[string]string {
