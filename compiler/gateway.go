@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -72,6 +73,17 @@ func (b *builder) gatewayListeners(res *resources) error {
 			l.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcm}}}
 			res.routes = append(res.routes, b.gatewayRoutes(rcName, port, servers, false))
 		} else {
+			if len(servers) > 1 {
+				// SNI selects the filter chain: Envoy needs the TLS inspector.
+				inspector, err := marshalAny(&tlsinspectorv3.TlsInspector{})
+				if err != nil {
+					return fmt.Errorf("building listener %s: %w", name, err)
+				}
+				l.ListenerFilters = []*listenerv3.ListenerFilter{{
+					Name:       wellknown.TlsInspector,
+					ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: inspector},
+				}}
+			}
 			for _, srv := range servers {
 				rcName := fmt.Sprintf("https.%d.%s.%s.%s", port, srv.portName, srv.gw.obj.Name, srv.gw.obj.Namespace)
 				fc, err := b.httpsFilterChain(srv, rcName, "outbound_"+name, len(servers) > 1)
