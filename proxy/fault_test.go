@@ -108,9 +108,13 @@ func TestFaultInjection(t *testing.T) {
 			}
 		})
 	}
-	for _, want := range []string{`response_code="503",response_flags="FI"`, `response_code="200",response_flags="DI"`} {
-		if len(r.metricLines("istio_requests_total", want)) == 0 {
-			t.Errorf("/metrics lacks a series with %s", want)
+	// Aborts report the route's destination, as Istio's stats do.
+	for _, want := range [][]string{
+		{`destination_service="f.default.svc.cluster.local"`, `response_code="503"`, `response_flags="FI"`},
+		{`response_code="200"`, `response_flags="DI"`},
+	} {
+		if len(r.metricLines("istio_requests_total", want...)) == 0 {
+			t.Errorf("/metrics lacks a series with %v", want)
 		}
 	}
 }

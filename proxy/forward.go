@@ -74,9 +74,6 @@ func (rs *requestState) finishHeaders(h http.Header) {
 	}
 }
 
-// finishLocal is finishHeaders for a reply the proxy writes itself.
-func (rs *requestState) finishLocal(h http.Header) { rs.finishHeaders(h) }
-
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rs := &requestState{}
@@ -112,6 +109,12 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt := rs.route
+	if rt.action == actionForward {
+		// Picked before the filters so that fault aborts and CORS replies
+		// report the route's destination, as Istio's stats do.
+		rs.wc = rt.pickCluster()
+		rs.cluster = rs.wc.cluster
+	}
 	for i := range hc.filters {
 		f := &hc.filters[i]
 		switch f.kind {
@@ -147,9 +150,7 @@ const upstreamReset = "upstream connect error or disconnect/reset before headers
 // transport retries.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState) {
 	rt := rs.route
-	rs.wc = rt.pickCluster()
-	c := rs.wc.cluster
-	rs.cluster = c
+	c := rs.cluster
 	ctx := r.Context()
 	timeout := rt.timeout
 	if rt.maxGRPCTimeout != nil && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
@@ -212,7 +213,7 @@ func (p *Proxy) localReply(w http.ResponseWriter, rs *requestState, code int, fl
 	rs.code, rs.flags = code, rs.flags|flag
 	h := w.Header()
 	h.Set("Content-Type", "text/plain")
-	rs.finishLocal(h)
+	rs.finishHeaders(h)
 	w.WriteHeader(code)
 	io.WriteString(w, body)
 }
@@ -308,7 +309,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain")
 	if rs != nil {
-		rs.finishLocal(h)
+		rs.finishHeaders(h)
 	}
 	w.WriteHeader(code)
 	io.WriteString(w, body)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -154,9 +153,6 @@ func (p *Proxy) mirror(out *http.Request, rs *requestState) {
 			req.Host = mp.hostRewrite
 		case !mp.noSuffix:
 			req.Host = shadowHost(out.Host)
-		}
-		if strings.HasPrefix(req.Host, "-shadow") {
-			req.Host = out.Host
 		}
 		p.mirrors.submit(&shadowJob{req: req, body: rs.body, cluster: mp.cluster, timeout: rs.route.timeout})
 	}

@@ -51,20 +51,18 @@ func (h *hostState) ejected(now int64, cs *clusterState) bool {
 
 // outlierConfig is a built OutlierDetection (consecutive-error detection).
 type outlierConfig struct {
-	consecutive5xx        uint32
-	enforce5xx            fraction
-	consecutiveGateway    uint32
-	enforceGateway        fraction
-	splitLocal            bool
-	consecutiveLocal      uint32
-	enforceLocal          fraction
-	interval              time.Duration
-	baseEjection          time.Duration
-	maxEjection           time.Duration
-	maxEjectionPercent    uint32
-	alwaysEjectOneHost    bool
-	successRateEnforced   bool // never: NACKed unless 0
-	failurePercentEnabled bool // never: NACKed unless 0
+	consecutive5xx     uint32
+	enforce5xx         fraction
+	consecutiveGateway uint32
+	enforceGateway     fraction
+	splitLocal         bool
+	consecutiveLocal   uint32
+	enforceLocal       fraction
+	interval           time.Duration
+	baseEjection       time.Duration
+	maxEjection        time.Duration
+	maxEjectionPercent uint32
+	alwaysEjectOneHost bool
 }
 
 func percentFraction(v uint32) fraction { return fraction(min(v, 100) * 10_000) }

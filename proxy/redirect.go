@@ -165,7 +165,7 @@ func (a *redirectAction) serve(w http.ResponseWriter, r *http.Request, rs *reque
 	}
 	w.Header().Set("Location", a.location(r, m))
 	rs.code = a.code
-	rs.finishLocal(w.Header())
+	rs.finishHeaders(w.Header())
 	w.WriteHeader(a.code)
 }
 
@@ -200,7 +200,7 @@ func (d *directResponse) serve(w http.ResponseWriter, rs *requestState) {
 		h.Set("Content-Type", "text/plain")
 		h.Set("Content-Length", strconv.Itoa(len(d.body)))
 	}
-	rs.finishLocal(h)
+	rs.finishHeaders(h)
 	w.WriteHeader(d.status)
 	io.WriteString(w, d.body)
 }
