@@ -101,8 +101,10 @@ func orAny(s string) string {
 
 // DeriveClasses returns the classes a policy implies, over every side given:
 // one sidecar class per service that a ServiceEntry with a workloadSelector
-// declares, one generic sidecar class per namespace ("any sidecar"), and
-// gateways when a Gateway object exists. The result is sorted by name.
+// declares (with the selector's labels, so Sidecar scopes apply), one
+// generic sidecar class per namespace ("any sidecar"), and one gateway class
+// per distinct Gateway selector, listening on every server port of the
+// Gateways with that selector. The result is sorted by name.
 func DeriveClasses(namespace string, sides ...*Side) []Class {
 	if namespace == "" {
 		namespace = nodemeta.DefaultNamespace
@@ -110,30 +112,103 @@ func DeriveClasses(namespace string, sides ...*Side) []Class {
 	seen := map[string]Class{}
 	add := func(c Class) { seen[c.Class.Key()] = c }
 	add(NewClass(nodemeta.RoleSidecar, namespace, ""))
+	type gatewayClass struct {
+		ns     string
+		labels map[string]string
+		ports  map[uint32]bool
+	}
+	gateways := map[string]*gatewayClass{}
 	for _, s := range sides {
 		if s == nil || s.Policy == nil {
 			continue
 		}
 		for _, se := range s.Policy.ServiceEntries {
-			if se.Spec.GetWorkloadSelector() == nil {
+			sel := se.Spec.GetWorkloadSelector()
+			if sel == nil {
 				continue
 			}
 			for _, h := range se.Spec.GetHosts() {
-				add(NewClass(nodemeta.RoleSidecar, se.Namespace, serviceName(h, se.Namespace)))
+				c := NewClass(nodemeta.RoleSidecar, se.Namespace, serviceName(h, se.Namespace))
+				c.Class.Labels = copyLabels(sel.GetLabels())
+				add(c)
 			}
 			add(NewClass(nodemeta.RoleSidecar, se.Namespace, ""))
 		}
-		for _, o := range s.Objects {
-			if o.Kind == "Gateway" && strings.HasPrefix(o.APIVersion, "networking.istio.io/") {
-				ns := o.Namespace
-				if ns == "" {
-					ns = namespace
+		for _, gw := range s.Policy.Gateways {
+			key := gw.Namespace + "/" + nodemeta.FormatLabels(gw.Spec.GetSelector())
+			g := gateways[key]
+			if g == nil {
+				g = &gatewayClass{ns: gw.Namespace, labels: copyLabels(gw.Spec.GetSelector()), ports: map[uint32]bool{}}
+				gateways[key] = g
+			}
+			for _, srv := range gw.Spec.GetServers() {
+				if n := srv.GetPort().GetNumber(); n > 0 && n <= 65535 {
+					g.ports[n] = true
 				}
-				add(NewClass(nodemeta.RoleGateway, ns, "gateway"))
 			}
 		}
 	}
+	for _, g := range gateways {
+		c := NewClass(nodemeta.RoleGateway, g.ns, "gateway")
+		c.Class.Labels = g.labels
+		ports := make([]int, 0, len(g.ports))
+		for p := range g.ports {
+			ports = append(ports, int(p))
+		}
+		sort.Ints(ports)
+		for _, p := range ports {
+			c.Class.Gateway = append(c.Class.Gateway, fmt.Sprintf("0.0.0.0:%d", p))
+		}
+		if len(g.labels) > 0 {
+			c.Name = fmt.Sprintf("gateways %s (%s)", nodemeta.FormatLabels(g.labels), g.ns)
+		}
+		add(c)
+	}
 	return sortClasses(seen)
+}
+
+func copyLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// WithLiveCounts returns classes with the live proxies of live counted in:
+// a live class (role, namespace, service) adds its proxies to the first of
+// classes with the same role, namespace and service (for gateways, the
+// same namespace), or is appended as a class of its own when none matches.
+// The admin API reports neither labels nor listener addresses, so this is
+// how live proxies find the config they would get.
+func WithLiveCounts(classes, live []Class) []Class {
+	out := make([]Class, len(classes))
+	copy(out, classes)
+	for i := range out {
+		out[i].Proxies = 0
+	}
+	for _, l := range live {
+		matched := false
+		for i := range out {
+			c := out[i].Class
+			if c.Role != l.Class.Role || c.Namespace != l.Class.Namespace {
+				continue
+			}
+			if c.Role == nodemeta.RoleSidecar && c.Service != l.Class.Service {
+				continue
+			}
+			out[i].Proxies += l.Proxies
+			matched = true
+			break
+		}
+		if !matched {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // serviceName is the service a host names: "reviews" for "reviews",

@@ -2,6 +2,7 @@ package review
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/gitmesh/gitmesh/reconciler"
@@ -67,39 +68,87 @@ func TestLiveBlastRadius(t *testing.T) {
 	}}
 	ctx := t.Context()
 	rep, err := Compare(repo.Load(ctx, "v1.0", "", "policy", ""), repo.Load(ctx, "weights", "", "policy", ""),
-		Options{Classes: LiveClasses(st), Live: true})
+		Options{Live: LiveClasses(st)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A route change reaches sidecars; gateways get no routes yet.
-	want := BlastRadius{Classes: 1, Total: 2, Live: true, Proxies: 2, LiveTotal: 3}
+	// Derived: reviews (2 live proxies), any sidecar (0); the gateway has no
+	// derived class and gets its own. A mesh route change reaches sidecars.
+	want := BlastRadius{Classes: 2, Total: 3, Live: true, Proxies: 2, LiveTotal: 3}
 	if rep.Blast != want {
 		t.Errorf("Blast = %+v; want %+v", rep.Blast, want)
 	}
 }
 
-func TestDeriveClassesWithGateway(t *testing.T) {
+func TestGatewayClassDiff(t *testing.T) {
 	r := newTestRepo(t)
-	r.write("mesh.yaml", servicesYAML+`---
+	gateway := `---
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
   name: ingress
 spec:
   selector: {istio: ingressgateway}
-`)
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: edge
+spec:
+  hosts: ["*"]
+  gateways: [ingress]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+`
+	r.write("mesh.yaml", servicesYAML+"---\n"+reviewsYAML+gateway)
 	r.commit("init", "")
+	r.write("mesh.yaml", servicesYAML+"---\n"+reviewsYAML+strings.Replace(gateway, "subset: v1}", "subset: v2}", 1))
+	r.commit("edge to v2", "")
 	repo, err := OpenRepo(r.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := repo.Load(t.Context(), "main", "", "", "")
-	var got []string
-	for _, c := range DeriveClasses("", s) {
-		got = append(got, c.Name)
+	base, head := repo.Load(t.Context(), "HEAD~1", "", "", ""), repo.Load(t.Context(), "HEAD", "", "", "")
+	if base.Diagnostics.HasErrors() || head.Diagnostics.HasErrors() {
+		t.Fatalf("fixture has errors:\n%s\n%s", base.Diagnostics, head.Diagnostics)
 	}
-	want := []string{"reviews (sidecar, default)", "any sidecar (default)", "gateways (default)"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("DeriveClasses = %v; want %v", got, want)
+	var names []string
+	var gw Class
+	for _, c := range DeriveClasses("", base, head) {
+		names = append(names, c.Name)
+		if c.Class.Role == "gateway" {
+			gw = c
+		}
+	}
+	want := []string{"reviews (sidecar, default)", "any sidecar (default)", "gateways istio=ingressgateway (default)"}
+	if !reflect.DeepEqual(names, want) {
+		t.Errorf("DeriveClasses = %v; want %v", names, want)
+	}
+	if !reflect.DeepEqual(gw.Class.Gateway, []string{"0.0.0.0:8080"}) {
+		t.Errorf("gateway addresses = %v; want [0.0.0.0:8080]", gw.Class.Gateway)
+	}
+	rep, err := Compare(base, head, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Classes {
+		var got []string
+		for _, ch := range c.Changes {
+			got = append(got, ch.Type+" "+ch.Label+": "+ch.Detail)
+		}
+		switch c.Class.Class.Role {
+		case "gateway":
+			if len(got) != 1 || !strings.Contains(got[0], "reviews:9080/v1 100% -> reviews:9080/v2 100%") {
+				t.Errorf("gateway changes = %q; want its route to go from v1 to v2", got)
+			}
+		default:
+			if len(got) != 0 {
+				t.Errorf("%s changes = %q; want none (the VirtualService is bound to the gateway only)", c.Name, got)
+			}
+		}
 	}
 }

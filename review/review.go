@@ -60,9 +60,10 @@ type Options struct {
 	// Classes are the proxy classes to compile for. If empty, they are
 	// derived from the policy of both sides (see DeriveClasses).
 	Classes []Class
-	// Live says the classes come from the live fleet, so their Proxies
-	// counts are meaningful (see LiveClasses).
-	Live bool
+	// Live, when not nil, are the live fleet's classes (see LiveClasses):
+	// their proxies are counted into Classes (see WithLiveCounts) and the
+	// blast radius counts proxies.
+	Live []Class
 	// BaseIsLive says the base is the revision the fleet runs now
 	// (`gitmesh diff --live`); renderers say so.
 	BaseIsLive bool
@@ -142,12 +143,15 @@ func Compare(base, head *Side, opts Options) (*Report, error) {
 	if len(classes) == 0 {
 		classes = DeriveClasses(ns, base, head)
 	}
+	if opts.Live != nil {
+		classes = WithLiveCounts(classes, opts.Live)
+	}
 	if r.Classes, err = diffClasses(base.Policy, head.Policy, classes); err != nil {
 		return nil, err
 	}
 	r.Diagnostics = diffDiagnostics(base.Diagnostics, head.Diagnostics)
 	r.Rollout = summarizeRollout(base.Policy, head.Policy, r.Classes)
-	r.Blast = blastRadius(r.Classes, opts.Live)
+	r.Blast = blastRadius(r.Classes, opts.Live != nil)
 	return r, nil
 }
 

@@ -155,3 +155,35 @@ func TestIsURL(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckoutFromURL(t *testing.T) {
+	r := fixtureRepo(t)
+	repo, err := OpenRepo("file://" + r.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Worktree(); err == nil {
+		t.Error("Worktree() of a URL succeeded; want ErrNoWorktree")
+	}
+	sha := r.git("rev-parse", "weights")
+	for _, tt := range []struct{ ref, want string }{
+		{"main", "main@sha1:" + r.git("rev-parse", "main")},
+		{"refs/tags/v1.0", "v1.0@sha1:" + r.git("rev-parse", "v1.0")},
+		{sha, "sha1:" + sha},
+	} {
+		c, err := repo.Checkout(t.Context(), tt.ref)
+		if err != nil {
+			t.Fatalf("Checkout(%q): %v", tt.ref, err)
+		}
+		if c.Revision != tt.want {
+			t.Errorf("Checkout(%q).Revision = %q; want %q", tt.ref, c.Revision, tt.want)
+		}
+		if _, err := os.Stat(filepath.Join(c.Dir, "policy", "reviews.yaml")); err != nil {
+			t.Errorf("Checkout(%q) lacks policy/reviews.yaml: %v", tt.ref, err)
+		}
+		c.Close()
+	}
+	if _, err := repo.Checkout(t.Context(), "HEAD~1"); err == nil {
+		t.Error("Checkout(HEAD~1) of a URL succeeded; want an error")
+	}
+}

@@ -407,6 +407,7 @@ func endpointsOf(cla *endpointv3.ClusterLoadAssignment) map[string]lbEndpoint {
 	return m
 }
 
+// String writes "addr (workload) weight N", leaving out what is unset or 1.
 func (e lbEndpoint) String() string {
 	s := e.addr
 	if e.workload != "" {

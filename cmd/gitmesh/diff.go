@@ -35,9 +35,10 @@ head is the work tree (the files on disk). For a URL, REF is a branch,
 refs/tags/NAME or a 40-hex commit.
 
 Proxy classes are derived from the policy (a sidecar class per service that a
-ServiceEntry with a workloadSelector declares, "any sidecar", and gateways
-when Gateway objects exist), named with --proxy-class, or, with --controller,
-taken from the live fleet, which also counts the proxies a change reaches.
+ServiceEntry with a workloadSelector declares, "any sidecar", and a gateway
+class per Gateway selector) or named with --proxy-class; --controller counts
+the live proxies in each class (by role, namespace and service), so the
+report says how many proxies a change reaches.
 --live diffs head against the revision the fleet runs now (the controller's
 lastAppliedRevision, resolved in --repo).
 
@@ -99,9 +100,7 @@ func runDiff(cmd *cobra.Command, f diffFlags) error {
 		if err != nil {
 			return &exitError{2, err}
 		}
-		if len(opts.Classes) == 0 {
-			opts.Classes, opts.Live = review.LiveClasses(st), true
-		}
+		opts.Live = review.LiveClasses(st)
 		if f.live {
 			if st.LastAppliedRevision == "" {
 				return &exitError{2, errors.New("the controller has applied no revision yet")}

@@ -146,6 +146,7 @@ func TestDiffExitCodes(t *testing.T) {
 		{name: "markdown via --format", args: []string{"--base", "HEAD~1", "--head", "HEAD", "--format", "markdown"}, wantCode: 1, wantOut: review.MarkdownMarker},
 		{name: "json", args: []string{"--base", "HEAD~1", "--head", "HEAD", "-o", "json"}, wantCode: 1, wantOut: `"exitCode": 1`},
 		{name: "proxy class", args: []string{"--base", "HEAD~1", "--head", "HEAD", "--proxy-class", "role=sidecar,service=reviews"}, wantCode: 1, wantOut: "1 of 1 proxy classes"},
+		{name: "gateway class", args: []string{"--base", "HEAD~1", "--head", "HEAD", "--proxy-class", "role=gateway"}, wantCode: 1, wantOut: "0 of 1 proxy classes"},
 		{name: "unknown ref", args: []string{"--base", "nope", "--head", "main"}, wantCode: 2},
 		{name: "no base", args: []string{"--head", "main"}, wantCode: 2},
 		{name: "head and worktree", args: []string{"--base", "main", "--head", "main", "--worktree"}, wantCode: 2},
@@ -214,7 +215,7 @@ func TestDiffLive(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit code %d; want 1\n%s", code, out)
 	}
-	for _, want := range []string{"base: main@sha1:" + sha + " (live)", "2 of 3 proxy classes (3 of 4 live proxies)", "v1 100% -> v2 100%"} {
+	for _, want := range []string{"base: main@sha1:" + sha + " (live)", "3 of 4 proxy classes (3 of 4 live proxies)", "v1 100% -> v2 100%"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
