@@ -57,7 +57,10 @@ type ProxyStatus struct {
 	Service   string `json:"service"`
 	Namespace string `json:"namespace"`
 	Role      string `json:"role"`
-	Connected bool   `json:"connected"`
+	// Labels are the labels the proxy announced (wave selectors and
+	// workloadSelectors match them).
+	Labels    map[string]string `json:"labels,omitempty"`
+	Connected bool              `json:"connected"`
 	// State is SYNCED (runs what it was assigned), STALE (not yet) or NACKED
 	// (rejected it, see NACK).
 	State xds.SyncState `json:"state"`
@@ -94,7 +97,7 @@ func (r *Reconciler) Status() Status {
 	for _, n := range r.cfg.Fleet.Nodes() {
 		s.Proxies = append(s.Proxies, ProxyStatus{
 			ID: n.Workload.ID, Service: n.Workload.Service, Namespace: n.Workload.Namespace, Role: n.Workload.Role,
-			Connected: n.Connected, State: n.State, Revision: assigned[n.Workload.ID], Assigned: n.Assigned, Acked: n.Acked, NACK: n.NACK,
+			Labels: n.Workload.Labels, Connected: n.Connected, State: n.State, Revision: assigned[n.Workload.ID], Assigned: n.Assigned, Acked: n.Acked, NACK: n.NACK,
 		})
 	}
 	sort.Slice(s.Proxies, func(i, j int) bool { return s.Proxies[i].ID < s.Proxies[j].ID })
