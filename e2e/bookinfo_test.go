@@ -23,15 +23,6 @@ import (
 // stand in for bookinfo's Kubernetes Services.
 const bookinfoDir = "testdata/bookinfo"
 
-// bookinfoWaiting lists the samples that use a feature gitmesh does not
-// implement yet, with that feature. Their rows are skipped; remove an entry
-// once the compiler accepts the sample and the proxy implements it (see
-// docs/xds-conventions.md "What the bundled proxy accepts").
-var bookinfoWaiting = map[string]string{
-	"virtual-service-ratings-test-delay.yaml": "fault injection (HTTPRoute.fault.delay) in compiler/ and proxy/",
-	"virtual-service-ratings-test-abort.yaml": "fault injection (HTTPRoute.fault.abort) in compiler/ and proxy/",
-}
-
 // buildDir writes files (name -> content) into a temporary directory and
 // builds it into Objects, as the controller builds a revision.
 func buildDir(t *testing.T, files map[string]string) []sources.Object {
@@ -96,9 +87,6 @@ func TestBookinfoSamplesValidate(t *testing.T) {
 			}
 			_, diags := compiler.Parse(buildDir(t, files))
 			if errs := diags.Errors(); len(errs) > 0 {
-				if feature, ok := bookinfoWaiting[name]; ok {
-					t.Skipf("waiting for %s:\n%s", feature, errs)
-				}
 				t.Errorf("want no errors, got:\n%s", errs)
 			}
 			for _, d := range diags {
@@ -194,9 +182,6 @@ func TestBookinfo(t *testing.T) {
 	// apply pushes a sample and waits until every proxy runs it.
 	apply := func(t *testing.T, sample string) {
 		t.Helper()
-		if feature, ok := bookinfoWaiting[sample]; ok {
-			t.Skipf("waiting for %s", feature)
-		}
 		sha := repo.push("bookinfo: apply "+sample, applySample(t, sample))
 		eventually(t, 20*time.Second, sample+" applied and every proxy SYNCED", func() string { return synced(m, sha, proxies) })
 	}

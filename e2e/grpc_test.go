@@ -238,9 +238,8 @@ func TestProxylessGRPC(t *testing.T) {
 	})
 
 	t.Run("fault abort for jason", func(t *testing.T) {
-		// grpc-go runs the fault filter gitmesh puts in every API listener;
-		// it needs the compiler to translate VirtualService http[].fault.
-		t.Skip("waiting for fault injection (VirtualService http[].fault) in compiler/")
+		// grpc-go runs the fault filter gitmesh puts in every API listener
+		// with the route's typed_per_filter_config.
 		policy := echoPolicy(v1, v2, 20, 80)
 		for k, v := range policy {
 			policy[k] = strings.Replace(v, "        end-user:\n          exact: jason\n", "        end-user:\n          exact: jason\n    fault:\n      abort:\n        percentage:\n          value: 100\n        httpStatus: 503\n", 1)
