@@ -16,8 +16,9 @@ import (
 // grpcClient adds what a proxyless gRPC client (GENERATOR=grpc) reads, as
 // Istio's grpc generator serves it (docs/proxyless-grpc.md):
 //
-//   - per HTTP, HTTP2 or GRPC service port, one API listener per name the
-//     client may dial:
+//   - per HTTP, HTTP2 or GRPC port of every service the client sees
+//     (exportTo, Sidecar egress hosts), one API listener per name it may
+//     dial:
 //     "<fqdn>:<port>" and, for cluster-local hosts, "<name>.<ns>:<port>",
 //     "<name>.<ns>.svc:<port>" and (in the client's NAMESPACE)
 //     "<name>:<port>", plus each form without the port when the service has
@@ -41,8 +42,14 @@ func (b *builder) grpcClient(res *resources) error {
 		s    *service
 		port servicePort
 	}
+	// As in Istio, a Sidecar (egress hosts) and exportTo scope what a
+	// gRPC client sees, exactly as for a sidecar of its namespace and labels.
+	b.scope = b.p.sidecarFor(b.namespace, b.class.Labels)
 	var keys []portKey
 	for _, s := range b.p.services {
+		if !b.visible(s) {
+			continue
+		}
 		for _, pt := range s.ports {
 			if pt.protocol == protoHTTP || pt.protocol == protoHTTP2 || pt.protocol == protoGRPC {
 				keys = append(keys, portKey{s, pt})

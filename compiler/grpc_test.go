@@ -211,3 +211,100 @@ func sortedNames(ls map[string]*listenerv3.Listener) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestGrpcVisibility checks that exportTo and a Sidecar's egress hosts
+// scope a gRPC client's listeners as they scope a sidecar's routes.
+func TestGrpcVisibility(t *testing.T) {
+	const policy = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts: [reviews]
+  ports: [{number: 9080, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: secret
+  namespace: backend
+spec:
+  hosts: [secret]
+  exportTo: ["."]
+  ports: [{number: 9090, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.1.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: ratings
+  namespace: backend
+spec:
+  hosts: [ratings]
+  ports: [{number: 9090, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.1.2}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata:
+  name: only-default
+  namespace: default
+spec:
+  workloadSelector:
+    labels: {app: narrow}
+  egress:
+  - hosts: ["./*"]
+`
+	p, diags := Parse(splitObjects("visibility.yaml", []byte(policy)))
+	if diags.HasErrors() {
+		t.Fatalf("unexpected errors:\n%s", diags)
+	}
+	tests := []struct {
+		name    string
+		class   nodemeta.ProxyClass
+		want    []string
+		wantNot []string
+	}{
+		{
+			name:    "exportTo . hides a service from other namespaces",
+			class:   nodemeta.ProxyClass{Generator: nodemeta.GeneratorGRPC, Namespace: "default"},
+			want:    []string{"reviews:9080", "ratings.backend:9090"},
+			wantNot: []string{"secret.backend:9090", "secret.backend.svc.cluster.local:9090"},
+		},
+		{
+			name:  "exportTo . shows it in its own namespace",
+			class: nodemeta.ProxyClass{Generator: nodemeta.GeneratorGRPC, Namespace: "backend"},
+			want:  []string{"secret:9090", "ratings:9090", "reviews.default:9080"},
+		},
+		{
+			name:    "a Sidecar's egress hosts apply to the gRPC client it selects",
+			class:   nodemeta.ProxyClass{Generator: nodemeta.GeneratorGRPC, Namespace: "default", Labels: map[string]string{"app": "narrow"}},
+			want:    []string{"reviews:9080"},
+			wantNot: []string{"ratings.backend:9090"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap, err := p.Compile(tt.class, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			items := snap.Resources.Resources[types.Listener].Items
+			for _, n := range tt.want {
+				if _, ok := items[n]; !ok {
+					t.Errorf("no listener %q", n)
+				}
+			}
+			for _, n := range tt.wantNot {
+				if _, ok := items[n]; ok {
+					t.Errorf("listener %q exists; want none", n)
+				}
+			}
+		})
+	}
+}
