@@ -29,7 +29,8 @@ import (
 //   - in each of them, inline, the RouteConfiguration
 //     "outbound|<port>||<fqdn>" (Istio's RDS name) with one VirtualHost
 //     holding exactly the routes the sidecar's VirtualHost for that port
-//     gets. Istio serves it over RDS; gitmesh inlines it (grpc-go accepts
+//     gets, except that the timeout is also max_stream_duration, which
+//     grpc-go reads (grpcRoutes). Istio serves it over RDS; gitmesh inlines it (grpc-go accepts
 //     both) because go-control-plane's Snapshot.Consistent, which the xds
 //     server checks, does not follow api_listener references and would
 //     reject RouteConfigurations that no filter chain names.
@@ -80,7 +81,7 @@ func (b *builder) grpcClient(res *resources) error {
 			VirtualHosts: []*routev3.VirtualHost{{
 				Name:    k.s.fqdn + ":" + strconv.FormatUint(uint64(k.port.number), 10),
 				Domains: names[i],
-				Routes:  b.serviceRoutes(k.s, k.port),
+				Routes:  grpcRoutes(b.serviceRoutes(k.s, k.port)),
 			}},
 		}
 		for _, n := range names[i] {
@@ -104,6 +105,22 @@ func (b *builder) grpcClient(res *resources) error {
 		res.endpoints = append(res.endpoints, cla)
 	}
 	return checkAPIListeners(res)
+}
+
+// grpcRoutes adapts a sidecar's routes as Istio does for proxyless gRPC:
+// grpc-go reads a route's timeout from max_stream_duration (0 means none)
+// and ignores timeout and max_grpc_timeout, so the VirtualService timeout
+// moves there.
+func grpcRoutes(routes []*routev3.Route) []*routev3.Route {
+	for _, r := range routes {
+		a := r.GetRoute()
+		if a == nil {
+			continue
+		}
+		a.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: a.GetTimeout()}
+		a.MaxGrpcTimeout = nil
+	}
+	return routes
 }
 
 // apiListener returns the API listener name whose HTTP connection manager

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -169,7 +170,8 @@ func TestGrpcResources(t *testing.T) {
 
 // TestGrpcRoutesMatchSidecar checks that a gRPC client is routed exactly as
 // a sidecar in the same namespace: each API listener's routes equal the
-// routes of the sidecar's VirtualHost for the same service port.
+// routes of the sidecar's VirtualHost for the same service port, with the
+// timeout where grpc-go reads it (grpcRoutes).
 func TestGrpcRoutesMatchSidecar(t *testing.T) {
 	_, ls := compileGrpc(t, "default")
 	tc := loadCase(t, "testdata/grpc.yaml")
@@ -194,7 +196,8 @@ func TestGrpcRoutesMatchSidecar(t *testing.T) {
 			t.Errorf("listener %s: the sidecar has no virtual host %s", name, vh.GetName())
 			continue
 		}
-		if !proto.Equal(&routev3.VirtualHost{Routes: vh.GetRoutes()}, &routev3.VirtualHost{Routes: want.GetRoutes()}) {
+		wantRoutes := grpcRoutes(proto.Clone(want).(*routev3.VirtualHost).GetRoutes())
+		if !proto.Equal(&routev3.VirtualHost{Routes: vh.GetRoutes()}, &routev3.VirtualHost{Routes: wantRoutes}) {
 			t.Errorf("listener %s: routes differ from the sidecar's:\n got %v\nwant %v", name, vh.GetRoutes(), want.GetRoutes())
 		}
 		if !slices.Equal(vh.GetDomains(), want.GetDomains()) {
@@ -306,5 +309,25 @@ spec:
 				}
 			}
 		})
+	}
+}
+
+// TestGrpcTimeout checks that a VirtualService timeout reaches grpc-go as
+// max_stream_duration, and no timeout as 0 (none).
+func TestGrpcTimeout(t *testing.T) {
+	_, ls := compileGrpc(t, "default")
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := ls["reviews:9080"].GetApiListener().GetApiListener().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Duration{"jason": 0, "split": 2 * time.Second}
+	for _, r := range hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+		msd := r.GetRoute().GetMaxStreamDuration()
+		if msd == nil || msd.GetMaxStreamDuration().AsDuration() != want[r.GetName()] {
+			t.Errorf("route %s: max_stream_duration %v; want %s", r.GetName(), msd, want[r.GetName()])
+		}
+		if r.GetRoute().GetMaxGrpcTimeout() != nil {
+			t.Errorf("route %s: max_grpc_timeout is set; grpc-go ignores it", r.GetName())
+		}
 	}
 }

@@ -9,23 +9,37 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds" // registers the xds resolver, balancers and HTTP filters
 
 	"github.com/gitmesh/gitmesh/xds"
 )
 
 // echoServer is a gRPC TestService backend that answers every UnaryCall
-// with its name in SimpleResponse.hostname.
+// with its name in SimpleResponse.hostname, after the duration in the
+// request's echo-sleep metadata if any.
 type echoServer struct {
 	testgrpc.UnimplementedTestServiceServer
 	name string
 }
 
-func (s echoServer) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+func (s echoServer) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	if v := metadata.ValueFromIncomingContext(ctx, "echo-sleep"); len(v) > 0 {
+		d, err := time.ParseDuration(v[0])
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "echo-sleep: %v", err)
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	return &testpb.SimpleResponse{Hostname: s.name}, nil
 }
 
@@ -256,6 +270,25 @@ func TestProxylessGRPC(t *testing.T) {
 		if got := grpcSplit(client, 50); got["v1"]+got["v2"] != 50 {
 			t.Errorf("no end-user: got %v; want every RPC answered", got)
 		}
+	})
+
+	t.Run("VirtualService timeout bounds the RPC", func(t *testing.T) {
+		policy := echoPolicy(v1, v2, 20, 80)
+		for k, v := range policy {
+			policy[k] = strings.Replace(v, "        end-user:\n          exact: jason\n", "        end-user:\n          exact: jason\n    timeout: 300ms\n", 1)
+		}
+		sha := repo.push("echo: jason times out after 300ms", policy)
+		eventually(t, 20*time.Second, "revision applied and the client synced", func() string { return synced(m, sha, 1) })
+		if why := only(grpcSplit(client, 5, "end-user", "jason"), "v2"); why != "" {
+			t.Errorf("end-user jason, fast backend: %s", why)
+		}
+		start := time.Now()
+		got := grpcSplit(client, 1, "end-user", "jason", "echo-sleep", "3s")
+		took := time.Since(start)
+		if why := only(got, "error: rpc error: code = DeadlineExceeded desc = context deadline exceeded"); why != "" || took > 2*time.Second {
+			t.Errorf("end-user jason, backend sleeping 3s: got %v in %s; want DeadlineExceeded after about 300ms", got, took)
+		}
+		t.Logf("end-user jason, backend sleeping 3s: %v in %s", got, took.Round(time.Millisecond))
 	})
 
 	t.Run("a host the mesh does not know fails the RPC", func(t *testing.T) {
