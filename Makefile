@@ -1,12 +1,13 @@
 # gitmesh's habits. `make help` lists them.
-GO       ?= go
-FUZZTIME ?= 10s
-PKGS     := ./...
+GO          ?= go
+FUZZTIME    ?= 10s
+PKGS        := ./...
+STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: help test unit e2e fuzz lint bench bench-e2e build clean
+.PHONY: help test unit e2e fuzz lint tools bench bench-e2e build clean
 
 help: ## show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 test: lint unit fuzz ## everything CI runs: lint, all tests (unit and end to end), brief fuzzing
 
@@ -22,7 +23,10 @@ fuzz: ## run each fuzz target briefly (FUZZTIME, default 10s)
 lint: ## gofmt, go vet (and staticcheck when installed)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
+	@if [ -x "$(STATICCHECK)" ]; then $(STATICCHECK) $(PKGS); else echo "staticcheck not installed (make tools installs it); skipped"; fi
+
+tools: ## install staticcheck (from the Go module proxy)
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 bench: ## benchmarks (compiler, proxy)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

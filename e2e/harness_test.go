@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -144,7 +143,6 @@ type mesh struct {
 	t      testing.TB
 	ctrl   *controller.Controller
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 // startController starts a controller against repoURL polling every interval.

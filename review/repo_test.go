@@ -56,13 +56,6 @@ func (r *testRepo) write(path, content string) {
 	}
 }
 
-func (r *testRepo) remove(path string) {
-	r.t.Helper()
-	if err := os.Remove(filepath.Join(r.dir, path)); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
 // commit commits everything and tags the commit with tag (when not "").
 func (r *testRepo) commit(msg, tag string) {
 	r.t.Helper()
