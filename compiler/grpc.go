@@ -34,7 +34,9 @@ import (
 //     both) because go-control-plane's Snapshot.Consistent, which the xds
 //     server checks, does not follow api_listener references and would
 //     reject RouteConfigurations that no filter chain names.
-//   - every cluster as EDS: grpc-go accepts EDS, LOGICAL_DNS and aggregate
+//   - every cluster with an lb_policy grpc-go implements (ROUND_ROBIN,
+//     RING_HASH, LEAST_REQUEST; anything else becomes ROUND_ROBIN), and as
+//     EDS: grpc-go accepts EDS, LOGICAL_DNS and aggregate
 //     clusters only, so a DNS service's STRICT_DNS cluster is served as EDS
 //     with its endpoints (host names, which grpc-go resolves when it
 //     connects) in a ClusterLoadAssignment.
@@ -94,6 +96,13 @@ func (b *builder) grpcClient(res *resources) error {
 	}
 
 	for _, c := range res.clusters {
+		switch c.GetLbPolicy() {
+		case clusterv3.Cluster_ROUND_ROBIN, clusterv3.Cluster_RING_HASH, clusterv3.Cluster_LEAST_REQUEST:
+		default:
+			// grpc-go NACKs any other lb_policy (RANDOM for Istio's
+			// RANDOM); Istio's grpc generator falls back likewise.
+			c.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
+		}
 		if c.GetType() != clusterv3.Cluster_STRICT_DNS {
 			continue
 		}

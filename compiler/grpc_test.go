@@ -331,3 +331,61 @@ func TestGrpcTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestGrpcLoadBalancer checks that a cluster keeps a load balancer grpc-go
+// implements and falls back to ROUND_ROBIN for one it would NACK.
+func TestGrpcLoadBalancer(t *testing.T) {
+	const policy = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  ports: [{number: 9080, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, labels: {version: v1}}, {address: 10.0.0.2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer: {simple: LEAST_REQUEST}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash: {httpHeaderName: end-user}
+`
+	p, diags := Parse(splitObjects("lb.yaml", []byte(policy)))
+	if diags.HasErrors() {
+		t.Fatalf("unexpected errors:\n%s", diags)
+	}
+	snap, err := p.Compile(nodemeta.ProxyClass{Generator: nodemeta.GeneratorGRPC}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]clusterv3.Cluster_LbPolicy{
+		"outbound|9080||reviews.default.svc.cluster.local":   clusterv3.Cluster_ROUND_ROBIN,
+		"outbound|9080|v1|reviews.default.svc.cluster.local": clusterv3.Cluster_LEAST_REQUEST,
+		"outbound|9080|v2|reviews.default.svc.cluster.local": clusterv3.Cluster_RING_HASH,
+	}
+	items := snap.Resources.Resources[types.Cluster].Items
+	for name, lb := range want {
+		r, ok := items[name]
+		if !ok {
+			t.Errorf("no cluster %s", name)
+			continue
+		}
+		if got := r.Resource.(*clusterv3.Cluster).GetLbPolicy(); got != lb {
+			t.Errorf("cluster %s: lb_policy %s; want %s", name, got, lb)
+		}
+	}
+}
