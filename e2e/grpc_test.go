@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -24,7 +23,7 @@ import (
 // with its name in SimpleResponse.hostname, after the duration in the
 // request's echo-sleep metadata if any.
 type echoServer struct {
-	testgrpc.UnimplementedTestServiceServer
+	testpb.UnimplementedTestServiceServer
 	name string
 }
 
@@ -52,7 +51,7 @@ func grpcBackend(t testing.TB, name string) string {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(s, echoServer{name: name})
+	testpb.RegisterTestServiceServer(s, echoServer{name: name})
 	go s.Serve(l)
 	t.Cleanup(s.Stop)
 	return l.Addr().String()
@@ -70,7 +69,7 @@ func grpcBootstrap(xdsAddr, nodeID string) string {
 // dialXDS opens a channel to target ("xds:///<host>:<port>") whose xds
 // resolver reads its own bootstrap, so the process needs no
 // GRPC_XDS_BOOTSTRAP* environment at start.
-func dialXDS(t testing.TB, xdsAddr, nodeID, target string) testgrpc.TestServiceClient {
+func dialXDS(t testing.TB, xdsAddr, nodeID, target string) testpb.TestServiceClient {
 	t.Helper()
 	rb, err := grpcxds.NewXDSResolverWithConfigForTesting([]byte(grpcBootstrap(xdsAddr, nodeID)))
 	if err != nil {
@@ -81,13 +80,13 @@ func dialXDS(t testing.TB, xdsAddr, nodeID, target string) testgrpc.TestServiceC
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return testgrpc.NewTestServiceClient(conn)
+	return testpb.NewTestServiceClient(conn)
 }
 
 // grpcSplit makes n UnaryCalls with the given outgoing metadata (key,
 // value pairs) and counts the backends that answered. Errors count under
 // "error: <code>".
-func grpcSplit(c testgrpc.TestServiceClient, n int, md ...string) map[string]int {
+func grpcSplit(c testpb.TestServiceClient, n int, md ...string) map[string]int {
 	got := map[string]int{}
 	for range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
