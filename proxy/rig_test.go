@@ -29,18 +29,17 @@ type rig struct {
 	proxy   *runningProxy
 	node    string
 	out     string
-	admin   string
 	version int
 	client  *http.Client
 }
 
 func newRig(t testing.TB, role string) *rig {
 	t.Helper()
-	r := &rig{t: t, node: "rig-" + strings.ReplaceAll(t.Name(), "/", "-"), out: freeAddr(t), admin: freeAddr(t)}
+	r := &rig{t: t, node: "rig-" + strings.ReplaceAll(t.Name(), "/", "-"), out: freeAddr(t)}
 	r.cp = startControlPlane(t, "127.0.0.1:0", nil)
 	r.proxy = startProxy(t, r.cp.addr, nodemeta.Workload{
 		ID: r.node, Service: "client", Namespace: "default", Role: role,
-		Labels: map[string]string{"app": "client", "version": "v1"}, Outbound: r.out, Admin: r.admin,
+		Labels: map[string]string{"app": "client", "version": "v1"}, Outbound: r.out,
 	})
 	r.client = &http.Client{
 		Transport:     &http.Transport{MaxIdleConnsPerHost: 16},
@@ -108,7 +107,13 @@ func (r *rig) do(req *http.Request) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func (r *rig) metrics() string { return httpGet(r.t, "http://"+r.admin+"/metrics") }
+// metrics reads /metrics from the admin handler in-process (the rig binds
+// no admin address).
+func (r *rig) metrics() string {
+	rec := httptest.NewRecorder()
+	r.proxy.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
 
 // metricLines returns the /metrics lines of a metric containing every
 // fragment.
