@@ -44,7 +44,6 @@ func TestLoadBalancing(t *testing.T) {
 		hash    []*routev3.RouteAction_HashPolicy
 		mutate  func(*clusterv3.Cluster)
 		check   func(t *testing.T, host string)
-		backend []string
 	}
 	ringMin := func(c *clusterv3.Cluster) {
 		c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{MinimumRingSize: wrapperspb.UInt64(64)}}
