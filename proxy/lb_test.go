@@ -39,11 +39,11 @@ func TestLoadBalancing(t *testing.T) {
 		QueryParameter: &routev3.RouteAction_HashPolicy_QueryParameter{Name: "user"},
 	}}
 	type tcase struct {
-		name    string
-		policy  clusterv3.Cluster_LbPolicy
-		hash    []*routev3.RouteAction_HashPolicy
-		mutate  func(*clusterv3.Cluster)
-		check   func(t *testing.T, host string)
+		name   string
+		policy clusterv3.Cluster_LbPolicy
+		hash   []*routev3.RouteAction_HashPolicy
+		mutate func(*clusterv3.Cluster)
+		check  func(t *testing.T, host string)
 	}
 	ringMin := func(c *clusterv3.Cluster) {
 		c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{MinimumRingSize: wrapperspb.UInt64(64)}}
