@@ -282,7 +282,13 @@ func TestRolloutSurvivesControllerRestart(t *testing.T) {
 	sha := cm.push("reviews: all to v2", allV2, longBake)
 	ro := cm.waitRollout(t, sha, reconciler.PhaseBaking, 60*time.Second)
 	wave1 := ro.Waves[0].Nodes[0]
-	switched := cm.load.first(wave1, "v2")
+	var switched time.Time
+	eventually(t, 10*time.Second, "the wave-1 proxy serves v2", func() string {
+		if switched = cm.load.first(wave1, "v2"); switched.IsZero() {
+			return cm.load.latest(wave1)
+		}
+		return ""
+	})
 
 	cm.stop()
 	m2 := startController(t, cm.repo.URL, cm.stateDir, 200*time.Millisecond, cm.xdsAddr)
