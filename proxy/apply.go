@@ -18,14 +18,17 @@ import (
 //
 // An update goes through three outcomes:
 //   - rejected (NACK): it cannot be decoded, a resource in it is invalid or
-//     unsupported, a route names a cluster that does not exist, or a
-//     listener address cannot be bound. Nothing changes.
+//     unsupported, or a listener address cannot be bound. Nothing changes.
 //   - accepted and pending (ACK): it is valid but references route
-//     configurations or endpoints that have not arrived yet (or, for a
-//     cluster removal, routes that still point at the removed cluster and
-//     await their own update). The applied configuration keeps serving.
-//   - applied (ACK): the accepted set is complete; a new configuration is
-//     built and swapped in with one atomic store.
+//     configurations, endpoints or clusters that have not arrived yet. A
+//     missing cluster is only ever an ordering effect (a Listener or
+//     RouteConfiguration that arrives before the CDS update adding its
+//     cluster, or a CDS update that removes a cluster before the routes
+//     move away from it), so it warms like the others and is not NACKed.
+//     The applied configuration keeps serving.
+//   - applied (ACK): the accepted set is complete, or WarmingTimeout has
+//     passed since it became pending; a new configuration is built and
+//     swapped in with one atomic store.
 type applier struct {
 	p        *Proxy
 	accepted *resourceSet
@@ -149,8 +152,10 @@ func (a *applier) warmingDeadline() (time.Time, bool) {
 
 // warmingExpired applies the accepted set with its missing route
 // configurations and endpoints treated as empty, as Envoy does after
-// initial_fetch_timeout. A set that still fails to build (or that has never
-// seen listeners and clusters) keeps waiting.
+// initial_fetch_timeout, and its missing clusters as absent: routes to them
+// answer 503 with flag NC and TCP connections to them are closed, as in
+// Envoy. A set that still fails to build (or that has never seen listeners
+// and clusters) keeps waiting.
 func (a *applier) warmingExpired(ctx context.Context) {
 	cfg, missing, err := buildConfig(a.accepted)
 	if err != nil {
@@ -164,7 +169,7 @@ func (a *applier) warmingExpired(ctx context.Context) {
 			return
 		}
 	}
-	a.p.log.Warn("warming timed out; applying with missing resources treated as empty", "missing", describeMissing(missing))
+	a.p.log.Warn("warming timed out; applying without the missing resources", "missing", describeMissing(missing))
 	a.apply(ctx, cfg)
 }
 

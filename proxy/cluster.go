@@ -17,7 +17,12 @@ import (
 // cluster is a built Cluster. Everything but dns's endpoint set is
 // immutable once published.
 type cluster struct {
-	name           string
+	name string
+	// missing marks a placeholder for a cluster that a route or TCP proxy
+	// names but CDS has not delivered (see clusterRefs). Only name is
+	// set: a request routed to it is answered 503 with flag NC, a TCP
+	// connection is closed, a mirror to it is skipped.
+	missing        bool
 	http2          bool
 	connectTimeout time.Duration
 	service        serviceMeta

@@ -45,8 +45,10 @@ const upstreamHTTPOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 const defaultRouteTimeout = 15 * time.Second
 
 // buildConfig validates set and builds a meshConfig from it. References to
-// route configurations and endpoints that have not arrived are returned as
-// missing and treated as empty; a resource the proxy cannot apply is a
+// route configurations, endpoints and clusters that have not arrived are
+// returned as missing: route configurations and endpoints are treated as
+// empty, clusters as placeholders that answer "no cluster" (NC). A
+// resource the proxy cannot apply is a
 // *resourceError naming it. Pools and resolvers are attached later by the
 // applier, so buildConfig has no side effects.
 func buildConfig(set *resourceSet) (*meshConfig, []missingRef, error) {
@@ -68,10 +70,11 @@ func buildConfig(set *resourceSet) (*meshConfig, []missingRef, error) {
 		}
 		cfg.clusters[name] = cl
 	}
+	refs := newClusterRefs(cfg.clusters)
 	tables := map[string]*routeTable{}
 	for _, name := range sortedKeys(set.byType[routeType]) {
 		rc := set.byType[routeType][name].(*routev3.RouteConfiguration)
-		rt, err := buildRouteTable(rc, cfg.clusters)
+		rt, err := buildRouteTable(rc, refs, false)
 		if err != nil {
 			return nil, nil, &resourceError{typeURL: routeType, name: name, field: err.field, err: err.err}
 		}
@@ -79,7 +82,7 @@ func buildConfig(set *resourceSet) (*meshConfig, []missingRef, error) {
 	}
 	for _, name := range sortedKeys(set.byType[listenerType]) {
 		l := set.byType[listenerType][name].(*listenerv3.Listener)
-		lc, miss, err := buildListener(l, tables, cfg.clusters)
+		lc, miss, err := buildListener(l, tables, refs)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -92,7 +95,56 @@ func buildConfig(set *resourceSet) (*meshConfig, []missingRef, error) {
 		}
 		cfg.listeners[lc.addr] = lc
 	}
+	for _, name := range sortedKeys(refs.missing) {
+		missing = append(missing, missingRef{typeURL: clusterType, name: name})
+	}
 	return cfg, missing, nil
+}
+
+// clusterRefs resolves the cluster names that routes, mirror policies and
+// TCP proxies reference. A name CDS has not delivered resolves to a
+// placeholder (cluster.missing) and is recorded: the resource naming it
+// still builds, and the set warms until the cluster arrives. With
+// go-control-plane's snapshot cache in non-ADS mode a Listener or
+// RouteConfiguration may arrive before the CDS update that adds its
+// cluster, so a missing cluster is an ordering effect, never a NACK
+// (Envoy loads RDS route tables with validate_clusters false and fails
+// tcp_proxy connections at connect time).
+type clusterRefs struct {
+	known map[string]*cluster
+	// missing maps a referenced but unknown name to its placeholder,
+	// shared by every reference in one build.
+	missing map[string]*cluster
+}
+
+func newClusterRefs(known map[string]*cluster) *clusterRefs {
+	return &clusterRefs{known: known, missing: map[string]*cluster{}}
+}
+
+// get returns the cluster called name, or its placeholder.
+func (r *clusterRefs) get(name string) *cluster {
+	if c, ok := r.known[name]; ok {
+		return c
+	}
+	c, ok := r.missing[name]
+	if !ok {
+		c = &cluster{name: name, missing: true}
+		r.missing[name] = c
+	}
+	return c
+}
+
+// lookup resolves a reference at field. An empty name is invalid; with
+// validate (validate_clusters) an unknown one is too, as Envoy rejects
+// such a route table.
+func (r *clusterRefs) lookup(field, name string, validate bool) (*cluster, *fieldError) {
+	if name == "" {
+		return nil, fieldErr(field, "empty cluster name")
+	}
+	if _, ok := r.known[name]; !ok && validate {
+		return nil, fieldErr(field, "unknown cluster %q (validate_clusters is set)", name)
+	}
+	return r.get(name), nil
 }
 
 // fieldError is an error at a field path inside one resource.

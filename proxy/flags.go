@@ -19,10 +19,11 @@ const (
 	flagFaultInjected                                // FI
 	flagDownstreamClosed                             // DC
 	flagRetryLimitExceeded                           // URX
+	flagNoClusterFound                               // NC
 	numResponseFlags       = iota
 )
 
-var responseFlagNames = [numResponseFlags]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX"}
+var responseFlagNames = [numResponseFlags]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "NC"}
 
 // String returns the flags as Envoy prints them: "-" for none, else the
 // short names joined by ",". A single flag does not allocate.

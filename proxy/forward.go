@@ -151,6 +151,11 @@ const upstreamReset = "upstream connect error or disconnect/reset before headers
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState) {
 	rt := rs.route
 	c := rs.cluster
+	if c.missing {
+		// Envoy's router: the route's cluster does not exist (yet).
+		p.localReply(w, rs, rt.clusterNotFoundCode, flagNoClusterFound, "")
+		return
+	}
 	ctx := r.Context()
 	timeout := rt.timeout
 	if rt.maxGRPCTimeout != nil && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {

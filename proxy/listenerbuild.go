@@ -173,7 +173,7 @@ func listenerRDSNames(l *listenerv3.Listener) []string {
 // buildListener validates a listener and resolves its route tables. It
 // returns the names of referenced RouteConfigurations that have not
 // arrived.
-func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, clusters map[string]*cluster) (*listenerConfig, []string, error) {
+func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, refs *clusterRefs) (*listenerConfig, []string, error) {
 	fail := func(fe *fieldError) error {
 		return &resourceError{typeURL: listenerType, name: l.GetName(), field: fe.field, err: fe.err}
 	}
@@ -218,7 +218,7 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, cluste
 	seen := map[string]int{}
 	for i, fcp := range l.GetFilterChains() {
 		field := fmt.Sprintf("filter_chains[%d]", i)
-		fc, miss, fe := buildFilterChain(fcp, tables, clusters)
+		fc, miss, fe := buildFilterChain(fcp, tables, refs)
 		if fe != nil {
 			fe.field = field + fe.field
 			return nil, nil, fail(fe)
@@ -240,7 +240,7 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, cluste
 	return lc, missing, nil
 }
 
-func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable, clusters map[string]*cluster) (*filterChain, []string, *fieldError) {
+func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable, refs *clusterRefs) (*filterChain, []string, *fieldError) {
 	if err := checkFields(fcp, "filter_chain_match", "filters", "transport_socket", "name", "metadata"); err != nil {
 		return nil, nil, &fieldError{err: err}
 	}
@@ -278,7 +278,7 @@ func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable
 	}
 	switch f.GetName() {
 	case wellknown.HTTPConnectionManager:
-		hc, miss, fe := buildHCM(f.GetTypedConfig(), tables, clusters)
+		hc, miss, fe := buildHCM(f.GetTypedConfig(), tables, refs)
 		if fe != nil {
 			fe.field = ".filters[0].typed_config" + fe.field
 			return nil, nil, fe
@@ -288,7 +288,7 @@ func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable
 			return fc, []string{miss}, nil
 		}
 	case wellknown.TCPProxy:
-		tp, fe := buildTCPProxy(f.GetTypedConfig(), clusters)
+		tp, fe := buildTCPProxy(f.GetTypedConfig(), refs)
 		if fe != nil {
 			fe.field = ".filters[0].typed_config" + fe.field
 			return nil, nil, fe
@@ -302,7 +302,7 @@ func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable
 
 // buildHCM validates an HttpConnectionManager and
 // returns the name of its RDS route configuration if it has not arrived.
-func buildHCM(a *anypb.Any, tables map[string]*routeTable, clusters map[string]*cluster) (*httpChain, string, *fieldError) {
+func buildHCM(a *anypb.Any, tables map[string]*routeTable, refs *clusterRefs) (*httpChain, string, *fieldError) {
 	hcm := &hcmv3.HttpConnectionManager{}
 	if err := a.UnmarshalTo(hcm); err != nil {
 		return nil, "", fieldErr("", "decoding HttpConnectionManager: %w", err)
@@ -369,7 +369,7 @@ func buildHCM(a *anypb.Any, tables map[string]*routeTable, clusters map[string]*
 			hc.routes = &routeTable{name: name}
 		}
 	case *hcmv3.HttpConnectionManager_RouteConfig:
-		rt, fe := buildRouteTable(rs.RouteConfig, clusters)
+		rt, fe := buildRouteTable(rs.RouteConfig, refs, true)
 		if fe != nil {
 			fe.field = ".route_config." + fe.field
 			return nil, "", fe

@@ -178,7 +178,8 @@ func (p *Proxy) observeTCP(lc *listenerConfig, c *cluster, e *endpoint, flags re
 
 // labelValues fills the reporter, source and destination labels (0-11).
 // A request answered without a cluster (no route, redirect, direct
-// response) has destination_service "unknown", as in Envoy.
+// response, a cluster that does not exist) has destination_service
+// "unknown", as in Envoy.
 func (p *Proxy) labelValues(lc *listenerConfig, c *cluster, e *endpoint) [15]string {
 	l := &p.local
 	values := [15]string{}
@@ -196,7 +197,7 @@ func (p *Proxy) labelValues(lc *listenerConfig, c *cluster, e *endpoint) [15]str
 		values[0] = "source"
 		src[0], src[1], src[2], src[3] = l.workload, l.namespace, l.app, l.version
 	}
-	if c != nil {
+	if c != nil && !c.missing {
 		if c.service.host != "" {
 			dst[4] = c.service.host
 			dst[5] = orUnknown(c.service.name)

@@ -22,13 +22,13 @@ type mirrorPolicy struct {
 	noSuffix bool
 }
 
-func buildMirrorPolicy(mp *routev3.RouteAction_RequestMirrorPolicy, clusters map[string]*cluster) (*mirrorPolicy, *fieldError) {
+func buildMirrorPolicy(mp *routev3.RouteAction_RequestMirrorPolicy, refs *clusterRefs, validate bool) (*mirrorPolicy, *fieldError) {
 	if err := checkFields(mp, "cluster", "runtime_fraction", "trace_sampled", "disable_shadow_host_suffix_append", "host_rewrite_literal"); err != nil {
 		return nil, fieldErr("", "%w", err)
 	}
-	c, ok := clusters[mp.GetCluster()]
-	if !ok {
-		return nil, fieldErr(".cluster", "unknown cluster %q", mp.GetCluster())
+	c, fe := refs.lookup(".cluster", mp.GetCluster(), validate)
+	if fe != nil {
+		return nil, fe
 	}
 	m := &mirrorPolicy{cluster: c, share: million, hostRewrite: mp.GetHostRewriteLiteral(), noSuffix: mp.GetDisableShadowHostSuffixAppend()}
 	if rf := mp.GetRuntimeFraction(); rf != nil {
@@ -143,7 +143,7 @@ func (p *Proxy) mirror(out *http.Request, rs *requestState) {
 		return
 	}
 	for _, mp := range rs.route.mirrors {
-		if !mp.share.roll() {
+		if mp.cluster.missing || !mp.share.roll() {
 			continue
 		}
 		req := out.Clone(context.Background())

@@ -66,9 +66,11 @@ type Config struct {
 	// BackoffMax caps the reconnect delay. Default DefaultBackoffMax (5s).
 	BackoffMax time.Duration
 	// WarmingTimeout is how long an accepted update waits for the route
-	// configurations and endpoints it references before it is applied with
-	// the missing ones treated as empty (Envoy's initial_fetch_timeout).
-	// Default DefaultWarmingTimeout (15s).
+	// configurations, endpoints and clusters it references before it is
+	// applied without them (Envoy's initial_fetch_timeout): missing route
+	// configurations and endpoints are treated as empty, routes to a
+	// missing cluster answer 503 (flag NC) and TCP connections to one are
+	// closed. Default DefaultWarmingTimeout (15s).
 	WarmingTimeout time.Duration
 	// DrainTimeout is how long a removed listener, or every listener when
 	// Run returns, waits for in-flight requests before its connections are

@@ -285,12 +285,12 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 		wantError string
 	}{
 		{
-			name:    "route to unknown cluster",
+			name:    "route to an empty cluster name",
 			typeURL: routeType,
 			mutate: func(m *mesh, _ []types.Resource) []types.Resource {
-				return m.resources(toCluster(prefixMatch("/"), "outbound|9080|v3|"+reviewsHost))
+				return m.resources(toCluster(prefixMatch("/"), ""))
 			},
-			wantError: `RouteConfiguration "outbound": virtual_hosts[0].routes[0].route.cluster: unknown cluster "outbound|9080|v3|reviews.default.svc.cluster.local"`,
+			wantError: `RouteConfiguration "outbound": virtual_hosts[0].routes[0].route.cluster: empty cluster name`,
 		},
 		{
 			name:    "unknown HTTP filter",

@@ -81,11 +81,18 @@ func buildPerFilterConfig(field string, m map[string]*anypb.Any) (perFilterConfi
 type routeScope struct {
 	headers  headerLevels // virtual host then route configuration
 	filters  []perFilterConfig
-	clusters map[string]*cluster
+	clusters *clusterRefs
+	// validate is validate_clusters: an unknown cluster is an error
+	// rather than a reference that warms.
+	validate bool
 }
 
-// buildRouteTable validates a RouteConfiguration against the known clusters.
-func buildRouteTable(rc *routev3.RouteConfiguration, clusters map[string]*cluster) (*routeTable, *fieldError) {
+// buildRouteTable validates a RouteConfiguration and resolves the clusters
+// it names through refs. Unknown clusters resolve to placeholders (the
+// table warms) unless validate_clusters is set, or, when unset, the table
+// is an inline route_config: Envoy defaults validate_clusters to true for
+// those and to false for RDS.
+func buildRouteTable(rc *routev3.RouteConfiguration, refs *clusterRefs, inline bool) (*routeTable, *fieldError) {
 	if err := checkFields(rc, "name", "virtual_hosts", "validate_clusters",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
 		"typed_per_filter_config"); err != nil {
@@ -102,6 +109,10 @@ func buildRouteTable(rc *routev3.RouteConfiguration, clusters map[string]*cluste
 	rcFilters, fe := buildPerFilterConfig("", rc.GetTypedPerFilterConfig())
 	if fe != nil {
 		return nil, fe
+	}
+	validate := inline
+	if v := rc.GetValidateClusters(); v != nil {
+		validate = v.GetValue()
 	}
 	t := &routeTable{name: rc.GetName(), exact: map[string]*virtualHost{}}
 	seen := map[string]string{}
@@ -138,7 +149,8 @@ func buildRouteTable(rc *routev3.RouteConfiguration, clusters map[string]*cluste
 				response: appendNonNil(nil, vResp, rcResp),
 			},
 			filters:  []perFilterConfig{vFilters, rcFilters},
-			clusters: clusters,
+			clusters: refs,
+			validate: validate,
 		}
 		for j, r := range v.GetRoutes() {
 			rt, fe := buildRoute(r, scope)
@@ -240,7 +252,7 @@ func buildRoute(r *routev3.Route, scope *routeScope) (*route, *fieldError) {
 	switch a := r.GetAction().(type) {
 	case *routev3.Route_Route:
 		rt.action = actionForward
-		if fe := buildRouteAction(rt, a.Route, scope.clusters); fe != nil {
+		if fe := buildRouteAction(rt, a.Route, scope); fe != nil {
 			return nil, fe
 		}
 	case *routev3.Route_Redirect:
@@ -266,7 +278,7 @@ func buildRoute(r *routev3.Route, scope *routeScope) (*route, *fieldError) {
 }
 
 // buildRouteAction fills the forwarding part of rt from a RouteAction.
-func buildRouteAction(rt *route, a *routev3.RouteAction, clusters map[string]*cluster) *fieldError {
+func buildRouteAction(rt *route, a *routev3.RouteAction, scope *routeScope) *fieldError {
 	if err := checkFields(a, "cluster", "weighted_clusters", "timeout", "prefix_rewrite", "regex_rewrite",
 		"host_rewrite_literal", "retry_policy", "request_mirror_policies", "hash_policy", "max_grpc_timeout",
 		"cluster_not_found_response_code"); err != nil {
@@ -274,6 +286,16 @@ func buildRouteAction(rt *route, a *routev3.RouteAction, clusters map[string]*cl
 	}
 	if d := a.GetTimeout(); d != nil {
 		rt.timeout = d.AsDuration()
+	}
+	switch code := a.GetClusterNotFoundResponseCode(); code {
+	case routev3.RouteAction_SERVICE_UNAVAILABLE:
+		rt.clusterNotFoundCode = http.StatusServiceUnavailable
+	case routev3.RouteAction_NOT_FOUND:
+		rt.clusterNotFoundCode = http.StatusNotFound
+	case routev3.RouteAction_INTERNAL_SERVER_ERROR:
+		rt.clusterNotFoundCode = http.StatusInternalServerError
+	default:
+		return fieldErr(".route.cluster_not_found_response_code", "%s: %w", code, errUnsupported)
 	}
 	if d := a.GetMaxGrpcTimeout(); d != nil {
 		v := d.AsDuration()
@@ -305,7 +327,7 @@ func buildRouteAction(rt *route, a *routev3.RouteAction, clusters map[string]*cl
 		rt.retry = p
 	}
 	for i, mp := range a.GetRequestMirrorPolicies() {
-		m, fe := buildMirrorPolicy(mp, clusters)
+		m, fe := buildMirrorPolicy(mp, scope.clusters, scope.validate)
 		if fe != nil {
 			fe.field = fmt.Sprintf(".route.request_mirror_policies[%d]%s", i, fe.field)
 			return fe
@@ -321,11 +343,7 @@ func buildRouteAction(rt *route, a *routev3.RouteAction, clusters map[string]*cl
 		rt.hashPolicies = append(rt.hashPolicies, h)
 	}
 	lookup := func(field, name string) (*cluster, *fieldError) {
-		c, ok := clusters[name]
-		if !ok {
-			return nil, fieldErr(field, "unknown cluster %q", name)
-		}
-		return c, nil
+		return scope.clusters.lookup(field, name, scope.validate)
 	}
 	switch cs := a.GetClusterSpecifier().(type) {
 	case *routev3.RouteAction_Cluster:

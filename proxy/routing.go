@@ -53,6 +53,9 @@ type route struct {
 	clusters    []weightedCluster // one entry for route.cluster
 	totalWeight uint32
 	timeout     time.Duration // 0: none
+	// clusterNotFoundCode answers a request whose picked cluster is
+	// missing (cluster_not_found_response_code, 503 by default).
+	clusterNotFoundCode int
 	// maxGRPCTimeout is max_grpc_timeout: when set, gRPC requests use their
 	// grpc-timeout header (infinite when absent), capped by it unless 0.
 	maxGRPCTimeout *time.Duration

@@ -22,7 +22,7 @@ func TestFindVirtualHost(t *testing.T) {
 		vhost("longer-prefix", []string{"api.v2.*"}, route),
 		vhost("star", []string{"*"}, route),
 	)
-	rt, fe := buildRouteTable(rc, clusters)
+	rt, fe := buildRouteTable(rc, newClusterRefs(clusters), false)
 	if fe != nil {
 		t.Fatal(fe.err)
 	}
@@ -59,7 +59,7 @@ func TestRouteMatch(t *testing.T) {
 		named("prefix", toCluster(prefixMatch("/api"), "b")),
 		named("default", toCluster(prefixMatch("/"), "a")),
 	}
-	rt, fe := buildRouteTable(routeConfig("r", vhost("v", []string{"*"}, routes...)), clusters)
+	rt, fe := buildRouteTable(routeConfig("r", vhost("v", []string{"*"}, routes...)), newClusterRefs(clusters), false)
 	if fe != nil {
 		t.Fatal(fe.err)
 	}
@@ -104,8 +104,9 @@ func TestBuildRouteTableErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"duplicate domain", routeConfig("r", vhost("x", []string{"a"}), vhost("y", []string{"A"})), `virtual_hosts[1].domains[0]: domain "a" is also in virtual host "x"`},
-		{"unknown cluster", routeConfig("r", vhost("x", []string{"a"}, toCluster(prefixMatch("/"), "nope"))), `virtual_hosts[0].routes[0].route.cluster: unknown cluster "nope"`},
-		{"weighted unknown cluster", routeConfig("r", vhost("x", []string{"a"}, toWeighted(prefixMatch("/"), map[string]uint32{"a": 50, "b": 50}))), `weighted_clusters.clusters[1].name: unknown cluster "b"`},
+		{"unknown cluster with validate_clusters", validated(routeConfig("r", vhost("x", []string{"a"}, toCluster(prefixMatch("/"), "nope")))), `virtual_hosts[0].routes[0].route.cluster: unknown cluster "nope"`},
+		{"weighted unknown cluster with validate_clusters", validated(routeConfig("r", vhost("x", []string{"a"}, toWeighted(prefixMatch("/"), map[string]uint32{"a": 50, "b": 50})))), `weighted_clusters.clusters[1].name: unknown cluster "b"`},
+		{"empty cluster name", routeConfig("r", vhost("x", []string{"a"}, toCluster(prefixMatch("/"), ""))), `virtual_hosts[0].routes[0].route.cluster: empty cluster name`},
 		{"total weight mismatch", routeConfig("r", vhost("x", []string{"a"}, weighted)), `total_weight: 100, but the weights sum to 10`},
 		{"retry condition", routeConfig("r", vhost("x", []string{"a"}, retry)), `routes[0].route.retry_policy.retry_on: condition "retriable-headers": not supported`},
 		{"route idle timeout", routeConfig("r", vhost("x", []string{"a"}, hedge)), `routes[0].route: field idle_timeout: not supported`},
@@ -113,7 +114,7 @@ func TestBuildRouteTableErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, fe := buildRouteTable(tt.rc, clusters)
+			_, fe := buildRouteTable(tt.rc, newClusterRefs(clusters), false)
 			if fe == nil {
 				t.Fatalf("no error; want %q", tt.wantErr)
 			}
@@ -121,6 +122,45 @@ func TestBuildRouteTableErrors(t *testing.T) {
 				t.Errorf("error = %q; want it to contain %q", got, tt.wantErr)
 			}
 		})
+	}
+}
+
+// validated sets validate_clusters on rc.
+func validated(rc *routev3.RouteConfiguration) *routev3.RouteConfiguration {
+	rc.ValidateClusters = wrapperspb.Bool(true)
+	return rc
+}
+
+// TestUnknownClusterWarms: a route table naming a cluster CDS has not
+// delivered builds, with a placeholder the caller reports as missing,
+// unless clusters are validated (validate_clusters, or an inline
+// route_config where Envoy defaults it to true).
+func TestUnknownClusterWarms(t *testing.T) {
+	rc := func() *routev3.RouteConfiguration {
+		return routeConfig("r", vhost("x", []string{"*"},
+			toWeighted(prefixMatch("/"), map[string]uint32{"a": 50, "later": 50})))
+	}
+	refs := newClusterRefs(map[string]*cluster{"a": {name: "a"}})
+	rt, fe := buildRouteTable(rc(), refs, false)
+	if fe != nil {
+		t.Fatalf("RDS route table: %s: %v", fe.field, fe.err)
+	}
+	if got := sortedKeys(refs.missing); len(got) != 1 || got[0] != "later" {
+		t.Errorf("missing clusters = %v; want [later]", got)
+	}
+	if c := rt.star.routes[0].clusters[1].cluster; c.name != "later" || !c.missing {
+		t.Errorf("weighted cluster 1 = %+v; want the placeholder of \"later\"", c)
+	}
+	if rt.star.routes[0].clusterNotFoundCode != http.StatusServiceUnavailable {
+		t.Errorf("cluster_not_found_response_code = %d; want 503", rt.star.routes[0].clusterNotFoundCode)
+	}
+	if _, fe := buildRouteTable(rc(), newClusterRefs(nil), true); fe == nil {
+		t.Errorf("inline route_config with an unknown cluster built; want an error (validate_clusters defaults to true)")
+	}
+	off := rc()
+	off.ValidateClusters = wrapperspb.Bool(false)
+	if _, fe := buildRouteTable(off, newClusterRefs(nil), true); fe != nil {
+		t.Errorf("inline route_config with validate_clusters false: %v", fe.err)
 	}
 }
 

@@ -29,7 +29,10 @@ type tcpProxy struct {
 
 const defaultTCPIdleTimeout = time.Hour
 
-func buildTCPProxy(a *anypb.Any, clusters map[string]*cluster) (*tcpProxy, *fieldError) {
+// buildTCPProxy validates a TcpProxy. A cluster it names that CDS has not
+// delivered resolves through refs to a placeholder, as Envoy only finds out
+// at connection time.
+func buildTCPProxy(a *anypb.Any, refs *clusterRefs) (*tcpProxy, *fieldError) {
 	tp := &tcpproxyv3.TcpProxy{}
 	if err := a.UnmarshalTo(tp); err != nil {
 		return nil, fieldErr("", "decoding TcpProxy: %w", err)
@@ -54,11 +57,7 @@ func buildTCPProxy(a *anypb.Any, clusters map[string]*cluster) (*tcpProxy, *fiel
 		out.hashSourceIP = true
 	}
 	lookup := func(field, name string) (*cluster, *fieldError) {
-		c, ok := clusters[name]
-		if !ok {
-			return nil, fieldErr(field, "unknown cluster %q", name)
-		}
-		return c, nil
+		return refs.lookup(field, name, false)
 	}
 	switch cs := tp.GetClusterSpecifier().(type) {
 	case *tcpproxyv3.TcpProxy_Cluster:
@@ -107,6 +106,12 @@ func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *listenerConfig,
 			p.observeTCP(lc, c, ep, flags, 0, 0, false)
 		}
 	}()
+	if c.missing {
+		// Envoy's tcp_proxy closes a connection whose cluster does not
+		// exist, with flag NC.
+		flags |= flagNoClusterFound
+		return
+	}
 	if !c.admitConnection() {
 		flags |= flagUpstreamOverflow
 		p.metrics.breakerOpen.WithLabelValues(c.name).Inc()
