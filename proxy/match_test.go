@@ -31,6 +31,12 @@ func header(name string, sm *matcherv3.StringMatcher, invert bool) *routev3.Head
 	return &routev3.HeaderMatcher{Name: name, InvertMatch: invert, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: sm}}
 }
 
+// missingAsEmpty sets treat_missing_header_as_empty on h.
+func missingAsEmpty(h *routev3.HeaderMatcher) *routev3.HeaderMatcher {
+	h.TreatMissingHeaderAsEmpty = true
+	return h
+}
+
 func TestRouteMatchingEndToEnd(t *testing.T) {
 	r := newRig(t, nodemeta.RoleSidecar)
 	regexPath := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/items/[0-9]+"}}}
@@ -53,6 +59,12 @@ func TestRouteMatchingEndToEnd(t *testing.T) {
 		direct(prefixMatch("/h", header(":method", strMatch("exact", "POST", false), false)), "h-method"),
 		direct(prefixMatch("/h", header(":authority", strMatch("prefix", "api.", false), false)), "h-authority"),
 		direct(prefixMatch("/inv", header("x-user", strMatch("exact", "admin", false), true)), "inv-not-admin"),
+		// Istio's withoutHeaders with a value: invert_match plus
+		// treat_missing_header_as_empty, so a request without the header
+		// matches too.
+		direct(prefixMatch("/without", missingAsEmpty(header("x-debug", strMatch("exact", "1", false), true))), "without-debug"),
+		direct(prefixMatch("/empty", missingAsEmpty(header("x-tag", strMatch("exact", "", false), false))), "empty-tag"),
+		direct(prefixMatch("/absent", missingAsEmpty(&routev3.HeaderMatcher{Name: "x-present", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}})), "absent-as-present"),
 		direct(query(&routev3.QueryParameterMatcher{Name: "id", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: strMatch("exact", "7", false)}}), "q-exact"),
 		direct(query(&routev3.QueryParameterMatcher{Name: "id", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: strMatch("regex", "[a-z]+", false)}}), "q-regex"),
 		direct(query(&routev3.QueryParameterMatcher{Name: "debug", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}}), "q-present"),
@@ -85,9 +97,15 @@ func TestRouteMatchingEndToEnd(t *testing.T) {
 		{name: "header present", path: "/h", hdr: map[string]string{"X-Present": ""}, want: "h-present"},
 		{name: "method", method: "POST", path: "/h", want: "h-method"},
 		{name: "authority", host: "api.svc", path: "/h", want: "h-authority"},
-		{name: "invert: header absent", path: "/inv", want: "inv-not-admin"},
+		{name: "invert: header absent does not match (Envoy)", path: "/inv", want: "default"},
 		{name: "invert: other value", path: "/inv", hdr: map[string]string{"X-User": "bob"}, want: "inv-not-admin"},
 		{name: "invert: excluded value", path: "/inv", hdr: map[string]string{"X-User": "admin"}, want: "default"},
+		{name: "missing as empty: inverted, header absent", path: "/without", want: "without-debug"},
+		{name: "missing as empty: inverted, other value", path: "/without", hdr: map[string]string{"X-Debug": "0"}, want: "without-debug"},
+		{name: "missing as empty: inverted, excluded value", path: "/without", hdr: map[string]string{"X-Debug": "1"}, want: "default"},
+		{name: "missing as empty: exact empty, header absent", path: "/empty", want: "empty-tag"},
+		{name: "missing as empty: exact empty, other value", path: "/empty", hdr: map[string]string{"X-Tag": "x"}, want: "default"},
+		{name: "missing as empty: present, header absent", path: "/absent", want: "absent-as-present"},
 		{name: "query exact", path: "/q?a=1&id=7", want: "q-exact"},
 		{name: "query regex", path: "/q?id=abc", want: "q-regex"},
 		{name: "query present", path: "/q?debug", want: "q-present"},

@@ -498,7 +498,7 @@ func buildMatch(m *routev3.RouteMatch) (routeMatch, *fieldError) {
 
 func buildHeaderMatch(h *routev3.HeaderMatcher) (headerMatch, error) {
 	if err := checkFields(h, "name", "exact_match", "safe_regex_match", "present_match", "prefix_match",
-		"suffix_match", "contains_match", "string_match", "invert_match"); err != nil {
+		"suffix_match", "contains_match", "string_match", "invert_match", "treat_missing_header_as_empty"); err != nil {
 		return headerMatch{}, err
 	}
 	name := h.GetName()
@@ -508,7 +508,7 @@ func buildHeaderMatch(h *routev3.HeaderMatcher) (headerMatch, error) {
 	if !strings.HasPrefix(name, ":") {
 		name = http.CanonicalHeaderKey(name)
 	}
-	hm := headerMatch{name: name, invert: h.GetInvertMatch()}
+	hm := headerMatch{name: name, invert: h.GetInvertMatch(), missingAsEmpty: h.GetTreatMissingHeaderAsEmpty()}
 	var sm *matcherv3.StringMatcher
 	switch s := h.GetHeaderMatchSpecifier().(type) {
 	case *routev3.HeaderMatcher_PresentMatch:

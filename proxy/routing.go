@@ -123,11 +123,16 @@ type queryMatch struct {
 	str     *stringMatch
 }
 
+// headerMatch is a built HeaderMatcher. invert already folds in
+// present_match: false (a "present" match inverted).
 type headerMatch struct {
 	name    string // canonical header name, or a pseudo-header (":authority")
 	present bool   // present_match
 	str     *stringMatch
 	invert  bool
+	// missingAsEmpty is treat_missing_header_as_empty: a request without
+	// the header is matched as if it carried it with an empty value.
+	missingAsEmpty bool
 }
 
 type stringKind int
@@ -260,18 +265,20 @@ func hasPrefix(s, prefix string, ignoreCase bool) bool {
 	return strings.HasPrefix(s, prefix)
 }
 
+// matches applies the matcher as Envoy's HeaderUtility does. A missing
+// header matches only an inverted presence check (present_match: false,
+// or true with invert_match): a value match fails even when inverted,
+// unless treat_missing_header_as_empty makes it an empty value (which is
+// also "present").
 func (h *headerMatch) matches(r *http.Request) bool {
 	value, ok := headerValue(r, h.name)
-	var match bool
-	switch {
-	case h.present:
-		match = ok
-	case !ok:
-		match = false
-	default:
-		match = h.str.matches(value)
+	if !ok && !h.missingAsEmpty {
+		return h.present && h.invert
 	}
-	return match != h.invert
+	if h.present {
+		return !h.invert
+	}
+	return h.str.matches(value) != h.invert
 }
 
 // headerValue returns a request header as Envoy sees it: pseudo-headers
