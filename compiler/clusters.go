@@ -112,13 +112,16 @@ func clusterMetadata(s *service, subsetName string) *corev3.Metadata {
 	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": {Fields: fields}}}
 }
 
-// inboundCluster returns the STATIC cluster of the sidecar's local app.
+// inboundCluster returns the STATIC cluster of the sidecar's local app,
+// with Istio's unlimited circuit breakers (pilot applies the connection
+// pool defaults to inbound clusters too).
 func inboundCluster(name, host string, port uint32) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(connectTimeout),
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		CircuitBreakers:      defaultCircuitBreakers(),
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: name,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{

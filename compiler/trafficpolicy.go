@@ -99,23 +99,33 @@ func applyLoadBalancer(c *clusterv3.Cluster, lb *networking.LoadBalancerSettings
 	}}
 }
 
-// applyConnectionPool sets circuit breakers (Istio's defaults are
-// unlimited: every threshold MaxUint32, track_remaining) with the pool's
-// limits, the connect timeout, and for HTTP ports idle timeout and
-// max requests per connection in the HTTP protocol options. Without a
-// connection pool it changes nothing (Istio's unlimited defaults behave
-// the same as none).
-func applyConnectionPool(c *clusterv3.Cluster, cp *networking.ConnectionPoolSettings, pt servicePort, opts *upstreamhttpv3.HttpProtocolOptions) *upstreamhttpv3.HttpProtocolOptions {
-	if cp == nil {
-		return opts
-	}
-	th := &clusterv3.CircuitBreakers_Thresholds{
+// defaultCircuitBreakers returns Istio's circuit breakers for a cluster
+// without a connection pool (pilot's getDefaultCircuitBreakerThresholds):
+// every threshold at MaxUint32 and track_remaining. Without them Envoy,
+// the bundled proxy and grpc-go apply their own limits (1024 connections,
+// pending and active requests, 3 concurrent retries), a hidden cap that
+// turns a burst or pod churn into 503 UO.
+func defaultCircuitBreakers() *clusterv3.CircuitBreakers {
+	return &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 		MaxRetries:         wrapperspb.UInt32(math.MaxUint32),
 		MaxRequests:        wrapperspb.UInt32(math.MaxUint32),
 		MaxConnections:     wrapperspb.UInt32(math.MaxUint32),
 		MaxPendingRequests: wrapperspb.UInt32(math.MaxUint32),
 		TrackRemaining:     true,
+	}}}
+}
+
+// applyConnectionPool sets circuit breakers, Istio's unlimited defaults
+// (defaultCircuitBreakers) with the pool's limits over them, the connect
+// timeout, and for HTTP ports idle timeout and max requests per
+// connection in the HTTP protocol options. Without a connection pool the
+// cluster gets the defaults alone, as in Istio.
+func applyConnectionPool(c *clusterv3.Cluster, cp *networking.ConnectionPoolSettings, pt servicePort, opts *upstreamhttpv3.HttpProtocolOptions) *upstreamhttpv3.HttpProtocolOptions {
+	c.CircuitBreakers = defaultCircuitBreakers()
+	if cp == nil {
+		return opts
 	}
+	th := c.CircuitBreakers.Thresholds[0]
 	h := cp.GetHttp()
 	if v := h.GetHttp2MaxRequests(); v > 0 {
 		th.MaxRequests = wrapperspb.UInt32(uint32(v))
@@ -134,7 +144,6 @@ func applyConnectionPool(c *clusterv3.Cluster, cp *networking.ConnectionPoolSett
 			th.MaxConnections = wrapperspb.UInt32(uint32(v))
 		}
 	}
-	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
 	if pt.protocol == protoTCP || (h.GetIdleTimeout() == nil && h.GetMaxRequestsPerConnection() <= 0) {
 		return opts
 	}
