@@ -39,13 +39,17 @@ func TestTraffic(t *testing.T) {
 	var shadowHits atomic.Int64
 	shadow := countingBackend(t, &shadowHits)
 	flaky := flakyBackend(t)
+	tcpEcho := tcpEchoBackend(t, "echo")
 	certFile, keyFile, roots := selfSignedCert(t, "bookinfo.example.com")
 
 	// Listener ports below the ephemeral range: a proxy binds them after
 	// the test's own client connections took their ephemeral ports.
-	gwHTTP, gwHTTPS := stableAddr(t), stableAddr(t)
+	// tcpService is where the client sidecar's TCP listener for the
+	// tcp-echo service binds: its outbound IP and the service port.
+	gwHTTP, gwHTTPS, tcpService := stableAddr(t), stableAddr(t), stableAddr(t)
 	files := trafficPolicy(trafficPorts{
 		v1: portOf(v1), v2: portOf(v2), slow: portOf(slow), shadow: portOf(shadow), flaky: portOf(flaky),
+		tcpEcho: portOf(tcpEcho), tcp: portOf(tcpService),
 		gwHTTP: portOf(gwHTTP), gwHTTPS: portOf(gwHTTPS),
 		cert: certFile, key: keyFile,
 	})
@@ -101,6 +105,9 @@ func TestTraffic(t *testing.T) {
 		{name: "ignoreUriCase", path: "/cAsE/x", want: trafficWant{status: 200, backend: "v2"}},
 		{name: "withoutHeaders absent", path: "/without", want: trafficWant{status: 200, backend: "v2"}},
 		{name: "withoutHeaders present", path: "/without", headers: map[string]string{"x-skip": "1"}, want: trafficWant{status: 200, backend: "v1"}},
+		{name: "withoutHeaders value, header absent", path: "/nodebug", want: trafficWant{status: 200, backend: "v2"}},
+		{name: "withoutHeaders value, other value", path: "/nodebug", headers: map[string]string{"x-debug": "0"}, want: trafficWant{status: 200, backend: "v2"}},
+		{name: "withoutHeaders value, excluded value", path: "/nodebug", headers: map[string]string{"x-debug": "1"}, want: trafficWant{status: 200, backend: "v1"}},
 		{name: "sourceLabels match", path: "/source", want: trafficWant{status: 200, backend: "v2"}},
 		{name: "sourceLabels other proxy", via: "other", path: "/source", want: trafficWant{status: 200, backend: "v1"}},
 		{name: "gateway-only rule not on sidecars", path: "/gw", want: trafficWant{status: 200, backend: "v1"}},
@@ -135,6 +142,28 @@ func TestTraffic(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("tcp through the sidecar", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", tcpService, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "ping")
+		c.(*net.TCPConn).CloseWrite()
+		if got, err := io.ReadAll(c); string(got) != "echo:ping" {
+			t.Errorf("read %q (%v); want %q", got, err, "echo:ping")
+		}
+	})
+
+	t.Run("no proxy NACKed", func(t *testing.T) {
+		for _, p := range m.status().Proxies {
+			if p.NACK != nil {
+				t.Errorf("%s: %+v", p.ID, *p.NACK)
+			}
+		}
+	})
 
 	t.Run("mirror", func(t *testing.T) {
 		before := shadowHits.Load()
@@ -209,7 +238,19 @@ spec:
   ports: [{number: 80, name: http}]
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {http: %[5]s}}]
-`, p.v1, p.v2, p.slow, p.shadow, p.flaky)
+---
+# Only the client sidecar (namespace default) sees it: a TCP service port
+# is a listener on the sidecar's outbound IP, which all proxies here share.
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tcp-echo}
+spec:
+  hosts: [tcp-echo]
+  exportTo: [.]
+  ports: [{number: %[7]s, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tcp: %[6]s}}]
+`, p.v1, p.v2, p.slow, p.shadow, p.flaky, p.tcpEcho, p.tcp)
 	routes := `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: web}
@@ -225,6 +266,7 @@ spec:
   - {name: put, match: [{method: {exact: PUT}}], route: [{destination: {host: web, subset: v2}}]}
   - {name: nocase, match: [{uri: {prefix: /CaSe}, ignoreUriCase: true}], route: [{destination: {host: web, subset: v2}}]}
   - {name: without, match: [{uri: {prefix: /without}, withoutHeaders: {x-skip: {}}}], route: [{destination: {host: web, subset: v2}}]}
+  - {name: nodebug, match: [{uri: {prefix: /nodebug}, withoutHeaders: {x-debug: {exact: "1"}}}], route: [{destination: {host: web, subset: v2}}]}
   - {name: source, match: [{uri: {prefix: /source}, sourceLabels: {app: client}}], route: [{destination: {host: web, subset: v2}}]}
   - {name: gw, match: [{uri: {prefix: /gw}, gateways: [ingress]}], route: [{destination: {host: web, subset: v2}}]}
   - {name: moved, match: [{uri: {exact: /old}}], redirect: {uri: /new}}
@@ -437,6 +479,36 @@ func echoBackend(t testing.TB, name string) *httptest.Server {
 	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// tcpEchoBackend is a TCP server that answers "<name>:" and echoes what it
+// reads until the client half-closes. It returns its address.
+func tcpEchoBackend(t testing.TB, name string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, name+":")
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
 }
 
 // countingBackend counts its requests.
