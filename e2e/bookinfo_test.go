@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/compiler"
-	"github.com/gitmesh/gitmesh/proxy"
 	"github.com/gitmesh/gitmesh/sources"
 )
 
@@ -101,22 +99,9 @@ func TestBookinfoSamplesValidate(t *testing.T) {
 // ServiceEntry whose workloadSelector matches picks it as an endpoint.
 func startWorkload(t *testing.T, xdsAddr, id, service string, labels map[string]string, app string) {
 	t.Helper()
-	w := nodemeta.Workload{
+	runProxy(t, xdsAddr, nodemeta.Workload{
 		ID: id, Service: service, Namespace: "default", Role: nodemeta.RoleSidecar,
-		Labels: labels, Inbound: freeAddr(t), App: app, Admin: freeAddr(t),
-	}
-	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: testLogger(t).With("component", "proxy", "node", id)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("proxy %s: %v", id, err)
-		}
+		Labels: labels, Inbound: freeAddr(t), App: app,
 	})
 }
 

@@ -108,7 +108,6 @@ func grpcSplit(c testpb.TestServiceClient, n int, md ...string) map[string]int {
 // its subsets, and a VirtualService that sends end-user: jason to v2 and
 // splits the rest w1/w2 between v1 and v2.
 func echoPolicy(v1, v2 string, w1, w2 int) map[string]string {
-	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	return map[string]string{
 		"policy/echo.yaml": fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -176,7 +175,7 @@ spec:
         host: echo
         subset: v2
       weight: %d
-`, port(v1), port(v2), w1, w2),
+`, portOf(v1), portOf(v2), w1, w2),
 	}
 }
 

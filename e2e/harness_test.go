@@ -174,15 +174,14 @@ func (m *mesh) stop() {
 	}
 }
 
-// startProxy runs a bundled sidecar proxy until the test ends and returns
-// its outbound and admin addresses.
-func startProxy(t testing.TB, xdsAddr, id string) (outbound, admin string) {
+// runProxy runs a bundled proxy announcing w until the test ends. An
+// empty Admin gets a free address.
+func runProxy(t testing.TB, xdsAddr string, w nodemeta.Workload) nodemeta.Workload {
 	t.Helper()
-	w := nodemeta.Workload{
-		ID: id, Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar,
-		Labels: map[string]string{"app": "client"}, Outbound: freeAddr(t), Admin: freeAddr(t),
+	if w.Admin == "" {
+		w.Admin = freeAddr(t)
 	}
-	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: testLogger(t).With("component", "proxy", "node", id)})
+	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: testLogger(t).With("component", "proxy", "node", w.ID)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,10 +191,34 @@ func startProxy(t testing.TB, xdsAddr, id string) (outbound, admin string) {
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("proxy %s: %v", id, err)
+			t.Errorf("proxy %s: %v", w.ID, err)
 		}
 	})
+	return w
+}
+
+// startProxy runs a client sidecar with an outbound listener until the test
+// ends and returns its outbound and admin addresses.
+func startProxy(t testing.TB, xdsAddr, id string) (outbound, admin string) {
+	t.Helper()
+	w := runProxy(t, xdsAddr, nodemeta.Workload{
+		ID: id, Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar,
+		Labels: map[string]string{"app": "client"}, Outbound: freeAddr(t),
+	})
 	return w.Outbound, w.Admin
+}
+
+// portOf returns the port of an address, a URL or an httptest server.
+func portOf(v any) string {
+	s := fmt.Sprint(v)
+	if srv, ok := v.(*httptest.Server); ok {
+		s = srv.URL
+	}
+	if i := strings.Index(s, "://"); i >= 0 {
+		s = s[i+3:]
+	}
+	_, port, _ := net.SplitHostPort(s)
+	return port
 }
 
 // status reads the controller's status through its admin API.

@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
-	"github.com/gitmesh/gitmesh/proxy"
 	"github.com/gitmesh/gitmesh/reconciler"
 )
 
@@ -60,22 +57,9 @@ spec:
 // and the given listen addresses.
 func startGateway(t testing.TB, xdsAddr, id string, addrs ...string) {
 	t.Helper()
-	w := nodemeta.Workload{
+	runProxy(t, xdsAddr, nodemeta.Workload{
 		ID: id, Service: "gateway", Namespace: "default", Role: nodemeta.RoleGateway,
-		Labels: map[string]string{"istio": "ingressgateway"}, Gateway: addrs, Admin: freeAddr(t),
-	}
-	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: testLogger(t).With("component", "gateway", "node", id)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway %s: %v", id, err)
-		}
+		Labels: map[string]string{"istio": "ingressgateway"}, Gateway: addrs,
 	})
 }
 
@@ -87,8 +71,7 @@ func startGateway(t testing.TB, xdsAddr, id string, addrs ...string) {
 func TestRolloutStopsOnNACK(t *testing.T) {
 	cm := newCanaryMesh(t, gatewaysFirst)
 	httpAddr, httpsAddr := freeAddr(t), freeAddr(t)
-	_, httpPort, _ := net.SplitHostPort(httpAddr)
-	_, httpsPort, _ := net.SplitHostPort(httpsAddr)
+	httpPort, httpsPort := portOf(httpAddr), portOf(httpsAddr)
 	startGateway(t, cm.xdsAddr, "gateway-1", httpAddr, httpsAddr)
 
 	files := canaryPolicy(cm.v1, cm.v2, cm.b, allV1, gatewaysFirst)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,7 +17,6 @@ import (
 // bad (answering 503), the VirtualService http routes, and rolloutYAML as
 // policy/rollout.yaml.
 func canaryPolicy(v1, v2, bad string, routes, rolloutYAML string) map[string]string {
-	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	files := reviewsPolicy(v1, v2, routes)
 	files["policy/services.yaml"] = strings.Replace(files["policy/services.yaml"], `  - name: v2
     labels:
@@ -41,7 +39,7 @@ spec:
   labels:
     app: reviews
     version: bad
-`, port(bad))
+`, portOf(bad))
 	files["policy/rollout.yaml"] = rolloutYAML
 	return files
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 // reviewsPolicy returns the policy files for a reviews service with two
 // static endpoints (v1, v2) and the given VirtualService http routes.
 func reviewsPolicy(v1, v2 string, routes string) map[string]string {
-	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	return map[string]string{
 		"policy/services.yaml": fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -54,7 +52,7 @@ spec:
   - name: v2
     labels:
       version: v2
-`, port(v1), port(v2)),
+`, portOf(v1), portOf(v2)),
 		"policy/reviews.yaml": `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,7 +22,6 @@ import (
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
-	"github.com/gitmesh/gitmesh/proxy"
 )
 
 // TestTraffic pushes one policy that uses Istio's traffic-management
@@ -57,15 +55,15 @@ func TestTraffic(t *testing.T) {
 	repo := newGitRemote(t)
 	repo.push("traffic policy", files)
 	m := startController(t, repo.URL, t.TempDir(), 200*time.Millisecond, "")
-	client := runTrafficProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
+	client := runProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
 		ID: "client-1", Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar,
 		Labels: map[string]string{"app": "client"}, Outbound: stableAddr(t),
 	})
-	other := runTrafficProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
+	other := runProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
 		ID: "other-1", Service: "other", Namespace: "other", Role: nodemeta.RoleSidecar,
 		Labels: map[string]string{"app": "other"}, Outbound: stableAddr(t),
 	})
-	runTrafficProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
+	runProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
 		ID: "ingress-1", Service: "gateway", Namespace: "istio-system", Role: nodemeta.RoleGateway,
 		Labels: map[string]string{"istio": "ingressgateway"}, Gateway: []string{gwHTTP, gwHTTPS},
 	})
@@ -434,29 +432,6 @@ func (r trafficRow) check(targets map[string]string, clients map[string]*http.Cl
 	return ""
 }
 
-// runTrafficProxy runs a bundled proxy announcing w until the test ends. An
-// empty Admin gets a free address.
-func runTrafficProxy(t testing.TB, xdsAddr string, w nodemeta.Workload) nodemeta.Workload {
-	t.Helper()
-	if w.Admin == "" {
-		w.Admin = freeAddr(t)
-	}
-	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: testLogger(t).With("component", "proxy", "node", w.ID)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("proxy %s: %v", w.ID, err)
-		}
-	})
-	return w
-}
-
 // echoBackend answers with its name in the body and X-Backend, and echoes
 // what it saw: X-Echo-Path, X-Echo-Host and X-Echo-<header> for every
 // request header. "slow" waits a second first.
@@ -534,19 +509,6 @@ func flakyBackend(t testing.TB) *httptest.Server {
 	}))
 	t.Cleanup(s.Close)
 	return s
-}
-
-// portOf returns the port of an address, a URL or an httptest server.
-func portOf(v any) string {
-	s := fmt.Sprint(v)
-	if srv, ok := v.(*httptest.Server); ok {
-		s = srv.URL
-	}
-	if i := strings.Index(s, "://"); i >= 0 {
-		s = s[i+3:]
-	}
-	_, port, _ := net.SplitHostPort(s)
-	return port
 }
 
 // stableAddr returns a free loopback address whose port is below Linux's
