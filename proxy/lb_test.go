@@ -198,12 +198,12 @@ func TestLeastRequestAvoidsBusyHost(t *testing.T) {
 		staticCluster(t, c, "lr.default.svc.cluster.local", []string{hostPort(busy), hostPort(idle)}, lbPolicy(clusterv3.Cluster_LEAST_REQUEST), func(cl *clusterv3.Cluster) {
 			cl.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{ChoiceCount: wrapperspb.UInt32(4)}}
 		}))...)
-	// Hold requests until the busy host has some in flight.
+	// Send /hold requests until the busy host holds some: the balancer may
+	// give any of them to the idle host, which answers at once.
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(release)
-	held := 0
-	for held < 3 {
+	hold := func() {
 		wg.Go(func() {
 			req, _ := http.NewRequest("GET", "http://"+r.out+"/hold", nil)
 			req.Host = "lr"
@@ -211,15 +211,15 @@ func TestLeastRequestAvoidsBusyHost(t *testing.T) {
 				resp.Body.Close()
 			}
 		})
-		held++
 	}
-	eventually(t, 5e9, func() error {
+	eventually(t, 10e9, func() error {
 		for _, e := range r.proxy.current.Load().clusters[c].endpoints.endpoints {
-			if e.addr == hostPort(busy) && e.state.active.Load() > 0 {
+			if e.addr == hostPort(busy) && e.state.active.Load() >= 3 {
 				return nil
 			}
 		}
-		return fmt.Errorf("busy host has no requests in flight yet")
+		hold()
+		return fmt.Errorf("busy host holds fewer than 3 requests yet")
 	})
 	counts := map[string]int{}
 	for range 200 {
