@@ -3,7 +3,6 @@ package xds
 import (
 	"context"
 	"testing"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -13,44 +12,18 @@ import (
 
 // deltaClient is a minimal delta ADS client.
 type deltaClient struct {
+	*receiver[*discoveryv3.DeltaDiscoveryResponse]
 	stream   discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
-	cancel   context.CancelFunc
-	done     chan struct{}
 	node     *corev3.Node
 	sentNode bool
-	resps    chan *discoveryv3.DeltaDiscoveryResponse
-	err      error
 }
 
 func connectDelta(t *testing.T, addr string, node *corev3.Node) *deltaClient {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(dial(t, addr)).DeltaAggregatedResources(ctx)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	c := &deltaClient{stream: stream, cancel: cancel, done: make(chan struct{}), node: node,
-		resps: make(chan *discoveryv3.DeltaDiscoveryResponse, 64)}
-	go func() {
-		defer close(c.done)
-		defer close(c.resps)
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				c.err = err
-				return
-			}
-			c.resps <- resp
-		}
-	}()
-	t.Cleanup(c.close)
-	return c
-}
-
-func (c *deltaClient) close() {
-	c.cancel()
-	<-c.done
+	stream, r := openStream(t, addr, func(ctx context.Context, c discoveryv3.AggregatedDiscoveryServiceClient) (discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, error) {
+		return c.DeltaAggregatedResources(ctx)
+	})
+	return &deltaClient{receiver: r, stream: stream, node: node}
 }
 
 func (c *deltaClient) send(t *testing.T, req *discoveryv3.DeltaDiscoveryRequest) {
@@ -61,20 +34,6 @@ func (c *deltaClient) send(t *testing.T, req *discoveryv3.DeltaDiscoveryRequest)
 	if err := c.stream.Send(req); err != nil {
 		t.Fatalf("sending %s delta request: %v", req.GetTypeUrl(), err)
 	}
-}
-
-func (c *deltaClient) recv(t *testing.T) *discoveryv3.DeltaDiscoveryResponse {
-	t.Helper()
-	select {
-	case resp, ok := <-c.resps:
-		if !ok {
-			t.Fatalf("delta stream ended: %v", c.err)
-		}
-		return resp
-	case <-time.After(waitFor):
-		t.Fatal("no delta response")
-	}
-	return nil
 }
 
 func (c *deltaClient) ack(t *testing.T, resp *discoveryv3.DeltaDiscoveryResponse) {

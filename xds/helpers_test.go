@@ -115,52 +115,95 @@ func sidecar(t *testing.T, cluster string, listenerPort, epPort uint32) (string,
 	})
 }
 
+// receiver runs the receive side of an ADS stream, SotW or delta: a
+// goroutine moves responses to resps until the stream ends.
+type receiver[Resp any] struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed once the goroutine has stopped
+	resps  chan Resp
+	err    error // the stream's end, once resps is closed
+}
+
+// openStream opens a stream to addr with open and starts its receiver; the
+// test's cleanup closes it.
+func openStream[Resp any, S interface{ Recv() (Resp, error) }](t *testing.T, addr string,
+	open func(context.Context, discoveryv3.AggregatedDiscoveryServiceClient) (S, error)) (S, *receiver[Resp]) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := open(ctx, discoveryv3.NewAggregatedDiscoveryServiceClient(dial(t, addr)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	r := &receiver[Resp]{cancel: cancel, done: make(chan struct{}), resps: make(chan Resp, 64)}
+	go func() {
+		defer close(r.done)
+		defer close(r.resps)
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				r.err = err
+				return
+			}
+			r.resps <- resp
+		}
+	}()
+	t.Cleanup(r.close)
+	return stream, r
+}
+
+// close ends the stream and waits for the receiver to stop.
+func (r *receiver[Resp]) close() {
+	r.cancel()
+	<-r.done
+}
+
+// recv returns the next response.
+func (r *receiver[Resp]) recv(t *testing.T) Resp {
+	t.Helper()
+	select {
+	case resp, ok := <-r.resps:
+		if !ok {
+			t.Fatalf("stream ended: %v", r.err)
+		}
+		return resp
+	case <-time.After(waitFor):
+		t.Fatal("no response")
+	}
+	var zero Resp
+	return zero
+}
+
+// streamErr waits for the stream to end and returns why.
+func (r *receiver[Resp]) streamErr(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(waitFor):
+		t.Fatal("stream did not end")
+	}
+	return nil
+}
+
 // adsClient is a minimal SotW ADS client, as Envoy behaves: the node only
 // on the first request, one subscription per type, ACK by nonce.
 type adsClient struct {
+	*receiver[*discoveryv3.DiscoveryResponse]
 	stream   discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	cancel   context.CancelFunc
-	done     chan struct{}
 	node     *corev3.Node
 	sentNode bool
 	names    map[string][]string // subscription per type
 	versions map[string]string   // last ACKed version per type
-	resps    chan *discoveryv3.DiscoveryResponse
-	err      error // the stream's end, once resps is closed
 }
 
 // connectADS opens an ADS stream for node.
 func connectADS(t *testing.T, addr string, node *corev3.Node) *adsClient {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(dial(t, addr)).StreamAggregatedResources(ctx)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	c := &adsClient{stream: stream, cancel: cancel, done: make(chan struct{}), node: node,
-		names: map[string][]string{}, versions: map[string]string{},
-		resps: make(chan *discoveryv3.DiscoveryResponse, 64)}
-	go func() {
-		defer close(c.done)
-		defer close(c.resps)
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				c.err = err
-				return
-			}
-			c.resps <- resp
-		}
-	}()
-	t.Cleanup(c.close)
-	return c
-}
-
-// close ends the stream and waits for the receiver to stop.
-func (c *adsClient) close() {
-	c.cancel()
-	<-c.done
+	stream, r := openStream(t, addr, func(ctx context.Context, c discoveryv3.AggregatedDiscoveryServiceClient) (discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, error) {
+		return c.StreamAggregatedResources(ctx)
+	})
+	return &adsClient{receiver: r, stream: stream, node: node, names: map[string][]string{}, versions: map[string]string{}}
 }
 
 func (c *adsClient) send(t *testing.T, req *discoveryv3.DiscoveryRequest) {
@@ -178,33 +221,6 @@ func (c *adsClient) subscribe(t *testing.T, typeURL string, names ...string) {
 	t.Helper()
 	c.names[typeURL] = names
 	c.send(t, &discoveryv3.DiscoveryRequest{TypeUrl: typeURL, ResourceNames: names, VersionInfo: c.versions[typeURL]})
-}
-
-// recv returns the next response.
-func (c *adsClient) recv(t *testing.T) *discoveryv3.DiscoveryResponse {
-	t.Helper()
-	select {
-	case resp, ok := <-c.resps:
-		if !ok {
-			t.Fatalf("stream ended: %v", c.err)
-		}
-		return resp
-	case <-time.After(waitFor):
-		t.Fatal("no response")
-	}
-	return nil
-}
-
-// streamErr waits for the stream to end and returns why.
-func (c *adsClient) streamErr(t *testing.T) error {
-	t.Helper()
-	select {
-	case <-c.done:
-		return c.err
-	case <-time.After(waitFor):
-		t.Fatal("stream did not end")
-	}
-	return nil
 }
 
 func (c *adsClient) ack(t *testing.T, resp *discoveryv3.DiscoveryResponse) {
