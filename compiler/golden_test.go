@@ -131,57 +131,61 @@ func firstDiff(want, got string) string {
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
-// TestGolden compiles each testdata/*.yaml for the class in its header and
-// compares with testdata/*.golden.json.
-func TestGolden(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.yaml")
+// forEachCase runs check as a subtest for each test case the glob matches.
+func forEachCase(t *testing.T, glob string, check func(t *testing.T, path string, tc testCase)) {
+	t.Helper()
+	files, _ := filepath.Glob(glob)
 	if len(files) == 0 {
-		t.Fatal("no testdata")
+		t.Fatalf("no %s", glob)
 	}
 	for _, f := range files {
 		tc := loadCase(t, f)
-		t.Run(tc.name, func(t *testing.T) {
-			p, diags := Parse(splitObjects("testdata/"+tc.name, tc.data))
-			if diags.HasErrors() {
-				t.Fatalf("unexpected errors:\n%s", diags)
-			}
-			snap, err := p.Compile(tc.class, tc.fleet)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := snap.Resources.Consistent(); err != nil {
-				t.Errorf("snapshot is not consistent: %v", err)
-			}
-			checkGolden(t, strings.TrimSuffix(f, ".yaml")+".golden.json", goldenJSON(t, snap, diags))
-		})
+		t.Run(tc.name, func(t *testing.T) { check(t, f, tc) })
 	}
+}
+
+// checkCompiledGolden compiles tc, which must parse without errors, for its
+// class and fleet and compares the snapshot with path's .golden.json.
+func checkCompiledGolden(t *testing.T, path string, tc testCase) {
+	t.Helper()
+	p, diags := Parse(splitObjects("testdata/"+tc.name, tc.data))
+	if diags.HasErrors() {
+		t.Fatalf("unexpected errors:\n%s", diags)
+	}
+	snap, err := p.Compile(tc.class, tc.fleet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Resources.Consistent(); err != nil {
+		t.Errorf("snapshot is not consistent: %v", err)
+	}
+	checkGolden(t, strings.TrimSuffix(path, ".yaml")+".golden.json", goldenJSON(t, snap, diags))
+}
+
+// TestGolden compiles each testdata/*.yaml for the class in its header and
+// compares with testdata/*.golden.json.
+func TestGolden(t *testing.T) {
+	forEachCase(t, "testdata/*.yaml", checkCompiledGolden)
 }
 
 // TestGoldenInvalid parses each testdata/invalid/*.yaml and compares the
 // diagnostics with testdata/invalid/*.golden. A policy with errors must
 // still compile best-effort without failing.
 func TestGoldenInvalid(t *testing.T) {
-	files, _ := filepath.Glob("testdata/invalid/*.yaml")
-	if len(files) == 0 {
-		t.Fatal("no testdata")
-	}
-	for _, f := range files {
-		tc := loadCase(t, f)
-		t.Run(tc.name, func(t *testing.T) {
-			p, diags := Parse(splitObjects("invalid/"+tc.name, tc.data))
-			if !diags.HasErrors() {
-				t.Errorf("want errors, got none")
+	forEachCase(t, "testdata/invalid/*.yaml", func(t *testing.T, f string, tc testCase) {
+		p, diags := Parse(splitObjects("invalid/"+tc.name, tc.data))
+		if !diags.HasErrors() {
+			t.Errorf("want errors, got none")
+		}
+		for _, d := range diags {
+			if d.Origin.Line == 0 {
+				t.Errorf("diagnostic without a line: %s", d)
 			}
-			for _, d := range diags {
-				if d.Origin.Line == 0 {
-					t.Errorf("diagnostic without a line: %s", d)
-				}
-			}
-			class := nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Namespace: "default", Outbound: "127.0.0.1:15001", Inbound: "127.0.0.1:15006", App: "127.0.0.1:8080"}
-			if _, err := p.Compile(class, nil); err != nil {
-				t.Errorf("best-effort compile: %v", err)
-			}
-			checkGolden(t, strings.TrimSuffix(f, ".yaml")+".golden", []byte(diags.String()))
-		})
-	}
+		}
+		class := nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Namespace: "default", Outbound: "127.0.0.1:15001", Inbound: "127.0.0.1:15006", App: "127.0.0.1:8080"}
+		if _, err := p.Compile(class, nil); err != nil {
+			t.Errorf("best-effort compile: %v", err)
+		}
+		checkGolden(t, strings.TrimSuffix(f, ".yaml")+".golden", []byte(diags.String()))
+	})
 }

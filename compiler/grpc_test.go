@@ -1,10 +1,7 @@
 package compiler
 
 import (
-	"path/filepath"
 	"slices"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,30 +21,12 @@ import (
 // client's class) and compares with its golden file; TestGolden covers the
 // same files, this runs them under -run Grpc.
 func TestGrpcGolden(t *testing.T) {
-	files, _ := filepath.Glob("testdata/grpc*.yaml")
-	if len(files) == 0 {
-		t.Fatal("no testdata/grpc*.yaml")
-	}
-	for _, f := range files {
-		tc := loadCase(t, f)
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.class.Generator != nodemeta.GeneratorGRPC {
-				t.Fatalf("class %+v: want generator %q", tc.class, nodemeta.GeneratorGRPC)
-			}
-			p, diags := Parse(splitObjects("testdata/"+tc.name, tc.data))
-			if diags.HasErrors() {
-				t.Fatalf("unexpected errors:\n%s", diags)
-			}
-			snap, err := p.Compile(tc.class, tc.fleet)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := snap.Resources.Consistent(); err != nil {
-				t.Errorf("snapshot is not consistent: %v", err)
-			}
-			checkGolden(t, strings.TrimSuffix(f, ".yaml")+".golden.json", goldenJSON(t, snap, diags))
-		})
-	}
+	forEachCase(t, "testdata/grpc*.yaml", func(t *testing.T, f string, tc testCase) {
+		if tc.class.Generator != nodemeta.GeneratorGRPC {
+			t.Fatalf("class %+v: want generator %q", tc.class, nodemeta.GeneratorGRPC)
+		}
+		checkCompiledGolden(t, f, tc)
+	})
 }
 
 // compileGrpc compiles testdata/grpc.yaml for a gRPC client in namespace
@@ -105,16 +84,7 @@ func TestGrpcListenerNames(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, ls := compileGrpc(t, tt.namespace)
-			for _, n := range tt.want {
-				if ls[n] == nil {
-					t.Errorf("no listener %q; have %v", n, sortedNames(ls))
-				}
-			}
-			for _, n := range tt.wantNot {
-				if ls[n] != nil {
-					t.Errorf("listener %q exists; want none", n)
-				}
-			}
+			wantListeners(t, ls, tt.want, tt.wantNot)
 		})
 	}
 }
@@ -206,13 +176,20 @@ func TestGrpcRoutesMatchSidecar(t *testing.T) {
 	}
 }
 
-func sortedNames(ls map[string]*listenerv3.Listener) []string {
-	out := make([]string, 0, len(ls))
-	for n := range ls {
-		out = append(out, n)
+// wantListeners checks that listeners has each name in want and none in
+// wantNot.
+func wantListeners[V any](t *testing.T, listeners map[string]V, want, wantNot []string) {
+	t.Helper()
+	for _, n := range want {
+		if _, ok := listeners[n]; !ok {
+			t.Errorf("no listener %q; have %v", n, sortedKeys(listeners))
+		}
 	}
-	sort.Strings(out)
-	return out
+	for _, n := range wantNot {
+		if _, ok := listeners[n]; ok {
+			t.Errorf("listener %q exists; want none", n)
+		}
+	}
 }
 
 // TestGrpcVisibility checks that exportTo and a Sidecar's egress hosts
@@ -297,17 +274,7 @@ spec:
 			if err != nil {
 				t.Fatal(err)
 			}
-			items := snap.Resources.Resources[types.Listener].Items
-			for _, n := range tt.want {
-				if _, ok := items[n]; !ok {
-					t.Errorf("no listener %q", n)
-				}
-			}
-			for _, n := range tt.wantNot {
-				if _, ok := items[n]; ok {
-					t.Errorf("listener %q exists; want none", n)
-				}
-			}
+			wantListeners(t, snap.Resources.Resources[types.Listener].Items, tt.want, tt.wantNot)
 		})
 	}
 }
