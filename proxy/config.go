@@ -356,14 +356,8 @@ func buildEndpoints(cla *endpointv3.ClusterLoadAssignment, lb *lbConfig) (*endpo
 			if net.ParseIP(sa.GetAddress()) == nil {
 				return nil, fieldErr(field+".endpoint.address.socket_address.address", "%q: must be an IP address", sa.GetAddress())
 			}
-			if !healthy(lbe.GetHealthStatus()) {
-				continue
-			}
-			w := uint32(1)
-			if lw := lbe.GetLoadBalancingWeight(); lw != nil {
-				w = lw.GetValue()
-			}
-			if w == 0 {
+			w, ok := endpointWeight(lbe)
+			if !ok {
 				continue
 			}
 			eps = append(eps, &endpoint{
@@ -374,6 +368,19 @@ func buildEndpoints(cla *endpointv3.ClusterLoadAssignment, lb *lbConfig) (*endpo
 		}
 	}
 	return newBalancedSet(eps, weights, lb), nil
+}
+
+// endpointWeight is lbe's load_balancing_weight (1 when unset), or false
+// when lbe takes no traffic: it is unhealthy or its weight is 0.
+func endpointWeight(lbe *endpointv3.LbEndpoint) (uint32, bool) {
+	if !healthy(lbe.GetHealthStatus()) {
+		return 0, false
+	}
+	w := uint32(1)
+	if lw := lbe.GetLoadBalancingWeight(); lw != nil {
+		w = lw.GetValue()
+	}
+	return w, w != 0
 }
 
 // buildDNSTargets reads the inline addresses of a STRICT_DNS cluster.
@@ -389,14 +396,8 @@ func buildDNSTargets(cla *endpointv3.ClusterLoadAssignment) ([]dnsTarget, *field
 			if sa.GetPortValue() == 0 || sa.GetPortValue() > 65535 {
 				return nil, fieldErr(field+".endpoint.address.socket_address.port_value", "%d: must be 1-65535", sa.GetPortValue())
 			}
-			if !healthy(lbe.GetHealthStatus()) {
-				continue
-			}
-			w := uint32(1)
-			if lw := lbe.GetLoadBalancingWeight(); lw != nil {
-				w = lw.GetValue()
-			}
-			if w == 0 {
+			w, ok := endpointWeight(lbe)
+			if !ok {
 				continue
 			}
 			out = append(out, dnsTarget{host: sa.GetAddress(), port: int(sa.GetPortValue()), weight: w, meta: endpointMetaFrom(lbe.GetMetadata())})

@@ -46,34 +46,36 @@ func buildPerFilterConfig(field string, m map[string]*anypb.Any) (perFilterConfi
 			disabled, a = fc.GetDisabled(), fc.GetConfig()
 			f += ".config"
 		}
+		var fe *fieldError
 		switch key {
 		case faultFilterName:
-			if disabled {
-				out.faultDisabled = true
-				continue
-			}
-			fc, fe := buildFault(a)
-			if fe != nil {
-				fe.field = f + fe.field
-				return out, fe
-			}
-			out.fault = fc
+			fe = buildFilterOverride(f, a, disabled, buildFault, &out.fault, &out.faultDisabled)
 		case corsFilterName:
-			if disabled {
-				out.corsDisabled = true
-				continue
-			}
-			c, fe := buildCORS(a)
-			if fe != nil {
-				fe.field = f + fe.field
-				return out, fe
-			}
-			out.cors = c
+			fe = buildFilterOverride(f, a, disabled, buildCORS, &out.cors, &out.corsDisabled)
 		default:
-			return out, fieldErr(f, "filter %q: %w", key, errUnsupported)
+			fe = fieldErr(f, "filter %q: %w", key, errUnsupported)
+		}
+		if fe != nil {
+			return out, fe
 		}
 	}
 	return out, nil
+}
+
+// buildFilterOverride decodes one filter's typed_per_filter_config entry
+// at field: disabled sets *off, otherwise build decodes a into *cfg.
+func buildFilterOverride[T any](field string, a *anypb.Any, disabled bool, build func(*anypb.Any) (T, *fieldError), cfg *T, off *bool) *fieldError {
+	if disabled {
+		*off = true
+		return nil
+	}
+	c, fe := build(a)
+	if fe != nil {
+		fe.field = field + fe.field
+		return fe
+	}
+	*cfg = c
+	return nil
 }
 
 // routeScope is what a route inherits from its virtual host and route
