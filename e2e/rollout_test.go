@@ -303,12 +303,28 @@ func TestRolloutSurvivesControllerRestart(t *testing.T) {
 			t.Errorf("proxy %s outside wave 1 got v2 early", id)
 		}
 	}
+
+	// A proxy that connects mid-rollout gets the last good version until
+	// its wave comes.
+	late, _ := startProxy(t, cm.xdsAddr, "client-late")
+	eventually(t, 20*time.Second, "the late proxy serves the last good version", func() string {
+		return only(split(late, "reviews", 5), "v1")
+	})
+
+	// A new commit supersedes the rollout in flight and starts from wave 1.
+	next := cm.push("reviews: 50/50", fiftyFifty, longBake)
+	cm.waitRollout(t, next, reconciler.PhaseBaking, 30*time.Second)
+	if h := mustHistory(t, cm); len(h) < 2 || h[1].ID != ro.ID || h[1].Phase != reconciler.PhaseSuperseded {
+		t.Errorf("history %+v; want rollout #%d Superseded", h, ro.ID)
+	}
+
 	cm.do(t, reconciler.Request{Op: reconciler.OpPromote, Full: true})
-	cm.waitRollout(t, sha, reconciler.PhasePromoted, 10*time.Second)
-	eventually(t, 20*time.Second, "every proxy on v2", func() string {
-		for _, id := range cm.ids {
-			if got := cm.load.latest(id); got != "v2" {
-				return fmt.Sprintf("%s answers %q", id, got)
+	cm.waitRollout(t, next, reconciler.PhasePromoted, 10*time.Second)
+	eventually(t, 20*time.Second, "every proxy on the 50/50 split", func() string {
+		for _, out := range []string{late} {
+			got := split(out, "reviews", 40)
+			if got["v1"] == 0 || got["v2"] == 0 {
+				return fmt.Sprintf("late proxy: %v", got)
 			}
 		}
 		return ""

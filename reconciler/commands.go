@@ -162,7 +162,7 @@ func (r *Reconciler) manualRollback(ctx context.Context, to string) Result {
 		return Result{err.Error(), http.StatusConflict}
 	}
 	nodes := connected(r.cfg.Fleet.Nodes())
-	if err := cand.compile(nodes, workloads(nodes)); err != nil {
+	if err := cand.compile(nodes, workloads(nodes), r.probe()); err != nil {
 		return Result{err.Error(), http.StatusConflict}
 	}
 	if ro != nil && !ro.Phase.Done() {

@@ -28,7 +28,7 @@ func (r *Reconciler) syncFleet(ctx context.Context) {
 	if stable == nil {
 		return // nothing good to serve yet
 	}
-	if err := stable.compile(nodes, fleet); err != nil {
+	if err := stable.compile(nodes, fleet, r.probe()); err != nil {
 		// The stable revision compiled before; this is a compiler gap for
 		// a new class. Keep serving what each node has.
 		r.log.Error("compiling stable revision for fleet", "revision", stable.Revision, "error", err)
@@ -37,7 +37,7 @@ func (r *Reconciler) syncFleet(ctx context.Context) {
 	var canary *served
 	if ro != nil && ro.Canary != nil {
 		canary = ro.Canary
-		if err := canary.compile(nodes, fleet); err != nil {
+		if err := canary.compile(nodes, fleet, r.probe()); err != nil {
 			r.log.Error("compiling canary revision for fleet", "revision", canary.Revision, "error", err)
 			canary = nil
 		}
@@ -115,8 +115,8 @@ func fleetKey(fleet []nodemeta.Workload) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// probeClass is a sidecar class used to compile a revision when no proxy is
-// connected, so that compile errors surface before the first proxy joins.
-func probeClass(ns string) nodemeta.ProxyClass {
-	return nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Namespace: ns, Service: "gitmesh-probe", Outbound: "127.0.0.1:15001"}
+// probe is a sidecar class in the default namespace that every revision is
+// compiled for besides the connected proxies' classes (see served.compile).
+func (r *Reconciler) probe() nodemeta.ProxyClass {
+	return nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Namespace: r.cfg.DefaultNamespace, Service: "gitmesh-probe", Outbound: "127.0.0.1:15001"}
 }

@@ -27,13 +27,23 @@ func newServed(revision string, objs []sources.Object, policy *compiler.Policy) 
 	return &served{Revision: revision, Version: policyVersion(objs), Objects: objs, Policy: policy, classes: map[string]*compiler.Snapshot{}}
 }
 
-// compile makes sure s has a snapshot for every node's class, compiled
-// against fleet. When the fleet changed, every class is recompiled (only
-// endpoint versions change, so only endpoints are re-sent).
-func (s *served) compile(nodes []xds.NodeStatus, fleet []nodemeta.Workload) error {
+// compile makes sure s has a snapshot for every node's class, and for the
+// probe class, compiled against fleet. When the fleet changed, every class
+// is recompiled (only endpoint versions change, so only endpoints are
+// re-sent). The probe class makes a revision that does not compile fail
+// before any proxy connects, and lets two revisions be compared when no
+// proxy is connected.
+func (s *served) compile(nodes []xds.NodeStatus, fleet []nodemeta.Workload, probe nodemeta.ProxyClass) error {
 	key := fleetKey(fleet)
 	if key != s.fleetKey {
 		s.classes, s.fleetKey = map[string]*compiler.Snapshot{}, key
+	}
+	if pk := probe.Key(); s.classes[pk] == nil {
+		snap, err := s.Policy.Compile(probe, fleet)
+		if err != nil {
+			return fmt.Errorf("compiling %s for a sidecar in namespace %s: %w", s.Revision, probe.Namespace, err)
+		}
+		s.classes[pk] = snap
 	}
 	for _, n := range nodes {
 		class := n.Workload.Class()

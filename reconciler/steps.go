@@ -129,11 +129,7 @@ func (r *Reconciler) buildAndValidate(art *sources.Artifact) (*served, error) {
 func (r *Reconciler) apply(ctx context.Context, cand *served) error {
 	nodes := connected(r.cfg.Fleet.Nodes())
 	fleet := workloads(nodes)
-	err := cand.compile(nodes, fleet)
-	if err == nil {
-		_, err = cand.Policy.Compile(probeClass(r.cfg.DefaultNamespace), fleet)
-	}
-	if err != nil {
+	if err := cand.compile(nodes, fleet, r.probe()); err != nil {
 		return &stepError{ReasonCompileFailed, err}
 	}
 	r.mu.Lock()
@@ -145,7 +141,7 @@ func (r *Reconciler) apply(ctx context.Context, cand *served) error {
 		r.adopt(ctx, cand, "initial revision", true)
 		return nil
 	}
-	if err := stable.compile(nodes, fleet); err != nil {
+	if err := stable.compile(nodes, fleet, r.probe()); err != nil {
 		return &stepError{ReasonCompileFailed, fmt.Errorf("compiling the stable revision for comparison: %w", err)}
 	}
 	summary := diffServed(stable, cand)
