@@ -15,6 +15,8 @@ import (
 
 	"github.com/fluxcd/pkg/gittestserver"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gitmesh/gitmesh/sources"
 )
 
 // gitEnv isolates the git CLI from the machine's configuration.
@@ -123,6 +125,31 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
+// newSource is New that fails the test on error; the source is closed
+// when the test ends.
+func newSource(t *testing.T, url string, ref Ref, opts ...Option) *Source {
+	t.Helper()
+	src, err := New(url, ref, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = src.Close() })
+	return src
+}
+
+// fetchRevision fetches src, which must succeed, and checks the revision.
+func fetchRevision(t *testing.T, src *Source, want string) *sources.Artifact {
+	t.Helper()
+	a, err := src.Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Revision != want {
+		t.Errorf("revision: got %q; want %q", a.Revision, want)
+	}
+	return a
+}
+
 func TestFetchBranchTwice(t *testing.T) {
 	gitEnv(t)
 	srv := startServer(t)
@@ -132,19 +159,10 @@ func TestFetchBranchTwice(t *testing.T) {
 	})
 	first := repo.git("rev-parse", "HEAD")
 	workDir := filepath.Join(t.TempDir(), "clone")
-	src, err := New(srv.HTTPAddress()+"/policy.git", Ref{}, WithWorkDir(workDir))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := newSource(t, srv.HTTPAddress()+"/policy.git", Ref{}, WithWorkDir(workDir))
 	ctx := context.Background()
 
-	a, err := src.Fetch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "main@sha1:" + first; a.Revision != want {
-		t.Errorf("first fetch: got %q; want %q", a.Revision, want)
-	}
+	a := fetchRevision(t, src, "main@sha1:"+first)
 	if a.Dir != workDir {
 		t.Errorf("dir: got %q; want %q", a.Dir, workDir)
 	}
@@ -153,13 +171,7 @@ func TestFetchBranchTwice(t *testing.T) {
 	}
 
 	second := repo.commit("update", map[string]string{"policy/reviews.yaml": "v: 2\n", "policy/old.yaml": ""})
-	a, err = src.Fetch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "main@sha1:" + second; a.Revision != want {
-		t.Errorf("second fetch: got %q; want %q", a.Revision, want)
-	}
+	a = fetchRevision(t, src, "main@sha1:"+second)
 	if a.Dir != workDir {
 		t.Errorf("work dir not reused: got %q; want %q", a.Dir, workDir)
 	}
@@ -171,13 +183,7 @@ func TestFetchBranchTwice(t *testing.T) {
 	}
 
 	// Unchanged remote: same revision, no error.
-	a, err = src.Fetch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "main@sha1:" + second; a.Revision != want {
-		t.Errorf("third fetch: got %q; want %q", a.Revision, want)
-	}
+	fetchRevision(t, src, "main@sha1:"+second)
 
 	// A new Source on the same work dir reuses the clone (e.g. after a restart).
 	src2, err := New(srv.HTTPAddress()+"/policy.git", Ref{}, WithWorkDir(workDir))
@@ -223,18 +229,8 @@ func TestFetchRefs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, err := New(srv.HTTPAddress()+"/org/policy.git", tt.ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
-			a, err := src.Fetch(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if a.Revision != tt.want {
-				t.Errorf("revision: got %q; want %q", a.Revision, tt.want)
-			}
+			src := newSource(t, srv.HTTPAddress()+"/org/policy.git", tt.ref)
+			a := fetchRevision(t, src, tt.want)
 			if got := readFile(t, filepath.Join(a.Dir, "f.yaml")); got != tt.wantFile {
 				t.Errorf("content: got %q; want %q", got, tt.wantFile)
 			}
@@ -262,18 +258,7 @@ func TestFetchLocal(t *testing.T) {
 
 	for _, url := range []string{"file://" + repo.bare, repo.bare, "policy.git", "./policy.git", repo.work} {
 		t.Run(url, func(t *testing.T) {
-			src, err := New(url, Ref{Branch: "main"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
-			a, err := src.Fetch(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := "main@sha1:" + head; a.Revision != want {
-				t.Errorf("got %q; want %q", a.Revision, want)
-			}
+			fetchRevision(t, newSource(t, url, Ref{Branch: "main"}), "main@sha1:"+head)
 		})
 	}
 }
@@ -328,16 +313,12 @@ func TestFetchErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, err := New(tt.url, tt.ref, tt.opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
+			src := newSource(t, tt.url, tt.ref, tt.opts...)
 			ctx := tt.ctx
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			_, err = src.Fetch(ctx)
+			_, err := src.Fetch(ctx)
 			if err == nil {
 				t.Fatal("got no error")
 			}
@@ -368,30 +349,21 @@ func TestFetchAuth(t *testing.T) {
 	srv := startServer(t, "alice", password)
 	repo := newTestRepo(t, srv.Root(), "policy.git", map[string]string{"f.yaml": "v: 1\n"})
 	head := repo.git("rev-parse", "HEAD")
-	for name, src := range map[string]func() (*Source, error){
-		"option": func() (*Source, error) {
-			return New(srv.HTTPAddress()+"/policy.git", Ref{}, WithAuth(Auth{Username: "alice", Password: password}))
-		},
-		"url user info": func() (*Source, error) {
-			return New(srv.HTTPAddressWithCredentials()+"/policy.git", Ref{})
-		},
-	} {
-		t.Run(name, func(t *testing.T) {
-			s, err := src()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+	tests := []struct {
+		name string
+		url  string
+		opts []Option
+	}{
+		{"option", srv.HTTPAddress() + "/policy.git", []Option{WithAuth(Auth{Username: "alice", Password: password})}},
+		{"url user info", srv.HTTPAddressWithCredentials() + "/policy.git", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSource(t, tt.url, Ref{}, tt.opts...)
 			if strings.Contains(s.URL(), password) {
 				t.Errorf("URL() leaks the password: %q", s.URL())
 			}
-			a, err := s.Fetch(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := "main@sha1:" + head; a.Revision != want {
-				t.Errorf("got %q; want %q", a.Revision, want)
-			}
+			fetchRevision(t, s, "main@sha1:"+head)
 		})
 	}
 }
@@ -428,25 +400,15 @@ func TestFetchSSH(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := New(srv.SSHAddress()+"/policy.git", Ref{},
+			s := newSource(t, srv.SSHAddress()+"/policy.git", Ref{},
 				WithAuth(Auth{SSHKey: clientPEM, KnownHosts: []byte(tt.knownHosts)}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			a, err := s.Fetch(context.Background())
 			if tt.wantErr {
-				if err == nil {
+				if _, err := s.Fetch(context.Background()); err == nil {
 					t.Fatal("got no error")
 				}
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := "main@sha1:" + head; a.Revision != want {
-				t.Errorf("got %q; want %q", a.Revision, want)
-			}
+			fetchRevision(t, s, "main@sha1:"+head)
 		})
 	}
 }
