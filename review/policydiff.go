@@ -1,6 +1,7 @@
 package review
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -90,10 +91,7 @@ func keyObjects(objs []sources.Object, defaultNS string) (map[string]keyedObject
 	m := make(map[string]keyedObject, len(objs))
 	for i := range objs {
 		o := &objs[i]
-		ns := o.Namespace
-		if ns == "" {
-			ns = defaultNS
-		}
+		ns := cmp.Or(o.Namespace, defaultNS)
 		key := o.Kind + "/" + ns + "/" + o.Name
 		if _, dup := m[key]; dup {
 			continue

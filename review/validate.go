@@ -1,6 +1,7 @@
 package review
 
 import (
+	"cmp"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -163,17 +164,11 @@ type junitFailure struct {
 // error finding; warnings go to system-out. Findings that name no object
 // get a testcase per file.
 func (v *Validation) writeJUnit(w io.Writer) error {
-	ns := v.Namespace
-	if ns == "" {
-		ns = compiler.DefaultNamespace
-	}
+	ns := cmp.Or(v.Namespace, compiler.DefaultNamespace)
 	suite := junitSuite{Name: "gitmesh validate"}
 	index := map[string]int{}
 	for _, o := range v.Objects {
-		ons := o.Namespace
-		if ons == "" {
-			ons = ns
-		}
+		ons := cmp.Or(o.Namespace, ns)
 		key := o.Kind + "\x00" + ons + "\x00" + o.Name
 		if _, ok := index[key]; ok {
 			continue

@@ -91,17 +91,7 @@ func (d *differ) add(c FieldChange) {
 }
 
 func (d *differ) diffMaps(path string, a, b map[string]any) {
-	keys := make([]string, 0, len(a)+len(b))
-	for k := range a {
-		keys = append(keys, k)
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range unionNames(a, b) {
 		p := joinPath(path, k)
 		av, inA := a[k]
 		bv, inB := b[k]
