@@ -31,14 +31,28 @@ func traffic(n, failed, le float64) analysis.Sample {
 	return s
 }
 
+// checkCase is one metric checked alone against one input.
+type checkCase struct {
+	name        string
+	metric      v1alpha1.Metric
+	minRequests int64
+	in          analysis.Input
+	want        analysis.Reading
+}
+
+// checkOne runs Check for tc's metric and returns its one reading.
+func checkOne(t *testing.T, tc checkCase) analysis.Reading {
+	t.Helper()
+	a := v1alpha1.Analysis{MinRequests: tc.minRequests, Metrics: []v1alpha1.Metric{tc.metric}}
+	got := analysis.Check(context.Background(), a, tc.in, nil)
+	if len(got) != 1 {
+		t.Fatalf("got %d readings; want 1: %+v", len(got), got)
+	}
+	return got[0]
+}
+
 func TestCheckSuccessRate(t *testing.T) {
-	tests := []struct {
-		name        string
-		metric      v1alpha1.Metric
-		minRequests int64
-		in          analysis.Input
-		want        analysis.Reading
-	}{
+	tests := []checkCase{
 		{
 			name:   "pass",
 			metric: v1alpha1.Metric{Name: "request-success-rate", Min: ptr(99)},
@@ -99,9 +113,7 @@ func TestCheckSuccessRate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := v1alpha1.Analysis{MinRequests: tt.minRequests, Metrics: []v1alpha1.Metric{tt.metric}}
-			got := analysis.Check(context.Background(), a, tt.in, nil)
-			if len(got) != 1 || !reflect.DeepEqual(got[0], tt.want) {
+			if got := checkOne(t, tt); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v; want %+v", got, tt.want)
 			}
 		})
@@ -110,13 +122,7 @@ func TestCheckSuccessRate(t *testing.T) {
 
 func TestCheckDuration(t *testing.T) {
 	ms500 := v1alpha1.Duration{Duration: 500 * time.Millisecond}
-	tests := []struct {
-		name        string
-		metric      v1alpha1.Metric
-		minRequests int64
-		in          analysis.Input
-		want        analysis.Reading
-	}{
+	tests := []checkCase{
 		{
 			name:   "pass",
 			metric: v1alpha1.Metric{Name: "request-duration", MaxP99: ms500},
@@ -172,21 +178,17 @@ func TestCheckDuration(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := v1alpha1.Analysis{MinRequests: tt.minRequests, Metrics: []v1alpha1.Metric{tt.metric}}
-			got := analysis.Check(context.Background(), a, tt.in, nil)
-			if len(got) != 1 {
-				t.Fatalf("got %d readings; want 1", len(got))
-			}
+			got := checkOne(t, tt)
 			// Compare values rounded to the microsecond, as they are printed.
 			round := func(p *float64) {
 				if p != nil {
 					*p = math.Round(*p*1000) / 1000
 				}
 			}
-			round(&got[0].Value)
-			round(got[0].Baseline)
-			if !reflect.DeepEqual(got[0], tt.want) {
-				t.Errorf("got %+v; want %+v", got[0], tt.want)
+			round(&got.Value)
+			round(got.Baseline)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v; want %+v", got, tt.want)
 			}
 		})
 	}
