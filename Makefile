@@ -1,6 +1,7 @@
 # gitmesh's habits. `make help` lists them.
 GO          ?= go
 FUZZTIME    ?= 10s
+FUZZTIME_SMALL ?= 5s
 PKGS        := ./...
 STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
 
@@ -17,8 +18,12 @@ unit: ## go test ./... (includes the end-to-end tests in e2e/)
 e2e: ## only the end-to-end tests (real git server, controller, proxies, backends)
 	$(GO) test -count=1 -timeout 15m -v ./e2e/...
 
-fuzz: ## run each fuzz target briefly (FUZZTIME, default 10s)
+fuzz: ## run each fuzz target briefly (FUZZTIME, default 10s; proxy matchers FUZZTIME_SMALL, 5s)
 	$(GO) test ./compiler -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzDomainMatch$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzPathMatch$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzHeaderMatch$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzQueryParamMatch$$' -fuzztime $(FUZZTIME_SMALL)
 
 lint: ## gofmt, go vet (and staticcheck when installed)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

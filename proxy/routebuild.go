@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strconv"
 	"strings"
@@ -166,7 +167,7 @@ func buildRouteTable(rc *routev3.RouteConfiguration, refs *clusterRefs, inline b
 			return nil, fieldErr(field+".domains", "empty")
 		}
 		for j, d := range v.GetDomains() {
-			d = strings.ToLower(d)
+			d = lowerASCII(d)
 			if prev, dup := seen[d]; dup {
 				return nil, fieldErr(fmt.Sprintf("%s.domains[%d]", field, j), "domain %q is also in virtual host %q", d, prev)
 			}
@@ -559,7 +560,7 @@ func buildStringMatch(sm *matcherv3.StringMatcher) (*stringMatch, error) {
 	case *matcherv3.StringMatcher_Contains:
 		out.kind, out.value = strContains, p.Contains
 		if out.ignoreCase {
-			out.value = strings.ToLower(p.Contains)
+			out.value = lowerASCII(p.Contains)
 		}
 	case *matcherv3.StringMatcher_SafeRegex:
 		// ignore_case has no effect on safe_regex in Envoy.
@@ -577,11 +578,20 @@ func buildStringMatch(sm *matcherv3.StringMatcher) (*stringMatch, error) {
 // compileFull compiles an RE2 expression that must match the whole input,
 // as Envoy's safe_regex does.
 func compileFull(expr string, ignoreCase bool) (*regexp.Regexp, error) {
+	// expr must parse on its own: spliced between the anchors, an
+	// unbalanced ")" would close them ("a)|(b" would match "ax").
+	if _, err := syntax.Parse(expr, syntax.Perl); err != nil {
+		return nil, fmt.Errorf("compiling regex %q: %w", expr, err)
+	}
 	prefix := ""
 	if ignoreCase {
 		prefix = "(?i)"
 	}
 	re, err := regexp.Compile(prefix + "^(?:" + expr + ")$")
+	if err != nil {
+		// A \Q quote still open at the end of expr took ")$" as text.
+		re, err = regexp.Compile(prefix + "^(?:" + expr + `\E)$`)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("compiling regex %q: %w", expr, err)
 	}

@@ -153,7 +153,7 @@ type stringMatch struct {
 }
 
 // findVirtualHost matches host (the request's authority, as written)
-// against the table's domains in Envoy's order. Matching ignores case.
+// against the table's domains in Envoy's order. Matching ignores ASCII case.
 func (t *routeTable) findVirtualHost(host string) *virtualHost {
 	host = lowerASCII(host)
 	if vh, ok := t.exact[host]; ok {
@@ -172,14 +172,42 @@ func (t *routeTable) findVirtualHost(host string) *virtualHost {
 	return t.star
 }
 
-// lowerASCII lowercases s without allocating when it is already lowercase.
+// lowerASCII lowercases the ASCII letters of s, as Envoy's case-insensitive
+// matching does (strings.ToLower would also fold "\u212a", the Kelvin sign,
+// to "k"), without allocating when there are none in upper case.
 func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(s)
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
 	return s
+}
+
+// equalFoldASCII is strings.EqualFold for ASCII letters only.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // findRoute returns the first route of vh that matches r.
@@ -260,7 +288,7 @@ func queryValue(rawQuery, name string) (string, bool) {
 
 func hasPrefix(s, prefix string, ignoreCase bool) bool {
 	if ignoreCase {
-		return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+		return len(s) >= len(prefix) && equalFoldASCII(s[:len(prefix)], prefix)
 	}
 	return strings.HasPrefix(s, prefix)
 }
@@ -312,19 +340,19 @@ func (s *stringMatch) matches(v string) bool {
 	switch s.kind {
 	case strExact:
 		if s.ignoreCase {
-			return strings.EqualFold(v, s.value)
+			return equalFoldASCII(v, s.value)
 		}
 		return v == s.value
 	case strPrefix:
 		return hasPrefix(v, s.value, s.ignoreCase)
 	case strSuffix:
 		if s.ignoreCase {
-			return len(v) >= len(s.value) && strings.EqualFold(v[len(v)-len(s.value):], s.value)
+			return len(v) >= len(s.value) && equalFoldASCII(v[len(v)-len(s.value):], s.value)
 		}
 		return strings.HasSuffix(v, s.value)
 	case strContains:
 		if s.ignoreCase {
-			return strings.Contains(strings.ToLower(v), s.value)
+			return strings.Contains(lowerASCII(v), s.value)
 		}
 		return strings.Contains(v, s.value)
 	case strRegex:
