@@ -145,7 +145,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		r.log.Warn("restoring state", "error", err)
 	}
 	r.syncFleet(ctx)
-	r.ReconcileOnce(ctx)
+	r.reconcileOnce(ctx)
 	poll := time.NewTicker(r.cfg.Interval)
 	defer poll.Stop()
 	tick := time.NewTicker(r.cfg.Tick)
@@ -155,9 +155,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-poll.C:
-			r.ReconcileOnce(ctx)
+			r.reconcileOnce(ctx)
 		case <-r.trigger:
-			r.ReconcileOnce(ctx)
+			r.reconcileOnce(ctx)
 		case <-r.cfg.Fleet.Changed():
 			r.syncFleet(ctx)
 			r.stepRollout(ctx)

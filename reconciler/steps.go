@@ -36,11 +36,11 @@ type stepError struct {
 func (e *stepError) Error() string { return e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
-// ReconcileOnce runs one pass of the loop: fetch, build, validate, compile,
+// reconcileOnce runs one pass of the loop (from the Run goroutine only): fetch, build, validate, compile,
 // then start a rollout of the result. Each step either passes its result on
 // or returns a stepError; the Ready condition is computed once, at the end.
 // A failed revision is not retried until the source moves to another one.
-func (r *Reconciler) ReconcileOnce(ctx context.Context) {
+func (r *Reconciler) reconcileOnce(ctx context.Context) {
 	start := time.Now()
 	err := r.reconcile(ctx)
 	r.metrics.observe(err, time.Since(start))
