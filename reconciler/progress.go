@@ -173,7 +173,7 @@ func (r *Reconciler) bake(ctx context.Context, ro *Rollout, nodes []xds.NodeStat
 		r.setWaiting(ro, fmt.Sprintf("baking %s until %s (analysis: %s)", ro.Waves[ro.Wave].Name, ro.bakeUntil.UTC().Format(time.RFC3339), orDash(string(ro.verdict))))
 		return
 	}
-	if len(an.Metrics) > 0 && ro.Waves[ro.Wave].SyncedAt.Before(ro.bakeUntil) && ro.verdict != analysis.Pass {
+	if bake := effectiveWaves(ro.Policy)[ro.Wave].Bake.Duration; len(an.Metrics) > 0 && bake > 0 && ro.verdict != analysis.Pass {
 		r.setWaiting(ro, fmt.Sprintf("bake time over; waiting for a passing analysis (last: %s)", orDash(string(ro.verdict))))
 		return
 	}
