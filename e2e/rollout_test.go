@@ -339,10 +339,13 @@ func TestRolloutDenyWindowHolds(t *testing.T) {
 `
 	cm := newCanaryMesh(t, frozen)
 	sha := cm.push("reviews: all to v2", allV2, frozen)
-	ro := cm.waitRollout(t, sha, reconciler.PhasePending, 30*time.Second)
-	if !strings.Contains(ro.Waiting, "deny window freeze is open until") {
-		t.Errorf("waiting = %q; want it to name the deny window and until when", ro.Waiting)
-	}
+	cm.waitRollout(t, sha, reconciler.PhasePending, 30*time.Second)
+	eventually(t, 5*time.Second, "status names the deny window and until when", func() string {
+		if ro := cm.status().Rollout; !strings.Contains(ro.Waiting, "deny window freeze is open until") {
+			return fmt.Sprintf("waiting = %q", ro.Waiting)
+		}
+		return ""
+	})
 	for _, id := range cm.ids {
 		if !cm.load.first(id, "v2").IsZero() {
 			t.Errorf("proxy %s got v2 during the freeze", id)
