@@ -174,7 +174,14 @@ func TestRolloutWaves(t *testing.T) {
 			}
 		}
 		for _, id := range ro.Waves[1].Nodes {
-			if at := cm.load.first(id, "v2"); at.IsZero() || at.Before(baked) {
+			var at time.Time
+			eventually(t, 10*time.Second, "wave-2 proxy "+id+" serves v2", func() string {
+				if at = cm.load.first(id, "v2"); at.IsZero() {
+					return cm.load.latest(id)
+				}
+				return ""
+			})
+			if at.Before(baked) {
 				t.Errorf("wave-2 proxy %s first served v2 at %v; want after wave 1 baked at %v", id, at, baked)
 			}
 		}
