@@ -15,9 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 	"github.com/gitmesh/gitmesh/proxy"
 	"github.com/gitmesh/gitmesh/reconciler"
 )
@@ -129,42 +128,9 @@ func backend(t testing.TB, name string) *httptest.Server {
 	return s
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-//
-// A proxy's listen addresses must be known before it starts (they are its
-// node metadata), so the port is picked here and bound later. Ports come
-// from below the kernel's ephemeral range (32768-60999 on Linux), so no
-// `:0` listener or outgoing connection can take one in between, and from a
-// sequence this process never repeats.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	for range 1000 {
-		port := portBase + int(nextPort.Add(1))%portSpan
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue // in use by something else
-		}
-		l.Close()
-		return l.Addr().String()
-	}
-	t.Fatal("no free port below the ephemeral range")
-	return ""
-}
-
-// Ports freeAddr hands out: [portBase, portBase+portSpan), starting at an
-// offset drawn from the process id so parallel test binaries rarely meet.
-const (
-	portBase = 20000
-	portSpan = 12000
-)
-
-// nextPort is freeAddr's sequence. It is the one piece of package state in
-// the tests: ports are a process-wide resource.
-var nextPort = func() *atomic.Int64 {
-	var n atomic.Int64
-	n.Store(int64(os.Getpid() * 97 % portSpan))
-	return &n
-}()
+// freeAddr returns a loopback address for a server that binds it later
+// (see testnet.FreeAddr).
+func freeAddr(t testing.TB) string { return testnet.FreeAddr(t) }
 
 // mesh is a running controller with its proxies.
 type mesh struct {

@@ -38,6 +38,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 )
 
 // ---- polling ----
@@ -60,16 +61,9 @@ func eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	}
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr returns a loopback address for a listener the proxy binds later
+// (see testnet.FreeAddr).
+func freeAddr(t testing.TB) string { return testnet.FreeAddr(t) }
 
 // ---- control plane ----
 
