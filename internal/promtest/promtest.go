@@ -96,6 +96,7 @@ scrape_configs:
 			"--log.level=warn",
 		)
 		cmd.Stdout, cmd.Stderr = out, out
+		dieWithParent(cmd)
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("starting %s: %v", bin, err)
 		}
