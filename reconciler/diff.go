@@ -12,23 +12,13 @@ import (
 	"github.com/gitmesh/gitmesh/compiler"
 )
 
-// typeURL maps a cache response type to its xDS type URL.
-func typeURL(t types.ResponseType) string {
-	switch t {
-	case types.Listener:
-		return resource.ListenerType
-	case types.Route:
-		return resource.RouteType
-	case types.Cluster:
-		return resource.ClusterType
-	case types.Endpoint:
-		return resource.EndpointType
-	}
-	return ""
+// diffTypes are the resource types a diff reports: type URL and short name.
+var diffTypes = []struct{ url, name string }{
+	{resource.ListenerType, "listeners"},
+	{resource.RouteType, "routes"},
+	{resource.ClusterType, "clusters"},
+	{resource.EndpointType, "endpoints"},
 }
-
-// diffTypes are the resource types a diff reports, in order.
-var diffTypes = []types.ResponseType{types.Listener, types.Route, types.Cluster, types.Endpoint}
 
 // Change counts what differs for one resource type.
 type Change struct {
@@ -71,22 +61,25 @@ func (s Summary) String() string {
 
 // diffClasses compares old and new compiled classes resource by resource.
 // A class present on one side only counts all its resources as added or
-// removed.
+// removed. A type whose content-hash version is equal on both sides is not
+// compared further.
 func diffClasses(old, new map[string]*compiler.Snapshot) Summary {
+	keys := map[string]bool{}
+	for k := range old {
+		keys[k] = true
+	}
+	for k := range new {
+		keys[k] = true
+	}
 	s := Summary{}
-	names := map[types.ResponseType]string{types.Listener: "listeners", types.Route: "routes", types.Cluster: "clusters", types.Endpoint: "endpoints"}
 	for _, t := range diffTypes {
 		c := &Change{}
-		s[names[t]] = c
-		keys := map[string]bool{}
-		for k := range old {
-			keys[k] = true
-		}
-		for k := range new {
-			keys[k] = true
-		}
+		s[t.name] = c
 		for k := range keys {
-			a, b := resourcesOf(old[k], t), resourcesOf(new[k], t)
+			if old[k] != nil && new[k] != nil && old[k].Resources.GetVersion(t.url) == new[k].Resources.GetVersion(t.url) {
+				continue
+			}
+			a, b := resourcesOf(old[k], t.url), resourcesOf(new[k], t.url)
 			for name, ra := range a {
 				rb, ok := b[name]
 				switch {
@@ -106,9 +99,9 @@ func diffClasses(old, new map[string]*compiler.Snapshot) Summary {
 	return s
 }
 
-func resourcesOf(s *compiler.Snapshot, t types.ResponseType) map[string]types.Resource {
+func resourcesOf(s *compiler.Snapshot, url string) map[string]types.Resource {
 	if s == nil || s.Resources == nil {
 		return nil
 	}
-	return s.Resources.GetResources(typeURL(t))
+	return s.Resources.GetResources(url)
 }

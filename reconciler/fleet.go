@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/compiler"
@@ -75,7 +75,7 @@ func (r *Reconciler) assignNode(ctx context.Context, n xds.NodeStatus, s *served
 // Version, then the endpoints' version, so a node that runs the newest
 // endpoints is told apart from one that does not.
 func snapshotLabel(s *compiler.Snapshot) string {
-	eds := s.Resources.GetVersion(typeURL(types.Endpoint))
+	eds := s.Resources.GetVersion(resource.EndpointType)
 	if len(eds) > 8 {
 		eds = eds[:8]
 	}
