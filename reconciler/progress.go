@@ -49,13 +49,13 @@ func (r *Reconciler) startRollout(ctx context.Context, canary *served, spec v1al
 // called on every rollout tick and fleet change, from the Run goroutine
 // only, which owns the Rollout; fields read by Status are written under mu.
 func (r *Reconciler) stepRollout(ctx context.Context) {
-	defer r.refreshReady()
 	r.mu.Lock()
 	ro := r.rollout
 	r.mu.Unlock()
 	if ro == nil || ro.Phase.Done() {
-		return
+		return // nothing in flight: Ready only changes with a reconcile
 	}
+	defer r.refreshReady()
 	nodes := connected(r.cfg.Fleet.Nodes())
 	if ro.Phase != PhasePending && ro.Phase != PhasePaused {
 		if n, ok := nackedNode(ro, nodes); ok {

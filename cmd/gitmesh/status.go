@@ -57,7 +57,7 @@ Exit codes: 0 shown, 2 the controller could not be reached.`,
 		if !watch {
 			return show()
 		}
-		return every5(cmd.Context(), every, show)
+		return repeatEvery(cmd.Context(), every, show)
 	}
 	outputFlag(cmd, &output, "text", "json")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw until interrupted")
@@ -65,8 +65,8 @@ Exit codes: 0 shown, 2 the controller could not be reached.`,
 	return cmd
 }
 
-// every5 runs f now and every d until ctx is done or f fails.
-func every5(ctx context.Context, d time.Duration, f func() error) error {
+// repeatEvery runs f now and every d until ctx is done or f fails.
+func repeatEvery(ctx context.Context, d time.Duration, f func() error) error {
 	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
