@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +20,16 @@ func TestRolloutPrometheusGate(t *testing.T) {
 	cm := newCanaryMesh(t, "")
 	prom := promtest.Start(t, cm.admins)
 	promtest.WaitForValue(t, prom, `count(count by (instance) (istio_requests_total{reporter="source"})) == 4`, 60*time.Second)
+
+	// A rollback webhook hears why the rollout was rolled back.
+	rollbacks := make(chan reconciler.Event, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev reconciler.Event
+		if err := json.NewDecoder(r.Body).Decode(&ev); err == nil {
+			rollbacks <- ev
+		}
+	}))
+	t.Cleanup(hook.Close)
 
 	gate := fmt.Sprintf(`apiVersion: gitmesh.io/v1alpha1
 kind: RolloutPolicy
@@ -34,7 +47,9 @@ spec:
       prometheus:
         address: %s
         query: 'sum(istio_requests_total{reporter="source",response_code=~"5..",source_workload=~"{{wave_nodes}}"}) or vector(0)'
-`, prom)
+  webhooks:
+  - {name: pager, type: rollback, url: %q}
+`, prom, hook.URL)
 	// Adding a RolloutPolicy changes no proxy config: it is applied without
 	// a rollout, and governs the pushes after it.
 	sha := cm.push("rollout: gate on Prometheus", allV1, gate)
@@ -44,6 +59,14 @@ spec:
 	ro := cm.waitRollout(t, sha, reconciler.PhaseRolledBack, 60*time.Second)
 	if !strings.Contains(ro.Reason, "wave-5xx") {
 		t.Errorf("reason = %q; want it to name the Prometheus metric wave-5xx", ro.Reason)
+	}
+	select {
+	case ev := <-rollbacks:
+		if ev.Type != "rollback" || ev.Phase != reconciler.PhaseRolledBack || !strings.HasSuffix(ev.Revision, sha) || !strings.Contains(ev.Reason, "wave-5xx") {
+			t.Errorf("rollback webhook got %+v; want type rollback, phase RolledBack, revision %s and the reason", ev, sha)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the rollback webhook was not called")
 	}
 	for _, id := range cm.ids {
 		if id != ro.Waves[0].Nodes[0] && !cm.load.first(id, "status 503").IsZero() {
