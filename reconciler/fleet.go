@@ -118,5 +118,5 @@ func fleetKey(fleet []nodemeta.Workload) string {
 // probe is a sidecar class in the default namespace that every revision is
 // compiled for besides the connected proxies' classes (see served.compile).
 func (r *Reconciler) probe() nodemeta.ProxyClass {
-	return nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Namespace: r.cfg.DefaultNamespace, Service: "gitmesh-probe", Outbound: "127.0.0.1:15001"}
+	return nodemeta.SidecarClass(r.cfg.DefaultNamespace, "")
 }

@@ -9,11 +9,6 @@ import (
 	"github.com/gitmesh/gitmesh/reconciler"
 )
 
-// Placeholder listener address of the classes review compiles for: the
-// compiled routes and clusters do not depend on it, and it never differs
-// between base and head.
-const placeholderOutbound = "127.0.0.1:15001"
-
 // Class is a ProxyClass to compile both sides for, with a name for people
 // and, for live classes, how many connected proxies it has.
 type Class struct {
@@ -37,7 +32,7 @@ func NewClass(role, namespace, service string) Class {
 	}
 	pc := nodemeta.ProxyClass{Role: role, Namespace: namespace, Service: service}
 	if role == nodemeta.RoleSidecar {
-		pc.Outbound = placeholderOutbound
+		pc = nodemeta.SidecarClass(namespace, service)
 	}
 	return Class{Name: className(pc), Class: pc}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/sources"
 )
@@ -28,6 +29,25 @@ type Validation struct {
 	Namespace string
 	// Diagnostics are the findings, sorted by file, line and code.
 	Diagnostics compiler.Diagnostics
+}
+
+// Validate builds path (relative to root) as the controller would, parses
+// and analyzes its objects, and, when they have no errors, compiles them
+// for a generic sidecar in namespace so a revision that would not compile
+// fails here too. Its error means the policy could not be built or
+// compiled; findings are in the Validation.
+func Validate(root, path, namespace string) (*Validation, error) {
+	objs, err := sources.Build(root, path)
+	if err != nil {
+		return nil, err
+	}
+	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(namespace))
+	if !diags.HasErrors() {
+		if _, err := policy.Compile(nodemeta.SidecarClass(namespace, ""), nil); err != nil {
+			return nil, fmt.Errorf("compiling: %w", err)
+		}
+	}
+	return &Validation{Objects: objs, Namespace: namespace, Diagnostics: diags}, nil
 }
 
 // AtOrAbove reports whether a finding of severity threshold or more

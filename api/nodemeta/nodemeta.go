@@ -86,6 +86,18 @@ type ProxyClass struct {
 	Gateway   []string          `json:"gateway,omitempty"`
 }
 
+// placeholderOutbound is the outbound listener address of SidecarClass.
+const placeholderOutbound = "127.0.0.1:15001"
+
+// SidecarClass returns the ProxyClass of a sidecar of service (may be "")
+// in namespace ns that announces only an outbound listener, at a
+// placeholder address: what such a proxy sees of the policy. It compiles
+// a revision when no real proxy is there to ask (the controller's probe,
+// `gitmesh validate`, `gitmesh diff`).
+func SidecarClass(ns, service string) ProxyClass {
+	return ProxyClass{Role: RoleSidecar, Namespace: orDefault(ns, DefaultNamespace), Service: service, Outbound: placeholderOutbound}
+}
+
 // Class returns the workload's ProxyClass.
 func (w Workload) Class() ProxyClass {
 	return ProxyClass{

@@ -10,7 +10,6 @@ import (
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/review"
-	"github.com/gitmesh/gitmesh/sources"
 )
 
 func newValidateCmd() *cobra.Command {
@@ -38,11 +37,6 @@ Exit codes: 0 no finding at or above --failure-threshold (default error),
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			root, path := splitRoot(dir)
-			objs, err := sources.Build(root, path)
-			if err != nil {
-				return &exitError{2, err}
-			}
 			var sev compiler.Severity
 			switch threshold {
 			case "error":
@@ -52,14 +46,11 @@ Exit codes: 0 no finding at or above --failure-threshold (default error),
 			default:
 				return &exitError{2, fmt.Errorf("--failure-threshold %q: want error or warning", threshold)}
 			}
-			policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(namespace))
-			if !diags.HasErrors() && policy != nil {
-				probe := nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Namespace: namespace, Service: "gitmesh-validate", Outbound: "127.0.0.1:15001"}
-				if _, err := policy.Compile(probe, nil); err != nil {
-					return &exitError{2, fmt.Errorf("compiling: %w", err)}
-				}
+			root, path := splitRoot(dir)
+			v, err := review.Validate(root, path, namespace)
+			if err != nil {
+				return &exitError{2, err}
 			}
-			v := &review.Validation{Objects: objs, Namespace: namespace, Diagnostics: diags}
 			if err := v.Write(cmd.OutOrStdout(), output); err != nil {
 				return &exitError{2, err}
 			}
