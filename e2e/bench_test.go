@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/api/admin"
 )
 
 // BenchmarkPushToTraffic measures the time from `git push` to traffic
@@ -50,7 +50,7 @@ func BenchmarkTimeToRollback(b *testing.B) {
 	for i := range b.N {
 		pushed := time.Now()
 		sha := cm.push(fmt.Sprintf("reviews: broken backend #%d", i), toBad, wavesPolicy)
-		ro := cm.waitRollout(b, sha, reconciler.PhaseRolledBack, 60*time.Second)
+		ro := cm.waitRollout(b, sha, admin.PhaseRolledBack, 60*time.Second)
 		id := ro.Waves[0].Nodes[0]
 		firstBad := cm.load.firstAfter(id, "status 503", pushed)
 		var back time.Time

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds" // registers the xds resolver, balancers and HTTP filters
 
-	"github.com/gitmesh/gitmesh/xds"
+	"github.com/gitmesh/gitmesh/api/admin"
 )
 
 // echoServer is a gRPC TestService backend that answers every UnaryCall
@@ -206,7 +206,7 @@ func TestProxylessGRPC(t *testing.T) {
 		eventually(t, 10*time.Second, "grpc-client-1 SYNCED", func() string {
 			for _, p := range m.status().Proxies {
 				if p.ID == "grpc-client-1" {
-					if p.Connected && p.State == xds.SyncState("SYNCED") {
+					if p.Connected && p.State == admin.StateSynced {
 						return ""
 					}
 					return fmt.Sprintf("%+v", p)

@@ -21,11 +21,11 @@ import (
 
 	"github.com/fluxcd/pkg/gittestserver"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/internal/controller"
 	"github.com/gitmesh/gitmesh/internal/testnet"
 	"github.com/gitmesh/gitmesh/proxy"
-	"github.com/gitmesh/gitmesh/reconciler"
 )
 
 // testLogger logs to t when GITMESH_E2E_LOG is set (to debug, info, warn
@@ -216,7 +216,7 @@ func portOf(v any) string {
 }
 
 // status reads the controller's status through its admin API.
-func (m *mesh) status() reconciler.Status {
+func (m *mesh) status() admin.Status {
 	return m.ctrl.Reconciler.Status()
 }
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
-	"github.com/gitmesh/gitmesh/reconciler"
 )
 
 // Gateways go first, then everyone.
@@ -77,7 +77,7 @@ func TestRolloutStopsOnNACK(t *testing.T) {
 	files := canaryPolicy(cm.v1, cm.v2, cm.b, allV1, gatewaysFirst)
 	files["policy/gateway.yaml"] = edgeGateway(httpPort, "")
 	sha := cm.repo.push("edge: serve reviews.example.com", files)
-	cm.waitRollout(t, sha, reconciler.PhasePromoted, 60*time.Second)
+	cm.waitRollout(t, sha, admin.PhasePromoted, 60*time.Second)
 	viaGateway := func() string {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/", nil)
 		req.Host = "reviews.example.com"
@@ -100,7 +100,7 @@ func TestRolloutStopsOnNACK(t *testing.T) {
       privateKey: /nonexistent/gitmesh-e2e/key.pem
 `, httpsPort))
 	sha = cm.repo.push("edge: HTTPS with a certificate that is not on the gateway hosts; reviews to v2", files)
-	ro := cm.waitRollout(t, sha, reconciler.PhaseRolledBack, 60*time.Second)
+	ro := cm.waitRollout(t, sha, admin.PhaseRolledBack, 60*time.Second)
 	if !strings.Contains(ro.Reason, "gateway-1 NACKed") || !strings.Contains(ro.Reason, "cert.pem") {
 		t.Errorf("reason = %q; want the NACK of gateway-1 naming the certificate file", ro.Reason)
 	}

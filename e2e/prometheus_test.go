@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/internal/promtest"
-	"github.com/gitmesh/gitmesh/reconciler"
 )
 
 // TestRolloutPrometheusGate: a RolloutPolicy metric queried from a real
@@ -22,9 +22,9 @@ func TestRolloutPrometheusGate(t *testing.T) {
 	promtest.WaitForValue(t, prom, `count(count by (instance) (istio_requests_total{reporter="source"})) == 4`, 60*time.Second)
 
 	// A rollback webhook hears why the rollout was rolled back.
-	rollbacks := make(chan reconciler.Event, 4)
+	rollbacks := make(chan admin.Event, 4)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ev reconciler.Event
+		var ev admin.Event
 		if err := json.NewDecoder(r.Body).Decode(&ev); err == nil {
 			rollbacks <- ev
 		}
@@ -56,13 +56,13 @@ spec:
 	eventually(t, 30*time.Second, "RolloutPolicy applied", func() string { return synced(cm.mesh, sha, 4) })
 
 	sha = cm.push("reviews: to a broken backend", toBad, gate)
-	ro := cm.waitRollout(t, sha, reconciler.PhaseRolledBack, 60*time.Second)
+	ro := cm.waitRollout(t, sha, admin.PhaseRolledBack, 60*time.Second)
 	if !strings.Contains(ro.Reason, "wave-5xx") {
 		t.Errorf("reason = %q; want it to name the Prometheus metric wave-5xx", ro.Reason)
 	}
 	select {
 	case ev := <-rollbacks:
-		if ev.Type != "rollback" || ev.Phase != reconciler.PhaseRolledBack || !strings.HasSuffix(ev.Revision, sha) || !strings.Contains(ev.Reason, "wave-5xx") {
+		if ev.Type != "rollback" || ev.Phase != admin.PhaseRolledBack || !strings.HasSuffix(ev.Revision, sha) || !strings.Contains(ev.Reason, "wave-5xx") {
 			t.Errorf("rollback webhook got %+v; want type rollback, phase RolledBack, revision %s and the reason", ev, sha)
 		}
 	case <-time.After(10 * time.Second):

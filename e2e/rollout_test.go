@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/reconciler"
 )
 
@@ -122,9 +123,9 @@ func (cm *canaryMesh) push(msg, routes, rollout string) string {
 }
 
 // waitRollout waits for the rollout of sha to reach phase.
-func (cm *canaryMesh) waitRollout(t testing.TB, sha string, phase reconciler.Phase, timeout time.Duration) *reconciler.Rollout {
+func (cm *canaryMesh) waitRollout(t testing.TB, sha string, phase admin.Phase, timeout time.Duration) *admin.Rollout {
 	t.Helper()
-	var ro *reconciler.Rollout
+	var ro *admin.Rollout
 	eventually(t, timeout, fmt.Sprintf("rollout of %s %s", sha[:8], phase), func() string {
 		st := cm.status()
 		ro = st.Rollout
@@ -139,7 +140,7 @@ func (cm *canaryMesh) waitRollout(t testing.TB, sha string, phase reconciler.Pha
 	return ro
 }
 
-func (cm *canaryMesh) do(t *testing.T, req reconciler.Request) string {
+func (cm *canaryMesh) do(t *testing.T, req admin.Request) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -163,7 +164,7 @@ func TestRolloutWaves(t *testing.T) {
 
 	t.Run("good change rolls out wave by wave", func(t *testing.T) {
 		sha := cm.push("reviews: all to v2", allV2, wavesPolicy)
-		ro := cm.waitRollout(t, sha, reconciler.PhasePromoted, 60*time.Second)
+		ro := cm.waitRollout(t, sha, admin.PhasePromoted, 60*time.Second)
 		if len(ro.Waves) != 2 || len(ro.Waves[0].Nodes) != 1 || len(ro.Waves[1].Nodes) != 3 {
 			t.Fatalf("waves = %+v; want 1 proxy (25%% of 4), then the other 3", ro.Waves)
 		}
@@ -194,7 +195,7 @@ func TestRolloutWaves(t *testing.T) {
 		good := cm.status().LastAppliedRevision
 		pushed := time.Now()
 		sha := cm.push("reviews: to a broken backend", toBad, wavesPolicy)
-		ro := cm.waitRollout(t, sha, reconciler.PhaseRolledBack, 60*time.Second)
+		ro := cm.waitRollout(t, sha, admin.PhaseRolledBack, 60*time.Second)
 		if !strings.Contains(ro.Reason, "request-success-rate") {
 			t.Errorf("reason = %q; want it to name the failed request-success-rate check", ro.Reason)
 		}
@@ -245,7 +246,7 @@ func TestRolloutWaves(t *testing.T) {
 
 	t.Run("rollback --to an older good revision holds there", func(t *testing.T) {
 		_, sha, _ := strings.Cut(first, "sha1:")
-		msg := cm.do(t, reconciler.Request{Op: reconciler.OpRollback, To: sha[:10]})
+		msg := cm.do(t, admin.Request{Op: admin.OpRollback, To: sha[:10]})
 		t.Log(msg)
 		eventually(t, 20*time.Second, "every proxy back on v1", func() string {
 			for _, id := range cm.ids {
@@ -261,14 +262,14 @@ func TestRolloutWaves(t *testing.T) {
 		}
 		// A new commit releases the hold and rolls out as usual.
 		newSha := cm.push("reviews: 50/50", fiftyFifty, wavesPolicy)
-		cm.waitRollout(t, newSha, reconciler.PhasePromoted, 60*time.Second)
+		cm.waitRollout(t, newSha, admin.PhasePromoted, 60*time.Second)
 		if st := cm.status(); st.Hold != nil {
 			t.Errorf("hold = %+v after a new commit; want released", st.Hold)
 		}
 	})
 }
 
-func mustHistory(t *testing.T, cm *canaryMesh) []reconciler.Rollout {
+func mustHistory(t *testing.T, cm *canaryMesh) []admin.Rollout {
 	t.Helper()
 	h, err := cm.ctrl.Reconciler.History(0)
 	if err != nil {
@@ -285,7 +286,7 @@ func TestRolloutSurvivesControllerRestart(t *testing.T) {
 	longBake := strings.Replace(wavesPolicy, "{percent: 25, bake: 2s}", "{percent: 25, bake: 1h}", 1)
 	cm := newCanaryMesh(t, longBake)
 	sha := cm.push("reviews: all to v2", allV2, longBake)
-	ro := cm.waitRollout(t, sha, reconciler.PhaseBaking, 60*time.Second)
+	ro := cm.waitRollout(t, sha, admin.PhaseBaking, 60*time.Second)
 	wave1 := ro.Waves[0].Nodes[0]
 	var switched time.Time
 	eventually(t, 10*time.Second, "the wave-1 proxy serves v2", func() string {
@@ -298,7 +299,7 @@ func TestRolloutSurvivesControllerRestart(t *testing.T) {
 	cm.stop()
 	m2 := startController(t, cm.repo.URL, cm.stateDir, 200*time.Millisecond, cm.xdsAddr)
 	cm.mesh = m2
-	ro2 := cm.waitRollout(t, sha, reconciler.PhaseBaking, 60*time.Second)
+	ro2 := cm.waitRollout(t, sha, admin.PhaseBaking, 60*time.Second)
 	if ro2.ID != ro.ID || ro2.Waves[0].Nodes[0] != wave1 {
 		t.Fatalf("after restart rollout #%d wave 1 %v; want the same rollout #%d with %s", ro2.ID, ro2.Waves[0].Nodes, ro.ID, wave1)
 	}
@@ -320,13 +321,13 @@ func TestRolloutSurvivesControllerRestart(t *testing.T) {
 
 	// A new commit supersedes the rollout in flight and starts from wave 1.
 	next := cm.push("reviews: 50/50", fiftyFifty, longBake)
-	cm.waitRollout(t, next, reconciler.PhaseBaking, 30*time.Second)
-	if h := mustHistory(t, cm); len(h) < 2 || h[1].ID != ro.ID || h[1].Phase != reconciler.PhaseSuperseded {
+	cm.waitRollout(t, next, admin.PhaseBaking, 30*time.Second)
+	if h := mustHistory(t, cm); len(h) < 2 || h[1].ID != ro.ID || h[1].Phase != admin.PhaseSuperseded {
 		t.Errorf("history %+v; want rollout #%d Superseded", h, ro.ID)
 	}
 
-	cm.do(t, reconciler.Request{Op: reconciler.OpPromote, Full: true})
-	cm.waitRollout(t, next, reconciler.PhasePromoted, 10*time.Second)
+	cm.do(t, admin.Request{Op: admin.OpPromote, Full: true})
+	cm.waitRollout(t, next, admin.PhasePromoted, 10*time.Second)
 	eventually(t, 20*time.Second, "every proxy on the 50/50 split", func() string {
 		for _, out := range []string{late} {
 			got := split(out, "reviews", 40)
@@ -346,7 +347,7 @@ func TestRolloutDenyWindowHolds(t *testing.T) {
 `
 	cm := newCanaryMesh(t, frozen)
 	sha := cm.push("reviews: all to v2", allV2, frozen)
-	cm.waitRollout(t, sha, reconciler.PhasePending, 30*time.Second)
+	cm.waitRollout(t, sha, admin.PhasePending, 30*time.Second)
 	eventually(t, 5*time.Second, "status names the deny window and until when", func() string {
 		if ro := cm.status().Rollout; !strings.Contains(ro.Waiting, "deny window freeze is open until") {
 			return fmt.Sprintf("waiting = %q", ro.Waiting)
@@ -358,8 +359,8 @@ func TestRolloutDenyWindowHolds(t *testing.T) {
 			t.Errorf("proxy %s got v2 during the freeze", id)
 		}
 	}
-	cm.do(t, reconciler.Request{Op: reconciler.OpPromote, Full: true})
-	cm.waitRollout(t, sha, reconciler.PhasePromoted, 20*time.Second)
+	cm.do(t, admin.Request{Op: admin.OpPromote, Full: true})
+	cm.waitRollout(t, sha, admin.PhasePromoted, 20*time.Second)
 }
 
 // TestRolloutConfirmPromotionWebhook: the confirm-promotion webhook gates
@@ -396,7 +397,7 @@ func TestRolloutConfirmPromotionWebhook(t *testing.T) {
 		}
 	}
 	allow.Store(true)
-	cm.waitRollout(t, sha, reconciler.PhasePromoted, 30*time.Second)
+	cm.waitRollout(t, sha, admin.PhasePromoted, 30*time.Second)
 	eventually(t, 10*time.Second, "event webhooks called", func() string {
 		if n := events.Load(); n < 3 {
 			return fmt.Sprintf("%d events", n)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitmesh/gitmesh/xds"
+	"github.com/gitmesh/gitmesh/api/admin"
 )
 
 // reviewsPolicy returns the policy files for a reviews service with two
@@ -227,7 +227,7 @@ func synced(m *mesh, sha string, n int) string {
 	}
 	count := 0
 	for _, p := range st.Proxies {
-		if p.Connected && p.State == xds.SyncState("SYNCED") {
+		if p.Connected && p.State == admin.StateSynced {
 			count++
 		}
 	}

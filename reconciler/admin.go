@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gitmesh/gitmesh/api/admin"
 )
 
 // AdminHandler serves the controller's admin API:
@@ -50,7 +52,7 @@ func AdminHandler(r *Reconciler, token string, gatherer prometheus.Gatherer) htt
 		writeJSON(w, http.StatusOK, h)
 	})
 	mux.Handle("POST /api/v1/rollout", requireToken(token, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		var op Request
+		var op admin.Request
 		if err := json.NewDecoder(io.LimitReader(req.Body, 1<<16)).Decode(&op); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
 			return

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gitmesh/gitmesh/api/admin"
 )
 
 // metrics are the reconciler's Prometheus collectors (no global registry).
@@ -54,8 +56,8 @@ func newMetrics() *metrics {
 }
 
 // setPhase marks p as the current rollout phase.
-func (m *metrics) setPhase(p Phase) {
-	for _, q := range []Phase{PhasePending, PhaseProgressing, PhaseBaking, PhasePaused, PhasePromoted, PhaseRolledBack, PhaseFailed, PhaseSuperseded} {
+func (m *metrics) setPhase(p admin.Phase) {
+	for _, q := range []admin.Phase{admin.PhasePending, admin.PhaseProgressing, admin.PhaseBaking, admin.PhasePaused, admin.PhasePromoted, admin.PhaseRolledBack, admin.PhaseFailed, admin.PhaseSuperseded} {
 		m.phase.WithLabelValues(string(q)).Set(boolGauge(p == q))
 	}
 }

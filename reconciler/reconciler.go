@@ -12,6 +12,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/reconciler/analysis"
 	"github.com/gitmesh/gitmesh/sources"
@@ -51,6 +53,9 @@ type Config struct {
 	Path string
 	// Interval is how often the source is polled. Default 30s.
 	Interval time.Duration
+	// FetchTimeout bounds one fetch of the source, with the build of what
+	// it fetched (Flux's spec.timeout). Default 60s.
+	FetchTimeout time.Duration
 	// Fleet is the xds server. Required.
 	Fleet Fleet
 	// Store persists state. If nil, nothing survives a restart.
@@ -58,7 +63,10 @@ type Config struct {
 	// DefaultNamespace is the namespace of objects that name none. Default "default".
 	DefaultNamespace string
 	// HTTPClient scrapes proxies, queries Prometheus and calls webhooks.
-	// If nil, a client with a 5s timeout is used.
+	// Each call is bounded by its own deadline (a scrape and a query by the
+	// analysis interval, a webhook by its timeout), so the client needs no
+	// Timeout of its own; one would cap the documented webhook timeouts.
+	// If nil, a client without a Timeout is used.
 	HTTPClient *http.Client
 	// Tick is how often an in-flight rollout is stepped. Default 100ms.
 	Tick time.Duration
@@ -77,22 +85,28 @@ type Reconciler struct {
 	prom     analysis.Querier
 	trigger  chan struct{}
 	commands chan command
-	wg       sync.WaitGroup // webhook calls in flight
+	// results carries the outcome of off-loop work to the Run goroutine.
+	results chan func(context.Context)
+	wg      sync.WaitGroup // webhook calls in flight
+	jobs    sync.WaitGroup // offLoop goroutines
+
+	// fetch is the Run goroutine's own; no lock.
+	fetch fetchState
 
 	// mu protects everything below (written by the Run goroutine, read by
 	// the admin API).
 	mu sync.Mutex
 	// status is what the admin API reports.
-	status Status
+	status status
 	// stable is the last good (promoted) revision; every proxy not updated
 	// by the in-flight rollout runs it. nil before the first good revision.
 	stable *served
 	// rollout is the in-flight (or last finished) rollout.
-	rollout *Rollout
+	rollout *rollout
 	// hold, when set, keeps the fleet on a manually chosen revision.
-	hold *Hold
-	// rollbackWatch times the last rollback until every proxy ACKed it.
-	rollbackWatch *rollbackWatch
+	hold *admin.Hold
+	// rollbackWatches time the rollbacks until every proxy ACKed them.
+	rollbackWatches []rollbackWatch
 	// assigned is the revision each node was last given, by node id.
 	assigned map[string]string
 }
@@ -108,6 +122,9 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
 	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = 60 * time.Second
+	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 100 * time.Millisecond
 	}
@@ -115,7 +132,7 @@ func New(cfg Config) (*Reconciler, error) {
 		cfg.DefaultNamespace = "default"
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+		cfg.HTTPClient = &http.Client{}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -129,6 +146,7 @@ func New(cfg Config) (*Reconciler, error) {
 		prom:     &analysis.Prometheus{Client: cfg.HTTPClient},
 		trigger:  make(chan struct{}, 1),
 		commands: make(chan command),
+		results:  make(chan func(context.Context)),
 		assigned: map[string]string{},
 	}
 	r.status.init()
@@ -136,16 +154,19 @@ func New(cfg Config) (*Reconciler, error) {
 }
 
 // Run restores state from the Store (so proxies are served at once even if
-// Git is down, and an in-flight rollout resumes), then reconciles every
-// Interval, whenever Trigger is called, steps the rollout every Tick, and
-// re-assigns snapshots whenever the fleet changes, until ctx is done.
+// Git is down, and an in-flight rollout resumes), then fetches the source
+// every Interval and whenever Trigger is called, steps the rollout every
+// Tick, and re-assigns snapshots whenever the fleet changes, until ctx is
+// done. Run's goroutine owns the rollout and only decides: fetches,
+// scrapes, queries and webhooks run off it (see offLoop).
 func (r *Reconciler) Run(ctx context.Context) error {
 	defer r.wg.Wait()
+	defer r.jobs.Wait()
 	if err := r.restore(); err != nil {
 		r.log.Warn("restoring state", "error", err)
 	}
 	r.syncFleet(ctx)
-	r.reconcileOnce(ctx)
+	r.startFetch(ctx)
 	poll := time.NewTicker(r.cfg.Interval)
 	defer poll.Stop()
 	tick := time.NewTicker(r.cfg.Tick)
@@ -155,15 +176,19 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-poll.C:
-			r.reconcileOnce(ctx)
+			r.startFetch(ctx)
 		case <-r.trigger:
-			r.reconcileOnce(ctx)
+			r.startFetch(ctx)
+		case done := <-r.results:
+			done(ctx)
+			r.refreshReady()
 		case <-r.cfg.Fleet.Changed():
 			r.syncFleet(ctx)
 			r.stepRollout(ctx)
-			r.checkRollbackDone(connected(r.cfg.Fleet.Nodes()))
+			r.checkRollbackDone()
 		case <-tick.C:
 			r.stepRollout(ctx)
+			r.checkRollbackDone()
 		case c := <-r.commands:
 			c.reply <- r.execute(ctx, c)
 		}
@@ -197,7 +222,18 @@ func (r *Reconciler) restore() error {
 	if err != nil {
 		return err
 	}
+	failure, err := r.cfg.Store.Failure()
+	if err != nil {
+		return err
+	}
 	r.mu.Lock()
+	if failure != nil {
+		// A revision that failed its rollout stays failed across restarts:
+		// it is not rolled out again until a new commit or 'gitmesh resume'.
+		r.status.LastAttemptedRevision = failure.Revision
+		r.status.lastAttemptFailed = &stepError{failure.Reason, errors.New(failure.Message)}
+		r.status.lastErr = r.status.lastAttemptFailed
+	}
 	r.stable, r.hold = stable, hold
 	r.status.LastAppliedRevision, r.status.LastAppliedVersion = stable.Revision, stable.Version
 	r.mu.Unlock()
@@ -211,14 +247,13 @@ func (r *Reconciler) restore() error {
 	if err != nil {
 		return fmt.Errorf("resuming rollout %d: %w", inf.Rollout.ID, err)
 	}
-	ro := inf.Rollout
-	ro.Canary = canary
+	ro := rollout{Rollout: inf.Rollout, Canary: canary}
 	ro.updated = map[string]bool{}
 	ro.markUpdated(ro.Updated)
 	// Re-enter the current wave: wait for its ACKs again and bake afresh,
 	// with a fresh progress deadline.
-	if ro.Phase == PhaseBaking {
-		ro.Phase = PhaseProgressing
+	if ro.Phase == admin.PhaseBaking {
+		ro.Phase = admin.PhaseProgressing
 	}
 	ro.waveStarted = time.Now()
 	r.mu.Lock()
@@ -238,7 +273,7 @@ func (r *Reconciler) parseStored(revision string, objs []sources.Object) (*serve
 }
 
 // saveRollout stores ro (with its canary's objects while in flight).
-func (r *Reconciler) saveRollout(ro *Rollout) error {
+func (r *Reconciler) saveRollout(ro *rollout) error {
 	if r.cfg.Store == nil {
 		if ro.ID == 0 {
 			r.mu.Lock()
@@ -252,7 +287,7 @@ func (r *Reconciler) saveRollout(ro *Rollout) error {
 	if ro.Canary != nil {
 		objs = ro.Canary.Objects
 	}
-	return r.cfg.Store.SaveRollout(ro, objs)
+	return r.cfg.Store.SaveRollout(&ro.Rollout, objs)
 }
 
 // saveGood stores s as the last good revision.

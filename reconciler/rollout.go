@@ -7,83 +7,21 @@ import (
 	"sort"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
 	"github.com/gitmesh/gitmesh/reconciler/analysis"
 	"github.com/gitmesh/gitmesh/xds"
 )
 
-// Phase is where a Rollout is in its journey through the fleet.
-type Phase string
+// rollout is the Run goroutine's state of one revision's journey through
+// the fleet: the record the admin API shows and the store persists, plus
+// what only the running state machine needs.
+type rollout struct {
+	admin.Rollout
 
-// Rollout phases. Pending -> Progressing(wave n) -> Baking -> (next wave:
-// Progressing) ... -> Promoted; RolledBack, Failed and Superseded end a
-// rollout early; Paused holds it where it is.
-const (
-	// PhasePending waits for a window that allows starting.
-	PhasePending Phase = "Pending"
-	// PhaseProgressing has pushed the current wave and waits for its ACKs.
-	PhaseProgressing Phase = "Progressing"
-	// PhaseBaking watches the current wave (analysis, bake time, gates).
-	PhaseBaking Phase = "Baking"
-	// PhasePaused holds the rollout until resume.
-	PhasePaused Phase = "Paused"
-	// PhasePromoted: every proxy runs the revision; it is the new last good.
-	PhasePromoted Phase = "Promoted"
-	// PhaseRolledBack: a NACK, a failed gate or a person rolled it back.
-	PhaseRolledBack Phase = "RolledBack"
-	// PhaseFailed: a wave missed its progress deadline; rolled back.
-	PhaseFailed Phase = "Failed"
-	// PhaseSuperseded: a newer revision replaced it mid-rollout.
-	PhaseSuperseded Phase = "Superseded"
-)
-
-// Done reports whether p ends a rollout.
-func (p Phase) Done() bool {
-	switch p {
-	case PhasePromoted, PhaseRolledBack, PhaseFailed, PhaseSuperseded:
-		return true
-	}
-	return false
-}
-
-// Rollout triggers.
-const (
-	TriggerCommit   = "commit"   // a new revision in Git
-	TriggerRollback = "rollback" // `gitmesh rollback`
-	TriggerInitial  = "initial"  // the first revision, served to all at once
-)
-
-// Rollout is one revision's journey through the fleet. It is persisted
-// (in-flight and in history) as JSON.
-type Rollout struct {
-	ID               uint64 `json:"id"`
-	Revision         string `json:"revision"`
-	Version          string `json:"version"`
-	PreviousRevision string `json:"previousRevision,omitempty"`
-	Trigger          string `json:"trigger"`
-	Phase            Phase  `json:"phase"`
-	// Wave is the index of the current wave.
-	Wave  int          `json:"wave"`
-	Waves []WaveRecord `json:"waves"`
-	// Reason says why the rollout ended, or why it waits.
-	Reason string `json:"reason,omitempty"`
-	// Waiting says what the rollout waits for now (a window, ACKs, bake
-	// time, analysis, a webhook), with until when if known.
-	Waiting    string    `json:"waiting,omitempty"`
-	StartedAt  time.Time `json:"startedAt"`
-	FinishedAt time.Time `json:"finishedAt,omitzero"`
-	// Readings are the last analysis readings.
-	Readings []analysis.Reading `json:"readings,omitempty"`
-	// Updated lists the proxies that were given the revision.
-	Updated []string `json:"updated,omitempty"`
-	// Policy is the RolloutPolicy in force (the revision's own, or the default).
-	Policy v1alpha1.RolloutPolicySpec `json:"policy"`
-	// PausedFrom is the phase to return to on resume.
-	PausedFrom Phase `json:"pausedFrom,omitempty"`
-
-	// Canary is the revision being rolled out (not persisted here; the
-	// store keeps its objects).
-	Canary *served `json:"-"`
+	// Canary is the revision being rolled out (the store keeps its objects
+	// beside the record).
+	Canary *served
 
 	updated     map[string]bool
 	waveStarted time.Time // when the current wave was pushed (progress deadline)
@@ -91,24 +29,13 @@ type Rollout struct {
 	lastCheck   time.Time
 	failures    int
 	verdict     analysis.Result
-	start       map[string]analysis.Sample // scrape at bake start, by node id
+	bake        bakeState
 }
 
-// WaveRecord is one wave of a Rollout.
-type WaveRecord struct {
-	Name string `json:"name"`
-	// Nodes are the proxies the wave updated (cumulative membership minus
-	// earlier waves).
-	Nodes     []string  `json:"nodes"`
-	StartedAt time.Time `json:"startedAt,omitzero"`
-	SyncedAt  time.Time `json:"syncedAt,omitzero"`
-	BakedAt   time.Time `json:"bakedAt,omitzero"`
-}
-
-func (ro *Rollout) isUpdated(id string) bool { return ro.updated[id] }
+func (ro *rollout) isUpdated(id string) bool { return ro.updated[id] }
 
 // markUpdated adds ids to the updated set.
-func (ro *Rollout) markUpdated(ids []string) {
+func (ro *rollout) markUpdated(ids []string) {
 	if ro.updated == nil {
 		ro.updated = map[string]bool{}
 	}

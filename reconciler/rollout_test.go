@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
 	"github.com/gitmesh/gitmesh/xds"
@@ -128,9 +129,9 @@ func TestWindowsAllow(t *testing.T) {
 }
 
 func TestPhaseDone(t *testing.T) {
-	for p, want := range map[Phase]bool{
-		PhasePending: false, PhaseProgressing: false, PhaseBaking: false, PhasePaused: false,
-		PhasePromoted: true, PhaseRolledBack: true, PhaseFailed: true, PhaseSuperseded: true,
+	for p, want := range map[admin.Phase]bool{
+		admin.PhasePending: false, admin.PhaseProgressing: false, admin.PhaseBaking: false, admin.PhasePaused: false,
+		admin.PhasePromoted: true, admin.PhaseRolledBack: true, admin.PhaseFailed: true, admin.PhaseSuperseded: true,
 	} {
 		if got := p.Done(); got != want {
 			t.Errorf("%s.Done() = %v; want %v", p, got, want)

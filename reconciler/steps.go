@@ -10,6 +10,7 @@ import (
 
 	"github.com/fluxcd/pkg/apis/meta"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
 	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/sources"
@@ -25,6 +26,8 @@ const (
 	ReasonRolloutFailed    = "RolloutFailed"
 	ReasonProgressing      = meta.ProgressingReason
 	ReasonHeld             = "Held"
+	// ReasonFailed is a failure no step claimed.
+	ReasonFailed = meta.FailedReason
 )
 
 // stepError is a failed step: the Ready reason it sets and why.
@@ -36,35 +39,18 @@ type stepError struct {
 func (e *stepError) Error() string { return e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
-// reconcileOnce runs one pass of the loop (from the Run goroutine only): fetch, build, validate, compile,
-// then start a rollout of the result. Each step either passes its result on
-// or returns a stepError; the Ready condition is computed once, at the end.
-// A failed revision is not retried until the source moves to another one.
-func (r *Reconciler) reconcileOnce(ctx context.Context) {
-	start := time.Now()
-	err := r.reconcile(ctx)
-	r.metrics.observe(err, time.Since(start))
-	var se *stepError
-	if err != nil && !errors.As(err, &se) {
-		err = &stepError{meta.FailedReason, err}
+// reconcile decides what to do with a fetch's result (from the Run
+// goroutine only): nothing for a revision that is served, rolling out,
+// held or already failed; else record the attempt and hand the built
+// revision to apply, which starts a rollout. It returns the pass's
+// failure; the Ready condition is computed once, by the caller. A failed
+// revision is not retried until the source moves to another one (or
+// 'gitmesh resume').
+func (r *Reconciler) reconcile(ctx context.Context, f fetched) error {
+	if f.art == nil {
+		return f.err
 	}
-	r.mu.Lock()
-	r.status.LastReconcileTime = start.UTC()
-	changed := r.status.lastErr == nil || err == nil || r.status.lastErr.Error() != err.Error()
-	r.status.lastErr = err
-	r.mu.Unlock()
-	if err != nil && changed {
-		r.log.Error("reconcile failed", "reason", err.(*stepError).reason, "error", err)
-	}
-	r.refreshReady()
-}
-
-// reconcile runs the steps in order and returns the first failure.
-func (r *Reconciler) reconcile(ctx context.Context) error {
-	art, err := r.cfg.Source.Fetch(ctx)
-	if err != nil {
-		return &stepError{ReasonFetchFailed, fmt.Errorf("fetching source: %w", err)}
-	}
+	art := f.art
 	r.mu.Lock()
 	stable, ro, hold := r.stable, r.rollout, r.hold
 	lastAttempt, lastFailed := r.status.LastAttemptedRevision, r.status.lastAttemptFailed
@@ -84,17 +70,25 @@ func (r *Reconciler) reconcile(ctx context.Context) error {
 	if art.Revision == lastAttempt && lastFailed != nil {
 		return lastFailed // recorded failure; wait for a new commit
 	}
+	if f.cand == nil && f.err == nil {
+		// The fetch skipped the build of a revision it thought known, and
+		// the state moved on meanwhile (a resume, a finished rollout):
+		// fetch again, now building it.
+		r.fetch.again = true
+		return nil
+	}
 
 	r.mu.Lock()
 	r.status.LastAttemptedRevision = art.Revision
 	r.status.lastAttemptFailed = nil
-	r.status.Diagnostics = nil
+	r.status.Diagnostics = f.diags
 	r.mu.Unlock()
+	r.forgetFailure()
 	r.log.Info("new revision", "revision", art.Revision)
 
-	cand, err := r.buildAndValidate(art)
+	err := f.err
 	if err == nil {
-		err = r.apply(ctx, cand)
+		err = r.apply(ctx, f.cand)
 	}
 	var se *stepError
 	if errors.As(err, &se) {
@@ -105,22 +99,19 @@ func (r *Reconciler) reconcile(ctx context.Context) error {
 	return err
 }
 
-// buildAndValidate builds the artifact into Objects and parses them into a
-// Policy. It fails with BuildFailed or ValidationFailed and records the
-// diagnostics in the status either way.
-func (r *Reconciler) buildAndValidate(art *sources.Artifact) (*served, error) {
+// buildAndParse builds the artifact into Objects and parses them into a
+// Policy, off the Run goroutine (it touches no state). It fails with
+// BuildFailed or ValidationFailed; the diagnostics are returned either way.
+func (r *Reconciler) buildAndParse(art *sources.Artifact) (*served, compiler.Diagnostics, error) {
 	objs, err := r.cfg.Build(art.Dir, r.cfg.Path)
 	if err != nil {
-		return nil, &stepError{ReasonBuildFailed, fmt.Errorf("building %s: %w", art.Revision, err)}
+		return nil, nil, &stepError{ReasonBuildFailed, fmt.Errorf("building %s: %w", art.Revision, err)}
 	}
 	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(r.cfg.DefaultNamespace))
-	r.mu.Lock()
-	r.status.Diagnostics = diags
-	r.mu.Unlock()
 	if diags.HasErrors() {
-		return nil, &stepError{ReasonValidationFailed, fmt.Errorf("validating %s: %s", art.Revision, summarizeDiagnostics(diags))}
+		return nil, diags, &stepError{ReasonValidationFailed, fmt.Errorf("validating %s: %s", art.Revision, summarizeDiagnostics(diags))}
 	}
-	return newServed(art.Revision, objs, policy), nil
+	return newServed(art.Revision, objs, policy), diags, nil
 }
 
 // apply compiles cand for every connected proxy class (and a probe class,
@@ -150,7 +141,7 @@ func (r *Reconciler) apply(ctx context.Context, cand *served) error {
 		r.adopt(ctx, cand, "no compiled change", false)
 		return nil
 	}
-	r.startRollout(ctx, cand, rolloutSpec(stable), TriggerCommit)
+	r.startRollout(ctx, cand, rolloutSpec(stable), admin.TriggerCommit)
 	return nil
 }
 
@@ -176,11 +167,11 @@ func (r *Reconciler) adopt(ctx context.Context, s *served, why string, record bo
 	r.log.Info("serving revision", "revision", s.Revision, "version", s.Version, "why", why)
 	if record {
 		now := time.Now().UTC()
-		ro := &Rollout{Revision: s.Revision, Version: s.Version, Trigger: TriggerInitial, Phase: PhasePromoted, Reason: why, StartedAt: now, FinishedAt: now}
+		ro := &rollout{Rollout: admin.Rollout{Revision: s.Revision, Version: s.Version, Trigger: admin.TriggerInitial, Phase: admin.PhasePromoted, Reason: why, StartedAt: now, FinishedAt: now}}
 		if err := r.saveRollout(ro); err != nil {
 			r.log.Warn("saving rollout", "error", err)
 		}
-		r.metrics.rollouts.WithLabelValues(string(PhasePromoted)).Inc()
+		r.metrics.rollouts.WithLabelValues(string(admin.PhasePromoted)).Inc()
 	}
 	r.syncFleet(ctx)
 }

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/sources"
 )
 
@@ -29,6 +32,7 @@ const (
 	keyLastGood = "last-good"
 	keyRollout  = "rollout"
 	keyHold     = "hold"
+	keyFailure  = "failure"
 )
 
 // LastGood is the newest revision that passed every step and was pushed,
@@ -122,13 +126,13 @@ func (s *Store) GoodRevisions() ([]LastGood, error) {
 // InFlight is a rollout that has not finished, with its revision's
 // objects, so a restarted controller can resume it.
 type InFlight struct {
-	Rollout Rollout          `json:"rollout"`
+	Rollout admin.Rollout    `json:"rollout"`
 	Objects []sources.Object `json:"objects"`
 }
 
 // SaveRollout records ro in history, assigning it an ID when it has none,
 // and as the in-flight rollout (with objs) until it is done.
-func (s *Store) SaveRollout(ro *Rollout, objs []sources.Object) error {
+func (s *Store) SaveRollout(ro *admin.Rollout, objs []sources.Object) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		h := tx.Bucket(bucketHistory)
 		if ro.ID == 0 {
@@ -167,12 +171,12 @@ func (s *Store) InFlightRollout() (*InFlight, error) {
 }
 
 // History returns the newest limit rollouts (all when limit <= 0), newest first.
-func (s *Store) History(limit int) ([]Rollout, error) {
-	var out []Rollout
+func (s *Store) History(limit int) ([]admin.Rollout, error) {
+	var out []admin.Rollout
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketHistory).Cursor()
 		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
-			var ro Rollout
+			var ro admin.Rollout
 			if err := json.Unmarshal(v, &ro); err != nil {
 				return err
 			}
@@ -195,27 +199,58 @@ type Hold struct {
 }
 
 // SaveHold records h (nil clears it).
-func (s *Store) SaveHold(h *Hold) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		st := tx.Bucket(bucketState)
-		if h == nil {
-			return st.Delete([]byte(keyHold))
-		}
-		b, err := json.Marshal(h)
-		if err != nil {
-			return err
-		}
-		return st.Put([]byte(keyHold), b)
-	})
+func (s *Store) SaveHold(h *admin.Hold) error {
+	return s.put(keyHold, h)
 }
 
 // Hold returns the hold, or nil.
-func (s *Store) Hold() (*Hold, error) {
-	var h *Hold
+func (s *Store) Hold() (*admin.Hold, error) {
+	var h *admin.Hold
 	if err := s.get(bucketState, keyHold, &h); err != nil {
 		return nil, fmt.Errorf("reading hold: %w", err)
 	}
 	return h, nil
+}
+
+// Failure is a revision whose rollout failed (rolled back by a NACK, an
+// analysis, a deadline or a person). It is not rolled out again, across
+// restarts too, until a new commit arrives or 'gitmesh resume' releases it.
+type Failure struct {
+	Revision string `json:"revision"`
+	// Reason is the Ready condition's reason, e.g. RolloutFailed.
+	Reason string `json:"reason"`
+	// Message says why, as the Ready condition does.
+	Message string    `json:"message"`
+	Since   time.Time `json:"since"`
+}
+
+// SaveFailure records f (nil clears it).
+func (s *Store) SaveFailure(f *Failure) error {
+	return s.put(keyFailure, f)
+}
+
+// Failure returns the recorded failed revision, or nil.
+func (s *Store) Failure() (*Failure, error) {
+	var f *Failure
+	if err := s.get(bucketState, keyFailure, &f); err != nil {
+		return nil, fmt.Errorf("reading failed revision: %w", err)
+	}
+	return f, nil
+}
+
+// put stores v as JSON under key of the state bucket; a nil v deletes it.
+func (s *Store) put(key string, v any) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		st := tx.Bucket(bucketState)
+		if v == nil || reflect.ValueOf(v).IsNil() {
+			return st.Delete([]byte(key))
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("encoding %s: %w", key, err)
+		}
+		return st.Put([]byte(key), b)
+	})
 }
 
 // get decodes the JSON at bucket/key into *dst (a pointer to a pointer),
@@ -231,19 +266,22 @@ func (s *Store) get(bucket []byte, key string, dst any) error {
 }
 
 // History returns the newest limit rollouts (all when limit <= 0), newest
-// first, with the in-flight one as it is now.
-func (r *Reconciler) History(limit int) ([]Rollout, error) {
+// first, with the in-flight one as it is now, redacted as Status is.
+func (r *Reconciler) History(limit int) ([]admin.Rollout, error) {
+	out := []admin.Rollout{}
 	if r.cfg.Store == nil {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if r.rollout == nil {
-			return []Rollout{}, nil
+		if r.rollout != nil {
+			ro := r.rollout.Rollout
+			ro.Waves, ro.Updated, ro.Readings = slices.Clone(ro.Waves), slices.Clone(ro.Updated), slices.Clone(ro.Readings)
+			out = append(out, public(ro))
 		}
-		return []Rollout{*r.rollout}, nil
+		return out, nil
 	}
 	h, err := r.cfg.Store.History(limit)
-	if h == nil {
-		h = []Rollout{}
+	for _, ro := range h {
+		out = append(out, public(ro))
 	}
-	return h, err
+	return out, err
 }

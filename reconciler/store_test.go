@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/sources"
 )
 
@@ -18,14 +19,14 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err := s.SaveLastGood(LastGood{Revision: "main@sha1:aaaa", Objects: objs, AppliedAt: time.Unix(1, 0)}); err != nil {
 		t.Fatal(err)
 	}
-	ro := &Rollout{Revision: "main@sha1:bbbb", Phase: PhaseBaking, Updated: []string{"a"}}
+	ro := &admin.Rollout{Revision: "main@sha1:bbbb", Phase: admin.PhaseBaking, Updated: []string{"a"}}
 	if err := s.SaveRollout(ro, objs); err != nil {
 		t.Fatal(err)
 	}
 	if ro.ID != 1 {
 		t.Errorf("first rollout ID = %d; want 1", ro.ID)
 	}
-	if err := s.SaveHold(&Hold{Revision: "main@sha1:aaaa"}); err != nil {
+	if err := s.SaveHold(&admin.Hold{Revision: "main@sha1:aaaa"}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -41,7 +42,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Fatalf("LastGood = %+v, %v; want main@sha1:aaaa with its object", lg, err)
 	}
 	inf, err := s.InFlightRollout()
-	if err != nil || inf == nil || inf.Rollout.ID != 1 || inf.Rollout.Phase != PhaseBaking || len(inf.Objects) != 1 {
+	if err != nil || inf == nil || inf.Rollout.ID != 1 || inf.Rollout.Phase != admin.PhaseBaking || len(inf.Objects) != 1 {
 		t.Fatalf("InFlightRollout = %+v, %v; want rollout 1 Baking with objects", inf, err)
 	}
 	if h, err := s.Hold(); err != nil || h == nil || h.Revision != "main@sha1:aaaa" {
@@ -49,19 +50,19 @@ func TestStoreRoundTrip(t *testing.T) {
 	}
 
 	// Finishing the rollout clears the in-flight record but keeps history.
-	ro.Phase = PhasePromoted
+	ro.Phase = admin.PhasePromoted
 	if err := s.SaveRollout(ro, nil); err != nil {
 		t.Fatal(err)
 	}
 	if inf, _ := s.InFlightRollout(); inf != nil {
 		t.Errorf("InFlightRollout after Promoted = %+v; want nil", inf)
 	}
-	second := &Rollout{Revision: "main@sha1:cccc", Phase: PhaseRolledBack}
+	second := &admin.Rollout{Revision: "main@sha1:cccc", Phase: admin.PhaseRolledBack}
 	if err := s.SaveRollout(second, nil); err != nil {
 		t.Fatal(err)
 	}
 	h, err := s.History(0)
-	if err != nil || len(h) != 2 || h[0].ID != 2 || h[1].Phase != PhasePromoted {
+	if err != nil || len(h) != 2 || h[0].ID != 2 || h[1].Phase != admin.PhasePromoted {
 		t.Fatalf("History = %+v, %v; want [2 RolledBack, 1 Promoted]", h, err)
 	}
 	if err := s.SaveHold(nil); err != nil {

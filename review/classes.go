@@ -5,8 +5,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
-	"github.com/gitmesh/gitmesh/reconciler"
 )
 
 // Class is a ProxyClass to compile both sides for, with a name for people
@@ -218,7 +218,7 @@ func serviceName(host, ns string) string {
 // namespace and service, with how many proxies each has. The admin API does
 // not report labels or listener addresses, so proxies of a service share a
 // class here.
-func LiveClasses(st *reconciler.Status) []Class {
+func LiveClasses(st *admin.Status) []Class {
 	seen := map[string]Class{}
 	for _, p := range st.Proxies {
 		if !p.Connected {

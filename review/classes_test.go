@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/api/admin"
 )
 
 func TestParseClass(t *testing.T) {
@@ -36,7 +36,7 @@ func TestParseClass(t *testing.T) {
 }
 
 func TestLiveClasses(t *testing.T) {
-	st := &reconciler.Status{Proxies: []reconciler.ProxyStatus{
+	st := &admin.Status{Proxies: []admin.ProxyStatus{
 		{ID: "reviews-v1-1", Service: "reviews", Namespace: "default", Role: "sidecar", Connected: true},
 		{ID: "reviews-v2-1", Service: "reviews", Namespace: "default", Role: "sidecar", Connected: true},
 		{ID: "reviews-v2-2", Service: "reviews", Namespace: "default", Role: "sidecar", Connected: false},
@@ -61,7 +61,7 @@ func TestLiveBlastRadius(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &reconciler.Status{Proxies: []reconciler.ProxyStatus{
+	st := &admin.Status{Proxies: []admin.ProxyStatus{
 		{ID: "reviews-1", Service: "reviews", Namespace: "default", Role: "sidecar", Connected: true},
 		{ID: "reviews-2", Service: "reviews", Namespace: "default", Role: "sidecar", Connected: true},
 		{ID: "gw-1", Service: "gateway", Namespace: "default", Role: "gateway", Connected: true},

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/review"
 )
 
@@ -184,7 +184,7 @@ func TestDiffWorktreeChange(t *testing.T) {
 }
 
 // fakeController serves GET /api/v1/status as a controller's admin API does.
-func fakeController(t *testing.T, st reconciler.Status) string {
+func fakeController(t *testing.T, st admin.Status) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/status" {
@@ -201,9 +201,9 @@ func fakeController(t *testing.T, st reconciler.Status) string {
 func TestDiffLive(t *testing.T) {
 	dir := cliRepo(t)
 	sha := gitRevParse(t, dir, "main~1")
-	url := fakeController(t, reconciler.Status{
+	url := fakeController(t, admin.Status{
 		LastAppliedRevision: "main@sha1:" + sha,
-		Proxies: []reconciler.ProxyStatus{
+		Proxies: []admin.ProxyStatus{
 			{ID: "reviews-1", Service: "reviews", Namespace: "default", Role: "sidecar", Connected: true},
 			{ID: "reviews-2", Service: "reviews", Namespace: "default", Role: "sidecar", Connected: true},
 			{ID: "frontend-1", Service: "frontend", Namespace: "default", Role: "sidecar", Connected: true},
@@ -223,7 +223,7 @@ func TestDiffLive(t *testing.T) {
 	if _, code := runCLI(t, "diff", "--repo", dir, "--live", "--base", "main", "--controller", url); code != 2 {
 		t.Errorf("--live with --base: exit code %d; want 2", code)
 	}
-	none := fakeController(t, reconciler.Status{})
+	none := fakeController(t, admin.Status{})
 	if _, code := runCLI(t, "diff", "--repo", dir, "--live", "--controller", none); code != 2 {
 		t.Errorf("--live before any revision applied: exit code %d; want 2", code)
 	}

@@ -8,13 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/api/admin"
 )
 
 // newOpCmd builds promote/abort/pause/resume/rollback: each POSTs a
-// reconciler.Request to /api/v1/rollout.
-func newOpCmd(op, use, short, long string, flags func(*cobra.Command, *reconciler.Request)) *cobra.Command {
-	req := reconciler.Request{Op: op}
+// admin.Request to /api/v1/rollout.
+func newOpCmd(op, use, short, long string, flags func(*cobra.Command, *admin.Request)) *cobra.Command {
+	req := admin.Request{Op: op}
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -26,7 +26,7 @@ func newOpCmd(op, use, short, long string, flags func(*cobra.Command, *reconcile
 		flags(cmd, &req)
 	}
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		var res reconciler.Result
+		var res admin.Response
 		if err := c.post(cmd.Context(), "/api/v1/rollout", req, &res); err != nil {
 			if ae, ok := err.(*apiError); ok && ae.code == 409 {
 				fmt.Fprintln(cmd.OutOrStdout(), ae.msg)
@@ -42,24 +42,24 @@ func newOpCmd(op, use, short, long string, flags func(*cobra.Command, *reconcile
 
 func newRolloutCmds() []*cobra.Command {
 	return []*cobra.Command{
-		newOpCmd(reconciler.OpPromote, "promote [--full]", "Skip the current wave's bake and gates (--full: every remaining wave)",
+		newOpCmd(admin.OpPromote, "promote [--full]", "Skip the current wave's bake and gates (--full: every remaining wave)",
 			"Promote the rollout in flight: start the next wave now, or with --full give the revision to every proxy.",
-			func(cmd *cobra.Command, r *reconciler.Request) {
+			func(cmd *cobra.Command, r *admin.Request) {
 				cmd.Flags().BoolVar(&r.Full, "full", false, "skip every remaining wave")
 			}),
-		newOpCmd(reconciler.OpAbort, "abort", "Roll the rollout in flight back",
+		newOpCmd(admin.OpAbort, "abort", "Roll the rollout in flight back",
 			"Abort the rollout in flight: every updated proxy goes back to the last good revision, and the revision is not retried until a new commit arrives.", nil),
-		newOpCmd(reconciler.OpPause, "pause", "Hold the rollout in flight where it is",
+		newOpCmd(admin.OpPause, "pause", "Hold the rollout in flight where it is",
 			"Pause the rollout in flight: no wave starts or ends until 'gitmesh resume'. Proxies keep what they run.", nil),
-		newOpCmd(reconciler.OpResume, "resume", "Resume a paused rollout, or release a rollback's hold",
+		newOpCmd(admin.OpResume, "resume", "Resume a paused rollout, or release a rollback's hold",
 			"Resume a paused rollout (the current wave bakes afresh), or release the hold a manual rollback set, so the newest revision is rolled out again.", nil),
-		newOpCmd(reconciler.OpRollback, "rollback [--to REVISION]", "Roll the fleet back to the last good (or a named good) revision",
+		newOpCmd(admin.OpRollback, "rollback [--to REVISION]", "Roll the fleet back to the last good (or a named good) revision",
 			`Roll the fleet back at once, without waves: with a rollout in flight, to the
 last good revision; otherwise to the revision promoted before the current one;
 with --to, to that previously promoted revision (a full revision, a commit SHA
 or a unique SHA prefix). The controller then holds there until a new commit
 arrives or 'gitmesh resume'.`,
-			func(cmd *cobra.Command, r *reconciler.Request) {
+			func(cmd *cobra.Command, r *admin.Request) {
 				cmd.Flags().StringVar(&r.To, "to", "", "revision to roll back to: main@sha1:..., a SHA or a unique SHA prefix")
 			}),
 	}
@@ -78,7 +78,7 @@ func newHistoryCmd() *cobra.Command {
 	}
 	c := clientFlags(cmd, false)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		var h []reconciler.Rollout
+		var h []admin.Rollout
 		if err := c.get(cmd.Context(), fmt.Sprintf("/api/v1/history?limit=%d", limit), &h); err != nil {
 			return &exitError{2, err}
 		}

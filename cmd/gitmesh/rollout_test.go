@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/internal/controller"
-	"github.com/gitmesh/gitmesh/reconciler"
 )
 
 const cliRollout = `apiVersion: gitmesh.io/v1alpha1
@@ -77,19 +77,19 @@ func TestRolloutCommands(t *testing.T) {
 	ctrl := "--controller=http://" + c.AdminAddr
 	token := "--token-file=" + filepath.Join(stateDir, "admin-token")
 	t.Setenv("GITMESH_TOKEN", "")
-	status := func() reconciler.Status {
+	status := func() admin.Status {
 		t.Helper()
 		out, code := runCLI(t, "status", ctrl, "-o", "json")
 		if code != 0 {
 			t.Fatalf("status: exit %d: %s", code, out)
 		}
-		var st reconciler.Status
+		var st admin.Status
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("status -o json: %v\n%s", err, out)
 		}
 		return st
 	}
-	waitFor := func(what string, cond func(reconciler.Status) bool) reconciler.Status {
+	waitFor := func(what string, cond func(admin.Status) bool) admin.Status {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
@@ -103,30 +103,30 @@ func TestRolloutCommands(t *testing.T) {
 			time.Sleep(20 * time.Millisecond) // polling the CLI, bounded by the deadline
 		}
 	}
-	phase := func(p reconciler.Phase) func(reconciler.Status) bool {
-		return func(st reconciler.Status) bool { return st.Rollout != nil && st.Rollout.Phase == p }
+	phase := func(p admin.Phase) func(admin.Status) bool {
+		return func(st admin.Status) bool { return st.Rollout != nil && st.Rollout.Phase == p }
 	}
-	first := waitFor("first revision served", func(st reconciler.Status) bool { return st.LastAppliedRevision != "" }).LastAppliedRevision
+	first := waitFor("first revision served", func(st admin.Status) bool { return st.LastAppliedRevision != "" }).LastAppliedRevision
 
 	write("reviews.yaml", strings.Replace(cliReviews, "subset: v1}", "subset: v2}", 1))
 	git("commit", "-q", "-am", "reviews: v2")
-	waitFor("rollout baking", phase(reconciler.PhaseBaking))
+	waitFor("rollout baking", phase(admin.PhaseBaking))
 
 	tests := []struct {
 		name     string
 		args     []string
 		wantCode int
 		wantOut  string
-		then     func(reconciler.Status) bool
+		then     func(admin.Status) bool
 	}{
 		{name: "pause needs the token", args: []string{"pause", ctrl}, wantCode: 2, wantOut: "no admin token"},
 		{name: "a wrong token is refused", args: []string{"pause", ctrl, "--token-file=" + writeTemp(t, "not-the-token")}, wantCode: 2, wantOut: "401"},
-		{name: "pause", args: []string{"pause", ctrl, token}, wantOut: "paused", then: phase(reconciler.PhasePaused)},
-		{name: "resume", args: []string{"resume", ctrl, token}, wantOut: "resumed", then: phase(reconciler.PhaseBaking)},
-		{name: "promote --full", args: []string{"promote", "--full", ctrl, token}, wantOut: "promoted", then: phase(reconciler.PhasePromoted)},
+		{name: "pause", args: []string{"pause", ctrl, token}, wantOut: "paused", then: phase(admin.PhasePaused)},
+		{name: "resume", args: []string{"resume", ctrl, token}, wantOut: "resumed", then: phase(admin.PhaseBaking)},
+		{name: "promote --full", args: []string{"promote", "--full", ctrl, token}, wantOut: "promoted", then: phase(admin.PhasePromoted)},
 		{name: "abort with nothing in flight", args: []string{"abort", ctrl, token}, wantCode: 1, wantOut: "no rollout in flight"},
 		{name: "rollback to the revision before", args: []string{"rollback", ctrl, token}, wantOut: "rolled the fleet back to " + first,
-			then: func(st reconciler.Status) bool { return st.Hold != nil && st.LastAppliedRevision == first }},
+			then: func(st admin.Status) bool { return st.Hold != nil && st.LastAppliedRevision == first }},
 		{name: "status shows the hold", args: []string{"status", ctrl}, wantOut: "Hold:       on " + first},
 	}
 	for _, tc := range tests {
@@ -142,7 +142,7 @@ func TestRolloutCommands(t *testing.T) {
 	}
 
 	out, code := runCLI(t, "history", ctrl, "-o", "json")
-	var h []reconciler.Rollout
+	var h []admin.Rollout
 	if code != 0 || json.Unmarshal([]byte(out), &h) != nil {
 		t.Fatalf("history: exit %d: %s", code, out)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/api/admin"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -39,7 +39,7 @@ Exit codes: 0 shown, 2 the controller could not be reached.`,
 	c := clientFlags(cmd, false)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		show := func() error {
-			var st reconciler.Status
+			var st admin.Status
 			if err := c.get(cmd.Context(), "/api/v1/status", &st); err != nil {
 				return &exitError{2, err}
 			}
@@ -81,7 +81,7 @@ func repeatEvery(ctx context.Context, d time.Duration, f func() error) error {
 	}
 }
 
-func printStatus(w io.Writer, st *reconciler.Status) {
+func printStatus(w io.Writer, st *admin.Status) {
 	fmt.Fprintf(w, "Revision:   %s\n", orNone(st.LastAppliedRevision))
 	fmt.Fprintf(w, "Version:    %s\n", orNone(st.LastAppliedVersion))
 	fmt.Fprintf(w, "Attempted:  %s\n", orNone(st.LastAttemptedRevision))
@@ -141,7 +141,7 @@ func printStatus(w io.Writer, st *reconciler.Status) {
 	}
 }
 
-func waveTimes(wv reconciler.WaveRecord) string {
+func waveTimes(wv admin.WaveRecord) string {
 	var parts []string
 	for _, t := range []struct {
 		name string
@@ -165,9 +165,9 @@ func orNone(s string) string {
 }
 
 // fetchStatus reads the controller's status from base.
-func fetchStatus(ctx context.Context, base string) (*reconciler.Status, error) {
+func fetchStatus(ctx context.Context, base string) (*admin.Status, error) {
 	c := &adminClient{base: base, http: &http.Client{Timeout: 10 * time.Second}}
-	var st reconciler.Status
+	var st admin.Status
 	if err := c.get(ctx, "/api/v1/status", &st); err != nil {
 		return nil, err
 	}

@@ -10,72 +10,22 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
 )
 
 // Result is the outcome of one check, or of all of them (Verdict).
-type Result string
+type Result = admin.CheckResult
 
 // Results.
 const (
-	// Pass: the metric is within its thresholds.
-	Pass Result = "pass"
-	// Fail: the metric breaks a threshold; FailureThreshold consecutive
-	// failing checks roll the rollout back.
-	Fail Result = "fail"
-	// Inconclusive: the check could not judge (too few requests, Prometheus
-	// unreachable, no data). It neither fails the wave nor lets its bake
-	// complete; the wave's progressDeadline bounds how long that can last.
-	Inconclusive Result = "inconclusive"
+	Pass         = admin.Pass
+	Fail         = admin.Fail
+	Inconclusive = admin.Inconclusive
 )
 
-// Reading is the result of one metric's check, for status, history and
-// logs.
-type Reading struct {
-	// Metric is the metric's name (v1alpha1.Metric.Name).
-	Metric string `json:"metric"`
-	// Value is what was measured: a percentage for request-success-rate,
-	// milliseconds for request-duration, the query's value for a
-	// Prometheus metric. 0 when nothing could be measured.
-	Value float64 `json:"value"`
-	// Unit is Value's unit: "%", "ms" or "" (a Prometheus value).
-	Unit string `json:"unit,omitempty"`
-	// Threshold says what Value was held to, e.g. ">= 99%",
-	// "<= 500ms, <= 372ms (baseline 248ms x 1.5)".
-	Threshold string `json:"threshold,omitempty"`
-	// Baseline is the same metric measured on the proxies not yet updated,
-	// when it was compared.
-	Baseline *float64 `json:"baseline,omitempty"`
-	// Requests is the number of requests through the wave's proxies the
-	// built-in metrics were computed from (0 for Prometheus metrics).
-	Requests float64 `json:"requests"`
-	// Result is the check's outcome.
-	Result Result `json:"result"`
-	// Message explains a fail or an inconclusive result, and notes a
-	// baseline comparison that was skipped.
-	Message string `json:"message,omitempty"`
-}
-
-// String formats r for logs: "request-success-rate 97.5% (>= 99%): fail: ...".
-func (r Reading) String() string {
-	var b strings.Builder
-	b.WriteString(r.Metric)
-	b.WriteByte(' ')
-	b.WriteString(formatNum(r.Value))
-	b.WriteString(r.Unit)
-	if r.Threshold != "" {
-		b.WriteString(" (")
-		b.WriteString(r.Threshold)
-		b.WriteByte(')')
-	}
-	b.WriteString(": ")
-	b.WriteString(string(r.Result))
-	if r.Message != "" {
-		b.WriteString(": ")
-		b.WriteString(r.Message)
-	}
-	return b.String()
-}
+// Reading is the result of one metric's check.
+type Reading = admin.Reading
 
 // Input is what one check looks at.
 type Input struct {

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/gitmesh/gitmesh/internal/redact"
 )
 
 // Querier runs a PromQL instant query and returns its single value.
@@ -62,37 +64,42 @@ func (p Prometheus) Query(ctx context.Context, address, promql string) (float64,
 	}
 	u, err := url.Parse(address)
 	if err != nil || u.Scheme == "" || u.Host == "" {
-		return 0, fmt.Errorf("querying prometheus: address %q is not a URL like http://127.0.0.1:9090", address)
+		return 0, fmt.Errorf("querying prometheus: address %q is not a URL like http://127.0.0.1:9090", redact.URL(address))
 	}
 	u = u.JoinPath("api", "v1", "query")
 	u.RawQuery = url.Values{"query": {promql}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return 0, fmt.Errorf("querying prometheus %s: %w", address, err)
+		return 0, fmt.Errorf("querying prometheus %s: %w", redact.URL(address), err)
 	}
 	req.Header.Set("Accept", "application/json")
+	shown := redact.URL(address)
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("querying prometheus: %w", err)
+		// net/http's *url.Error quotes the whole URL, user name included.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, fmt.Errorf("querying prometheus %s: %w", shown, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxQueryResponseBytes))
 	if err != nil {
-		return 0, fmt.Errorf("querying prometheus %s: reading response: %w", address, err)
+		return 0, fmt.Errorf("querying prometheus %s: reading response: %w", shown, err)
 	}
 	var r apiResponse
 	if err := json.Unmarshal(body, &r); err != nil {
 		if resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("querying prometheus %s: %s", address, resp.Status)
+			return 0, fmt.Errorf("querying prometheus %s: %s", shown, resp.Status)
 		}
-		return 0, fmt.Errorf("querying prometheus %s: decoding response: %w", address, err)
+		return 0, fmt.Errorf("querying prometheus %s: decoding response: %w", shown, err)
 	}
 	if r.Status != "success" {
-		return 0, fmt.Errorf("querying prometheus %s: %s (%s): %s", address, r.ErrorType, resp.Status, r.Error)
+		return 0, fmt.Errorf("querying prometheus %s: %s (%s): %s", shown, r.ErrorType, resp.Status, r.Error)
 	}
 	v, err := singleValue(r.Data.ResultType, r.Data.Result)
 	if err != nil {
-		return 0, fmt.Errorf("querying prometheus %s: %w", address, err)
+		return 0, fmt.Errorf("querying prometheus %s: %w", shown, err)
 	}
 	return v, nil
 }
