@@ -66,7 +66,7 @@ func (s *Source) fetchError(ctx context.Context, err error) error {
 		if s.authDesc == "anonymous access" {
 			what = "the server wants credentials and none were given (see --secret-dir)"
 		}
-		err = fmt.Errorf("authenticating to %s: %s: %w", s.displayURL, what, err)
+		err = fmt.Errorf("%s: %w", what, err)
 	}
 	return &FetchError{URL: s.displayURL, Ref: s.ref.String(), Err: err, secrets: s.secrets}
 }

@@ -131,15 +131,11 @@ func LoadKnownHosts(path string) ([]byte, error) {
 // followed, as Kubernetes mounts secrets through them), nil when it does
 // not exist. It refuses files over maxSecretFile.
 func readSecretFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// Stat before opening: opening a named pipe would block.
+	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, unwrapPathError(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
 	if err != nil {
 		return nil, unwrapPathError(err)
 	}
@@ -149,6 +145,11 @@ func readSecretFile(path string) ([]byte, error) {
 	if fi.Size() > maxSecretFile {
 		return nil, fmt.Errorf("larger than %d bytes", maxSecretFile)
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
 		return nil, unwrapPathError(err)
