@@ -244,7 +244,7 @@ func TestFetchPrivateSSH(t *testing.T) {
 	const passphrase = "pp-a1b2c3d4"
 	encryptedPEM := newEncryptedKey(t, passphrase)
 	allowed := map[string]bool{
-		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(clientPub))):         true,
+		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(clientPub))):        true,
 		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(encryptedPEM.pub))): true,
 	}
 
@@ -270,7 +270,9 @@ func TestFetchPrivateSSH(t *testing.T) {
 
 	addr := strings.TrimPrefix(srv.SSHAddress(), "ssh://git@")
 	host, port, _ := net.SplitHostPort(addr)
-	knownLine := func(k ssh.PublicKey) string { return "[" + host + "]:" + port + " " + string(ssh.MarshalAuthorizedKey(k)) }
+	knownLine := func(k ssh.PublicKey) string {
+		return "[" + host + "]:" + port + " " + string(ssh.MarshalAuthorizedKey(k))
+	}
 	otherHostPub, _ := newKey(t)
 	secrets := []string{passphrase, pemBody(clientPEM), pemBody(encryptedPEM.pem), pemBody(otherPEM)}
 
