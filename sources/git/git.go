@@ -11,6 +11,12 @@
 // (ErrRefNotFound, ErrAuthFailed, ErrUnreachable, ErrRepoNotFound) when the
 // cause is known, so callers can report why with errors.Is. Credentials never
 // appear in errors or logs.
+//
+// Credentials come from Auth, usually loaded with LoadSecretDir from files
+// laid out as a Flux GitRepository secret. Fetch honours its context on
+// every transport, ssh included (see dial.go). The clone stays bounded: a
+// revision over WithMaxRepoSize is refused before checkout, and a clone
+// that grew past 8 packs is re-cloned shallow.
 package git
 
 import (
