@@ -91,6 +91,7 @@ func TestFetchHangingServer(t *testing.T) {
 				_, err := src.Fetch(ctx)
 				took := time.Since(start)
 				cancel()
+				t.Logf("source timeout %v: Fetch returned after %s (deadline %s)", withTimeout, took.Round(time.Millisecond), deadline)
 				if took > deadline+time.Second {
 					t.Errorf("Fetch returned after %s; want within a second of the %s deadline", took, deadline)
 				}
