@@ -3,6 +3,7 @@ package sources
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -48,17 +49,28 @@ func (e *BuildError) Origin() Origin { return Origin{File: e.File, Line: e.Line}
 // DefaultMaxBytes is how much YAML Build reads by default (64 MiB).
 const DefaultMaxBytes = 64 << 20
 
+// DefaultMaxFileBytes is the largest file Build reads by default (4 MiB).
+const DefaultMaxFileBytes = 4 << 20
+
 // BuildOption configures Build.
 type BuildOption func(*buildConfig)
 
 type buildConfig struct {
-	maxBytes int64
+	maxBytes, maxFileBytes int64
 }
 
 // WithMaxBytes bounds the total size of the files Build reads (default
-// DefaultMaxBytes); a larger tree is an error.
+// DefaultMaxBytes); a larger tree is an error wrapping ErrRepoTooLarge,
+// found from file sizes before the file that crosses it is read.
 func WithMaxBytes(n int64) BuildOption {
 	return func(c *buildConfig) { c.maxBytes = n }
+}
+
+// WithMaxFileBytes bounds the size of each file Build reads (default
+// DefaultMaxFileBytes); a larger file is a *BuildError naming it, wrapping
+// ErrFileTooLarge, found from its size before it is read.
+func WithMaxFileBytes(n int64) BuildOption {
+	return func(c *buildConfig) { c.maxFileBytes = n }
 }
 
 // Build builds the directory path (relative to root, the work tree root;
@@ -79,7 +91,7 @@ func WithMaxBytes(n int64) BuildOption {
 //
 // Errors in the files are *BuildError values naming file and line.
 func Build(root, path string, opts ...BuildOption) ([]Object, error) {
-	cfg := buildConfig{maxBytes: DefaultMaxBytes}
+	cfg := buildConfig{maxBytes: DefaultMaxBytes, maxFileBytes: DefaultMaxFileBytes}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -147,15 +159,11 @@ func isKustomizationName(n string) bool {
 // buildPlain reads every YAML file under rel.
 func buildPlain(root, rel string, cfg buildConfig) ([]Object, error) {
 	var objs []Object
-	var total int64
-	err := walkFiles(root, rel, func(file string, data []byte) error {
-		if ext := path.Ext(file); ext != ".yaml" && ext != ".yml" || isKustomizationName(path.Base(file)) {
-			return nil
-		}
-		total += int64(len(data))
-		if total > cfg.maxBytes {
-			return fmt.Errorf("building %s: more than %d bytes of YAML", rel, cfg.maxBytes)
-		}
+	isYAML := func(file string) bool {
+		ext := path.Ext(file)
+		return (ext == ".yaml" || ext == ".yml") && !isKustomizationName(path.Base(file))
+	}
+	err := walkFiles(root, rel, cfg, isYAML, func(file string, data []byte) error {
 		docs, err := splitDocuments(file, data)
 		if err != nil {
 			return err
@@ -195,10 +203,13 @@ func buildPlain(root, rel string, cfg buildConfig) ([]Object, error) {
 }
 
 // walkFiles calls fn, in lexical order, for every regular file under rel
-// (slash-separated, relative to root) with its root-relative path and
-// content. Hidden files and directories are skipped; symbolic links are
-// followed only to regular files inside root.
-func walkFiles(root, rel string, fn func(file string, data []byte) error) error {
+// (slash-separated, relative to root) that keep accepts, with its
+// root-relative path and content. Hidden files and directories are
+// skipped; symbolic links are followed only to regular files inside root.
+// A file over cfg.maxFileBytes, or one that takes the total over
+// cfg.maxBytes, is refused by its size before it is read.
+func walkFiles(root, rel string, cfg buildConfig, keep func(file string) bool, fn func(file string, data []byte) error) error {
+	var total int64
 	realRoot, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return fmt.Errorf("resolving build root: %w", err)
@@ -222,24 +233,58 @@ func walkFiles(root, rel string, fn func(file string, data []byte) error) error 
 			return fmt.Errorf("walking %s: %w", rel, err)
 		}
 		file := filepath.ToSlash(r)
+		if !keep(file) {
+			return nil
+		}
+		var fi fs.FileInfo
 		if d.Type()&fs.ModeSymlink != 0 {
 			target, err := filepath.EvalSymlinks(p)
 			if err != nil {
 				return nil // dangling link: nothing to read
 			}
-			fi, err := os.Stat(target)
+			fi, err = os.Stat(target)
 			if err != nil || !fi.Mode().IsRegular() || !within(realRoot, target) {
 				return nil
 			}
 		} else if !d.Type().IsRegular() {
 			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
+		} else if fi, err = d.Info(); err != nil {
 			return fmt.Errorf("reading %s: %w", file, err)
+		}
+		data, err := readCapped(p, file, fi.Size(), &total, cfg)
+		if err != nil {
+			return err
 		}
 		return fn(file, data)
 	})
+}
+
+// readCapped reads the file at p (file is its root-relative name) after
+// checking its size against the per-file cap and, added to *total, the
+// total cap. It reads at most the cap, should the file grow meanwhile.
+func readCapped(p, file string, size int64, total *int64, cfg buildConfig) ([]byte, error) {
+	tooLarge := func(size int64) error {
+		return &BuildError{File: file, Err: fmt.Errorf("%w: %d bytes, over the limit of %d", ErrFileTooLarge, size, cfg.maxFileBytes)}
+	}
+	if size > cfg.maxFileBytes {
+		return nil, tooLarge(size)
+	}
+	if *total += size; *total > cfg.maxBytes {
+		return nil, fmt.Errorf("%w: the files read add up to more than %d bytes (reached at %s)", ErrRepoTooLarge, cfg.maxBytes, file)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, cfg.maxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	if int64(len(data)) > cfg.maxFileBytes {
+		return nil, tooLarge(int64(len(data)))
+	}
+	return data, nil
 }
 
 // within reports whether p is root or below it.

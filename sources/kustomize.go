@@ -16,12 +16,8 @@ import (
 // in-memory copy of root.
 func buildKustomize(root, rel, kfile string, cfg buildConfig) ([]Object, error) {
 	mem := filesys.MakeFsInMemory()
-	var total int64
-	err := walkFiles(root, ".", func(file string, data []byte) error {
-		total += int64(len(data))
-		if total > cfg.maxBytes {
-			return fmt.Errorf("building %s: repository has more than %d bytes", rel, cfg.maxBytes)
-		}
+	all := func(string) bool { return true }
+	err := walkFiles(root, ".", cfg, all, func(file string, data []byte) error {
 		if err := mem.MkdirAll(path.Dir("/" + file)); err != nil {
 			return fmt.Errorf("copying %s: %w", file, err)
 		}

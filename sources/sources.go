@@ -8,7 +8,21 @@ package sources
 
 import (
 	"context"
+	"errors"
 	"fmt"
+)
+
+// Sentinels for size limits, checked with errors.Is. Both are refused
+// before the offending files are read, so a caller can report them (for
+// example with the Ready reason ArtifactTooLarge) rather than run out of
+// memory.
+var (
+	// ErrRepoTooLarge: a revision's files add up to more than the limit
+	// (git.WithMaxRepoSize, or Build's WithMaxBytes).
+	ErrRepoTooLarge = errors.New("repository too large")
+	// ErrFileTooLarge: one file is larger than Build's per-file limit
+	// (WithMaxFileBytes).
+	ErrFileTooLarge = errors.New("file too large")
 )
 
 // Source fetches the newest Revision of a policy repository.

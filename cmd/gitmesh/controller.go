@@ -3,12 +3,18 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/sources"
+	"github.com/gitmesh/gitmesh/sources/git"
 )
 
 // Default listen addresses of the controller.
@@ -20,7 +26,7 @@ const (
 func newControllerCmd(g *globalFlags) *cobra.Command {
 	var cfg controller.Config
 	cmd := &cobra.Command{
-		Use:   "controller --repo URL [--branch B|--tag T|--semver R|--commit SHA] [--path DIR]",
+		Use:   "controller --repo URL [--branch B|--tag T|--semver R|--commit SHA] [--path DIR] [--secret-dir DIR]",
 		Short: "Run the reconciler and the xDS server",
 		Long: `Run the gitmesh controller: poll a Git repository for mesh policy, validate and
 compile each new revision, and serve it to proxies over ADS. A revision that
@@ -66,8 +72,54 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&cfg.StateDir, "state-dir", "gitmesh-state", "directory for the state database, the checkout and the admin token")
 	f.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "file holding the admin API bearer token (default <state-dir>/admin-token, generated)")
 	f.StringVar(&cfg.Namespace, "namespace", "default", "namespace of policy objects that name none")
+	f.StringVar(&cfg.SecretDir, "secret-dir", "", "directory of Git credential files, as a Flux secret: username/password, bearerToken, identity (+ password as passphrase) with known_hosts, caFile or ca.crt")
+	f.StringVar(&cfg.SSHKnownHostsFile, "ssh-known-hosts", "", "known_hosts file trusted for ssh repositories (with known_hosts from --secret-dir)")
+	cfg.MaxRepoSize, cfg.MaxFileSize = git.DefaultMaxRepoSize, sources.DefaultMaxFileBytes
+	f.Var((*byteSize)(&cfg.MaxRepoSize), "max-repo-size", "largest revision (sum of its files) fetched; larger ones are refused before checkout")
+	f.Var((*byteSize)(&cfg.MaxFileSize), "max-file-size", "largest file read by the build; larger ones are refused before they are read")
 	return cmd
 }
+
+// byteSize is a size flag written in bytes or with a KiB, MiB or GiB suffix.
+type byteSize int64
+
+var _ pflag.Value = (*byteSize)(nil)
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}, {"B", 1}}
+
+// String writes the size with the largest unit that divides it.
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range sizeUnits[:3] {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// Set parses "268435456", "256MiB", "256Mi", "4KiB"...
+func (b *byteSize) Set(s string) error {
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return fmt.Errorf("size %q is not a positive number of bytes, KiB, MiB or GiB", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// Type names the flag's type in help.
+func (b *byteSize) Type() string { return "size" }
 
 func countSet(ss ...string) int {
 	n := 0

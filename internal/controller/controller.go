@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/sources/git"
 	"github.com/gitmesh/gitmesh/xds"
 )
@@ -43,6 +44,43 @@ type Config struct {
 	Namespace string
 	// Logger receives structured logs. If nil, logs are discarded.
 	Logger *slog.Logger
+
+	// SecretDir holds Git credentials as files, laid out as a Flux
+	// GitRepository secret (see git.LoadSecretDir). Empty: none.
+	SecretDir string
+	// SSHKnownHostsFile is a known_hosts file trusted for ssh URLs, in
+	// addition to known_hosts in SecretDir.
+	SSHKnownHostsFile string
+	// MaxRepoSize bounds the files of one revision, in bytes; a larger one
+	// is refused before checkout (sources.ErrRepoTooLarge). Default
+	// git.DefaultMaxRepoSize.
+	MaxRepoSize int64
+	// MaxFileSize bounds one file the build reads, in bytes; a larger one
+	// is refused before it is read (sources.ErrFileTooLarge). Default
+	// sources.DefaultMaxFileBytes.
+	MaxFileSize int64
+}
+
+// gitAuth loads the credentials cfg names.
+func (cfg Config) gitAuth() (git.Auth, error) {
+	var auth git.Auth
+	if cfg.SecretDir != "" {
+		var err error
+		if auth, err = git.LoadSecretDir(cfg.SecretDir); err != nil {
+			return git.Auth{}, err
+		}
+	}
+	if cfg.SSHKnownHostsFile != "" {
+		kh, err := git.LoadKnownHosts(cfg.SSHKnownHostsFile)
+		if err != nil {
+			return git.Auth{}, err
+		}
+		if len(auth.KnownHosts) > 0 {
+			kh = append(append(auth.KnownHosts, '\n'), kh...)
+		}
+		auth.KnownHosts = kh
+	}
+	return auth, nil
 }
 
 // Controller is a started controller.
@@ -83,7 +121,19 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
-	src, err := git.New(cfg.RepoURL, cfg.Ref, git.WithWorkDir(filepath.Join(cfg.StateDir, "checkout")), git.WithLogger(log.With("component", "source")))
+	if cfg.MaxRepoSize == 0 {
+		cfg.MaxRepoSize = git.DefaultMaxRepoSize
+	}
+	if cfg.MaxFileSize == 0 {
+		cfg.MaxFileSize = sources.DefaultMaxFileBytes
+	}
+	auth, err := cfg.gitAuth()
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("starting controller: %w", err)
+	}
+	src, err := git.New(cfg.RepoURL, cfg.Ref, git.WithWorkDir(filepath.Join(cfg.StateDir, "checkout")),
+		git.WithLogger(log.With("component", "source")), git.WithAuth(auth), git.WithMaxRepoSize(cfg.MaxRepoSize))
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
@@ -91,6 +141,9 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	xdsServer := xds.NewServer(xds.WithLogger(log.With("component", "xds")))
 	rec, err := reconciler.New(reconciler.Config{
 		Source: src, Path: cfg.Path, Interval: cfg.Interval, Fleet: xdsServer, Store: store,
+		Build: func(root, path string) ([]sources.Object, error) {
+			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
+		},
 		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"),
 	})
 	if err != nil {
@@ -131,7 +184,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		}
 		return nil
 	})
-	log.Info("controller started", "repo", src.URL(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir)
+	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir)
 	return c, nil
 }
 

@@ -40,6 +40,12 @@ type Auth struct {
 	KnownHosts []byte
 	// InsecureIgnoreHostKey skips host key verification. For tests only.
 	InsecureIgnoreHostKey bool
+	// CABundle is PEM-encoded CA certificates trusted for https, in
+	// addition to the system's.
+	CABundle []byte
+	// From says where the credentials came from, for error messages, e.g.
+	// "--secret-dir /etc/gitmesh/git". LoadSecretDir sets it.
+	From string
 }
 
 // String describes which credentials are set, without their values.
@@ -57,6 +63,15 @@ func (a Auth) String() string {
 	if len(a.SSHKey) > 0 {
 		parts = append(parts, "ssh_key=<redacted>")
 	}
+	if len(a.SSHKeyPassphrase) > 0 {
+		parts = append(parts, "ssh_key_passphrase=<redacted>")
+	}
+	if len(a.KnownHosts) > 0 {
+		parts = append(parts, "known_hosts")
+	}
+	if len(a.CABundle) > 0 {
+		parts = append(parts, "ca_bundle")
+	}
 	return "Auth{" + strings.Join(parts, " ") + "}"
 }
 
@@ -65,6 +80,29 @@ func (a Auth) GoString() string { return a.String() }
 
 func (a Auth) isZero() bool {
 	return a.Username == "" && a.Password == "" && a.BearerToken == "" && len(a.SSHKey) == 0
+}
+
+// describe names the credential used for ep, for error messages: which
+// kind and where it came from, never its value.
+func (a Auth) describe(ep endpoint) string {
+	from := ""
+	if a.From != "" {
+		from = " from " + a.From
+	}
+	switch {
+	case ep.http && a.BearerToken != "":
+		return "bearer token (bearerToken" + from + ")"
+	case ep.http && (a.Username != "" || a.Password != ""):
+		if a.From == "" {
+			return "basic auth (username/password)"
+		}
+		return "basic auth (username/password" + from + ")"
+	case ep.ssh && len(a.SSHKey) > 0:
+		return "ssh key (identity" + from + ")"
+	case ep.ssh:
+		return "ssh agent"
+	}
+	return "anonymous access"
 }
 
 // secrets lists the values that must never be shown.
@@ -83,7 +121,7 @@ func (a Auth) method(ep endpoint) (transport.AuthMethod, error) {
 	switch {
 	case ep.http:
 		if len(a.SSHKey) > 0 {
-			return nil, errors.New("ssh key given for an http(s) url")
+			return nil, errors.New("ssh key (identity) given for an http(s) url")
 		}
 		if a.BearerToken != "" {
 			if a.Username != "" || a.Password != "" {
@@ -103,30 +141,40 @@ func (a Auth) method(ep endpoint) (transport.AuthMethod, error) {
 		if a.Password != "" || a.BearerToken != "" {
 			return nil, errors.New("password or bearer token given for an ssh url; use an ssh key")
 		}
-		if len(a.SSHKey) == 0 {
+		if len(a.SSHKey) == 0 && len(a.KnownHosts) == 0 {
+			// go-git's default: the ssh agent, and ~/.ssh/known_hosts.
 			return nil, nil
 		}
 		user := a.SSHUser
 		if user == "" {
 			user = sshUser(ep.url)
 		}
+		var cb ssh.HostKeyCallback
+		switch {
+		case a.InsecureIgnoreHostKey:
+			cb = ssh.InsecureIgnoreHostKey() //nolint:gosec // opted in explicitly
+		case len(a.KnownHosts) > 0:
+			var err error
+			if cb, err = knownHostsCallback(a.KnownHosts); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, errors.New("ssh auth needs known hosts (known_hosts or --ssh-known-hosts)")
+		}
+		if len(a.SSHKey) == 0 {
+			agent, err := gitssh.NewSSHAgentAuth(user)
+			if err != nil {
+				return nil, fmt.Errorf("using the ssh agent (no identity given): %w", err)
+			}
+			agent.HostKeyCallback = cb
+			return agent, nil
+		}
 		pk, err := gitssh.NewPublicKeys(user, a.SSHKey, a.SSHKeyPassphrase)
 		if err != nil {
 			// Parse errors of a key never quote the key, but be safe.
-			return nil, fmt.Errorf("parsing ssh key: %w", errors.New(strings.TrimPrefix(err.Error(), "ssh: ")))
+			return nil, fmt.Errorf("parsing ssh key (identity): %w", errors.New(strings.TrimPrefix(err.Error(), "ssh: ")))
 		}
-		switch {
-		case a.InsecureIgnoreHostKey:
-			pk.HostKeyCallback = ssh.InsecureIgnoreHostKey() //nolint:gosec // opted in explicitly
-		case len(a.KnownHosts) > 0:
-			cb, err := knownHostsCallback(a.KnownHosts)
-			if err != nil {
-				return nil, err
-			}
-			pk.HostKeyCallback = cb
-		default:
-			return nil, errors.New("ssh auth needs known hosts (or InsecureIgnoreHostKey)")
-		}
+		pk.HostKeyCallback = cb
 		return pk, nil
 	default:
 		if !a.isZero() {
@@ -188,7 +236,7 @@ func knownHostsCallback(data []byte) (ssh.HostKeyCallback, error) {
 				}
 			}
 		}
-		return fmt.Errorf("host key for %s not in known hosts", hostname)
+		return fmt.Errorf("%w: the key %s offered by %s is not in known_hosts", ErrHostKeyUnknown, ssh.FingerprintSHA256(key), hostname)
 	}, nil
 }
 

@@ -24,6 +24,9 @@ var (
 	ErrUnreachable = errors.New("remote unreachable")
 	// ErrRepoNotFound: the server has no repository at that path.
 	ErrRepoNotFound = errors.New("repository not found")
+	// ErrHostKeyUnknown: the ssh server's host key is not in the known
+	// hosts given (a wrong host, or a changed key).
+	ErrHostKeyUnknown = errors.New("ssh host key not trusted")
 )
 
 // FetchError is the error Source.Fetch returns. Its message never holds
@@ -50,9 +53,22 @@ func (e *FetchError) Error() string {
 // Unwrap returns Err.
 func (e *FetchError) Unwrap() error { return e.Err }
 
-// fetchError wraps err, classified, into a *FetchError.
-func (s *Source) fetchError(err error) error {
-	return &FetchError{URL: s.displayURL, Ref: s.ref.String(), Err: classify(err), secrets: s.secrets}
+// fetchError wraps err, classified, into a *FetchError. When ctx is done,
+// the error wraps ctx.Err() whatever the transport made of the closed
+// connection; an authentication failure says which credential failed.
+func (s *Source) fetchError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w (%v)", cerr, err)
+	}
+	err = classify(err)
+	if errors.Is(err, ErrAuthFailed) && !errors.Is(err, ErrHostKeyUnknown) {
+		what := s.authDesc + " rejected"
+		if s.authDesc == "anonymous access" {
+			what = "the server wants credentials and none were given (see --secret-dir)"
+		}
+		err = fmt.Errorf("%s: %w", what, err)
+	}
+	return &FetchError{URL: s.displayURL, Ref: s.ref.String(), Err: err, secrets: s.secrets}
 }
 
 // classify wraps err with the sentinel for its cause, if one fits.
@@ -63,9 +79,13 @@ func classify(err error) error {
 		errors.Is(err, ErrUnreachable), errors.Is(err, ErrRepoNotFound),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
+	case errors.Is(err, ErrHostKeyUnknown):
+		return err
 	case errors.Is(err, transport.ErrAuthenticationRequired),
 		errors.Is(err, transport.ErrAuthorizationFailed),
-		errors.Is(err, transport.ErrInvalidAuthMethod):
+		errors.Is(err, transport.ErrInvalidAuthMethod),
+		// x/crypto/ssh has no sentinel for a refused key.
+		strings.Contains(err.Error(), "ssh: unable to authenticate"):
 		sentinel = ErrAuthFailed
 	case errors.Is(err, transport.ErrRepositoryNotFound):
 		sentinel = ErrRepoNotFound

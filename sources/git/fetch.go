@@ -12,6 +12,7 @@ import (
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/gitmesh/gitmesh/sources"
 )
@@ -40,23 +41,47 @@ func (s *Source) Fetch(ctx context.Context) (*sources.Artifact, error) {
 
 	repo, err := s.open()
 	if err != nil {
-		return nil, s.fetchError(err)
+		return nil, s.fetchError(ctx, err)
 	}
+	proxyOpts, release := withDialContext(ctx, endpoint{ssh: s.ssh})
+	defer release()
+	o := remoteOpts{auth: s.auth, caBundle: s.authCfg.CABundle, proxy: proxyOpts}
 	var commit plumbing.Hash
 	var name string
 	if s.ref.Commit != "" {
-		commit, err = s.fetchCommit(ctx, repo)
+		commit, err = s.fetchCommit(ctx, repo, o)
 	} else {
-		name, commit, err = s.fetchRef(ctx, repo)
+		name, commit, err = s.fetchRef(ctx, repo, o)
 	}
 	if err != nil {
-		return nil, s.fetchError(err)
+		return nil, s.fetchError(ctx, err)
 	}
 	rev := "sha1:" + commit.String()
 	if name != "" {
 		rev = name + "@" + rev
 	}
 	return &sources.Artifact{Revision: rev, Dir: s.workDir}, nil
+}
+
+// remoteOpts are the options every remote operation of one Fetch shares.
+type remoteOpts struct {
+	auth     transport.AuthMethod
+	caBundle []byte
+	proxy    transport.ProxyOptions
+}
+
+// fetchOptions returns go-git fetch options for specs (depth 0: full).
+func (o remoteOpts) fetchOptions(depth int, specs ...config.RefSpec) *gogit.FetchOptions {
+	return &gogit.FetchOptions{
+		RemoteName:   remoteName,
+		RefSpecs:     specs,
+		Depth:        depth,
+		Auth:         o.auth,
+		CABundle:     o.caBundle,
+		ProxyOptions: o.proxy,
+		Tags:         gogit.NoTags,
+		Force:        true,
+	}
 }
 
 // open opens the clone in the work dir, creating the dir and an empty
@@ -122,8 +147,8 @@ func (s *Source) setRemote(repo *gogit.Repository) error {
 
 // fetchRef resolves a branch, tag or semver Ref on the remote, fetches it
 // shallowly when the local work tree is elsewhere, and checks it out.
-func (s *Source) fetchRef(ctx context.Context, repo *gogit.Repository) (string, plumbing.Hash, error) {
-	t, err := s.resolve(ctx, repo)
+func (s *Source) fetchRef(ctx context.Context, repo *gogit.Repository, o remoteOpts) (string, plumbing.Hash, error) {
+	t, err := s.resolve(ctx, repo, o)
 	if err != nil {
 		return "", plumbing.ZeroHash, err
 	}
@@ -136,14 +161,10 @@ func (s *Source) fetchRef(ctx context.Context, repo *gogit.Repository) (string, 
 		local = t.refName
 	}
 	spec := config.RefSpec(fmt.Sprintf("+%s:%s", t.refName, local))
-	err = repo.FetchContext(ctx, &gogit.FetchOptions{
-		RemoteName: remoteName,
-		RefSpecs:   []config.RefSpec{spec},
-		Depth:      1,
-		Auth:       s.auth,
-		Tags:       gogit.NoTags,
-		Force:      true,
-	})
+	if repo, err = s.bounded(repo); err != nil {
+		return "", plumbing.ZeroHash, err
+	}
+	err = repo.FetchContext(ctx, o.fetchOptions(1, spec))
 	if err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) {
 		return "", plumbing.ZeroHash, fmt.Errorf("fetching %s: %w", t.refName, err)
 	}
@@ -163,12 +184,14 @@ func (s *Source) fetchRef(ctx context.Context, repo *gogit.Repository) (string, 
 }
 
 // resolve lists the remote's refs and finds the Ref's target.
-func (s *Source) resolve(ctx context.Context, repo *gogit.Repository) (target, error) {
+func (s *Source) resolve(ctx context.Context, repo *gogit.Repository, o remoteOpts) (target, error) {
 	remote, err := repo.Remote(remoteName)
 	if err != nil {
 		return target{}, fmt.Errorf("reading remote: %w", err)
 	}
-	refs, err := remote.ListContext(ctx, &gogit.ListOptions{Auth: s.auth, PeelingOption: gogit.AppendPeeled})
+	refs, err := remote.ListContext(ctx, &gogit.ListOptions{
+		Auth: o.auth, CABundle: o.caBundle, ProxyOptions: o.proxy, PeelingOption: gogit.AppendPeeled,
+	})
 	if err != nil {
 		return target{}, fmt.Errorf("listing remote refs: %w", err)
 	}
@@ -245,31 +268,20 @@ func newestTag(hashes map[plumbing.ReferenceName]plumbing.Hash, c *semver.Constr
 // fetchCommit makes the exact commit present and checks it out. It tries a
 // shallow fetch of the commit itself, and falls back to fetching every
 // branch and tag when the server does not allow that.
-func (s *Source) fetchCommit(ctx context.Context, repo *gogit.Repository) (plumbing.Hash, error) {
+func (s *Source) fetchCommit(ctx context.Context, repo *gogit.Repository, o remoteOpts) (plumbing.Hash, error) {
 	want := plumbing.NewHash(s.ref.Commit)
 	if head, err := repo.Head(); err == nil && head.Hash() == want {
 		return want, nil
 	}
 	if _, err := repo.CommitObject(want); err != nil {
-		err := repo.FetchContext(ctx, &gogit.FetchOptions{
-			RemoteName: remoteName,
-			RefSpecs:   []config.RefSpec{config.RefSpec(want.String() + ":refs/gitmesh/commit")},
-			Depth:      1,
-			Auth:       s.auth,
-			Tags:       gogit.NoTags,
-			Force:      true,
-		})
+		if repo, err = s.bounded(repo); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		err := repo.FetchContext(ctx, o.fetchOptions(1, config.RefSpec(want.String()+":refs/gitmesh/commit")))
 		if errors.Is(err, gogit.ErrExactSHA1NotSupported) {
-			err = repo.FetchContext(ctx, &gogit.FetchOptions{
-				RemoteName: remoteName,
-				RefSpecs: []config.RefSpec{
-					config.RefSpec("+refs/heads/*:refs/remotes/origin/*"),
-					config.RefSpec("+refs/tags/*:refs/tags/*"),
-				},
-				Auth:  s.auth,
-				Tags:  gogit.NoTags,
-				Force: true,
-			})
+			err = repo.FetchContext(ctx, o.fetchOptions(0,
+				config.RefSpec("+refs/heads/*:refs/remotes/origin/*"),
+				config.RefSpec("+refs/tags/*:refs/tags/*")))
 		}
 		if err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) {
 			return plumbing.ZeroHash, fmt.Errorf("fetching commit: %w", err)
@@ -303,6 +315,9 @@ func peel(repo *gogit.Repository, h plumbing.Hash) (plumbing.Hash, error) {
 // checkout makes the work tree exactly the tree of commit (detached HEAD),
 // removing files that are not in it.
 func (s *Source) checkout(repo *gogit.Repository, commit plumbing.Hash) error {
+	if err := s.checkSize(repo, commit); err != nil {
+		return err
+	}
 	wt, err := repo.Worktree()
 	if err != nil {
 		return fmt.Errorf("opening work tree: %w", err)

@@ -11,6 +11,12 @@
 // (ErrRefNotFound, ErrAuthFailed, ErrUnreachable, ErrRepoNotFound) when the
 // cause is known, so callers can report why with errors.Is. Credentials never
 // appear in errors or logs.
+//
+// Credentials come from Auth, usually loaded with LoadSecretDir from files
+// laid out as a Flux GitRepository secret. Fetch honours its context on
+// every transport, ssh included (see dial.go). The clone stays bounded: a
+// revision over WithMaxRepoSize is refused before checkout, and a clone
+// that grew past 8 packs is re-cloned shallow.
 package git
 
 import (
@@ -142,15 +148,18 @@ func WithTimeout(d time.Duration) Option {
 // New. Fetch and Close may be called from several goroutines; they are
 // serialized.
 type Source struct {
-	url        string // what go-git dials: credentials removed, local paths absolute
-	displayURL string // url without any user info, for errors and logs
-	ref        Ref
-	constraint *semver.Constraints
-	authCfg    Auth
-	auth       transport.AuthMethod
-	secrets    []string // strings redacted from every error
-	logger     *slog.Logger
-	timeout    time.Duration
+	url         string // what go-git dials: credentials removed, local paths absolute
+	displayURL  string // url without any user info, for errors and logs
+	ref         Ref
+	constraint  *semver.Constraints
+	authCfg     Auth
+	auth        transport.AuthMethod
+	authDesc    string   // which credential is used, for errors (see Auth.describe)
+	ssh         bool     // the URL is ssh (see withDialContext)
+	secrets     []string // strings redacted from every error
+	logger      *slog.Logger
+	timeout     time.Duration
+	maxRepoSize int64
 
 	// mu serializes Fetch and Close and guards the fields below.
 	mu      sync.Mutex
@@ -172,9 +181,10 @@ func New(url string, ref Ref, opts ...Option) (*Source, error) {
 		return nil, fmt.Errorf("creating git source: %w", err)
 	}
 	s := &Source{
-		ref:        ref,
-		constraint: constraint,
-		logger:     slog.New(slog.DiscardHandler),
+		ref:         ref,
+		constraint:  constraint,
+		logger:      slog.New(slog.DiscardHandler),
+		maxRepoSize: DefaultMaxRepoSize,
 	}
 	for _, o := range opts {
 		if err := o(s); err != nil {
@@ -193,6 +203,7 @@ func New(url string, ref Ref, opts ...Option) (*Source, error) {
 		s.authCfg.Username, s.authCfg.Password = ep.user, ep.password
 	}
 	s.secrets = append(s.secrets, s.authCfg.secrets()...)
+	s.ssh, s.authDesc = ep.ssh, s.authCfg.describe(ep)
 	s.auth, err = s.authCfg.method(ep)
 	if err != nil {
 		return nil, fmt.Errorf("creating git source for %s: %w", s.displayURL, redact(err, s.secrets))
