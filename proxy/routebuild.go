@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"regexp/syntax"
@@ -259,7 +260,7 @@ func buildRoute(r *routev3.Route, scope *routeScope) (*route, *fieldError) {
 			return nil, fe
 		}
 	case *routev3.Route_Redirect:
-		rd, fe := buildRedirect(a.Redirect, &rt.match)
+		rd, fe := buildRedirect(a.Redirect)
 		if fe != nil {
 			fe.field = ".redirect" + fe.field
 			return nil, fe
@@ -305,13 +306,14 @@ func buildRouteAction(rt *route, a *routev3.RouteAction, scope *routeScope) *fie
 		rt.maxGRPCTimeout = &v
 	}
 	if p := a.GetPrefixRewrite(); p != "" {
-		if rt.match.kind == pathRegex {
-			return fieldErr(".route.prefix_rewrite", "needs a prefix, path or path_separated_prefix match")
-		}
+		// Any path specifier: on a safe_regex route Envoy replaces the
+		// whole path (see matchedPrefixLen).
 		rt.prefixRewrite = &p
 	}
 	if rr := a.GetRegexRewrite(); rr != nil {
 		if rt.prefixRewrite != nil {
+			// Envoy: "Specify only one of prefix_rewrite, regex_rewrite or
+			// path_rewrite_policy".
 			return fieldErr(".route.regex_rewrite", "prefix_rewrite and regex_rewrite are mutually exclusive")
 		}
 		r, err := buildRegexRewrite(rr)
@@ -382,6 +384,11 @@ func buildRouteAction(rt *route, a *routev3.RouteAction, scope *routeScope) *fie
 			if fe != nil {
 				return fe
 			}
+			if rt.totalWeight+w.GetWeight().GetValue() < rt.totalWeight {
+				// Envoy: "The sum of weights of all weighted clusters of
+				// route X exceeds 4294967295".
+				return fieldErr(".route.weighted_clusters", "the weights sum to more than %d", uint32(math.MaxUint32))
+			}
 			rt.totalWeight += w.GetWeight().GetValue()
 			rt.clusters = append(rt.clusters, weightedCluster{
 				cluster: c, upto: rt.totalWeight, requestHeaders: req, responseHeaders: resp,
@@ -389,11 +396,13 @@ func buildRouteAction(rt *route, a *routev3.RouteAction, scope *routeScope) *fie
 			})
 		}
 		if rt.totalWeight == 0 {
+			// Envoy: "Sum of weights in the weighted_cluster must be
+			// greater than 0."
 			return fieldErr(".route.weighted_clusters", "weights sum to 0")
 		}
-		if tw := wcs.GetTotalWeight().GetValue(); tw != 0 && tw != rt.totalWeight {
-			return fieldErr(".route.weighted_clusters.total_weight", "%d, but the weights sum to %d", tw, rt.totalWeight)
-		}
+		// total_weight is deprecated and ignored by Envoy: a cluster's
+		// share is its weight over the sum of the weights, whatever they
+		// add up to.
 	default:
 		return fieldErr(".route", "cluster specifier %T: %w", cs, errUnsupported)
 	}
