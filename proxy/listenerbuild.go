@@ -350,6 +350,10 @@ func buildHCM(a *anypb.Any, tables map[string]*routeTable, refs *clusterRefs) (*
 			}
 			hc.filters = append(hc.filters, httpFilter{kind: filterCORS})
 		default:
+			if hf.GetIsOptional() {
+				// Envoy skips an optional filter it does not implement.
+				continue
+			}
 			return nil, "", fieldErr(path+".name", "unknown HTTP filter %q", hf.GetName())
 		}
 	}

@@ -463,6 +463,9 @@ func buildMatch(m *routev3.RouteMatch) (routeMatch, *fieldError) {
 			return out, fieldErr(".safe_regex.regex", "%w", err)
 		}
 		out.kind, out.re = pathRegex, re
+	case nil:
+		// Envoy: path_specifier is a required oneof.
+		return out, fieldErr("", "missing path specifier (prefix, path, safe_regex or path_separated_prefix)")
 	default:
 		return out, fieldErr("", "path specifier %T: %w", ps, errUnsupported)
 	}
