@@ -137,6 +137,14 @@ func envoyCases() []envoyCase {
 			}),
 			path: "/h", wantCode: 200, wantBackend: "a", wantPath: "/h", wantHost: "backend.internal",
 		},
+		{
+			name: "query_parameters present_match false is a presence check",
+			route: toCluster(&routev3.RouteMatch{
+				PathSpecifier:   &routev3.RouteMatch_Prefix{Prefix: "/"},
+				QueryParameters: []*routev3.QueryParameterMatcher{{Name: "q", QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: false}}},
+			}, contractA),
+			path: "/qp?q=1", wantCode: 200, wantBackend: "a",
+		},
 		// Accepted: weighted clusters are relative (total_weight is deprecated).
 		{
 			name:  "total_weight that is not the sum is ignored",

@@ -493,9 +493,9 @@ func buildMatch(m *routev3.RouteMatch) (routeMatch, *fieldError) {
 		qm := queryMatch{name: q.GetName()}
 		switch s := q.GetQueryParameterMatchSpecifier().(type) {
 		case *routev3.QueryParameterMatcher_PresentMatch:
-			if !s.PresentMatch {
-				return out, fieldErr(field+".present_match", "false: %w", errUnsupported)
-			}
+			// Envoy's QueryParameterMatcher builds a presence check for
+			// present_match whatever its value: false matches a present
+			// parameter too.
 			qm.present = true
 		case *routev3.QueryParameterMatcher_StringMatch:
 			sm, err := buildStringMatch(s.StringMatch)
