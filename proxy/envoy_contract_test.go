@@ -14,6 +14,7 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
@@ -28,8 +29,9 @@ type envoyCase struct {
 	// route is the only route of virtual host "svc".
 	route *routev3.Route
 	// cluster adjusts cluster a; filters go before the router.
-	cluster func(*clusterv3.Cluster)
-	filters []*hcmv3.HttpFilter
+	cluster  func(*clusterv3.Cluster)
+	filters  []*hcmv3.HttpFilter
+	listener func(*listenerv3.Listener)
 
 	// protoInvalid: go-control-plane's ValidateAll (Envoy's PGV rules)
 	// already rejects it.
@@ -198,6 +200,25 @@ func envoyCases() []envoyCase {
 			path:    "/opt", wantCode: 200, wantBackend: "a",
 		},
 		{
+			name:  "default_filter_chain serves what no filter chain matches",
+			route: toCluster(prefixMatch("/"), contractA),
+			listener: func(l *listenerv3.Listener) {
+				l.DefaultFilterChain = l.FilterChains[0]
+				sni := proto.Clone(l.FilterChains[0]).(*listenerv3.FilterChain)
+				sni.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: []string{"only.example.com"}, TransportProtocol: "tls"}
+				l.FilterChains = []*listenerv3.FilterChain{sni}
+			},
+			path: "/default", wantCode: 200, wantBackend: "a",
+		},
+		{
+			name:  "default_filter_chain alone",
+			route: toCluster(prefixMatch("/"), contractA),
+			listener: func(l *listenerv3.Listener) {
+				l.DefaultFilterChain, l.FilterChains = l.FilterChains[0], nil
+			},
+			path: "/default", wantCode: 200, wantBackend: "a",
+		},
+		{
 			name:  "STRICT_DNS cluster without endpoints has no hosts",
 			route: toCluster(prefixMatch("/"), contractDNS),
 			path:  "/dns", wantCode: 503,
@@ -296,8 +317,12 @@ func TestEnvoyContract(t *testing.T) {
 			}
 			dns := inlineCluster(t, contractDNS, clusterv3.Cluster_STRICT_DNS)
 			dns.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: contractDNS}
+			l := contractListener(t, r.out, tc.filters)
+			if tc.listener != nil {
+				tc.listener(l)
+			}
 			res := []types.Resource{
-				contractListener(t, r.out, tc.filters),
+				l,
 				routeConfig("outbound", vhost("svc", []string{"svc"}, tc.route)),
 				ca,
 				staticCluster(t, contractB, "b.default.svc.cluster.local", []string{hostPort(b)}),
