@@ -32,6 +32,8 @@ type envoyCase struct {
 	cluster  func(*clusterv3.Cluster)
 	filters  []*hcmv3.HttpFilter
 	listener func(*listenerv3.Listener)
+	// routes adjusts the RouteConfiguration.
+	routes func(*routev3.RouteConfiguration)
 
 	// protoInvalid: go-control-plane's ValidateAll (Envoy's PGV rules)
 	// already rejects it.
@@ -224,7 +226,24 @@ func envoyCases() []envoyCase {
 			path:  "/dns", wantCode: 503,
 		},
 
+		{
+			name:  "a direct_response body of 4 KiB",
+			route: direct(prefixMatch("/"), strings.Repeat("x", 4096)),
+			path:  "/big", wantCode: 200,
+		},
+		{
+			name:   "a larger body under a raised max_direct_response_body_size_bytes",
+			route:  direct(prefixMatch("/"), strings.Repeat("x", 5000)),
+			routes: func(rc *routev3.RouteConfiguration) { rc.MaxDirectResponseBodySizeBytes = wrapperspb.UInt32(8192) },
+			path:   "/big", wantCode: 200,
+		},
+
 		// Rejected by Envoy too.
+		{
+			name:  "a direct_response body above 4 KiB",
+			route: direct(prefixMatch("/"), strings.Repeat("x", 4097)),
+			nack:  "response body size is 4097 bytes; maximum is 4096",
+		},
 		{
 			name: "prefix_rewrite with regex_rewrite",
 			route: toA(prefixMatch("/"), func(a *routev3.RouteAction) {
@@ -317,13 +336,17 @@ func TestEnvoyContract(t *testing.T) {
 			}
 			dns := inlineCluster(t, contractDNS, clusterv3.Cluster_STRICT_DNS)
 			dns.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: contractDNS}
+			rc := routeConfig("outbound", vhost("svc", []string{"svc"}, tc.route))
+			if tc.routes != nil {
+				tc.routes(rc)
+			}
 			l := contractListener(t, r.out, tc.filters)
 			if tc.listener != nil {
 				tc.listener(l)
 			}
 			res := []types.Resource{
 				l,
-				routeConfig("outbound", vhost("svc", []string{"svc"}, tc.route)),
+				rc,
 				ca,
 				staticCluster(t, contractB, "b.default.svc.cluster.local", []string{hostPort(b)}),
 				staticCluster(t, contractFlaky, "flaky.default.svc.cluster.local", []string{hostPort(flaky)}),

@@ -175,7 +175,7 @@ type directResponse struct {
 	body   string
 }
 
-func buildDirectResponse(d *routev3.DirectResponseAction) (*directResponse, *fieldError) {
+func buildDirectResponse(d *routev3.DirectResponseAction, maxBody int) (*directResponse, *fieldError) {
 	if err := checkFields(d, "status", "body"); err != nil {
 		return nil, fieldErr("", "%w", err)
 	}
@@ -187,6 +187,10 @@ func buildDirectResponse(d *routev3.DirectResponseAction) (*directResponse, *fie
 		body, err := readDataSource(b)
 		if err != nil {
 			return nil, fieldErr(".body", "%w", err)
+		}
+		if len(body) > maxBody {
+			// Envoy: "response body size is N bytes; maximum is M".
+			return nil, fieldErr(".body", "response body size is %d bytes; maximum is %d (max_direct_response_body_size_bytes)", len(body), maxBody)
 		}
 		out.body = string(body)
 	}

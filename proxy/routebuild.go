@@ -89,7 +89,14 @@ type routeScope struct {
 	// validate is validate_clusters: an unknown cluster is an error
 	// rather than a reference that warms.
 	validate bool
+	// maxBody is max_direct_response_body_size_bytes (Envoy's default
+	// 4096): a direct_response body above it is rejected, as Envoy does.
+	maxBody int
 }
+
+// defaultMaxDirectResponseBody is Envoy's default
+// max_direct_response_body_size_bytes.
+const defaultMaxDirectResponseBody = 4096
 
 // buildRouteTable validates a RouteConfiguration and resolves the clusters
 // it names through refs. Unknown clusters resolve to placeholders (the
@@ -99,8 +106,12 @@ type routeScope struct {
 func buildRouteTable(rc *routev3.RouteConfiguration, refs *clusterRefs, inline bool) (*routeTable, *fieldError) {
 	if err := checkFields(rc, "name", "virtual_hosts", "validate_clusters",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-		"typed_per_filter_config"); err != nil {
+		"typed_per_filter_config", "max_direct_response_body_size_bytes"); err != nil {
 		return nil, &fieldError{err: err}
+	}
+	maxBody := defaultMaxDirectResponseBody
+	if v := rc.GetMaxDirectResponseBodySizeBytes(); v != nil {
+		maxBody = int(v.GetValue())
 	}
 	rcReq, fe := buildHeaderMutation("", "request", rc.GetRequestHeadersToAdd(), rc.GetRequestHeadersToRemove())
 	if fe != nil {
@@ -155,6 +166,7 @@ func buildRouteTable(rc *routev3.RouteConfiguration, refs *clusterRefs, inline b
 			filters:  []perFilterConfig{vFilters, rcFilters},
 			clusters: refs,
 			validate: validate,
+			maxBody:  maxBody,
 		}
 		for j, r := range v.GetRoutes() {
 			rt, fe := buildRoute(r, scope)
@@ -267,7 +279,7 @@ func buildRoute(r *routev3.Route, scope *routeScope) (*route, *fieldError) {
 		}
 		rt.action, rt.redirect = actionRedirect, rd
 	case *routev3.Route_DirectResponse:
-		d, fe := buildDirectResponse(a.DirectResponse)
+		d, fe := buildDirectResponse(a.DirectResponse, scope.maxBody)
 		if fe != nil {
 			fe.field = ".direct_response" + fe.field
 			return nil, fe
