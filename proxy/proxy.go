@@ -71,7 +71,9 @@ type Config struct {
 	// applied without them (Envoy's initial_fetch_timeout): missing route
 	// configurations and endpoints are treated as empty, routes to a
 	// missing cluster answer 503 (flag NC) and TCP connections to one are
-	// closed. Default DefaultWarmingTimeout (15s).
+	// closed. Meanwhile a new listener's address is bound but refuses
+	// connections, and a listener being updated serves its applied
+	// configuration. Default DefaultWarmingTimeout (15s).
 	WarmingTimeout time.Duration
 	// DrainTimeout is how long a removed listener, or every listener when
 	// Run returns, waits for in-flight requests before its connections are
