@@ -108,6 +108,11 @@ type upstreamPool struct {
 	proxy     *httputil.ReverseProxy
 }
 
+// upstreamHeaderTimeout bounds the wait for an upstream's response headers
+// once the request is sent: Envoy's default stream_idle_timeout (5 min),
+// which ends a stream on which nothing happened for that long.
+const upstreamHeaderTimeout = 5 * time.Minute
+
 // maxIdleConnsPerHost bounds idle keep-alive connections per endpoint.
 const maxIdleConnsPerHost = 128
 
@@ -131,8 +136,14 @@ func newUpstreamPool(p *Proxy, key poolKey) *upstreamPool {
 		idle = key.idleTimeout
 	}
 	tr := &http.Transport{
-		Proxy:                 nil, // never an environment proxy
-		DialContext:           dial,
+		Proxy:       nil, // never an environment proxy
+		DialContext: dial,
+		// Envoy's connect_timeout covers the TLS handshake too.
+		TLSHandshakeTimeout: key.connectTimeout,
+		// The route timeout (the request's context) bounds most
+		// exchanges; this bounds the wait for response headers of those
+		// whose route disables it, as Envoy's stream_idle_timeout does.
+		ResponseHeaderTimeout: upstreamHeaderTimeout,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
 		IdleConnTimeout:       idle,

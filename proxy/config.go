@@ -283,6 +283,9 @@ func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster,
 			return nil, false, fail("load_assignment."+fe.field, "%w", fe.err)
 		}
 		cl.dnsTargets = targets
+		if len(targets) == 0 {
+			cl.endpoints = newBalancedSet(nil, nil, cl.lb)
+		}
 		if d := c.GetDnsRefreshRate(); d != nil {
 			cl.dnsRefresh = d.AsDuration()
 		}
@@ -403,9 +406,7 @@ func buildDNSTargets(cla *endpointv3.ClusterLoadAssignment) ([]dnsTarget, *field
 			out = append(out, dnsTarget{host: sa.GetAddress(), port: int(sa.GetPortValue()), weight: w, meta: endpointMetaFrom(lbe.GetMetadata())})
 		}
 	}
-	if len(out) == 0 {
-		return nil, fieldErr("endpoints", "a STRICT_DNS cluster needs at least one address")
-	}
+	// None is valid, as in Envoy: the cluster has no hosts (503 UH).
 	return out, nil
 }
 

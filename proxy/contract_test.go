@@ -17,7 +17,8 @@ import (
 
 // TestCompilerGoldenContract feeds the compiler's golden outputs (the
 // resources it emits per docs/xds-conventions.md) to the proxy's config
-// builder: everything the compiler emits must be applicable. Finding no
+// builder: everything the compiler emits must pass Envoy's proto
+// validation (go-control-plane's ValidateAll) and be applicable. Finding no
 // golden files fails it: a contract test that checks nothing must not pass.
 func TestCompilerGoldenContract(t *testing.T) {
 	files, _ := filepath.Glob("../compiler/testdata/*.golden.json")
@@ -66,6 +67,10 @@ func TestCompilerGoldenContract(t *testing.T) {
 					}
 					if err := protojson.Unmarshal(r, m); err != nil {
 						t.Fatalf("%s: %v", key, err)
+					}
+					// What Envoy's proto validation rejects, Envoy NACKs.
+					if err := m.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
+						t.Errorf("%s %q is not valid for Envoy: %v", key, resourceName(m), err)
 					}
 					res[resourceName(m)] = m
 				}

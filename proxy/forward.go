@@ -236,7 +236,7 @@ func (pool *upstreamPool) rewrite(pr *httputil.ProxyRequest) {
 	switch {
 	case rt.prefixRewrite != nil:
 		esc := out.URL.EscapedPath()
-		n := min(matchedPrefixLen(&rt.match), len(esc))
+		n := matchedPrefixLen(&rt.match, esc)
 		setEscapedPath(out.URL, *rt.prefixRewrite+esc[n:])
 	case rt.regexRewrite != nil:
 		setEscapedPath(out.URL, rt.regexRewrite.re.ReplaceAllString(out.URL.EscapedPath(), rt.regexRewrite.sub))

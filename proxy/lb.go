@@ -82,11 +82,13 @@ func buildLB(c *clusterv3.Cluster) (*lbConfig, *fieldError) {
 	default:
 		return nil, fieldErr("lb_policy", "%s: %w", c.GetLbPolicy(), errUnsupported)
 	}
+	// Envoy reads only the lb_config of the cluster's lb_policy and ignores
+	// one set for another policy; so does the proxy.
 	switch cfg := c.GetLbConfig().(type) {
 	case nil:
 	case *clusterv3.Cluster_LeastRequestLbConfig_:
 		if l.kind != lbLeastRequest {
-			return nil, fieldErr("least_request_lb_config", "set with lb_policy %s", c.GetLbPolicy())
+			break // Envoy ignores the config of another policy
 		}
 		if err := checkFields(cfg.LeastRequestLbConfig, "choice_count"); err != nil {
 			return nil, fieldErr("least_request_lb_config", "%w", err)
@@ -99,7 +101,7 @@ func buildLB(c *clusterv3.Cluster) (*lbConfig, *fieldError) {
 		}
 	case *clusterv3.Cluster_RingHashLbConfig_:
 		if l.kind != lbRingHash {
-			return nil, fieldErr("ring_hash_lb_config", "set with lb_policy %s", c.GetLbPolicy())
+			break // Envoy ignores the config of another policy
 		}
 		rc := cfg.RingHashLbConfig
 		if err := checkFields(rc, "minimum_ring_size", "maximum_ring_size", "hash_function"); err != nil {
@@ -116,7 +118,7 @@ func buildLB(c *clusterv3.Cluster) (*lbConfig, *fieldError) {
 		}
 	case *clusterv3.Cluster_MaglevLbConfig_:
 		if l.kind != lbMaglev {
-			return nil, fieldErr("maglev_lb_config", "set with lb_policy %s", c.GetLbPolicy())
+			break // Envoy ignores the config of another policy
 		}
 		if err := checkFields(cfg.MaglevLbConfig, "table_size"); err != nil {
 			return nil, fieldErr("maglev_lb_config", "%w", err)
@@ -366,6 +368,9 @@ const (
 	hashCookie
 	hashSourceIP
 	hashQuery
+	// hashNone never yields a value (connection_properties with
+	// source_ip false).
+	hashNone
 )
 
 // hashPolicy is a built RouteAction.HashPolicy.
@@ -406,7 +411,10 @@ func buildHashPolicy(hp *routev3.RouteAction_HashPolicy) (hashPolicy, *fieldErro
 		}
 	case *routev3.RouteAction_HashPolicy_ConnectionProperties_:
 		if !s.ConnectionProperties.GetSourceIp() {
-			return p, fieldErr(".connection_properties.source_ip", "false: nothing to hash")
+			// Envoy builds no hash method for it: the policy never
+			// yields a hash.
+			p.kind = hashNone
+			break
 		}
 		p.kind = hashSourceIP
 	case *routev3.RouteAction_HashPolicy_QueryParameter_:

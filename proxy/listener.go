@@ -28,10 +28,16 @@ type connServer interface {
 
 // listenerSet owns the proxy's traffic sockets. An address is bound
 // ("reserved") as soon as an accepted LDS update names it, so an address
-// that cannot be bound is NACKed; it starts serving when a configuration
-// that uses it is swapped in; it is drained and closed once neither the
-// applied configuration nor the accepted LDS update names it. An address
-// that stays in the configuration keeps its socket and its connections.
+// that cannot be bound is NACKed, but it does not listen yet: while the
+// listener warms (its route configurations or clusters have not arrived)
+// a client connecting to it is refused at once rather than left in an
+// accept queue nobody serves, as Envoy binds a warming listener and
+// listens only once it is warm. The socket listens and serves when a
+// configuration that uses it is swapped in; it is drained and closed once
+// neither the applied configuration nor the accepted LDS update names it.
+// An address that stays in the configuration keeps its socket and its
+// connections, and serves the applied configuration while an update of
+// it warms.
 type listenerSet struct {
 	log     *slog.Logger
 	drain   time.Duration
@@ -45,10 +51,19 @@ type listenerSet struct {
 	wg sync.WaitGroup
 }
 
+// reservation is an address bound but not listening yet.
+type reservation interface {
+	// listen starts listening; the reservation is used up.
+	listen() (net.Listener, error)
+	// Close releases the address unless listen was called.
+	Close() error
+}
+
 // socket is one bound address.
 type socket struct {
 	name string // listener name, for logs
-	ln   net.Listener
+	res  reservation
+	ln   net.Listener // nil until it serves
 	srv  *http.Server // nil until it serves
 	// httpConns feeds the connections to serve as HTTP to srv.
 	httpConns *connQueue
@@ -76,15 +91,15 @@ func (s *listenerSet) reserve(addrs map[string]string) error {
 		if _, ok := s.sockets[addr]; ok {
 			continue
 		}
-		ln, err := net.Listen("tcp", addr)
+		res, err := reserveAddr(addr)
 		if err != nil {
 			for _, a := range opened {
-				s.sockets[a].ln.Close()
+				s.sockets[a].res.Close()
 				delete(s.sockets, a)
 			}
 			return &resourceError{typeURL: listenerType, name: addrs[addr], field: "address", err: fmt.Errorf("binding %s: %w", addr, err)}
 		}
-		s.sockets[addr] = &socket{name: addrs[addr], ln: ln}
+		s.sockets[addr] = &socket{name: addrs[addr], res: res}
 		opened = append(opened, addr)
 	}
 	return nil
@@ -102,7 +117,11 @@ func (s *listenerSet) sync(serve map[string]*listenerConfig, keep map[string]str
 		if lc, ok := serve[addr]; ok {
 			sk.name = lc.name
 			if sk.srv == nil {
-				s.startLocked(addr, sk)
+				if err := s.startLocked(addr, sk); err != nil {
+					// The address was bound; only listen() failed.
+					s.log.Error("listener cannot serve", "listener", sk.name, "address", addr, "error", err)
+					delete(s.sockets, addr)
+				}
 			}
 			continue
 		}
@@ -115,7 +134,12 @@ func (s *listenerSet) sync(serve map[string]*listenerConfig, keep map[string]str
 	}
 }
 
-func (s *listenerSet) startLocked(addr string, sk *socket) {
+func (s *listenerSet) startLocked(addr string, sk *socket) error {
+	ln, err := sk.res.listen()
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	sk.ln = ln
 	h := s.handler(addr)
 	sk.srv = &http.Server{
 		Handler:           h,
@@ -154,15 +178,17 @@ func (s *listenerSet) startLocked(addr string, sk *socket) {
 			})
 		}
 	})
+	return nil
 }
 
 // stopLocked drains a socket in the background (owned by wg): in-flight
 // requests and TCP connections get up to the drain timeout.
 func (s *listenerSet) stopLocked(sk *socket) {
-	sk.ln.Close()
 	if sk.srv == nil {
+		sk.res.Close()
 		return
 	}
+	sk.ln.Close()
 	srv := sk.srv
 	s.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.drain)

@@ -29,6 +29,9 @@ type listenerConfig struct {
 	// workload (metrics reporter "destination").
 	inbound bool
 	chains  []*filterChain
+	// defaultChain serves connections no chain matches
+	// (default_filter_chain); nil: they are closed.
+	defaultChain *filterChain
 	// peek is true when a chain matches on server_names or
 	// transport_protocol: connections are inspected (TLS ClientHello)
 	// before a chain is chosen, as Envoy's tls_inspector does.
@@ -84,6 +87,16 @@ func (lc *listenerConfig) httpChainFor(r *http.Request) *httpChain {
 // chains without server names), then transport protocol (exact, then
 // chains without one).
 func (lc *listenerConfig) chainFor(sni string, isTLS bool) *filterChain {
+	if fc := lc.matchChain(sni, isTLS); fc != nil {
+		return fc
+	}
+	return lc.defaultChain
+}
+
+func (lc *listenerConfig) matchChain(sni string, isTLS bool) *filterChain {
+	if len(lc.chains) == 0 {
+		return nil
+	}
 	if !lc.peek {
 		return lc.chains[0]
 	}
@@ -154,7 +167,11 @@ func listenerAddr(l *listenerv3.Listener) (string, error) {
 // connection managers fetch over RDS.
 func listenerRDSNames(l *listenerv3.Listener) []string {
 	var out []string
-	for _, fc := range l.GetFilterChains() {
+	chains := l.GetFilterChains()
+	if dfc := l.GetDefaultFilterChain(); dfc != nil {
+		chains = append(slices.Clip(chains), dfc)
+	}
+	for _, fc := range chains {
 		for _, f := range fc.GetFilters() {
 			if f.GetName() != wellknown.HTTPConnectionManager || f.GetTypedConfig() == nil {
 				continue
@@ -184,9 +201,6 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, refs *
 	if l.GetApiListener() != nil {
 		return nil, nil, fail(fieldErr("api_listener", "api listeners are for proxyless gRPC clients: %w", errUnsupported))
 	}
-	if l.GetDefaultFilterChain() != nil {
-		return nil, nil, fail(fieldErr("default_filter_chain", "%w", errUnsupported))
-	}
 	for i, lf := range l.GetListenerFilters() {
 		field := fmt.Sprintf("listener_filters[%d]", i)
 		if lf.GetName() != wellknown.TlsInspector {
@@ -211,10 +225,23 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, refs *
 		addr:    addr,
 		inbound: l.GetTrafficDirection() == corev3.TrafficDirection_INBOUND || (l.GetTrafficDirection() == corev3.TrafficDirection_UNSPECIFIED && l.GetName() == "inbound"),
 	}
-	if len(l.GetFilterChains()) == 0 {
-		return nil, nil, fail(fieldErr("filter_chains", "empty"))
+	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
+		// Envoy: "no filter chains specified".
+		return nil, nil, fail(fieldErr("filter_chains", "empty (and no default_filter_chain)"))
 	}
 	var missing []string
+	if dfc := l.GetDefaultFilterChain(); dfc != nil {
+		if dfc.GetFilterChainMatch() != nil {
+			return nil, nil, fail(fieldErr("default_filter_chain.filter_chain_match", "must be empty"))
+		}
+		fc, miss, fe := buildFilterChain(dfc, tables, refs)
+		if fe != nil {
+			fe.field = "default_filter_chain" + fe.field
+			return nil, nil, fail(fe)
+		}
+		missing = append(missing, miss...)
+		lc.defaultChain = fc
+	}
 	seen := map[string]int{}
 	for i, fcp := range l.GetFilterChains() {
 		field := fmt.Sprintf("filter_chains[%d]", i)
@@ -236,6 +263,9 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, refs *
 			lc.statPrefix = fc.http.statPrefix
 		}
 		lc.chains = append(lc.chains, fc)
+	}
+	if lc.statPrefix == "" && lc.defaultChain != nil && lc.defaultChain.http != nil {
+		lc.statPrefix = lc.defaultChain.http.statPrefix
 	}
 	return lc, missing, nil
 }
@@ -350,6 +380,10 @@ func buildHCM(a *anypb.Any, tables map[string]*routeTable, refs *clusterRefs) (*
 			}
 			hc.filters = append(hc.filters, httpFilter{kind: filterCORS})
 		default:
+			if hf.GetIsOptional() {
+				// Envoy skips an optional filter it does not implement.
+				continue
+			}
 			return nil, "", fieldErr(path+".name", "unknown HTTP filter %q", hf.GetName())
 		}
 	}

@@ -64,10 +64,12 @@ type shadowJob struct {
 // mirrorer sends shadow requests fire-and-forget. Its goroutines are owned
 // by Proxy.Run: run starts one goroutine per job (at most maxShadows at a
 // time) and waits for them when ctx ends. Jobs beyond the queue are
-// dropped; a shadow never slows the primary request down.
+// dropped; a shadow never slows the primary request down, and holds its
+// slot for at most maxTimeout whatever its backend does.
 type mirrorer struct {
-	log  *slog.Logger
-	jobs chan *shadowJob
+	log        *slog.Logger
+	jobs       chan *shadowJob
+	maxTimeout time.Duration
 }
 
 const (
@@ -75,8 +77,18 @@ const (
 	maxShadows  = 64
 )
 
-func newMirrorer(log *slog.Logger) *mirrorer {
-	return &mirrorer{log: log, jobs: make(chan *shadowJob, shadowQueue)}
+func newMirrorer(log *slog.Logger, maxTimeout time.Duration) *mirrorer {
+	return &mirrorer{log: log, jobs: make(chan *shadowJob, shadowQueue), maxTimeout: maxTimeout}
+}
+
+// timeout is how long a shadow of a route with timeout rt may take: the
+// route's timeout (Envoy gives shadows the route's global timeout), capped
+// by maxTimeout, which also bounds routes that disable their timeout.
+func (m *mirrorer) timeout(rt time.Duration) time.Duration {
+	if rt <= 0 || rt > m.maxTimeout {
+		return m.maxTimeout
+	}
+	return rt
 }
 
 // submit queues a job, or drops it when the queue is full.
@@ -116,11 +128,8 @@ func (m *mirrorer) send(ctx context.Context, j *shadowJob) {
 	if e == nil || j.cluster.pool == nil {
 		return
 	}
-	if j.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, j.timeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, m.timeout(j.timeout))
+	defer cancel()
 	req := j.req.WithContext(ctx)
 	req.URL.Host = e.addr
 	if j.body != nil {

@@ -3,9 +3,11 @@ package proxy
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,4 +85,107 @@ func TestMirroring(t *testing.T) {
 	if got, ok := seen["/none/x"]; ok {
 		t.Errorf("0%% route mirrored: %q", got)
 	}
+}
+
+// hungBackend accepts connections and never answers. open reports how
+// many of its connections the peer has not closed yet.
+func hungBackend(t testing.TB) (addr string, open func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex // protects conns
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			n.Add(1)
+			wg.Go(func() {
+				defer n.Add(-1)
+				io.Copy(io.Discard, c) // until the peer closes
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String(), func() int { return int(n.Load()) }
+}
+
+// TestMirrorToHungBackend: a mirror backend that accepts and never answers
+// holds each shadow's slot for at most MirrorTimeout, even on a route that
+// disables its timeout; the primary requests flow meanwhile, and once the
+// slots are freed the shadows of other routes go out again.
+func TestMirrorToHungBackend(t *testing.T) {
+	const mirrorTimeout = 500 * time.Millisecond
+	r := newRig(t, nodemeta.RoleSidecar, func(c *Config) { c.MirrorTimeout = mirrorTimeout })
+	primary := backend(t, "primary")
+	hung, open := hungBackend(t)
+	var seen atomic.Int64
+	good := echo(t, "good-shadow", func(w http.ResponseWriter, req *http.Request) bool {
+		seen.Add(1)
+		return false
+	})
+	const cP, cHung, cGood = "outbound|80||web.default.svc.cluster.local",
+		"outbound|80||hung.default.svc.cluster.local", "outbound|80||good.default.svc.cluster.local"
+	mirrored := func(prefix, shadow string) *routev3.Route {
+		return withRoute(toCluster(prefixMatch(prefix), cP), func(a *routev3.RouteAction) {
+			a.Timeout = dur(0) // disabled: only MirrorTimeout bounds the shadow
+			a.RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{Cluster: shadow}}
+		})
+	}
+	r.push(append(r.outboundHTTP(vhost("web", []string{"web"}, mirrored("/hang", cHung), mirrored("/ok", cGood))),
+		staticCluster(t, cP, "web.default.svc.cluster.local", []string{hostPort(primary)}),
+		staticCluster(t, cHung, "hung.default.svc.cluster.local", []string{hung}),
+		staticCluster(t, cGood, "good.default.svc.cluster.local", []string{hostPort(good)}))...)
+
+	// More shadows than slots: every slot is held by the hung backend.
+	for i := range maxShadows + 16 {
+		start := time.Now()
+		resp, _ := r.get("GET", "web", fmt.Sprintf("/hang/%d", i), nil)
+		if resp.StatusCode != 200 || backendOf(resp) != "primary" {
+			t.Fatalf("primary request %d: %d from %q; want 200 from the primary", i, resp.StatusCode, backendOf(resp))
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("primary request %d took %s while its shadow hangs", i, d)
+		}
+	}
+	eventually(t, 5*time.Second, func() error {
+		if n := open(); n < maxShadows {
+			return fmt.Errorf("%d shadow connections open; want every slot (%d) taken", n, maxShadows)
+		}
+		return nil
+	})
+	held := time.Now()
+	if resp, _ := r.get("GET", "web", "/ok", nil); resp.StatusCode != 200 {
+		t.Fatalf("GET /ok: %d", resp.StatusCode)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if seen.Load() == 0 {
+			return fmt.Errorf("the good shadow has not been sent")
+		}
+		return nil
+	})
+	t.Logf("a shadow went out %s after every slot was held", time.Since(held).Round(time.Millisecond))
+	eventually(t, 10*time.Second, func() error {
+		if n := open(); n != 0 {
+			return fmt.Errorf("%d shadow connections to the hung backend still open", n)
+		}
+		return nil
+	})
 }

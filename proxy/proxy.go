@@ -45,6 +45,7 @@ const (
 	DefaultWarmingTimeout = 15 * time.Second
 	DefaultDrainTimeout   = 5 * time.Second
 	DefaultDNSRefreshRate = 5 * time.Second
+	DefaultMirrorTimeout  = defaultRouteTimeout
 )
 
 // Config configures a Proxy.
@@ -70,7 +71,9 @@ type Config struct {
 	// applied without them (Envoy's initial_fetch_timeout): missing route
 	// configurations and endpoints are treated as empty, routes to a
 	// missing cluster answer 503 (flag NC) and TCP connections to one are
-	// closed. Default DefaultWarmingTimeout (15s).
+	// closed. Meanwhile a new listener's address is bound but refuses
+	// connections, and a listener being updated serves its applied
+	// configuration. Default DefaultWarmingTimeout (15s).
 	WarmingTimeout time.Duration
 	// DrainTimeout is how long a removed listener, or every listener when
 	// Run returns, waits for in-flight requests before its connections are
@@ -80,6 +83,13 @@ type Config struct {
 	// addresses when the cluster sets no dns_refresh_rate. Default
 	// DefaultDNSRefreshRate (5s, as Envoy).
 	DNSRefreshRate time.Duration
+	// MirrorTimeout caps how long a shadow request (a route's
+	// request_mirror_policies) may hold one of the proxy's mirror slots:
+	// a shadow gets its route's timeout, but never more than this, even
+	// when the route disables its timeout, so a hung mirror backend
+	// cannot hold every slot. Default DefaultMirrorTimeout (15s, Envoy's
+	// default route timeout).
+	MirrorTimeout time.Duration
 	// Resolver resolves STRICT_DNS cluster addresses. If nil,
 	// net.DefaultResolver is used.
 	Resolver *net.Resolver
@@ -124,6 +134,7 @@ func New(cfg Config) (*Proxy, error) {
 	setDefault(&cfg.WarmingTimeout, DefaultWarmingTimeout)
 	setDefault(&cfg.DrainTimeout, DefaultDrainTimeout)
 	setDefault(&cfg.DNSRefreshRate, DefaultDNSRefreshRate)
+	setDefault(&cfg.MirrorTimeout, DefaultMirrorTimeout)
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
@@ -135,7 +146,7 @@ func New(cfg Config) (*Proxy, error) {
 		metrics: newMetrics(),
 		local:   newLocalWorkload(cfg.Workload),
 		buffers: newBufferPool(),
-		mirrors: newMirrorer(log),
+		mirrors: newMirrorer(log, cfg.MirrorTimeout),
 	}
 	p.listeners = newListenerSet(log, cfg.DrainTimeout, p.handlerFor)
 	return p, nil

@@ -30,7 +30,7 @@ type redirectAction struct {
 // plaintext request.
 var httpsRedirect = &redirectAction{scheme: "https", code: http.StatusMovedPermanently}
 
-func buildRedirect(rd *routev3.RedirectAction, match *routeMatch) (*redirectAction, *fieldError) {
+func buildRedirect(rd *routev3.RedirectAction) (*redirectAction, *fieldError) {
 	if err := checkFields(rd, "https_redirect", "scheme_redirect", "host_redirect", "port_redirect",
 		"path_redirect", "prefix_rewrite", "regex_rewrite", "response_code", "strip_query"); err != nil {
 		return nil, fieldErr("", "%w", err)
@@ -54,9 +54,8 @@ func buildRedirect(rd *routev3.RedirectAction, match *routeMatch) (*redirectActi
 		a.path = ps.PathRedirect
 		a.pathHasQuery = strings.Contains(ps.PathRedirect, "?")
 	case *routev3.RedirectAction_PrefixRewrite:
-		if match.kind == pathRegex {
-			return nil, fieldErr(".prefix_rewrite", "needs a prefix or path match")
-		}
+		// On a safe_regex route Envoy replaces the whole path (see
+		// matchedPrefixLen).
 		p := ps.PrefixRewrite
 		a.prefixRewrite = &p
 	case *routev3.RedirectAction_RegexRewrite:
@@ -109,7 +108,8 @@ func (a *redirectAction) location(r *http.Request, match *routeMatch) string {
 			}
 		}
 	case a.prefixRewrite != nil:
-		n := min(matchedPrefixLen(match), len(full))
+		p, _, _ := strings.Cut(full, "?")
+		n := matchedPrefixLen(match, p)
 		path = *a.prefixRewrite + full[n:]
 	case a.regexRewrite != nil:
 		p, q, _ := strings.Cut(full, "?")
@@ -175,7 +175,7 @@ type directResponse struct {
 	body   string
 }
 
-func buildDirectResponse(d *routev3.DirectResponseAction) (*directResponse, *fieldError) {
+func buildDirectResponse(d *routev3.DirectResponseAction, maxBody int) (*directResponse, *fieldError) {
 	if err := checkFields(d, "status", "body"); err != nil {
 		return nil, fieldErr("", "%w", err)
 	}
@@ -187,6 +187,10 @@ func buildDirectResponse(d *routev3.DirectResponseAction) (*directResponse, *fie
 		body, err := readDataSource(b)
 		if err != nil {
 			return nil, fieldErr(".body", "%w", err)
+		}
+		if len(body) > maxBody {
+			// Envoy: "response body size is N bytes; maximum is M".
+			return nil, fieldErr(".body", "response body size is %d bytes; maximum is %d (max_direct_response_body_size_bytes)", len(body), maxBody)
 		}
 		out.body = string(body)
 	}

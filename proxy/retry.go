@@ -82,11 +82,11 @@ func buildRetryPolicy(rp *routev3.RetryPolicy) (*retryPolicy, *fieldError) {
 		if tok == "" {
 			continue
 		}
-		bit, ok := retryOnNames[tok]
-		if !ok {
-			return nil, fieldErr(".retry_on", "condition %q: %w", tok, errUnsupported)
-		}
-		p.on |= bit
+		// Envoy's RetryPolicyImpl ignores conditions it does not know
+		// (parseRetryOn's validity flag is only checked for the
+		// x-envoy-retry-on header), and "retriable-headers" never fires
+		// without retriable_headers, which the proxy rejects.
+		p.on |= retryOnNames[tok]
 	}
 	for _, c := range rp.GetRetriableStatusCodes() {
 		p.statusCodes = append(p.statusCodes, int(c))

@@ -33,14 +33,14 @@ type rig struct {
 	client  *http.Client
 }
 
-func newRig(t testing.TB, role string) *rig {
+func newRig(t testing.TB, role string, opts ...func(*Config)) *rig {
 	t.Helper()
 	r := &rig{t: t, node: "rig-" + strings.ReplaceAll(t.Name(), "/", "-"), out: freeAddr(t)}
 	r.cp = startControlPlane(t, "127.0.0.1:0", nil)
 	r.proxy = startProxy(t, r.cp.addr, nodemeta.Workload{
 		ID: r.node, Service: "client", Namespace: "default", Role: role,
 		Labels: map[string]string{"app": "client", "version": "v1"}, Outbound: r.out,
-	})
+	}, opts...)
 	r.client = &http.Client{
 		Transport:     &http.Transport{MaxIdleConnsPerHost: 16},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"regexp/syntax"
@@ -88,7 +89,14 @@ type routeScope struct {
 	// validate is validate_clusters: an unknown cluster is an error
 	// rather than a reference that warms.
 	validate bool
+	// maxBody is max_direct_response_body_size_bytes (Envoy's default
+	// 4096): a direct_response body above it is rejected, as Envoy does.
+	maxBody int
 }
+
+// defaultMaxDirectResponseBody is Envoy's default
+// max_direct_response_body_size_bytes.
+const defaultMaxDirectResponseBody = 4096
 
 // buildRouteTable validates a RouteConfiguration and resolves the clusters
 // it names through refs. Unknown clusters resolve to placeholders (the
@@ -98,8 +106,12 @@ type routeScope struct {
 func buildRouteTable(rc *routev3.RouteConfiguration, refs *clusterRefs, inline bool) (*routeTable, *fieldError) {
 	if err := checkFields(rc, "name", "virtual_hosts", "validate_clusters",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
-		"typed_per_filter_config"); err != nil {
+		"typed_per_filter_config", "max_direct_response_body_size_bytes"); err != nil {
 		return nil, &fieldError{err: err}
+	}
+	maxBody := defaultMaxDirectResponseBody
+	if v := rc.GetMaxDirectResponseBodySizeBytes(); v != nil {
+		maxBody = int(v.GetValue())
 	}
 	rcReq, fe := buildHeaderMutation("", "request", rc.GetRequestHeadersToAdd(), rc.GetRequestHeadersToRemove())
 	if fe != nil {
@@ -154,6 +166,7 @@ func buildRouteTable(rc *routev3.RouteConfiguration, refs *clusterRefs, inline b
 			filters:  []perFilterConfig{vFilters, rcFilters},
 			clusters: refs,
 			validate: validate,
+			maxBody:  maxBody,
 		}
 		for j, r := range v.GetRoutes() {
 			rt, fe := buildRoute(r, scope)
@@ -259,14 +272,14 @@ func buildRoute(r *routev3.Route, scope *routeScope) (*route, *fieldError) {
 			return nil, fe
 		}
 	case *routev3.Route_Redirect:
-		rd, fe := buildRedirect(a.Redirect, &rt.match)
+		rd, fe := buildRedirect(a.Redirect)
 		if fe != nil {
 			fe.field = ".redirect" + fe.field
 			return nil, fe
 		}
 		rt.action, rt.redirect = actionRedirect, rd
 	case *routev3.Route_DirectResponse:
-		d, fe := buildDirectResponse(a.DirectResponse)
+		d, fe := buildDirectResponse(a.DirectResponse, scope.maxBody)
 		if fe != nil {
 			fe.field = ".direct_response" + fe.field
 			return nil, fe
@@ -305,13 +318,14 @@ func buildRouteAction(rt *route, a *routev3.RouteAction, scope *routeScope) *fie
 		rt.maxGRPCTimeout = &v
 	}
 	if p := a.GetPrefixRewrite(); p != "" {
-		if rt.match.kind == pathRegex {
-			return fieldErr(".route.prefix_rewrite", "needs a prefix, path or path_separated_prefix match")
-		}
+		// Any path specifier: on a safe_regex route Envoy replaces the
+		// whole path (see matchedPrefixLen).
 		rt.prefixRewrite = &p
 	}
 	if rr := a.GetRegexRewrite(); rr != nil {
 		if rt.prefixRewrite != nil {
+			// Envoy: "Specify only one of prefix_rewrite, regex_rewrite or
+			// path_rewrite_policy".
 			return fieldErr(".route.regex_rewrite", "prefix_rewrite and regex_rewrite are mutually exclusive")
 		}
 		r, err := buildRegexRewrite(rr)
@@ -382,6 +396,11 @@ func buildRouteAction(rt *route, a *routev3.RouteAction, scope *routeScope) *fie
 			if fe != nil {
 				return fe
 			}
+			if rt.totalWeight+w.GetWeight().GetValue() < rt.totalWeight {
+				// Envoy: "The sum of weights of all weighted clusters of
+				// route X exceeds 4294967295".
+				return fieldErr(".route.weighted_clusters", "the weights sum to more than %d", uint32(math.MaxUint32))
+			}
 			rt.totalWeight += w.GetWeight().GetValue()
 			rt.clusters = append(rt.clusters, weightedCluster{
 				cluster: c, upto: rt.totalWeight, requestHeaders: req, responseHeaders: resp,
@@ -389,11 +408,13 @@ func buildRouteAction(rt *route, a *routev3.RouteAction, scope *routeScope) *fie
 			})
 		}
 		if rt.totalWeight == 0 {
+			// Envoy: "Sum of weights in the weighted_cluster must be
+			// greater than 0."
 			return fieldErr(".route.weighted_clusters", "weights sum to 0")
 		}
-		if tw := wcs.GetTotalWeight().GetValue(); tw != 0 && tw != rt.totalWeight {
-			return fieldErr(".route.weighted_clusters.total_weight", "%d, but the weights sum to %d", tw, rt.totalWeight)
-		}
+		// total_weight is deprecated and ignored by Envoy: a cluster's
+		// share is its weight over the sum of the weights, whatever they
+		// add up to.
 	default:
 		return fieldErr(".route", "cluster specifier %T: %w", cs, errUnsupported)
 	}
@@ -454,6 +475,9 @@ func buildMatch(m *routev3.RouteMatch) (routeMatch, *fieldError) {
 			return out, fieldErr(".safe_regex.regex", "%w", err)
 		}
 		out.kind, out.re = pathRegex, re
+	case nil:
+		// Envoy: path_specifier is a required oneof.
+		return out, fieldErr("", "missing path specifier (prefix, path, safe_regex or path_separated_prefix)")
 	default:
 		return out, fieldErr("", "path specifier %T: %w", ps, errUnsupported)
 	}
@@ -481,9 +505,9 @@ func buildMatch(m *routev3.RouteMatch) (routeMatch, *fieldError) {
 		qm := queryMatch{name: q.GetName()}
 		switch s := q.GetQueryParameterMatchSpecifier().(type) {
 		case *routev3.QueryParameterMatcher_PresentMatch:
-			if !s.PresentMatch {
-				return out, fieldErr(field+".present_match", "false: %w", errUnsupported)
-			}
+			// Envoy's QueryParameterMatcher builds a presence check for
+			// present_match whatever its value: false matches a present
+			// parameter too.
 			qm.present = true
 		case *routev3.QueryParameterMatcher_StringMatch:
 			sm, err := buildStringMatch(s.StringMatch)

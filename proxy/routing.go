@@ -256,13 +256,20 @@ func (m *routeMatch) matches(r *http.Request, path string) bool {
 	return true
 }
 
-// matchedPrefixLen is the length of the path prefix a prefix_rewrite
-// replaces: the matched prefix or the whole matched path.
-func matchedPrefixLen(m *routeMatch) int {
+// matchedPrefixLen is the length of the start of path (without its query)
+// that a prefix_rewrite replaces, as Envoy's
+// currentUrlPathAfterRewriteWithMatchedPath: the configured prefix, path
+// or path_separated_prefix (its length, whatever the case of the request),
+// and for a safe_regex match the whole path, so that a prefix_rewrite on a
+// regex route replaces the path and keeps the query.
+func matchedPrefixLen(m *routeMatch, path string) int {
 	if m == nil {
 		return 0
 	}
-	return len(m.value)
+	if m.kind == pathRegex {
+		return len(path)
+	}
+	return min(len(m.value), len(path))
 }
 
 func (q *queryMatch) matches(rawQuery string) bool {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -92,10 +93,7 @@ func named(name string, r *routev3.Route) *routev3.Route { r.Name = name; return
 
 func TestBuildRouteTableErrors(t *testing.T) {
 	clusters := map[string]*cluster{"a": {name: "a"}}
-	weighted := toWeighted(prefixMatch("/"), map[string]uint32{"a": 10})
-	weighted.GetRoute().GetWeightedClusters().TotalWeight = wrapperspb.UInt32(100)
-	retry := toCluster(prefixMatch("/"), "a")
-	retry.GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx,retriable-headers"}
+	overflow := toWeighted(prefixMatch("/"), map[string]uint32{"a": math.MaxUint32, "b": 1})
 	hedge := toCluster(prefixMatch("/"), "a")
 	hedge.GetRoute().IdleTimeout = durationpb.New(time.Second)
 	tests := []struct {
@@ -107,8 +105,7 @@ func TestBuildRouteTableErrors(t *testing.T) {
 		{"unknown cluster with validate_clusters", validated(routeConfig("r", vhost("x", []string{"a"}, toCluster(prefixMatch("/"), "nope")))), `virtual_hosts[0].routes[0].route.cluster: unknown cluster "nope"`},
 		{"weighted unknown cluster with validate_clusters", validated(routeConfig("r", vhost("x", []string{"a"}, toWeighted(prefixMatch("/"), map[string]uint32{"a": 50, "b": 50})))), `weighted_clusters.clusters[1].name: unknown cluster "b"`},
 		{"empty cluster name", routeConfig("r", vhost("x", []string{"a"}, toCluster(prefixMatch("/"), ""))), `virtual_hosts[0].routes[0].route.cluster: empty cluster name`},
-		{"total weight mismatch", routeConfig("r", vhost("x", []string{"a"}, weighted)), `total_weight: 100, but the weights sum to 10`},
-		{"retry condition", routeConfig("r", vhost("x", []string{"a"}, retry)), `routes[0].route.retry_policy.retry_on: condition "retriable-headers": not supported`},
+		{"weights overflow", routeConfig("r", vhost("x", []string{"a"}, overflow)), `weighted_clusters: the weights sum to more than 4294967295`},
 		{"route idle timeout", routeConfig("r", vhost("x", []string{"a"}, hedge)), `routes[0].route: field idle_timeout: not supported`},
 		{"filter action", routeConfig("r", vhost("x", []string{"a"}, &routev3.Route{Match: prefixMatch("/"), Action: &routev3.Route_FilterAction{FilterAction: &routev3.FilterAction{}}})), `unknown route action`},
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -286,6 +288,103 @@ func TestMissingClusterAfterWarmingTimeout(t *testing.T) {
 	})
 	if got := tcpExchange(t, tcpAddr); got != "g:ping" {
 		t.Errorf("TCP exchange: %q; want %q", got, "g:ping")
+	}
+	ads.noNACKs(t)
+}
+
+// TestWarmingListenerRefusesConnections: a listener whose route
+// configuration has not arrived is bound but not listening, so a client
+// is refused at once instead of hanging in an accept queue (Envoy listens
+// only once a listener is warm). Once warm it serves, and a request no
+// route matches gets a 404 at once. An update of a serving listener warms
+// while the old one keeps serving.
+func TestWarmingListenerRefusesConnections(t *testing.T) {
+	ads := startScriptedADS(t)
+	out := freeAddr(t)
+	startProxy(t, ads.addr, nodemeta.Workload{ID: "n1", Service: "client", Namespace: "default", Outbound: out},
+		func(c *Config) { c.WarmingTimeout = time.Minute })
+	const cA, cB = "outbound|80||a.default.svc.cluster.local", "outbound|80||b.default.svc.cluster.local"
+	ads.send(t, clusterType, "1",
+		staticCluster(t, cA, "a.default.svc.cluster.local", []string{hostPort(backend(t, "a"))}),
+		staticCluster(t, cB, "b.default.svc.cluster.local", []string{hostPort(backend(t, "b"))}))
+	ads.send(t, listenerType, "1", hcmListener(t, "outbound", out, "outbound"))
+
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", out, 5*time.Second)
+	if err == nil {
+		c.Close()
+		t.Fatalf("connected to a warming listener; want connection refused")
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dialing a warming listener: %v; want connection refused", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refused after %s; want at once", d)
+	}
+
+	get := func(path string) (int, string, time.Duration) {
+		t.Helper()
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		start := time.Now()
+		resp, err := client.Do(mustRequest(t, "http://"+out+path, "web"))
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("X-Backend"), time.Since(start)
+	}
+	ads.send(t, routeType, "1", routeConfig("outbound", vhost("web", []string{"web"}, toCluster(prefixMatch("/a"), cA))))
+	eventually(t, 10*time.Second, func() error {
+		if _, err := net.DialTimeout("tcp", out, time.Second); err != nil {
+			return err
+		}
+		return nil
+	})
+	if code, be, _ := get("/a"); code != 200 || be != "a" {
+		t.Errorf("GET /a: %d from %q; want 200 from a", code, be)
+	}
+	if code, _, d := get("/nothing-matches"); code != http.StatusNotFound || d > time.Second {
+		t.Errorf("GET /nothing-matches: %d after %s; want 404 at once", code, d)
+	}
+
+	// The listener now names a route configuration that has not arrived:
+	// the applied one keeps serving until it does.
+	ads.send(t, listenerType, "2", hcmListener(t, "outbound", out, "outbound-v2"))
+	if code, be, _ := get("/a"); code != 200 || be != "a" {
+		t.Errorf("GET /a while the update warms: %d from %q; want 200 from a", code, be)
+	}
+	ads.send(t, routeType, "2", routeConfig("outbound-v2", vhost("web", []string{"web"}, toCluster(prefixMatch("/a"), cB))))
+	eventually(t, 10*time.Second, func() error {
+		if code, be, _ := get("/a"); code != 200 || be != "b" {
+			return fmt.Errorf("GET /a: %d from %q; want 200 from b", code, be)
+		}
+		return nil
+	})
+	ads.noNACKs(t)
+}
+
+// TestWarmingTimeoutServesNoRoute: after WarmingTimeout a listener whose
+// route configuration never arrived serves with no routes, as Envoy does
+// after initial_fetch_timeout: every request gets a 404 at once, never a
+// hang.
+func TestWarmingTimeoutServesNoRoute(t *testing.T) {
+	ads := startScriptedADS(t)
+	out := freeAddr(t)
+	p := startProxy(t, ads.addr, nodemeta.Workload{ID: "n1", Service: "client", Namespace: "default", Outbound: out},
+		func(c *Config) { c.WarmingTimeout = 300 * time.Millisecond })
+	ads.send(t, clusterType, "1")
+	ads.send(t, listenerType, "1", hcmListener(t, "outbound", out, "never-sent"))
+	p.waitReady(t)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	start := time.Now()
+	resp, err := client.Do(mustRequest(t, "http://"+out+"/", "web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d := time.Since(start); resp.StatusCode != http.StatusNotFound || d > time.Second {
+		t.Errorf("GET: %d after %s; want 404 at once", resp.StatusCode, d)
 	}
 	ads.noNACKs(t)
 }
