@@ -68,15 +68,7 @@ func newFaultMesh(t testing.TB, rollout string, o meshOptions) *canaryMesh {
 	if o.repoURL != nil {
 		repoURL = o.repoURL(repoURL)
 	}
-	cfg := controller.Config{
-		RepoURL: repoURL, Path: "policy", Interval: 200 * time.Millisecond,
-		XDSAddr: cm.xdsAddr, AdminAddr: "127.0.0.1:0", StateDir: cm.stateDir,
-		Logger: testLogger(t).With("component", "controller"),
-	}
-	if o.config != nil {
-		o.config(&cfg)
-	}
-	cm.mesh = startControllerConfig(t, cfg)
+	cm.mesh = startControllerConfig(t, meshConfig(t, cm, repoURL, o))
 	if o.release != nil {
 		t.Cleanup(o.release)
 	}
@@ -98,6 +90,20 @@ func newFaultMesh(t testing.TB, rollout string, o meshOptions) *canaryMesh {
 		return ""
 	})
 	return cm
+}
+
+// meshConfig is the controller Config of cm's mesh: repoURL polled every
+// 200ms, cm's xDS address and state directory, edited by o.config.
+func meshConfig(t testing.TB, cm *canaryMesh, repoURL string, o meshOptions) controller.Config {
+	cfg := controller.Config{
+		RepoURL: repoURL, Path: "policy", Interval: 200 * time.Millisecond,
+		XDSAddr: cm.xdsAddr, AdminAddr: "127.0.0.1:0", StateDir: cm.stateDir,
+		Logger: testLogger(t).With("component", "controller"),
+	}
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	return cfg
 }
 
 // controllerStopTimeout bounds how long a cancelled controller may take to

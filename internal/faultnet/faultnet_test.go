@@ -29,11 +29,13 @@ func hangs(t *testing.T, client *http.Client, url string) bool {
 func poll(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %s", what, timeout)
 		}
-		time.Sleep(5 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -125,8 +127,12 @@ func TestSwitch(t *testing.T) {
 				t.Fatalf("Mode() = %s; want %s", got, st.mode)
 			}
 			if st.wantHang {
+				before := sw.Swallowed()
 				if !hangs(t, client, url) {
 					t.Fatal("GET did not time out in Hole mode")
+				}
+				if sw.Swallowed() <= before {
+					t.Error("Swallowed() did not grow with a request sent into the hole")
 				}
 				return
 			}

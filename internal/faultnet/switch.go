@@ -40,11 +40,12 @@ type Switch struct {
 	target string
 	wg     sync.WaitGroup // the accept loop and one goroutine pair per connection
 
-	// mu protects mode, conns and closed.
-	mu     sync.Mutex
-	mode   Mode
-	conns  map[*switchConn]struct{}
-	closed bool
+	// mu protects mode, conns, closed and swallowed.
+	mu        sync.Mutex
+	mode      Mode
+	conns     map[*switchConn]struct{}
+	closed    bool
+	swallowed int64
 }
 
 // switchConn is one client connection through a Switch.
@@ -107,6 +108,14 @@ func (s *Switch) Held() int {
 		}
 	}
 	return n
+}
+
+// Swallowed returns how many bytes clients sent into the hole so far: it
+// grows once a client has sent a request that will never be answered.
+func (s *Switch) Swallowed() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.swallowed
 }
 
 // Close stops listening and closes every connection, forwarded or
@@ -175,15 +184,8 @@ func (s *Switch) upstream(c *switchConn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := c.client.Read(buf)
-		if n > 0 {
-			s.mu.Lock()
-			up := c.up
-			s.mu.Unlock()
-			if up != nil {
-				if _, werr := up.Write(buf[:n]); werr != nil && !s.swallowed(c) {
-					return
-				}
-			}
+		if n > 0 && !s.forward(c, buf[:n]) {
+			return
 		}
 		if err != nil {
 			return
@@ -191,17 +193,38 @@ func (s *Switch) upstream(c *switchConn) {
 	}
 }
 
+// forward writes p upstream, or counts it as swallowed when the connection
+// is (or, failing the write, just became) swallowed. It reports false when
+// the upstream side failed on its own.
+func (s *Switch) forward(c *switchConn, p []byte) bool {
+	s.mu.Lock()
+	up := c.up
+	s.mu.Unlock()
+	if up != nil {
+		if _, err := up.Write(p); err == nil {
+			return true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.up != nil {
+		return false
+	}
+	s.swallowed += int64(len(p))
+	return true
+}
+
 // downstream copies the server's answers to the client until the upstream
 // side ends; it closes the client unless the connection was swallowed
 // (then upstream keeps holding it).
 func (s *Switch) downstream(c *switchConn, up net.Conn) {
 	_, _ = io.Copy(c.client, up)
-	if !s.swallowed(c) {
+	if !s.isSwallowed(c) {
 		c.client.Close()
 	}
 }
 
-func (s *Switch) swallowed(c *switchConn) bool {
+func (s *Switch) isSwallowed(c *switchConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return c.up == nil
