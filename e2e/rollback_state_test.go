@@ -141,41 +141,79 @@ func scrapeHistogram(t *testing.T, adminAddr, name string) histogram {
 	return h
 }
 
-// TestRollbackDurationMetric: an automatic rollback adds exactly one
-// observation to gitmesh_rollback_duration_seconds, soon after the
-// rolled-back proxy ACKs the good version, and its value is the time from
-// the decision to that ACK: under 5s, not the 30s+ (recorded only when the
-// next rollout began) of issue 8.
+// TestRollbackDurationMetric: a rollback adds exactly one observation to
+// gitmesh_rollback_duration_seconds, soon after the rolled-back proxies run
+// the good version again, and its value is the time from the decision to
+// the last ACK: under 5s, not the 30s+ of issue 8 (recorded only when the
+// next rollout began, or never). Both kinds of automatic rollback: failed
+// analysis (the proxy ran the bad version and must ACK the good one) and
+// NACK (the proxy never left the good version).
 func TestRollbackDurationMetric(t *testing.T) {
-	const metric = "gitmesh_rollback_duration_seconds"
-	policy := faultPolicy("2s", "", "")
-	cm := newFaultMesh(t, policy, meshOptions{})
-	before := scrapeHistogram(t, cm.ctrl.AdminAddr, metric)
-	_, ro, back := rollBackBad(t, cm, policy)
+	t.Run("analysis", func(t *testing.T) {
+		policy := faultPolicy("2s", "", "")
+		cm := newFaultMesh(t, policy, meshOptions{})
+		before := scrapeHistogram(t, cm.ctrl.AdminAddr, rollbackMetric)
+		_, ro, back := rollBackBad(t, cm, policy)
+		after := oneRollbackObserved(t, cm, before, ro)
+		got := time.Duration((after.sum - before.sum) * float64(time.Second))
+		if seen := back.Sub(ro.FinishedAt); got > seen+time.Second {
+			t.Errorf("observed rollback duration %s is longer than the %s from the decision to the proxy serving v1 again", got, seen.Round(time.Millisecond))
+		}
+		// A second rollback right after adds one more.
+		_, ro, _ = rollBackBad(t, cm, policy)
+		after = oneRollbackObserved(t, cm, after, ro)
+		// The next rollout, with no rollback, adds no observation.
+		next := cm.push("reviews: all to v2", allV2, policy)
+		cm.waitRollout(t, next, reconciler.PhasePromoted, 60*time.Second)
+		if later := scrapeHistogram(t, cm.ctrl.AdminAddr, rollbackMetric); later.count != after.count {
+			t.Errorf("%s_count went from %d to %d over a rollout without rollback", rollbackMetric, after.count, later.count)
+		}
+	})
 
+	t.Run("NACK", func(t *testing.T) {
+		cm := newFaultMesh(t, gatewaysFirst, meshOptions{})
+		httpAddr, httpsAddr := freeAddr(t), freeAddr(t)
+		startGateway(t, cm.xdsAddr, "gateway-1", httpAddr, httpsAddr)
+		files := canaryPolicy(cm.v1, cm.v2, cm.b, allV1, gatewaysFirst)
+		files["policy/gateway.yaml"] = edgeGateway(portOf(httpAddr), "")
+		sha := cm.repo.push("edge: serve reviews.example.com", files)
+		cm.waitRollout(t, sha, reconciler.PhasePromoted, 60*time.Second)
+
+		before := scrapeHistogram(t, cm.ctrl.AdminAddr, rollbackMetric)
+		files["policy/gateway.yaml"] = edgeGateway(portOf(httpAddr), fmt.Sprintf(`  - port: {number: %s, name: https, protocol: HTTPS}
+    hosts: ["reviews.example.com"]
+    tls:
+      mode: SIMPLE
+      serverCertificate: /nonexistent/gitmesh-e2e/cert.pem
+      privateKey: /nonexistent/gitmesh-e2e/key.pem
+`, portOf(httpsAddr)))
+		sha = cm.repo.push("edge: HTTPS with a certificate that is not on the gateway host", files)
+		ro := cm.waitRollout(t, sha, reconciler.PhaseRolledBack, 60*time.Second)
+		oneRollbackObserved(t, cm, before, ro)
+	})
+}
+
+const rollbackMetric = "gitmesh_rollback_duration_seconds"
+
+// oneRollbackObserved waits until the rollback duration histogram has one
+// more observation than before and checks it: exactly one, positive and
+// under rollbackBudget. It returns the histogram.
+func oneRollbackObserved(t *testing.T, cm *canaryMesh, before histogram, ro *reconciler.Rollout) histogram {
+	t.Helper()
 	var after histogram
 	eventually(t, 10*time.Second, "one rollback duration observed", func() string {
-		if after = scrapeHistogram(t, cm.ctrl.AdminAddr, metric); after.count == before.count {
-			return fmt.Sprintf("%s_count is still %d; the rollback reached every proxy at %s", metric, after.count, back.Format(time.RFC3339Nano))
+		if after = scrapeHistogram(t, cm.ctrl.AdminAddr, rollbackMetric); after.count == before.count {
+			return fmt.Sprintf("%s_count is still %d; the rollback was decided at %s; proxies: %+v", rollbackMetric, after.count, ro.FinishedAt.Format(time.RFC3339Nano), cm.status().Proxies)
 		}
 		return ""
 	})
 	if after.count != before.count+1 {
-		t.Fatalf("%s_count went from %d to %d; want exactly one more observation for one rollback", metric, before.count, after.count)
+		t.Fatalf("%s_count went from %d to %d; want exactly one more observation for one rollback", rollbackMetric, before.count, after.count)
 	}
 	got := time.Duration((after.sum - before.sum) * float64(time.Second))
-	t.Logf("rollback duration observed: %s (decided at %s, wave-1 proxy serving v1 again at %s)", got.Round(time.Millisecond), ro.FinishedAt.Format(time.RFC3339Nano), back.Format(time.RFC3339Nano))
+	t.Logf("rollback duration observed: %s (decided at %s: %s)", got.Round(time.Millisecond), ro.FinishedAt.Format(time.RFC3339Nano), ro.Reason)
 	if got <= 0 || got > rollbackBudget {
 		t.Errorf("observed rollback duration %s; want the time from the decision to the last ACK, under %s", got, rollbackBudget)
 	}
-	if seen := back.Sub(ro.FinishedAt); got > seen+time.Second {
-		t.Errorf("observed rollback duration %s is longer than the %s from the decision to the proxy serving v1 again", got, seen.Round(time.Millisecond))
-	}
-
-	// The next rollout, with no rollback, adds no observation.
-	next := cm.push("reviews: all to v2", allV2, policy)
-	cm.waitRollout(t, next, reconciler.PhasePromoted, 60*time.Second)
-	if later := scrapeHistogram(t, cm.ctrl.AdminAddr, metric); later.count != after.count {
-		t.Errorf("%s_count went from %d to %d over a rollout without rollback", metric, after.count, later.count)
-	}
+	return after
 }
