@@ -185,6 +185,7 @@ func faultRollback(t *testing.T, cm *canaryMesh, f fault, policy string) (rolled
 	if !ok {
 		t.Errorf("the wave-1 proxy %s still serves the bad revision 20s after its first failing request: the automatic rollback stalled on the fault (%s)", id, rolloutSummary(cm.mesh))
 		if f.disarm != nil {
+			t.Logf("lifting the fault after 20s so the test can go on")
 			f.disarm() // let a stuck controller go, to measure the rest
 		}
 		if back, ok = servesWithin(cm.load, id, "v1", firstBad, 30*time.Second); !ok {

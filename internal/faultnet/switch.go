@@ -17,10 +17,11 @@ const (
 	// Pass forwards every connection to the target, byte for byte.
 	Pass Mode = iota
 	// Hole swallows traffic: new connections are accepted and never
-	// answered, and connections already open (an HTTP keep-alive
-	// connection, a gRPC stream) stop being forwarded: their upstream side
-	// is closed and what the client sends is discarded, so a client reusing
-	// a pooled connection hangs just like a new one.
+	// answered, and on connections already open (an HTTP keep-alive
+	// connection, a gRPC stream) what the client sends from then on is
+	// discarded, so a client reusing a pooled connection hangs just like a
+	// new one. An answer already under way still arrives: every client that
+	// hangs has sent something into the hole (see Swallowed).
 	Hole
 )
 
@@ -51,7 +52,8 @@ type Switch struct {
 // switchConn is one client connection through a Switch.
 type switchConn struct {
 	client net.Conn
-	up     net.Conn // nil once swallowed (or when accepted in Hole mode)
+	up     net.Conn // nil when accepted in Hole mode
+	hole   bool     // what the client sends is swallowed; guarded by Switch.mu
 }
 
 // NewSwitch listens on addr ("127.0.0.1:0" picks a free port) and forwards
@@ -88,11 +90,13 @@ func (s *Switch) SetMode(m Mode) {
 	s.mode = m
 	for c := range s.conns {
 		switch {
-		case m == Hole && c.up != nil:
-			c.up.Close()
-			c.up = nil
-		case m == Pass && c.up == nil:
+		case m == Hole:
+			c.hole = true
+		case c.hole:
 			c.client.Close()
+			if c.up != nil {
+				c.up.Close()
+			}
 		}
 	}
 }
@@ -103,7 +107,7 @@ func (s *Switch) Held() int {
 	defer s.mu.Unlock()
 	n := 0
 	for c := range s.conns {
-		if c.up == nil {
+		if c.hole {
 			n++
 		}
 	}
@@ -162,23 +166,19 @@ func (s *Switch) accept() {
 			}
 			return
 		}
-		if s.mode == Hole && c.up != nil { // switched while dialing
-			c.up.Close()
-			c.up = nil
-		}
+		c.hole = s.mode == Hole || c.up == nil
 		s.conns[c] = struct{}{}
-		up := c.up
 		s.mu.Unlock()
-		if up != nil {
-			s.wg.Go(func() { s.downstream(c, up) })
+		if c.up != nil {
+			s.wg.Go(func() { s.downstream(c) })
 		}
 		s.wg.Go(func() { s.upstream(c) })
 	}
 }
 
-// upstream forwards what the client sends while the connection is not
-// swallowed and discards it after; it ends when the client side fails and
-// then closes both sides.
+// upstream forwards what the client sends, or swallows it once the
+// connection is in the hole; it ends when the client side fails and then
+// closes both sides.
 func (s *Switch) upstream(c *switchConn) {
 	defer s.drop(c)
 	buf := make([]byte, 32<<10)
@@ -193,51 +193,40 @@ func (s *Switch) upstream(c *switchConn) {
 	}
 }
 
-// forward writes p upstream, or counts it as swallowed when the connection
-// is (or, failing the write, just became) swallowed. It reports false when
-// the upstream side failed on its own.
+// forward writes p upstream, or counts it as swallowed when c is in the
+// hole. It reports false when the upstream side failed.
 func (s *Switch) forward(c *switchConn, p []byte) bool {
 	s.mu.Lock()
-	up := c.up
+	if c.hole {
+		s.swallowed += int64(len(p))
+		s.mu.Unlock()
+		return true
+	}
 	s.mu.Unlock()
-	if up != nil {
-		if _, err := up.Write(p); err == nil {
-			return true
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c.up != nil {
-		return false
-	}
-	s.swallowed += int64(len(p))
-	return true
+	_, err := c.up.Write(p)
+	return err == nil
 }
 
 // downstream copies the server's answers to the client until the upstream
-// side ends; it closes the client unless the connection was swallowed
-// (then upstream keeps holding it).
-func (s *Switch) downstream(c *switchConn, up net.Conn) {
-	_, _ = io.Copy(c.client, up)
-	if !s.isSwallowed(c) {
+// side ends; it closes the client then, unless the connection is in the
+// hole (upstream keeps holding it).
+func (s *Switch) downstream(c *switchConn) {
+	_, _ = io.Copy(c.client, c.up)
+	s.mu.Lock()
+	hole := c.hole
+	s.mu.Unlock()
+	if !hole {
 		c.client.Close()
 	}
-}
-
-func (s *Switch) isSwallowed(c *switchConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return c.up == nil
 }
 
 // drop forgets c and closes both sides.
 func (s *Switch) drop(c *switchConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	up := c.up
 	s.mu.Unlock()
 	c.client.Close()
-	if up != nil {
-		up.Close()
+	if c.up != nil {
+		c.up.Close()
 	}
 }
