@@ -319,9 +319,6 @@ func historyIntact(t *testing.T, before, after []wireRollout) {
 // ran, proxies outside the wave do not get the revision early, a
 // rolled-back revision is not retried, and history is intact.
 func TestControllerKilledMidRollout(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the gitmesh binary; skipped with -short")
-	}
 	bin := buildGitmesh(t)
 
 	t.Run("progressing", func(t *testing.T) {
