@@ -34,6 +34,9 @@ type Config struct {
 	Path string
 	// Interval is the poll interval. Default 30s.
 	Interval time.Duration
+	// FetchTimeout bounds one Git fetch (--timeout). Default 60s.
+	// TODO(lead, issue 8): pass it to the source; nothing reads it yet.
+	FetchTimeout time.Duration
 	// XDSAddr and AdminAddr are listen addresses; port 0 picks a free one.
 	XDSAddr, AdminAddr string
 	// StateDir holds the state database, the checkout and the admin token.
