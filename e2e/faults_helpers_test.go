@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/internal/controller"
-	"github.com/gitmesh/gitmesh/reconciler"
 )
 
 // faultPolicy is the RolloutPolicy of the fault tests: wave 1 (25%) bakes
@@ -161,7 +161,7 @@ func (r adminResult) String() string {
 // adminOp POSTs a rollout operation to the controller's admin API at addr
 // with the bearer token, as `gitmesh <op>` does, and times the answer. The
 // call gives up after 5s.
-func adminOp(addr, token string, req reconciler.Request) adminResult {
+func adminOp(addr, token string, req admin.Request) adminResult {
 	body, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/internal/controller"
 	"github.com/gitmesh/gitmesh/internal/faultnet"
-	"github.com/gitmesh/gitmesh/reconciler"
 )
 
 // Targets of issue 8: a bad revision is rolled back within rollbackBudget
@@ -199,7 +199,7 @@ func faultRollback(t *testing.T, cm *canaryMesh, f fault, policy string) (rolled
 	if fromFirstBad > rollbackBudget {
 		t.Errorf("rollback took %s from the first failing request on %s (%s from the fault's start); want under %s whatever the fault", fromFirstBad.Round(time.Millisecond), id, rolledBack.Round(time.Millisecond), rollbackBudget)
 	}
-	ro := cm.waitRollout(t, sha, reconciler.PhaseRolledBack, 10*time.Second)
+	ro := cm.waitRollout(t, sha, admin.PhaseRolledBack, 10*time.Second)
 	wave1 := map[string]bool{}
 	for _, n := range ro.Waves[0].Nodes {
 		wave1[n] = true
@@ -221,7 +221,7 @@ func faultAbort(t *testing.T, cm *canaryMesh, f fault, policy string) adminResul
 	pushed := time.Now()
 	sha := cm.push("reviews: all to v2", allV2, policy)
 	id, _ := firstServing(t, cm.load, cm.ids, "v2", pushed, 30*time.Second)
-	cm.waitRollout(t, sha, reconciler.PhaseBaking, 30*time.Second)
+	cm.waitRollout(t, sha, admin.PhaseBaking, 30*time.Second)
 	before := f.hits()
 	if f.arm != nil {
 		f.arm()
@@ -233,7 +233,7 @@ func faultAbort(t *testing.T, cm *canaryMesh, f fault, policy string) adminResul
 		}
 		return "no call reached the hung dependency yet; " + rolloutSummary(cm.mesh)
 	})
-	res := adminOp(cm.ctrl.AdminAddr, cm.ctrl.Token, reconciler.Request{Op: reconciler.OpAbort})
+	res := adminOp(cm.ctrl.AdminAddr, cm.ctrl.Token, admin.Request{Op: admin.OpAbort})
 	switch {
 	case res.err != nil || res.code != http.StatusOK:
 		t.Errorf("abort while the fault lasts: %s; want 200 within %s (the loop is stalled on the fault)", res, abortBudget)

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
-	"github.com/gitmesh/gitmesh/reconciler"
 )
 
 // buildGitmesh builds the gitmesh binary into a temporary directory of t.
@@ -97,7 +97,7 @@ func (p *controllerProc) kill() {
 type wireRollout struct {
 	ID       uint64
 	Revision string
-	Phase    reconciler.Phase
+	Phase    admin.Phase
 	Wave     int
 	Waiting  string
 	Reason   string
@@ -142,7 +142,7 @@ func (a adminAPI) history() ([]wireRollout, error) {
 	return h, err
 }
 
-func (a adminAPI) do(t *testing.T, req reconciler.Request) adminResult {
+func (a adminAPI) do(t *testing.T, req admin.Request) adminResult {
 	t.Helper()
 	tok, err := os.ReadFile(a.tokenFile)
 	if err != nil {
@@ -152,7 +152,7 @@ func (a adminAPI) do(t *testing.T, req reconciler.Request) adminResult {
 }
 
 // waitRollout waits until the controller's rollout of sha is in phase.
-func (a adminAPI) waitRollout(t *testing.T, sha string, phase reconciler.Phase, timeout time.Duration) wireRollout {
+func (a adminAPI) waitRollout(t *testing.T, sha string, phase admin.Phase, timeout time.Duration) wireRollout {
 	t.Helper()
 	var ro wireRollout
 	eventually(t, timeout, fmt.Sprintf("rollout of %s %s", sha[:8], phase), func() string {
@@ -330,7 +330,7 @@ func TestControllerKilledMidRollout(t *testing.T) {
 		if !ok {
 			t.Fatalf("client-1 (wave 1) never served v2")
 		}
-		ro := r.api.waitRollout(t, sha, reconciler.PhaseProgressing, 10*time.Second)
+		ro := r.api.waitRollout(t, sha, admin.PhaseProgressing, 10*time.Second)
 		before, err := r.api.history()
 		if err != nil {
 			t.Fatal(err)
@@ -339,12 +339,12 @@ func TestControllerKilledMidRollout(t *testing.T) {
 		r.proc.kill()
 		restarted := time.Now()
 		r.start(t)
-		ro2 := r.api.waitRollout(t, sha, reconciler.PhaseProgressing, 30*time.Second)
+		ro2 := r.api.waitRollout(t, sha, admin.PhaseProgressing, 30*time.Second)
 		if ro2.ID != ro.ID {
 			t.Errorf("after the restart rollout #%d; want the same rollout #%d resumed", ro2.ID, ro.ID)
 		}
 		r.laggard.release()
-		r.api.waitRollout(t, sha, reconciler.PhaseBaking, 30*time.Second)
+		r.api.waitRollout(t, sha, admin.PhaseBaking, 30*time.Second)
 		r.checkNoRegression(t, "v2", switched, restarted)
 		after, err := r.api.history()
 		if err != nil {
@@ -358,7 +358,7 @@ func TestControllerKilledMidRollout(t *testing.T) {
 		r := newKillRig(t, bin, "1h")
 		pushed := time.Now()
 		sha := r.push("reviews: all to v2", allV2)
-		ro := r.api.waitRollout(t, sha, reconciler.PhaseBaking, 30*time.Second)
+		ro := r.api.waitRollout(t, sha, admin.PhaseBaking, 30*time.Second)
 		switched, ok := servesWithin(r.load, "client-1", "v2", pushed, 10*time.Second)
 		if !ok {
 			t.Fatalf("client-1 (wave 1) never served v2")
@@ -371,7 +371,7 @@ func TestControllerKilledMidRollout(t *testing.T) {
 		r.proc.kill()
 		restarted := time.Now()
 		r.start(t)
-		ro2 := r.api.waitRollout(t, sha, reconciler.PhaseBaking, 30*time.Second)
+		ro2 := r.api.waitRollout(t, sha, admin.PhaseBaking, 30*time.Second)
 		if ro2.ID != ro.ID {
 			t.Errorf("after the restart rollout #%d; want the same rollout #%d resumed", ro2.ID, ro.ID)
 		}
@@ -389,11 +389,11 @@ func TestControllerKilledMidRollout(t *testing.T) {
 		r := newKillRig(t, bin, "1h")
 		pushed := time.Now()
 		sha := r.push("reviews: to a broken backend", toBad)
-		r.api.waitRollout(t, sha, reconciler.PhaseBaking, 30*time.Second)
+		r.api.waitRollout(t, sha, admin.PhaseBaking, 30*time.Second)
 		// The laggard ran the bad revision; it holds back its ACK of the
 		// rollback, so the rollback is still under way when the kill comes.
 		r.laggard.hold()
-		r.api.waitRollout(t, sha, reconciler.PhaseRolledBack, 30*time.Second)
+		r.api.waitRollout(t, sha, admin.PhaseRolledBack, 30*time.Second)
 		eventually(t, 10*time.Second, "the laggard was sent the last good version", func() string {
 			if r.laggard.pendingCount() == 0 {
 				return "nothing pending; " + r.synced("laggard")
@@ -479,10 +479,10 @@ func (r *killRig) checkNoRegression(t *testing.T, want string, switched, restart
 // every client serves want.
 func (r *killRig) promoteAll(t *testing.T, sha, want string) {
 	t.Helper()
-	if res := r.api.do(t, reconciler.Request{Op: reconciler.OpPromote, Full: true}); res.err != nil || res.code != http.StatusOK {
+	if res := r.api.do(t, admin.Request{Op: admin.OpPromote, Full: true}); res.err != nil || res.code != http.StatusOK {
 		t.Fatalf("promote --full: %s", res)
 	}
-	r.api.waitRollout(t, sha, reconciler.PhasePromoted, 20*time.Second)
+	r.api.waitRollout(t, sha, admin.PhasePromoted, 20*time.Second)
 	eventually(t, 20*time.Second, "every client serves "+want, func() string {
 		for _, id := range killClients {
 			if got := r.load.latest(id); got != want {

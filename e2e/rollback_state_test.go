@@ -9,17 +9,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/api/admin"
 )
 
 // rolloutsOf returns the history entries of the revision whose commit is sha.
-func rolloutsOf(t *testing.T, m *mesh, sha string) []reconciler.Rollout {
+func rolloutsOf(t *testing.T, m *mesh, sha string) []admin.Rollout {
 	t.Helper()
 	h, err := m.ctrl.Reconciler.History(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []reconciler.Rollout
+	var out []admin.Rollout
 	for _, ro := range h {
 		if strings.HasSuffix(ro.Revision, sha) {
 			out = append(out, ro)
@@ -32,12 +32,12 @@ func rolloutsOf(t *testing.T, m *mesh, sha string) []reconciler.Rollout {
 // for its automatic rollback and for the wave-1 proxy to serve v1 again,
 // and returns the SHA with the finished rollout and when that proxy was
 // back.
-func rollBackBad(t *testing.T, cm *canaryMesh, policy string) (string, *reconciler.Rollout, time.Time) {
+func rollBackBad(t *testing.T, cm *canaryMesh, policy string) (string, *admin.Rollout, time.Time) {
 	t.Helper()
 	pushed := time.Now()
 	sha := cm.push("reviews: to a broken backend", toBad, policy)
 	id, firstBad := firstServing(t, cm.load, cm.ids, "status 503", pushed, 30*time.Second)
-	ro := cm.waitRollout(t, sha, reconciler.PhaseRolledBack, 30*time.Second)
+	ro := cm.waitRollout(t, sha, admin.PhaseRolledBack, 30*time.Second)
 	back, ok := servesWithin(cm.load, id, "v1", firstBad, 20*time.Second)
 	if !ok {
 		t.Fatalf("the wave-1 proxy %s is not back on v1 after the rollback (%s)", id, rolloutSummary(cm.mesh))
@@ -87,13 +87,13 @@ func TestRolledBackRevisionHeldAcrossRestart(t *testing.T) {
 	}
 
 	t.Run("resume retries it", func(t *testing.T) {
-		res := adminOp(cm.ctrl.AdminAddr, cm.ctrl.Token, reconciler.Request{Op: reconciler.OpResume})
+		res := adminOp(cm.ctrl.AdminAddr, cm.ctrl.Token, admin.Request{Op: admin.OpResume})
 		if res.err != nil || res.code != http.StatusOK {
 			t.Fatalf("resume: %s; want 200 (it releases the held revision)", res)
 		}
 		eventually(t, 30*time.Second, "a second rollout of the revision, rolled back again", func() string {
 			got := rolloutsOf(t, cm.mesh, sha)
-			if len(got) != 2 || got[0].Phase != reconciler.PhaseRolledBack {
+			if len(got) != 2 || got[0].Phase != admin.PhaseRolledBack {
 				return fmt.Sprintf("%d rollouts; %s", len(got), rolloutSummary(cm.mesh))
 			}
 			return ""
@@ -102,7 +102,7 @@ func TestRolledBackRevisionHeldAcrossRestart(t *testing.T) {
 
 	t.Run("a new commit rolls out", func(t *testing.T) {
 		next := cm.push("reviews: all to v2", allV2, policy)
-		cm.waitRollout(t, next, reconciler.PhasePromoted, 60*time.Second)
+		cm.waitRollout(t, next, admin.PhasePromoted, 60*time.Second)
 	})
 }
 
@@ -164,7 +164,7 @@ func TestRollbackDurationMetric(t *testing.T) {
 		after = oneRollbackObserved(t, cm, after, ro)
 		// The next rollout, with no rollback, adds no observation.
 		next := cm.push("reviews: all to v2", allV2, policy)
-		cm.waitRollout(t, next, reconciler.PhasePromoted, 60*time.Second)
+		cm.waitRollout(t, next, admin.PhasePromoted, 60*time.Second)
 		if later := scrapeHistogram(t, cm.ctrl.AdminAddr, rollbackMetric); later.count != after.count {
 			t.Errorf("%s_count went from %d to %d over a rollout without rollback", rollbackMetric, after.count, later.count)
 		}
@@ -177,7 +177,7 @@ func TestRollbackDurationMetric(t *testing.T) {
 		files := canaryPolicy(cm.v1, cm.v2, cm.b, allV1, gatewaysFirst)
 		files["policy/gateway.yaml"] = edgeGateway(portOf(httpAddr), "")
 		sha := cm.repo.push("edge: serve reviews.example.com", files)
-		cm.waitRollout(t, sha, reconciler.PhasePromoted, 60*time.Second)
+		cm.waitRollout(t, sha, admin.PhasePromoted, 60*time.Second)
 
 		before := scrapeHistogram(t, cm.ctrl.AdminAddr, rollbackMetric)
 		files["policy/gateway.yaml"] = edgeGateway(portOf(httpAddr), fmt.Sprintf(`  - port: {number: %s, name: https, protocol: HTTPS}
@@ -188,7 +188,7 @@ func TestRollbackDurationMetric(t *testing.T) {
       privateKey: /nonexistent/gitmesh-e2e/key.pem
 `, portOf(httpsAddr)))
 		sha = cm.repo.push("edge: HTTPS with a certificate that is not on the gateway host", files)
-		ro := cm.waitRollout(t, sha, reconciler.PhaseRolledBack, 60*time.Second)
+		ro := cm.waitRollout(t, sha, admin.PhaseRolledBack, 60*time.Second)
 		oneRollbackObserved(t, cm, before, ro)
 	})
 }
@@ -198,7 +198,7 @@ const rollbackMetric = "gitmesh_rollback_duration_seconds"
 // oneRollbackObserved waits until the rollback duration histogram has one
 // more observation than before and checks it: exactly one, positive and
 // under rollbackBudget. It returns the histogram.
-func oneRollbackObserved(t *testing.T, cm *canaryMesh, before histogram, ro *reconciler.Rollout) histogram {
+func oneRollbackObserved(t *testing.T, cm *canaryMesh, before histogram, ro *admin.Rollout) histogram {
 	t.Helper()
 	var after histogram
 	eventually(t, 10*time.Second, "one rollback duration observed", func() string {

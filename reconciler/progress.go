@@ -78,6 +78,12 @@ func (r *Reconciler) stepRollout(ctx context.Context) {
 			r.setWaiting(ro, why)
 			return
 		}
+		if len(nodes) == 0 {
+			// A canary of nobody proves nothing (and right after a restart
+			// the fleet has not reconnected yet): wait for proxies.
+			r.setWaiting(ro, "no proxy connected; the first wave starts when proxies connect")
+			return
+		}
 		r.startWave(ctx, ro, 0, nodes)
 	case admin.PhaseProgressing:
 		r.checkSynced(ctx, ro, nodes)
@@ -118,16 +124,24 @@ func (r *Reconciler) startWave(ctx context.Context, ro *rollout, i int, nodes []
 // loop) as the baseline the analysis measures from.
 func (r *Reconciler) checkSynced(ctx context.Context, ro *rollout, nodes []xds.NodeStatus) {
 	var pending []string
+	present := 0
 	for _, n := range nodes {
 		if !ro.isUpdated(n.Workload.ID) {
 			continue
 		}
+		present++
 		if want := ro.Canary.label(n); want == "" || n.Acked != want {
 			pending = append(pending, n.Workload.ID)
 		}
 	}
 	if len(pending) > 0 {
 		r.setWaiting(ro, fmt.Sprintf("waiting for %d proxies to ACK %s: %s", len(pending), ro.Version, strings.Join(firstN(pending, 5), ", ")))
+		return
+	}
+	if present == 0 && len(ro.Updated) > 0 {
+		// The wave's proxies are all gone (or, after a restart, not back
+		// yet): baking a wave of nobody would judge nothing.
+		r.setWaiting(ro, fmt.Sprintf("waiting for the wave's %d proxies to connect", len(ro.Updated)))
 		return
 	}
 	bake := effectiveWaves(ro.Policy)[ro.Wave].Bake.Duration

@@ -67,6 +67,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&cfg.Ref.Commit, "commit", "", "exact commit SHA to deploy")
 	f.StringVar(&cfg.Path, "path", "", "policy directory inside the repository (a kustomization or plain YAML)")
 	f.DurationVar(&cfg.Interval, "interval", 30*time.Second, "how often to poll the repository")
+	f.DurationVar(&cfg.FetchTimeout, "timeout", 60*time.Second, "deadline of one fetch of the repository, with its build; a Git server that hangs fails the fetch (FetchFailed) after it")
 	f.StringVar(&cfg.XDSAddr, "xds-addr", defaultXDSAddr, "listen address of the ADS (xDS) gRPC server")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", defaultAdminAddr, "listen address of the admin API (/api/v1, /metrics, /healthz)")
 	f.StringVar(&cfg.StateDir, "state-dir", "gitmesh-state", "directory for the state database, the checkout and the admin token")

@@ -34,8 +34,8 @@ type Config struct {
 	Path string
 	// Interval is the poll interval. Default 30s.
 	Interval time.Duration
-	// FetchTimeout bounds one Git fetch (--timeout). Default 60s.
-	// TODO(lead, issue 8): pass it to the source; nothing reads it yet.
+	// FetchTimeout bounds one Git fetch with the build of what it fetched
+	// (--timeout, as Flux's spec.timeout). Default 60s.
 	FetchTimeout time.Duration
 	// XDSAddr and AdminAddr are listen addresses; port 0 picks a free one.
 	XDSAddr, AdminAddr string
@@ -143,7 +143,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	xdsServer := xds.NewServer(xds.WithLogger(log.With("component", "xds")))
 	rec, err := reconciler.New(reconciler.Config{
-		Source: src, Path: cfg.Path, Interval: cfg.Interval, Fleet: xdsServer, Store: store,
+		Source: src, Path: cfg.Path, Interval: cfg.Interval, FetchTimeout: cfg.FetchTimeout, Fleet: xdsServer, Store: store,
 		Build: func(root, path string) ([]sources.Object, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
