@@ -73,7 +73,7 @@ func (p *Policy) linkWorkloadEntries(diags *Diagnostics) {
 		}
 		if !selected {
 			r.report(CodeUnselectedWorkloadEntry, SeverityInfo, "spec.labels",
-				"no ServiceEntry in namespace %s selects this WorkloadEntry; it receives no traffic", we.Namespace)
+				"no ServiceEntry or Kubernetes Service in namespace %s selects this WorkloadEntry; it receives no traffic", we.Namespace)
 		}
 	}
 }
@@ -81,19 +81,23 @@ func (p *Policy) linkWorkloadEntries(diags *Diagnostics) {
 // linkDestinationRules attaches each DestinationRule's subsets and
 // traffic policy to its host.
 func (p *Policy) linkDestinationRules(diags *Diagnostics) {
+	first := map[string]*DestinationRule{} // by host, declared or not
 	for _, dr := range p.DestinationRules {
 		r := newReporter(&dr.Meta, KindDestinationRule, diags)
 		host, subsets, policy, ok := checkDestinationRule(r, dr)
 		if !ok {
 			continue
 		}
+		if f := first[host]; f != nil {
+			r.errorf(CodeConflictingDestinationRules, "spec.host", "host %s already has DestinationRule %s/%s (%s); only one DestinationRule per host is supported",
+				host, f.Namespace, f.Name, f.Object.At("spec.host"))
+			continue
+		}
+		first[host] = dr
 		s := p.byHost[host]
 		switch {
 		case s == nil:
 			r.warnf(CodeUnusedDestinationRule, "spec.host", "host %s is not declared by any ServiceEntry or Kubernetes Service; the DestinationRule has no effect", host)
-		case s.rule != nil:
-			r.errorf(CodeConflictingDestinationRules, "spec.host", "host %s already has DestinationRule %s/%s (%s); only one DestinationRule per host is supported",
-				host, s.rule.Namespace, s.rule.Name, s.rule.Object.At("spec.host"))
 		default:
 			s.rule, s.subsets, s.policy = dr, subsets, policy
 			p.checkSubsetWorkloads(r, dr, s)

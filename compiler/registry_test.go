@@ -138,6 +138,16 @@ func TestRegistryDiagnostics(t *testing.T) {
 			want: []string{at(CodeUnusedVirtualServiceHost, 5), at(CodeUnknownHost, 8), at(CodeConflictingVirtualServices, 14), at(CodeUnknownHost, 17)},
 		},
 		{
+			name: "an undeclared host does not hide two destination rules",
+			yaml: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec: {host: ghost}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: b}\nspec: {host: ghost}\n",
+			want: []string{at(CodeUnusedDestinationRule, 4), at(CodeConflictingDestinationRules, 9)},
+		},
+		{
+			name: "a workload entry a service selects",
+			yaml: shopK8s + "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: cart-vm}\nspec: {address: 10.0.0.9, labels: {app: cart, version: v1}}\n",
+			want: []string{at(CodePortProtocolDetected, 13)},
+		},
+		{
 			name: "exportTo dot in two namespaces: no conflict (IST0109)",
 			yaml: shopK8s + vsIn("cart", "default", "cart.default.svc.cluster.local", `"."`, "cart.default.svc.cluster.local") +
 				vsIn("cart", "tools", "cart.default.svc.cluster.local", `"."`, "cart.default.svc.cluster.local"),
