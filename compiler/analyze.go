@@ -195,8 +195,8 @@ func (p *Policy) checkTCPPorts(diags *Diagnostics) {
 				first[pt.number] = s
 				continue
 			}
-			r := newReporter(&s.entry.Meta, KindServiceEntry, diags)
-			r.warnf(CodeSharedTCPPort, portPath(s.entry.Spec.GetPorts(), pt.number, i), "TCP port %d is also a port of %s: sidecars listen once per TCP port and send it to %s",
+			r := serviceReporter(s, diags)
+			r.warnf(CodeSharedTCPPort, servicePortPath(s, pt.number, i), "TCP port %d is also a port of %s: sidecars listen once per TCP port and send it to %s",
 				pt.number, f.fqdn, f.fqdn)
 		}
 	}

@@ -1,5 +1,7 @@
 package compiler
 
+import "github.com/gitmesh/gitmesh/registry"
+
 // DefaultNamespace is the namespace of an object that names none, unless
 // WithDefaultNamespace says otherwise.
 const DefaultNamespace = "default"
@@ -7,6 +9,7 @@ const DefaultNamespace = "default"
 // options are Parse's settings.
 type options struct {
 	defaultNamespace string
+	registry         registry.Registry // nil: built from the revision's Kubernetes objects
 }
 
 // Option configures Parse.
@@ -20,4 +23,13 @@ func WithDefaultNamespace(ns string) Option {
 			o.defaultNamespace = ns
 		}
 	}
+}
+
+// WithRegistry makes Parse read Kubernetes Services and workloads from reg
+// (the Kubernetes mode's registry, fed by the API server) instead of from
+// the Kubernetes objects of the revision, which are then ignored.
+// ServiceEntries always come from the revision. If reg is nil, the
+// default is registry.FromObjects over the revision's objects.
+func WithRegistry(reg registry.Registry) Option {
+	return func(o *options) { o.registry = reg }
 }

@@ -9,6 +9,7 @@ import (
 	networking "istio.io/api/networking/v1"
 
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
+	"github.com/gitmesh/gitmesh/registry"
 	"github.com/gitmesh/gitmesh/sources"
 )
 
@@ -47,6 +48,7 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 		p.parseObject(objs[i], o.defaultNamespace, seen, &diags)
 	}
 	p.sortObjects()
+	p.buildRegistry(o, &diags)
 	p.link(&diags)
 	diags.sort()
 	return p, diags.dedupe()
@@ -75,6 +77,9 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 	case group == groupGitmesh || strings.HasSuffix(group, "."+groupGitmesh):
 		r.warnf(CodeNotCompiledYet, "kind", "kind %s (%s) is not compiled yet", obj.Kind, obj.APIVersion)
 		p.Pending = append(p.Pending, obj)
+		return
+	case registry.IsKubernetesKind(obj.APIVersion, obj.Kind):
+		p.kubeObjects = append(p.kubeObjects, obj) // read by the registry (see linkRegistry)
 		return
 	default:
 		kind := obj.Kind

@@ -4,6 +4,7 @@ import (
 	networking "istio.io/api/networking/v1"
 
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
+	"github.com/gitmesh/gitmesh/registry"
 	"github.com/gitmesh/gitmesh/sources"
 )
 
@@ -36,11 +37,17 @@ type Policy struct {
 	byHost   map[string]*service
 
 	// virtualServices are the valid VirtualServices with hosts (delegates
-	// merged in), sorted by namespace and name; meshVS indexes the ones
-	// bound to sidecars by host (first one wins, see
-	// CodeConflictingVirtualServices).
+	// merged in), sorted by namespace and name; meshVSs indexes the ones
+	// bound to sidecars by host, in that order, without two visible to
+	// the same namespace (see CodeConflictingVirtualServices and
+	// meshVirtualService).
 	virtualServices []*virtualService
-	meshVS          map[string]*virtualService
+	meshVSs         map[string][]*virtualService
+	// kubeObjects are the Kubernetes objects of the revision (Services,
+	// workload kinds), in input order; registry is the service registry
+	// built from them, or the one WithRegistry gave.
+	kubeObjects []sources.Object
+	registry    registry.Registry
 	// gateways are the valid Gateways by "namespace/name"; gatewayList
 	// holds them sorted by namespace and name.
 	gateways    map[string]*gateway
@@ -107,10 +114,11 @@ type Sidecar struct {
 // service is one host of a ServiceEntry, normalized.
 type service struct {
 	fqdn      string
-	name      string // short name for metadata ("reviews", or the FQDN for external hosts)
-	namespace string // the ServiceEntry's namespace
-	local     bool   // fqdn is <name>.<namespace>.svc.cluster.local
-	entry     *ServiceEntry
+	name      string            // short name for metadata ("reviews", or the FQDN for external hosts)
+	namespace string            // the ServiceEntry's namespace
+	local     bool              // fqdn is <name>.<namespace>.svc.cluster.local
+	entry     *ServiceEntry     // nil for a registry service
+	kube      *registry.Service // nil for a ServiceEntry host
 
 	resolution networking.ServiceEntry_Resolution // NONE, STATIC or DNS
 	ports      []servicePort                      // sorted by number

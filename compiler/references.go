@@ -13,10 +13,14 @@ import (
 // port), and which WorkloadEntries a ServiceEntry selects.
 func (p *Policy) link(diags *Diagnostics) {
 	p.byHost = map[string]*service{}
+	p.linkRegistry()
 	owner := map[string]*ServiceEntry{}
 	for _, se := range p.ServiceEntries {
 		r := newReporter(&se.Meta, KindServiceEntry, diags)
 		for _, s := range checkServiceEntry(r, se) {
+			if p.shadowedByService(r, se, s.fqdn) {
+				continue
+			}
 			if first, ok := owner[s.fqdn]; ok {
 				r.errorf(CodeDuplicateHost, hostPath(se.Spec.GetHosts(), se.Namespace, s.fqdn),
 					"host %s is already declared by ServiceEntry %s/%s (%s)", s.fqdn, first.Namespace, first.Name, first.Object.At("spec.hosts"))
@@ -69,7 +73,7 @@ func (p *Policy) linkWorkloadEntries(diags *Diagnostics) {
 		}
 		if !selected {
 			r.report(CodeUnselectedWorkloadEntry, SeverityInfo, "spec.labels",
-				"no ServiceEntry in namespace %s selects this WorkloadEntry; it receives no traffic", we.Namespace)
+				"no ServiceEntry or Kubernetes Service in namespace %s selects this WorkloadEntry; it receives no traffic", we.Namespace)
 		}
 	}
 }
@@ -77,21 +81,26 @@ func (p *Policy) linkWorkloadEntries(diags *Diagnostics) {
 // linkDestinationRules attaches each DestinationRule's subsets and
 // traffic policy to its host.
 func (p *Policy) linkDestinationRules(diags *Diagnostics) {
+	first := map[string]*DestinationRule{} // by host, declared or not
 	for _, dr := range p.DestinationRules {
 		r := newReporter(&dr.Meta, KindDestinationRule, diags)
 		host, subsets, policy, ok := checkDestinationRule(r, dr)
 		if !ok {
 			continue
 		}
+		if f := first[host]; f != nil {
+			r.errorf(CodeConflictingDestinationRules, "spec.host", "host %s already has DestinationRule %s/%s (%s); only one DestinationRule per host is supported",
+				host, f.Namespace, f.Name, f.Object.At("spec.host"))
+			continue
+		}
+		first[host] = dr
 		s := p.byHost[host]
 		switch {
 		case s == nil:
-			r.warnf(CodeUnusedDestinationRule, "spec.host", "host %s is not declared by any ServiceEntry; the DestinationRule has no effect", host)
-		case s.rule != nil:
-			r.errorf(CodeConflictingDestinationRules, "spec.host", "host %s already has DestinationRule %s/%s (%s); only one DestinationRule per host is supported",
-				host, s.rule.Namespace, s.rule.Name, s.rule.Object.At("spec.host"))
+			r.warnf(CodeUnusedDestinationRule, "spec.host", "host %s is not declared by any ServiceEntry or Kubernetes Service; the DestinationRule has no effect", host)
 		default:
 			s.rule, s.subsets, s.policy = dr, subsets, policy
+			p.checkSubsetWorkloads(r, dr, s)
 		}
 	}
 }
@@ -100,7 +109,7 @@ func (p *Policy) linkDestinationRules(diags *Diagnostics) {
 // into their roots, checks every destination, binds each root to its
 // hosts (sidecars) and gateways, and runs the rule analyzers.
 func (p *Policy) linkVirtualServices(diags *Diagnostics) {
-	p.meshVS = map[string]*virtualService{}
+	p.meshVSs = map[string][]*virtualService{}
 	delegates := map[string]*virtualService{}
 	var roots []*virtualService
 	for _, vs := range p.VirtualServices {
@@ -132,14 +141,14 @@ func (p *Policy) linkVirtualServices(diags *Diagnostics) {
 		from := p.arrivalPorts(v)
 		for _, rt := range v.http {
 			for _, d := range append(append([]routeDest(nil), rt.dests...), rt.mirrors...) {
-				if !p.checkRouteDestination(rt.owner, d, from) {
+				if !p.checkRouteDestination(rt.owner, d, from) || !p.checkDestinationExported(rt.owner, d, v) {
 					rt.valid = false
 				}
 			}
 		}
 		for _, rt := range v.tcp {
 			for _, d := range rt.dests {
-				if !p.checkRouteDestination(rt.owner, d, from) {
+				if !p.checkRouteDestination(rt.owner, d, from) || !p.checkDestinationExported(rt.owner, d, v) {
 					rt.valid = false
 				}
 			}
@@ -157,17 +166,7 @@ func (p *Policy) bindVirtualService(r *reporter, v *virtualService) {
 	for _, h := range v.hosts {
 		path := hostPath(spec.GetHosts(), v.obj.Namespace, h)
 		if v.mesh && !isWildcardHost(h) {
-			s := p.byHost[h]
-			switch {
-			case s == nil:
-				r.warnf(CodeUnusedVirtualServiceHost, path, "host %s is not declared by any ServiceEntry; these rules have no effect for it", h)
-			case s.vs != nil:
-				r.errorf(CodeConflictingVirtualServices, path, "host %s already has VirtualService %s/%s (%s); only one VirtualService per host is supported for sidecars",
-					h, s.vs.Namespace, s.vs.Name, s.vs.Object.At("spec.hosts"))
-			default:
-				s.vs, s.routes, s.tcp = v.obj, v.http, v.tcp
-				p.meshVS[h] = v
-			}
+			p.bindMeshHost(r, v, h, path)
 		}
 		for i, key := range v.gateways {
 			gw := p.gateways[key]
@@ -235,7 +234,7 @@ func (p *Policy) arrivalPorts(v *virtualService) []arrival {
 func (p *Policy) checkRouteDestination(r *reporter, d routeDest, from []arrival) bool {
 	s := p.byHost[d.host]
 	if s == nil {
-		r.errorf(CodeUnknownHost, d.path+".destination.host", "host %s is not declared by any ServiceEntry", d.host)
+		r.errorf(CodeUnknownHost, d.path+".destination.host", "host %s is not declared by any ServiceEntry or Kubernetes Service", d.host)
 		return false
 	}
 	ok := true

@@ -112,7 +112,7 @@ func withPort(s *service, pt servicePort, host string) []string {
 // routes of the host's VirtualService (when it is bound to sidecars and
 // exported to the proxy's namespace), else Istio's default route.
 func (b *builder) serviceRoutes(s *service, pt servicePort) []*routev3.Route {
-	if v := b.p.meshVS[s.fqdn]; v != nil && v.export.visibleTo(b.namespace) {
+	if v := b.meshVirtualService(s.fqdn); v != nil {
 		return b.translateHTTPRoutes(v.http, routeCtx{port: pt.number})
 	}
 	return []*routev3.Route{b.defaultRoute(clusterName(pt.number, "", s.fqdn), portConsistentHash(s, pt.number))}

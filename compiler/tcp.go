@@ -62,7 +62,7 @@ func (b *builder) tcpListener(ip string, s *service, pt servicePort) (*listenerv
 	target := clusterName(pt.number, "", s.fqdn)
 	tp.StatPrefix = target
 	tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: target}
-	if v := b.p.meshVS[s.fqdn]; v != nil && v.export.visibleTo(b.namespace) {
+	if v := b.meshVirtualService(s.fqdn); v != nil {
 		if rt := b.tcpRule(v, pt.number); rt != nil {
 			b.tcpTarget(tp, rt, s, pt)
 		}

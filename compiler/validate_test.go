@@ -55,7 +55,7 @@ func TestValidationCodes(t *testing.T) {
 		{"unknown field", vs("  - route: [{destination: {host: reviews, subet: v1}}]\n"), []string{"GM0103 spec.http[0].route[0].destination.subet"}},
 		{"unsupported field", vs("  - mirrorPercent: 5\n    route: [{destination: {host: reviews}}]\n"), []string{"GM0104 spec.http[0].mirrorPercent"}},
 		{"unsupported match field", vs("  - match: [{statPrefix: a}]\n    route: [{destination: {host: reviews}}]\n"), []string{"GM0104 spec.http[0].match[0].statPrefix"}},
-		{"unknown kind", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", []string{"GM0105 kind"}},
+		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", []string{"GM0105 kind"}},
 		{"gitmesh kind", "apiVersion: gitmesh.io/v1alpha1\nkind: Experiment\nmetadata: {name: x}\n", []string{"GM0106 kind"}},
 		{"rollout policy", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\nspec: {waves: [{percent: 100}]}\n", nil},
 		{"rollout policy invalid", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\nspec: {waves: [{percent: 100}, {percent: 50}]}\n", []string{"GM0120 spec.waves[1].percent"}},
