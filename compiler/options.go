@@ -1,5 +1,7 @@
 package compiler
 
+import "github.com/gitmesh/gitmesh/sources"
+
 // DefaultNamespace is the namespace of an object that names none, unless
 // WithDefaultNamespace says otherwise.
 const DefaultNamespace = "default"
@@ -7,6 +9,7 @@ const DefaultNamespace = "default"
 // options are Parse's settings.
 type options struct {
 	defaultNamespace string
+	problems         []sources.Problem
 }
 
 // Option configures Parse.
@@ -20,4 +23,13 @@ func WithDefaultNamespace(ns string) Option {
 			o.defaultNamespace = ns
 		}
 	}
+}
+
+// WithProblems adds the per-document problems sources.Build found (bad
+// YAML, a document without metadata.name, a duplicate key) to Parse's
+// diagnostics, each at its file and line, so that a revision with such a
+// document fails validation like any other error while the rest of its
+// objects are still checked.
+func WithProblems(problems []sources.Problem) Option {
+	return func(o *options) { o.problems = append(o.problems, problems...) }
 }

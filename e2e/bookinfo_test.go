@@ -31,7 +31,7 @@ func buildDir(t *testing.T, files map[string]string) []sources.Object {
 			t.Fatal(err)
 		}
 	}
-	objs, err := sources.Build(dir, ".")
+	objs, _, err := sources.Build(dir, ".")
 	if err != nil {
 		t.Fatal(err)
 	}

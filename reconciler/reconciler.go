@@ -27,8 +27,9 @@ import (
 )
 
 // Builder builds the policy directory path of a checked-out work tree at
-// root into Objects. sources.Build is the production Builder.
-type Builder func(root, path string) ([]sources.Object, error)
+// root into Objects, plus the documents it could not read (which fail
+// validation with file:line). sources.Build is the production Builder.
+type Builder func(root, path string) ([]sources.Object, []sources.Problem, error)
 
 // Fleet is what the reconciler needs from the xds server: the connected
 // nodes, a signal when they change, and per-node snapshot assignment.
@@ -103,7 +104,7 @@ func New(cfg Config) (*Reconciler, error) {
 		return nil, fmt.Errorf("creating reconciler: Source and Fleet are required")
 	}
 	if cfg.Build == nil {
-		cfg.Build = func(root, path string) ([]sources.Object, error) { return sources.Build(root, path) }
+		cfg.Build = func(root, path string) ([]sources.Object, []sources.Problem, error) { return sources.Build(root, path) }
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second

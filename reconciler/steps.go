@@ -109,11 +109,11 @@ func (r *Reconciler) reconcile(ctx context.Context) error {
 // Policy. It fails with BuildFailed or ValidationFailed and records the
 // diagnostics in the status either way.
 func (r *Reconciler) buildAndValidate(art *sources.Artifact) (*served, error) {
-	objs, err := r.cfg.Build(art.Dir, r.cfg.Path)
+	objs, problems, err := r.cfg.Build(art.Dir, r.cfg.Path)
 	if err != nil {
 		return nil, &stepError{ReasonBuildFailed, fmt.Errorf("building %s: %w", art.Revision, err)}
 	}
-	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(r.cfg.DefaultNamespace))
+	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(r.cfg.DefaultNamespace), compiler.WithProblems(problems))
 	r.mu.Lock()
 	r.status.Diagnostics = diags
 	r.mu.Unlock()
