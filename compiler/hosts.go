@@ -3,6 +3,8 @@ package compiler
 import (
 	"net/netip"
 	"strings"
+
+	"github.com/gitmesh/gitmesh/sources"
 )
 
 // clusterLocalSuffix ends the FQDN of a host written as a short name.
@@ -134,4 +136,11 @@ func isQualifiedName(s string) bool {
 		}
 	}
 	return true
+}
+
+// hasField reports whether obj's document sets the field at path (as
+// written, even when decoding left it out).
+func hasField(obj *sources.Object, path string) bool {
+	_, ok := obj.Lines[path]
+	return ok
 }

@@ -125,7 +125,7 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 	}
 
 	var ports []servicePort
-	numbers, names := map[uint32]bool{}, map[string]bool{}
+	numbers, names, dropped := map[uint32]bool{}, map[string]bool{}, map[uint32]bool{}
 	for i, pt := range spec.GetPorts() {
 		p := fmt.Sprintf("spec.ports[%d]", i)
 		ok := checkPort(r, p+".number", pt.GetNumber())
@@ -149,6 +149,9 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 		}
 		proto, protoOK := checkProtocol(r, p, pt.GetProtocol(), pt.GetName())
 		if !ok || !protoOK {
+			if n := pt.GetNumber(); n > 0 && n <= 65535 && !numbers[n] {
+				dropped[n] = true // reported here; references to it must not be reported again
+			}
 			continue
 		}
 		numbers[pt.GetNumber()] = true
@@ -207,7 +210,7 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 	for _, fqdn := range hosts {
 		s := &service{
 			fqdn: fqdn, name: fqdn, namespace: se.Namespace, entry: se, export: export,
-			resolution: res, ports: ports, endpoints: eps, selector: selector,
+			resolution: res, ports: ports, endpoints: eps, selector: selector, droppedPorts: dropped,
 		}
 		if name, _, ok := splitLocal(fqdn); ok {
 			s.name, s.local = name, true

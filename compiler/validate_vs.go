@@ -60,7 +60,8 @@ func (p *Policy) checkVirtualService(r *reporter, vs *VirtualService) *virtualSe
 			out.hosts = append(out.hosts, fqdn)
 		}
 	}
-	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 {
+	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 && !hasField(&vs.Object, "spec.tls") {
+		// (tls routes are reported unsupported while decoding: say it once)
 		r.errorf(CodeMissingField, "spec.http", "at least one http or tcp route is required")
 	}
 	for i, h := range spec.GetHttp() {
