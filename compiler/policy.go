@@ -125,9 +125,9 @@ type service struct {
 	// reported (an unsupported protocol, a bad name): references to them
 	// are not reported again as unknown ports.
 	droppedPorts map[uint32]bool
-	endpoints  []endpoint                         // inline spec.endpoints (valid ones)
-	selector   map[string]string                  // spec.workloadSelector.labels; nil when unset
-	selected   []endpoint                         // WorkloadEntries the selector picks
+	endpoints    []endpoint        // inline spec.endpoints (valid ones)
+	selector     map[string]string // spec.workloadSelector.labels; nil when unset
+	selected     []endpoint        // WorkloadEntries the selector picks
 
 	export exportTo // spec.exportTo
 
