@@ -315,6 +315,7 @@ func (p *Policy) checkMatch(r *reporter, path string, m *networking.HTTPMatchReq
 	if m.GetPort() != 0 && !checkPort(r, path+".port", m.GetPort()) {
 		ok = false
 	}
+	ok = checkLabels(r, path+".sourceLabels", m.GetSourceLabels()) && ok
 	for i, g := range m.GetGateways() {
 		if g == meshGateway {
 			continue
@@ -597,6 +598,7 @@ func (p *Policy) checkTCPRoute(r *reporter, path string, t *networking.TCPRoute,
 		if m.GetPort() != 0 && !checkPort(r, mp+".port", m.GetPort()) {
 			ok = false
 		}
+		ok = checkLabels(r, mp+".sourceLabels", m.GetSourceLabels()) && ok
 		for i, g := range m.GetGateways() {
 			if g == meshGateway {
 				continue
