@@ -73,11 +73,16 @@ func (p *Policy) checkVirtualService(r *reporter, vs *VirtualService) *virtualSe
 	return out
 }
 
-// checkVSHost validates a VirtualService host. Wildcards ("*",
-// "*.example.com") are accepted only when the VirtualService is not bound
-// to sidecars: gateways match them against their server hosts.
+// checkVSHost validates a VirtualService host. "*" is accepted only when
+// the VirtualService is not bound to sidecars (as Istio's validation);
+// "*.example.com" everywhere: gateways match it against their server
+// hosts, sidecars against the services it covers.
 func checkVSHost(r *reporter, path, h string, mesh bool) (string, bool) {
-	if !mesh && isWildcardHost(h) {
+	switch {
+	case h == "*" && mesh:
+		r.errorf(CodeInvalidHost, path, "wildcard host * is not allowed for a VirtualService bound to sidecars (mesh); name the hosts, or a wildcard such as *.example.com")
+		return "", false
+	case h == "*":
 		return h, true
 	}
 	return checkHost(r, path, h)

@@ -276,6 +276,17 @@ func FuzzSplitDocuments(f *testing.F) {
 					t.Fatalf("field %s at line %d of a %d-line input %q", p, l, n, data)
 				}
 			}
+			if docs[i].root == nil {
+				continue
+			}
+			// Reading the document (lists expanded, duplicate keys found)
+			// never panics and names lines inside the input.
+			_, problems := readNode("f.yaml", docs[i].root, docs[i].offset, docs[i].raw)
+			for _, p := range problems {
+				if p.Origin.Line < 1 || p.Origin.Line > n {
+					t.Fatalf("problem %q at line %d of a %d-line input %q", p.Message, p.Origin.Line, n, data)
+				}
+			}
 		}
 	})
 }
