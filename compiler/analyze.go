@@ -63,6 +63,54 @@ func (p *Policy) analyzeRules(r *reporter, v *virtualService) {
 	}
 }
 
+// analyzeTCPRules reports unreachable rules and ineffective matches of v's
+// tcp routes as istioctl does (IST0130/IST0131): a rule after one without
+// matches is never used, and a match identical to an earlier one has no
+// effect (a rule whose matches all repeat earlier ones is never used).
+func (p *Policy) analyzeTCPRules(r *reporter, v *virtualService) {
+	type seenMatch struct {
+		m    *networking.L4MatchAttributes
+		path string
+	}
+	var earlier []seenMatch
+	catchAll := ""
+	for i, rt := range v.obj.Spec.GetTcp() {
+		path := fmt.Sprintf("spec.tcp[%d]", i)
+		if catchAll != "" {
+			r.warnf(CodeUnreachableRule, path, "this rule is never used: rule %s before it matches every connection", catchAll)
+			continue
+		}
+		if len(rt.GetMatch()) == 0 {
+			catchAll = path
+			continue
+		}
+		var shadowed []string
+		for j, m := range rt.GetMatch() {
+			mp := fmt.Sprintf("%s.match[%d]", path, j)
+			by := ""
+			for _, e := range earlier {
+				if proto.Equal(e.m, m) {
+					by = e.path
+					break
+				}
+			}
+			earlier = append(earlier, seenMatch{m, mp})
+			if by != "" {
+				shadowed = append(shadowed, mp+"|"+by)
+			}
+		}
+		if len(shadowed) == len(rt.GetMatch()) {
+			_, by, _ := strings.Cut(shadowed[0], "|")
+			r.warnf(CodeUnreachableRule, path, "this rule is never used: every match is already matched by an earlier one (%s)", by)
+			continue
+		}
+		for _, sh := range shadowed {
+			mp, by, _ := strings.Cut(sh, "|")
+			r.warnf(CodeIneffectiveMatch, mp, "this match has no effect: %s before it is the same match", by)
+		}
+	}
+}
+
 // isCatchAllMatch reports whether m matches every request: no conditions
 // but a uri prefix "/" or regex ".*" (what Istio calls a catch-all route).
 func isCatchAllMatch(m *networking.HTTPMatchRequest) bool {

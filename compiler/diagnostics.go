@@ -72,7 +72,8 @@ const (
 	CodeUnknownSubset = "GM0201"
 	// CodeUnknownHost: a route destination host that no ServiceEntry declares.
 	CodeUnknownHost = "GM0202"
-	// CodeBadWeights: route weights that do not sum to 100.
+	// CodeBadWeights: a negative route weight or all weights 0 (errors),
+	// or weights that do not sum to 100 (a warning: they are relative).
 	CodeBadWeights = "GM0203"
 	// CodeUnknownPort: a destination port the destination service does not
 	// expose, or a missing port where one is needed.
@@ -111,12 +112,13 @@ const (
 	// CodeIneffectiveMatch: a match an earlier match already covers
 	// (istioctl IST0131 VirtualServiceIneffectiveMatch).
 	CodeIneffectiveMatch = "GM0302"
-	// CodeHostNotInGateway: a VirtualService host that none of the servers
-	// of a Gateway it binds to serves (istioctl IST0132
+	// CodeHostNotInGateway: a Gateway a VirtualService binds to whose
+	// servers accept none of its hosts (istioctl IST0132
 	// VirtualServiceHostNotFoundInGateway).
 	CodeHostNotInGateway = "GM0303"
 	// CodeConflictingGateways: two Gateways selecting the same proxies
-	// claim the same port and host (istioctl IST0145 ConflictingGateways).
+	// list the identical host on the same port (istioctl IST0145
+	// ConflictingGateways).
 	CodeConflictingGateways = "GM0304"
 	// CodeDelegateConflict: a delegate route whose match conflicts with
 	// the match of the route delegating to it; it is left out.
@@ -124,6 +126,10 @@ const (
 	// CodeSharedTCPPort: a TCP port number that more than one service
 	// declares; sidecars send it to the first.
 	CodeSharedTCPPort = "GM0306"
+	// CodeGatewayPortProtocol: a Gateway server on a port that another
+	// Gateway selecting the same proxies serves with the other kind of
+	// protocol (plain HTTP against HTTPS); it is skipped.
+	CodeGatewayPortProtocol = "GM0307"
 )
 
 // Diagnostic is a coded finding about an Object.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -84,7 +85,13 @@ func (b *builder) gatewayListeners(res *resources) error {
 					ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: inspector},
 				}}
 			}
+			chains := map[string]bool{} // SNI sets already matched: Envoy rejects two equal filter chain matches
 			for _, srv := range servers {
+				if sni := sniKey(srv); chains[sni] {
+					continue // overlapping but not identical hosts ("ns1/*", "ns2/*"): the first server wins
+				} else {
+					chains[sni] = true
+				}
 				rcName := fmt.Sprintf("https.%d.%s.%s.%s", port, srv.portName, srv.gw.obj.Name, srv.gw.obj.Namespace)
 				fc, err := b.httpsFilterChain(srv, rcName, "outbound_"+name, len(servers) > 1)
 				if err != nil {
@@ -173,6 +180,19 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// sniKey is the set of SNI names an HTTPS server's filter chain matches,
+// as one string ("" matches any name).
+func sniKey(srv *gatewayServer) string {
+	var names []string
+	for _, f := range srv.hosts {
+		if f.host != "*" {
+			names = append(names, f.host)
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
 }
 
 // httpsFilterChain returns the filter chain of an HTTPS server: TLS

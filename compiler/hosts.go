@@ -3,6 +3,8 @@ package compiler
 import (
 	"net/netip"
 	"strings"
+
+	"github.com/gitmesh/gitmesh/sources"
 )
 
 // clusterLocalSuffix ends the FQDN of a host written as a short name.
@@ -94,4 +96,51 @@ func labelsMatch(selector, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// isPortName reports whether s is a valid port name: a DNS label, upper
+// case allowed (Istio's ValidatePortName).
+func isPortName(s string) bool {
+	return isDNSLabel(strings.ToLower(s))
+}
+
+// isLabelKey reports whether s is a Kubernetes label key: an optional DNS
+// subdomain prefix and "/", then a name of at most 63 characters of
+// alphanumerics, '-', '_' and '.', starting and ending alphanumeric.
+func isLabelKey(s string) bool {
+	name := s
+	if prefix, rest, ok := strings.Cut(s, "/"); ok {
+		if len(prefix) > 253 || !isDNSName(strings.ToLower(prefix)) {
+			return false
+		}
+		name = rest
+	}
+	return name != "" && len(name) <= 63 && isQualifiedName(name)
+}
+
+// isLabelValue reports whether s is a Kubernetes label value: empty, or
+// at most 63 characters of alphanumerics, '-', '_' and '.', starting and
+// ending alphanumeric.
+func isLabelValue(s string) bool {
+	return s == "" || (len(s) <= 63 && isQualifiedName(s))
+}
+
+func isQualifiedName(s string) bool {
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	if !alnum(s[0]) || !alnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !alnum(c) && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// hasField reports whether obj's document sets the field at path (as
+// written, even when decoding left it out).
+func hasField(obj *sources.Object, path string) bool {
+	_, ok := obj.Lines[path]
+	return ok
 }

@@ -206,7 +206,7 @@ func (b *builder) forwardAction(out *routev3.Route, rt *httpRoute, ctx routeCtx,
 // that arrived on listenPort: its explicit port, else the same port, else
 // the service's only port.
 func (b *builder) destCluster(d routeDest, listenPort uint32) (string, *service, bool) {
-	ds := b.p.byHost[d.host]
+	ds := b.p.lookupService(d.host)
 	if ds == nil || (d.subset != "" && !ds.hasSubset(d.subset)) {
 		return "", nil, false
 	}

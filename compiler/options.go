@@ -1,6 +1,9 @@
 package compiler
 
-import "github.com/gitmesh/gitmesh/registry"
+import (
+	"github.com/gitmesh/gitmesh/registry"
+	"github.com/gitmesh/gitmesh/sources"
+)
 
 // DefaultNamespace is the namespace of an object that names none, unless
 // WithDefaultNamespace says otherwise.
@@ -10,6 +13,7 @@ const DefaultNamespace = "default"
 type options struct {
 	defaultNamespace string
 	registry         registry.Registry // nil: built from the revision's Kubernetes objects
+	problems         []sources.Problem
 }
 
 // Option configures Parse.
@@ -32,4 +36,13 @@ func WithDefaultNamespace(ns string) Option {
 // default is registry.FromObjects over the revision's objects.
 func WithRegistry(reg registry.Registry) Option {
 	return func(o *options) { o.registry = reg }
+}
+
+// WithProblems adds the per-document problems sources.Build found (bad
+// YAML, a document without metadata.name, a duplicate key) to Parse's
+// diagnostics, each at its file and line, so that a revision with such a
+// document fails validation like any other error while the rest of its
+// objects are still checked.
+func WithProblems(problems []sources.Problem) Option {
+	return func(o *options) { o.problems = append(o.problems, problems...) }
 }

@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strconv"
@@ -42,7 +43,7 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 		opt(&o)
 	}
 	p := &Policy{}
-	diags := Diagnostics{}
+	diags := problemDiagnostics(o.problems, o.defaultNamespace)
 	seen := map[string]*sources.Object{}
 	for i := range objs {
 		p.parseObject(objs[i], o.defaultNamespace, seen, &diags)
@@ -159,6 +160,34 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 			p.Sidecars = append(p.Sidecars, x)
 		}
 	}
+}
+
+// problemDiagnostics turns the problems sources found in documents into
+// diagnostics: a missing apiVersion, kind or metadata.name is
+// CodeMissingField; bad YAML, a document that is not a mapping and a
+// duplicate key are CodeInvalidYAML. All are errors.
+func problemDiagnostics(problems []sources.Problem, defaultNS string) Diagnostics {
+	out := Diagnostics{}
+	for _, pr := range problems {
+		code, msg := CodeInvalidYAML, pr.Message
+		switch pr.Reason {
+		case sources.ReasonMissingField:
+			code = CodeMissingField
+		case sources.ReasonInvalidYAML:
+			msg = "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
+		}
+		d := Diagnostic{
+			Code: code, Severity: SeverityError, Kind: pr.Kind, Name: pr.Name,
+			Field: pr.Field, Origin: pr.Origin, Message: msg,
+		}
+		if d.Name == "" {
+			d.Kind = "" // "Service x/" would read as a name; the message says what is missing
+		} else {
+			d.Namespace = cmp.Or(pr.Namespace, defaultNS)
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // with returns a reporter for the same object stored elsewhere.

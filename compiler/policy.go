@@ -35,6 +35,10 @@ type Policy struct {
 	// sorted by FQDN. Only valid parts of objects enter it.
 	services []*service
 	byHost   map[string]*service
+	// droppedHosts are hosts of ServiceEntries left out of the registry
+	// for an error already reported (an unsupported resolution):
+	// references to them are not reported again as unknown hosts.
+	droppedHosts map[string]bool
 
 	// virtualServices are the valid VirtualServices with hosts (delegates
 	// merged in), sorted by namespace and name; meshVSs indexes the ones
@@ -48,6 +52,9 @@ type Policy struct {
 	// built from them, or the one WithRegistry gave.
 	kubeObjects []sources.Object
 	registry    registry.Registry
+	// wildcardVS are the wildcard hosts of VirtualServices bound to
+	// sidecars, bound to the services they match after every exact host.
+	wildcardVS []wildcardBinding
 	// gateways are the valid Gateways by "namespace/name"; gatewayList
 	// holds them sorted by namespace and name.
 	gateways    map[string]*gateway
@@ -122,9 +129,13 @@ type service struct {
 
 	resolution networking.ServiceEntry_Resolution // NONE, STATIC or DNS
 	ports      []servicePort                      // sorted by number
-	endpoints  []endpoint                         // inline spec.endpoints (valid ones)
-	selector   map[string]string                  // spec.workloadSelector.labels; nil when unset
-	selected   []endpoint                         // WorkloadEntries the selector picks
+	// droppedPorts are port numbers declared with an error already
+	// reported (an unsupported protocol, a bad name): references to them
+	// are not reported again as unknown ports.
+	droppedPorts map[uint32]bool
+	endpoints    []endpoint        // inline spec.endpoints (valid ones)
+	selector     map[string]string // spec.workloadSelector.labels; nil when unset
+	selected     []endpoint        // WorkloadEntries the selector picks
 
 	export exportTo // spec.exportTo
 

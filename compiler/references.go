@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	networking "istio.io/api/networking/v1"
 )
 
 // link validates every object, builds the service registry from the valid
@@ -13,11 +15,18 @@ import (
 // port), and which WorkloadEntries a ServiceEntry selects.
 func (p *Policy) link(diags *Diagnostics) {
 	p.byHost = map[string]*service{}
+	p.droppedHosts = map[string]bool{}
 	p.linkRegistry()
 	owner := map[string]*ServiceEntry{}
 	for _, se := range p.ServiceEntries {
 		r := newReporter(&se.Meta, KindServiceEntry, diags)
-		for _, s := range checkServiceEntry(r, se) {
+		services := checkServiceEntry(r, se)
+		if services == nil {
+			for _, h := range se.Spec.GetHosts() {
+				p.droppedHosts[resolveHost(strings.ToLower(h), se.Namespace)] = true
+			}
+		}
+		for _, s := range services {
 			if p.shadowedByService(r, se, s.fqdn) {
 				continue
 			}
@@ -67,8 +76,13 @@ func (p *Policy) linkWorkloadEntries(diags *Diagnostics) {
 		selected := false
 		for _, s := range p.services {
 			if s.selector != nil && s.namespace == we.Namespace && labelsMatch(s.selector, ep.labels) {
-				s.selected = append(s.selected, ep)
 				selected = true
+				if !isIP(ep.address) {
+					r.warnf(CodeUnsupportedValue, "spec.address", "address %q is a host name, which only a ServiceEntry with resolution DNS can use; ServiceEntry %s/%s (resolution %s) leaves this WorkloadEntry out",
+						ep.address, s.entry.Namespace, s.entry.Name, s.resolution)
+					continue
+				}
+				s.selected = append(s.selected, ep)
 			}
 		}
 		if !selected {
@@ -79,9 +93,20 @@ func (p *Policy) linkWorkloadEntries(diags *Diagnostics) {
 }
 
 // linkDestinationRules attaches each DestinationRule's subsets and
-// traffic policy to its host.
+// traffic policy to its host. A DestinationRule whose host is a wildcard
+// ("*.example.com", "*.svc.cluster.local", "*") is a default for every
+// service it matches that has no DestinationRule of its own; the most
+// specific host wins, as in Istio.
 func (p *Policy) linkDestinationRules(diags *Diagnostics) {
 	first := map[string]*DestinationRule{} // by host, declared or not
+	type wildcardRule struct {
+		dr      *DestinationRule
+		r       *reporter
+		host    string
+		subsets []subset
+		policy  *networking.TrafficPolicy
+	}
+	var wildcards []wildcardRule
 	for _, dr := range p.DestinationRules {
 		r := newReporter(&dr.Meta, KindDestinationRule, diags)
 		host, subsets, policy, ok := checkDestinationRule(r, dr)
@@ -94,8 +119,14 @@ func (p *Policy) linkDestinationRules(diags *Diagnostics) {
 			continue
 		}
 		first[host] = dr
+		if isWildcardHost(host) {
+			wildcards = append(wildcards, wildcardRule{dr, r, host, subsets, policy})
+			continue
+		}
 		s := p.byHost[host]
 		switch {
+		case s == nil && p.droppedHosts[host]:
+			// its ServiceEntry is already reported
 		case s == nil:
 			r.warnf(CodeUnusedDestinationRule, "spec.host", "host %s is not declared by any ServiceEntry or Kubernetes Service; the DestinationRule has no effect", host)
 		default:
@@ -103,6 +134,58 @@ func (p *Policy) linkDestinationRules(diags *Diagnostics) {
 			p.checkSubsetWorkloads(r, dr, s)
 		}
 	}
+	sort.SliceStable(wildcards, func(i, j int) bool { return hostSpecificity(wildcards[i].host) > hostSpecificity(wildcards[j].host) })
+	for _, w := range wildcards {
+		used := false
+		for _, s := range p.services {
+			if s.rule == nil && hostMatches(w.host, s.fqdn) {
+				s.rule, s.subsets, s.policy = w.dr, w.subsets, w.policy
+				used = true
+			}
+		}
+		if !used && !p.anyServiceMatches(w.host) {
+			w.r.warnf(CodeUnusedDestinationRule, "spec.host", "host %s matches no service declared by a ServiceEntry or Kubernetes Service; the DestinationRule has no effect", w.host)
+		}
+	}
+}
+
+// hostSpecificity orders hosts from the most specific: a name before any
+// wildcard, then longer wildcard suffixes first, "*" last.
+func hostSpecificity(h string) int {
+	switch {
+	case h == "*":
+		return 0
+	case strings.HasPrefix(h, "*."):
+		return len(h)
+	}
+	return 1 << 20
+}
+
+// anyServiceMatches reports whether the wildcard host matches a service.
+func (p *Policy) anyServiceMatches(host string) bool {
+	for _, s := range p.services {
+		if hostMatches(host, s.fqdn) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookupService returns the service a destination host names: the service
+// of that exact host, else the one of the most specific wildcard
+// ServiceEntry host that matches it ("api.example.com" is served by a
+// ServiceEntry for "*.example.com"), or nil.
+func (p *Policy) lookupService(host string) *service {
+	if s := p.byHost[host]; s != nil {
+		return s
+	}
+	var best *service
+	for _, s := range p.services {
+		if isWildcardHost(s.fqdn) && hostMatches(s.fqdn, host) && (best == nil || hostSpecificity(s.fqdn) > hostSpecificity(best.fqdn)) {
+			best = s
+		}
+	}
+	return best
 }
 
 // linkVirtualServices validates every VirtualService, merges delegates
@@ -116,6 +199,7 @@ func (p *Policy) linkVirtualServices(diags *Diagnostics) {
 		r := newReporter(&vs.Meta, KindVirtualService, diags)
 		v := p.checkVirtualService(r, vs)
 		p.analyzeRules(r, v)
+		p.analyzeTCPRules(r, v)
 		if len(vs.Spec.GetHosts()) == 0 {
 			delegates[vs.Namespace+"/"+vs.Name] = v
 			continue
@@ -136,6 +220,7 @@ func (p *Policy) linkVirtualServices(diags *Diagnostics) {
 			r.errorf(CodeUnsupportedValue, t.path, "a delegate VirtualService can only have http routes")
 		}
 	}
+	p.wildcardVS = nil
 	for _, v := range roots {
 		r := newReporter(&v.obj.Meta, KindVirtualService, diags)
 		from := p.arrivalPorts(v)
@@ -156,33 +241,113 @@ func (p *Policy) linkVirtualServices(diags *Diagnostics) {
 		p.bindVirtualService(r, v)
 		p.virtualServices = append(p.virtualServices, v)
 	}
+	p.bindWildcardHosts()
 }
 
 // bindVirtualService attaches a root VirtualService to the services of its
 // hosts (when bound to sidecars) and checks its hosts against the servers
-// of its gateways.
+// of its gateways. Wildcard hosts are bound later (bindWildcardHosts).
 func (p *Policy) bindVirtualService(r *reporter, v *virtualService) {
 	spec := v.obj.Spec
 	for _, h := range v.hosts {
 		path := hostPath(spec.GetHosts(), v.obj.Namespace, h)
-		if v.mesh && !isWildcardHost(h) {
-			p.bindMeshHost(r, v, h, path)
+		if !v.mesh {
+			continue
 		}
-		for i, key := range v.gateways {
-			gw := p.gateways[key]
-			found := false
-			for _, srv := range gw.servers {
-				if serverHostFor(srv, v.obj.Namespace, h) != "" {
-					found = true
-					break
-				}
+		if isWildcardHost(h) {
+			p.wildcardVS = append(p.wildcardVS, wildcardBinding{v: v, r: r, host: h, path: path})
+			continue
+		}
+		p.bindMeshHost(r, v, h, path)
+	}
+	p.checkGatewayHosts(r, v)
+}
+
+// wildcardBinding is a wildcard host of a VirtualService bound to
+// sidecars, waiting for bindWildcardHosts.
+type wildcardBinding struct {
+	v    *virtualService
+	r    *reporter
+	host string
+	path string
+}
+
+// bindWildcardHosts binds the wildcard hosts of VirtualServices bound to
+// sidecars to every service they match that no VirtualService names
+// exactly, the most specific wildcard first (as Istio picks the most
+// specific host).
+func (p *Policy) bindWildcardHosts() {
+	sort.SliceStable(p.wildcardVS, func(i, j int) bool {
+		return hostSpecificity(p.wildcardVS[i].host) > hostSpecificity(p.wildcardVS[j].host)
+	})
+	claimed := map[string]wildcardBinding{}
+	for _, b := range p.wildcardVS {
+		if first, ok := claimed[b.host]; ok && first.v != b.v {
+			b.r.errorf(CodeConflictingVirtualServices, b.path, "host %s already has VirtualService %s/%s (%s); only one VirtualService per host is supported for sidecars",
+				b.host, first.v.obj.Namespace, first.v.obj.Name, first.v.obj.Object.At("spec.hosts"))
+			continue
+		}
+		claimed[b.host] = b
+		matched := false
+		for _, s := range p.services {
+			if !hostMatches(b.host, s.fqdn) {
+				continue
 			}
-			if !found {
-				r.warnf(CodeHostNotInGateway, path, "host %s is not among the hosts of Gateway %s (%s); the gateway does not route it",
-					h, key, gatewayRef(spec.GetGateways(), i))
+			matched = true
+			if len(p.meshVSs[s.fqdn]) == 0 {
+				// no VirtualService names it exactly: the wildcard's applies
+				p.meshVSs[s.fqdn] = append(p.meshVSs[s.fqdn], b.v)
 			}
+			if s.vs == nil {
+				s.vs, s.routes, s.tcp = b.v.obj, b.v.http, b.v.tcp
+			}
+		}
+		if !matched {
+			b.r.warnf(CodeUnusedVirtualServiceHost, b.path, "host %s matches no service declared by a ServiceEntry or Kubernetes Service; these rules have no effect for it", b.host)
 		}
 	}
+}
+
+// checkGatewayHosts reports each Gateway v binds to whose servers accept
+// none of v's hosts (istioctl IST0132 VirtualServiceHostNotFoundInGateway):
+// a gateway needs at least one host in common, not every host. Server
+// hosts may be namespace-scoped ("ns/host", "./host", "*/host").
+func (p *Policy) checkGatewayHosts(r *reporter, v *virtualService) {
+	spec := v.obj.Spec
+	for i, key := range v.gateways {
+		gw := p.gateways[key]
+		found := false
+		for _, srv := range gw.servers {
+			for _, h := range v.hosts {
+				found = found || serverHostFor(srv, v.obj.Namespace, h) != ""
+			}
+		}
+		for _, srv := range gw.dropped {
+			for _, h := range v.hosts {
+				found = found || serverHostFor(srv, v.obj.Namespace, h) != ""
+			}
+		}
+		if !found { // a dropped server that would match is already reported
+			ref := gatewayRef(spec.GetGateways(), i)
+			r.warnf(CodeHostNotInGateway, gatewayRefPath(spec.GetGateways(), i), "none of the hosts %s is among the hosts of Gateway %s (%s); the gateway does not route this VirtualService",
+				strings.Join(spec.GetHosts(), ", "), key, ref)
+		}
+	}
+}
+
+// gatewayRefPath returns the path of the i-th non-mesh gateway reference.
+func gatewayRefPath(refs []string, i int) string {
+	n := 0
+	for j, g := range refs {
+		if g == meshGateway {
+			continue
+		}
+		if n == i {
+			return fmt.Sprintf("spec.gateways[%d]", j)
+		}
+		n++
+	}
+	return "spec.gateways"
 }
 
 // gatewayRef names the i-th non-mesh gateway reference as written.
@@ -212,7 +377,10 @@ func (p *Policy) arrivalPorts(v *virtualService) []arrival {
 	var out []arrival
 	if v.mesh {
 		for _, h := range v.hosts {
-			if s := p.byHost[h]; s != nil {
+			for _, s := range p.services {
+				if s.fqdn != h && !(isWildcardHost(h) && hostMatches(h, s.fqdn)) {
+					continue
+				}
 				for _, pt := range s.ports {
 					out = append(out, arrival{pt.number, "a port of " + s.fqdn})
 				}
@@ -232,7 +400,10 @@ func (p *Policy) arrivalPorts(v *virtualService) []arrival {
 // must exist on the destination (or the destination must have a single
 // port).
 func (p *Policy) checkRouteDestination(r *reporter, d routeDest, from []arrival) bool {
-	s := p.byHost[d.host]
+	s := p.lookupService(d.host)
+	if s == nil && p.droppedHosts[d.host] {
+		return false // its ServiceEntry is already reported: say it once
+	}
 	if s == nil {
 		r.errorf(CodeUnknownHost, d.path+".destination.host", "host %s is not declared by any ServiceEntry or Kubernetes Service", d.host)
 		return false
@@ -245,6 +416,8 @@ func (p *Policy) checkRouteDestination(r *reporter, d routeDest, from []arrival)
 	switch {
 	case d.port > 65535:
 		ok = false // reported by checkPort
+	case d.port != 0 && s.droppedPorts[d.port] && !s.hasPort(d.port):
+		ok = false // declared with an error already reported: say it once
 	case d.port != 0:
 		if !s.hasPort(d.port) {
 			r.errorf(CodeUnknownPort, d.path+".destination.port.number", "port %d is not a port of %s (ports: %s)", d.port, d.host, s.portList())

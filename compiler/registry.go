@@ -240,6 +240,8 @@ func (p *Policy) bindMeshHost(r *reporter, v *virtualService, h, path string) {
 	p.meshVSs[h] = append(p.meshVSs[h], v)
 	s := p.byHost[h]
 	switch {
+	case s == nil && p.droppedHosts[h]:
+		// its ServiceEntry is already reported
 	case s == nil:
 		r.warnf(CodeUnusedVirtualServiceHost, path, "host %s is not declared by any ServiceEntry or Kubernetes Service; these rules have no effect for it", h)
 	case s.vs == nil:

@@ -135,8 +135,9 @@ func checkHostFilter(r *reporter, path, s, ns string, anyNS bool) (hostFilter, b
 			return f, false
 		}
 	}
+	f.host = strings.ToLower(f.host) // DNS names are case-insensitive; Istio accepts upper case
 	if f.host != "*" && !isWildcardHost(f.host) && !isDNSName(f.host) {
-		r.errorf(CodeInvalidHost, path, "host %q is not a valid lower-case DNS name or wildcard", f.host)
+		r.errorf(CodeInvalidHost, path, "host %q is not a valid DNS name or wildcard", f.host)
 		return f, false
 	}
 	return f, true
@@ -147,6 +148,7 @@ func checkSidecar(r *reporter, sc *Sidecar) *sidecarScope {
 	spec := sc.Spec
 	out := &sidecarScope{obj: sc}
 	if ws := spec.GetWorkloadSelector(); ws != nil {
+		checkSelectorLabels(r, "spec.workloadSelector.labels", ws.GetLabels())
 		out.selector = copyLabels(ws.GetLabels())
 		if out.selector == nil {
 			out.selector = map[string]string{}

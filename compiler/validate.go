@@ -42,17 +42,25 @@ func checkHosts(r *reporter, path string, hosts []string) []string {
 	return out
 }
 
-// checkHost validates one host and returns its FQDN.
+// checkHost validates one host and returns its FQDN, lower-cased: a DNS
+// name or a wildcard "*.suffix" (as Istio's ValidateWildcardDomain).
+// Upper case is accepted, as Istio accepts it, and folded: DNS names and
+// Envoy's domain matching are case-insensitive. The full wildcard "*" is
+// not a host here (Istio rejects it for ServiceEntries and destinations;
+// callers that take it check it first).
 func checkHost(r *reporter, path, h string) (string, bool) {
+	l := strings.ToLower(h)
 	switch {
 	case h == "":
 		r.errorf(CodeMissingField, path, "host is required")
-	case strings.Contains(h, "*"):
-		r.errorf(CodeUnsupportedValue, path, "wildcard host %q is not supported yet", h)
-	case !isDNSName(h):
-		r.errorf(CodeInvalidHost, path, "host %q is not a valid lower-case DNS name", h)
+	case h == "*":
+		r.errorf(CodeInvalidHost, path, "host \"*\" is not allowed here; name a host or a wildcard such as \"*.example.com\"")
+	case isWildcardHost(l):
+		return l, true
+	case !isDNSName(l):
+		r.errorf(CodeInvalidHost, path, "host %q is not a valid DNS name or wildcard (*.example.com)", h)
 	default:
-		return resolveHost(h, r.ns), true
+		return resolveHost(l, r.ns), true
 	}
 	return "", false
 }
@@ -90,6 +98,10 @@ func checkAddress(r *reporter, path, addr string, dnsOK bool) bool {
 func checkEndpointPorts(r *reporter, path string, ports map[string]uint32) map[string]uint32 {
 	out := map[string]uint32{}
 	for _, name := range sortedKeys(ports) {
+		if !isPortName(name) {
+			r.errorf(CodeInvalidValue, path+"."+name, "invalid port name %q: it must be a DNS label (letters, digits and '-', at most 63)", name)
+			continue
+		}
 		if checkPort(r, path+"."+name, ports[name]) {
 			out[name] = ports[name]
 		}
@@ -113,10 +125,7 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 	}
 
 	var ports []servicePort
-	if len(spec.GetPorts()) == 0 {
-		r.errorf(CodeMissingField, "spec.ports", "at least one port is required")
-	}
-	numbers, names := map[uint32]bool{}, map[string]bool{}
+	numbers, names, dropped := map[uint32]bool{}, map[string]bool{}, map[uint32]bool{}
 	for i, pt := range spec.GetPorts() {
 		p := fmt.Sprintf("spec.ports[%d]", i)
 		ok := checkPort(r, p+".number", pt.GetNumber())
@@ -124,7 +133,14 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 			r.errorf(CodeInvalidPort, p+".number", "port %d is listed twice", pt.GetNumber())
 			ok = false
 		}
-		if pt.GetName() != "" && names[pt.GetName()] {
+		switch {
+		case pt.GetName() == "":
+			r.errorf(CodeMissingField, p+".name", "port name is required")
+			ok = false
+		case !isPortName(pt.GetName()):
+			r.errorf(CodeInvalidValue, p+".name", "invalid port name %q: it must be a DNS label (letters, digits and '-', at most 63)", pt.GetName())
+			ok = false
+		case names[pt.GetName()]:
 			r.errorf(CodeDuplicateEntry, p+".name", "port name %q is listed twice", pt.GetName())
 			ok = false
 		}
@@ -133,6 +149,9 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 		}
 		proto, protoOK := checkProtocol(r, p, pt.GetProtocol(), pt.GetName())
 		if !ok || !protoOK {
+			if n := pt.GetNumber(); n > 0 && n <= 65535 && !numbers[n] {
+				dropped[n] = true // reported here; references to it must not be reported again
+			}
 			continue
 		}
 		numbers[pt.GetNumber()] = true
@@ -143,6 +162,7 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 
 	var selector map[string]string
 	if ws := spec.GetWorkloadSelector(); ws != nil {
+		checkSelectorLabels(r, "spec.workloadSelector.labels", ws.GetLabels())
 		selector = map[string]string{}
 		for k, v := range ws.GetLabels() {
 			selector[k] = v
@@ -155,12 +175,23 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 		}
 	}
 
+	if res == networking.ServiceEntry_NONE && len(spec.GetEndpoints()) > 0 {
+		r.errorf(CodeConflictingFields, "spec.endpoints", "endpoints cannot be set with resolution NONE (use STATIC or DNS)")
+	}
+	if res == networking.ServiceEntry_DNS && len(spec.GetEndpoints()) == 0 {
+		for i, h := range spec.GetHosts() {
+			if strings.Contains(h, "*") {
+				r.errorf(CodeInvalidHost, fmt.Sprintf("spec.hosts[%d]", i), "wildcard host %q needs endpoints with resolution DNS: there is no name to resolve", h)
+			}
+		}
+	}
 	var eps []endpoint
 	for i, we := range spec.GetEndpoints() {
 		p := fmt.Sprintf("spec.endpoints[%d]", i)
 		if !checkAddress(r, p+".address", we.GetAddress(), res == networking.ServiceEntry_DNS) {
 			continue
 		}
+		checkLabels(r, p+".labels", we.GetLabels())
 		eps = append(eps, endpoint{
 			address:  we.GetAddress(),
 			ports:    checkEndpointPorts(r, p+".ports", we.GetPorts()),
@@ -172,14 +203,14 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 	}
 
 	export := checkExportTo(r, "spec.exportTo", spec.GetExportTo(), se.Namespace)
-	if !resOK || len(ports) == 0 {
+	if !resOK {
 		return nil
 	}
 	var out []*service
 	for _, fqdn := range hosts {
 		s := &service{
 			fqdn: fqdn, name: fqdn, namespace: se.Namespace, entry: se, export: export,
-			resolution: res, ports: ports, endpoints: eps, selector: selector,
+			resolution: res, ports: ports, endpoints: eps, selector: selector, droppedPorts: dropped,
 		}
 		if name, _, ok := splitLocal(fqdn); ok {
 			s.name, s.local = name, true
@@ -222,7 +253,11 @@ func checkProtocol(r *reporter, path, protocol, name string) (string, bool) {
 func checkWorkloadEntry(r *reporter, we *WorkloadEntry) (endpoint, bool) {
 	spec := we.Spec
 	ports := checkEndpointPorts(r, "spec.ports", spec.GetPorts())
-	if !checkAddress(r, "spec.address", spec.GetAddress(), false) {
+	checkLabels(r, "spec.labels", spec.GetLabels())
+	// A WorkloadEntry may name a host (Istio allows an FQDN for the DNS
+	// ServiceEntries that select it); linkWorkloadEntries checks that
+	// only DNS services select such an entry.
+	if !checkAddress(r, "spec.address", spec.GetAddress(), true) {
 		return endpoint{}, false
 	}
 	return endpoint{
@@ -234,7 +269,10 @@ func checkWorkloadEntry(r *reporter, we *WorkloadEntry) (endpoint, bool) {
 // checkDestinationRule validates a DestinationRule and returns its host,
 // valid subsets and top-level traffic policy.
 func checkDestinationRule(r *reporter, dr *DestinationRule) (string, []subset, *networking.TrafficPolicy, bool) {
-	host, ok := checkHost(r, "spec.host", dr.Spec.GetHost())
+	host, ok := "*", true // a mesh-wide default for every host, as Istio allows
+	if dr.Spec.GetHost() != "*" {
+		host, ok = checkHost(r, "spec.host", dr.Spec.GetHost())
+	}
 	policy := dr.Spec.GetTrafficPolicy()
 	if !checkTrafficPolicy(r, "spec.trafficPolicy", policy) {
 		policy = nil
@@ -256,6 +294,7 @@ func checkDestinationRule(r *reporter, dr *DestinationRule) (string, []subset, *
 			if !checkTrafficPolicy(r, fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), sp) {
 				sp = nil
 			}
+			checkLabels(r, fmt.Sprintf("spec.subsets[%d].labels", i), s.GetLabels())
 			subsets = append(subsets, subset{name: s.GetName(), labels: copyLabels(s.GetLabels()), policy: sp})
 		}
 	}
@@ -272,4 +311,41 @@ func copyLabels(in map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// checkLabels validates workload labels (a WorkloadEntry's, an endpoint's,
+// a subset's) as Kubernetes label keys and values, as Istio does.
+func checkLabels(r *reporter, path string, labels map[string]string) bool {
+	ok := true
+	for _, k := range sortedKeys(labels) {
+		v := labels[k]
+		switch {
+		case !isLabelKey(k):
+			r.errorf(CodeInvalidValue, path+"."+k, "invalid label key %q: it must be a Kubernetes label name (an optional DNS prefix and '/', then letters, digits, '-', '_' and '.')", k)
+			ok = false
+		case !isLabelValue(v):
+			r.errorf(CodeInvalidValue, path+"."+k, "invalid label value %q: a label value is empty or at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit", v)
+			ok = false
+		}
+	}
+	return ok
+}
+
+// checkSelectorLabels validates a workloadSelector's labels as Istio does:
+// keys must not be empty and neither keys nor values may hold a wildcard
+// (a selector matches exact values only).
+func checkSelectorLabels(r *reporter, path string, labels map[string]string) bool {
+	ok := true
+	for _, k := range sortedKeys(labels) {
+		v := labels[k]
+		switch {
+		case k == "":
+			r.errorf(CodeInvalidValue, path, "empty label key is not supported in a selector: %q", k+"="+v)
+			ok = false
+		case strings.Contains(k, "*") || strings.Contains(v, "*"):
+			r.errorf(CodeInvalidValue, path+"."+k, "wildcard is not supported in a selector: %q (a selector matches exact label values)", k+"="+v)
+			ok = false
+		}
+	}
+	return ok
 }

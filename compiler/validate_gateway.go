@@ -13,6 +13,10 @@ type gateway struct {
 	key      string            // "namespace/name"
 	selector map[string]string // empty: every gateway proxy
 	servers  []*gatewayServer
+	// dropped are servers left out for an error already reported (an
+	// unsupported protocol, bad TLS settings); they are only used to
+	// avoid follow-on diagnostics.
+	dropped []*gatewayServer
 }
 
 // gatewayServer is a valid spec.servers entry.
@@ -23,6 +27,9 @@ type gatewayServer struct {
 	portName string
 	protocol string // HTTP, HTTP2, GRPC (plain) or HTTPS
 	hosts    []hostFilter
+	// rawHosts are the hosts as written, lower-cased ("ns/www.example.com",
+	// "*"): IST0145 compares these strings.
+	rawHosts []string
 	// tls is spec.servers[].tls when the server terminates TLS (HTTPS);
 	// nil for plain servers.
 	tls           *networking.ServerTLSSettings
@@ -39,21 +46,29 @@ func checkGateway(r *reporter, g *Gateway) *gateway {
 		r.errorf(CodeMissingField, "spec.servers", "at least one server is required")
 	}
 	for i, s := range g.Spec.GetServers() {
-		if srv := checkServer(r, fmt.Sprintf("spec.servers[%d]", i), s, g.Namespace); srv != nil {
-			srv.gw = out
-			out.servers = append(out.servers, srv)
+		srv, ok := checkServer(r, fmt.Sprintf("spec.servers[%d]", i), s, g.Namespace)
+		if srv == nil {
+			continue
 		}
+		srv.gw = out
+		if !ok {
+			out.dropped = append(out.dropped, srv)
+			continue
+		}
+		out.servers = append(out.servers, srv)
 	}
 	return out
 }
 
-// checkServer validates one Gateway server.
-func checkServer(r *reporter, path string, s *networking.Server, ns string) *gatewayServer {
+// checkServer validates one Gateway server. It returns the server and
+// whether it is valid; an invalid server (nil when it has no port) is
+// only kept to avoid follow-on diagnostics.
+func checkServer(r *reporter, path string, s *networking.Server, ns string) (*gatewayServer, bool) {
 	ok := true
 	pt := s.GetPort()
 	if pt == nil {
 		r.errorf(CodeMissingField, path+".port", "port is required")
-		return nil
+		return nil, false
 	}
 	if !checkPort(r, path+".port.number", pt.GetNumber()) {
 		ok = false
@@ -89,12 +104,10 @@ func checkServer(r *reporter, path string, s *networking.Server, ns string) *gat
 	for i, h := range s.GetHosts() {
 		if f, hok := checkHostFilter(r, fmt.Sprintf("%s.hosts[%d]", path, i), h, ns, true); hok {
 			srv.hosts = append(srv.hosts, f)
+			srv.rawHosts = append(srv.rawHosts, strings.ToLower(h))
 		}
 	}
-	if !ok {
-		return nil
-	}
-	return srv
+	return srv, ok
 }
 
 // checkServerTLS validates the tls of an HTTPS server: SIMPLE (server
@@ -136,9 +149,14 @@ func checkServerTLS(r *reporter, path string, t *networking.ServerTLSSettings) b
 }
 
 // linkGateways validates every Gateway and reports servers of different
-// Gateways that select the same proxies and claim the same port and host
-// (Istio keeps the first; so does gitmesh), or the same port with another
-// protocol.
+// Gateways that select the same proxies and list the same host on the
+// same port (istioctl IST0145 ConflictingGateways: identical host strings
+// only; overlapping hosts such as "*" and "www.example.com" are merged,
+// the most specific host winning per request). Istio keeps the first
+// server and skips the later one; so does gitmesh. A server on a port
+// another Gateway already serves with the other kind of protocol (plain
+// HTTP against HTTPS) is skipped too, with a warning (Istio drops it as
+// well, silently).
 func (p *Policy) linkGateways(diags *Diagnostics) {
 	p.gateways = map[string]*gateway{}
 	type claim struct {
@@ -158,14 +176,14 @@ func (p *Policy) linkGateways(diags *Diagnostics) {
 					continue
 				}
 				other := c.srv.gw.obj
-				if c.srv.plain() != srv.plain() {
-					r.errorf(CodeConflictingGateways, srv.path+".port", "port %d is already served with protocol %s by Gateway %s/%s (%s), which selects the same proxies",
-						srv.port, c.srv.protocol, other.Namespace, other.Name, other.Object.At(c.srv.path))
-					continue servers
-				}
-				if h := overlappingHost(c.srv.hosts, srv.hosts); h != "" {
+				if h := identicalHost(c.srv, srv); h != "" {
 					r.errorf(CodeConflictingGateways, srv.path+".hosts", "host %s on port %d is already served by Gateway %s/%s (%s), which selects the same proxies",
 						h, srv.port, other.Namespace, other.Name, other.Object.At(c.srv.path))
+					continue servers
+				}
+				if c.srv.plain() != srv.plain() {
+					r.warnf(CodeGatewayPortProtocol, srv.path+".port", "port %d is already served with protocol %s by Gateway %s/%s (%s), which selects the same proxies; this server is skipped",
+						srv.port, c.srv.protocol, other.Namespace, other.Name, other.Object.At(c.srv.path))
 					continue servers
 				}
 			}
@@ -180,13 +198,13 @@ func (p *Policy) linkGateways(diags *Diagnostics) {
 	}
 }
 
-// overlappingHost returns a host of b that overlaps a host of a, or "".
-func overlappingHost(a, b []hostFilter) string {
-	for _, x := range a {
-		for _, y := range b {
-			nsOverlap := x.namespace == "*" || y.namespace == "*" || x.namespace == y.namespace
-			if nsOverlap && (hostMatches(x.host, y.host) || hostMatches(y.host, x.host)) {
-				return y.host
+// identicalHost returns a host b lists exactly as a does (as written,
+// case folded), or "".
+func identicalHost(a, b *gatewayServer) string {
+	for _, x := range a.rawHosts {
+		for _, y := range b.rawHosts {
+			if x == y {
+				return y
 			}
 		}
 	}

@@ -60,7 +60,8 @@ func (p *Policy) checkVirtualService(r *reporter, vs *VirtualService) *virtualSe
 			out.hosts = append(out.hosts, fqdn)
 		}
 	}
-	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 {
+	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 && !hasField(&vs.Object, "spec.tls") {
+		// (tls routes are reported unsupported while decoding: say it once)
 		r.errorf(CodeMissingField, "spec.http", "at least one http or tcp route is required")
 	}
 	for i, h := range spec.GetHttp() {
@@ -72,11 +73,16 @@ func (p *Policy) checkVirtualService(r *reporter, vs *VirtualService) *virtualSe
 	return out
 }
 
-// checkVSHost validates a VirtualService host. Wildcards ("*",
-// "*.example.com") are accepted only when the VirtualService is not bound
-// to sidecars: gateways match them against their server hosts.
+// checkVSHost validates a VirtualService host. "*" is accepted only when
+// the VirtualService is not bound to sidecars (as Istio's validation);
+// "*.example.com" everywhere: gateways match it against their server
+// hosts, sidecars against the services it covers.
 func checkVSHost(r *reporter, path, h string, mesh bool) (string, bool) {
-	if !mesh && isWildcardHost(h) {
+	switch {
+	case h == "*" && mesh:
+		r.errorf(CodeInvalidHost, path, "wildcard host * is not allowed for a VirtualService bound to sidecars (mesh); name the hosts, or a wildcard such as *.example.com")
+		return "", false
+	case h == "*":
 		return h, true
 	}
 	return checkHost(r, path, h)
@@ -190,6 +196,13 @@ func (p *Policy) checkHTTPRoute(r *reporter, path string, h *networking.HTTPRout
 
 // checkRouteDestinations validates n weighted destinations (http or tcp
 // route entries); get returns the i-th destination, weight and headers.
+//
+// Weights follow Istio: they are relative (Envoy splits traffic in
+// proportion to them), so any non-negative weights are accepted; a
+// negative weight, or several destinations whose weights are all 0, is an
+// error. Weights that do not sum to 100 are a warning, since that is most
+// often a typo. A single destination takes all traffic whatever its
+// weight.
 func checkRouteDestinations(r *reporter, path string, n int, get func(int) (*networking.Destination, int32, *networking.Headers)) ([]routeDest, bool) {
 	ok := true
 	var sum int64
@@ -198,14 +211,14 @@ func checkRouteDestinations(r *reporter, path string, n int, get func(int) (*net
 	for k := 0; k < n; k++ {
 		p := fmt.Sprintf("%s.route[%d]", path, k)
 		dst, w, headers := get(k)
-		if w < 0 || w > 100 {
-			r.errorf(CodeBadWeights, p+".weight", "weight %d is not in 0-100", w)
+		if w < 0 {
+			r.errorf(CodeBadWeights, p+".weight", "weight %d must not be negative", w)
 			ok = false
 		}
 		if w != 0 {
 			weighted = true
 		}
-		sum += int64(w)
+		sum += int64(max(w, 0))
 		if !checkHeaders(r, p+".headers", headers) {
 			ok = false
 		}
@@ -222,14 +235,35 @@ func checkRouteDestinations(r *reporter, path string, n int, get func(int) (*net
 		d.path, d.weight, d.headers = p, uint32(max(w, 0)), headers
 		out = append(out, d)
 	}
-	if (n > 1 || weighted) && sum != 100 {
-		r.errorf(CodeBadWeights, path+".route", "route weights sum to %d, want 100", sum)
+	switch {
+	case n > 1 && sum == 0 && ok:
+		r.errorf(CodeBadWeights, path+".route", "route weights are all 0: no destination would receive traffic")
 		ok = false
+	case n > 1 && weighted && sum != 100 && ok:
+		r.warnf(CodeBadWeights, path+".route", "route weights sum to %d, not 100; traffic is split in proportion to them (%s)", sum, weightShares(out, sum))
 	}
 	if len(out) == 1 {
 		out[0].weight = 100
 	}
 	return out, ok
+}
+
+// weightShares describes how traffic is split by weights that sum to sum:
+// "reviews v1 66.7%, reviews v2 33.3%".
+func weightShares(dests []routeDest, sum int64) string {
+	parts := make([]string, 0, len(dests))
+	for _, d := range dests {
+		name := d.host
+		if short, _, ok := splitLocal(d.host); ok {
+			name = short
+		}
+		if d.subset != "" {
+			name += " " + d.subset
+		}
+		share := strings.TrimSuffix(fmt.Sprintf("%.1f", float64(d.weight)*100/float64(sum)), ".0")
+		parts = append(parts, fmt.Sprintf("%s %s%%", name, share))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // checkDestination validates a Destination at path (its host resolved in
@@ -286,6 +320,7 @@ func (p *Policy) checkMatch(r *reporter, path string, m *networking.HTTPMatchReq
 	if m.GetPort() != 0 && !checkPort(r, path+".port", m.GetPort()) {
 		ok = false
 	}
+	ok = checkLabels(r, path+".sourceLabels", m.GetSourceLabels()) && ok
 	for i, g := range m.GetGateways() {
 		if g == meshGateway {
 			continue
@@ -568,6 +603,7 @@ func (p *Policy) checkTCPRoute(r *reporter, path string, t *networking.TCPRoute,
 		if m.GetPort() != 0 && !checkPort(r, mp+".port", m.GetPort()) {
 			ok = false
 		}
+		ok = checkLabels(r, mp+".sourceLabels", m.GetSourceLabels()) && ok
 		for i, g := range m.GetGateways() {
 			if g == meshGateway {
 				continue

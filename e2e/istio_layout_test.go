@@ -36,9 +36,9 @@ func buildDir(t *testing.T, files map[string]string) []sources.Object {
 			t.Fatal(err)
 		}
 	}
-	objs, err := sources.Build(dir, ".")
-	if err != nil {
-		t.Fatal(err)
+	objs, problems, err := sources.Build(dir, ".")
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("building %s: %v %v", dir, err, problems)
 	}
 	return objs
 }

@@ -152,8 +152,8 @@ func TestSpine(t *testing.T) {
 	}{
 		{
 			name:    "broken YAML",
-			reason:  "BuildFailed",
-			wantMsg: "policy/reviews.yaml",
+			reason:  "ValidationFailed", // a document sources cannot read is a finding at its line
+			wantMsg: "policy/reviews.yaml:6: GM0101",
 			files: map[string]string{"policy/reviews.yaml": `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:

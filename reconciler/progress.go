@@ -78,10 +78,10 @@ func (r *Reconciler) stepRollout(ctx context.Context) {
 			r.setWaiting(ro, why)
 			return
 		}
-		if len(nodes) == 0 {
-			// A canary of nobody proves nothing (and right after a restart
-			// the fleet has not reconnected yet): wait for proxies.
-			r.setWaiting(ro, "no proxy connected; the first wave starts when proxies connect")
+		if len(nodes) == 0 && time.Now().Before(r.reconnectUntil) {
+			// Right after a restart the fleet has not reconnected yet, and
+			// a first wave of nobody would be judged on nothing.
+			r.setWaiting(ro, "waiting for proxies to reconnect after a restart")
 			return
 		}
 		r.startWave(ctx, ro, 0, nodes)

@@ -29,8 +29,9 @@ import (
 )
 
 // Builder builds the policy directory path of a checked-out work tree at
-// root into Objects. sources.Build is the production Builder.
-type Builder func(root, path string) ([]sources.Object, error)
+// root into Objects, plus the documents it could not read (which fail
+// validation with file:line). sources.Build is the production Builder.
+type Builder func(root, path string) ([]sources.Object, []sources.Problem, error)
 
 // Fleet is what the reconciler needs from the xds server: the connected
 // nodes, a signal when they change, and per-node snapshot assignment.
@@ -92,6 +93,9 @@ type Reconciler struct {
 
 	// fetch is the Run goroutine's own; no lock.
 	fetch fetchState
+	// reconnectUntil ends the grace after a restart during which a
+	// rollout does not start its first wave on an empty fleet (Run's own).
+	reconnectUntil time.Time
 
 	// mu protects everything below (written by the Run goroutine, read by
 	// the admin API).
@@ -111,13 +115,17 @@ type Reconciler struct {
 	assigned map[string]string
 }
 
+// reconnectGrace is how long a restarted controller waits for its fleet to
+// reconnect before it starts a rollout's first wave on an empty fleet.
+const reconnectGrace = 10 * time.Second
+
 // New returns a Reconciler for cfg.
 func New(cfg Config) (*Reconciler, error) {
 	if cfg.Source == nil || cfg.Fleet == nil {
 		return nil, fmt.Errorf("creating reconciler: Source and Fleet are required")
 	}
 	if cfg.Build == nil {
-		cfg.Build = func(root, path string) ([]sources.Object, error) { return sources.Build(root, path) }
+		cfg.Build = func(root, path string) ([]sources.Object, []sources.Problem, error) { return sources.Build(root, path) }
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
@@ -238,6 +246,7 @@ func (r *Reconciler) restore() error {
 	r.status.LastAppliedRevision, r.status.LastAppliedVersion = stable.Revision, stable.Version
 	r.mu.Unlock()
 	r.log.Info("serving last good revision from state", "revision", lg.Revision)
+	r.reconnectUntil = time.Now().Add(reconnectGrace)
 
 	inf, err := r.cfg.Store.InFlightRollout()
 	if err != nil || inf == nil {

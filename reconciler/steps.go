@@ -100,14 +100,15 @@ func (r *Reconciler) reconcile(ctx context.Context, f fetched) error {
 }
 
 // buildAndParse builds the artifact into Objects and parses them into a
-// Policy, off the Run goroutine (it touches no state). It fails with
+// Policy, off the Run goroutine (it touches no state). Problems of single
+// documents (bad YAML at a line) are diagnostics. It fails with
 // BuildFailed or ValidationFailed; the diagnostics are returned either way.
 func (r *Reconciler) buildAndParse(art *sources.Artifact) (*served, compiler.Diagnostics, error) {
-	objs, err := r.cfg.Build(art.Dir, r.cfg.Path)
+	objs, problems, err := r.cfg.Build(art.Dir, r.cfg.Path)
 	if err != nil {
 		return nil, nil, &stepError{ReasonBuildFailed, fmt.Errorf("building %s: %w", art.Revision, err)}
 	}
-	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(r.cfg.DefaultNamespace))
+	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(r.cfg.DefaultNamespace), compiler.WithProblems(problems))
 	if diags.HasErrors() {
 		return nil, diags, &stepError{ReasonValidationFailed, fmt.Errorf("validating %s: %s", art.Revision, summarizeDiagnostics(diags))}
 	}

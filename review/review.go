@@ -37,13 +37,13 @@ type Side struct {
 // went wrong.
 func Load(revision, dir, path, namespace string) *Side {
 	s := &Side{Revision: revision}
-	objs, err := sources.Build(dir, path)
+	objs, problems, err := sources.Build(dir, path)
 	if err != nil {
 		s.Err = fmt.Errorf("building %s: %w", revision, err)
 		return s
 	}
 	s.Objects = objs
-	s.Policy, s.Diagnostics = compiler.Parse(objs, compiler.WithDefaultNamespace(namespace))
+	s.Policy, s.Diagnostics = compiler.Parse(objs, compiler.WithDefaultNamespace(namespace), compiler.WithProblems(problems))
 	return s
 }
 

@@ -34,14 +34,16 @@ type Validation struct {
 // Validate builds path (relative to root) as the controller would, parses
 // and analyzes its objects, and, when they have no errors, compiles them
 // for a generic sidecar in namespace so a revision that would not compile
-// fails here too. Its error means the policy could not be built or
-// compiled; findings are in the Validation.
+// fails here too. Its error means the policy could not be built (a
+// kustomize failure, an unreadable tree) or compiled; findings, including
+// documents sources could not read (bad YAML, no metadata.name), are in
+// the Validation.
 func Validate(root, path, namespace string) (*Validation, error) {
-	objs, err := sources.Build(root, path)
+	objs, problems, err := sources.Build(root, path)
 	if err != nil {
 		return nil, err
 	}
-	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(namespace))
+	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(namespace), compiler.WithProblems(problems))
 	if !diags.HasErrors() {
 		if _, err := policy.Compile(nodemeta.SidecarClass(namespace, ""), nil); err != nil {
 			return nil, fmt.Errorf("compiling: %w", err)

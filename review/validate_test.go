@@ -29,7 +29,7 @@ func validation(t *testing.T) *Validation {
 			t.Fatal(err)
 		}
 	}
-	objs, err := sources.Build(dir, "policy")
+	objs, _, err := sources.Build(dir, "policy")
 	if err != nil {
 		t.Fatal(err)
 	}

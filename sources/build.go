@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // ErrRemoteBase is wrapped by the *BuildError Build returns when a
@@ -89,30 +91,44 @@ func WithMaxFileBytes(n int64) BuildOption {
 // files; it splits multi-document files, skips empty documents and returns
 // the objects sorted by file, then line.
 //
-// Errors in the files are *BuildError values naming file and line.
-func Build(root, path string, opts ...BuildOption) ([]Object, error) {
+// A defect of one document (bad YAML, a document that is not a mapping, a
+// missing apiVersion, kind or metadata.name, a duplicate mapping key) is a
+// Problem naming file and line: Build leaves that document out (keeps it,
+// for a duplicate key) and goes on with the rest, so every problem of a
+// revision is reported at once. A kustomize build that fails, a remote
+// base, or an unreadable tree is an error (a *BuildError when it is about
+// a file): then nothing could be read.
+//
+// Documents that are empty, comment-only or an explicit null are skipped,
+// as kubectl skips them. A document of kind List (or a typed list such as
+// ServiceList) is expanded into its items, each with its own line.
+//
+// A file over the per-file cap, or a tree over the total cap, is refused
+// by its size before it is read (ErrFileTooLarge, ErrRepoTooLarge).
+func Build(root, path string, opts ...BuildOption) ([]Object, []Problem, error) {
 	cfg := buildConfig{maxBytes: DefaultMaxBytes, maxFileBytes: DefaultMaxFileBytes}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	rel, err := cleanRel(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	root, err = filepath.Abs(root)
 	if err != nil {
-		return nil, fmt.Errorf("resolving build root: %w", err)
+		return nil, nil, fmt.Errorf("resolving build root: %w", err)
 	}
 	dir := filepath.Join(root, filepath.FromSlash(rel))
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return nil, fmt.Errorf("building %s: %w", rel, err)
+		return nil, nil, fmt.Errorf("building %s: %w", rel, err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("building %s: not a directory", rel)
+		return nil, nil, fmt.Errorf("building %s: not a directory", rel)
 	}
 	if k := kustomizationIn(dir); k != "" {
-		return buildKustomize(root, rel, k, cfg)
+		objs, err := buildKustomize(root, rel, k, cfg)
+		return objs, nil, err
 	}
 	return buildPlain(root, rel, cfg)
 }
@@ -157,40 +173,31 @@ func isKustomizationName(n string) bool {
 }
 
 // buildPlain reads every YAML file under rel.
-func buildPlain(root, rel string, cfg buildConfig) ([]Object, error) {
+func buildPlain(root, rel string, cfg buildConfig) ([]Object, []Problem, error) {
 	var objs []Object
+	var problems []Problem
 	isYAML := func(file string) bool {
 		ext := path.Ext(file)
 		return (ext == ".yaml" || ext == ".yml") && !isKustomizationName(path.Base(file))
 	}
 	err := walkFiles(root, rel, cfg, isYAML, func(file string, data []byte) error {
-		docs, err := splitDocuments(file, data)
-		if err != nil {
-			return err
-		}
+		docs, _ := splitDocuments(file, data) // per-document errors are in docs[i].err
 		for i := range docs {
 			d := &docs[i]
-			if d.root == nil {
+			switch {
+			case d.err != nil:
+				problems = append(problems, problemOf(ReasonInvalidYAML, d.err))
+				continue
+			case d.root == nil || isNull(d.root):
 				continue
 			}
-			id, err := identify(file, d)
-			if err != nil {
-				return err
-			}
-			objs = append(objs, Object{
-				APIVersion: id.apiVersion,
-				Kind:       id.kind,
-				Name:       id.name,
-				Namespace:  id.namespace,
-				YAML:       d.raw,
-				Origin:     Origin{File: file, Line: d.line()},
-				Lines:      fieldLines(d.root, d.offset),
-			})
+			o, p := readNode(file, d.root, d.offset, d.raw)
+			objs, problems = append(objs, o...), append(problems, p...)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sort.SliceStable(objs, func(i, j int) bool {
 		a, b := objs[i].Origin, objs[j].Origin
@@ -199,7 +206,65 @@ func buildPlain(root, rel string, cfg buildConfig) ([]Object, error) {
 		}
 		return a.Line < b.Line
 	})
-	return objs, nil
+	sort.SliceStable(problems, func(i, j int) bool {
+		a, b := problems[i].Origin, problems[j].Origin
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Line < b.Line
+	})
+	return objs, problems, nil
+}
+
+// readNode reads the object node n of file (offset: the file lines before
+// its document; raw: its text, nil to encode n) into Objects: one, or a
+// List's items, each read the same way.
+func readNode(file string, n *yaml.Node, offset int, raw []byte) ([]Object, []Problem) {
+	if n.Kind != yaml.MappingNode {
+		_, err := identify(file, n, offset)
+		return nil, []Problem{problemOf(ReasonNotAnObject, err)}
+	}
+	if items := lookup(n, "items"); items != nil && items.Kind == yaml.SequenceNode && isListKind(lookupString(n, "kind")) {
+		var objs []Object
+		var problems []Problem
+		for _, item := range items.Content {
+			if isNull(item) {
+				continue
+			}
+			o, p := readNode(file, item, offset, nil)
+			objs, problems = append(objs, o...), append(problems, p...)
+		}
+		return objs, problems
+	}
+	id, err := identify(file, n, offset)
+	if err != nil {
+		p := problemOf(ReasonMissingField, err)
+		p.Kind, p.Namespace, p.Name = lookupString(n, "kind"), lookupString(n, "metadata", "namespace"), lookupString(n, "metadata", "name")
+		return nil, []Problem{p}
+	}
+	problems := duplicateKeys(file, n, offset)
+	for i := range problems {
+		problems[i].Kind, problems[i].Namespace, problems[i].Name = id.kind, id.namespace, id.name
+	}
+	if raw == nil {
+		b, err := yaml.Marshal(n)
+		if err != nil {
+			return nil, append(problems, Problem{
+				Origin: Origin{File: file, Line: n.Line + offset}, Reason: ReasonInvalidYAML,
+				Kind: id.kind, Namespace: id.namespace, Name: id.name, Message: fmt.Sprintf("encoding list item: %v", err),
+			})
+		}
+		raw = b
+	}
+	return []Object{{
+		APIVersion: id.apiVersion,
+		Kind:       id.kind,
+		Name:       id.name,
+		Namespace:  id.namespace,
+		YAML:       raw,
+		Origin:     Origin{File: file, Line: n.Line + offset},
+		Lines:      fieldLines(n, offset),
+	}}, problems
 }
 
 // walkFiles calls fn, in lexical order, for every regular file under rel

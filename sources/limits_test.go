@@ -60,7 +60,7 @@ func TestBuildSizeLimits(t *testing.T) {
 				os.MkdirAll(filepath.Dir(p), 0o755)
 				sparse(t, p, size)
 			}
-			objs, err := Build(root, "", tt.opts...)
+			objs, _, err := Build(root, "", tt.opts...)
 			if tt.wantIs == nil {
 				if err != nil {
 					t.Fatal(err)

@@ -17,8 +17,12 @@ type document struct {
 	raw []byte
 	// offset is the number of file lines before raw's first line.
 	offset int
-	// root is the document's content node (nil for an empty document).
+	// root is the document's content node (nil for an empty document or
+	// one that does not parse).
 	root *yaml.Node
+	// err is the document's syntax error (a *BuildError), nil when it
+	// parses.
+	err error
 }
 
 // line returns the 1-based line of the document's first key or item in its
@@ -33,17 +37,22 @@ func (d *document) line() int {
 // splitDocuments splits data into its YAML documents and parses each one.
 // Documents are separated by "---" lines (and ended by "..." lines), as the
 // YAML spec says; empty and comment-only documents are kept with a nil root.
-// A syntax error is a *BuildError for file with the file's line.
+// A document with a syntax error is kept with a nil root and its err set (a
+// *BuildError for file with the file's line); the other documents are
+// still parsed. The error returned is the first document's error.
 func splitDocuments(file string, data []byte) ([]document, error) {
 	var docs []document
+	var first error
 	start, startLine := 0, 0 // byte and 0-based line where the current document starts
 	flush := func(end int) error {
 		d := document{raw: data[start:end], offset: startLine}
 		var n yaml.Node
 		if err := yaml.Unmarshal(d.raw, &n); err != nil {
-			return yamlError(file, startLine, err)
-		}
-		if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+			d.err = yamlError(file, startLine, err)
+			if first == nil {
+				first = d.err
+			}
+		} else if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 			d.root = n.Content[0]
 		}
 		docs = append(docs, d)
@@ -72,7 +81,7 @@ func splitDocuments(file string, data []byte) ([]document, error) {
 	if err := flush(len(data)); err != nil {
 		return nil, err
 	}
-	return docs, nil
+	return docs, first
 }
 
 // isMarker reports whether line is the document marker m ("---" or "..."),
@@ -176,14 +185,15 @@ type identity struct {
 	apiVersion, kind, name, namespace string
 }
 
-// identify reads apiVersion, kind, metadata.name and metadata.namespace from
-// d, requiring the first three.
-func identify(file string, d *document) (identity, error) {
+// identify reads apiVersion, kind, metadata.name and metadata.namespace
+// from the object node n (offset: file lines before n's document),
+// requiring the first three.
+func identify(file string, n *yaml.Node, offset int) (identity, error) {
 	fail := func(line int, format string, args ...any) (identity, error) {
 		return identity{}, &BuildError{File: file, Line: line, Err: fmt.Errorf(format, args...)}
 	}
-	if d.root.Kind != yaml.MappingNode {
-		return fail(d.line(), "document is not a mapping (it is a %s)", kindName(d.root.Kind))
+	if n.Kind != yaml.MappingNode {
+		return fail(n.Line+offset, "document is not a mapping (it is a %s)", kindName(n.Kind))
 	}
 	var id identity
 	for _, f := range []struct {
@@ -196,24 +206,24 @@ func identify(file string, d *document) (identity, error) {
 		{&id.namespace, []string{"metadata", "namespace"}},
 	} {
 		name := strings.Join(f.path, ".")
-		n := lookup(d.root, f.path...)
-		if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		v := lookup(n, f.path...)
+		if v == nil || (v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
 			if name == "metadata.namespace" {
 				continue
 			}
-			line := d.line()
-			if n != nil {
-				line = n.Line + d.offset
+			line := n.Line + offset
+			if v != nil {
+				line = v.Line + offset
 			}
 			return fail(line, "missing %s", name)
 		}
-		if n.Kind != yaml.ScalarNode {
-			return fail(n.Line+d.offset, "%s is a %s, not a string", name, kindName(n.Kind))
+		if v.Kind != yaml.ScalarNode {
+			return fail(v.Line+offset, "%s is a %s, not a string", name, kindName(v.Kind))
 		}
-		if n.Value == "" && name != "metadata.namespace" {
-			return fail(n.Line+d.offset, "empty %s", name)
+		if v.Value == "" && name != "metadata.namespace" {
+			return fail(v.Line+offset, "empty %s", name)
 		}
-		*f.dst = n.Value
+		*f.dst = v.Value
 	}
 	return id, nil
 }

@@ -138,8 +138,8 @@ func TestDiffExitCodes(t *testing.T) {
 		{name: "changes", args: []string{"--base", "HEAD~1", "--head", "HEAD"}, wantCode: 1, wantOut: "v1 100% -> v2 100%"},
 		{name: "changes, exit-code=false", args: []string{"--base", "HEAD~1", "--head", "HEAD", "--exit-code=false"}, wantCode: 0},
 		{name: "work tree by default", args: []string{"--base", "main"}, wantCode: 0, wantOut: "head: worktree"},
-		{name: "broken head", args: []string{"--base", "main", "--head", "broken"}, wantCode: 2, wantOut: "head could not be built"},
-		{name: "broken head, exit-code=false", args: []string{"--base", "main", "--head", "broken", "--exit-code=false"}, wantCode: 2},
+		{name: "broken head", args: []string{"--base", "main", "--head", "broken"}, wantCode: 2, wantOut: "GM0101"},
+		{name: "broken head, exit-code=false", args: []string{"--base", "main", "--head", "broken", "--exit-code=false"}, wantCode: 0},
 		{name: "new analyzer error", args: []string{"--base", "main", "--head", "bad"}, wantCode: 2, wantOut: "GM0201"},
 		{name: "new analyzer error, exit-code=false", args: []string{"--base", "main", "--head", "bad", "--exit-code=false"}, wantCode: 0},
 		{name: "fixed analyzer error", args: []string{"--base", "bad", "--head", "main"}, wantCode: 1, wantOut: "fixed: "},
@@ -266,6 +266,24 @@ func TestValidateFormatsAndThreshold(t *testing.T) {
 	tests = append(tests,
 		cliCase{name: "warning below error threshold", args: []string{warn, "-o", "github"}, wantCode: 0, wantOut: "::warning file=w.yaml,line=2,title=GM0105::"},
 		cliCase{name: "warning at warning threshold", args: []string{warn, "--failure-threshold", "warning"}, wantCode: 1},
+	)
+	// Structural problems: each is a finding at its line, the rest is still
+	// checked, and validate exits 1 (not 2) with proper text and JSON.
+	broken := t.TempDir()
+	for name, content := range map[string]string{
+		"bad.yaml":    "apiVersion: v1\nkind: [\n",
+		"noname.yaml": "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  namespace: x\n",
+		"w.yaml":      "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n",
+	} {
+		if err := os.WriteFile(filepath.Join(broken, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests = append(tests,
+		cliCase{name: "bad yaml is a finding", args: []string{broken}, wantCode: 1, wantOut: "bad.yaml:3: GM0101 error: invalid YAML: "},
+		cliCase{name: "missing name is a finding", args: []string{broken}, wantCode: 1, wantOut: "noname.yaml:1: GM0110 error: missing metadata.name"},
+		cliCase{name: "the rest is still checked", args: []string{broken}, wantCode: 1, wantOut: "w.yaml:2: GM0105 warning"},
+		cliCase{name: "structural problems in json", args: []string{broken, "-o", "json"}, wantCode: 1, wantOut: `"errors": 2`},
 	)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -144,7 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	xdsServer := xds.NewServer(xds.WithLogger(log.With("component", "xds")))
 	rec, err := reconciler.New(reconciler.Config{
 		Source: src, Path: cfg.Path, Interval: cfg.Interval, FetchTimeout: cfg.FetchTimeout, Fleet: xdsServer, Store: store,
-		Build: func(root, path string) ([]sources.Object, error) {
+		Build: func(root, path string) ([]sources.Object, []sources.Problem, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
 		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"),
