@@ -66,7 +66,7 @@ func startADSNode(t testing.TB, xdsAddr string, w nodemeta.Workload) *adsNode {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		waitDone(t, "ads node "+w.ID, done, stopTimeout)
 		conn.Close()
 	})
 	return n

@@ -81,7 +81,9 @@ func newGitRemote(t testing.TB) *gitRemote {
 
 func (g *gitRemote) git(args ...string) string {
 	g.t.Helper()
-	cmd := exec.Command("git", args...)
+	ctx, cancel := context.WithTimeout(context.Background(), gitCommandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Env = append(os.Environ(),
 		"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
 		"GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@gitmesh.invalid",
@@ -160,13 +162,9 @@ func startController(t testing.TB, repoURL, stateDir string, interval time.Durat
 	return m
 }
 
-// stop stops the controller (proxies keep running).
-func (m *mesh) stop() {
-	m.cancel()
-	if err := m.ctrl.Wait(); err != nil {
-		m.t.Errorf("controller: %v", err)
-	}
-}
+// stop stops the controller (proxies keep running), waiting at most
+// controllerStopTimeout for it.
+func (m *mesh) stop() { m.stopWithin(controllerStopTimeout) }
 
 // runProxy runs a bundled proxy announcing w until the test ends. An
 // empty Admin gets a free address.
@@ -184,7 +182,7 @@ func runProxy(t testing.TB, xdsAddr string, w nodemeta.Workload) nodemeta.Worklo
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err, ok := waitDone(t, "proxy "+w.ID, done, stopTimeout); ok && err != nil {
 			t.Errorf("proxy %s: %v", w.ID, err)
 		}
 	})
@@ -261,6 +259,36 @@ func answer(resp *http.Response, err error) string {
 
 // eventually polls cond every 20ms until it returns "" or timeout passes,
 // then fails with the last reason.
+// Deadlines of the harness: every wait has one, so a test whose feature
+// does not work fails, naming what it waited for, instead of hanging
+// until go test's -timeout kills the whole binary.
+const (
+	// stopTimeout bounds how long a cancelled proxy or test server may
+	// take to stop.
+	stopTimeout = 10 * time.Second
+	// gitCommandTimeout bounds one git CLI command (a push to the
+	// loopback server takes milliseconds).
+	gitCommandTimeout = time.Minute
+	// httpTimeout bounds one HTTP call of a test to a proxy or the
+	// controller.
+	httpTimeout = 5 * time.Second
+)
+
+// waitDone waits at most d for done to deliver (or be closed) and returns
+// what it delivered. After d it reports that what did not stop (something
+// it runs ignores its context) and returns false, rather than hang.
+func waitDone[T any](t testing.TB, what string, done <-chan T, d time.Duration) (T, bool) {
+	t.Helper()
+	select {
+	case v := <-done:
+		return v, true
+	case <-time.After(d):
+		t.Errorf("%s did not stop within %s of being cancelled", what, d)
+		var zero T
+		return zero, false
+	}
+}
+
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

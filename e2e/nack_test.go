@@ -81,7 +81,7 @@ func TestRolloutStopsOnNACK(t *testing.T) {
 	viaGateway := func() string {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/", nil)
 		req.Host = "reviews.example.com"
-		return answer(http.DefaultClient.Do(req))
+		return answer((&http.Client{Timeout: httpTimeout}).Do(req))
 	}
 	eventually(t, 10*time.Second, "gateway serves reviews", func() string {
 		if got := viaGateway(); got != "v1" {

@@ -116,7 +116,7 @@ type histogram struct {
 // /metrics (zero when it has no observation or is missing).
 func scrapeHistogram(t *testing.T, adminAddr, name string) histogram {
 	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	resp, err := (&http.Client{Timeout: httpTimeout}).Get("http://" + adminAddr + "/metrics")
 	if err != nil {
 		t.Fatalf("scraping the controller: %v", err)
 	}

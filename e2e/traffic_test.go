@@ -481,7 +481,7 @@ func tcpEchoBackend(t testing.TB, name string) string {
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		<-done
+		waitDone(t, "tcp echo backend "+name, done, stopTimeout)
 	})
 	return ln.Addr().String()
 }

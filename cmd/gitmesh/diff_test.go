@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -11,13 +12,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/review"
 )
 
-// runCLI runs the gitmesh command in-process and returns its output and
-// exit code.
+// cliTimeout bounds one in-process CLI run: a command that waits on a
+// controller that never answers fails the test instead of hanging it.
+const cliTimeout = time.Minute
+
+// runCLI runs the gitmesh command in-process, within cliTimeout, and
+// returns its output and exit code.
 func runCLI(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	root := newRootCmd()
@@ -25,7 +31,9 @@ func runCLI(t *testing.T, args ...string) (string, int) {
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	root.SetArgs(args)
-	err := root.ExecuteContext(t.Context())
+	ctx, cancel := context.WithTimeout(t.Context(), cliTimeout)
+	defer cancel()
+	err := root.ExecuteContext(ctx)
 	code := 0
 	if err != nil {
 		code = 2

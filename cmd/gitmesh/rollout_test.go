@@ -70,8 +70,15 @@ func TestRolloutCommands(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		cancel()
-		if err := c.Wait(); err != nil {
-			t.Error(err)
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("the controller did not stop within 15s of being cancelled")
 		}
 	})
 	ctrl := "--controller=http://" + c.AdminAddr
