@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -115,8 +117,9 @@ func (f *fakeFleet) setCounts() map[string]int {
 	return maps.Clone(f.sets)
 }
 
-// connect connects a sidecar of the frontend service with id.
-func (f *fakeFleet) connect(id string) {
+// connect connects a sidecar of the frontend service with id, whose
+// metrics are scraped at admin (none when "").
+func (f *fakeFleet) connect(id, admin string) {
 	f.mu.Lock()
 	n := f.nodes[id]
 	if n == nil {
@@ -125,7 +128,7 @@ func (f *fakeFleet) connect(id string) {
 	}
 	n.Workload = nodemeta.Workload{
 		ID: id, Service: "frontend", Namespace: "default", Role: nodemeta.RoleSidecar,
-		Labels: map[string]string{"app": "frontend"}, Outbound: "127.0.0.1:15001",
+		Labels: map[string]string{"app": "frontend"}, Outbound: "127.0.0.1:15001", Admin: admin,
 	}
 	n.Connected, n.ConnectedAt, n.LastSeen = true, time.Now(), time.Now()
 	refreshState(n)
@@ -336,6 +339,9 @@ type harnessOpts struct {
 	nodes int
 	// fetchTimeout is the reconciler's FetchTimeout. Default 10s.
 	fetchTimeout time.Duration
+	// metrics, when set, serves each proxy's admin endpoint (GET
+	// /metrics), started on loopback for the proxy's id.
+	metrics func(id string) http.Handler
 }
 
 // Timings of the harness: the loop ticks fast, and polls the source
@@ -360,7 +366,14 @@ func newHarness(t *testing.T, opts harnessOpts) *harness {
 	}
 	h := &harness{t: t, src: newFakeSource(t), fleet: newFakeFleet(), stateDir: t.TempDir(), opts: opts}
 	for i := range opts.nodes {
-		h.fleet.connect(fmt.Sprintf("node-%d", i))
+		id, admin := fmt.Sprintf("node-%d", i), ""
+		if opts.metrics != nil {
+			// Closed after the reconciler stops (cleanups run last first).
+			srv := httptest.NewServer(opts.metrics(id))
+			t.Cleanup(srv.Close)
+			admin = srv.Listener.Addr().String()
+		}
+		h.fleet.connect(id, admin)
 	}
 	h.good = h.commit("v1")
 	h.start()
