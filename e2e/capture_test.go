@@ -200,54 +200,6 @@ func TestProxyInitCapture(t *testing.T) {
 	})
 }
 
-// capturePolicy is the shop namespace's services: reviews (HTTP, two
-// versions on the host side of the veth, the VirtualService sends all to
-// v2) and db (TCP), each with a service address.
-func capturePolicy(hostIP, v1, v2, db string) map[string]string {
-	services := fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: shop}
-spec:
-  hosts: [reviews.shop.svc.cluster.local]
-  addresses: [10.96.0.10]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: %[1]s, ports: {http: %[2]s}, labels: {version: v1}}
-  - {address: %[1]s, ports: {http: %[3]s}, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: db, namespace: shop}
-spec:
-  hosts: [db.shop.svc.cluster.local]
-  addresses: [10.96.0.20]
-  ports: [{number: 5432, name: tcp-db, protocol: TCP}]
-  resolution: STATIC
-  endpoints:
-  - {address: %[1]s, ports: {tcp-db: %[4]s}}
-`, hostIP, v1, v2, db)
-	routes := `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: shop}
-spec:
-  host: reviews.shop.svc.cluster.local
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: shop}
-spec:
-  hosts: [reviews.shop.svc.cluster.local]
-  http:
-  - route:
-    - destination: {host: reviews.shop.svc.cluster.local, subset: v2}
-`
-	return map[string]string{"policy/services.yaml": services, "policy/routes.yaml": routes}
-}
-
 // startCapturedProxy runs `gitmesh proxy` in the namespace as uid 1337,
 // as a sidecar container would, until the test ends.
 func startCapturedProxy(t *testing.T, ns *netns, bin, xdsAddr string) {
