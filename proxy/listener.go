@@ -294,6 +294,9 @@ func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 		if target != lc {
 			lc, info.listener = target, target.addr
 		}
+		if info.origDst != "" {
+			h.p.log.Debug("redirected connection", "listener", lc.name, "original_dst", info.origDst)
+		}
 	}
 	sni, isTLS := "", false
 	if lc.peek {
