@@ -87,6 +87,13 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		if kind == "" {
 			kind = "(none)"
 		}
+		if isBuiltinKubernetesGroup(group) {
+			// A ServiceAccount, ConfigMap or HPA next to the mesh policy is
+			// normal (istioctl analyze reads such repositories silently):
+			// say it is ignored without calling it a problem.
+			r.report(CodeUnknownKind, SeverityInfo, "kind", "kind %s (%s) is a Kubernetes kind gitmesh does not read; ignored", kind, obj.APIVersion)
+			return
+		}
 		r.warnf(CodeUnknownKind, "kind", "kind %s (%s) is not known to gitmesh; ignored", kind, obj.APIVersion)
 		return
 	}
@@ -253,4 +260,15 @@ func (p *Policy) sortObjects() {
 	sort.Slice(p.WorkloadEntries, func(i, j int) bool { return less(&p.WorkloadEntries[i].Meta, &p.WorkloadEntries[j].Meta) })
 	sort.Slice(p.Gateways, func(i, j int) bool { return less(&p.Gateways[i].Meta, &p.Gateways[j].Meta) })
 	sort.Slice(p.Sidecars, func(i, j int) bool { return less(&p.Sidecars[i].Meta, &p.Sidecars[j].Meta) })
+}
+
+// isBuiltinKubernetesGroup reports whether group is an API group built into
+// Kubernetes ("" is the core group): apps, batch, rbac.authorization.k8s.io,
+// policy, autoscaling, networking.k8s.io and the other *.k8s.io groups.
+func isBuiltinKubernetesGroup(group string) bool {
+	switch group {
+	case "", "apps", "batch", "policy", "autoscaling", "extensions":
+		return true
+	}
+	return strings.HasSuffix(group, ".k8s.io")
 }

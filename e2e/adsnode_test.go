@@ -151,14 +151,3 @@ func (n *adsNode) pendingCount() int {
 	defer n.mu.Unlock()
 	return len(n.pending)
 }
-
-// ackedVersions returns a copy of the versions last ACKed, by type URL.
-func (n *adsNode) ackedVersions() map[string]string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make(map[string]string, len(n.acked))
-	for k, v := range n.acked {
-		out[k] = v
-	}
-	return out
-}

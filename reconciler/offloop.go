@@ -80,7 +80,7 @@ func (r *Reconciler) startFetch(ctx context.Context) {
 			if errors.Is(f.err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				f.err = fmt.Errorf("fetch timed out after %s (--timeout): %w", timeout, f.err)
 			}
-			f.err = &stepError{ReasonFetchFailed, fmt.Errorf("fetching source: %w", f.err)}
+			f.err = &stepError{reasonFor(f.err, ReasonFetchFailed), fmt.Errorf("fetching source: %w", f.err)}
 		} else if !skip[f.art.Revision] {
 			f.cand, f.diags, f.err = r.buildAndParse(f.art)
 		}

@@ -26,6 +26,9 @@ const (
 	ReasonRolloutFailed    = "RolloutFailed"
 	ReasonProgressing      = meta.ProgressingReason
 	ReasonHeld             = "Held"
+	// ReasonArtifactTooLarge: the revision, or one of its files, is over
+	// --max-repo-size or --max-file-size; it was refused before it was read.
+	ReasonArtifactTooLarge = "ArtifactTooLarge"
 	// ReasonFailed is a failure no step claimed.
 	ReasonFailed = meta.FailedReason
 )
@@ -106,7 +109,7 @@ func (r *Reconciler) reconcile(ctx context.Context, f fetched) error {
 func (r *Reconciler) buildAndParse(art *sources.Artifact) (*served, compiler.Diagnostics, error) {
 	objs, problems, err := r.cfg.Build(art.Dir, r.cfg.Path)
 	if err != nil {
-		return nil, nil, &stepError{ReasonBuildFailed, fmt.Errorf("building %s: %w", art.Revision, err)}
+		return nil, nil, &stepError{reasonFor(err, ReasonBuildFailed), fmt.Errorf("building %s: %w", art.Revision, err)}
 	}
 	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(r.cfg.DefaultNamespace), compiler.WithProblems(problems))
 	if diags.HasErrors() {
@@ -195,6 +198,15 @@ func (r *Reconciler) refreshReady() {
 		r.status.markReady(r.status.LastAppliedRevision, r.status.LastAppliedVersion)
 	}
 	r.metrics.ready.Set(boolGauge(r.status.lastErr == nil))
+}
+
+// reasonFor is the Ready reason of a failed fetch or build: fallback,
+// unless a size limit refused the revision.
+func reasonFor(err error, fallback string) string {
+	if errors.Is(err, sources.ErrRepoTooLarge) || errors.Is(err, sources.ErrFileTooLarge) {
+		return ReasonArtifactTooLarge
+	}
+	return fallback
 }
 
 // summarizeDiagnostics renders the errors among diags, at most five.

@@ -39,7 +39,15 @@ const (
 	KeyApp       = "APP_ADDR"      // host:port of the local application the inbound listener forwards to
 	KeyGateway   = "GATEWAY_ADDRS" // comma-separated host:port list a gateway binds (one per Gateway server port)
 	KeyAdmin     = "ADMIN_ADDR"    // host:port of the proxy's admin endpoint (/metrics, /config_dump)
+	// KeyInterception is Istio's INTERCEPTION_MODE: InterceptionRedirect
+	// when iptables redirects the workload's traffic to the sidecar
+	// (`gitmesh proxy-init`), absent when nothing is captured.
+	KeyInterception = "INTERCEPTION_MODE"
 )
+
+// InterceptionRedirect is the INTERCEPTION_MODE of a sidecar whose
+// workload's TCP traffic iptables REDIRECTs to it, as Istio's.
+const InterceptionRedirect = "REDIRECT"
 
 // DefaultNamespace is the namespace of a node that announces none.
 const DefaultNamespace = "default"
@@ -65,6 +73,9 @@ type Workload struct {
 	Admin    string `json:"admin,omitempty"`
 	// Gateway lists the addresses a gateway binds.
 	Gateway []string `json:"gateway,omitempty"`
+	// Interception is InterceptionRedirect when the workload's traffic is
+	// captured by iptables (docs/capture.md), else "".
+	Interception string `json:"interception,omitempty"`
 }
 
 // ProxyClass is the part of a Workload that changes compiled output.
@@ -84,6 +95,9 @@ type ProxyClass struct {
 	Inbound   string            `json:"inbound,omitempty"`
 	App       string            `json:"app,omitempty"`
 	Gateway   []string          `json:"gateway,omitempty"`
+	// Interception is the Workload's: capture changes the outbound
+	// listener (docs/xds-conventions.md, "Traffic capture").
+	Interception string `json:"interception,omitempty"`
 }
 
 // placeholderOutbound is the outbound listener address of SidecarClass.
@@ -103,6 +117,7 @@ func (w Workload) Class() ProxyClass {
 	return ProxyClass{
 		Role: w.Role, Generator: w.Generator, Namespace: w.Namespace, Service: w.Service,
 		Labels: w.Labels, Outbound: w.Outbound, Inbound: w.Inbound, App: w.App, Gateway: w.Gateway,
+		Interception: w.Interception,
 	}
 }
 
@@ -112,6 +127,9 @@ func (c ProxyClass) Key() string {
 	fmt.Fprintf(&b, "%s|%s|%s|%s|", c.Role, c.Generator, c.Namespace, c.Service)
 	b.WriteString(FormatLabels(c.Labels))
 	fmt.Fprintf(&b, "|%s|%s|%s|%s", c.Outbound, c.Inbound, c.App, strings.Join(c.Gateway, ","))
+	if c.Interception != "" {
+		b.WriteString("|" + c.Interception)
+	}
 	return b.String()
 }
 
@@ -161,6 +179,7 @@ func (w Workload) Node() *corev3.Node {
 	for k, v := range map[string]string{
 		KeyGenerator: w.Generator, KeyOutbound: w.Outbound, KeyInbound: w.Inbound,
 		KeyApp: w.App, KeyAdmin: w.Admin, KeyGateway: strings.Join(w.Gateway, ","),
+		KeyInterception: w.Interception,
 	} {
 		if v != "" {
 			fields[k] = structpb.NewStringValue(v)
@@ -192,6 +211,8 @@ func FromNode(n *corev3.Node) (Workload, error) {
 		Inbound:   str(KeyInbound),
 		App:       str(KeyApp),
 		Admin:     str(KeyAdmin),
+
+		Interception: str(KeyInterception),
 	}
 	if g := str(KeyGateway); g != "" {
 		w.Gateway = strings.Split(g, ",")
@@ -201,6 +222,12 @@ func FromNode(n *corev3.Node) (Workload, error) {
 		for k, v := range lv.GetFields() {
 			w.Labels[k] = v.GetStringValue()
 		}
+	}
+	if w.Interception != "" && w.Interception != InterceptionRedirect && w.Interception != "NONE" {
+		return Workload{}, fmt.Errorf("reading node %s metadata: %s %q: only %q (or NONE) is supported", w.ID, KeyInterception, w.Interception, InterceptionRedirect)
+	}
+	if w.Interception == "NONE" {
+		w.Interception = ""
 	}
 	if w.Role != RoleSidecar && w.Role != RoleGateway {
 		return Workload{}, fmt.Errorf("reading node %s metadata: %s %q is neither %q nor %q", w.ID, KeyRole, w.Role, RoleSidecar, RoleGateway)
