@@ -281,7 +281,7 @@ func tcpEchoOn(t testing.TB, addr, name string) string {
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		<-done
+		waitDone(t, "tcp echo server "+name, done, stopTimeout)
 	})
 	return ln.Addr().String()
 }

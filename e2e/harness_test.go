@@ -202,9 +202,16 @@ func startProxy(t testing.TB, xdsAddr, id string) (outbound, admin string) {
 
 // portOf returns the port of an address, a URL or an httptest server.
 func portOf(v any) string {
-	s := fmt.Sprint(v)
-	if srv, ok := v.(*httptest.Server); ok {
-		s = srv.URL
+	var s string
+	switch x := v.(type) {
+	case *httptest.Server:
+		// Never fmt.Sprint a server: that reads every field of it,
+		// racing with its goroutines (go test -race reports it).
+		s = x.URL
+	case string:
+		s = x
+	default:
+		s = fmt.Sprint(v)
 	}
 	if i := strings.Index(s, "://"); i >= 0 {
 		s = s[i+3:]
