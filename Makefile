@@ -12,7 +12,8 @@ E2E_TIMEOUT  ?= 15m
 # RACE_PKGS run under the race detector in `make test`: the controller's
 # loop and its off-loop I/O, the xDS server, the proxy, and the end-to-end
 # tests, which exercise all of them together (measured on a 2-core machine
-# shared with other jobs: 2m20s for e2e, 30s for the rest, plus builds).
+# shared with other jobs: e2e 1m50s-2m20s, 1m40s without -race; the rest
+# about 30s; plus builds).
 RACE_PKGS   := ./reconciler/... ./xds/... ./proxy/... ./e2e/...
 STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
 
