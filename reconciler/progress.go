@@ -61,11 +61,13 @@ func (r *Reconciler) stepRollout(ctx context.Context) {
 	}
 	defer r.refreshReady()
 	nodes := connected(r.cfg.Fleet.Nodes())
+	// A NACK rolls back at once, also while a person has paused the
+	// rollout: a paused wave still runs the version the proxy rejected.
+	if n, ok := nackedNode(ro, nodes); ok && ro.Phase != admin.PhasePending {
+		r.rollback(ctx, ro, admin.PhaseRolledBack, fmt.Sprintf("proxy %s NACKed %s: %s", n.Workload.ID, ro.Revision, n.NACK.Error))
+		return
+	}
 	if ro.Phase != admin.PhasePending && ro.Phase != admin.PhasePaused {
-		if n, ok := nackedNode(ro, nodes); ok {
-			r.rollback(ctx, ro, admin.PhaseRolledBack, fmt.Sprintf("proxy %s NACKed %s: %s", n.Workload.ID, ro.Revision, n.NACK.Error))
-			return
-		}
 		if deadline := ro.Policy.EffectiveProgressDeadline(); time.Since(ro.waveStarted) > deadline {
 			r.rollback(ctx, ro, admin.PhaseFailed, fmt.Sprintf("%s did not finish within progressDeadline %s: %s", ro.Waves[ro.Wave].Name, deadline, ro.Waiting))
 			return

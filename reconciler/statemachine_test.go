@@ -143,6 +143,24 @@ func TestRolloutStateMachine(t *testing.T) {
 			},
 		},
 		{
+			name: "a NACK while paused rolls back at once",
+			opts: harnessOpts{rollout: longBake},
+			run: func(t *testing.T, h *harness) {
+				bad := h.commit("v2")
+				c := canary(t, h.waitPhase(bad, admin.PhaseBaking))
+				if res, _ := h.do(admin.OpPause); res.Code != http.StatusOK {
+					t.Fatalf("pause answered %d %q", res.Code, res.Message)
+				}
+				h.fleet.nack(c, "route 0: unknown cluster")
+				s := h.waitPhase(bad, admin.PhaseRolledBack)
+				if !strings.Contains(s.Rollout.Reason, "proxy "+c+" NACKed") {
+					t.Errorf("reason %q; want the proxy's NACK", s.Rollout.Reason)
+				}
+				s = h.waitFleetOn(h.good)
+				h.assertNotRetried(s.Rollout.ID, bad, ReasonRolloutFailed)
+			},
+		},
+		{
 			name: "pause holds the bake; resume bakes afresh",
 			opts: harnessOpts{rollout: longBake},
 			run: func(t *testing.T, h *harness) {
