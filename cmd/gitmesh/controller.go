@@ -25,6 +25,7 @@ const (
 
 func newControllerCmd(g *globalFlags) *cobra.Command {
 	var cfg controller.Config
+	inj := new(injectorFlags)
 	cmd := &cobra.Command{
 		Use:   "controller --repo URL [--branch B|--tag T|--semver R|--commit SHA] [--path DIR] [--secret-dir DIR]",
 		Short: "Run the reconciler and the xDS server",
@@ -47,6 +48,9 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 				return err
 			}
 			cfg.Logger = log
+			if cfg.Injector, err = inj.config(); err != nil {
+				return &exitError{2, err}
+			}
 			ctx := cmd.Context()
 			c, err := controller.Start(ctx, cfg)
 			if err != nil {
@@ -78,6 +82,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	cfg.MaxRepoSize, cfg.MaxFileSize = git.DefaultMaxRepoSize, sources.DefaultMaxFileBytes
 	f.Var((*byteSize)(&cfg.MaxRepoSize), "max-repo-size", "largest revision (sum of its files) fetched; larger ones are refused before checkout")
 	f.Var((*byteSize)(&cfg.MaxFileSize), "max-file-size", "largest file read by the build; larger ones are refused before they are read")
+	*inj = *addInjectorFlags(f)
 	return cmd
 }
 

@@ -62,6 +62,9 @@ type Config struct {
 	// is refused before it is read (sources.ErrFileTooLarge). Default
 	// sources.DefaultMaxFileBytes.
 	MaxFileSize int64
+
+	// Injector, when set, serves the sidecar injector webhook (injector.go).
+	Injector *InjectorConfig
 }
 
 // gitAuth loads the credentials cfg names.
@@ -90,6 +93,8 @@ func (cfg Config) gitAuth() (git.Auth, error) {
 type Controller struct {
 	// XDSAddr and AdminAddr are the bound addresses.
 	XDSAddr, AdminAddr string
+	// InjectorAddr is the sidecar injector's bound address ("" when off).
+	InjectorAddr string
 	// Token is the admin API's bearer token.
 	Token string
 	// Reconciler is the running loop.
@@ -165,6 +170,15 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		store.Close()
 		return nil, fmt.Errorf("starting controller: listening for admin API on %s: %w", cfg.AdminAddr, err)
 	}
+	var inj *injector
+	if cfg.Injector != nil {
+		if inj, err = newInjector(*cfg.Injector, log.With("component", "injector")); err != nil {
+			adminLis.Close()
+			xdsLis.Close()
+			store.Close()
+			return nil, fmt.Errorf("starting controller: %w", err)
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -187,6 +201,10 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		}
 		return nil
 	})
+	if inj != nil {
+		c.InjectorAddr = inj.lis.Addr().String()
+		c.runInjector(ctx, inj)
+	}
 	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir)
 	return c, nil
 }
