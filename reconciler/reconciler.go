@@ -59,8 +59,9 @@ type Config struct {
 	FetchTimeout time.Duration
 	// Fleet is the xds server. Required.
 	Fleet Fleet
-	// Store persists state. If nil, nothing survives a restart.
-	Store *Store
+	// Store persists state: *Store (bbolt) locally, kubestore.Store in a
+	// cluster. If nil, nothing survives a restart.
+	Store StateStore
 	// DefaultNamespace is the namespace of objects that name none. Default "default".
 	DefaultNamespace string
 	// HTTPClient scrapes proxies, queries Prometheus and calls webhooks.
