@@ -227,3 +227,9 @@ type MeshRolloutList struct {
 	// Items are the MeshRollouts.
 	Items []MeshRollout `json:"items"`
 }
+
+// GetConditions returns the status conditions (fluxcd/pkg/runtime/conditions.Getter).
+func (in *MeshRollout) GetConditions() []metav1.Condition { return in.Status.Conditions }
+
+// SetConditions sets the status conditions (fluxcd/pkg/runtime/conditions.Setter).
+func (in *MeshRollout) SetConditions(c []metav1.Condition) { in.Status.Conditions = c }
