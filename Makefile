@@ -5,7 +5,7 @@ FUZZTIME_SMALL ?= 5s
 PKGS        := ./...
 STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: help test unit e2e fuzz lint tools bench bench-e2e build clean
+.PHONY: help test unit e2e fuzz lint tools bench bench-e2e generate build clean
 
 help: ## show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,12 @@ bench: ## benchmarks (compiler, proxy)
 
 bench-e2e: ## end-to-end timings: git push -> traffic, time to rollback (median of 5)
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./e2e/
+
+CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+
+generate: ## regenerate the MeshRollout CRD (config/crd) and its deep copies with controller-gen
+	GOFLAGS=-mod=mod $(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/v1alpha1/...
+	GOFLAGS=-mod=mod $(CONTROLLER_GEN) crd paths=./api/v1alpha1/... output:crd:artifacts:config=config/crd
 
 build: ## build bin/gitmesh
 	$(GO) build -o bin/gitmesh ./cmd/gitmesh

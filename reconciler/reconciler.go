@@ -59,8 +59,9 @@ type Config struct {
 	FetchTimeout time.Duration
 	// Fleet is the xds server. Required.
 	Fleet Fleet
-	// Store persists state. If nil, nothing survives a restart.
-	Store *Store
+	// Store persists state: *Store (bbolt) locally, kubestore.Store in a
+	// cluster. If nil, nothing survives a restart.
+	Store StateStore
 	// DefaultNamespace is the namespace of objects that name none. Default "default".
 	DefaultNamespace string
 	// HTTPClient scrapes proxies, queries Prometheus and calls webhooks.
@@ -73,6 +74,23 @@ type Config struct {
 	Tick time.Duration
 	// Logger receives structured logs. If nil, logs are discarded.
 	Logger *slog.Logger
+	// Recorder is told of rollouts and failed revisions, e.g. to publish
+	// them as Kubernetes Events. If nil, nothing is told.
+	Recorder Recorder
+}
+
+// Recorder receives the reconciler's notable decisions. Its methods are
+// called from the Run goroutine and must not block.
+type Recorder interface {
+	// RolloutEvent is called when a rollout starts (PhasePending), starts
+	// a wave (PhaseProgressing, ev.Wave names it) or finishes (a done
+	// phase, ev.Reason says why).
+	RolloutEvent(ev admin.Event)
+	// ReconcileFailed is called when a reconcile pass fails, the first
+	// time it fails so: reason is the Ready condition's (FetchFailed,
+	// BuildFailed, ValidationFailed, CompileFailed...), revision is ""
+	// when the fetch failed.
+	ReconcileFailed(revision, reason, message string)
 }
 
 // Reconciler is the control loop. Create it with New and start it with Run.
