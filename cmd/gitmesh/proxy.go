@@ -75,5 +75,6 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&w.Inbound, "inbound", "", "inbound listener address (sidecar): this workload's endpoint")
 	f.StringVar(&w.App, "app", "", "local application address the inbound listener forwards to")
 	f.StringVar(&w.Admin, "admin", "", "admin address (/ready, /metrics, /config_dump)")
+	f.StringSliceVar(&w.Gateway, "gateway", nil, "addresses a gateway binds, one per Gateway server port it serves, e.g. 0.0.0.0:80,0.0.0.0:443")
 	return cmd
 }
