@@ -4,13 +4,15 @@ FUZZTIME    ?= 10s
 FUZZTIME_SMALL ?= 5s
 PKGS        := ./...
 STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
+# Packages whose tests run against a real API server (internal/kubetest).
+KUBE_PKGS   := ./internal/kubetest/... ./reconciler/kubestate/... ./e2e/kubeha/...
 
-.PHONY: help test unit e2e fuzz lint tools bench bench-e2e generate build clean
+.PHONY: help test unit e2e fuzz lint tools bench bench-e2e generate build clean kube-tools test-kubernetes
 
 help: ## show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-test: lint unit fuzz ## everything CI runs: lint, all tests (unit and end to end), brief fuzzing
+test: kube-tools lint unit fuzz ## everything CI runs: lint, all tests (unit, end to end, Kubernetes), brief fuzzing
 
 unit: ## go test ./... (includes the end-to-end tests in e2e/)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
@@ -29,6 +31,12 @@ lint: ## gofmt, go vet (and staticcheck when installed)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	@if [ -x "$(STATICCHECK)" ]; then $(STATICCHECK) $(PKGS); else echo "staticcheck not installed (make tools installs it); skipped"; fi
+
+kube-tools: ## build kube-apiserver and etcd once into KUBE_TOOLS_DIR (default ~/.cache/gitmesh/kube/<version>)
+	GO=$(GO) ./hack/kube-tools.sh
+
+test-kubernetes: kube-tools ## only the tests against a real API server (envtest)
+	$(GO) test -count=1 -timeout 15m $(KUBE_PKGS)
 
 tools: ## install staticcheck (from the Go module proxy)
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -65,6 +65,12 @@ type Config struct {
 
 	// Injector, when set, serves the sidecar injector webhook (injector.go).
 	Injector *InjectorConfig
+
+	// Cluster, when set, keeps the state in a MeshRollout instead of
+	// StateDir's database and runs this controller as one replica of
+	// several, leading on a Lease (see ClusterConfig). StateDir still
+	// holds the checkout and the admin token.
+	Cluster *ClusterConfig
 }
 
 // gitAuth loads the credentials cfg names.
@@ -100,7 +106,9 @@ type Controller struct {
 	// Reconciler is the running loop.
 	Reconciler *reconciler.Reconciler
 
-	store     *reconciler.Store
+	closeDB   func() error
+	cluster   *cluster // nil outside the Kubernetes mode
+	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	mu        sync.Mutex // protects errs
@@ -120,10 +128,16 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.AdminTokenFile == "" {
 		cfg.AdminTokenFile = filepath.Join(cfg.StateDir, "admin-token")
 	}
-	store, err := reconciler.OpenStore(cfg.StateDir, 5*time.Second)
+	ctx, cancel := context.WithCancel(ctx)
+	st, err := openState(ctx, cfg, log)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
+	store := closerFunc(func() error {
+		cancel()
+		return st.closeDB()
+	})
 	token, err := reconciler.LoadOrCreateToken(cfg.AdminTokenFile)
 	if err != nil {
 		store.Close()
@@ -146,9 +160,9 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
-	xdsServer := xds.NewServer(xds.WithLogger(log.With("component", "xds")))
+	xdsServer := xds.NewServer(append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)...)
 	rec, err := reconciler.New(reconciler.Config{
-		Source: src, Path: cfg.Path, Interval: cfg.Interval, FetchTimeout: cfg.FetchTimeout, Fleet: xdsServer, Store: store,
+		Source: src, Path: cfg.Path, Interval: cfg.Interval, FetchTimeout: cfg.FetchTimeout, Fleet: xdsServer, Store: st.store, Recorder: st.recorder(),
 		Build: func(root, path string) ([]sources.Object, []sources.Problem, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
@@ -184,11 +198,19 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(rec.Collectors()...)
 	reg.MustRegister(xdsServer.Collectors()...)
-	admin := &http.Server{Handler: reconciler.AdminHandler(rec, token, reg), ReadHeaderTimeout: 10 * time.Second}
+	admin := &http.Server{Handler: st.adminHandler(reconciler.AdminHandler(rec, token, reg)), ReadHeaderTimeout: 10 * time.Second}
 
-	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, store: store}
+	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec,
+		closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
 	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
-	c.goRun("reconciler", func() error { return rec.Run(ctx) })
+	if st.cluster != nil {
+		c.goRun("leader", func() error {
+			defer cancel() // a replica that stops leading stops whole
+			return st.cluster.run(ctx, rec)
+		})
+	} else {
+		c.goRun("reconciler", func() error { return rec.Run(ctx) })
+	}
 	c.goRun("admin server", func() error {
 		go func() {
 			<-ctx.Done()
@@ -226,7 +248,8 @@ func (c *Controller) goRun(name string, f func() error) {
 func (c *Controller) Wait() error {
 	c.wg.Wait()
 	c.closeOnce.Do(func() {
-		if err := c.store.Close(); err != nil {
+		c.cancel()
+		if err := c.closeDB(); err != nil {
 			c.mu.Lock()
 			c.errs = append(c.errs, fmt.Errorf("closing state: %w", err))
 			c.mu.Unlock()
