@@ -133,6 +133,17 @@ func (b *builder) sidecar(res *resources) error {
 			return err
 		}
 		res.listeners = append(res.listeners, tcp...)
+		if b.capturing() {
+			if err := b.captureOutbound(l); err != nil {
+				return err
+			}
+			vips, err := b.vipListeners()
+			if err != nil {
+				return err
+			}
+			res.listeners = append(res.listeners, vips...)
+			res.clusters = append(res.clusters, captureClusters()...)
+		}
 	}
 	if b.class.Inbound != "" && b.class.App != "" {
 		app, err := splitIPPort(b.class.App)

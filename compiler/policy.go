@@ -138,6 +138,10 @@ type service struct {
 	selected     []endpoint        // WorkloadEntries the selector picks
 
 	export exportTo // spec.exportTo
+	// addresses are the service's virtual IPs (ServiceEntry addresses, a
+	// Kubernetes Service's cluster IPs): where a captured client's
+	// connections were headed (docs/capture.md).
+	addresses []string
 
 	subsets []subset                  // from the DestinationRule, sorted by name
 	policy  *networking.TrafficPolicy // the DestinationRule's top-level trafficPolicy (nil when none)

@@ -85,6 +85,7 @@ func kubeService(ks *registry.Service) *service {
 		resolution: networking.ServiceEntry_STATIC,
 		selector:   copyLabels(ks.Selector),
 		export:     exportFromList(ks.ExportTo),
+		addresses:  ks.Addresses,
 	}
 	if _, _, ok := splitLocal(ks.Hostname); ok {
 		s.local = true

@@ -56,6 +56,20 @@ func (b *builder) outboundRoutes() *routev3.RouteConfiguration {
 			}
 		}
 	}
+	if b.capturing() {
+		// A captured client that dials a service address sends it as
+		// its Host (Istio adds these domains too).
+		for i, k := range keys {
+			for _, ip := range k.s.addresses {
+				for _, d := range withPort(k.s, k.port, vipDomain(ip)) {
+					if !taken[d] {
+						taken[d] = true
+						domains[i] = append(domains[i], d)
+					}
+				}
+			}
+		}
+	}
 	rc := &routev3.RouteConfiguration{Name: outboundName}
 	for i, k := range keys {
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
@@ -64,8 +78,11 @@ func (b *builder) outboundRoutes() *routev3.RouteConfiguration {
 			Routes:  b.serviceRoutes(k.s, k.port),
 		})
 	}
-	if b.scope != nil && b.scope.registryOnly {
+	switch {
+	case b.registryOnly():
 		rc.VirtualHosts = append(rc.VirtualHosts, blockAllHost())
+	case b.capturing():
+		rc.VirtualHosts = append(rc.VirtualHosts, allowAnyHost())
 	}
 	return rc
 }

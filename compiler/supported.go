@@ -172,6 +172,7 @@ func supportedField(message protoreflect.FullName, field protoreflect.Name) bool
 		"istio.networking.v1alpha3.ServiceEntry.workload_selector",
 		"istio.networking.v1alpha3.ServiceEntry.location",
 		"istio.networking.v1alpha3.ServiceEntry.export_to",
+		"istio.networking.v1alpha3.ServiceEntry.addresses",
 		"istio.networking.v1alpha3.ServicePort.number",
 		"istio.networking.v1alpha3.ServicePort.protocol",
 		"istio.networking.v1alpha3.ServicePort.name",

@@ -203,6 +203,7 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 	}
 
 	export := checkExportTo(r, "spec.exportTo", spec.GetExportTo(), se.Namespace)
+	addresses := checkVIPs(r, spec.GetAddresses())
 	if !resOK {
 		return nil
 	}
@@ -211,6 +212,7 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 		s := &service{
 			fqdn: fqdn, name: fqdn, namespace: se.Namespace, entry: se, export: export,
 			resolution: res, ports: ports, endpoints: eps, selector: selector, droppedPorts: dropped,
+			addresses: addresses,
 		}
 		if name, _, ok := splitLocal(fqdn); ok {
 			s.name, s.local = name, true

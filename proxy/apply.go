@@ -267,7 +267,11 @@ func (a *applier) close() {
 func listenerAddrs(set *resourceSet) (map[string]string, error) {
 	out := map[string]string{}
 	for name, m := range set.byType[listenerType] {
-		addr, err := listenerAddr(m.(*listenerv3.Listener))
+		l := m.(*listenerv3.Listener)
+		if bp := l.GetBindToPort(); bp != nil && !bp.GetValue() {
+			continue // receives handed-off connections only
+		}
+		addr, err := listenerAddr(l)
 		if err != nil {
 			return nil, &resourceError{typeURL: listenerType, name: name, field: "address.socket_address", err: err}
 		}

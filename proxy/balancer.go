@@ -128,6 +128,9 @@ type pickRequest struct {
 	// avoid are hosts already tried by this request (retries), avoided
 	// when another host is available (Envoy's previous_hosts predicate).
 	avoid []*endpoint
+	// origDst is the original destination of a redirected downstream
+	// connection: the endpoint of an ORIGINAL_DST cluster.
+	origDst string
 }
 
 // pick returns an endpoint, or nil when the set is empty or every host is

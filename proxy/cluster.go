@@ -36,6 +36,10 @@ type cluster struct {
 	// an idle upstream connection is kept. 0: the pool's default.
 	idleTimeout time.Duration
 	keepAlive   net.KeepAliveConfig
+	// originalDst marks an ORIGINAL_DST cluster (Istio's
+	// PassthroughCluster): its one host is the original destination of
+	// the downstream connection (see pick).
+	originalDst bool
 	// endpoints is the balanced set of a STATIC or EDS cluster.
 	endpoints *endpointSet
 	// dnsTargets are the inline addresses of a STRICT_DNS cluster.
@@ -61,6 +65,15 @@ type serviceMeta struct {
 // pick returns an endpoint of the cluster chosen by its load balancer, or
 // nil when it has no usable endpoint. pr may be nil.
 func (c *cluster) pick(pr *pickRequest) *endpoint {
+	if c.originalDst {
+		// Envoy's ORIGINAL_DST cluster: the host is the address the
+		// client dialled. A connection that was not redirected has none
+		// (forwarding it to the proxy's own address would loop).
+		if pr == nil || pr.origDst == "" {
+			return nil
+		}
+		return &endpoint{addr: pr.origDst, weight: 1, state: &hostState{}}
+	}
 	return c.currentEndpoints().pick(pr)
 }
 

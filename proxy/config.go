@@ -166,6 +166,7 @@ var clusterFields = []string{
 	"typed_extension_protocol_options", "dns_refresh_rate", "dns_lookup_family", "circuit_breakers",
 	"outlier_detection", "common_lb_config", "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config",
 	"upstream_connection_options", "alt_stat_name", "per_connection_buffer_limit_bytes", "transport_socket",
+	"original_dst_lb_config",
 }
 
 // buildCluster validates a cluster. For EDS clusters it reports whether the
@@ -188,11 +189,24 @@ func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster,
 	if d := c.GetConnectTimeout(); d != nil {
 		cl.connectTimeout = d.AsDuration()
 	}
-	lb, fe := buildLB(c)
-	if fe != nil {
-		return nil, false, failFE(fe)
+	switch {
+	case c.GetType() == clusterv3.Cluster_ORIGINAL_DST:
+		// Envoy: "cluster: cluster type 'original_dst' may only be used
+		// with LB type 'CLUSTER_PROVIDED'".
+		if c.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED {
+			return nil, false, fail("lb_policy", "%s: an ORIGINAL_DST cluster must use CLUSTER_PROVIDED", c.GetLbPolicy())
+		}
+		cl.lb = &lbConfig{kind: lbRoundRobin, choiceCount: defaultChoiceCount, minRing: defaultMinRingSize, maxRing: defaultMaxRingSize, tableSize: defaultMaglevTableSize}
+	case c.GetLbPolicy() == clusterv3.Cluster_CLUSTER_PROVIDED:
+		return nil, false, fail("lb_policy", "CLUSTER_PROVIDED is only valid for an ORIGINAL_DST cluster")
+	default:
+		lb, fe := buildLB(c)
+		if fe != nil {
+			return nil, false, failFE(fe)
+		}
+		cl.lb = lb
 	}
-	cl.lb = lb
+	var fe *fieldError
 	if cl.limits, fe = buildBreakers(c.GetCircuitBreakers()); fe != nil {
 		return nil, false, failFE(fe)
 	}
@@ -277,6 +291,19 @@ func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster,
 			return nil, false, &resourceError{typeURL: endpointType, name: edsServiceName(c), field: fe.field, err: fe.err}
 		}
 		cl.endpoints = set
+	case clusterv3.Cluster_ORIGINAL_DST:
+		// Envoy: "ORIGINAL_DST clusters must have no load assignment
+		// configured".
+		if c.GetLoadAssignment() != nil {
+			return nil, false, fail("load_assignment", "an ORIGINAL_DST cluster has no load assignment")
+		}
+		if od := c.GetOriginalDstLbConfig(); od != nil {
+			if err := checkFields(od); err != nil {
+				return nil, false, fail("original_dst_lb_config", "%w", err)
+			}
+		}
+		cl.originalDst = true
+		cl.endpoints = newBalancedSet(nil, nil, cl.lb)
 	case clusterv3.Cluster_STRICT_DNS:
 		targets, fe := buildDNSTargets(c.GetLoadAssignment())
 		if fe != nil {

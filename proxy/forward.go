@@ -44,6 +44,10 @@ type requestState struct {
 	// cookie); corsOrigin is the allowed Origin of a CORS request.
 	setCookie  string
 	corsOrigin string
+	// origDst is the original destination of a redirected downstream
+	// connection ("" when it was not redirected), for ORIGINAL_DST
+	// clusters.
+	origDst string
 	// body is the buffered request body; replayable is true when the
 	// request can be sent again (retries, mirrors).
 	body       []byte
@@ -80,8 +84,14 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { h.p.observe(r, rs, time.Since(start)) }()
 
 	cfg := h.p.current.Load()
+	ci := connInfoOf(r.Context())
+	rs.origDst = ci.origDst
 	if cfg != nil {
-		rs.lc = cfg.listeners[h.addr]
+		addr := h.addr
+		if ci.listener != "" {
+			addr = ci.listener // handed off by use_original_dst
+		}
+		rs.lc = cfg.listeners[addr]
 	}
 	var hc *httpChain
 	if rs.lc != nil {
@@ -94,7 +104,13 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var vh *virtualHost
 	if hc.routes != nil {
-		vh = hc.routes.findVirtualHost(r.Host)
+		host := r.Host
+		if host == "" {
+			// HTTP/1.0 without a Host header: the address the client
+			// dialled, as a request by IP would carry it.
+			host = rs.origDst
+		}
+		vh = hc.routes.findVirtualHost(host)
 	}
 	if vh != nil && vh.requireTLS && r.TLS == nil {
 		httpsRedirect.serve(w, r, rs)
@@ -191,7 +207,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 	if c.lb.hashBased() {
 		rs.hash, rs.hasHash = requestHash(rt.hashPolicies, r, rs)
 	}
-	pr := pickRequest{hash: rs.hash, hasHash: rs.hasHash}
+	pr := pickRequest{hash: rs.hash, hasHash: rs.hasHash, origDst: rs.origDst}
 	rs.endpoint = c.pick(&pr)
 	if rs.endpoint == nil {
 		p.localReply(w, rs, http.StatusServiceUnavailable, flagNoHealthyUpstream, "no healthy upstream")

@@ -129,6 +129,8 @@ func buildLB(c *clusterv3.Cluster) (*lbConfig, *fieldError) {
 			}
 			l.tableSize = v.GetValue()
 		}
+	case *clusterv3.Cluster_OriginalDstLbConfig_:
+		// Only read by ORIGINAL_DST clusters (buildCluster).
 	default:
 		return nil, fieldErr("lb_config", "%T: %w", cfg, errUnsupported)
 	}

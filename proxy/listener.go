@@ -147,6 +147,7 @@ func (s *listenerSet) startLocked(addr string, sk *socket) error {
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		Protocols:         new(http.Protocols),
+		ConnContext:       connInfoContext,
 	}
 	sk.srv.Protocols.SetHTTP1(true)
 	sk.srv.Protocols.SetHTTP2(true)
@@ -286,6 +287,17 @@ func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 		c.Close()
 		return nil
 	}
+	var info connInfo
+	if lc.useOriginalDst {
+		var target *listenerConfig
+		target, info.origDst = cfg.handoff(lc, c)
+		if target != lc {
+			lc, info.listener = target, target.addr
+		}
+		if info.origDst != "" {
+			h.p.log.Debug("redirected connection", "listener", lc.name, "original_dst", info.origDst)
+		}
+	}
 	sni, isTLS := "", false
 	if lc.peek {
 		var err error
@@ -303,11 +315,14 @@ func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 		c.Close()
 		return nil
 	}
+	if info != (connInfo{}) {
+		c = &infoConn{Conn: c, info: info}
+	}
 	if fc.tls != nil {
 		c = tls.Server(c, fc.tls)
 	}
 	if fc.tcp != nil {
-		h.p.proxyTCP(ctx, c, lc, fc.tcp)
+		h.p.proxyTCP(ctx, c, lc, fc.tcp, info.origDst)
 		return nil
 	}
 	return c

@@ -36,6 +36,13 @@ type listenerConfig struct {
 	// transport_protocol: connections are inspected (TLS ClientHello)
 	// before a chain is chosen, as Envoy's tls_inspector does.
 	peek bool
+	// useOriginalDst hands a connection that netfilter redirected here to
+	// the listener of its original destination (use_original_dst; see
+	// handoff in capture.go).
+	useOriginalDst bool
+	// bind is false for a listener that only receives handed-off
+	// connections (bind_to_port: false): its address is never bound.
+	bind bool
 }
 
 // filterChain is one FilterChain: its match, optional TLS termination and
@@ -195,7 +202,8 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, refs *
 		return &resourceError{typeURL: listenerType, name: l.GetName(), field: fe.field, err: fe.err}
 	}
 	if err := checkFields(l, "name", "address", "filter_chains", "listener_filters", "traffic_direction",
-		"api_listener", "default_filter_chain", "stat_prefix", "listener_filters_timeout", "continue_on_listener_filters_timeout"); err != nil {
+		"api_listener", "default_filter_chain", "stat_prefix", "listener_filters_timeout", "continue_on_listener_filters_timeout",
+		"use_original_dst", "bind_to_port"); err != nil {
 		return nil, nil, fail(&fieldError{err: err})
 	}
 	if l.GetApiListener() != nil {
@@ -221,9 +229,11 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, refs *
 		return nil, nil, fail(&fieldError{field: "address.socket_address", err: err})
 	}
 	lc := &listenerConfig{
-		name:    l.GetName(),
-		addr:    addr,
-		inbound: l.GetTrafficDirection() == corev3.TrafficDirection_INBOUND || (l.GetTrafficDirection() == corev3.TrafficDirection_UNSPECIFIED && l.GetName() == "inbound"),
+		name:           l.GetName(),
+		addr:           addr,
+		useOriginalDst: l.GetUseOriginalDst().GetValue(),
+		bind:           l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
+		inbound:        l.GetTrafficDirection() == corev3.TrafficDirection_INBOUND || (l.GetTrafficDirection() == corev3.TrafficDirection_UNSPECIFIED && l.GetName() == "inbound"),
 	}
 	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
 		// Envoy: "no filter chains specified".

@@ -322,9 +322,9 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 			name:    "unsupported cluster type",
 			typeURL: clusterType,
 			mutate: func(m *mesh, res []types.Resource) []types.Resource {
-				return append(res, inlineCluster(m.t, "orig", clusterv3.Cluster_ORIGINAL_DST))
+				return append(res, inlineCluster(m.t, "logical", clusterv3.Cluster_LOGICAL_DNS))
 			},
-			wantError: `Cluster "orig": type: ORIGINAL_DST: not supported by gitmesh-proxy`,
+			wantError: `Cluster "logical": type: LOGICAL_DNS: not supported by gitmesh-proxy`,
 		},
 	}
 	for _, tt := range tests {

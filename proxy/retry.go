@@ -346,7 +346,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		tried = append(tried, ep)
 		var next *endpoint
 		for range rp.hostAttempts {
-			next = c.pick(&pickRequest{hash: rs.hash, hasHash: rs.hasHash, avoid: tried})
+			next = c.pick(&pickRequest{hash: rs.hash, hasHash: rs.hasHash, avoid: tried, origDst: rs.origDst})
 			if next == nil || !slices.Contains(tried, next) {
 				break
 			}

@@ -93,8 +93,10 @@ func buildTCPProxy(a *anypb.Any, refs *clusterRefs) (*tcpProxy, *fieldError) {
 
 // proxyTCP proxies one downstream connection to an endpoint of the TCP
 // proxy's cluster until either side closes, the idle timeout passes, or ctx
-// ends (the listener drained). It closes down.
-func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *listenerConfig, tp *tcpProxy) {
+// ends (the listener drained). It closes down. origDst is the address the
+// client dialled when the connection was redirected to the proxy (the
+// only endpoint of an ORIGINAL_DST cluster), else "".
+func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *listenerConfig, tp *tcpProxy, origDst string) {
 	defer down.Close()
 	rt := &route{clusters: tp.clusters, totalWeight: tp.totalWeight}
 	c := rt.pickCluster().cluster
@@ -118,7 +120,7 @@ func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *listenerConfig,
 		return
 	}
 	defer c.releaseConnection()
-	pr := &pickRequest{}
+	pr := &pickRequest{origDst: origDst}
 	if tp.hashSourceIP {
 		if host, _, err := net.SplitHostPort(down.RemoteAddr().String()); err == nil {
 			pr.hash, pr.hasHash = hashString(host), true

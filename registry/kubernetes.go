@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +40,11 @@ func ServiceFromKubernetes(svc *corev1.Service, ns string) *Service {
 		Namespace: ns,
 		Source:    SourceKubernetes,
 		ExportTo:  ParseExportTo(svc.Annotations[ExportToAnnotation], ns),
+	}
+	for _, ip := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
+		if ip != "" && ip != corev1.ClusterIPNone && !slices.Contains(s.Addresses, ip) {
+			s.Addresses = append(s.Addresses, ip)
+		}
 	}
 	if len(svc.Spec.Selector) > 0 {
 		s.Selector = make(map[string]string, len(svc.Spec.Selector))

@@ -61,6 +61,10 @@ type Service struct {
 	// every namespace, as Istio's default; ["~"] means none. From the
 	// networking.istio.io/exportTo annotation for a Kubernetes Service.
 	ExportTo []string
+	// Addresses are the service's virtual IPs (spec.clusterIPs), the
+	// original destinations a captured client dials (docs/capture.md);
+	// empty for a headless Service.
+	Addresses []string
 	// Endpoints are instances known without a selector (EndpointSlices in
 	// Kubernetes mode). The Git feed leaves it empty: endpoints come from
 	// the meshed workloads the Selector picks when the compiler runs.

@@ -46,7 +46,15 @@ const (
 	KeyPodName        = "NAME"            // the pod's name
 	KeyServiceAccount = "SERVICE_ACCOUNT" // the pod's service account
 	KeyInstanceIPs    = "INSTANCE_IPS"    // comma-separated pod IPs
+	// KeyInterception is Istio's INTERCEPTION_MODE: InterceptionRedirect
+	// when iptables redirects the workload's traffic to the sidecar
+	// (`gitmesh proxy-init`), absent when nothing is captured.
+	KeyInterception = "INTERCEPTION_MODE"
 )
+
+// InterceptionRedirect is the INTERCEPTION_MODE of a sidecar whose
+// workload's TCP traffic iptables REDIRECTs to it, as Istio's.
+const InterceptionRedirect = "REDIRECT"
 
 // DefaultNamespace is the namespace of a node that announces none.
 const DefaultNamespace = "default"
@@ -78,6 +86,9 @@ type Workload struct {
 	Pod            string   `json:"pod,omitempty"`
 	ServiceAccount string   `json:"serviceAccount,omitempty"`
 	InstanceIPs    []string `json:"instanceIPs,omitempty"`
+	// Interception is InterceptionRedirect when the workload's traffic is
+	// captured by iptables (docs/capture.md), else "".
+	Interception string `json:"interception,omitempty"`
 }
 
 // ProxyClass is the part of a Workload that changes compiled output.
@@ -97,6 +108,9 @@ type ProxyClass struct {
 	Inbound   string            `json:"inbound,omitempty"`
 	App       string            `json:"app,omitempty"`
 	Gateway   []string          `json:"gateway,omitempty"`
+	// Interception is the Workload's: capture changes the outbound
+	// listener (docs/xds-conventions.md, "Traffic capture").
+	Interception string `json:"interception,omitempty"`
 }
 
 // placeholderOutbound is the outbound listener address of SidecarClass.
@@ -116,6 +130,7 @@ func (w Workload) Class() ProxyClass {
 	return ProxyClass{
 		Role: w.Role, Generator: w.Generator, Namespace: w.Namespace, Service: w.Service,
 		Labels: w.Labels, Outbound: w.Outbound, Inbound: w.Inbound, App: w.App, Gateway: w.Gateway,
+		Interception: w.Interception,
 	}
 }
 
@@ -125,6 +140,9 @@ func (c ProxyClass) Key() string {
 	fmt.Fprintf(&b, "%s|%s|%s|%s|", c.Role, c.Generator, c.Namespace, c.Service)
 	b.WriteString(FormatLabels(c.Labels))
 	fmt.Fprintf(&b, "|%s|%s|%s|%s", c.Outbound, c.Inbound, c.App, strings.Join(c.Gateway, ","))
+	if c.Interception != "" {
+		b.WriteString("|" + c.Interception)
+	}
 	return b.String()
 }
 
@@ -175,6 +193,7 @@ func (w Workload) Node() *corev3.Node {
 		KeyGenerator: w.Generator, KeyOutbound: w.Outbound, KeyInbound: w.Inbound,
 		KeyApp: w.App, KeyAdmin: w.Admin, KeyGateway: strings.Join(w.Gateway, ","),
 		KeyPodName: w.Pod, KeyServiceAccount: w.ServiceAccount, KeyInstanceIPs: strings.Join(w.InstanceIPs, ","),
+		KeyInterception: w.Interception,
 	} {
 		if v != "" {
 			fields[k] = structpb.NewStringValue(v)
@@ -209,6 +228,7 @@ func FromNode(n *corev3.Node) (Workload, error) {
 
 		Pod:            str(KeyPodName),
 		ServiceAccount: str(KeyServiceAccount),
+		Interception:   str(KeyInterception),
 	}
 	if g := str(KeyGateway); g != "" {
 		w.Gateway = strings.Split(g, ",")
@@ -227,6 +247,12 @@ func FromNode(n *corev3.Node) (Workload, error) {
 		for k, v := range lv.GetFields() {
 			w.Labels[k] = v.GetStringValue()
 		}
+	}
+	if w.Interception != "" && w.Interception != InterceptionRedirect && w.Interception != "NONE" {
+		return Workload{}, fmt.Errorf("reading node %s metadata: %s %q: only %q (or NONE) is supported", w.ID, KeyInterception, w.Interception, InterceptionRedirect)
+	}
+	if w.Interception == "NONE" {
+		w.Interception = ""
 	}
 	if w.Role != RoleSidecar && w.Role != RoleGateway {
 		return Workload{}, fmt.Errorf("reading node %s metadata: %s %q is neither %q nor %q", w.ID, KeyRole, w.Role, RoleSidecar, RoleGateway)

@@ -86,5 +86,6 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&w.Pod, "pod-name", os.Getenv("POD_NAME"), "the pod's name (default $POD_NAME)")
 	f.StringVar(&w.ServiceAccount, "service-account", os.Getenv("SERVICE_ACCOUNT"), "the pod's service account (default $SERVICE_ACCOUNT)")
 	f.StringVar(&instanceIP, "instance-ip", os.Getenv("INSTANCE_IP"), "the pod's IP addresses, comma-separated (default $INSTANCE_IP)")
+	f.StringVar(&w.Interception, "interception-mode", "", "REDIRECT when gitmesh proxy-init captures the workload's traffic (docs/capture.md)")
 	return cmd
 }

@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 		newUpCmd(g),
 		newControllerCmd(g),
 		newProxyCmd(g),
+		newProxyInitCmd(),
 		newValidateCmd(),
 		newDiffCmd(),
 		newStatusCmd(),
