@@ -166,8 +166,13 @@ func proxyContainer(pod *corev1.Pod, cfg Config, appPort int32) corev1.Container
 	if len(pod.Labels) > 0 {
 		args = append(args, "--labels="+nodemeta.FormatLabels(pod.Labels))
 	}
-	if cfg.CaptureMode == CaptureIPTables && appPort != 0 {
-		args = append(args, "--inbound=0.0.0.0:"+itoa(cfg.InboundPort), "--app=127.0.0.1:"+itoa(appPort))
+	if cfg.CaptureMode == CaptureIPTables {
+		// docs/capture.md: REDIRECT sends inbound connections to the pod's
+		// address, so the inbound listener listens there.
+		args = append(args, "--interception-mode="+nodemeta.InterceptionRedirect)
+		if appPort != 0 {
+			args = append(args, "--inbound=$(INSTANCE_IP):"+itoa(cfg.InboundPort), "--app=127.0.0.1:"+itoa(appPort))
+		}
 	}
 	return corev1.Container{
 		Name:            ProxyContainerName,

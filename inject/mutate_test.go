@@ -113,7 +113,7 @@ func TestMutate(t *testing.T) {
 				}
 				for _, want := range []string{"proxy", "--xds=gitmesh-xds.gitmesh-system.svc:15010", "--id=$(POD_NAME).$(POD_NAMESPACE)",
 					"--namespace=$(POD_NAMESPACE)", "--service=reviews", "--labels=app=reviews,version=v2",
-					"--inbound=0.0.0.0:15006", "--app=127.0.0.1:9080", "--outbound=127.0.0.1:15001"} {
+					"--inbound=$(INSTANCE_IP):15006", "--app=127.0.0.1:9080", "--outbound=127.0.0.1:15001", "--interception-mode=REDIRECT"} {
 					if !slices.Contains(p.Args, want) {
 						t.Errorf("proxy args %q lack %q", p.Args, want)
 					}
@@ -163,7 +163,7 @@ func TestMutate(t *testing.T) {
 					t.Error("the worker's own env was lost")
 				}
 				p := container(got, ProxyContainerName)
-				if slices.ContainsFunc(p.Args, func(a string) bool { return strings.HasPrefix(a, "--inbound") }) {
+				if slices.ContainsFunc(p.Args, func(a string) bool { return strings.HasPrefix(a, "--inbound") || strings.HasPrefix(a, "--interception") }) {
 					t.Errorf("explicit proxy args %q have an inbound listener; traffic reaches the app directly", p.Args)
 				}
 				if got.Annotations["team"] != "shop" || got.Annotations[AnnotationStatus] != "injected" {
