@@ -163,7 +163,9 @@ func TestMutate(t *testing.T) {
 					t.Error("the worker's own env was lost")
 				}
 				p := container(got, ProxyContainerName)
-				if slices.ContainsFunc(p.Args, func(a string) bool { return strings.HasPrefix(a, "--inbound") || strings.HasPrefix(a, "--interception") }) {
+				if slices.ContainsFunc(p.Args, func(a string) bool {
+					return strings.HasPrefix(a, "--inbound") || strings.HasPrefix(a, "--interception")
+				}) {
 					t.Errorf("explicit proxy args %q have an inbound listener; traffic reaches the app directly", p.Args)
 				}
 				if got.Annotations["team"] != "shop" || got.Annotations[AnnotationStatus] != "injected" {
