@@ -6,13 +6,16 @@ PKGS        := ./...
 STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
 # Packages whose tests run against a real API server (internal/kubetest).
 KUBE_PKGS   := ./internal/kubetest/... ./reconciler/kubestate/... ./e2e/kubeha/...
+# Packages whose tests run the helm CLI (internal/helmtest).
+HELM_PKGS   := ./charts/... ./internal/helmtest/... ./e2e/helm/...
+IMAGE       ?= ghcr.io/gitmesh/gitmesh:dev
 
-.PHONY: help test unit e2e fuzz lint tools bench bench-e2e generate build clean kube-tools test-kubernetes
+.PHONY: help test unit e2e fuzz lint tools bench bench-e2e generate build clean kube-tools test-kubernetes helm-tool test-helm image
 
 help: ## show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-test: kube-tools lint unit fuzz ## everything CI runs: lint, all tests (unit, end to end, Kubernetes), brief fuzzing
+test: kube-tools helm-tool lint unit fuzz ## everything CI runs: lint, all tests (unit, end to end, Kubernetes), brief fuzzing
 
 unit: ## go test ./... (includes the end-to-end tests in e2e/)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
@@ -38,6 +41,15 @@ kube-tools: ## build kube-apiserver and etcd once into KUBE_TOOLS_DIR (default ~
 test-kubernetes: kube-tools ## only the tests against a real API server (envtest)
 	$(GO) test -count=1 -timeout 15m $(KUBE_PKGS)
 
+helm-tool: ## build helm once into HELM_TOOLS_DIR (default ~/.cache/gitmesh/helm/<version>), outside go.mod
+	GO=$(GO) ./hack/helm-tool.sh
+
+test-helm: kube-tools helm-tool ## only the chart tests: lint, template, strict decoding, install/upgrade/uninstall on envtest
+	$(GO) test -count=1 -timeout 15m $(HELM_PKGS) ./cmd/gitmesh/ -run 'Chart|Lint|Template|CRD|Decode|Helm'
+
+image: ## build the container image IMAGE with docker or podman; exits 2 with a message when no engine runs
+	@./hack/image.sh "$(IMAGE)"
+
 tools: ## install staticcheck (from the Go module proxy)
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -52,6 +64,7 @@ CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.2
 generate: ## regenerate the MeshRollout CRD (config/crd) and its deep copies with controller-gen
 	GOFLAGS=-mod=mod $(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/v1alpha1/...
 	GOFLAGS=-mod=mod $(CONTROLLER_GEN) crd paths=./api/v1alpha1/... output:crd:artifacts:config=config/crd
+	cp config/crd/gitmesh.io_meshrollouts.yaml charts/gitmesh/crds/
 
 build: ## build bin/gitmesh
 	$(GO) build -o bin/gitmesh ./cmd/gitmesh
