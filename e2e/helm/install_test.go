@@ -169,7 +169,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 					ObjectMeta: metav1.ObjectMeta{Name: tt.name, Annotations: tt.annotations, Labels: map[string]string{"app": "reviews", "version": "v1"}},
 					Spec: corev1.PodSpec{
 						AutomountServiceAccountToken: new(bool),
-						Containers: []corev1.Container{{Name: "app", Image: "reviews:1", Ports: []corev1.ContainerPort{{ContainerPort: 9080}}}},
+						Containers:                   []corev1.Container{{Name: "app", Image: "reviews:1", Ports: []corev1.ContainerPort{{ContainerPort: 9080}}}},
 					},
 				}
 				got, err := admin.CoreV1().Pods(tt.namespace).Create(ctx, pod, metav1.CreateOptions{})
@@ -318,7 +318,6 @@ func waitCABundle(t *testing.T, c kubernetes.Interface) {
 		return nil
 	})
 }
-
 
 // testWriter sends the controller's log to the test's.
 type testWriter struct{ t *testing.T }
