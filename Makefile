@@ -45,7 +45,8 @@ helm-tool: ## build helm once into HELM_TOOLS_DIR (default ~/.cache/gitmesh/helm
 	GO=$(GO) ./hack/helm-tool.sh
 
 test-helm: kube-tools helm-tool ## only the chart tests: lint, template, strict decoding, install/upgrade/uninstall on envtest
-	$(GO) test -count=1 -timeout 15m $(HELM_PKGS) ./cmd/gitmesh/ -run 'Chart|Lint|Template|CRD|Decode|Helm'
+	$(GO) test -count=1 -timeout 15m $(HELM_PKGS) ./inject/...
+	$(GO) test -count=1 -run '^TestChartArgsParse$$' ./cmd/gitmesh/
 
 image: ## build the container image IMAGE with docker or podman; exits 2 with a message when no engine runs
 	@./hack/image.sh "$(IMAGE)"
