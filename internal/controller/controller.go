@@ -17,8 +17,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/registry/kube"
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/sources/git"
 	"github.com/gitmesh/gitmesh/xds"
@@ -62,6 +65,13 @@ type Config struct {
 	// is refused before it is read (sources.ErrFileTooLarge). Default
 	// sources.DefaultMaxFileBytes.
 	MaxFileSize int64
+
+	// Kubernetes, when set, turns on Kubernetes mode: Services,
+	// EndpointSlices and Pods come from this API server (registry/kube)
+	// instead of from the Kubernetes objects in Git. nil: off.
+	Kubernetes *rest.Config
+	// KubernetesResync is the informers' resync period (0: none).
+	KubernetesResync time.Duration
 }
 
 // gitAuth loads the credentials cfg names.
@@ -94,6 +104,8 @@ type Controller struct {
 	Token string
 	// Reconciler is the running loop.
 	Reconciler *reconciler.Reconciler
+	// Registry is the API server feed in Kubernetes mode; nil otherwise.
+	Registry *kube.Registry
 
 	store     *reconciler.Store
 	wg        sync.WaitGroup
@@ -142,12 +154,23 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
 	xdsServer := xds.NewServer(xds.WithLogger(log.With("component", "xds")))
+	var kreg *kube.Registry
+	var liveRegistry reconciler.Registry // nil unless Kubernetes mode: a typed nil would not be
+	if cfg.Kubernetes != nil {
+		client, err := kubernetes.NewForConfig(cfg.Kubernetes)
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("starting controller: connecting to the Kubernetes API server: %w", err)
+		}
+		kreg = kube.New(client, kube.WithLogger(log.With("component", "kubernetes")), kube.WithResync(cfg.KubernetesResync))
+		liveRegistry = kreg
+	}
 	rec, err := reconciler.New(reconciler.Config{
 		Source: src, Path: cfg.Path, Interval: cfg.Interval, FetchTimeout: cfg.FetchTimeout, Fleet: xdsServer, Store: store,
 		Build: func(root, path string) ([]sources.Object, []sources.Problem, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
-		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"),
+		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"), Registry: liveRegistry,
 	})
 	if err != nil {
 		store.Close()
@@ -172,9 +195,22 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	reg.MustRegister(xdsServer.Collectors()...)
 	admin := &http.Server{Handler: reconciler.AdminHandler(rec, token, reg), ReadHeaderTimeout: 10 * time.Second}
 
-	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, store: store}
+	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, Registry: kreg, store: store}
 	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
-	c.goRun("reconciler", func() error { return rec.Run(ctx) })
+	if kreg != nil {
+		c.goRun("kubernetes registry", func() error { return kreg.Run(ctx) })
+	}
+	c.goRun("reconciler", func() error {
+		if kreg != nil {
+			// Every revision, the stored one too, is parsed against the
+			// cluster's services: wait until the informers have listed them.
+			log.Info("waiting for the Kubernetes informers to sync", "host", cfg.Kubernetes.Host)
+			if err := kreg.WaitSynced(ctx); err != nil {
+				return nil // ctx done before the sync: nothing ran
+			}
+		}
+		return rec.Run(ctx)
+	})
 	c.goRun("admin server", func() error {
 		go func() {
 			<-ctx.Done()
@@ -187,7 +223,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		}
 		return nil
 	})
-	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir)
+	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir, "kubernetes", kreg != nil)
 	return c, nil
 }
 
