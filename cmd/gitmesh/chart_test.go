@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -12,12 +11,6 @@ import (
 	"github.com/gitmesh/gitmesh/inject"
 	"github.com/gitmesh/gitmesh/internal/helmtest"
 )
-
-// pendingFlags are flags the chart passes that another branch adds; the
-// test logs them instead of failing until they exist.
-var pendingFlags = map[string]string{
-	"--kubernetes": "gitmesh controller --kubernetes (issue 10)",
-}
 
 // TestChartArgsParse parses every command line the chart and the injector
 // write with the real commands' flags, so a renamed or removed flag fails
@@ -86,15 +79,7 @@ func parseArgs(t *testing.T, container string, args []string) {
 	if err != nil || cmd == root {
 		t.Fatalf("container %s: no command %q", container, args[0])
 	}
-	var keep []string
-	for _, a := range args[1:] {
-		name, _, _ := strings.Cut(a, "=")
-		if why, ok := pendingFlags[name]; ok && cmd.Flags().Lookup(strings.TrimPrefix(name, "--")) == nil {
-			t.Logf("container %s: %s not defined yet: %s", container, name, why)
-			continue
-		}
-		keep = append(keep, a)
-	}
+	keep := args[1:]
 	if err := cmd.ParseFlags(keep); err != nil {
 		t.Errorf("container %s: gitmesh %s %q: %v", container, args[0], keep, err)
 	}

@@ -2,12 +2,10 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gitmesh/gitmesh/inject"
 	"github.com/gitmesh/gitmesh/internal/controller"
@@ -16,11 +14,11 @@ import (
 // injectorFlags are `gitmesh controller`'s --injector-* flags: the sidecar
 // injector webhook (docs/kubernetes.md, "Sidecar injection").
 type injectorFlags struct {
-	addr, configFile    string
-	namespace, secret   string
-	webhook, kubeconfig string
-	hosts               []string
-	certManager         bool
+	addr, configFile  string
+	namespace, secret string
+	webhook           string
+	hosts             []string
+	certManager       bool
 }
 
 func addInjectorFlags(f *pflag.FlagSet) *injectorFlags {
@@ -32,15 +30,19 @@ func addInjectorFlags(f *pflag.FlagSet) *injectorFlags {
 	f.StringVar(&fl.webhook, "injector-webhook", "gitmesh-sidecar-injector", "MutatingWebhookConfiguration whose caBundle the controller keeps")
 	f.StringSliceVar(&fl.hosts, "injector-hosts", nil, "DNS names and IPs of the serving certificate (the injector Service's <name>.<namespace>.svc)")
 	f.BoolVar(&fl.certManager, "injector-cert-manager", false, "the Secret is issued by cert-manager: only read it, and leave the caBundle to its cainjector")
-	f.StringVar(&fl.kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: in-cluster, else $KUBECONFIG or ~/.kube/config)")
 	return &fl
 }
 
 // config returns the injector's configuration, nil when --injector-addr
-// is not set.
-func (fl *injectorFlags) config() (*controller.InjectorConfig, error) {
+// is not set. kube is the Kubernetes mode's API server (nil: not in
+// Kubernetes mode), where the certificate Secret and the webhook
+// configuration live.
+func (fl *injectorFlags) config(kube *rest.Config) (*controller.InjectorConfig, error) {
 	if fl.addr == "" {
 		return nil, nil
+	}
+	if kube == nil {
+		return nil, errors.New("--injector-addr needs Kubernetes mode (--kubernetes, or --kubeconfig)")
 	}
 	if fl.configFile == "" {
 		return nil, errors.New("--injector-addr needs --injector-config")
@@ -55,34 +57,12 @@ func (fl *injectorFlags) config() (*controller.InjectorConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	kube, err := kubeRESTConfig(fl.kubeconfig)
-	if err != nil {
-		return nil, err
-	}
 	cfg := &controller.InjectorConfig{
 		Addr: fl.addr, Template: tmpl, Kube: kube,
 		Certs: inject.CertConfig{Namespace: fl.namespace, SecretName: fl.secret, Hosts: fl.hosts, Generate: !fl.certManager},
 	}
 	if !fl.certManager {
 		cfg.Certs.WebhookName = fl.webhook
-	}
-	return cfg, nil
-}
-
-// kubeRESTConfig finds the API server: the kubeconfig file given, else
-// the pod's service account inside a cluster, else client-go's default
-// loading rules ($KUBECONFIG, ~/.kube/config).
-func kubeRESTConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		if cfg, err := rest.InClusterConfig(); err == nil {
-			return cfg, nil
-		}
-	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("finding the Kubernetes API server: %w", err)
 	}
 	return cfg, nil
 }

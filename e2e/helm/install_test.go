@@ -95,7 +95,8 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	c, err := controller.Start(ctx, controller.Config{
 		RepoURL: policyRepo(t), StateDir: t.TempDir(), XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Cluster: &controller.ClusterConfig{REST: saCfg, Namespace: namespace, Name: "gitmesh", Identity: "helm-test-replica"},
+		Kubernetes: saCfg,
+		Cluster:    &controller.ClusterConfig{REST: saCfg, Namespace: namespace, Name: "gitmesh", Identity: "helm-test-replica"},
 		Injector: &controller.InjectorConfig{
 			Addr: "127.0.0.1:0", Template: tmpl, Kube: saCfg,
 			Certs: inject.CertConfig{Namespace: namespace, SecretName: injectorSecret, WebhookName: webhookName,
@@ -196,6 +197,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		}
 	})
 
+	// The controller campaigns only once its informers have listed
+	// Services, EndpointSlices, Pods and Namespaces as the ServiceAccount:
+	// holding the Lease proves those reads as well.
 	t.Run("the controller leads with its ServiceAccount", func(t *testing.T) {
 		eventually(t, 30*time.Second, "the Lease held by the test's replica", func() error {
 			l, err := admin.CoordinationV1().Leases(namespace).Get(ctx, "gitmesh", metav1.GetOptions{})

@@ -17,8 +17,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/registry/kube"
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/sources/git"
 	"github.com/gitmesh/gitmesh/xds"
@@ -71,6 +74,13 @@ type Config struct {
 	// several, leading on a Lease (see ClusterConfig). StateDir still
 	// holds the checkout and the admin token.
 	Cluster *ClusterConfig
+
+	// Kubernetes, when set, turns on Kubernetes mode: Services,
+	// EndpointSlices and Pods come from this API server (registry/kube)
+	// instead of from the Kubernetes objects in Git. nil: off.
+	Kubernetes *rest.Config
+	// KubernetesResync is the informers' resync period (0: none).
+	KubernetesResync time.Duration
 }
 
 // gitAuth loads the credentials cfg names.
@@ -105,6 +115,8 @@ type Controller struct {
 	Token string
 	// Reconciler is the running loop.
 	Reconciler *reconciler.Reconciler
+	// Registry is the API server feed in Kubernetes mode; nil otherwise.
+	Registry *kube.Registry
 
 	closeDB   func() error
 	cluster   *cluster // nil outside the Kubernetes mode
@@ -161,12 +173,23 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
 	xdsServer := xds.NewServer(append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)...)
+	var kreg *kube.Registry
+	var liveRegistry reconciler.Registry // nil unless Kubernetes mode: a typed nil would not be
+	if cfg.Kubernetes != nil {
+		client, err := kubernetes.NewForConfig(cfg.Kubernetes)
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("starting controller: connecting to the Kubernetes API server: %w", err)
+		}
+		kreg = kube.New(client, kube.WithLogger(log.With("component", "kubernetes")), kube.WithResync(cfg.KubernetesResync))
+		liveRegistry = kreg
+	}
 	rec, err := reconciler.New(reconciler.Config{
 		Source: src, Path: cfg.Path, Interval: cfg.Interval, FetchTimeout: cfg.FetchTimeout, Fleet: xdsServer, Store: st.store, Recorder: st.recorder(),
 		Build: func(root, path string) ([]sources.Object, []sources.Problem, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
-		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"),
+		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"), Registry: liveRegistry,
 	})
 	if err != nil {
 		store.Close()
@@ -200,16 +223,37 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	reg.MustRegister(xdsServer.Collectors()...)
 	admin := &http.Server{Handler: st.adminHandler(reconciler.AdminHandler(rec, token, reg)), ReadHeaderTimeout: 10 * time.Second}
 
-	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec,
+	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, Registry: kreg,
 		closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
 	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
+	if kreg != nil {
+		c.goRun("kubernetes registry", func() error { return kreg.Run(ctx) })
+	}
+	// synced waits until the informers have listed the cluster's services,
+	// since every revision, the stored one too, is parsed against them;
+	// false when ctx is done first.
+	synced := func() bool {
+		if kreg == nil {
+			return true
+		}
+		log.Info("waiting for the Kubernetes informers to sync", "host", cfg.Kubernetes.Host)
+		return kreg.WaitSynced(ctx) == nil
+	}
 	if st.cluster != nil {
 		c.goRun("leader", func() error {
 			defer cancel() // a replica that stops leading stops whole
+			if !synced() {
+				return nil
+			}
 			return st.cluster.run(ctx, rec)
 		})
 	} else {
-		c.goRun("reconciler", func() error { return rec.Run(ctx) })
+		c.goRun("reconciler", func() error {
+			if !synced() {
+				return nil
+			}
+			return rec.Run(ctx)
+		})
 	}
 	c.goRun("admin server", func() error {
 		go func() {
@@ -227,7 +271,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		c.InjectorAddr = inj.lis.Addr().String()
 		c.runInjector(ctx, inj)
 	}
-	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir)
+	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir, "kubernetes", kreg != nil)
 	return c, nil
 }
 
