@@ -5,7 +5,7 @@ FUZZTIME_SMALL ?= 5s
 PKGS        := ./...
 STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
 # Packages whose tests run against a real API server (internal/kubetest).
-KUBE_PKGS   := ./internal/kubetest/... ./reconciler/kubestate/... ./e2e/kubeha/...
+KUBE_PKGS   := ./internal/kubetest/... ./reconciler/kubestate/... ./internal/podidentity/...
 
 .PHONY: help test unit e2e fuzz lint tools bench bench-e2e generate build clean kube-tools test-kubernetes
 
@@ -37,6 +37,7 @@ kube-tools: ## build kube-apiserver and etcd once into KUBE_TOOLS_DIR (default ~
 
 test-kubernetes: kube-tools ## only the tests against a real API server (envtest)
 	$(GO) test -count=1 -timeout 15m $(KUBE_PKGS)
+	$(GO) test -count=1 -timeout 15m -run '^TestKubernetes' ./e2e/
 
 tools: ## install staticcheck (from the Go module proxy)
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
