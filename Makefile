@@ -5,7 +5,7 @@ FUZZTIME_SMALL ?= 5s
 PKGS        := ./...
 STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
 # Packages whose tests run against a real API server (internal/kubetest).
-KUBE_PKGS   := ./internal/kubetest/... ./reconciler/kubestate/... ./e2e/kubeha/...
+KUBE_PKGS   := ./internal/kubetest/... ./reconciler/kubestate/... ./internal/podidentity/...
 # Packages whose tests run the helm CLI (internal/helmtest).
 HELM_PKGS   := ./charts/... ./internal/helmtest/... ./e2e/helm/...
 IMAGE       ?= ghcr.io/gitmesh/gitmesh:dev
@@ -40,6 +40,7 @@ kube-tools: ## build kube-apiserver and etcd once into KUBE_TOOLS_DIR (default ~
 
 test-kubernetes: kube-tools ## only the tests against a real API server (envtest)
 	$(GO) test -count=1 -timeout 15m $(KUBE_PKGS)
+	$(GO) test -count=1 -timeout 15m -run '^TestKubernetes' ./e2e/
 
 helm-tool: ## build helm once into HELM_TOOLS_DIR (default ~/.cache/gitmesh/helm/<version>), outside go.mod
 	GO=$(GO) ./hack/helm-tool.sh
