@@ -26,6 +26,7 @@ const (
 func newControllerCmd(g *globalFlags) *cobra.Command {
 	var cfg controller.Config
 	inj := new(injectorFlags)
+	cl := new(clusterFlags)
 	var kubeMode bool
 	var kubeconfig string
 	cmd := &cobra.Command{
@@ -62,6 +63,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 					return &exitError{2, err}
 				}
 			}
+			cfg.Cluster = cl.config(cfg.Kubernetes)
 			if cfg.Injector, err = inj.config(cfg.Kubernetes); err != nil {
 				return &exitError{2, err}
 			}
@@ -99,6 +101,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.Var((*byteSize)(&cfg.MaxRepoSize), "max-repo-size", "largest revision (sum of its files) fetched; larger ones are refused before checkout")
 	f.Var((*byteSize)(&cfg.MaxFileSize), "max-file-size", "largest file read by the build; larger ones are refused before they are read")
 	*inj = *addInjectorFlags(f)
+	*cl = *addClusterFlags(f)
 	return cmd
 }
 
