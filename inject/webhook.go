@@ -46,10 +46,9 @@ func Handler(cfg Config, log *slog.Logger) http.Handler {
 			http.Error(w, fmt.Sprintf("decoding the AdmissionReview: %v", orMissing(err)), http.StatusBadRequest)
 			return
 		}
-		resp := review.Request
 		out := admissionv1.AdmissionReview{
 			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-			Response: admit(resp, cfg, log),
+			Response: admit(review.Request, cfg, log),
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)

@@ -77,11 +77,11 @@ func checkPermissions(t *testing.T, c kubernetes.Interface, dyn dynamic.Interfac
 		// The MeshRollout and its status, in the release namespace.
 		{"create, get, update a MeshRollout and its status", func() error {
 			r := dyn.Resource(meshRollouts).Namespace(ns)
-			obj, err := r.Create(ctx, mr("perm-check"), metav1.CreateOptions{})
-			if err != nil {
+			if _, err := r.Create(ctx, mr("perm-check"), metav1.CreateOptions{}); err != nil {
 				return err
 			}
-			if obj, err = r.Get(ctx, "perm-check", metav1.GetOptions{}); err != nil {
+			obj, err := r.Get(ctx, "perm-check", metav1.GetOptions{})
+			if err != nil {
 				return err
 			}
 			if obj, err = r.Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
