@@ -49,6 +49,9 @@ type CertConfig struct {
 	LeafValidity time.Duration
 	// Interval between two Syncs in Run. Default one minute.
 	Interval time.Duration
+	// Timeout bounds one Sync: an API server that hangs fails it, and
+	// the certificate of the last good Sync keeps serving. Default 30s.
+	Timeout time.Duration
 	// Logger receives Run's errors. If nil, logs are discarded.
 	Logger *slog.Logger
 }
@@ -73,6 +76,9 @@ func NewCerts(client kubernetes.Interface, cfg CertConfig) *Certs {
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Minute
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -117,8 +123,10 @@ func (c *Certs) Run(ctx context.Context) {
 
 // Sync reads the Secret (issuing or renewing the certificate in it when
 // Generate is set), serves its certificate, and patches the webhook
-// configuration's caBundle when it differs.
+// configuration's caBundle when it differs, within Timeout.
 func (c *Certs) Sync(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
 	var data map[string][]byte
 	var err error
 	if c.cfg.Generate {
