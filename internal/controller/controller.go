@@ -221,6 +221,9 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(rec.Collectors()...)
 	reg.MustRegister(xdsServer.Collectors()...)
+	if kreg != nil {
+		reg.MustRegister(kreg.Collectors()...)
+	}
 	admin := &http.Server{Handler: st.adminHandler(reconciler.AdminHandler(rec, token, reg)), ReadHeaderTimeout: 10 * time.Second}
 
 	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, Registry: kreg,

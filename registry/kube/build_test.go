@@ -187,3 +187,47 @@ func TestHash(t *testing.T) {
 		})
 	}
 }
+
+// TestTrimKeepsWhatBuildReads: the informers' transform drops what Build
+// does not read, so a registry built from trimmed objects hashes as one
+// built from the objects themselves.
+func TestTrimKeepsWhatBuildReads(t *testing.T) {
+	full := pod("shop", "reviews-v1", "10.0.0.1", map[string]string{"app": "reviews", "version": "v1"})
+	full.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	full.Spec.Containers[0].Image = "example.com/reviews:1"
+	full.Spec.Containers[0].Ports = append(full.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 9000})
+	full.Spec.InitContainers = []corev1.Container{{Name: "init", Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: 15090}}}}
+	svc := service("shop", "reviews", nil)
+	svc.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	es := slice("shop", "reviews-a", "reviews", 8080, ep{"10.0.0.1", nil, "reviews-v1"})
+
+	want := Hash(Build(Snapshot{Services: []*corev1.Service{svc}, EndpointSlices: []*discoveryv1.EndpointSlice{es}, Pods: []*corev1.Pod{full}}))
+	var trimmed Snapshot
+	for _, obj := range []any{full.DeepCopy(), svc.DeepCopy(), es.DeepCopy()} {
+		out, err := trim(obj)
+		if err != nil {
+			t.Fatalf("trim: %v", err)
+		}
+		switch o := out.(type) {
+		case *corev1.Pod:
+			if o.Annotations != nil || o.ManagedFields != nil || o.Spec.Containers[0].Image != "" {
+				t.Errorf("trimmed pod keeps %+v", o)
+			}
+			trimmed.Pods = append(trimmed.Pods, o)
+		case *corev1.Service:
+			if o.ManagedFields != nil {
+				t.Errorf("trimmed service keeps managedFields")
+			}
+			trimmed.Services = append(trimmed.Services, o)
+		case *discoveryv1.EndpointSlice:
+			trimmed.EndpointSlices = append(trimmed.EndpointSlices, o)
+		}
+	}
+	if got := Hash(Build(trimmed)); got != want {
+		t.Errorf("registry from trimmed objects differs from the one from full objects")
+	}
+	if tomb, err := trim("tombstone"); err != nil || tomb != "tombstone" {
+		t.Errorf("trim(non-object) = %v, %v; want it unchanged", tomb, err)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -44,6 +45,7 @@ type Registry struct {
 
 	current atomic.Pointer[published]
 	builds  atomic.Uint64
+	changes atomic.Uint64
 	changed chan struct{} // capacity 1: a pending signal coalesces
 	synced  chan struct{} // closed once the first registry is published
 	once    sync.Once     // closes synced
@@ -114,6 +116,23 @@ func (r *Registry) Synced() <-chan struct{} { return r.synced }
 // (equal ones are not): for tests and metrics.
 func (r *Registry) Builds() uint64 { return r.builds.Load() }
 
+// Collectors returns the registry's Prometheus metrics:
+// gitmesh_kubernetes_registry_rebuilds_total (registries built) and
+// gitmesh_kubernetes_registry_changes_total (registries published, each
+// a push to the proxies it concerns).
+func (r *Registry) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "gitmesh_kubernetes_registry_rebuilds_total",
+			Help: "Service registries built from the Kubernetes informers' caches, changed or not.",
+		}, func() float64 { return float64(r.builds.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "gitmesh_kubernetes_registry_changes_total",
+			Help: "Service registries from the Kubernetes API server published because their content changed.",
+		}, func() float64 { return float64(r.changes.Load()) }),
+	}
+}
+
 // WaitSynced blocks until Synced is closed or ctx is done.
 func (r *Registry) WaitSynced(ctx context.Context) error {
 	select {
@@ -134,10 +153,11 @@ type listers struct {
 
 // Run starts the informers, publishes the first registry once they have
 // synced, then rebuilds after every burst of changes until ctx is done.
-// It returns an error only when the informers cannot sync.
-func (r *Registry) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	factory := informers.NewSharedInformerFactory(r.client, r.resync)
+// While the API server is unreachable the informers retry and the last
+// published registry stays current. Run returns nil when ctx is done.
+func (r *Registry) Run(parent context.Context) error {
+	ctx, cancel := context.WithCancel(parent)
+	factory := informers.NewSharedInformerFactoryWithOptions(r.client, r.resync, informers.WithTransform(trim))
 	defer func() {
 		cancel()
 		factory.Shutdown() // waits for the informers' goroutines
@@ -173,6 +193,9 @@ func (r *Registry) Run(ctx context.Context) error {
 	factory.Start(ctx.Done())
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
 		if !ok {
+			if parent.Err() != nil {
+				return nil // stopped before the first sync
+			}
 			return fmt.Errorf("syncing the %v informer: %w", typ, context.Cause(ctx))
 		}
 	}
@@ -211,6 +234,7 @@ func (r *Registry) rebuild(l listers) {
 		return
 	}
 	r.current.Store(&published{reg: reg, hash: h})
+	r.changes.Add(1)
 	r.log.Debug("kubernetes registry changed", "version", h[:12], "services", len(reg.Services()))
 	select {
 	case r.changed <- struct{}{}:
