@@ -16,18 +16,23 @@ E2E_TIMEOUT  ?= 15m
 # about 30s; plus builds).
 RACE_PKGS   := ./reconciler/... ./xds/... ./proxy/... ./e2e/...
 STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
+# Packages whose tests run against a real API server (internal/kubetest).
+KUBE_PKGS   := ./internal/kubetest/... ./reconciler/kubestate/... ./internal/podidentity/... ./e2e/kube/...
+# Packages whose tests run the helm CLI (internal/helmtest).
+HELM_PKGS   := ./charts/... ./internal/helmtest/... ./e2e/helm/...
+IMAGE       ?= ghcr.io/gitmesh/gitmesh:dev
 
-.PHONY: help test unit race e2e fuzz lint tools bench bench-e2e build clean
+.PHONY: help test unit race e2e fuzz lint tools bench bench-e2e generate build clean kube-tools test-kubernetes helm-tool test-helm image
 
 help: ## show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-test: lint unit race fuzz ## everything CI runs: lint, unit tests, race-checked end-to-end tests, brief fuzzing
+test: kube-tools helm-tool lint unit race fuzz ## everything CI runs: lint, unit tests, race-checked end-to-end tests (local, Kubernetes, Helm), brief fuzzing
 
-# unit leaves e2e/ to race, so make test runs the end-to-end tests once,
+# unit leaves e2e/... to race, so make test runs the end-to-end tests once,
 # under the race detector.
-unit: ## go test of every package but e2e/ (each within UNIT_TIMEOUT)
-	$(GO) test -count=1 -timeout $(UNIT_TIMEOUT) $$($(GO) list $(PKGS) | grep -v '/e2e$$')
+unit: ## go test of every package but e2e/... (each within UNIT_TIMEOUT)
+	$(GO) test -count=1 -timeout $(UNIT_TIMEOUT) $$($(GO) list $(PKGS) | grep -Ev '/e2e(/|$$)')
 
 race: ## go test -race over reconciler, xds, proxy and the end-to-end tests
 	$(GO) test -race -count=1 -timeout $(E2E_TIMEOUT) $(RACE_PKGS)
@@ -47,6 +52,23 @@ lint: ## gofmt, go vet (and staticcheck when installed)
 	$(GO) vet $(PKGS)
 	@if [ -x "$(STATICCHECK)" ]; then $(STATICCHECK) $(PKGS); else echo "staticcheck not installed (make tools installs it); skipped"; fi
 
+kube-tools: ## build kube-apiserver and etcd once into KUBE_TOOLS_DIR (default ~/.cache/gitmesh/kube/<version>)
+	GO=$(GO) ./hack/kube-tools.sh
+
+test-kubernetes: kube-tools ## only the tests against a real API server (envtest)
+	$(GO) test -count=1 -timeout 15m $(KUBE_PKGS)
+	$(GO) test -count=1 -timeout 15m -run '^TestKubernetes' ./e2e/
+
+helm-tool: ## build helm once into HELM_TOOLS_DIR (default ~/.cache/gitmesh/helm/<version>), outside go.mod
+	GO=$(GO) ./hack/helm-tool.sh
+
+test-helm: kube-tools helm-tool ## only the chart tests: lint, template, strict decoding, install/upgrade/uninstall on envtest
+	$(GO) test -count=1 -timeout 15m $(HELM_PKGS) ./inject/...
+	$(GO) test -count=1 -run '^TestChartArgsParse$$' ./cmd/gitmesh/
+
+image: ## build the container image IMAGE with docker or podman; exits 2 with a message when no engine runs
+	@./hack/image.sh "$(IMAGE)"
+
 tools: ## install staticcheck (from the Go module proxy)
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -55,6 +77,13 @@ bench: ## benchmarks (compiler, proxy)
 
 bench-e2e: ## end-to-end timings: git push -> traffic, time to rollback (median of 5)
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./e2e/
+
+CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+
+generate: ## regenerate the MeshRollout CRD (config/crd) and its deep copies with controller-gen
+	GOFLAGS=-mod=mod $(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/v1alpha1/...
+	GOFLAGS=-mod=mod $(CONTROLLER_GEN) crd paths=./api/v1alpha1/... output:crd:artifacts:config=config/crd
+	cp config/crd/gitmesh.io_meshrollouts.yaml charts/gitmesh/crds/
 
 build: ## build bin/gitmesh
 	$(GO) build -o bin/gitmesh ./cmd/gitmesh

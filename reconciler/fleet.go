@@ -28,6 +28,10 @@ func (r *Reconciler) syncFleet(ctx context.Context) {
 	if stable == nil {
 		return // nothing good to serve yet
 	}
+	r.refreshRegistry(stable)
+	if ro != nil {
+		r.refreshRegistry(ro.Canary)
+	}
 	if err := stable.compile(nodes, fleet, r.probe()); err != nil {
 		// The stable revision compiled before; this is a compiler gap for
 		// a new class. Keep serving what each node has.

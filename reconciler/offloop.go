@@ -106,6 +106,13 @@ func (r *Reconciler) fetchDone(ctx context.Context, f fetched) {
 	r.mu.Unlock()
 	if err != nil && changed {
 		r.log.Error("reconcile failed", "reason", err.(*stepError).reason, "error", err)
+		if r.cfg.Recorder != nil {
+			rev := ""
+			if f.art != nil {
+				rev = f.art.Revision
+			}
+			r.cfg.Recorder.ReconcileFailed(rev, err.(*stepError).reason, err.Error())
+		}
 	}
 	r.refreshReady()
 	if r.fetch.again {

@@ -22,7 +22,6 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/gitmesh/gitmesh/api/admin"
-	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/reconciler/analysis"
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/xds"
@@ -59,8 +58,9 @@ type Config struct {
 	FetchTimeout time.Duration
 	// Fleet is the xds server. Required.
 	Fleet Fleet
-	// Store persists state. If nil, nothing survives a restart.
-	Store *Store
+	// Store persists state: *Store (bbolt) locally, kubestore.Store in a
+	// cluster. If nil, nothing survives a restart.
+	Store StateStore
 	// DefaultNamespace is the namespace of objects that name none. Default "default".
 	DefaultNamespace string
 	// HTTPClient scrapes proxies, queries Prometheus and calls webhooks.
@@ -73,6 +73,29 @@ type Config struct {
 	Tick time.Duration
 	// Logger receives structured logs. If nil, logs are discarded.
 	Logger *slog.Logger
+	// Registry, when set (Kubernetes mode), is the service registry every
+	// revision is parsed against (compiler.WithRegistry) instead of the
+	// Kubernetes objects in Git; on its Changed signal the served
+	// revisions are parsed and compiled again. If nil, each revision's own
+	// Kubernetes objects are its registry.
+	Registry Registry
+	// Recorder is told of rollouts and failed revisions, e.g. to publish
+	// them as Kubernetes Events. If nil, nothing is told.
+	Recorder Recorder
+}
+
+// Recorder receives the reconciler's notable decisions. Its methods are
+// called from the Run goroutine and must not block.
+type Recorder interface {
+	// RolloutEvent is called when a rollout starts (PhasePending), starts
+	// a wave (PhaseProgressing, ev.Wave names it) or finishes (a done
+	// phase, ev.Reason says why).
+	RolloutEvent(ev admin.Event)
+	// ReconcileFailed is called when a reconcile pass fails, the first
+	// time it fails so: reason is the Ready condition's (FetchFailed,
+	// BuildFailed, ValidationFailed, CompileFailed...), revision is ""
+	// when the fetch failed.
+	ReconcileFailed(revision, reason, message string)
 }
 
 // Reconciler is the control loop. Create it with New and start it with Run.
@@ -190,6 +213,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case done := <-r.results:
 			done(ctx)
 			r.refreshReady()
+		case <-r.registryChanged():
+			r.registryDone(ctx)
 		case <-r.cfg.Fleet.Changed():
 			r.syncFleet(ctx)
 			r.stepRollout(ctx)
@@ -274,11 +299,13 @@ func (r *Reconciler) restore() error {
 
 // parseStored parses objects of a stored revision.
 func (r *Reconciler) parseStored(revision string, objs []sources.Object) (*served, error) {
-	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(r.cfg.DefaultNamespace))
+	policy, diags, reg := r.parse(objs)
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("stored revision %s no longer validates: %s", revision, diags[0])
 	}
-	return newServed(revision, objs, policy), nil
+	s := newServed(revision, objs, policy)
+	s.reg = reg
+	return s, nil
 }
 
 // saveRollout stores ro (with its canary's objects while in flight).

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/compiler"
+	"github.com/gitmesh/gitmesh/registry"
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/xds"
 )
@@ -18,6 +19,9 @@ type served struct {
 	Version string
 	Objects []sources.Object
 	Policy  *compiler.Policy
+	// reg is the registry Policy was parsed against (Kubernetes mode;
+	// nil otherwise). Run goroutine only once served.
+	reg registry.Registry
 
 	classes  map[string]*compiler.Snapshot // by ProxyClass key
 	fleetKey string                        // the fleet classes were compiled for

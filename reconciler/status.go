@@ -58,7 +58,7 @@ func (r *Reconciler) Status() admin.Status {
 	for _, n := range r.cfg.Fleet.Nodes() {
 		p := admin.ProxyStatus{
 			ID: n.Workload.ID, Service: n.Workload.Service, Namespace: n.Workload.Namespace, Role: n.Workload.Role,
-			Labels: n.Workload.Labels, Connected: n.Connected, State: admin.SyncState(n.State), Revision: assigned[n.Workload.ID], Assigned: n.Assigned, Acked: n.Acked,
+			Labels: n.Workload.Labels, Pod: n.Workload.Pod, Connected: n.Connected, State: admin.SyncState(n.State), Revision: assigned[n.Workload.ID], Assigned: n.Assigned, Acked: n.Acked,
 		}
 		if n.NACK != nil {
 			p.NACK = &admin.NACK{Version: n.NACK.Version, TypeURL: n.NACK.TypeURL, Error: n.NACK.Error, At: n.NACK.At}

@@ -111,11 +111,13 @@ func (r *Reconciler) buildAndParse(art *sources.Artifact) (*served, compiler.Dia
 	if err != nil {
 		return nil, nil, &stepError{reasonFor(err, ReasonBuildFailed), fmt.Errorf("building %s: %w", art.Revision, err)}
 	}
-	policy, diags := compiler.Parse(objs, compiler.WithDefaultNamespace(r.cfg.DefaultNamespace), compiler.WithProblems(problems))
+	policy, diags, reg := r.parse(objs, compiler.WithProblems(problems))
 	if diags.HasErrors() {
 		return nil, diags, &stepError{ReasonValidationFailed, fmt.Errorf("validating %s: %s", art.Revision, summarizeDiagnostics(diags))}
 	}
-	return newServed(art.Revision, objs, policy), diags, nil
+	s := newServed(art.Revision, objs, policy)
+	s.reg = reg
+	return s, diags, nil
 }
 
 // apply compiles cand for every connected proxy class (and a probe class,
@@ -124,12 +126,14 @@ func (r *Reconciler) buildAndParse(art *sources.Artifact) (*served, compiler.Dia
 func (r *Reconciler) apply(ctx context.Context, cand *served) error {
 	nodes := connected(r.cfg.Fleet.Nodes())
 	fleet := workloads(nodes)
-	if err := cand.compile(nodes, fleet, r.probe()); err != nil {
-		return &stepError{ReasonCompileFailed, err}
-	}
 	r.mu.Lock()
 	stable := r.stable
 	r.mu.Unlock()
+	r.refreshRegistry(cand) // parsed off the loop: the registry may have moved on
+	r.refreshRegistry(stable)
+	if err := cand.compile(nodes, fleet, r.probe()); err != nil {
+		return &stepError{ReasonCompileFailed, err}
+	}
 	if stable == nil {
 		// The first revision: nothing to roll back to, so every proxy gets
 		// it at once (as Flagger initializes a new canary).

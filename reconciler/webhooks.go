@@ -16,8 +16,12 @@ import (
 	"github.com/gitmesh/gitmesh/internal/redact"
 )
 
-// event tells the event webhooks about ro's current phase (asynchronously).
+// event tells the Recorder and the event webhooks (asynchronously) about
+// ro's current phase.
 func (r *Reconciler) event(ctx context.Context, ro *rollout) {
+	if r.cfg.Recorder != nil {
+		r.cfg.Recorder.RolloutEvent(r.newEvent(ro, v1alpha1.WebhookEvent))
+	}
 	r.webhooks(ctx, ro, v1alpha1.WebhookEvent)
 	r.metrics.setPhase(ro.Phase)
 }

@@ -58,6 +58,9 @@ type request struct {
 	nonce   string // response_nonce: "" on a type's first request on a stream
 	version string // SotW version_info: the version the client runs; "" for delta
 	err     *statuspb.Status
+	// admitted is the Workload AdmitFunc returned for the node of a
+	// stream's first request; nil without admission.
+	admitted *nodemeta.Workload
 }
 
 // callbacks feeds go-control-plane's stream events into the fleet status.
@@ -70,6 +73,9 @@ var _ serverv3.Callbacks = (*callbacks)(nil)
 
 // OnStreamOpen records a new SotW stream (ADS or per type).
 func (c *callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	if err := c.s.openGate(); err != nil {
+		return err
+	}
 	c.s.openStream(streamKey{id: id})
 	return nil
 }
@@ -90,13 +96,18 @@ func (c *callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
 // rewrite the cache parks the watch until the node's snapshot changes (a
 // fix or a rollback), and still answers at once if it already has.
 func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
-	rejected, err := c.s.request(streamKey{id: id}, request{
+	r := request{
 		node:    req.GetNode(),
 		typeURL: req.GetTypeUrl(),
 		nonce:   req.GetResponseNonce(),
 		version: req.GetVersionInfo(),
 		err:     req.GetErrorDetail(),
-	})
+	}
+	var err error
+	if r.admitted, err = c.s.admitNode(streamKey{id: id}, r); err != nil {
+		return err
+	}
+	rejected, err := c.s.request(streamKey{id: id}, r)
 	if rejected != "" {
 		req.VersionInfo = rejected
 	}
@@ -110,6 +121,9 @@ func (c *callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3
 
 // OnDeltaStreamOpen records a new delta stream.
 func (c *callbacks) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	if err := c.s.openGate(); err != nil {
+		return err
+	}
 	c.s.openStream(streamKey{delta: true, id: id})
 	return nil
 }
@@ -123,12 +137,17 @@ func (c *callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 // needs no rewrite: the delta cache diffs the snapshot against what it sent,
 // not against what the client ACKed, so it does not resend.
 func (c *callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	_, err := c.s.request(streamKey{delta: true, id: id}, request{
+	r := request{
 		node:    req.GetNode(),
 		typeURL: req.GetTypeUrl(),
 		nonce:   req.GetResponseNonce(),
 		err:     req.GetErrorDetail(),
-	})
+	}
+	var err error
+	if r.admitted, err = c.s.admitNode(streamKey{delta: true, id: id}, r); err != nil {
+		return err
+	}
+	_, err = c.s.request(streamKey{delta: true, id: id}, r)
 	return err
 }
 
@@ -187,6 +206,10 @@ func (s *Server) request(key streamKey, r request) (rejected string, err error) 
 		s.streams[key] = st
 	}
 	changed := false
+	if st.nodeID == "" && r.admitted != nil {
+		s.bindLocked(st, *r.admitted, now)
+		changed = true
+	}
 	if st.nodeID == "" {
 		w, err := nodemeta.FromNode(r.node)
 		if err != nil {

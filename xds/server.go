@@ -83,6 +83,8 @@ type Server struct {
 	grace       time.Duration
 	stopTimeout time.Duration
 	grpcOpts    []grpc.ServerOption
+	admit       AdmitFunc    // nil: admit every valid node
+	gate        func() error // nil: accept every stream
 
 	cache   cachev3.SnapshotCache
 	changed chan struct{}

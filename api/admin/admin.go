@@ -91,8 +91,11 @@ type ProxyStatus struct {
 	Role      string `json:"role"`
 	// Labels are the labels the proxy announced (wave selectors and
 	// workloadSelectors match them).
-	Labels    map[string]string `json:"labels,omitempty"`
-	Connected bool              `json:"connected"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Pod is the proxy's pod (in Namespace) in the Kubernetes mode, checked
+	// against the Pod object before it was served; "" elsewhere.
+	Pod       string `json:"pod,omitempty"`
+	Connected bool   `json:"connected"`
 	// State is SYNCED (runs what it was assigned), STALE (not yet) or NACKED
 	// (rejected it, see NACK).
 	State SyncState `json:"state"`

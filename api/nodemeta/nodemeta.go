@@ -39,6 +39,13 @@ const (
 	KeyApp       = "APP_ADDR"      // host:port of the local application the inbound listener forwards to
 	KeyGateway   = "GATEWAY_ADDRS" // comma-separated host:port list a gateway binds (one per Gateway server port)
 	KeyAdmin     = "ADMIN_ADDR"    // host:port of the proxy's admin endpoint (/metrics, /config_dump)
+
+	// Pod identity, as Istio's sidecar announces it from the downward API
+	// (POD_NAME, SERVICE_ACCOUNT, INSTANCE_IP; the pod's namespace is
+	// NAMESPACE). The Kubernetes mode checks them against the Pod.
+	KeyPodName        = "NAME"            // the pod's name
+	KeyServiceAccount = "SERVICE_ACCOUNT" // the pod's service account
+	KeyInstanceIPs    = "INSTANCE_IPS"    // comma-separated pod IPs
 	// KeyInterception is Istio's INTERCEPTION_MODE: InterceptionRedirect
 	// when iptables redirects the workload's traffic to the sidecar
 	// (`gitmesh proxy-init`), absent when nothing is captured.
@@ -73,6 +80,12 @@ type Workload struct {
 	Admin    string `json:"admin,omitempty"`
 	// Gateway lists the addresses a gateway binds.
 	Gateway []string `json:"gateway,omitempty"`
+	// Pod, ServiceAccount and InstanceIPs are the pod identity a proxy in
+	// a Kubernetes pod announces (its namespace is Namespace); "" and nil
+	// elsewhere. They do not change compiled output.
+	Pod            string   `json:"pod,omitempty"`
+	ServiceAccount string   `json:"serviceAccount,omitempty"`
+	InstanceIPs    []string `json:"instanceIPs,omitempty"`
 	// Interception is InterceptionRedirect when the workload's traffic is
 	// captured by iptables (docs/capture.md), else "".
 	Interception string `json:"interception,omitempty"`
@@ -179,6 +192,7 @@ func (w Workload) Node() *corev3.Node {
 	for k, v := range map[string]string{
 		KeyGenerator: w.Generator, KeyOutbound: w.Outbound, KeyInbound: w.Inbound,
 		KeyApp: w.App, KeyAdmin: w.Admin, KeyGateway: strings.Join(w.Gateway, ","),
+		KeyPodName: w.Pod, KeyServiceAccount: w.ServiceAccount, KeyInstanceIPs: strings.Join(w.InstanceIPs, ","),
 		KeyInterception: w.Interception,
 	} {
 		if v != "" {
@@ -212,10 +226,21 @@ func FromNode(n *corev3.Node) (Workload, error) {
 		App:       str(KeyApp),
 		Admin:     str(KeyAdmin),
 
-		Interception: str(KeyInterception),
+		Pod:            str(KeyPodName),
+		ServiceAccount: str(KeyServiceAccount),
+		Interception:   str(KeyInterception),
 	}
 	if g := str(KeyGateway); g != "" {
 		w.Gateway = strings.Split(g, ",")
+	}
+	if ips := str(KeyInstanceIPs); ips != "" {
+		for _, ip := range strings.Split(ips, ",") {
+			ip = strings.TrimSpace(ip)
+			if net.ParseIP(ip) == nil {
+				return Workload{}, fmt.Errorf("reading node %s metadata: %s: %q is not an IP address", w.ID, KeyInstanceIPs, ip)
+			}
+			w.InstanceIPs = append(w.InstanceIPs, ip)
+		}
 	}
 	if lv := md[KeyLabels].GetStructValue(); lv != nil {
 		w.Labels = map[string]string{}

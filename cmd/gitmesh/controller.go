@@ -25,6 +25,10 @@ const (
 
 func newControllerCmd(g *globalFlags) *cobra.Command {
 	var cfg controller.Config
+	inj := new(injectorFlags)
+	cl := new(clusterFlags)
+	var kubeMode bool
+	var kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "controller --repo URL [--branch B|--tag T|--semver R|--commit SHA] [--path DIR] [--secret-dir DIR]",
 		Short: "Run the reconciler and the xDS server",
@@ -32,6 +36,10 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 compile each new revision, and serve it to proxies over ADS. A revision that
 fails any step never reaches a proxy: the last good one keeps serving, and
 'gitmesh status' says why with file:line.
+
+With --kubernetes (the default inside a pod) services and endpoints come from
+the cluster's Services, EndpointSlices and Pods; policy still comes from Git
+(docs/kubernetes.md).
 
 Exit codes: 0 stopped cleanly, 2 could not start.`,
 		Args: cobra.NoArgs,
@@ -47,6 +55,18 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 				return err
 			}
 			cfg.Logger = log
+			if kubeconfig != "" && !cmd.Flags().Changed("kubernetes") {
+				kubeMode = true
+			}
+			if kubeMode {
+				if cfg.Kubernetes, err = kubeRESTConfig(kubeconfig); err != nil {
+					return &exitError{2, err}
+				}
+			}
+			cfg.Cluster = cl.config(cfg.Kubernetes)
+			if cfg.Injector, err = inj.config(cfg.Kubernetes); err != nil {
+				return &exitError{2, err}
+			}
 			ctx := cmd.Context()
 			c, err := controller.Start(ctx, cfg)
 			if err != nil {
@@ -75,9 +95,13 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&cfg.Namespace, "namespace", "default", "namespace of policy objects that name none")
 	f.StringVar(&cfg.SecretDir, "secret-dir", "", "directory of Git credential files, as a Flux secret: username/password, bearerToken, identity (+ password as passphrase) with known_hosts, caFile or ca.crt")
 	f.StringVar(&cfg.SSHKnownHostsFile, "ssh-known-hosts", "", "known_hosts file trusted for ssh repositories (with known_hosts from --secret-dir)")
+	f.BoolVar(&kubeMode, "kubernetes", kubernetesDefault(), "Kubernetes mode: read Services, EndpointSlices and Pods from the API server (default true inside a pod, where KUBERNETES_SERVICE_HOST is set; --kubernetes=false opts out)")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file for Kubernetes mode outside a cluster (implies --kubernetes; default $KUBECONFIG or ~/.kube/config)")
 	cfg.MaxRepoSize, cfg.MaxFileSize = git.DefaultMaxRepoSize, sources.DefaultMaxFileBytes
 	f.Var((*byteSize)(&cfg.MaxRepoSize), "max-repo-size", "largest revision (sum of its files) fetched; larger ones are refused before checkout")
 	f.Var((*byteSize)(&cfg.MaxFileSize), "max-file-size", "largest file read by the build; larger ones are refused before they are read")
+	*inj = *addInjectorFlags(f)
+	*cl = *addClusterFlags(f)
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -12,9 +13,10 @@ import (
 
 func newProxyCmd(g *globalFlags) *cobra.Command {
 	var (
-		xdsAddr string
-		labels  string
-		w       nodemeta.Workload
+		xdsAddr    string
+		labels     string
+		instanceIP string
+		w          nodemeta.Workload
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --xds HOST:PORT --id NODE [--role sidecar|gateway] [--service NAME] ...",
@@ -41,6 +43,9 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 				return &exitError{2, err}
 			}
 			w.Labels = lbls
+			if instanceIP != "" {
+				w.InstanceIPs = strings.Split(instanceIP, ",")
+			}
 			if w.Service == "" && w.Role == nodemeta.RoleGateway {
 				w.Service = "gateway"
 			}
@@ -69,12 +74,18 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&w.ID, "id", "", "node id, unique in the fleet")
 	f.StringVar(&w.Role, "role", nodemeta.RoleSidecar, "sidecar or gateway")
 	f.StringVar(&w.Service, "service", "", "the workload's service name")
-	f.StringVar(&w.Namespace, "namespace", nodemeta.DefaultNamespace, "the workload's namespace")
+	f.StringVar(&w.Namespace, "namespace", envOr("POD_NAMESPACE", nodemeta.DefaultNamespace), "the workload's namespace (default $POD_NAMESPACE, else default)")
 	f.StringVar(&labels, "labels", "", "the workload's labels, k=v,k=v (e.g. app=reviews,version=v2)")
 	f.StringVar(&w.Outbound, "outbound", "", "outbound listener address (sidecar), e.g. 127.0.0.1:15001")
 	f.StringVar(&w.Inbound, "inbound", "", "inbound listener address (sidecar): this workload's endpoint")
 	f.StringVar(&w.App, "app", "", "local application address the inbound listener forwards to")
 	f.StringVar(&w.Admin, "admin", "", "admin address (/ready, /metrics, /config_dump)")
+	f.StringSliceVar(&w.Gateway, "gateway", nil, "addresses a gateway binds, one per Gateway server port it serves, e.g. 0.0.0.0:80,0.0.0.0:443")
+	// In a pod, the downward API sets these as for Istio's sidecar; the
+	// Kubernetes mode checks them against the Pod before serving the proxy.
+	f.StringVar(&w.Pod, "pod-name", os.Getenv("POD_NAME"), "the pod's name (default $POD_NAME)")
+	f.StringVar(&w.ServiceAccount, "service-account", os.Getenv("SERVICE_ACCOUNT"), "the pod's service account (default $SERVICE_ACCOUNT)")
+	f.StringVar(&instanceIP, "instance-ip", os.Getenv("INSTANCE_IP"), "the pod's IP addresses, comma-separated (default $INSTANCE_IP)")
 	f.StringVar(&w.Interception, "interception-mode", "", "REDIRECT when gitmesh proxy-init captures the workload's traffic (docs/capture.md)")
 	return cmd
 }

@@ -121,7 +121,22 @@ func printStatus(w io.Writer, st *admin.Status) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROXY\tSERVICE\tNAMESPACE\tROLE\tWAVE\tSTATE\tREVISION\tDETAIL")
+	// In the Kubernetes mode proxies name their pod: show it.
+	pods := false
+	for _, p := range st.Proxies {
+		pods = pods || p.Pod != ""
+	}
+	podCol := func(p admin.ProxyStatus) string {
+		if !pods {
+			return ""
+		}
+		return orNone(p.Pod) + "\t"
+	}
+	if pods {
+		fmt.Fprintln(tw, "PROXY\tSERVICE\tNAMESPACE\tPOD\tROLE\tWAVE\tSTATE\tREVISION\tDETAIL")
+	} else {
+		fmt.Fprintln(tw, "PROXY\tSERVICE\tNAMESPACE\tROLE\tWAVE\tSTATE\tREVISION\tDETAIL")
+	}
 	for _, p := range st.Proxies {
 		state := string(p.State)
 		if !p.Connected {
@@ -133,7 +148,7 @@ func printStatus(w io.Writer, st *admin.Status) {
 		} else if p.Acked != p.Assigned {
 			detail = "applying version " + p.Assigned
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Service, p.Namespace, p.Role, orNone(wave[p.ID]), state, orNone(shortRevision(p.Revision)), detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\t%s\t%s\t%s\t%s\n", p.ID, p.Service, p.Namespace, podCol(p), p.Role, orNone(wave[p.ID]), state, orNone(shortRevision(p.Revision)), detail)
 	}
 	tw.Flush()
 	if len(st.Proxies) == 0 {

@@ -17,8 +17,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/gitmesh/gitmesh/reconciler"
+	"github.com/gitmesh/gitmesh/registry/kube"
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/sources/git"
 	"github.com/gitmesh/gitmesh/xds"
@@ -62,6 +65,22 @@ type Config struct {
 	// is refused before it is read (sources.ErrFileTooLarge). Default
 	// sources.DefaultMaxFileBytes.
 	MaxFileSize int64
+
+	// Injector, when set, serves the sidecar injector webhook (injector.go).
+	Injector *InjectorConfig
+
+	// Cluster, when set, keeps the state in a MeshRollout instead of
+	// StateDir's database and runs this controller as one replica of
+	// several, leading on a Lease (see ClusterConfig). StateDir still
+	// holds the checkout and the admin token.
+	Cluster *ClusterConfig
+
+	// Kubernetes, when set, turns on Kubernetes mode: Services,
+	// EndpointSlices and Pods come from this API server (registry/kube)
+	// instead of from the Kubernetes objects in Git. nil: off.
+	Kubernetes *rest.Config
+	// KubernetesResync is the informers' resync period (0: none).
+	KubernetesResync time.Duration
 }
 
 // gitAuth loads the credentials cfg names.
@@ -90,12 +109,18 @@ func (cfg Config) gitAuth() (git.Auth, error) {
 type Controller struct {
 	// XDSAddr and AdminAddr are the bound addresses.
 	XDSAddr, AdminAddr string
+	// InjectorAddr is the sidecar injector's bound address ("" when off).
+	InjectorAddr string
 	// Token is the admin API's bearer token.
 	Token string
 	// Reconciler is the running loop.
 	Reconciler *reconciler.Reconciler
+	// Registry is the API server feed in Kubernetes mode; nil otherwise.
+	Registry *kube.Registry
 
-	store     *reconciler.Store
+	closeDB   func() error
+	cluster   *cluster // nil outside the Kubernetes mode
+	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	mu        sync.Mutex // protects errs
@@ -115,10 +140,16 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.AdminTokenFile == "" {
 		cfg.AdminTokenFile = filepath.Join(cfg.StateDir, "admin-token")
 	}
-	store, err := reconciler.OpenStore(cfg.StateDir, 5*time.Second)
+	ctx, cancel := context.WithCancel(ctx)
+	st, err := openState(ctx, cfg, log)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
+	store := closerFunc(func() error {
+		cancel()
+		return st.closeDB()
+	})
 	token, err := reconciler.LoadOrCreateToken(cfg.AdminTokenFile)
 	if err != nil {
 		store.Close()
@@ -141,13 +172,24 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
-	xdsServer := xds.NewServer(xds.WithLogger(log.With("component", "xds")))
+	xdsServer := xds.NewServer(append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)...)
+	var kreg *kube.Registry
+	var liveRegistry reconciler.Registry // nil unless Kubernetes mode: a typed nil would not be
+	if cfg.Kubernetes != nil {
+		client, err := kubernetes.NewForConfig(cfg.Kubernetes)
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("starting controller: connecting to the Kubernetes API server: %w", err)
+		}
+		kreg = kube.New(client, kube.WithLogger(log.With("component", "kubernetes")), kube.WithResync(cfg.KubernetesResync))
+		liveRegistry = kreg
+	}
 	rec, err := reconciler.New(reconciler.Config{
-		Source: src, Path: cfg.Path, Interval: cfg.Interval, FetchTimeout: cfg.FetchTimeout, Fleet: xdsServer, Store: store,
+		Source: src, Path: cfg.Path, Interval: cfg.Interval, FetchTimeout: cfg.FetchTimeout, Fleet: xdsServer, Store: st.store, Recorder: st.recorder(),
 		Build: func(root, path string) ([]sources.Object, []sources.Problem, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
-		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"),
+		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"), Registry: liveRegistry,
 	})
 	if err != nil {
 		store.Close()
@@ -165,16 +207,57 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		store.Close()
 		return nil, fmt.Errorf("starting controller: listening for admin API on %s: %w", cfg.AdminAddr, err)
 	}
+	var inj *injector
+	if cfg.Injector != nil {
+		if inj, err = newInjector(*cfg.Injector, log.With("component", "injector")); err != nil {
+			adminLis.Close()
+			xdsLis.Close()
+			store.Close()
+			return nil, fmt.Errorf("starting controller: %w", err)
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(rec.Collectors()...)
 	reg.MustRegister(xdsServer.Collectors()...)
-	admin := &http.Server{Handler: reconciler.AdminHandler(rec, token, reg), ReadHeaderTimeout: 10 * time.Second}
+	if kreg != nil {
+		reg.MustRegister(kreg.Collectors()...)
+	}
+	admin := &http.Server{Handler: st.adminHandler(reconciler.AdminHandler(rec, token, reg)), ReadHeaderTimeout: 10 * time.Second}
 
-	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, store: store}
+	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, Registry: kreg,
+		closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
 	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
-	c.goRun("reconciler", func() error { return rec.Run(ctx) })
+	if kreg != nil {
+		c.goRun("kubernetes registry", func() error { return kreg.Run(ctx) })
+	}
+	// synced waits until the informers have listed the cluster's services,
+	// since every revision, the stored one too, is parsed against them;
+	// false when ctx is done first.
+	synced := func() bool {
+		if kreg == nil {
+			return true
+		}
+		log.Info("waiting for the Kubernetes informers to sync", "host", cfg.Kubernetes.Host)
+		return kreg.WaitSynced(ctx) == nil
+	}
+	if st.cluster != nil {
+		c.goRun("leader", func() error {
+			defer cancel() // a replica that stops leading stops whole
+			if !synced() {
+				return nil
+			}
+			return st.cluster.run(ctx, rec)
+		})
+	} else {
+		c.goRun("reconciler", func() error {
+			if !synced() {
+				return nil
+			}
+			return rec.Run(ctx)
+		})
+	}
 	c.goRun("admin server", func() error {
 		go func() {
 			<-ctx.Done()
@@ -187,7 +270,11 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		}
 		return nil
 	})
-	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir)
+	if inj != nil {
+		c.InjectorAddr = inj.lis.Addr().String()
+		c.runInjector(ctx, inj)
+	}
+	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir, "kubernetes", kreg != nil)
 	return c, nil
 }
 
@@ -208,7 +295,8 @@ func (c *Controller) goRun(name string, f func() error) {
 func (c *Controller) Wait() error {
 	c.wg.Wait()
 	c.closeOnce.Do(func() {
-		if err := c.store.Close(); err != nil {
+		c.cancel()
+		if err := c.closeDB(); err != nil {
 			c.mu.Lock()
 			c.errs = append(c.errs, fmt.Errorf("closing state: %w", err))
 			c.mu.Unlock()

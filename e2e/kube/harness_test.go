@@ -1,0 +1,353 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fluxcd/pkg/gittestserver"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/internal/testnet"
+	"github.com/gitmesh/gitmesh/proxy"
+)
+
+// testLogger logs to t when GITMESH_E2E_LOG is set (debug, info, warn or
+// error), else discards.
+func testLogger(t testing.TB) *slog.Logger {
+	lvl := os.Getenv("GITMESH_E2E_LOG")
+	if lvl == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(lvl))
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// cluster is a namespace of its own on the package's API server.
+type cluster struct {
+	t  testing.TB
+	cs kubernetes.Interface
+	ns string
+}
+
+// newCluster creates a namespace for the test and deletes it at the end.
+func newCluster(t testing.TB) *cluster {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(apiServer)
+	if err != nil {
+		t.Fatalf("creating a clientset: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating a namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = cs.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})
+	})
+	return &cluster{t: t, cs: cs, ns: ns.Name}
+}
+
+func (c *cluster) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+// service creates Service name with one HTTP port, selecting app=name.
+func (c *cluster) service(name string, port int32) {
+	c.t.Helper()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.ns},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": name},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: port, TargetPort: intstr.FromString("http")}},
+		},
+	}
+	if _, err := c.cs.CoreV1().Services(c.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		c.t.Fatalf("creating service %s: %v", name, err)
+	}
+}
+
+// pod creates a Pod with labels (it never runs: there is no kubelet).
+func (c *cluster) pod(name string, labels map[string]string) {
+	c.t.Helper()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.ns, Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}}},
+	}
+	if _, err := c.cs.CoreV1().Pods(c.ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		c.t.Fatalf("creating pod %s: %v", name, err)
+	}
+}
+
+// endpoint is one EndpointSlice endpoint: an address, its pod and
+// whether it is ready.
+type endpoint struct {
+	addr  string
+	pod   string
+	ready bool
+}
+
+// endpointSlice creates or updates EndpointSlice name of service svc with
+// one port named "http" and eps.
+func (c *cluster) endpointSlice(name, svc string, port int32, eps ...endpoint) {
+	c.t.Helper()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: c.ns, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(port), Protocol: ptr(corev1.ProtocolTCP)}},
+	}
+	for _, e := range eps {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{e.addr},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr(e.ready)},
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: c.ns, Name: e.pod},
+		})
+	}
+	api := c.cs.DiscoveryV1().EndpointSlices(c.ns)
+	cur, err := api.Get(ctx, name, metav1.GetOptions{})
+	if err == nil {
+		es.ResourceVersion = cur.ResourceVersion
+		_, err = api.Update(ctx, es, metav1.UpdateOptions{})
+	} else {
+		_, err = api.Create(ctx, es, metav1.CreateOptions{})
+	}
+	if err != nil {
+		c.t.Fatalf("writing endpointslice %s: %v", name, err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// backendAt starts an HTTP server on addr answering name.
+func backendAt(t testing.TB, addr, name string) *httptest.Server {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening on %s: %v", addr, err)
+	}
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, name)
+	}))
+	s.Listener.Close()
+	s.Listener = l
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// gitRemote is a repository on a loopback git server plus a local clone
+// the test pushes from with the git CLI.
+type gitRemote struct {
+	t     testing.TB
+	URL   string
+	Clone string
+}
+
+func newGitRemote(t testing.TB) *gitRemote {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatalf("the git CLI is required: %v", err)
+	}
+	srv, err := gittestserver.NewTempGitServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.AutoCreate()
+	if err := srv.StartHTTP(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.StopHTTP()
+		os.RemoveAll(srv.Root())
+	})
+	g := &gitRemote{t: t, URL: srv.HTTPAddress() + "/mesh/policy.git", Clone: filepath.Join(t.TempDir(), "work")}
+	g.git("init", "-q", "-b", "main", g.Clone)
+	g.git("-C", g.Clone, "remote", "add", "origin", g.URL)
+	return g
+}
+
+func (g *gitRemote) git(args ...string) string {
+	g.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Env = append(os.Environ(),
+		"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@gitmesh.invalid",
+		"GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@gitmesh.invalid",
+	)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		g.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// push writes files (path -> content), commits and pushes main.
+func (g *gitRemote) push(msg string, files map[string]string) {
+	g.t.Helper()
+	for p, content := range files {
+		full := filepath.Join(g.Clone, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			g.t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	g.git("-C", g.Clone, "add", "-A")
+	g.git("-C", g.Clone, "commit", "-q", "--allow-empty", "-m", msg)
+	g.git("-C", g.Clone, "push", "-q", "origin", "main")
+}
+
+// startController runs a controller in Kubernetes mode against the
+// package's API server, with informer resyncs every resync (0: none).
+func startController(t testing.TB, repoURL string, resync time.Duration) *controller.Controller {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := controller.Start(ctx, controller.Config{
+		RepoURL: repoURL, Path: "policy", Interval: 200 * time.Millisecond,
+		XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", StateDir: t.TempDir(),
+		Kubernetes: apiServer, KubernetesResync: resync,
+		Logger: testLogger(t).With("component", "controller"),
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := c.Wait(); err != nil {
+			t.Errorf("controller: %v", err)
+		}
+	})
+	return c
+}
+
+// sidecar runs a bundled client sidecar in namespace ns until the test
+// ends and returns its workload (Outbound, Admin addresses).
+func sidecar(t testing.TB, xdsAddr, ns, id string) nodemeta.Workload {
+	t.Helper()
+	w := nodemeta.Workload{
+		ID: id, Service: "client", Namespace: ns, Role: nodemeta.RoleSidecar,
+		Labels: map[string]string{"app": "client"}, Outbound: testnet.FreeAddr(t), Admin: testnet.FreeAddr(t),
+	}
+	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: testLogger(t).With("component", "proxy", "node", id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy %s: %v", id, err)
+		}
+	})
+	return w
+}
+
+// split sends n requests for host through the outbound listener and
+// counts the answers: a backend's name, "status N" or "error: ...".
+func split(outbound, host string, n int) map[string]int {
+	client := &http.Client{Timeout: 5 * time.Second}
+	got := map[string]int{}
+	for range n {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+outbound+"/", nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			got["error: "+err.Error()]++
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			got[fmt.Sprintf("status %d", resp.StatusCode)]++
+			continue
+		}
+		got[string(b)]++
+	}
+	return got
+}
+
+// appliedVersions reads the per-type versions a proxy applied, by type
+// URL, from its /config_dump.
+func appliedVersions(t testing.TB, adminAddr string) map[string]string {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/config_dump")
+	if err != nil {
+		t.Fatalf("reading config_dump: %v", err)
+	}
+	defer resp.Body.Close()
+	var dump struct {
+		Versions map[string]string `json:"versions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&dump); err != nil {
+		t.Fatalf("decoding config_dump: %v", err)
+	}
+	return dump.Versions
+}
+
+// proxyStatus returns the controller's view of proxy id.
+func proxyStatus(c *controller.Controller, id string) admin.ProxyStatus {
+	for _, p := range c.Reconciler.Status().Proxies {
+		if p.ID == id {
+			return p
+		}
+	}
+	return admin.ProxyStatus{}
+}
+
+// eventually polls cond every 20ms until it returns "" or timeout passes,
+// then fails with the last reason.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		why := cond()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, timeout, why)
+		}
+		<-tick.C
+	}
+}
