@@ -154,7 +154,8 @@ type listers struct {
 // Run starts the informers, publishes the first registry once they have
 // synced, then rebuilds after every burst of changes until ctx is done.
 // While the API server is unreachable the informers retry and the last
-// published registry stays current. Run returns nil when ctx is done.
+// published registry stays current. Run returns nil when ctx is done;
+// call it once.
 func (r *Registry) Run(parent context.Context) error {
 	ctx, cancel := context.WithCancel(parent)
 	factory := informers.NewSharedInformerFactoryWithOptions(r.client, r.resync, informers.WithTransform(trim))
