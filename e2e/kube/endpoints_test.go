@@ -11,6 +11,8 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gitmesh/gitmesh/registry/kube"
 )
 
 // reviewsPolicy routes every request for reviews.<ns> to subset v2, the
@@ -109,19 +111,20 @@ func TestKubernetesEndpoints(t *testing.T) {
 	before, label := appliedVersions(t, w.Admin), proxyStatus(c, w.ID).Acked
 
 	t.Run("scaling the EndpointSlice re-sends only endpoints", func(t *testing.T) {
+		changed := time.Now()
 		k.endpointSlice("reviews-v2", "reviews", p2,
 			endpoint{testAddrs[0], "reviews-v2a", true}, endpoint{testAddrs[1], "reviews-v2b", true})
+		eventually(t, 30*time.Second, "the proxy runs the new endpoints", func() string {
+			if p := proxyStatus(c, w.ID); p.Acked == label || p.Acked != p.Assigned {
+				return fmt.Sprintf("acked %q, assigned %q, before %q", p.Acked, p.Assigned, label)
+			}
+			return ""
+		})
+		t.Logf("EndpointSlice update to the proxy's ACK: %s (debounce %s)", time.Since(changed).Round(time.Millisecond), kube.DefaultDebounce)
 		eventually(t, 30*time.Second, "traffic over both v2 pods", func() string {
 			got := split(w.Outbound, host, 40)
 			if got["v2a"] == 0 || got["v2b"] == 0 || got["v2a"]+got["v2b"] != 40 {
 				return fmt.Sprintf("answers %v; want v2a and v2b only", got)
-			}
-			return ""
-		})
-		eventually(t, 10*time.Second, "the proxy ACKs the new endpoints", func() string {
-			p := proxyStatus(c, w.ID)
-			if p.Acked == label || p.Acked != p.Assigned {
-				return fmt.Sprintf("acked %q, assigned %q, before %q", p.Acked, p.Assigned, label)
 			}
 			return ""
 		})
