@@ -28,7 +28,7 @@ exec 9>"$dir/.lock"
 flock 9
 
 # The scratch modules must not see the caller's module or workspace.
-export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
+export GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
 
 build_etcd() {
   local src="$dir/src/etcd"

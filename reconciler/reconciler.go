@@ -116,6 +116,9 @@ type Reconciler struct {
 
 	// fetch is the Run goroutine's own; no lock.
 	fetch fetchState
+	// servicesKey is the registry's services when registryDone last
+	// looked (Run's own; see servicesKey).
+	servicesKey string
 	// reconnectUntil ends the grace after a restart during which a
 	// rollout does not start its first wave on an empty fleet (Run's own).
 	reconnectUntil time.Time

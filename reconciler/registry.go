@@ -2,6 +2,10 @@ package reconciler
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 
 	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/registry"
@@ -46,9 +50,42 @@ func (r *Reconciler) parse(objs []sources.Object, opts ...compiler.Option) (*com
 // and in-flight revisions are parsed again against it (see
 // refreshRegistry) and every node re-synced. The compiler hashes each
 // resource type apart, so an endpoint-only change re-sends only
-// endpoints; the rollout's state is not touched.
+// endpoints; the rollout's state is not touched. When the services
+// themselves changed, a revision that failed validation or compilation
+// is tried again: it may have named a Service the cluster lacked.
 func (r *Reconciler) registryDone(ctx context.Context) {
 	r.syncFleet(ctx)
+	key := servicesKey(r.cfg.Registry.Current())
+	if key == r.servicesKey {
+		return // endpoints only: what validation reads is the same
+	}
+	r.servicesKey = key
+	r.mu.Lock()
+	var se *stepError
+	retry := errors.As(r.status.lastAttemptFailed, &se) && (se.reason == ReasonValidationFailed || se.reason == ReasonCompileFailed)
+	if retry {
+		r.status.lastAttemptFailed = nil
+	}
+	revision := r.status.LastAttemptedRevision
+	r.mu.Unlock()
+	if retry {
+		r.log.Info("cluster services changed; trying the failed revision again", "revision", revision)
+		r.startFetch(ctx)
+	}
+}
+
+// servicesKey identifies what validation reads of reg: each service's
+// host, namespace, ports and visibility, not its endpoints.
+func servicesKey(reg registry.Registry) string {
+	h := sha256.New()
+	for _, s := range reg.Services() {
+		fmt.Fprintf(h, "%s\x00%s\x00%q\x00", s.Hostname, s.Namespace, s.ExportTo)
+		for _, p := range s.Ports {
+			fmt.Fprintf(h, "%s/%d/%s/%d/%s\x00", p.Name, p.Number, p.Protocol, p.TargetPort, p.TargetPortName)
+		}
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // refreshRegistry parses s again when it was parsed against another

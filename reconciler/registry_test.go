@@ -109,7 +109,11 @@ func reviewsEndpoint(addr, version string, ready bool) registry.Endpoint {
 		Labels: map[string]string{"app": "reviews", "version": version}}
 }
 
-func TestRegistryChangeResendsOnlyEndpoints(t *testing.T) {
+// runWithRegistry runs a Reconciler serving registryPolicy from a
+// directory to one recording sidecar, with live as its registry (first
+// holding initial), until the test ends.
+func runWithRegistry(t *testing.T, initial *registry.Static) (*Reconciler, *recordingFleet, *liveRegistry) {
+	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "reviews.yaml"), []byte(registryPolicy), 0o644); err != nil {
 		t.Fatal(err)
@@ -118,7 +122,7 @@ func TestRegistryChangeResendsOnlyEndpoints(t *testing.T) {
 		ID: "client-1", Service: "client", Namespace: "shop", Role: nodemeta.RoleSidecar, Outbound: "127.0.0.1:15001",
 	}}}
 	live := &liveRegistry{changed: make(chan struct{})}
-	live.cur.Store(reviews(reviewsEndpoint("10.0.0.2", "v2", true)))
+	live.cur.Store(initial)
 	r, err := New(Config{Source: dirSource{dir}, Fleet: fleet, Registry: live, Interval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -132,13 +136,24 @@ func TestRegistryChangeResendsOnlyEndpoints(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	})
+	return r, fleet, live
+}
+
+// waitFor polls cond every 10ms for up to 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(fleet.snapshots()) == 0 {
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the initial revision was never assigned; status: %+v", r.Status())
+			t.Fatalf("%s: not within 10s", what)
 		}
-		time.Sleep(10 * time.Millisecond) // polling for the first assignment
+		time.Sleep(10 * time.Millisecond) // polling
 	}
+}
+
+func TestRegistryChangeResendsOnlyEndpoints(t *testing.T) {
+	_, fleet, live := runWithRegistry(t, reviews(reviewsEndpoint("10.0.0.2", "v2", true)))
+	waitFor(t, "the initial revision is assigned", func() bool { return len(fleet.snapshots()) > 0 })
 	policyTypes := []resource.Type{resource.ListenerType, resource.RouteType, resource.ClusterType}
 	last := func() *cachev3.Snapshot { s := fleet.snapshots(); return s[len(s)-1] }
 
@@ -203,4 +218,24 @@ func edsAddresses(s *cachev3.Snapshot) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// TestRegistryServiceArrivalRetriesFailedRevision: a revision whose
+// VirtualService names a Service the cluster does not have fails
+// validation; once the Service appears it is tried again and served,
+// without a new commit.
+func TestRegistryServiceArrivalRetriesFailedRevision(t *testing.T) {
+	r, fleet, live := runWithRegistry(t, registry.NewStatic(nil, nil))
+	waitFor(t, "validation fails (no Service reviews)", func() bool {
+		c := r.Status().Ready()
+		return c != nil && c.Reason == ReasonValidationFailed
+	})
+	if n := len(fleet.snapshots()); n != 0 {
+		t.Fatalf("%d snapshot(s) assigned for a revision that failed validation", n)
+	}
+	live.publish(reviews(reviewsEndpoint("10.0.0.2", "v2", true)))
+	waitFor(t, "the revision is served once the Service exists", func() bool { return len(fleet.snapshots()) > 0 })
+	if c := r.Status().Ready(); c == nil || c.Reason != ReasonSucceeded {
+		t.Errorf("Ready = %+v; want Succeeded", c)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/gitmesh/gitmesh/internal/controller"
 	"github.com/gitmesh/gitmesh/sources"
@@ -62,6 +63,8 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 				if cfg.Kubernetes, err = kubeRESTConfig(kubeconfig); err != nil {
 					return &exitError{2, err}
 				}
+				// client-go logs through klog; send it to our logger.
+				klog.SetSlogLogger(log.With("component", "client-go"))
 			}
 			cfg.Cluster = cl.config(cfg.Kubernetes)
 			if cfg.Injector, err = inj.config(cfg.Kubernetes); err != nil {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gitmesh/gitmesh/registry/kube"
 )
 
 // reviewsPolicy routes every request for reviews.<ns> to subset v2, the
@@ -78,7 +80,8 @@ func splitLabel(label string) (policy, eds string) {
 // (v2a and v2b on one port, each pod on its own address); the VirtualService in Git sends everything to subset v2.
 // Traffic goes to the v2 pods only; adding an endpoint to the v2 slice
 // spreads traffic over both v2 pods and changes only the EDS version; an
-// endpoint going unready (condition ready=false) leaves the rotation.
+// endpoint going unready (condition ready=false) leaves the rotation; a
+// pod relabelled into the subset joins it (endpoint labels are the pod's).
 func TestKubernetesEndpoints(t *testing.T) {
 	k := newCluster(t)
 	host := "reviews." + k.ns + ".svc.cluster.local"
@@ -108,19 +111,20 @@ func TestKubernetesEndpoints(t *testing.T) {
 	before, label := appliedVersions(t, w.Admin), proxyStatus(c, w.ID).Acked
 
 	t.Run("scaling the EndpointSlice re-sends only endpoints", func(t *testing.T) {
+		changed := time.Now()
 		k.endpointSlice("reviews-v2", "reviews", p2,
 			endpoint{testAddrs[0], "reviews-v2a", true}, endpoint{testAddrs[1], "reviews-v2b", true})
+		eventually(t, 30*time.Second, "the proxy runs the new endpoints", func() string {
+			if p := proxyStatus(c, w.ID); p.Acked == label || p.Acked != p.Assigned {
+				return fmt.Sprintf("acked %q, assigned %q, before %q", p.Acked, p.Assigned, label)
+			}
+			return ""
+		})
+		t.Logf("EndpointSlice update to the proxy's ACK: %s (debounce %s)", time.Since(changed).Round(time.Millisecond), kube.DefaultDebounce)
 		eventually(t, 30*time.Second, "traffic over both v2 pods", func() string {
 			got := split(w.Outbound, host, 40)
 			if got["v2a"] == 0 || got["v2b"] == 0 || got["v2a"]+got["v2b"] != 40 {
 				return fmt.Sprintf("answers %v; want v2a and v2b only", got)
-			}
-			return ""
-		})
-		eventually(t, 10*time.Second, "the proxy ACKs the new endpoints", func() string {
-			p := proxyStatus(c, w.ID)
-			if p.Acked == label || p.Acked != p.Assigned {
-				return fmt.Sprintf("acked %q, assigned %q, before %q", p.Acked, p.Assigned, label)
 			}
 			return ""
 		})
@@ -142,6 +146,31 @@ func TestKubernetesEndpoints(t *testing.T) {
 		eventually(t, 30*time.Second, "traffic to reviews-v2b only", func() string {
 			if got := split(w.Outbound, host, 20); got["v2b"] != 20 {
 				return fmt.Sprintf("answers %v; want v2b only", got)
+			}
+			return ""
+		})
+		now := appliedVersions(t, w.Admin)
+		if why := onlyEndpointsChanged(before, now); why != "" {
+			t.Errorf("proxy's applied versions: %s", why)
+		}
+		before = now
+	})
+
+	t.Run("a pod relabelled version=v2 joins the subset", func(t *testing.T) {
+		ctx, cancel := k.ctx()
+		defer cancel()
+		pod, err := k.cs.CoreV1().Pods(k.ns).Get(ctx, "reviews-v1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod.Labels["version"] = "v2"
+		if _, err := k.cs.CoreV1().Pods(k.ns).Update(ctx, pod, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("relabelling pod: %v", err)
+		}
+		eventually(t, 30*time.Second, "traffic over reviews-v1 (now version=v2) and reviews-v2b", func() string {
+			got := split(w.Outbound, host, 40)
+			if got["v1"] == 0 || got["v2b"] == 0 || got["v1"]+got["v2b"] != 40 {
+				return fmt.Sprintf("answers %v; want v1 and v2b", got)
 			}
 			return ""
 		})

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
@@ -237,13 +238,26 @@ func (g *gitRemote) push(msg string, files map[string]string) {
 // package's API server, with informer resyncs every resync (0: none).
 func startController(t testing.TB, repoURL string, resync time.Duration) *controller.Controller {
 	t.Helper()
+	return start(t, controller.Config{RepoURL: repoURL, Kubernetes: apiServer, KubernetesResync: resync})
+}
+
+// startControllerWith runs a controller in Kubernetes mode that reaches
+// the API server with kube.
+func startControllerWith(t testing.TB, repoURL string, kube *rest.Config) *controller.Controller {
+	t.Helper()
+	return start(t, controller.Config{RepoURL: repoURL, Kubernetes: kube})
+}
+
+// start runs a controller with cfg plus the tests' defaults (path
+// "policy", polling every 200ms, loopback listeners, a temporary state
+// directory) until the test ends.
+func start(t testing.TB, cfg controller.Config) *controller.Controller {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := controller.Start(ctx, controller.Config{
-		RepoURL: repoURL, Path: "policy", Interval: 200 * time.Millisecond,
-		XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", StateDir: t.TempDir(),
-		Kubernetes: apiServer, KubernetesResync: resync,
-		Logger: testLogger(t).With("component", "controller"),
-	})
+	cfg.Path, cfg.Interval = "policy", 200*time.Millisecond
+	cfg.XDSAddr, cfg.AdminAddr, cfg.StateDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg.Logger = testLogger(t).With("component", "controller")
+	c, err := controller.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

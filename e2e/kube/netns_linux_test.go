@@ -42,29 +42,42 @@ func inNetNS() int {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return skipOrFail("the ip command (iproute2) is required to set up a network namespace")
 	}
-	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	if uid, gid := os.Geteuid(), os.Getegid(); uid != 0 {
-		attr.Cloneflags |= syscall.CLONE_NEWUSER
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
+	// As root a network namespace is enough; without root (or where
+	// root may not create one, in some containers) a user namespace that
+	// maps the caller to root comes with it.
+	var attempts []*syscall.SysProcAttr
+	if os.Geteuid() == 0 {
+		attempts = append(attempts, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL})
 	}
-	cmd.SysProcAttr = attr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &exit) && exit.Exited():
-		return exit.ExitCode()
-	case errors.As(err, &exit):
-		fmt.Fprintf(os.Stderr, "e2e/kube: test binary in its network namespace: %v\n", err)
-		return 1
-	default:
-		return skipOrFail(fmt.Sprintf("cannot create a network namespace (needs root or unprivileged user namespaces): %v", err))
+	attempts = append(attempts, &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWNET | syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}},
+		Pdeathsig:   syscall.SIGKILL,
+	})
+	var errs []error
+	for _, attr := range attempts {
+		cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.Env = append(os.Environ(), netnsEnv+"=1")
+		cmd.SysProcAttr = attr
+		if err := cmd.Start(); err != nil {
+			errs = append(errs, err) // the namespace could not be created
+			continue
+		}
+		err := cmd.Wait()
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &exit) && exit.Exited():
+			return exit.ExitCode()
+		default:
+			fmt.Fprintf(os.Stderr, "e2e/kube: test binary in its network namespace: %v\n", err)
+			return 1
+		}
 	}
+	return skipOrFail(fmt.Sprintf("cannot create a network namespace (needs root or unprivileged user namespaces): %v", errors.Join(errs...)))
 }
 
 // setupLoopback brings lo up, gives it testAddrs and makes it the

@@ -174,12 +174,12 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	xdsServer := xds.NewServer(append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)...)
 	var kreg *kube.Registry
-	var liveRegistry reconciler.Registry // nil unless Kubernetes mode: a typed nil would not be
+	var liveRegistry reconciler.Registry // stays a nil interface outside Kubernetes mode (a nil *kube.Registry would not)
 	if cfg.Kubernetes != nil {
 		client, err := kubernetes.NewForConfig(cfg.Kubernetes)
 		if err != nil {
 			store.Close()
-			return nil, fmt.Errorf("starting controller: connecting to the Kubernetes API server: %w", err)
+			return nil, fmt.Errorf("starting controller: creating the Kubernetes client: %w", err)
 		}
 		kreg = kube.New(client, kube.WithLogger(log.With("component", "kubernetes")), kube.WithResync(cfg.KubernetesResync))
 		liveRegistry = kreg

@@ -76,13 +76,26 @@ func AssetsDir() (string, error) {
 	return dir, nil
 }
 
+// Option configures the control plane Start starts.
+type Option func(*envtest.Environment)
+
+// WithCRDDirectory installs the CustomResourceDefinitions of the YAML
+// files in dir (relative to the test package's directory) before Start
+// returns; a missing directory fails Start.
+func WithCRDDirectory(dir string) Option {
+	return func(env *envtest.Environment) {
+		env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, dir)
+		env.ErrorIfCRDPathMissing = true
+	}
+}
+
 // Start starts a control plane for the tests of m's package and returns
 // the rest.Config of an admin user (system:masters) and a function that
 // stops the control plane and removes its data. Call it from TestMain,
 // before m.Run. It never returns when the control plane cannot start:
 // missing binaries exit 0 with a message (1 when $CI is "true"), any
 // other failure exits 1.
-func Start(m *testing.M) (*rest.Config, func()) {
+func Start(m *testing.M, opts ...Option) (*rest.Config, func()) {
 	_ = m // the package whose tests run; Start may skip it (see the package doc)
 	dir, err := AssetsDir()
 	if err != nil {
@@ -106,6 +119,9 @@ func Start(m *testing.M) (*rest.Config, func()) {
 		BinaryAssetsDirectory:    dir,
 		ControlPlaneStartTimeout: StartTimeout,
 		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	for _, o := range opts {
+		o(env)
 	}
 	cfg, err := env.Start()
 	if err != nil {

@@ -18,7 +18,7 @@ var cfg *rest.Config
 
 func TestMain(m *testing.M) {
 	var stop func()
-	cfg, stop = kubetest.Start(m)
+	cfg, stop = kubetest.Start(m, kubetest.WithCRDDirectory("testdata/crd"))
 	code := m.Run()
 	stop()
 	os.Exit(code)
@@ -47,4 +47,22 @@ func TestControlPlaneServesCoreAPI(t *testing.T) {
 		t.Fatalf("reading the server version: %v", err)
 	}
 	t.Logf("kube-apiserver %s", v.GitVersion)
+}
+
+func TestWithCRDDirectoryServesTheCRD(t *testing.T) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatalf("creating a clientset: %v", err)
+	}
+	res, err := cs.Discovery().ServerResourcesForGroupVersion("kubetest.gitmesh.io/v1")
+	if err != nil {
+		t.Fatalf("discovering kubetest.gitmesh.io/v1: %v", err)
+	}
+	var kinds []string
+	for _, r := range res.APIResources {
+		kinds = append(kinds, r.Kind)
+	}
+	if len(kinds) != 1 || kinds[0] != "Widget" {
+		t.Errorf("kinds served = %v; want [Widget]", kinds)
+	}
 }

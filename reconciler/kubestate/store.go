@@ -108,8 +108,6 @@ type Store struct {
 	// resourceVersion then ("" when it does not exist yet).
 	doc   stateDoc
 	docRV string
-	// live is the reconciler's view for the status (see PublishStatus).
-	live admin.Status
 }
 
 var _ reconciler.StateStore = (*Store)(nil)

@@ -154,7 +154,8 @@ type listers struct {
 // Run starts the informers, publishes the first registry once they have
 // synced, then rebuilds after every burst of changes until ctx is done.
 // While the API server is unreachable the informers retry and the last
-// published registry stays current. Run returns nil when ctx is done.
+// published registry stays current. Run returns nil when ctx is done;
+// call it once.
 func (r *Registry) Run(parent context.Context) error {
 	ctx, cancel := context.WithCancel(parent)
 	factory := informers.NewSharedInformerFactoryWithOptions(r.client, r.resync, informers.WithTransform(trim))
@@ -180,24 +181,31 @@ func (r *Registry) Run(parent context.Context) error {
 		pods:       factory.Core().V1().Pods().Lister(),
 		namespaces: factory.Core().V1().Namespaces().Lister(),
 	}
+	var synced []cache.InformerSynced
 	for _, inf := range []cache.SharedIndexInformer{
 		factory.Core().V1().Services().Informer(),
 		factory.Discovery().V1().EndpointSlices().Informer(),
 		factory.Core().V1().Pods().Informer(),
 		factory.Core().V1().Namespaces().Informer(),
 	} {
-		if _, err := inf.AddEventHandler(handler); err != nil {
+		reg, err := inf.AddEventHandler(handler)
+		if err != nil {
 			return fmt.Errorf("watching the API server: %w", err)
 		}
+		synced = append(synced, reg.HasSynced)
 	}
 	factory.Start(ctx.Done())
-	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			if parent.Err() != nil {
-				return nil // stopped before the first sync
-			}
-			return fmt.Errorf("syncing the %v informer: %w", typ, context.Cause(ctx))
+	// Synced once every informer has listed and delivered its initial
+	// list to the handler.
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		if parent.Err() != nil {
+			return nil // stopped before the first sync
 		}
+		return fmt.Errorf("syncing the Kubernetes informers: %w", context.Cause(ctx))
+	}
+	select {
+	case <-dirty: // the initial list's events: the rebuild below reads them all
+	default:
 	}
 	r.rebuild(l)
 	r.once.Do(func() { close(r.synced) })
