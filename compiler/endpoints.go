@@ -15,11 +15,14 @@ import (
 // serviceEndpoints returns every instance of s: its inline endpoints, the
 // WorkloadEntries its workloadSelector picks, and the fleet's sidecars in
 // its namespace whose labels match the selector (at their inbound
-// address). A DNS service without endpoints resolves its own host.
+// address). A Service the API server fed (Kubernetes mode) takes its
+// endpoints from its EndpointSlices only: its pods' sidecars are those
+// endpoints already, and counting them again would double their weight.
+// A DNS service without endpoints resolves its own host.
 func (b *builder) serviceEndpoints(s *service) []endpoint {
 	eps := append([]endpoint(nil), s.endpoints...)
 	eps = append(eps, s.selected...)
-	if s.selector != nil {
+	if s.selector != nil && !s.fromCluster() {
 		eps = append(eps, b.fleetEndpoints(s)...)
 	}
 	if len(eps) == 0 && s.resolution == networking.ServiceEntry_DNS {
@@ -27,6 +30,10 @@ func (b *builder) serviceEndpoints(s *service) []endpoint {
 	}
 	return eps
 }
+
+// fromCluster reports whether s is a Kubernetes Service read from the API
+// server (not from Git), whose EndpointSlices list its instances.
+func (s *service) fromCluster() bool { return s.kube != nil && s.kube.Object == nil }
 
 // fleetEndpoints returns the connected sidecars s selects.
 func (b *builder) fleetEndpoints(s *service) []endpoint {

@@ -322,19 +322,24 @@ func TestWithRegistry(t *testing.T) {
 	reg := registry.NewStatic([]*registry.Service{{
 		Hostname: "cart.default.svc.cluster.local", Name: "cart", Namespace: "default", Source: registry.SourceKubernetes,
 		Ports:     []registry.Port{{Name: "http", Number: 8080, Protocol: registry.ProtocolHTTP}},
+		Selector:  map[string]string{"app": "cart"},
 		Endpoints: []registry.Endpoint{{Address: "10.1.0.1", Ready: true, Workload: "cart-0"}, {Address: "10.1.0.2", Workload: "cart-1"}},
 	}}, nil)
+	// The pod's own sidecar is connected and matches the selector: in
+	// Kubernetes mode it is the EndpointSlice's endpoint already, not a
+	// second instance.
+	fleet := []nodemeta.Workload{{ID: "cart-0.default", Role: nodemeta.RoleSidecar, Namespace: "default", Labels: map[string]string{"app": "cart"}, Inbound: "10.1.0.1:15006"}}
 	p, diags := Parse(splitObjects("case.yaml", []byte(shopK8s+vsIn("cart", "default", "cart", `"*"`, "cart"))), WithRegistry(reg))
 	if len(diags) != 0 {
 		t.Fatalf("want no diagnostics, got\n%s", diags)
 	}
-	snap, err := p.Compile(nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Namespace: "default", Outbound: "127.0.0.1:15000"}, nil)
+	snap, err := p.Compile(nodemeta.ProxyClass{Role: nodemeta.RoleSidecar, Namespace: "default", Outbound: "127.0.0.1:15000"}, fleet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cla, _ := snap.Resources.GetResources(resourcev3.EndpointType)["outbound|8080||cart.default.svc.cluster.local"].(*endpointv3.ClusterLoadAssignment)
 	if n := len(cla.GetEndpoints()); n != 1 || len(cla.GetEndpoints()[0].GetLbEndpoints()) != 1 {
-		t.Fatalf("want the one ready endpoint, got %v", cla)
+		t.Fatalf("want the one ready endpoint (not the sidecar again), got %v", cla)
 	}
 	if _, ok := snap.Resources.GetResources(resourcev3.ClusterType)["outbound|9100||cart.default.svc.cluster.local"]; ok {
 		t.Error("the revision's Service was read despite WithRegistry")
