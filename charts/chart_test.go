@@ -15,6 +15,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
@@ -107,6 +108,39 @@ func TestTemplate(t *testing.T) {
 				if cfg.CaptureMode != inject.CaptureIPTables || cfg.XDSAddress != "gitmesh-xds.gitmesh-system.svc:15010" || cfg.Image != "ghcr.io/gitmesh/gitmesh:0.1.0" {
 					t.Errorf("injector config = %+v", cfg)
 				}
+				if !slices.Contains(c.Args, "--leader-pod-selector=app.kubernetes.io/name=gitmesh,app.kubernetes.io/instance=gitmesh,app.kubernetes.io/component=controller") {
+					t.Errorf("controller args %q lack the leader pod selector", c.Args)
+				}
+				if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+					return e.Name == "POD_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name"
+				}) ||
+					!slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+						return e.Name == "POD_NAMESPACE" && e.ValueFrom != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace"
+					}) {
+					t.Errorf("controller env %+v lacks POD_NAME and POD_NAMESPACE from the downward API", c.Env)
+				}
+				// The xDS and admin Services route to the leader's Pod only.
+				for _, name := range []string{"gitmesh-xds", "gitmesh-admin"} {
+					svc := service(t, objs, name)
+					if svc.Spec.Selector["gitmesh.io/leader"] != "true" || svc.Spec.Selector["app.kubernetes.io/component"] != "controller" {
+						t.Errorf("Service %s selects %v; want the controller's labels and gitmesh.io/leader=true", name, svc.Spec.Selector)
+					}
+				}
+				if sel := service(t, objs, "gitmesh-injector").Spec.Selector; sel["gitmesh.io/leader"] != "" {
+					t.Errorf("the injector Service selects %v; want every replica", sel)
+				}
+				// Pods: patch in the release namespace (the Role), never
+				// anywhere else (the ClusterRole).
+				if !slices.ContainsFunc(role(t, objs).Rules, func(r rbacv1.PolicyRule) bool {
+					return slices.Contains(r.Resources, "pods") && slices.Equal(r.Verbs, []string{"get", "list", "patch"})
+				}) {
+					t.Errorf("the Role %+v does not grant get, list, patch on pods", role(t, objs).Rules)
+				}
+				for _, r := range clusterRole(t, objs).Rules {
+					if slices.Contains(r.Resources, "pods") && slices.ContainsFunc(r.Verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" }) {
+						t.Errorf("the ClusterRole writes pods: %+v", r)
+					}
+				}
 				if len(helmtest.Find(objs, "CustomResourceDefinition", "meshrollouts.gitmesh.io")) != 1 {
 					t.Error("no MeshRollout CRD")
 				}
@@ -124,6 +158,9 @@ func TestTemplate(t *testing.T) {
 				}
 				if got := helmtest.Find(objs, "PodDisruptionBudget", ""); len(got) != 2 {
 					t.Errorf("%d PodDisruptionBudgets; want one for the controller and one for the gateway", len(got))
+				}
+				if pdb := helmtest.Find(objs, "PodDisruptionBudget", "gitmesh"); len(pdb) != 1 || pdb[0].Obj.(*policyv1.PodDisruptionBudget).Spec.MinAvailable.IntValue() != 1 {
+					t.Errorf("controller PodDisruptionBudget %v; want minAvailable 1 (every replica is Ready, so one can always be evicted)", pdb)
 				}
 			},
 		},
@@ -285,6 +322,24 @@ func webhook(t *testing.T, objs []helmtest.Object) admissionregistrationv1.Mutat
 		t.Fatalf("%d webhooks; want 1", len(mwc.Webhooks))
 	}
 	return mwc.Webhooks[0]
+}
+
+func service(t *testing.T, objs []helmtest.Object, name string) *corev1.Service {
+	t.Helper()
+	got := helmtest.Find(objs, "Service", name)
+	if len(got) != 1 {
+		t.Fatalf("%d Services %s; want 1", len(got), name)
+	}
+	return got[0].Obj.(*corev1.Service)
+}
+
+func role(t *testing.T, objs []helmtest.Object) *rbacv1.Role {
+	t.Helper()
+	got := helmtest.Find(objs, "Role", "")
+	if len(got) != 1 {
+		t.Fatalf("%d Roles; want 1", len(got))
+	}
+	return got[0].Obj.(*rbacv1.Role)
 }
 
 func clusterRole(t *testing.T, objs []helmtest.Object) *rbacv1.ClusterRole {

@@ -93,10 +93,11 @@ func (r *replica) kill() {
 	_ = r.c.Wait()
 }
 
-// service emulates a Kubernetes Service in front of the replicas' xDS
-// ports: each new connection goes to a replica whose /readyz answers
-// 200, as kube-proxy routes only to ready endpoints; with none ready the
-// connection is closed and the proxy retries.
+// service emulates the chart's xDS Service in front of the replicas' xDS
+// ports: each new connection goes to a replica whose /readyz answers 200
+// and that leads, as kube-proxy routes only to the ready endpoints the
+// selector (gitmesh.io/leader=true, which the leader puts on its Pod)
+// picks; with none the connection is closed and the proxy retries.
 func service(t *testing.T, replicas func() []*replica) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -124,7 +125,7 @@ func service(t *testing.T, replicas func() []*replica) string {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && r.c.Leading() {
 				return r.c.XDSAddr
 			}
 		}

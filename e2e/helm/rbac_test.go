@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 )
@@ -103,6 +104,15 @@ func checkPermissions(t *testing.T, c kubernetes.Interface, dyn dynamic.Interfac
 			_, err = c.CoordinationV1().Leases(ns).Update(ctx, l, metav1.UpdateOptions{})
 			return err
 		}, true},
+		// The leader's pod label, in the release namespace (RBAC answers
+		// before the API server looks for the Pod: NotFound means allowed).
+		{"patch a pod's labels in the release namespace", func() error {
+			_, err := c.CoreV1().Pods(ns).Patch(ctx, "perm-check", types.MergePatchType, []byte(`{"metadata":{"labels":{"gitmesh.io/leader":"true"}}}`), metav1.PatchOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}, true},
 		// The state Secrets and the injector's certificate, in the release namespace.
 		{"create, update, delete a Secret of the release namespace", func() error {
 			s, err := c.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "perm-check"}}, metav1.CreateOptions{})
@@ -131,6 +141,15 @@ func checkPermissions(t *testing.T, c kubernetes.Interface, dyn dynamic.Interfac
 			_, err := c.CoreV1().Secrets("default").Get(ctx, "anything", metav1.GetOptions{})
 			return err
 		}, false},
+		{"patch a pod in another namespace", func() error {
+			_, err := c.CoreV1().Pods("default").Patch(ctx, "anything", types.MergePatchType, []byte(`{"metadata":{"labels":{"gitmesh.io/leader":"true"}}}`), metav1.PatchOptions{})
+			return err
+		}, false},
+		{"update a pod in the release namespace", func() error {
+			_, err := c.CoreV1().Pods(ns).Update(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "perm-check"}}, metav1.UpdateOptions{})
+			return err
+		}, false},
+		{"delete a pod of the release namespace", func() error { return c.CoreV1().Pods(ns).Delete(ctx, "anything", metav1.DeleteOptions{}) }, false},
 		{"delete a pod", func() error { return c.CoreV1().Pods("default").Delete(ctx, "anything", metav1.DeleteOptions{}) }, false},
 		{"create a pod", func() error {
 			_, err := c.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"},

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,6 +51,17 @@ type ClusterConfig struct {
 	// account or IP does not match its Pod, and takes its labels from the
 	// Pod (see podidentity).
 	CheckPods bool
+	// PodName and PodNamespace name this replica's own Pod, which the
+	// leader labels gitmesh.io/leader: "true" (leader.PodLabel) so the
+	// xDS and admin Services route to it. Default $POD_NAME and
+	// $POD_NAMESPACE (downward API); without a pod name nothing is
+	// labelled.
+	PodName, PodNamespace string
+	// LeaderPodSelector is a label selector for the other replicas' Pods
+	// (the release's controller labels): the leader removes
+	// leader.PodLabel from those that still have it. Empty selects every
+	// Pod of PodNamespace.
+	LeaderPodSelector string
 }
 
 // cluster is the Kubernetes mode's part of a controller.
@@ -60,7 +72,15 @@ type cluster struct {
 	events  *kubestate.EventRecorder
 	elector *leader.Elector
 	checker *podidentity.Checker
+	labeler *leader.PodLabeler // nil without a pod name
+	// synced is set once the informers have synced and the replica
+	// campaigns: /readyz answers 200 on a follower from then on.
+	synced atomic.Bool
 }
+
+// relabelInterval is how often the leader re-asserts leader.PodLabel
+// once it holds, in case a Pod update dropped it.
+const relabelInterval = 30 * time.Second
 
 // errNotLeader refuses xDS streams and admin calls on a follower.
 var errNotLeader = errors.New("this controller replica does not lead; proxies and clients reach the leader through the Service")
@@ -86,6 +106,15 @@ func newCluster(ctx context.Context, cfg ClusterConfig, log *slog.Logger) (*clus
 	}
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = 2 * time.Second
+	}
+	if cfg.PodName == "" {
+		cfg.PodName = os.Getenv("POD_NAME")
+	}
+	if cfg.PodNamespace == "" {
+		cfg.PodNamespace = os.Getenv("POD_NAMESPACE")
+	}
+	if cfg.PodNamespace == "" {
+		cfg.PodNamespace = cfg.Namespace
 	}
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
@@ -117,6 +146,13 @@ func newCluster(ctx context.Context, cfg ClusterConfig, log *slog.Logger) (*clus
 	}
 	cl := &cluster{cfg: cfg, log: log, store: store, elector: el,
 		events: kubestate.NewEventRecorder(cs, store.Object(), cfg.Identity)}
+	if cfg.PodName != "" {
+		if cl.labeler, err = leader.NewPodLabeler(cs, cfg.PodNamespace, cfg.PodName, cfg.LeaderPodSelector, log.With("component", "leader")); err != nil {
+			return nil, fmt.Errorf("kubernetes mode: %w", err)
+		}
+	} else {
+		log.Warn("no pod name ($POD_NAME): the leader does not label its Pod, so Services selecting " + leader.PodLabel + " find no endpoint")
+	}
 	if cfg.CheckPods {
 		cl.checker = podidentity.New(podidentity.Client{Interface: cs})
 	}
@@ -137,16 +173,31 @@ func (cl *cluster) xdsOptions() []xds.Option {
 	return opts
 }
 
-// adminHandler answers /readyz and /api/ with 503 on a follower, so the
-// Service sends proxies and clients to the leader; /healthz and /metrics
-// answer on every replica.
+// adminHandler answers /api/ with 503 on a follower: its reconciler does
+// not run, so it can neither act nor report. A follower's /readyz
+// answers 200 ("standby") once its informers have synced, so every
+// replica is Ready and a PodDisruptionBudget can evict any of them; the
+// Services route to the leader by leader.PodLabel instead. The leader's
+// /readyz is the reconciler's; /healthz and /metrics answer on every
+// replica.
 func (cl *cluster) adminHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if !cl.elector.Leading() && (req.URL.Path == "/readyz" || strings.HasPrefix(req.URL.Path, "/api/")) {
-			http.Error(w, errNotLeader.Error(), http.StatusServiceUnavailable)
+		if cl.elector.Leading() {
+			next.ServeHTTP(w, req)
 			return
 		}
-		next.ServeHTTP(w, req)
+		switch {
+		case req.URL.Path == "/readyz" && req.Method == http.MethodGet:
+			if !cl.synced.Load() {
+				http.Error(w, "waiting for the Kubernetes informers to sync", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "standby")
+		case strings.HasPrefix(req.URL.Path, "/api/"):
+			http.Error(w, errNotLeader.Error(), http.StatusServiceUnavailable)
+		default:
+			next.ServeHTTP(w, req)
+		}
 	})
 }
 
@@ -156,7 +207,19 @@ func (cl *cluster) adminHandler(next http.Handler) http.Handler {
 // (leader.ErrLostLeadership); the caller then stops the whole replica.
 func (cl *cluster) run(ctx context.Context, rec *reconciler.Reconciler) error {
 	defer cl.events.Shutdown()
+	cl.synced.Store(true)
 	return cl.elector.Run(ctx, func(ctx context.Context) error {
+		labelCtx, stopLabel := context.WithCancel(ctx)
+		labelled := make(chan struct{})
+		go func() {
+			defer close(labelled)
+			cl.labelPod(labelCtx)
+		}()
+		defer func() {
+			stopLabel()
+			<-labelled
+			cl.unlabelPod(ctx)
+		}()
 		if err := cl.store.Sync(ctx); err != nil {
 			return fmt.Errorf("reading the state at the start of leadership: %w", err)
 		}
@@ -169,6 +232,57 @@ func (cl *cluster) run(ctx context.Context, rec *reconciler.Reconciler) error {
 		<-done
 		return err
 	})
+}
+
+// labelPod claims leader.PodLabel for this replica's Pod while ctx (the
+// leadership) lasts: at once, retried every RetryPeriod until it
+// succeeds, then every relabelInterval.
+func (cl *cluster) labelPod(ctx context.Context) {
+	if cl.labeler == nil {
+		return
+	}
+	retry := cl.cfg.RetryPeriod
+	if retry <= 0 {
+		retry = leader.DefaultRetryPeriod
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	claimed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := cl.labeler.Claim(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			cl.log.Error("routing the Services to this leader", "pod", cl.labeler.Pod(), "err", err)
+			t.Reset(retry)
+			continue
+		}
+		if !claimed {
+			claimed = true
+			cl.log.Info("labelled this leader's pod; the Services route to it", "pod", cl.labeler.Pod(), "label", leader.PodLabel)
+		}
+		t.Reset(relabelInterval)
+	}
+}
+
+// unlabelPod removes leader.PodLabel from this replica's Pod when it
+// stops leading, so the Services stop routing to it at once; a replica
+// that cannot (it crashed, or lost the API server) is unlabelled by its
+// successor.
+func (cl *cluster) unlabelPod(ctx context.Context) {
+	if cl.labeler == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := cl.labeler.Release(rctx); err != nil {
+		cl.log.Warn("leaving leadership with the pod label in place; the next leader removes it", "err", err)
+	}
 }
 
 // Leading reports whether the replica leads (always true outside the

@@ -22,6 +22,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: controller
 {{- end -}}
 
+{{/* The controller's labels as a label selector string, for --leader-pod-selector. */}}
+{{- define "gitmesh.controllerSelectorString" -}}
+app.kubernetes.io/name={{ .Chart.Name }},app.kubernetes.io/instance={{ .Release.Name }},app.kubernetes.io/component=controller
+{{- end -}}
+
+{{/* The label the leading controller replica puts on its own Pod. */}}
+{{- define "gitmesh.leaderLabel" -}}
+gitmesh.io/leader: "true"
+{{- end -}}
+
 {{- define "gitmesh.gatewaySelector" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
