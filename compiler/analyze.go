@@ -15,98 +15,69 @@ import (
 // catch-all, or a match covered by an earlier one, has no effect.
 
 // analyzeRules reports unreachable rules and ineffective matches of v's
-// http routes as written (delegates are analyzed on their own).
+// http routes as written (delegates are analyzed on their own), and of
+// its tcp routes as istioctl does (IST0130/IST0131): a tcp match has no
+// effect when it is identical to an earlier one.
 func (p *Policy) analyzeRules(r *reporter, v *virtualService) {
+	var httpRules [][]*networking.HTTPMatchRequest
+	for _, rt := range v.obj.Spec.GetHttp() {
+		httpRules = append(httpRules, rt.GetMatch())
+	}
+	analyzeMatches(r, "spec.http", "request", httpRules, matchCovers, isCatchAllMatch,
+		"this match has no effect: %s before it matches every request it matches")
+	var tcpRules [][]*networking.L4MatchAttributes
+	for _, rt := range v.obj.Spec.GetTcp() {
+		tcpRules = append(tcpRules, rt.GetMatch())
+	}
+	analyzeMatches(r, "spec.tcp", "connection", tcpRules,
+		func(a, b *networking.L4MatchAttributes) bool { return proto.Equal(a, b) },
+		func(*networking.L4MatchAttributes) bool { return false },
+		"this match has no effect: %s before it is the same match")
+}
+
+// analyzeMatches reports, for the rules at field (each a list of matches,
+// first match wins), every rule after a catch-all (a rule without matches,
+// or one of whose matches isCatchAll) and every rule whose matches are all
+// covered by earlier ones as unreachable (GM0301), and each other covered
+// match as ineffective (GM0302, message ineffective with the covering
+// match's path). unit names what is matched: "request" or "connection".
+func analyzeMatches[M any](r *reporter, field, unit string, rules [][]M, covers func(earlier, m M) bool, isCatchAll func(M) bool, ineffective string) {
 	type seenMatch struct {
-		m    *networking.HTTPMatchRequest
+		m    M
 		path string
 	}
 	var earlier []seenMatch
 	catchAll := ""
-	for i, rt := range v.obj.Spec.GetHttp() {
-		path := fmt.Sprintf("spec.http[%d]", i)
+	for i, matches := range rules {
+		path := fmt.Sprintf("%s[%d]", field, i)
 		if catchAll != "" {
-			r.warnf(CodeUnreachableRule, path, "this rule is never used: rule %s before it matches every request", catchAll)
+			r.warnf(CodeUnreachableRule, path, "this rule is never used: rule %s before it matches every %s", catchAll, unit)
 			continue
 		}
-		if len(rt.GetMatch()) == 0 {
+		if len(matches) == 0 {
 			catchAll = path
 			continue
 		}
-		var shadowed []string
-		for j, m := range rt.GetMatch() {
+		var shadowed [][2]string // match path, covering path
+		for j, m := range matches {
 			mp := fmt.Sprintf("%s.match[%d]", path, j)
-			by := ""
 			for _, e := range earlier {
-				if matchCovers(e.m, m) {
-					by = e.path
+				if covers(e.m, m) {
+					shadowed = append(shadowed, [2]string{mp, e.path})
 					break
 				}
 			}
 			earlier = append(earlier, seenMatch{m, mp})
-			if by != "" {
-				shadowed = append(shadowed, mp+"|"+by)
-			}
-			if isCatchAllMatch(m) {
+			if isCatchAll(m) {
 				catchAll = mp
 			}
 		}
-		if len(shadowed) == len(rt.GetMatch()) {
-			_, by, _ := strings.Cut(shadowed[0], "|")
-			r.warnf(CodeUnreachableRule, path, "this rule is never used: every match is already matched by an earlier one (%s)", by)
-			continue
-		}
-		for _, s := range shadowed {
-			mp, by, _ := strings.Cut(s, "|")
-			r.warnf(CodeIneffectiveMatch, mp, "this match has no effect: %s before it matches every request it matches", by)
-		}
-	}
-}
-
-// analyzeTCPRules reports unreachable rules and ineffective matches of v's
-// tcp routes as istioctl does (IST0130/IST0131): a rule after one without
-// matches is never used, and a match identical to an earlier one has no
-// effect (a rule whose matches all repeat earlier ones is never used).
-func (p *Policy) analyzeTCPRules(r *reporter, v *virtualService) {
-	type seenMatch struct {
-		m    *networking.L4MatchAttributes
-		path string
-	}
-	var earlier []seenMatch
-	catchAll := ""
-	for i, rt := range v.obj.Spec.GetTcp() {
-		path := fmt.Sprintf("spec.tcp[%d]", i)
-		if catchAll != "" {
-			r.warnf(CodeUnreachableRule, path, "this rule is never used: rule %s before it matches every connection", catchAll)
-			continue
-		}
-		if len(rt.GetMatch()) == 0 {
-			catchAll = path
-			continue
-		}
-		var shadowed []string
-		for j, m := range rt.GetMatch() {
-			mp := fmt.Sprintf("%s.match[%d]", path, j)
-			by := ""
-			for _, e := range earlier {
-				if proto.Equal(e.m, m) {
-					by = e.path
-					break
-				}
-			}
-			earlier = append(earlier, seenMatch{m, mp})
-			if by != "" {
-				shadowed = append(shadowed, mp+"|"+by)
-			}
-		}
-		if len(shadowed) == len(rt.GetMatch()) {
-			_, by, _ := strings.Cut(shadowed[0], "|")
-			r.warnf(CodeUnreachableRule, path, "this rule is never used: every match is already matched by an earlier one (%s)", by)
+		if len(shadowed) == len(matches) {
+			r.warnf(CodeUnreachableRule, path, "this rule is never used: every match is already matched by an earlier one (%s)", shadowed[0][1])
 			continue
 		}
 		for _, sh := range shadowed {
-			mp, by, _ := strings.Cut(sh, "|")
-			r.warnf(CodeIneffectiveMatch, mp, "this match has no effect: %s before it is the same match", by)
+			r.warnf(CodeIneffectiveMatch, sh[0], ineffective, sh[1])
 		}
 	}
 }

@@ -199,7 +199,6 @@ func (p *Policy) linkVirtualServices(diags *Diagnostics) {
 		r := newReporter(&vs.Meta, KindVirtualService, diags)
 		v := p.checkVirtualService(r, vs)
 		p.analyzeRules(r, v)
-		p.analyzeTCPRules(r, v)
 		if len(vs.Spec.GetHosts()) == 0 {
 			delegates[vs.Namespace+"/"+vs.Name] = v
 			continue
