@@ -326,7 +326,16 @@ func (r *Reconciler) saveRollout(ro *rollout) error {
 	if ro.Canary != nil {
 		objs = ro.Canary.Objects
 	}
-	return r.cfg.Store.SaveRollout(&ro.Rollout, objs)
+	// The store assigns the ID on the record it is given: give it a copy
+	// and set the ID under mu, which Status reads it under.
+	rec := ro.Rollout
+	err := r.cfg.Store.SaveRollout(&rec, objs)
+	if rec.ID != ro.ID {
+		r.mu.Lock()
+		ro.ID = rec.ID
+		r.mu.Unlock()
+	}
+	return err
 }
 
 // saveGood stores s as the last good revision.
