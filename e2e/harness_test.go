@@ -27,22 +27,14 @@ type mesh struct {
 // startController starts a controller against repoURL polling every interval.
 func startController(t testing.TB, repoURL, stateDir string, interval time.Duration, xdsAddr string) *mesh {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	if xdsAddr == "" {
 		xdsAddr = "127.0.0.1:0"
 	}
-	c, err := controller.Start(ctx, controller.Config{
+	return startControllerConfig(t, controller.Config{
 		RepoURL: repoURL, Path: "policy", Interval: interval,
 		XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", StateDir: stateDir,
 		Logger: e2etest.Logger(t).With("component", "controller"),
 	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	m := &mesh{t: t, ctrl: c, cancel: cancel}
-	t.Cleanup(m.stop)
-	return m
 }
 
 // stop stops the controller (proxies keep running), waiting at most

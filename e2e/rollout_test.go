@@ -12,7 +12,6 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/internal/e2etest"
-	"github.com/gitmesh/gitmesh/internal/testnet"
 	"github.com/gitmesh/gitmesh/reconciler"
 )
 
@@ -90,33 +89,7 @@ func newCanaryMesh(t *testing.T, rollout string) *canaryMesh { return newCanaryM
 
 // newCanaryMeshTB is newCanaryMesh for tests and benchmarks.
 func newCanaryMeshTB(t testing.TB, rollout string) *canaryMesh {
-	v1, v2 := e2etest.Backend(t, "v1"), e2etest.Backend(t, "v2")
-	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "bad", http.StatusServiceUnavailable)
-	}))
-	t.Cleanup(bad.Close)
-	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
-	cm := &canaryMesh{repo: e2etest.NewGitRemote(t), v1: addr(v1), v2: addr(v2), b: addr(bad), xdsAddr: testnet.FreeAddr(t), stateDir: t.TempDir()}
-	cm.repo.Push("reviews: all to v1", canaryPolicy(cm.v1, cm.v2, cm.b, allV1, rollout))
-	cm.mesh = startController(t, cm.repo.URL, cm.stateDir, 200*time.Millisecond, cm.xdsAddr)
-	outs := map[string]string{}
-	for i := range 4 {
-		id := fmt.Sprintf("client-%d", i+1)
-		out, admin := startProxy(t, cm.xdsAddr, id)
-		outs[id] = out
-		cm.ids = append(cm.ids, id)
-		cm.admins = append(cm.admins, admin)
-	}
-	cm.load = startLoad(t, outs, "reviews", 20*time.Millisecond)
-	e2etest.Eventually(t, 30*time.Second, "every proxy serves v1", func() string {
-		for _, id := range cm.ids {
-			if got := cm.load.latest(id); got != "v1" {
-				return fmt.Sprintf("%s answers %q", id, got)
-			}
-		}
-		return ""
-	})
-	return cm
+	return newFaultMesh(t, rollout, meshOptions{})
 }
 
 // push commits files on top of the current policy and returns the SHA.
