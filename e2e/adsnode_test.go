@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 )
 
 // adsNode is a bare ADS client standing in for a proxy whose behaviour a
@@ -66,7 +67,7 @@ func startADSNode(t testing.TB, xdsAddr string, w nodemeta.Workload) *adsNode {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		waitDone(t, "ads node "+w.ID, done, stopTimeout)
+		e2etest.WaitDone(t, "ads node "+w.ID, done, e2etest.StopTimeout)
 		conn.Close()
 	})
 	return n

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 )
 
 // BenchmarkPushToTraffic measures the time from `git push` to traffic
@@ -16,21 +17,21 @@ import (
 //
 //	go test -run '^$' -bench PushToTraffic -benchtime 5x ./e2e/
 func BenchmarkPushToTraffic(b *testing.B) {
-	v1, v2 := backend(b, "v1"), backend(b, "v2")
+	v1, v2 := e2etest.Backend(b, "v1"), e2etest.Backend(b, "v2")
 	v1Addr, v2Addr := strings.TrimPrefix(v1.URL, "http://"), strings.TrimPrefix(v2.URL, "http://")
-	repo := newGitRemote(b)
-	repo.push("reviews: v1", reviewsPolicy(v1Addr, v2Addr, allV1))
+	repo := e2etest.NewGitRemote(b)
+	repo.Push("reviews: v1", reviewsPolicy(v1Addr, v2Addr, allV1))
 	m := startController(b, repo.URL, b.TempDir(), time.Second, "")
 	out, _ := startProxy(b, m.ctrl.XDSAddr, "client-1")
-	eventually(b, 30*time.Second, "v1", func() string { return only(split(out, "reviews", 5), "v1") })
+	e2etest.Eventually(b, 30*time.Second, "v1", func() string { return only(e2etest.Split(out, "reviews", 5), "v1") })
 	var took []time.Duration
 	routes, want := []string{allV2, allV1}, []string{"v2", "v1"}
 	b.ResetTimer()
 	for i := range b.N {
 		k := i % 2
 		pushed := time.Now()
-		repo.push(fmt.Sprintf("reviews: all to %s", want[k]), reviewsPolicy(v1Addr, v2Addr, routes[k]))
-		eventually(b, 30*time.Second, want[k], func() string { return only(split(out, "reviews", 1), want[k]) })
+		repo.Push(fmt.Sprintf("reviews: all to %s", want[k]), reviewsPolicy(v1Addr, v2Addr, routes[k]))
+		e2etest.Eventually(b, 30*time.Second, want[k], func() string { return only(e2etest.Split(out, "reviews", 1), want[k]) })
 		took = append(took, time.Since(pushed))
 	}
 	b.StopTimer()
@@ -54,7 +55,7 @@ func BenchmarkTimeToRollback(b *testing.B) {
 		id := ro.Waves[0].Nodes[0]
 		firstBad := cm.load.firstAfter(id, "status 503", pushed)
 		var back time.Time
-		eventually(b, 20*time.Second, "back on v1", func() string {
+		e2etest.Eventually(b, 20*time.Second, "back on v1", func() string {
 			if back = cm.load.firstAfter(id, "v1", firstBad); back.IsZero() {
 				return cm.load.latest(id)
 			}

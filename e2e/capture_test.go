@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 )
 
 // proxyUID is the uid the sidecar runs as (Istio's 1337).
@@ -51,20 +53,20 @@ func TestProxyInitCapture(t *testing.T) {
 	outside, direct := hostBackend("outside"), hostBackend("direct")
 	db := tcpEchoOn(t, net.JoinHostPort(ns.hostIP, "0"), "db")
 
-	repo := newGitRemote(t)
-	repo.push("capture policy", capturePolicy(ns.hostIP, portOf(v1), portOf(v2), portOf(db)))
+	repo := e2etest.NewGitRemote(t)
+	repo.Push("capture policy", capturePolicy(ns.hostIP, e2etest.PortOf(v1), e2etest.PortOf(v2), e2etest.PortOf(db)))
 	m := startController(t, repo.URL, t.TempDir(), 200*time.Millisecond, net.JoinHostPort(ns.hostIP, "0"))
 
 	// The init container, then the app's own server (on loopback, as an
 	// app in a pod listens), then the sidecar.
-	ns.exec(bin, "proxy-init", "--exclude-outbound-ports", portOf(direct))
+	ns.exec(bin, "proxy-init", "--exclude-outbound-ports", e2etest.PortOf(direct))
 	rules := ns.exec("iptables-save", "-t", "nat")
 	for _, want := range []string{"GITMESH_OUTPUT", "--uid-owner 1337", "REDIRECT --to-ports 15001", "REDIRECT --to-ports 15006"} {
 		if !strings.Contains(rules, want) {
 			t.Fatalf("iptables-save in the namespace lacks %q:\n%s", want, rules)
 		}
 	}
-	ns.exec(bin, "proxy-init", "--exclude-outbound-ports", portOf(direct)) // idempotent
+	ns.exec(bin, "proxy-init", "--exclude-outbound-ports", e2etest.PortOf(direct)) // idempotent
 	if again := ns.exec("iptables-save", "-t", "nat"); strings.Count(again, "-j GITMESH_OUTPUT") != 1 {
 		t.Fatalf("after a second proxy-init, jumps to GITMESH_OUTPUT:\n%s", again)
 	}
@@ -96,7 +98,7 @@ func TestProxyInitCapture(t *testing.T) {
 		return resp, string(b), err
 	}
 
-	eventually(t, 30*time.Second, "the app reaches reviews v2 at its service address", func() string {
+	e2etest.Eventually(t, 30*time.Second, "the app reaches reviews v2 at its service address", func() string {
 		resp, body, err := get("http://10.96.0.10:9080/", "")
 		if err != nil {
 			return err.Error()
@@ -281,7 +283,7 @@ func tcpEchoOn(t testing.TB, addr, name string) string {
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		waitDone(t, "tcp echo server "+name, done, stopTimeout)
+		e2etest.WaitDone(t, "tcp echo server "+name, done, e2etest.StopTimeout)
 	})
 	return ln.Addr().String()
 }

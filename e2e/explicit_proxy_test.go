@@ -11,6 +11,8 @@ import (
 	"golang.org/x/net/http/httpproxy"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 )
 
 // TestExplicitProxy is the capture mode that needs no privileges: the app
@@ -21,12 +23,12 @@ import (
 // destination to pass it through to.
 func TestExplicitProxy(t *testing.T) {
 	v1, v2 := echoBackend(t, "v1"), echoBackend(t, "v2")
-	repo := newGitRemote(t)
-	repo.push("shop", capturePolicy("127.0.0.1", portOf(v1), portOf(v2), portOf(tcpEchoBackend(t, "db"))))
+	repo := e2etest.NewGitRemote(t)
+	repo.Push("shop", capturePolicy("127.0.0.1", e2etest.PortOf(v1), e2etest.PortOf(v2), e2etest.PortOf(tcpEchoBackend(t, "db"))))
 	m := startController(t, repo.URL, t.TempDir(), 200*time.Millisecond, "")
-	w := runProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
+	w := e2etest.RunProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
 		ID: "app-1", Service: "app", Namespace: "shop", Role: nodemeta.RoleSidecar,
-		Labels: map[string]string{"app": "app"}, Outbound: freeAddr(t),
+		Labels: map[string]string{"app": "app"}, Outbound: testnet.FreeAddr(t),
 	})
 
 	// The app's environment, read as net/http's ProxyFromEnvironment
@@ -48,7 +50,7 @@ func TestExplicitProxy(t *testing.T) {
 		return resp.StatusCode, string(b), err
 	}
 
-	eventually(t, 15*time.Second, "the app reaches reviews through HTTP_PROXY", func() string {
+	e2etest.Eventually(t, 15*time.Second, "the app reaches reviews through HTTP_PROXY", func() string {
 		code, body, err := get("http://reviews.shop.svc.cluster.local:9080/")
 		if err != nil {
 			return err.Error()

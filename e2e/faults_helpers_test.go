@@ -14,6 +14,8 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 )
 
 // faultPolicy is the RolloutPolicy of the fault tests: wave 1 (25%) bakes
@@ -56,14 +58,14 @@ type meshOptions struct {
 // client proxies under load, and waits until all of them serve v1.
 func newFaultMesh(t testing.TB, rollout string, o meshOptions) *canaryMesh {
 	t.Helper()
-	v1, v2 := backend(t, "v1"), backend(t, "v2")
+	v1, v2 := e2etest.Backend(t, "v1"), e2etest.Backend(t, "v2")
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "bad", http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(bad.Close)
 	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
-	cm := &canaryMesh{repo: newGitRemote(t), v1: addr(v1), v2: addr(v2), b: addr(bad), xdsAddr: freeAddr(t), stateDir: t.TempDir()}
-	cm.repo.push("reviews: all to v1", canaryPolicy(cm.v1, cm.v2, cm.b, allV1, rollout))
+	cm := &canaryMesh{repo: e2etest.NewGitRemote(t), v1: addr(v1), v2: addr(v2), b: addr(bad), xdsAddr: testnet.FreeAddr(t), stateDir: t.TempDir()}
+	cm.repo.Push("reviews: all to v1", canaryPolicy(cm.v1, cm.v2, cm.b, allV1, rollout))
 	repoURL := cm.repo.URL
 	if o.repoURL != nil {
 		repoURL = o.repoURL(repoURL)
@@ -81,7 +83,7 @@ func newFaultMesh(t testing.TB, rollout string, o meshOptions) *canaryMesh {
 		cm.admins = append(cm.admins, admin)
 	}
 	cm.load = startLoad(t, outs, "reviews", 20*time.Millisecond)
-	eventually(t, 30*time.Second, "every proxy serves v1", func() string {
+	e2etest.Eventually(t, 30*time.Second, "every proxy serves v1", func() string {
 		for _, id := range cm.ids {
 			if got := cm.load.latest(id); got != "v1" {
 				return fmt.Sprintf("%s answers %q", id, got)
@@ -98,7 +100,7 @@ func meshConfig(t testing.TB, cm *canaryMesh, repoURL string, o meshOptions) con
 	cfg := controller.Config{
 		RepoURL: repoURL, Path: "policy", Interval: 200 * time.Millisecond,
 		XDSAddr: cm.xdsAddr, AdminAddr: "127.0.0.1:0", StateDir: cm.stateDir,
-		Logger: testLogger(t).With("component", "controller"),
+		Logger: e2etest.Logger(t).With("component", "controller"),
 	}
 	if o.config != nil {
 		o.config(&cfg)
@@ -187,7 +189,7 @@ func firstServing(t testing.TB, l *loader, ids []string, result string, since ti
 	t.Helper()
 	var id string
 	var at time.Time
-	eventually(t, timeout, fmt.Sprintf("a proxy answers %q", result), func() string {
+	e2etest.Eventually(t, timeout, fmt.Sprintf("a proxy answers %q", result), func() string {
 		for _, cand := range ids {
 			if a := l.firstAfter(cand, result, since); !a.IsZero() {
 				id, at = cand, a

@@ -10,7 +10,9 @@ import (
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/internal/faultnet"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 )
 
 // Targets of issue 8: a bad revision is rolled back within rollbackBudget
@@ -132,9 +134,9 @@ func TestFaultsDoNotStallRollback(t *testing.T) {
 					started: func(t *testing.T, cm *canaryMesh) {
 						startADSNode(t, cm.xdsAddr, nodemeta.Workload{
 							ID: "hung-metrics", Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar,
-							Labels: map[string]string{"app": "client"}, Outbound: freeAddr(t), Admin: target.Addr(),
+							Labels: map[string]string{"app": "client"}, Outbound: testnet.FreeAddr(t), Admin: target.Addr(),
 						})
-						eventually(t, 20*time.Second, "the node with a hung admin address is synced", func() string {
+						e2etest.Eventually(t, 20*time.Second, "the node with a hung admin address is synced", func() string {
 							for _, p := range cm.status().Proxies {
 								if p.ID == "hung-metrics" {
 									if p.State != "SYNCED" {
@@ -227,7 +229,7 @@ func faultAbort(t *testing.T, cm *canaryMesh, f fault, policy string) adminResul
 		f.arm()
 		defer f.disarm()
 	}
-	eventually(t, 15*time.Second, "the controller runs into the fault", func() string {
+	e2etest.Eventually(t, 15*time.Second, "the controller runs into the fault", func() string {
 		if f.hits() > before {
 			return ""
 		}

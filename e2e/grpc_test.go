@@ -17,6 +17,7 @@ import (
 	grpcxds "google.golang.org/grpc/xds" // registers the xds resolver, balancers and HTTP filters
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 )
 
 // echoServer is a gRPC TestService backend that answers every UnaryCall
@@ -175,7 +176,7 @@ spec:
         host: echo
         subset: v2
       weight: %d
-`, portOf(v1), portOf(v2), w1, w2),
+`, e2etest.PortOf(v1), e2etest.PortOf(v2), w1, w2),
 	}
 }
 
@@ -186,12 +187,12 @@ spec:
 // header match on outgoing metadata.
 func TestProxylessGRPC(t *testing.T) {
 	v1, v2 := grpcBackend(t, "v1"), grpcBackend(t, "v2")
-	repo := newGitRemote(t)
-	repo.push("echo: 100/0", echoPolicy(v1, v2, 100, 0))
+	repo := e2etest.NewGitRemote(t)
+	repo.Push("echo: 100/0", echoPolicy(v1, v2, 100, 0))
 	m := startController(t, repo.URL, t.TempDir(), 200*time.Millisecond, "")
 
 	client := dialXDS(t, m.ctrl.XDSAddr, "grpc-client-1", "xds:///echo.default.svc.cluster.local:9090")
-	eventually(t, 20*time.Second, "100/0", func() string { return only(grpcSplit(client, 20), "v1") })
+	e2etest.Eventually(t, 20*time.Second, "100/0", func() string { return only(grpcSplit(client, 20), "v1") })
 
 	t.Run("header match routes to v2", func(t *testing.T) {
 		if why := only(grpcSplit(client, 20, "end-user", "jason"), "v2"); why != "" {
@@ -203,7 +204,7 @@ func TestProxylessGRPC(t *testing.T) {
 	})
 
 	t.Run("the client is a SYNCED node", func(t *testing.T) {
-		eventually(t, 10*time.Second, "grpc-client-1 SYNCED", func() string {
+		e2etest.Eventually(t, 10*time.Second, "grpc-client-1 SYNCED", func() string {
 			for _, p := range m.status().Proxies {
 				if p.ID == "grpc-client-1" {
 					if p.Connected && p.State == admin.StateSynced {
@@ -218,11 +219,11 @@ func TestProxylessGRPC(t *testing.T) {
 
 	t.Run("push splits 20/80", func(t *testing.T) {
 		pushed := time.Now()
-		sha := repo.push("echo: 20/80", echoPolicy(v1, v2, 20, 80))
-		eventually(t, 20*time.Second, "revision applied and the client synced", func() string { return synced(m, sha, 1) })
+		sha := repo.Push("echo: 20/80", echoPolicy(v1, v2, 20, 80))
+		e2etest.Eventually(t, 20*time.Second, "revision applied and the client synced", func() string { return synced(m, sha, 1) })
 		const n = 500
 		var got map[string]int
-		eventually(t, 10*time.Second, "about 100/400", func() string {
+		e2etest.Eventually(t, 10*time.Second, "about 100/400", func() string {
 			got = grpcSplit(client, n)
 			// p=0.2 of 500: mean 100, sd 9; accept 60..140.
 			if got["v1"]+got["v2"] != n || got["v1"] < 60 || got["v1"] > 140 {
@@ -239,7 +240,7 @@ func TestProxylessGRPC(t *testing.T) {
 	t.Run("short names resolve in the client's namespace", func(t *testing.T) {
 		for i, target := range []string{"xds:///echo:9090", "xds:///echo.default:9090", "xds:///echo.default.svc.cluster.local"} {
 			c := dialXDS(t, m.ctrl.XDSAddr, fmt.Sprintf("grpc-client-short-%d", i), target)
-			eventually(t, 20*time.Second, target, func() string {
+			e2etest.Eventually(t, 20*time.Second, target, func() string {
 				got := grpcSplit(c, 20, "end-user", "jason")
 				if why := only(got, "v2"); why != "" {
 					return why
@@ -256,8 +257,8 @@ func TestProxylessGRPC(t *testing.T) {
 		for k, v := range policy {
 			policy[k] = strings.Replace(v, "        end-user:\n          exact: jason\n", "        end-user:\n          exact: jason\n    fault:\n      abort:\n        percentage:\n          value: 100\n        httpStatus: 503\n", 1)
 		}
-		sha := repo.push("echo: abort jason", policy)
-		eventually(t, 20*time.Second, "revision applied and the client synced", func() string { return synced(m, sha, 1) })
+		sha := repo.Push("echo: abort jason", policy)
+		e2etest.Eventually(t, 20*time.Second, "revision applied and the client synced", func() string { return synced(m, sha, 1) })
 		got := grpcSplit(client, 20, "end-user", "jason")
 		for k := range got {
 			if !strings.Contains(k, "code = Unavailable") {
@@ -275,8 +276,8 @@ func TestProxylessGRPC(t *testing.T) {
 		for k, v := range policy {
 			policy[k] = strings.Replace(v, "        end-user:\n          exact: jason\n", "        end-user:\n          exact: jason\n    timeout: 300ms\n", 1)
 		}
-		sha := repo.push("echo: jason times out after 300ms", policy)
-		eventually(t, 20*time.Second, "revision applied and the client synced", func() string { return synced(m, sha, 1) })
+		sha := repo.Push("echo: jason times out after 300ms", policy)
+		e2etest.Eventually(t, 20*time.Second, "revision applied and the client synced", func() string { return synced(m, sha, 1) })
 		if why := only(grpcSplit(client, 5, "end-user", "jason"), "v2"); why != "" {
 			t.Errorf("end-user jason, fast backend: %s", why)
 		}

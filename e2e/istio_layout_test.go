@@ -13,6 +13,8 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/compiler"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 	"github.com/gitmesh/gitmesh/registry"
 	"github.com/gitmesh/gitmesh/sources"
 )
@@ -162,22 +164,22 @@ func splitAs(addr, host, path, user string, n int) map[string]int {
 // each through the client's outbound listener, and the gateway's routes.
 func TestIstioLayout(t *testing.T) {
 	gw := stableAddr(t)
-	repo := newGitRemote(t)
-	files := shopBase(t, portOf(gw))
-	maps.Copy(files, applySample(t, "samples/route-all-v1.yaml", portOf(gw)))
-	repo.push("shop: kubernetes manifests, destination rules, gateway, all v1", files)
+	repo := e2etest.NewGitRemote(t)
+	files := shopBase(t, e2etest.PortOf(gw))
+	maps.Copy(files, applySample(t, "samples/route-all-v1.yaml", e2etest.PortOf(gw)))
+	repo.Push("shop: kubernetes manifests, destination rules, gateway, all v1", files)
 	m := startController(t, repo.URL, t.TempDir(), 200*time.Millisecond, "")
 
 	workloads := shopWorkloads(t)
 	for _, w := range workloads {
-		app := strings.TrimPrefix(backend(t, w.Name).URL, "http://")
-		runProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
+		app := strings.TrimPrefix(e2etest.Backend(t, w.Name).URL, "http://")
+		e2etest.RunProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
 			ID: w.Name + "-pod", Service: w.Labels["app"], Namespace: w.Namespace, Role: nodemeta.RoleSidecar,
-			Labels: w.Labels, Inbound: freeAddr(t), App: app,
+			Labels: w.Labels, Inbound: testnet.FreeAddr(t), App: app,
 		})
 	}
 	out, _ := startProxy(t, m.ctrl.XDSAddr, "client")
-	runProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
+	e2etest.RunProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
 		ID: "ingressgateway", Service: "gateway", Namespace: "istio-system", Role: nodemeta.RoleGateway,
 		Labels: map[string]string{"istio": "ingressgateway"}, Gateway: []string{gw},
 	})
@@ -186,13 +188,13 @@ func TestIstioLayout(t *testing.T) {
 	// apply pushes a sample and waits until every proxy runs it.
 	apply := func(t *testing.T, sample string) {
 		t.Helper()
-		sha := repo.push("shop: apply "+sample, applySample(t, "samples/"+sample, portOf(gw)))
-		eventually(t, 20*time.Second, sample+" applied and every proxy SYNCED", func() string { return synced(m, sha, proxies) })
+		sha := repo.Push("shop: apply "+sample, applySample(t, "samples/"+sample, e2etest.PortOf(gw)))
+		e2etest.Eventually(t, 20*time.Second, sample+" applied and every proxy SYNCED", func() string { return synced(m, sha, proxies) })
 	}
 
 	t.Run("route-all-v1", func(t *testing.T) {
 		for _, app := range []string{"frontend", "catalog", "reviews", "ratings"} {
-			eventually(t, 20*time.Second, app+" all v1", func() string { return only(splitAs(out, app, "/", "", 20), app+"-v1") })
+			e2etest.Eventually(t, 20*time.Second, app+" all v1", func() string { return only(splitAs(out, app, "/", "", 20), app+"-v1") })
 		}
 		if why := only(splitAs(out, "reviews.default.svc.cluster.local:8000", "/", "alice", 20), "reviews-v1"); why != "" {
 			t.Errorf("alice by FQDN: %s", why)
@@ -200,7 +202,7 @@ func TestIstioLayout(t *testing.T) {
 	})
 
 	t.Run("gateway", func(t *testing.T) {
-		eventually(t, 20*time.Second, "gateway to frontend", func() string { return only(splitAs(gw, "shop.example.com", "/", "", 10), "frontend-v1") })
+		e2etest.Eventually(t, 20*time.Second, "gateway to frontend", func() string { return only(splitAs(gw, "shop.example.com", "/", "", 10), "frontend-v1") })
 		if why := only(splitAs(gw, "shop.example.com", "/api/ratings/1", "", 10), "ratings-v1"); why != "" {
 			t.Errorf("gateway /api/ratings: %s", why)
 		}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 )
 
 // buildGitmesh builds the gitmesh binary into a temporary directory of t.
@@ -155,7 +157,7 @@ func (a adminAPI) do(t *testing.T, req admin.Request) adminResult {
 func (a adminAPI) waitRollout(t *testing.T, sha string, phase admin.Phase, timeout time.Duration) wireRollout {
 	t.Helper()
 	var ro wireRollout
-	eventually(t, timeout, fmt.Sprintf("rollout of %s %s", sha[:8], phase), func() string {
+	e2etest.Eventually(t, timeout, fmt.Sprintf("rollout of %s %s", sha[:8], phase), func() string {
 		st, err := a.status()
 		if err != nil {
 			return err.Error()
@@ -179,7 +181,7 @@ type killRig struct {
 	bin, repoURL, stateDir, xdsAddr string
 	api                             adminAPI
 	proc                            *controllerProc
-	repo                            *gitRemote
+	repo                            *e2etest.GitRemote
 	load                            *loader
 	laggard                         *adsNode
 	v1, v2, bad                     string
@@ -215,11 +217,11 @@ func newKillRig(t *testing.T, bin, bake string) *killRig {
 	}))
 	t.Cleanup(bad.Close)
 	r := &killRig{
-		bin: bin, repo: newGitRemote(t), stateDir: t.TempDir(), xdsAddr: freeAddr(t),
-		v1: addr(backend(t, "v1")), v2: addr(backend(t, "v2")), bad: addr(bad), policy: killPolicy(bake),
+		bin: bin, repo: e2etest.NewGitRemote(t), stateDir: t.TempDir(), xdsAddr: testnet.FreeAddr(t),
+		v1: addr(e2etest.Backend(t, "v1")), v2: addr(e2etest.Backend(t, "v2")), bad: addr(bad), policy: killPolicy(bake),
 	}
 	r.repoURL = r.repo.URL
-	r.api = adminAPI{addr: freeAddr(t), tokenFile: filepath.Join(r.stateDir, "admin-token")}
+	r.api = adminAPI{addr: testnet.FreeAddr(t), tokenFile: filepath.Join(r.stateDir, "admin-token")}
 	r.push("reviews: all to v1", allV1)
 	r.start(t)
 
@@ -229,17 +231,17 @@ func newKillRig(t *testing.T, bin, bake string) *killRig {
 		if id == "client-1" {
 			labels["wave"] = "one"
 		}
-		w := runProxy(t, r.xdsAddr, nodemeta.Workload{
-			ID: id, Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar, Labels: labels, Outbound: freeAddr(t),
+		w := e2etest.RunProxy(t, r.xdsAddr, nodemeta.Workload{
+			ID: id, Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar, Labels: labels, Outbound: testnet.FreeAddr(t),
 		})
 		outs[id] = w.Outbound
 	}
 	r.laggard = startADSNode(t, r.xdsAddr, nodemeta.Workload{
 		ID: "laggard", Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar,
-		Labels: map[string]string{"app": "client", "wave": "one"}, Outbound: freeAddr(t),
+		Labels: map[string]string{"app": "client", "wave": "one"}, Outbound: testnet.FreeAddr(t),
 	})
 	r.load = startLoad(t, outs, "reviews", 20*time.Millisecond)
-	eventually(t, 30*time.Second, "every proxy serves v1 and the laggard is synced", func() string {
+	e2etest.Eventually(t, 30*time.Second, "every proxy serves v1 and the laggard is synced", func() string {
 		for _, id := range killClients {
 			if got := r.load.latest(id); got != "v1" {
 				return fmt.Sprintf("%s answers %q", id, got)
@@ -252,7 +254,7 @@ func newKillRig(t *testing.T, bin, bake string) *killRig {
 
 // push commits the policy with routes and returns the SHA.
 func (r *killRig) push(msg, routes string) string {
-	return r.repo.push(msg, canaryPolicy(r.v1, r.v2, r.bad, routes, r.policy))
+	return r.repo.Push(msg, canaryPolicy(r.v1, r.v2, r.bad, routes, r.policy))
 }
 
 // start starts a controller process on the rig's state directory and
@@ -261,7 +263,7 @@ func (r *killRig) start(t *testing.T) {
 	t.Helper()
 	r.proc = startControllerProc(t, r.bin, "--repo", r.repoURL, "--path", "policy", "--interval", "200ms",
 		"--xds-addr", r.xdsAddr, "--admin-addr", r.api.addr, "--state-dir", r.stateDir)
-	eventually(t, 30*time.Second, "the controller serves", func() string {
+	e2etest.Eventually(t, 30*time.Second, "the controller serves", func() string {
 		select {
 		case <-r.proc.done:
 			t.Fatalf("the controller exited (see its log)")
@@ -375,7 +377,7 @@ func TestControllerKilledMidRollout(t *testing.T) {
 		if ro2.ID != ro.ID {
 			t.Errorf("after the restart rollout #%d; want the same rollout #%d resumed", ro2.ID, ro.ID)
 		}
-		eventually(t, 20*time.Second, "the laggard synced on the revision", func() string { return r.synced("laggard") })
+		e2etest.Eventually(t, 20*time.Second, "the laggard synced on the revision", func() string { return r.synced("laggard") })
 		r.checkNoRegression(t, "v2", switched, restarted)
 		after, err := r.api.history()
 		if err != nil {
@@ -394,7 +396,7 @@ func TestControllerKilledMidRollout(t *testing.T) {
 		// rollback, so the rollback is still under way when the kill comes.
 		r.laggard.hold()
 		r.api.waitRollout(t, sha, admin.PhaseRolledBack, 30*time.Second)
-		eventually(t, 10*time.Second, "the laggard was sent the last good version", func() string {
+		e2etest.Eventually(t, 10*time.Second, "the laggard was sent the last good version", func() string {
 			if r.laggard.pendingCount() == 0 {
 				return "nothing pending; " + r.synced("laggard")
 			}
@@ -412,14 +414,14 @@ func TestControllerKilledMidRollout(t *testing.T) {
 		restarted := time.Now()
 		r.start(t)
 		r.laggard.release()
-		eventually(t, 20*time.Second, "the laggard synced on the last good version", func() string { return r.synced("laggard") })
+		e2etest.Eventually(t, 20*time.Second, "the laggard synced on the last good version", func() string { return r.synced("laggard") })
 		back, ok := servesWithin(r.load, "client-1", "v1", pushed, 20*time.Second)
 		if !ok {
 			t.Fatalf("client-1 never went back to v1")
 		}
 		// Two seconds of polls later, the rolled-back revision is still not
 		// retried.
-		eventually(t, 20*time.Second, "polls after the restart", func() string {
+		e2etest.Eventually(t, 20*time.Second, "polls after the restart", func() string {
 			st, err := r.api.status()
 			if err != nil {
 				return err.Error()
@@ -483,7 +485,7 @@ func (r *killRig) promoteAll(t *testing.T, sha, want string) {
 		t.Fatalf("promote --full: %s", res)
 	}
 	r.api.waitRollout(t, sha, admin.PhasePromoted, 20*time.Second)
-	eventually(t, 20*time.Second, "every client serves "+want, func() string {
+	e2etest.Eventually(t, 20*time.Second, "every client serves "+want, func() string {
 		for _, id := range killClients {
 			if got := r.load.latest(id); got != want {
 				return fmt.Sprintf("%s answers %q", id, got)

@@ -26,7 +26,9 @@ import (
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/internal/kubetest"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 	"github.com/gitmesh/gitmesh/reconciler/kubestate"
 )
 
@@ -70,8 +72,8 @@ func startReplica(t *testing.T, cfg *rest.Config, ns, id, repoURL string) *repli
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := controller.Start(ctx, controller.Config{
 		RepoURL: repoURL, Path: "policy", Interval: 200 * time.Millisecond,
-		XDSAddr: freeAddr(t), AdminAddr: freeAddr(t), StateDir: t.TempDir(),
-		Logger: testLogger(t).With("replica", id),
+		XDSAddr: testnet.FreeAddr(t), AdminAddr: testnet.FreeAddr(t), StateDir: t.TempDir(),
+		Logger: e2etest.Logger(t).With("replica", id),
 		Cluster: &controller.ClusterConfig{
 			REST: cfg, Namespace: ns, Identity: id,
 			LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
@@ -189,11 +191,11 @@ func TestKubernetesLeaderKilledMidBake(t *testing.T) {
 		http.Error(w, "bad", http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(bad.Close)
-	v1, v2 := addr(backend(t, "v1")), addr(backend(t, "v2"))
-	repo := newGitRemote(t)
+	v1, v2 := addr(e2etest.Backend(t, "v1")), addr(e2etest.Backend(t, "v2"))
+	repo := e2etest.NewGitRemote(t)
 	policy := killPolicy("4s")
 	push := func(msg, routes string) string {
-		return repo.push(msg, canaryPolicy(v1, v2, addr(bad), routes, policy))
+		return repo.Push(msg, canaryPolicy(v1, v2, addr(bad), routes, policy))
 	}
 	push("reviews: all to v1", allV1)
 
@@ -208,7 +210,7 @@ func TestKubernetesLeaderKilledMidBake(t *testing.T) {
 	mu.Lock()
 	reps = append(reps, a)
 	mu.Unlock()
-	eventually(t, 30*time.Second, "replica-a leads", func() string {
+	e2etest.Eventually(t, 30*time.Second, "replica-a leads", func() string {
 		if !a.c.Leading() {
 			return "replica-a does not lead"
 		}
@@ -228,13 +230,13 @@ func TestKubernetesLeaderKilledMidBake(t *testing.T) {
 		if id == "client-1" {
 			labels["wave"] = "one"
 		}
-		w := runProxy(t, svc, nodemeta.Workload{
-			ID: id, Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar, Labels: labels, Outbound: freeAddr(t),
+		w := e2etest.RunProxy(t, svc, nodemeta.Workload{
+			ID: id, Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar, Labels: labels, Outbound: testnet.FreeAddr(t),
 		})
 		outs[id] = w.Outbound
 	}
 	load := startLoad(t, outs, "reviews", 20*time.Millisecond)
-	eventually(t, 30*time.Second, "every proxy serves v1", func() string {
+	e2etest.Eventually(t, 30*time.Second, "every proxy serves v1", func() string {
 		for _, id := range killClients {
 			if got := load.latest(id); got != "v1" {
 				return fmt.Sprintf("%s answers %q", id, got)
@@ -244,7 +246,7 @@ func TestKubernetesLeaderKilledMidBake(t *testing.T) {
 	})
 
 	sha := push("reviews: all to v2", allV2)
-	eventually(t, 30*time.Second, "the canary wave bakes on replica-a", func() string {
+	e2etest.Eventually(t, 30*time.Second, "the canary wave bakes on replica-a", func() string {
 		st := a.c.Reconciler.Status()
 		if st.Rollout == nil || !strings.Contains(st.Rollout.Revision, sha) || st.Rollout.Phase != admin.PhaseBaking {
 			return fmt.Sprintf("rollout %+v", st.Rollout)
@@ -258,13 +260,13 @@ func TestKubernetesLeaderKilledMidBake(t *testing.T) {
 	killed := time.Now()
 	a.kill()
 
-	eventually(t, 30*time.Second, "replica-b leads", func() string {
+	e2etest.Eventually(t, 30*time.Second, "replica-b leads", func() string {
 		if !b.c.Leading() {
 			return "replica-b does not lead"
 		}
 		return ""
 	})
-	eventually(t, 60*time.Second, "replica-b promotes the rollout it resumed", func() string {
+	e2etest.Eventually(t, 60*time.Second, "replica-b promotes the rollout it resumed", func() string {
 		st := b.c.Reconciler.Status()
 		if st.Rollout == nil || !strings.Contains(st.Rollout.Revision, sha) || st.Rollout.Phase != admin.PhasePromoted {
 			return fmt.Sprintf("rollout %+v", st.Rollout)
@@ -294,7 +296,7 @@ func TestKubernetesLeaderKilledMidBake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the MeshRollout's status shows the promotion by replica-b", func() string {
+	e2etest.Eventually(t, 10*time.Second, "the MeshRollout's status shows the promotion by replica-b", func() string {
 		var mr v1alpha1.MeshRollout
 		if err := kc.Get(ctx, client.ObjectKey{Namespace: ns, Name: "gitmesh"}, &mr); err != nil {
 			return err.Error()
@@ -306,7 +308,7 @@ func TestKubernetesLeaderKilledMidBake(t *testing.T) {
 		return ""
 	})
 	// kubectl describe: both replicas' Events on the MeshRollout.
-	eventually(t, 10*time.Second, "the Events of both leaders", func() string {
+	e2etest.Eventually(t, 10*time.Second, "the Events of both leaders", func() string {
 		evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err.Error()

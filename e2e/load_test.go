@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 )
 
 // observation is one response seen by the loader.
@@ -41,7 +43,7 @@ func startLoad(t testing.TB, outbounds map[string]string, host string, every tim
 			for range maxRequestsPerProxy {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+out+"/", nil)
 				req.Host = host
-				res := answer(client.Do(req))
+				res := e2etest.Answer(client.Do(req))
 				if strings.HasPrefix(res, "error: ") {
 					res = "error"
 				}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 )
 
 // Gateways go first, then everyone.
@@ -57,7 +59,7 @@ spec:
 // and the given listen addresses.
 func startGateway(t testing.TB, xdsAddr, id string, addrs ...string) {
 	t.Helper()
-	runProxy(t, xdsAddr, nodemeta.Workload{
+	e2etest.RunProxy(t, xdsAddr, nodemeta.Workload{
 		ID: id, Service: "gateway", Namespace: "default", Role: nodemeta.RoleGateway,
 		Labels: map[string]string{"istio": "ingressgateway"}, Gateway: addrs,
 	})
@@ -70,20 +72,20 @@ func startGateway(t testing.TB, xdsAddr, id string, addrs ...string) {
 // and the gateway keeps serving its last good config.
 func TestRolloutStopsOnNACK(t *testing.T) {
 	cm := newCanaryMesh(t, gatewaysFirst)
-	httpAddr, httpsAddr := freeAddr(t), freeAddr(t)
-	httpPort, httpsPort := portOf(httpAddr), portOf(httpsAddr)
+	httpAddr, httpsAddr := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	httpPort, httpsPort := e2etest.PortOf(httpAddr), e2etest.PortOf(httpsAddr)
 	startGateway(t, cm.xdsAddr, "gateway-1", httpAddr, httpsAddr)
 
 	files := canaryPolicy(cm.v1, cm.v2, cm.b, allV1, gatewaysFirst)
 	files["policy/gateway.yaml"] = edgeGateway(httpPort, "")
-	sha := cm.repo.push("edge: serve reviews.example.com", files)
+	sha := cm.repo.Push("edge: serve reviews.example.com", files)
 	cm.waitRollout(t, sha, admin.PhasePromoted, 60*time.Second)
 	viaGateway := func() string {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/", nil)
 		req.Host = "reviews.example.com"
-		return answer((&http.Client{Timeout: httpTimeout}).Do(req))
+		return e2etest.Answer((&http.Client{Timeout: e2etest.HTTPTimeout}).Do(req))
 	}
-	eventually(t, 10*time.Second, "gateway serves reviews", func() string {
+	e2etest.Eventually(t, 10*time.Second, "gateway serves reviews", func() string {
 		if got := viaGateway(); got != "v1" {
 			return got
 		}
@@ -99,7 +101,7 @@ func TestRolloutStopsOnNACK(t *testing.T) {
       serverCertificate: /nonexistent/gitmesh-e2e/cert.pem
       privateKey: /nonexistent/gitmesh-e2e/key.pem
 `, httpsPort))
-	sha = cm.repo.push("edge: HTTPS with a certificate that is not on the gateway hosts; reviews to v2", files)
+	sha = cm.repo.Push("edge: HTTPS with a certificate that is not on the gateway hosts; reviews to v2", files)
 	ro := cm.waitRollout(t, sha, admin.PhaseRolledBack, 60*time.Second)
 	if !strings.Contains(ro.Reason, "gateway-1 NACKed") || !strings.Contains(ro.Reason, "cert.pem") {
 		t.Errorf("reason = %q; want the NACK of gateway-1 naming the certificate file", ro.Reason)
@@ -119,7 +121,7 @@ func TestRolloutStopsOnNACK(t *testing.T) {
 	st := cm.status()
 	for _, p := range st.Proxies {
 		if p.ID == "gateway-1" {
-			eventually(t, 10*time.Second, "gateway back on the last good version", func() string {
+			e2etest.Eventually(t, 10*time.Second, "gateway back on the last good version", func() string {
 				for _, p := range cm.status().Proxies {
 					if p.ID == "gateway-1" && (p.State != "SYNCED" || p.Revision != st.LastAppliedRevision) {
 						return fmt.Sprintf("%+v", p)

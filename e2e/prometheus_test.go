@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/internal/promtest"
 )
 
@@ -53,7 +54,7 @@ spec:
 	// Adding a RolloutPolicy changes no proxy config: it is applied without
 	// a rollout, and governs the pushes after it.
 	sha := cm.push("rollout: gate on Prometheus", allV1, gate)
-	eventually(t, 30*time.Second, "RolloutPolicy applied", func() string { return synced(cm.mesh, sha, 4) })
+	e2etest.Eventually(t, 30*time.Second, "RolloutPolicy applied", func() string { return synced(cm.mesh, sha, 4) })
 
 	sha = cm.push("reviews: to a broken backend", toBad, gate)
 	ro := cm.waitRollout(t, sha, admin.PhaseRolledBack, 60*time.Second)

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitmesh/gitmesh/internal/e2etest"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 )
 
 // TestControllerGoneAndBack: proxies keep serving while the controller is
@@ -11,26 +14,26 @@ import (
 // unreachable serves the last good revision at once and says why it cannot
 // fetch.
 func TestControllerGoneAndBack(t *testing.T) {
-	v1, v2 := backend(t, "v1"), backend(t, "v2")
+	v1, v2 := e2etest.Backend(t, "v1"), e2etest.Backend(t, "v2")
 	v1Addr, v2Addr := strings.TrimPrefix(v1.URL, "http://"), strings.TrimPrefix(v2.URL, "http://")
-	repo := newGitRemote(t)
-	sha := repo.push("reviews: all to v2", reviewsPolicy(v1Addr, v2Addr, allV2))
+	repo := e2etest.NewGitRemote(t)
+	sha := repo.Push("reviews: all to v2", reviewsPolicy(v1Addr, v2Addr, allV2))
 
-	stateDir, xdsAddr := t.TempDir(), freeAddr(t)
+	stateDir, xdsAddr := t.TempDir(), testnet.FreeAddr(t)
 	m := startController(t, repo.URL, stateDir, 200*time.Millisecond, xdsAddr)
 	out, _ := startProxy(t, xdsAddr, "client-1")
-	eventually(t, 20*time.Second, "applied", func() string { return synced(m, sha, 1) })
+	e2etest.Eventually(t, 20*time.Second, "applied", func() string { return synced(m, sha, 1) })
 
 	m.stop()
-	if why := only(split(out, "reviews", 50), "v2"); why != "" {
+	if why := only(e2etest.Split(out, "reviews", 50), "v2"); why != "" {
 		t.Fatalf("with the controller gone: %s", why)
 	}
 
 	// Restart against a Git server that is gone: the state dir's last good
 	// revision is served to the reconnecting proxy at once.
-	gone := "http://" + freeAddr(t) + "/mesh/policy.git"
+	gone := "http://" + testnet.FreeAddr(t) + "/mesh/policy.git"
 	m2 := startController(t, gone, stateDir, 200*time.Millisecond, xdsAddr)
-	eventually(t, 20*time.Second, "restarted controller serves last good and reports FetchFailed", func() string {
+	e2etest.Eventually(t, 20*time.Second, "restarted controller serves last good and reports FetchFailed", func() string {
 		st := m2.status()
 		if !strings.HasSuffix(st.LastAppliedRevision, sha) {
 			return "applied " + st.LastAppliedRevision
@@ -40,7 +43,7 @@ func TestControllerGoneAndBack(t *testing.T) {
 		}
 		return synced(m2, sha, 1)
 	})
-	if why := only(split(out, "reviews", 50), "v2"); why != "" {
+	if why := only(e2etest.Split(out, "reviews", 50), "v2"); why != "" {
 		t.Fatalf("after restart: %s", why)
 	}
 	st := m2.status()

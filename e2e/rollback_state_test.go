@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 )
 
 // rolloutsOf returns the history entries of the revision whose commit is sha.
@@ -49,7 +51,7 @@ func rollBackBad(t *testing.T, cm *canaryMesh, policy string) (string, *admin.Ro
 // after since (the controllers here poll every 200ms).
 func waitPolls(t *testing.T, m *mesh, since time.Time, d time.Duration) {
 	t.Helper()
-	eventually(t, d+10*time.Second, fmt.Sprintf("polls for %s", d), func() string {
+	e2etest.Eventually(t, d+10*time.Second, fmt.Sprintf("polls for %s", d), func() string {
 		if last := m.status().LastReconcileTime; last.Before(since.Add(d)) {
 			return fmt.Sprintf("last poll at %s", last.Format(time.RFC3339Nano))
 		}
@@ -91,7 +93,7 @@ func TestRolledBackRevisionHeldAcrossRestart(t *testing.T) {
 		if res.err != nil || res.code != http.StatusOK {
 			t.Fatalf("resume: %s; want 200 (it releases the held revision)", res)
 		}
-		eventually(t, 30*time.Second, "a second rollout of the revision, rolled back again", func() string {
+		e2etest.Eventually(t, 30*time.Second, "a second rollout of the revision, rolled back again", func() string {
 			got := rolloutsOf(t, cm.mesh, sha)
 			if len(got) != 2 || got[0].Phase != admin.PhaseRolledBack {
 				return fmt.Sprintf("%d rollouts; %s", len(got), rolloutSummary(cm.mesh))
@@ -116,7 +118,7 @@ type histogram struct {
 // /metrics (zero when it has no observation or is missing).
 func scrapeHistogram(t *testing.T, adminAddr, name string) histogram {
 	t.Helper()
-	resp, err := (&http.Client{Timeout: httpTimeout}).Get("http://" + adminAddr + "/metrics")
+	resp, err := (&http.Client{Timeout: e2etest.HTTPTimeout}).Get("http://" + adminAddr + "/metrics")
 	if err != nil {
 		t.Fatalf("scraping the controller: %v", err)
 	}
@@ -172,22 +174,22 @@ func TestRollbackDurationMetric(t *testing.T) {
 
 	t.Run("NACK", func(t *testing.T) {
 		cm := newFaultMesh(t, gatewaysFirst, meshOptions{})
-		httpAddr, httpsAddr := freeAddr(t), freeAddr(t)
+		httpAddr, httpsAddr := testnet.FreeAddr(t), testnet.FreeAddr(t)
 		startGateway(t, cm.xdsAddr, "gateway-1", httpAddr, httpsAddr)
 		files := canaryPolicy(cm.v1, cm.v2, cm.b, allV1, gatewaysFirst)
-		files["policy/gateway.yaml"] = edgeGateway(portOf(httpAddr), "")
-		sha := cm.repo.push("edge: serve reviews.example.com", files)
+		files["policy/gateway.yaml"] = edgeGateway(e2etest.PortOf(httpAddr), "")
+		sha := cm.repo.Push("edge: serve reviews.example.com", files)
 		cm.waitRollout(t, sha, admin.PhasePromoted, 60*time.Second)
 
 		before := scrapeHistogram(t, cm.ctrl.AdminAddr, rollbackMetric)
-		files["policy/gateway.yaml"] = edgeGateway(portOf(httpAddr), fmt.Sprintf(`  - port: {number: %s, name: https, protocol: HTTPS}
+		files["policy/gateway.yaml"] = edgeGateway(e2etest.PortOf(httpAddr), fmt.Sprintf(`  - port: {number: %s, name: https, protocol: HTTPS}
     hosts: ["reviews.example.com"]
     tls:
       mode: SIMPLE
       serverCertificate: /nonexistent/gitmesh-e2e/cert.pem
       privateKey: /nonexistent/gitmesh-e2e/key.pem
-`, portOf(httpsAddr)))
-		sha = cm.repo.push("edge: HTTPS with a certificate that is not on the gateway host", files)
+`, e2etest.PortOf(httpsAddr)))
+		sha = cm.repo.Push("edge: HTTPS with a certificate that is not on the gateway host", files)
 		ro := cm.waitRollout(t, sha, admin.PhaseRolledBack, 60*time.Second)
 		oneRollbackObserved(t, cm, before, ro)
 	})
@@ -201,7 +203,7 @@ const rollbackMetric = "gitmesh_rollback_duration_seconds"
 func oneRollbackObserved(t *testing.T, cm *canaryMesh, before histogram, ro *admin.Rollout) histogram {
 	t.Helper()
 	var after histogram
-	eventually(t, 10*time.Second, "one rollback duration observed", func() string {
+	e2etest.Eventually(t, 10*time.Second, "one rollback duration observed", func() string {
 		if after = scrapeHistogram(t, cm.ctrl.AdminAddr, rollbackMetric); after.count == before.count {
 			return fmt.Sprintf("%s_count is still %d; the rollback was decided at %s; proxies: %+v", rollbackMetric, after.count, ro.FinishedAt.Format(time.RFC3339Nano), cm.status().Proxies)
 		}

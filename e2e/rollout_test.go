@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/reconciler"
 )
 
@@ -40,7 +41,7 @@ spec:
   labels:
     app: reviews
     version: bad
-`, portOf(bad))
+`, e2etest.PortOf(bad))
 	files["policy/rollout.yaml"] = rolloutYAML
 	return files
 }
@@ -72,7 +73,7 @@ const toBad = `  - route:
 // canaryMesh is a controller with four client proxies under load.
 type canaryMesh struct {
 	*mesh
-	repo      *gitRemote
+	repo      *e2etest.GitRemote
 	load      *loader
 	ids       []string
 	v1, v2, b string
@@ -88,45 +89,19 @@ func newCanaryMesh(t *testing.T, rollout string) *canaryMesh { return newCanaryM
 
 // newCanaryMeshTB is newCanaryMesh for tests and benchmarks.
 func newCanaryMeshTB(t testing.TB, rollout string) *canaryMesh {
-	v1, v2 := backend(t, "v1"), backend(t, "v2")
-	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "bad", http.StatusServiceUnavailable)
-	}))
-	t.Cleanup(bad.Close)
-	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
-	cm := &canaryMesh{repo: newGitRemote(t), v1: addr(v1), v2: addr(v2), b: addr(bad), xdsAddr: freeAddr(t), stateDir: t.TempDir()}
-	cm.repo.push("reviews: all to v1", canaryPolicy(cm.v1, cm.v2, cm.b, allV1, rollout))
-	cm.mesh = startController(t, cm.repo.URL, cm.stateDir, 200*time.Millisecond, cm.xdsAddr)
-	outs := map[string]string{}
-	for i := range 4 {
-		id := fmt.Sprintf("client-%d", i+1)
-		out, admin := startProxy(t, cm.xdsAddr, id)
-		outs[id] = out
-		cm.ids = append(cm.ids, id)
-		cm.admins = append(cm.admins, admin)
-	}
-	cm.load = startLoad(t, outs, "reviews", 20*time.Millisecond)
-	eventually(t, 30*time.Second, "every proxy serves v1", func() string {
-		for _, id := range cm.ids {
-			if got := cm.load.latest(id); got != "v1" {
-				return fmt.Sprintf("%s answers %q", id, got)
-			}
-		}
-		return ""
-	})
-	return cm
+	return newFaultMesh(t, rollout, meshOptions{})
 }
 
 // push commits files on top of the current policy and returns the SHA.
 func (cm *canaryMesh) push(msg, routes, rollout string) string {
-	return cm.repo.push(msg, canaryPolicy(cm.v1, cm.v2, cm.b, routes, rollout))
+	return cm.repo.Push(msg, canaryPolicy(cm.v1, cm.v2, cm.b, routes, rollout))
 }
 
 // waitRollout waits for the rollout of sha to reach phase.
 func (cm *canaryMesh) waitRollout(t testing.TB, sha string, phase admin.Phase, timeout time.Duration) *admin.Rollout {
 	t.Helper()
 	var ro *admin.Rollout
-	eventually(t, timeout, fmt.Sprintf("rollout of %s %s", sha[:8], phase), func() string {
+	e2etest.Eventually(t, timeout, fmt.Sprintf("rollout of %s %s", sha[:8], phase), func() string {
 		st := cm.status()
 		ro = st.Rollout
 		if ro == nil || !strings.HasSuffix(ro.Revision, sha) {
@@ -176,7 +151,7 @@ func TestRolloutWaves(t *testing.T) {
 		}
 		for _, id := range ro.Waves[1].Nodes {
 			var at time.Time
-			eventually(t, 10*time.Second, "wave-2 proxy "+id+" serves v2", func() string {
+			e2etest.Eventually(t, 10*time.Second, "wave-2 proxy "+id+" serves v2", func() string {
 				if at = cm.load.first(id, "v2"); at.IsZero() {
 					return cm.load.latest(id)
 				}
@@ -213,7 +188,7 @@ func TestRolloutWaves(t *testing.T) {
 				t.Fatalf("wave-1 proxy %s never served the bad version", id)
 			}
 			var back time.Time
-			eventually(t, 20*time.Second, "wave-1 proxy back on v2", func() string {
+			e2etest.Eventually(t, 20*time.Second, "wave-1 proxy back on v2", func() string {
 				if back = cm.load.firstAfter(id, "v2", firstBad); back.IsZero() {
 					return cm.load.latest(id)
 				}
@@ -233,7 +208,7 @@ func TestRolloutWaves(t *testing.T) {
 		}
 		// The failed revision is not retried: polls go on, it stays rolled back.
 		n := len(mustHistory(t, cm))
-		eventually(t, 5*time.Second, "a few polls", func() string {
+		e2etest.Eventually(t, 5*time.Second, "a few polls", func() string {
 			if cm.status().LastReconcileTime.Before(time.Now().Add(-100 * time.Millisecond)) {
 				return "no poll yet"
 			}
@@ -248,7 +223,7 @@ func TestRolloutWaves(t *testing.T) {
 		_, sha, _ := strings.Cut(first, "sha1:")
 		msg := cm.do(t, admin.Request{Op: admin.OpRollback, To: sha[:10]})
 		t.Log(msg)
-		eventually(t, 20*time.Second, "every proxy back on v1", func() string {
+		e2etest.Eventually(t, 20*time.Second, "every proxy back on v1", func() string {
 			for _, id := range cm.ids {
 				if got := cm.load.latest(id); got != "v1" {
 					return fmt.Sprintf("%s answers %q", id, got)
@@ -289,7 +264,7 @@ func TestRolloutSurvivesControllerRestart(t *testing.T) {
 	ro := cm.waitRollout(t, sha, admin.PhaseBaking, 60*time.Second)
 	wave1 := ro.Waves[0].Nodes[0]
 	var switched time.Time
-	eventually(t, 10*time.Second, "the wave-1 proxy serves v2", func() string {
+	e2etest.Eventually(t, 10*time.Second, "the wave-1 proxy serves v2", func() string {
 		if switched = cm.load.first(wave1, "v2"); switched.IsZero() {
 			return cm.load.latest(wave1)
 		}
@@ -315,8 +290,8 @@ func TestRolloutSurvivesControllerRestart(t *testing.T) {
 	// A proxy that connects mid-rollout gets the last good version until
 	// its wave comes.
 	late, _ := startProxy(t, cm.xdsAddr, "client-late")
-	eventually(t, 20*time.Second, "the late proxy serves the last good version", func() string {
-		return only(split(late, "reviews", 5), "v1")
+	e2etest.Eventually(t, 20*time.Second, "the late proxy serves the last good version", func() string {
+		return only(e2etest.Split(late, "reviews", 5), "v1")
 	})
 
 	// A new commit supersedes the rollout in flight and starts from wave 1.
@@ -328,9 +303,9 @@ func TestRolloutSurvivesControllerRestart(t *testing.T) {
 
 	cm.do(t, admin.Request{Op: admin.OpPromote, Full: true})
 	cm.waitRollout(t, next, admin.PhasePromoted, 10*time.Second)
-	eventually(t, 20*time.Second, "every proxy on the 50/50 split", func() string {
+	e2etest.Eventually(t, 20*time.Second, "every proxy on the 50/50 split", func() string {
 		for _, out := range []string{late} {
-			got := split(out, "reviews", 40)
+			got := e2etest.Split(out, "reviews", 40)
 			if got["v1"] == 0 || got["v2"] == 0 {
 				return fmt.Sprintf("late proxy: %v", got)
 			}
@@ -348,7 +323,7 @@ func TestRolloutDenyWindowHolds(t *testing.T) {
 	cm := newCanaryMesh(t, frozen)
 	sha := cm.push("reviews: all to v2", allV2, frozen)
 	cm.waitRollout(t, sha, admin.PhasePending, 30*time.Second)
-	eventually(t, 5*time.Second, "status names the deny window and until when", func() string {
+	e2etest.Eventually(t, 5*time.Second, "status names the deny window and until when", func() string {
 		if ro := cm.status().Rollout; !strings.Contains(ro.Waiting, "deny window freeze is open until") {
 			return fmt.Sprintf("waiting = %q", ro.Waiting)
 		}
@@ -384,7 +359,7 @@ func TestRolloutConfirmPromotionWebhook(t *testing.T) {
 `, hook.URL+"/confirm", hook.URL+"/events")
 	cm := newCanaryMesh(t, gated)
 	sha := cm.push("reviews: all to v2", allV2, gated)
-	eventually(t, 30*time.Second, "waiting for the gate", func() string {
+	e2etest.Eventually(t, 30*time.Second, "waiting for the gate", func() string {
 		ro := cm.status().Rollout
 		if ro == nil || !strings.HasSuffix(ro.Revision, sha) || !strings.Contains(ro.Waiting, "confirm-promotion webhook gate") {
 			return fmt.Sprintf("%+v", ro)
@@ -398,7 +373,7 @@ func TestRolloutConfirmPromotionWebhook(t *testing.T) {
 	}
 	allow.Store(true)
 	cm.waitRollout(t, sha, admin.PhasePromoted, 30*time.Second)
-	eventually(t, 10*time.Second, "event webhooks called", func() string {
+	e2etest.Eventually(t, 10*time.Second, "event webhooks called", func() string {
 		if n := events.Load(); n < 3 {
 			return fmt.Sprintf("%d events", n)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 )
 
 // reviewsPolicy returns the policy files for a reviews service with two
@@ -52,7 +53,7 @@ spec:
   - name: v2
     labels:
       version: v2
-`, portOf(v1), portOf(v2)),
+`, e2etest.PortOf(v1), e2etest.PortOf(v2)),
 		"policy/reviews.yaml": `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -102,10 +103,10 @@ func only(got map[string]int, want string) string {
 // change reaches real traffic through two bundled proxies, and broken
 // pushes change nothing while status says why, with the file.
 func TestSpine(t *testing.T) {
-	v1, v2 := backend(t, "v1"), backend(t, "v2")
+	v1, v2 := e2etest.Backend(t, "v1"), e2etest.Backend(t, "v2")
 	v1Addr, v2Addr := strings.TrimPrefix(v1.URL, "http://"), strings.TrimPrefix(v2.URL, "http://")
-	repo := newGitRemote(t)
-	repo.push("reviews: all to v1", reviewsPolicy(v1Addr, v2Addr, allV1))
+	repo := e2etest.NewGitRemote(t)
+	repo.Push("reviews: all to v1", reviewsPolicy(v1Addr, v2Addr, allV1))
 
 	m := startController(t, repo.URL, t.TempDir(), 200*time.Millisecond, "")
 	out1, _ := startProxy(t, m.ctrl.XDSAddr, "client-1")
@@ -114,30 +115,30 @@ func TestSpine(t *testing.T) {
 
 	for _, host := range []string{"reviews", "reviews:9080", "reviews.default.svc.cluster.local:9080"} {
 		for _, out := range outs {
-			eventually(t, 20*time.Second, "100/0 via "+out+" Host "+host, func() string { return only(split(out, host, 20), "v1") })
+			e2etest.Eventually(t, 20*time.Second, "100/0 via "+out+" Host "+host, func() string { return only(e2etest.Split(out, host, 20), "v1") })
 		}
 	}
 	// Absolute-form request URI through the outbound listener, as curl -x sends.
-	eventually(t, 5*time.Second, "absolute URI", func() string {
+	e2etest.Eventually(t, 5*time.Second, "absolute URI", func() string {
 		return only(splitViaProxy(out1, "http://reviews:9080/", 10), "v1")
 	})
 
 	t.Run("push shifts traffic to v2", func(t *testing.T) {
 		pushed := time.Now()
-		repo.push("reviews: all to v2", reviewsPolicy(v1Addr, v2Addr, allV2))
+		repo.Push("reviews: all to v2", reviewsPolicy(v1Addr, v2Addr, allV2))
 		for _, out := range outs {
-			eventually(t, 20*time.Second, "0/100 via "+out, func() string { return only(split(out, "reviews", 20), "v2") })
+			e2etest.Eventually(t, 20*time.Second, "0/100 via "+out, func() string { return only(e2etest.Split(out, "reviews", 20), "v2") })
 		}
 		t.Logf("push to traffic on every proxy: %s", time.Since(pushed).Round(time.Millisecond))
 	})
 
 	t.Run("push splits traffic 50/50", func(t *testing.T) {
-		sha := repo.push("reviews: 50/50", reviewsPolicy(v1Addr, v2Addr, fiftyFifty))
-		eventually(t, 20*time.Second, "revision applied and proxies synced", func() string {
+		sha := repo.Push("reviews: 50/50", reviewsPolicy(v1Addr, v2Addr, fiftyFifty))
+		e2etest.Eventually(t, 20*time.Second, "revision applied and proxies synced", func() string {
 			return synced(m, sha, 2)
 		})
 		for _, out := range outs {
-			got := split(out, "reviews", 400)
+			got := e2etest.Split(out, "reviews", 400)
 			if got["v1"]+got["v2"] != 400 || got["v1"] < 140 || got["v2"] < 140 {
 				t.Errorf("via %s: got %v; want about 200/200 (each at least 140)", out, got)
 			}
@@ -173,8 +174,8 @@ spec:
 	}
 	for _, tc := range broken {
 		t.Run(tc.name+" changes nothing", func(t *testing.T) {
-			sha := repo.push(tc.name, tc.files)
-			eventually(t, 20*time.Second, "Ready=False "+tc.reason, func() string {
+			sha := repo.Push(tc.name, tc.files)
+			e2etest.Eventually(t, 20*time.Second, "Ready=False "+tc.reason, func() string {
 				st := m.status()
 				c := st.Ready()
 				if !strings.HasSuffix(st.LastAttemptedRevision, sha) || c == nil || c.Reason != tc.reason {
@@ -191,7 +192,7 @@ spec:
 				t.Errorf("LastAppliedRevision = %q; want it to stay %q", st.LastAppliedRevision, applied)
 			}
 			for _, out := range outs {
-				got := split(out, "reviews", 100)
+				got := e2etest.Split(out, "reviews", 100)
 				if got["v1"]+got["v2"] != 100 || got["v1"] == 0 || got["v2"] == 0 {
 					t.Errorf("via %s after a %s push: got %v; want the 50/50 split to keep serving", out, tc.name, got)
 				}
@@ -201,8 +202,8 @@ spec:
 	}
 
 	t.Run("a fixing push recovers", func(t *testing.T) {
-		sha := repo.push("reviews: back to v1", reviewsPolicy(v1Addr, v2Addr, allV1))
-		eventually(t, 20*time.Second, "applied and Ready", func() string {
+		sha := repo.Push("reviews: back to v1", reviewsPolicy(v1Addr, v2Addr, allV1))
+		e2etest.Eventually(t, 20*time.Second, "applied and Ready", func() string {
 			if why := synced(m, sha, 2); why != "" {
 				return why
 			}
@@ -212,7 +213,7 @@ spec:
 			return ""
 		})
 		for _, out := range outs {
-			if why := only(split(out, "reviews", 20), "v1"); why != "" {
+			if why := only(e2etest.Split(out, "reviews", 20), "v1"); why != "" {
 				t.Error(why)
 			}
 		}
@@ -241,5 +242,5 @@ func synced(m *mesh, sha string, n int) string {
 // (absolute-form request URIs, as curl -x does).
 func splitViaProxy(out, target string, n int) map[string]int {
 	u, _ := url.Parse("http://" + out)
-	return splitWith(proxiedClient(u), target, n)
+	return e2etest.SplitWith(proxiedClient(u), target, n)
 }

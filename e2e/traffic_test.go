@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 )
 
 // TestTraffic pushes one policy that uses Istio's traffic-management
@@ -46,24 +47,24 @@ func TestTraffic(t *testing.T) {
 	// tcp-echo service binds: its outbound IP and the service port.
 	gwHTTP, gwHTTPS, tcpService := stableAddr(t), stableAddr(t), stableAddr(t)
 	files := trafficPolicy(trafficPorts{
-		v1: portOf(v1), v2: portOf(v2), slow: portOf(slow), shadow: portOf(shadow), flaky: portOf(flaky),
-		tcpEcho: portOf(tcpEcho), tcp: portOf(tcpService),
-		gwHTTP: portOf(gwHTTP), gwHTTPS: portOf(gwHTTPS),
+		v1: e2etest.PortOf(v1), v2: e2etest.PortOf(v2), slow: e2etest.PortOf(slow), shadow: e2etest.PortOf(shadow), flaky: e2etest.PortOf(flaky),
+		tcpEcho: e2etest.PortOf(tcpEcho), tcp: e2etest.PortOf(tcpService),
+		gwHTTP: e2etest.PortOf(gwHTTP), gwHTTPS: e2etest.PortOf(gwHTTPS),
 		cert: certFile, key: keyFile,
 	})
 
-	repo := newGitRemote(t)
-	repo.push("traffic policy", files)
+	repo := e2etest.NewGitRemote(t)
+	repo.Push("traffic policy", files)
 	m := startController(t, repo.URL, t.TempDir(), 200*time.Millisecond, "")
-	client := runProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
+	client := e2etest.RunProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
 		ID: "client-1", Service: "client", Namespace: "default", Role: nodemeta.RoleSidecar,
 		Labels: map[string]string{"app": "client"}, Outbound: stableAddr(t),
 	})
-	other := runProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
+	other := e2etest.RunProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
 		ID: "other-1", Service: "other", Namespace: "other", Role: nodemeta.RoleSidecar,
 		Labels: map[string]string{"app": "other"}, Outbound: stableAddr(t),
 	})
-	runProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
+	e2etest.RunProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
 		ID: "ingress-1", Service: "gateway", Namespace: "istio-system", Role: nodemeta.RoleGateway,
 		Labels: map[string]string{"istio": "ingressgateway"}, Gateway: []string{gwHTTP, gwHTTPS},
 	})
@@ -74,7 +75,7 @@ func TestTraffic(t *testing.T) {
 	for _, via := range []string{"client", "other", "gateway", "gateway-tls"} {
 		r := ready
 		r.via = via
-		eventually(t, 30*time.Second, "policy served via "+via, func() string {
+		e2etest.Eventually(t, 30*time.Second, "policy served via "+via, func() string {
 			if why := r.check(targets, clients); why != "" {
 				st := m.status()
 				var nacks []string
@@ -169,7 +170,7 @@ func TestTraffic(t *testing.T) {
 		if why := row.check(targets, clients); why != "" {
 			t.Fatal(why)
 		}
-		eventually(t, 5*time.Second, "shadow receives the mirrored request", func() string {
+		e2etest.Eventually(t, 5*time.Second, "shadow receives the mirrored request", func() string {
 			if shadowHits.Load() <= before {
 				return "no mirrored request yet"
 			}
@@ -481,7 +482,7 @@ func tcpEchoBackend(t testing.TB, name string) string {
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		waitDone(t, "tcp echo backend "+name, done, stopTimeout)
+		e2etest.WaitDone(t, "tcp echo backend "+name, done, e2etest.StopTimeout)
 	})
 	return ln.Addr().String()
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/inject"
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/internal/helmtest"
 )
 
@@ -94,7 +95,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	tmpl := injectorTemplate(ctx, t, admin)
 	c, err := controller.Start(ctx, controller.Config{
 		RepoURL: policyRepo(t), StateDir: t.TempDir(), XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(e2etest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Kubernetes: saCfg,
 		Cluster:    &controller.ClusterConfig{REST: saCfg, Namespace: namespace, Name: "gitmesh", Identity: "helm-test-replica"},
 		Injector: &controller.InjectorConfig{
@@ -201,7 +202,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	// Services, EndpointSlices, Pods and Namespaces as the ServiceAccount:
 	// holding the Lease proves those reads as well.
 	t.Run("the controller leads with its ServiceAccount", func(t *testing.T) {
-		eventually(t, 30*time.Second, "the Lease held by the test's replica", func() error {
+		e2etest.Poll(t, 30*time.Second, helmPoll, "the Lease held by the test's replica", func() error {
 			l, err := admin.CoordinationV1().Leases(namespace).Get(ctx, "gitmesh", metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -212,7 +213,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 			return nil
 		})
 		dyn := dynamic.NewForConfigOrDie(adminCfg)
-		eventually(t, 30*time.Second, "the MeshRollout the controller writes", func() error {
+		e2etest.Poll(t, 30*time.Second, helmPoll, "the MeshRollout the controller writes", func() error {
 			_, err := dyn.Resource(meshRollouts).Namespace(namespace).Get(ctx, "gitmesh", metav1.GetOptions{})
 			return err
 		})
@@ -228,7 +229,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	t.Logf("helm uninstall: %s", time.Since(start).Round(time.Millisecond))
 	t.Run("uninstalled", func(t *testing.T) {
 		gone := func(what string, get func() error) {
-			eventually(t, 30*time.Second, what+" deleted", func() error {
+			e2etest.Poll(t, 30*time.Second, helmPoll, what+" deleted", func() error {
 				if err := get(); !apierrors.IsNotFound(err) {
 					return fmt.Errorf("get: %v: %w", err, errNotYet)
 				}
@@ -307,7 +308,7 @@ func caBundle(ctx context.Context, t *testing.T, c kubernetes.Interface) []byte 
 func waitCABundle(t *testing.T, c kubernetes.Interface) {
 	t.Helper()
 	ctx := context.Background()
-	eventually(t, 30*time.Second, "the caBundle patched by the controller", func() error {
+	e2etest.Poll(t, 30*time.Second, helmPoll, "the caBundle patched by the controller", func() error {
 		s, err := c.CoreV1().Secrets(namespace).Get(ctx, injectorSecret, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -321,13 +322,4 @@ func waitCABundle(t *testing.T, c kubernetes.Interface) {
 		}
 		return nil
 	})
-}
-
-// testWriter sends the controller's log to the test's.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
-	return len(p), nil
 }

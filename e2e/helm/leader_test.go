@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/internal/helmtest"
 	"github.com/gitmesh/gitmesh/internal/leader"
 )
@@ -81,7 +82,7 @@ func TestHelmLeaderPodLabel(t *testing.T) {
 		rctx, rcancel := context.WithCancel(ctx)
 		c, err := controller.Start(rctx, controller.Config{
 			RepoURL: repo, StateDir: t.TempDir(), XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-			Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("replica", pod),
+			Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(e2etest.LogWriter(t), &slog.HandlerOptions{Level: slog.LevelInfo})).With("replica", pod),
 			Kubernetes: saCfg,
 			Cluster: &controller.ClusterConfig{REST: saCfg, Namespace: ns, Name: "gitmesh", Identity: pod,
 				PodName: pod, PodNamespace: ns, LeaderPodSelector: selector,
@@ -121,7 +122,7 @@ func TestHelmLeaderPodLabel(t *testing.T) {
 	wantSelected := func(pod string) {
 		t.Helper()
 		for _, svc := range []string{"gitmesh-xds", "gitmesh-admin"} {
-			eventually(t, 30*time.Second, "Service "+svc+" selecting only "+pod, func() error {
+			e2etest.Poll(t, 30*time.Second, helmPoll, "Service "+svc+" selecting only "+pod, func() error {
 				got, err := labelled(svc)
 				if err != nil {
 					return err
@@ -145,7 +146,7 @@ func TestHelmLeaderPodLabel(t *testing.T) {
 
 	a := start("gitmesh-a")
 	defer func() { a.stop() }()
-	eventually(t, 30*time.Second, "gitmesh-a leading", func() error {
+	e2etest.Poll(t, 30*time.Second, helmPoll, "gitmesh-a leading", func() error {
 		if !a.c.Leading() {
 			return errNotYet
 		}
@@ -158,7 +159,7 @@ func TestHelmLeaderPodLabel(t *testing.T) {
 	})
 	t.Run("every replica is ready", func(t *testing.T) {
 		for name, r := range map[string]*replica{"leader": a, "follower": b} {
-			eventually(t, 30*time.Second, name+" /readyz 200", func() error {
+			e2etest.Poll(t, 30*time.Second, helmPoll, name+" /readyz 200", func() error {
 				if code, body := readyz(r); code != http.StatusOK {
 					return fmt.Errorf("%d %s: %w", code, body, errNotYet)
 				}
@@ -179,7 +180,7 @@ func TestHelmLeaderPodLabel(t *testing.T) {
 	})
 	t.Run("failover moves the label", func(t *testing.T) {
 		a.stop()
-		eventually(t, 30*time.Second, "gitmesh-b leading", func() error {
+		e2etest.Poll(t, 30*time.Second, helmPoll, "gitmesh-b leading", func() error {
 			if !b.c.Leading() {
 				return errNotYet
 			}

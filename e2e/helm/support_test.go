@@ -76,21 +76,7 @@ func policyRepo(t *testing.T) string {
 	return dir
 }
 
-// eventually polls cond every 100ms until it returns nil or timeout
-// passes, then fails the test with cond's last error.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// helmPoll is how often the tests poll the API server (e2etest.Poll).
+const helmPoll = 100 * time.Millisecond
 
 var errNotYet = errors.New("not yet")

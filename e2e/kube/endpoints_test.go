@@ -3,8 +3,6 @@ package kube
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/registry/kube"
 )
 
@@ -36,11 +35,6 @@ spec:
   - route:
     - destination: {host: reviews.%[1]s.svc.cluster.local, subset: v2}
 `, ns)}
-}
-
-func portOf(s *httptest.Server) string {
-	_, p, _ := net.SplitHostPort(s.Listener.Addr().String())
-	return p
 }
 
 func atoi32(s string) int32 {
@@ -85,10 +79,10 @@ func splitLabel(label string) (policy, eds string) {
 func TestKubernetesEndpoints(t *testing.T) {
 	k := newCluster(t)
 	host := "reviews." + k.ns + ".svc.cluster.local"
-	v1 := backendAt(t, testAddrs[2]+":0", "v1") // a pod has an address of its own
-	v2a := backendAt(t, testAddrs[0]+":0", "v2a")
-	backendAt(t, testAddrs[1]+":"+portOf(v2a), "v2b") // one slice: the same port on another address
-	p1, p2 := atoi32(portOf(v1)), atoi32(portOf(v2a))
+	v1 := e2etest.BackendAt(t, testAddrs[2]+":0", "v1") // a pod has an address of its own
+	v2a := e2etest.BackendAt(t, testAddrs[0]+":0", "v2a")
+	e2etest.BackendAt(t, testAddrs[1]+":"+e2etest.PortOf(v2a), "v2b") // one slice: the same port on another address
+	p1, p2 := atoi32(e2etest.PortOf(v1)), atoi32(e2etest.PortOf(v2a))
 
 	k.service("reviews", 9080)
 	k.pod("reviews-v1", map[string]string{"app": "reviews", "version": "v1"})
@@ -97,13 +91,13 @@ func TestKubernetesEndpoints(t *testing.T) {
 	k.endpointSlice("reviews-v1", "reviews", p1, endpoint{testAddrs[2], "reviews-v1", true})
 	k.endpointSlice("reviews-v2", "reviews", p2, endpoint{testAddrs[0], "reviews-v2a", true})
 
-	repo := newGitRemote(t)
-	repo.push("route reviews to v2", reviewsPolicy(k.ns))
+	repo := e2etest.NewGitRemote(t)
+	repo.Push("route reviews to v2", reviewsPolicy(k.ns))
 	c := startController(t, repo.URL, 0)
 	w := sidecar(t, c.XDSAddr, k.ns, "client-1")
 
-	eventually(t, 30*time.Second, "traffic to subset v2 (pod reviews-v2a)", func() string {
-		if got := split(w.Outbound, host, 20); got["v2a"] != 20 {
+	e2etest.Eventually(t, 30*time.Second, "traffic to subset v2 (pod reviews-v2a)", func() string {
+		if got := e2etest.Split(w.Outbound, host, 20); got["v2a"] != 20 {
 			return fmt.Sprintf("answers %v; want v2a only (status: %+v)", got, c.Reconciler.Status().Conditions)
 		}
 		return ""
@@ -114,15 +108,15 @@ func TestKubernetesEndpoints(t *testing.T) {
 		changed := time.Now()
 		k.endpointSlice("reviews-v2", "reviews", p2,
 			endpoint{testAddrs[0], "reviews-v2a", true}, endpoint{testAddrs[1], "reviews-v2b", true})
-		eventually(t, 30*time.Second, "the proxy runs the new endpoints", func() string {
+		e2etest.Eventually(t, 30*time.Second, "the proxy runs the new endpoints", func() string {
 			if p := proxyStatus(c, w.ID); p.Acked == label || p.Acked != p.Assigned {
 				return fmt.Sprintf("acked %q, assigned %q, before %q", p.Acked, p.Assigned, label)
 			}
 			return ""
 		})
 		t.Logf("EndpointSlice update to the proxy's ACK: %s (debounce %s)", time.Since(changed).Round(time.Millisecond), kube.DefaultDebounce)
-		eventually(t, 30*time.Second, "traffic over both v2 pods", func() string {
-			got := split(w.Outbound, host, 40)
+		e2etest.Eventually(t, 30*time.Second, "traffic over both v2 pods", func() string {
+			got := e2etest.Split(w.Outbound, host, 40)
 			if got["v2a"] == 0 || got["v2b"] == 0 || got["v2a"]+got["v2b"] != 40 {
 				return fmt.Sprintf("answers %v; want v2a and v2b only", got)
 			}
@@ -143,8 +137,8 @@ func TestKubernetesEndpoints(t *testing.T) {
 	t.Run("an unready endpoint leaves the rotation", func(t *testing.T) {
 		k.endpointSlice("reviews-v2", "reviews", p2,
 			endpoint{testAddrs[0], "reviews-v2a", false}, endpoint{testAddrs[1], "reviews-v2b", true})
-		eventually(t, 30*time.Second, "traffic to reviews-v2b only", func() string {
-			if got := split(w.Outbound, host, 20); got["v2b"] != 20 {
+		e2etest.Eventually(t, 30*time.Second, "traffic to reviews-v2b only", func() string {
+			if got := e2etest.Split(w.Outbound, host, 20); got["v2b"] != 20 {
 				return fmt.Sprintf("answers %v; want v2b only", got)
 			}
 			return ""
@@ -167,8 +161,8 @@ func TestKubernetesEndpoints(t *testing.T) {
 		if _, err := k.cs.CoreV1().Pods(k.ns).Update(ctx, pod, metav1.UpdateOptions{}); err != nil {
 			t.Fatalf("relabelling pod: %v", err)
 		}
-		eventually(t, 30*time.Second, "traffic over reviews-v1 (now version=v2) and reviews-v2b", func() string {
-			got := split(w.Outbound, host, 40)
+		e2etest.Eventually(t, 30*time.Second, "traffic over reviews-v1 (now version=v2) and reviews-v2b", func() string {
+			got := e2etest.Split(w.Outbound, host, 40)
 			if got["v1"] == 0 || got["v2b"] == 0 || got["v1"]+got["v2b"] != 40 {
 				return fmt.Sprintf("answers %v; want v1 and v2b", got)
 			}
@@ -187,21 +181,21 @@ func TestKubernetesEndpoints(t *testing.T) {
 func TestKubernetesResyncPushesNothing(t *testing.T) {
 	k := newCluster(t)
 	host := "reviews." + k.ns + ".svc.cluster.local"
-	v2 := backendAt(t, testAddrs[0]+":0", "v2")
+	v2 := e2etest.BackendAt(t, testAddrs[0]+":0", "v2")
 	k.service("reviews", 9080)
 	k.pod("reviews-v2", map[string]string{"app": "reviews", "version": "v2"})
-	k.endpointSlice("reviews-v2", "reviews", atoi32(portOf(v2)), endpoint{testAddrs[0], "reviews-v2", true})
-	repo := newGitRemote(t)
-	repo.push("route reviews to v2", reviewsPolicy(k.ns))
+	k.endpointSlice("reviews-v2", "reviews", atoi32(e2etest.PortOf(v2)), endpoint{testAddrs[0], "reviews-v2", true})
+	repo := e2etest.NewGitRemote(t)
+	repo.Push("route reviews to v2", reviewsPolicy(k.ns))
 	c := startController(t, repo.URL, time.Second)
 	w := sidecar(t, c.XDSAddr, k.ns, "client-1")
-	eventually(t, 30*time.Second, "traffic to subset v2", func() string {
-		if got := split(w.Outbound, host, 5); got["v2"] != 5 {
+	e2etest.Eventually(t, 30*time.Second, "traffic to subset v2", func() string {
+		if got := e2etest.Split(w.Outbound, host, 5); got["v2"] != 5 {
 			return fmt.Sprintf("answers %v; want v2 only", got)
 		}
 		return ""
 	})
-	eventually(t, 10*time.Second, "the proxy is synced", func() string {
+	e2etest.Eventually(t, 10*time.Second, "the proxy is synced", func() string {
 		if p := proxyStatus(c, w.ID); p.Acked == "" || p.Acked != p.Assigned {
 			return fmt.Sprintf("acked %q, assigned %q", p.Acked, p.Assigned)
 		}
@@ -220,7 +214,7 @@ func TestKubernetesResyncPushesNothing(t *testing.T) {
 	if _, err := k.cs.CoreV1().Pods(k.ns).Update(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("updating pod: %v", err)
 	}
-	eventually(t, 10*time.Second, "several rebuilds (resyncs and the pod update)", func() string {
+	e2etest.Eventually(t, 10*time.Second, "several rebuilds (resyncs and the pod update)", func() string {
 		if n := c.Registry.Builds(); n < builds+3 {
 			return fmt.Sprintf("%d rebuilds since; want 3", n-builds)
 		}

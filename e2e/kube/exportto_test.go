@@ -7,6 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/registry"
 )
 
@@ -17,10 +18,10 @@ import (
 func TestKubernetesExportTo(t *testing.T) {
 	k, other := newCluster(t), newCluster(t)
 	host := "ratings." + k.ns + ".svc.cluster.local"
-	b := backendAt(t, testAddrs[3]+":0", "ratings")
+	b := e2etest.BackendAt(t, testAddrs[3]+":0", "ratings")
 	k.service("ratings", 9080)
 	k.pod("ratings-1", map[string]string{"app": "ratings"})
-	k.endpointSlice("ratings-1", "ratings", atoi32(portOf(b)), endpoint{testAddrs[3], "ratings-1", true})
+	k.endpointSlice("ratings-1", "ratings", atoi32(e2etest.PortOf(b)), endpoint{testAddrs[3], "ratings-1", true})
 	setExportTo := func(v string) {
 		t.Helper()
 		ctx, cancel := k.ctx()
@@ -39,8 +40,8 @@ func TestKubernetesExportTo(t *testing.T) {
 	}
 	setExportTo(".")
 
-	repo := newGitRemote(t)
-	repo.push("ratings subsets", map[string]string{"policy/ratings.yaml": fmt.Sprintf(`apiVersion: networking.istio.io/v1
+	repo := e2etest.NewGitRemote(t)
+	repo.Push("ratings subsets", map[string]string{"policy/ratings.yaml": fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: ratings, namespace: %[1]s}
 spec:
@@ -51,25 +52,25 @@ spec:
 	inside := sidecar(t, c.XDSAddr, k.ns, "inside-1")
 	outside := sidecar(t, c.XDSAddr, other.ns, "outside-1")
 
-	eventually(t, 30*time.Second, "ratings reachable from its own namespace", func() string {
-		if got := split(inside.Outbound, host, 5); got["ratings"] != 5 {
+	e2etest.Eventually(t, 30*time.Second, "ratings reachable from its own namespace", func() string {
+		if got := e2etest.Split(inside.Outbound, host, 5); got["ratings"] != 5 {
 			return fmt.Sprintf("answers %v; want ratings", got)
 		}
 		return ""
 	})
-	eventually(t, 10*time.Second, "the other namespace's sidecar is synced", func() string {
+	e2etest.Eventually(t, 10*time.Second, "the other namespace's sidecar is synced", func() string {
 		if p := proxyStatus(c, outside.ID); p.Acked == "" || p.Acked != p.Assigned {
 			return fmt.Sprintf("acked %q, assigned %q", p.Acked, p.Assigned)
 		}
 		return ""
 	})
-	if got := split(outside.Outbound, host, 5); got["ratings"] != 0 {
+	if got := e2etest.Split(outside.Outbound, host, 5); got["ratings"] != 0 {
 		t.Errorf("from namespace %s (not exported to): answers %v; want none from ratings", other.ns, got)
 	}
 
 	setExportTo("")
-	eventually(t, 30*time.Second, "ratings reachable from the other namespace once exported to all", func() string {
-		if got := split(outside.Outbound, host, 5); got["ratings"] != 5 {
+	e2etest.Eventually(t, 30*time.Second, "ratings reachable from the other namespace once exported to all", func() string {
+		if got := e2etest.Split(outside.Outbound, host, 5); got["ratings"] != 5 {
 			return fmt.Sprintf("answers %v; want ratings", got)
 		}
 		return ""

@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/internal/faultnet"
 )
 
@@ -19,9 +20,9 @@ import (
 func TestKubernetesAPIServerDown(t *testing.T) {
 	k := newCluster(t)
 	host := "reviews." + k.ns + ".svc.cluster.local"
-	v2a := backendAt(t, testAddrs[0]+":0", "v2a")
-	backendAt(t, testAddrs[1]+":"+portOf(v2a), "v2b")
-	p2 := atoi32(portOf(v2a))
+	v2a := e2etest.BackendAt(t, testAddrs[0]+":0", "v2a")
+	e2etest.BackendAt(t, testAddrs[1]+":"+e2etest.PortOf(v2a), "v2b")
+	p2 := atoi32(e2etest.PortOf(v2a))
 	k.service("reviews", 9080)
 	k.pod("reviews-v2a", map[string]string{"app": "reviews", "version": "v2"})
 	k.pod("reviews-v2b", map[string]string{"app": "reviews", "version": "v2"})
@@ -40,12 +41,12 @@ func TestKubernetesAPIServerDown(t *testing.T) {
 	via := rest.CopyConfig(apiServer)
 	via.Host = "https://" + swAddr
 
-	repo := newGitRemote(t)
-	repo.push("route reviews to v2", reviewsPolicy(k.ns))
+	repo := e2etest.NewGitRemote(t)
+	repo.Push("route reviews to v2", reviewsPolicy(k.ns))
 	c := startControllerWith(t, repo.URL, via)
 	w := sidecar(t, c.XDSAddr, k.ns, "client-1")
-	eventually(t, 30*time.Second, "traffic to reviews-v2a", func() string {
-		if got := split(w.Outbound, host, 10); got["v2a"] != 10 {
+	e2etest.Eventually(t, 30*time.Second, "traffic to reviews-v2a", func() string {
+		if got := e2etest.Split(w.Outbound, host, 10); got["v2a"] != 10 {
 			return fmt.Sprintf("answers %v; want v2a only", got)
 		}
 		return ""
@@ -54,7 +55,7 @@ func TestKubernetesAPIServerDown(t *testing.T) {
 	sw.Close() // the API server is gone for the controller
 	k.endpointSlice("reviews-v2", "reviews", p2,
 		endpoint{testAddrs[0], "reviews-v2a", true}, endpoint{testAddrs[1], "reviews-v2b", true})
-	if got := split(w.Outbound, host, 20); got["v2a"] != 20 {
+	if got := e2etest.Split(w.Outbound, host, 20); got["v2a"] != 20 {
 		t.Fatalf("with the API server unreachable: answers %v; want v2a only, as before", got)
 	}
 
@@ -62,8 +63,8 @@ func TestKubernetesAPIServerDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restoring the switch: %v", err)
 	}
-	eventually(t, 60*time.Second, "the change made while unreachable arrives", func() string {
-		got := split(w.Outbound, host, 20)
+	e2etest.Eventually(t, 60*time.Second, "the change made while unreachable arrives", func() string {
+		got := e2etest.Split(w.Outbound, host, 20)
 		if got["v2a"] == 0 || got["v2b"] == 0 || got["v2a"]+got["v2b"] != 20 {
 			return fmt.Sprintf("answers %v; want v2a and v2b", got)
 		}

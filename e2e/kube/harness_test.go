@@ -3,20 +3,10 @@ package kube
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/fluxcd/pkg/gittestserver"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,28 +17,9 @@ import (
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/internal/testnet"
-	"github.com/gitmesh/gitmesh/proxy"
 )
-
-// testLogger logs to t when GITMESH_E2E_LOG is set (debug, info, warn or
-// error), else discards.
-func testLogger(t testing.TB) *slog.Logger {
-	lvl := os.Getenv("GITMESH_E2E_LOG")
-	if lvl == "" {
-		return slog.New(slog.DiscardHandler)
-	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(lvl))
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // cluster is a namespace of its own on the package's API server.
 type cluster struct {
@@ -154,86 +125,6 @@ func (c *cluster) endpointSlice(name, svc string, port int32, eps ...endpoint) {
 
 func ptr[T any](v T) *T { return &v }
 
-// backendAt starts an HTTP server on addr answering name.
-func backendAt(t testing.TB, addr, name string) *httptest.Server {
-	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listening on %s: %v", addr, err)
-	}
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, name)
-	}))
-	s.Listener.Close()
-	s.Listener = l
-	s.Start()
-	t.Cleanup(s.Close)
-	return s
-}
-
-// gitRemote is a repository on a loopback git server plus a local clone
-// the test pushes from with the git CLI.
-type gitRemote struct {
-	t     testing.TB
-	URL   string
-	Clone string
-}
-
-func newGitRemote(t testing.TB) *gitRemote {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Fatalf("the git CLI is required: %v", err)
-	}
-	srv, err := gittestserver.NewTempGitServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.AutoCreate()
-	if err := srv.StartHTTP(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.StopHTTP()
-		os.RemoveAll(srv.Root())
-	})
-	g := &gitRemote{t: t, URL: srv.HTTPAddress() + "/mesh/policy.git", Clone: filepath.Join(t.TempDir(), "work")}
-	g.git("init", "-q", "-b", "main", g.Clone)
-	g.git("-C", g.Clone, "remote", "add", "origin", g.URL)
-	return g
-}
-
-func (g *gitRemote) git(args ...string) string {
-	g.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Env = append(os.Environ(),
-		"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@gitmesh.invalid",
-		"GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@gitmesh.invalid",
-	)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		g.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// push writes files (path -> content), commits and pushes main.
-func (g *gitRemote) push(msg string, files map[string]string) {
-	g.t.Helper()
-	for p, content := range files {
-		full := filepath.Join(g.Clone, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			g.t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			g.t.Fatal(err)
-		}
-	}
-	g.git("-C", g.Clone, "add", "-A")
-	g.git("-C", g.Clone, "commit", "-q", "--allow-empty", "-m", msg)
-	g.git("-C", g.Clone, "push", "-q", "origin", "main")
-}
-
 // startController runs a controller in Kubernetes mode against the
 // package's API server, with informer resyncs every resync (0: none).
 func startController(t testing.TB, repoURL string, resync time.Duration) *controller.Controller {
@@ -256,7 +147,7 @@ func start(t testing.TB, cfg controller.Config) *controller.Controller {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg.Path, cfg.Interval = "policy", 200*time.Millisecond
 	cfg.XDSAddr, cfg.AdminAddr, cfg.StateDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
-	cfg.Logger = testLogger(t).With("component", "controller")
+	cfg.Logger = e2etest.Logger(t).With("component", "controller")
 	c, err := controller.Start(ctx, cfg)
 	if err != nil {
 		cancel()
@@ -279,44 +170,7 @@ func sidecar(t testing.TB, xdsAddr, ns, id string) nodemeta.Workload {
 		ID: id, Service: "client", Namespace: ns, Role: nodemeta.RoleSidecar,
 		Labels: map[string]string{"app": "client"}, Outbound: testnet.FreeAddr(t), Admin: testnet.FreeAddr(t),
 	}
-	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: testLogger(t).With("component", "proxy", "node", id)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("proxy %s: %v", id, err)
-		}
-	})
-	return w
-}
-
-// split sends n requests for host through the outbound listener and
-// counts the answers: a backend's name, "status N" or "error: ...".
-func split(outbound, host string, n int) map[string]int {
-	client := &http.Client{Timeout: 5 * time.Second}
-	got := map[string]int{}
-	for range n {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+outbound+"/", nil)
-		req.Host = host
-		resp, err := client.Do(req)
-		if err != nil {
-			got["error: "+err.Error()]++
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			got[fmt.Sprintf("status %d", resp.StatusCode)]++
-			continue
-		}
-		got[string(b)]++
-	}
-	return got
+	return e2etest.RunProxy(t, xdsAddr, w)
 }
 
 // appliedVersions reads the per-type versions a proxy applied, by type
@@ -345,23 +199,4 @@ func proxyStatus(c *controller.Controller, id string) admin.ProxyStatus {
 		}
 	}
 	return admin.ProxyStatus{}
-}
-
-// eventually polls cond every 20ms until it returns "" or timeout passes,
-// then fails with the last reason.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %s", what, timeout, why)
-		}
-		<-tick.C
-	}
 }
