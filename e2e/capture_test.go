@@ -257,33 +257,3 @@ func echoHandler(name string) http.Handler {
 		io.WriteString(w, name)
 	})
 }
-
-// tcpEchoOn is a TCP server on addr that answers "<name>:" and echoes
-// what it reads. It returns its address.
-func tcpEchoOn(t testing.TB, addr, name string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, name+":")
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		e2etest.WaitDone(t, "tcp echo server "+name, done, e2etest.StopTimeout)
-	})
-	return ln.Addr().String()
-}

@@ -457,11 +457,19 @@ func echoBackend(t testing.TB, name string) *httptest.Server {
 	return s
 }
 
-// tcpEchoBackend is a TCP server that answers "<name>:" and echoes what it
-// reads until the client half-closes. It returns its address.
+// tcpEchoBackend is a TCP server on a free loopback port that answers
+// "<name>:" and echoes what it reads until the client half-closes. It
+// returns its address.
 func tcpEchoBackend(t testing.TB, name string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return tcpEchoOn(t, "127.0.0.1:0", name)
+}
+
+// tcpEchoOn is a TCP server on addr that answers "<name>:" and echoes
+// what it reads. It returns its address.
+func tcpEchoOn(t testing.TB, addr, name string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +490,7 @@ func tcpEchoBackend(t testing.TB, name string) string {
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		e2etest.WaitDone(t, "tcp echo backend "+name, done, e2etest.StopTimeout)
+		e2etest.WaitDone(t, "tcp echo server "+name, done, e2etest.StopTimeout)
 	})
 	return ln.Addr().String()
 }
