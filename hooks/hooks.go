@@ -55,7 +55,6 @@ type options struct {
 	replayIDs int
 	window    time.Duration
 	log       *slog.Logger
-	now       func() time.Time
 }
 
 // WithBranch makes pushes to other branches than branch answer 202 without
@@ -76,9 +75,6 @@ func WithReplayWindow(ids int, window time.Duration) Option {
 // Secrets and signatures are never logged.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// withClock sets the clock of the replay window (tests).
-func withClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
-
 // New returns a Handler that checks requests against secret and calls
 // t.Trigger for each authenticated push. secret must not be empty: the
 // receiver is never served unauthenticated.
@@ -86,7 +82,7 @@ func New(secret []byte, t Trigger, opts ...Option) (*Handler, error) {
 	if len(secret) == 0 {
 		return nil, errors.New("creating webhook receiver: the secret is empty")
 	}
-	o := options{maxBody: DefaultMaxBodyBytes, replayIDs: DefaultReplayIDs, window: DefaultReplayWindow, now: time.Now}
+	o := options{maxBody: DefaultMaxBodyBytes, replayIDs: DefaultReplayIDs, window: DefaultReplayWindow}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -95,7 +91,7 @@ func New(secret []byte, t Trigger, opts ...Option) (*Handler, error) {
 	}
 	h := &Handler{
 		secret: append([]byte(nil), secret...), trigger: t, branch: o.branch, maxBody: o.maxBody,
-		log: o.log, seen: newRecent(o.replayIDs, o.window, o.now),
+		log: o.log, seen: newRecent(o.replayIDs, o.window, time.Now),
 	}
 	h.mux = http.NewServeMux()
 	for _, p := range providers {
