@@ -40,12 +40,13 @@ race: ## go test -race over reconciler, xds, proxy and the end-to-end tests
 e2e: ## only the end-to-end tests (real git server, controller, proxies, backends), without -race
 	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
 
-fuzz: ## run each fuzz target briefly (FUZZTIME, default 10s; proxy matchers FUZZTIME_SMALL, 5s)
+fuzz: ## run each fuzz target briefly (FUZZTIME, default 10s; proxy matchers and webhook payloads FUZZTIME_SMALL, 5s)
 	$(GO) test ./compiler -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzDomainMatch$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzPathMatch$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzHeaderMatch$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzQueryParamMatch$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./hooks -run '^$$' -fuzz '^FuzzParsePush$$' -fuzztime $(FUZZTIME_SMALL)
 
 lint: ## gofmt, go vet (and staticcheck when installed)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -95,6 +95,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&cfg.AdminAddr, "admin-addr", defaultAdminAddr, "listen address of the admin API (/api/v1, /metrics, /healthz)")
 	f.StringVar(&cfg.StateDir, "state-dir", "gitmesh-state", "directory for the state database, the checkout and the admin token")
 	f.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "file holding the admin API bearer token (default <state-dir>/admin-token, generated)")
+	f.StringVar(&cfg.WebhookSecretFile, "webhook-secret-file", "", "file holding the shared secret of the webhook receivers /hooks/github, /hooks/gitlab and /hooks/generic on the admin address (unset: not served)")
 	f.StringVar(&cfg.Namespace, "namespace", "default", "namespace of policy objects that name none")
 	f.StringVar(&cfg.SecretDir, "secret-dir", "", "directory of Git credential files, as a Flux secret: username/password, bearerToken, identity (+ password as passphrase) with known_hosts, caFile or ca.crt")
 	f.StringVar(&cfg.SSHKnownHostsFile, "ssh-known-hosts", "", "known_hosts file trusted for ssh repositories (with known_hosts from --secret-dir)")

@@ -46,6 +46,10 @@ type Config struct {
 	StateDir string
 	// AdminTokenFile holds the admin API's bearer token. Default <StateDir>/admin-token, generated when missing.
 	AdminTokenFile string
+	// WebhookSecretFile holds the shared secret of the webhook receivers
+	// (/hooks/github, /hooks/gitlab, /hooks/generic on the admin server).
+	// Empty: the receivers are not served.
+	WebhookSecretFile string
 	// Namespace is the namespace of objects that name none. Default "default".
 	Namespace string
 	// Logger receives structured logs. If nil, logs are discarded.
@@ -195,6 +199,11 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
+	receiver, err := cfg.webhooks(rec, log.With("component", "webhooks"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("starting controller: %w", err)
+	}
 
 	xdsLis, err := net.Listen("tcp", cfg.XDSAddr)
 	if err != nil {
@@ -224,7 +233,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if kreg != nil {
 		reg.MustRegister(kreg.Collectors()...)
 	}
-	admin := &http.Server{Handler: st.adminHandler(reconciler.AdminHandler(rec, token, reg)), ReadHeaderTimeout: 10 * time.Second}
+	admin := &http.Server{Handler: st.adminHandler(withHooks(receiver, reconciler.AdminHandler(rec, token, reg))), ReadHeaderTimeout: 10 * time.Second}
 
 	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, Registry: kreg,
 		closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
