@@ -15,11 +15,14 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gitmesh/gitmesh/sources"
 )
 
 // ErrUnverified is wrapped by every *VerificationError: the head commit
-// carries no signature from a trusted key, and was refused.
-var ErrUnverified = errors.New("commit signature not verified")
+// carries no signature from a trusted key, and was refused. It is
+// sources.ErrUnverified, so callers need not import this package.
+var ErrUnverified = sources.ErrUnverified
 
 // VerificationError says why a commit was refused by WithVerify. It
 // matches ErrUnverified with errors.Is.
