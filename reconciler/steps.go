@@ -29,6 +29,10 @@ const (
 	// ReasonArtifactTooLarge: the revision, or one of its files, is over
 	// --max-repo-size or --max-file-size; it was refused before it was read.
 	ReasonArtifactTooLarge = "ArtifactTooLarge"
+	// ReasonVerificationFailed: the head commit is unsigned or not signed
+	// by a trusted key (--verify-pgp-keys, --verify-ssh-keys); nothing of
+	// it was built.
+	ReasonVerificationFailed = "VerificationFailed"
 	// ReasonFailed is a failure no step claimed.
 	ReasonFailed = meta.FailedReason
 )
@@ -209,6 +213,9 @@ func (r *Reconciler) refreshReady() {
 func reasonFor(err error, fallback string) string {
 	if errors.Is(err, sources.ErrRepoTooLarge) || errors.Is(err, sources.ErrFileTooLarge) {
 		return ReasonArtifactTooLarge
+	}
+	if errors.Is(err, sources.ErrUnverified) {
+		return ReasonVerificationFailed
 	}
 	return fallback
 }

@@ -25,6 +25,12 @@ var (
 	ErrFileTooLarge = errors.New("file too large")
 )
 
+// ErrUnverified: a source was asked to verify revisions (git.WithVerify)
+// and the one it fetched carries no valid signature by a trusted key. It
+// was refused before checkout; callers report it (Ready reason
+// VerificationFailed) and keep serving the last good revision.
+var ErrUnverified = errors.New("commit signature not verified")
+
 // Source fetches the newest Revision of a policy repository.
 type Source interface {
 	// Fetch returns the Artifact of the revision the source currently

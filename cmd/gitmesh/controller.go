@@ -99,6 +99,8 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&cfg.Namespace, "namespace", "default", "namespace of policy objects that name none")
 	f.StringVar(&cfg.SecretDir, "secret-dir", "", "directory of Git credential files, as a Flux secret: username/password, bearerToken, identity (+ password as passphrase) with known_hosts, caFile or ca.crt")
 	f.StringVar(&cfg.SSHKnownHostsFile, "ssh-known-hosts", "", "known_hosts file trusted for ssh repositories (with known_hosts from --secret-dir)")
+	f.StringVar(&cfg.VerifyPGPKeysFile, "verify-pgp-keys", "", "armored OpenPGP keyring (gpg --export --armor); only a head commit signed by one of its keys is built (Ready reason VerificationFailed otherwise)")
+	f.StringVar(&cfg.VerifySSHKeysFile, "verify-ssh-keys", "", "ssh public keys one a line (authorized_keys or git allowed_signers form); only a head commit signed by one of them is built")
 	f.BoolVar(&kubeMode, "kubernetes", kubernetesDefault(), "Kubernetes mode: read Services, EndpointSlices and Pods from the API server (default true inside a pod, where KUBERNETES_SERVICE_HOST is set; --kubernetes=false opts out)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file for Kubernetes mode outside a cluster (implies --kubernetes; default $KUBECONFIG or ~/.kube/config)")
 	cfg.MaxRepoSize, cfg.MaxFileSize = git.DefaultMaxRepoSize, sources.DefaultMaxFileBytes

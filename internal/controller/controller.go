@@ -65,6 +65,11 @@ type Config struct {
 	// is refused before checkout (sources.ErrRepoTooLarge). Default
 	// git.DefaultMaxRepoSize.
 	MaxRepoSize int64
+	// VerifyPGPKeysFile is an armored OpenPGP keyring and
+	// VerifySSHKeysFile an authorized_keys-style list of ssh public keys;
+	// when either is set, only a head commit signed by one of these keys
+	// is built (git.WithVerify, Flux's spec.verify mode HEAD).
+	VerifyPGPKeysFile, VerifySSHKeysFile string
 	// MaxFileSize bounds one file the build reads, in bytes; a larger one
 	// is refused before it is read (sources.ErrFileTooLarge). Default
 	// sources.DefaultMaxFileBytes.
@@ -170,8 +175,17 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
-	src, err := git.New(cfg.RepoURL, cfg.Ref, git.WithWorkDir(filepath.Join(cfg.StateDir, "checkout")),
-		git.WithLogger(log.With("component", "source")), git.WithAuth(auth), git.WithMaxRepoSize(cfg.MaxRepoSize))
+	gitOpts := []git.Option{git.WithWorkDir(filepath.Join(cfg.StateDir, "checkout")),
+		git.WithLogger(log.With("component", "source")), git.WithAuth(auth), git.WithMaxRepoSize(cfg.MaxRepoSize)}
+	if cfg.VerifyPGPKeysFile != "" || cfg.VerifySSHKeysFile != "" {
+		keys, err := git.LoadVerifyKeys(cfg.VerifyPGPKeysFile, cfg.VerifySSHKeysFile)
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("starting controller: %w", err)
+		}
+		gitOpts = append(gitOpts, git.WithVerify(keys))
+	}
+	src, err := git.New(cfg.RepoURL, cfg.Ref, gitOpts...)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)

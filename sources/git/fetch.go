@@ -154,6 +154,9 @@ func (s *Source) fetchRef(ctx context.Context, repo *gogit.Repository, o remoteO
 	}
 	if head, err := repo.Head(); err == nil && head.Hash() == t.commit {
 		s.logger.Debug("git revision unchanged", "url", s.displayURL, "ref", s.ref.String(), "commit", t.commit.String())
+		if err := s.verify(repo, t.commit); err != nil {
+			return "", plumbing.ZeroHash, err
+		}
 		return t.name, t.commit, nil
 	}
 	local := plumbing.NewRemoteReferenceName(remoteName, t.name)
@@ -271,6 +274,9 @@ func newestTag(hashes map[plumbing.ReferenceName]plumbing.Hash, c *semver.Constr
 func (s *Source) fetchCommit(ctx context.Context, repo *gogit.Repository, o remoteOpts) (plumbing.Hash, error) {
 	want := plumbing.NewHash(s.ref.Commit)
 	if head, err := repo.Head(); err == nil && head.Hash() == want {
+		if err := s.verify(repo, want); err != nil {
+			return plumbing.ZeroHash, err
+		}
 		return want, nil
 	}
 	if _, err := repo.CommitObject(want); err != nil {
@@ -312,9 +318,26 @@ func peel(repo *gogit.Repository, h plumbing.Hash) (plumbing.Hash, error) {
 	return c.Hash, nil
 }
 
+// verify checks commit's signature when WithVerify was given. It runs
+// before every checkout and on an unchanged head too, so a work dir checked
+// out before verification was turned on is not trusted.
+func (s *Source) verify(repo *gogit.Repository, commit plumbing.Hash) error {
+	if s.verifier == nil {
+		return nil
+	}
+	c, err := repo.CommitObject(commit)
+	if err != nil {
+		return fmt.Errorf("reading commit %s to verify it: %w", commit, err)
+	}
+	return s.verifier.verify(c)
+}
+
 // checkout makes the work tree exactly the tree of commit (detached HEAD),
 // removing files that are not in it.
 func (s *Source) checkout(repo *gogit.Repository, commit plumbing.Hash) error {
+	if err := s.verify(repo, commit); err != nil {
+		return err
+	}
 	if err := s.checkSize(repo, commit); err != nil {
 		return err
 	}

@@ -160,6 +160,7 @@ type Source struct {
 	logger      *slog.Logger
 	timeout     time.Duration
 	maxRepoSize int64
+	verifier    *verifier // nil: commits are not verified (see WithVerify)
 
 	// mu serializes Fetch and Close and guards the fields below.
 	mu      sync.Mutex
