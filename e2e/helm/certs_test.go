@@ -11,6 +11,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -25,9 +26,16 @@ func TestInjectorCertificate(t *testing.T) {
 	ctx := context.Background()
 	admin := kubernetes.NewForConfigOrDie(adminCfg)
 	const ns, hook = "certs-test", "certs-test-webhook"
-	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	// envtest runs no namespace controller: a namespace outlives its test,
+	// so a second pass (go test -count=2) reuses it and the test removes
+	// what it made inside it.
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = admin.CoreV1().Secrets(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		_ = admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, hook, metav1.DeleteOptions{})
+	})
 	none := admissionregistrationv1.SideEffectClassNone
 	url := "https://127.0.0.1:1/inject"
 	if _, err := admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{

@@ -148,7 +148,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 			"shop":  {inject.NamespaceLabel: "enabled"},
 			"plain": nil,
 		} {
-			if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil {
+			// A namespace outlives its test under envtest (no namespace
+			// controller): a second pass finds it, with its labels.
+			if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 				t.Fatal(err)
 			}
 			// No controller-manager creates the default ServiceAccount here.
@@ -178,6 +180,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				t.Cleanup(func() { deletePod(t, admin, tt.namespace, tt.name) })
 				injected := slices.ContainsFunc(got.Spec.Containers, func(c corev1.Container) bool { return c.Name == inject.ProxyContainerName })
 				if injected != tt.wantInjected {
 					t.Fatalf("pod %s/%s has the sidecar: %v; want %v (containers %d, init containers %d)", tt.namespace, tt.name, injected, tt.wantInjected, len(got.Spec.Containers), len(got.Spec.InitContainers))
@@ -261,6 +264,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 			Spec: corev1.PodSpec{AutomountServiceAccountToken: new(bool), Containers: []corev1.Container{{Name: "app", Image: "x"}}}}, metav1.CreateOptions{})
 		if err != nil || len(p.Spec.Containers) != 1 {
 			t.Errorf("pod after uninstall: %v (%d containers)", err, len(p.Spec.Containers))
+		}
+		if err == nil {
+			deletePod(t, admin, "shop", p.Name)
 		}
 	})
 }

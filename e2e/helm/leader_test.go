@@ -69,6 +69,7 @@ func TestHelmLeaderPodLabel(t *testing.T) {
 		if _, err := admin.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { deletePod(t, admin, ns, name) })
 	}
 
 	saCfg := rest.CopyConfig(adminCfg)

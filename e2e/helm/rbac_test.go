@@ -78,10 +78,13 @@ func checkPermissions(t *testing.T, c kubernetes.Interface, dyn dynamic.Interfac
 		// The MeshRollout and its status, in the release namespace.
 		{"create, get, update a MeshRollout and its status", func() error {
 			r := dyn.Resource(meshRollouts).Namespace(ns)
-			if _, err := r.Create(ctx, mr("perm-check"), metav1.CreateOptions{}); err != nil {
+			m := mr("")
+			m.SetGenerateName("perm-check-")
+			created, err := r.Create(ctx, m, metav1.CreateOptions{})
+			if err != nil {
 				return err
 			}
-			obj, err := r.Get(ctx, "perm-check", metav1.GetOptions{})
+			obj, err := r.Get(ctx, created.GetName(), metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
@@ -94,7 +97,7 @@ func checkPermissions(t *testing.T, c kubernetes.Interface, dyn dynamic.Interfac
 		}, true},
 		// Leader election.
 		{"create, get, update a Lease", func() error {
-			l, err := c.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "perm-check"}}, metav1.CreateOptions{})
+			l, err := c.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{GenerateName: "perm-check-"}}, metav1.CreateOptions{})
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,9 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -80,3 +83,14 @@ func policyRepo(t *testing.T) string {
 const helmPoll = 100 * time.Millisecond
 
 var errNotYet = errors.New("not yet")
+
+// deletePod deletes a Pod at once. A Pod no node ever ran (envtest has no
+// kubelet) goes without a grace period; a second pass of the package's
+// tests (go test -count=2) then finds its name free.
+func deletePod(t testing.TB, c kubernetes.Interface, ns, name string) {
+	t.Helper()
+	err := c.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("deleting pod %s/%s: %v", ns, name, err)
+	}
+}
