@@ -1,7 +1,7 @@
 // Package sources fetches Revisions of a policy repository and builds them
 // into Objects that keep their origin (file and line).
 //
-// It owns the first steps of gitmesh's data flow (see DESIGN.md): fetching
+// It owns the first steps of gitmesh's data flow (see docs/architecture.md): fetching
 // (sources/git), verification, and kustomize build (Build). It never
 // compiles or validates policy; that is the compiler's job.
 package sources

@@ -16,7 +16,7 @@
 // "ADS mode: not responding" and the client stalls until its next request.
 // Our bundled proxy would be fine either way (it subscribes LDS and CDS as
 // wildcards and RDS/EDS by the exact names of a consistent snapshot), but a
-// proxyless grpc-go client (DESIGN.md "Proxyless gRPC") subscribes LDS by
+// proxyless grpc-go client (docs/proxyless-grpc.md) subscribes LDS by
 // the name of each <host>:<port> it dials, a subset of the listeners in its
 // snapshot, sometimes for a host that does not exist. With ads=false the
 // cache answers such a request at once with the named resources that exist,
@@ -27,7 +27,7 @@
 // still checked in SetSnapshot (Snapshot.Consistent); Envoy orders its own
 // application by warming clusters and listeners until their EDS/RDS arrive,
 // and the bundled proxy applies an update all at once or not at all
-// (DESIGN.md "Proxy guarantees").
+// (docs/xds-conventions.md).
 //
 // # ACK mapping
 //

@@ -1,5 +1,5 @@
 // Package nodemeta is the identity contract between a proxy and the
-// controller (DESIGN.md "Node identity"): how a proxy announces its role,
+// controller (docs/architecture.md, "Proxy classes"): how a proxy announces its role,
 // workload and listening ports in its xDS node metadata, and the ProxyClass
 // the compiler derives from it.
 //
@@ -94,7 +94,7 @@ type Workload struct {
 // ProxyClass is the part of a Workload that changes compiled output.
 // Nodes with equal ProxyClass keys share one compiled Snapshot.
 //
-// Listener addresses are part of the class (DESIGN.md: listener ports come
+// Listener addresses are part of the class (docs/architecture.md: listener ports come
 // from node metadata so many proxies can share one host). On Kubernetes,
 // where every sidecar uses the same ports, classes collapse to
 // role/namespace/service/labels.
