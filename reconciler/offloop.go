@@ -97,7 +97,8 @@ func (r *Reconciler) fetchDone(ctx context.Context, f fetched) {
 	r.metrics.observe(err, time.Since(f.start))
 	var se *stepError
 	if err != nil && !errors.As(err, &se) {
-		err = &stepError{ReasonFailed, err}
+		se = &stepError{ReasonFailed, err}
+		err = se
 	}
 	r.mu.Lock()
 	r.status.LastReconcileTime = f.start.UTC()
@@ -105,13 +106,13 @@ func (r *Reconciler) fetchDone(ctx context.Context, f fetched) {
 	r.status.lastErr = err
 	r.mu.Unlock()
 	if err != nil && changed {
-		r.log.Error("reconcile failed", "reason", err.(*stepError).reason, "error", err)
+		r.log.Error("reconcile failed", "reason", se.reason, "error", err)
 		if r.cfg.Recorder != nil {
 			rev := ""
 			if f.art != nil {
 				rev = f.art.Revision
 			}
-			r.cfg.Recorder.ReconcileFailed(rev, err.(*stepError).reason, err.Error())
+			r.cfg.Recorder.ReconcileFailed(rev, se.reason, err.Error())
 		}
 	}
 	r.refreshReady()

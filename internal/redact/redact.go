@@ -40,19 +40,6 @@ func Opaque(raw string) string {
 	return out
 }
 
-// String replaces every occurrence of each of urls within s by its Opaque
-// form. It is for error messages built by libraries that quote the URL
-// they were given (net/http's "Post \"<url>\": ...").
-func String(s string, urls ...string) string {
-	for _, u := range urls {
-		if u == "" {
-			continue
-		}
-		s = strings.ReplaceAll(s, u, Opaque(u))
-	}
-	return s
-}
-
 func parse(raw string) (*url.URL, bool) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || u.Host == "" {

@@ -36,12 +36,3 @@ func TestOpaque(t *testing.T) {
 		})
 	}
 }
-
-func TestString(t *testing.T) {
-	u := "https://hooks.example.com/T0/secret"
-	got := String(`Post "`+u+`": context deadline exceeded`, u, "")
-	want := `Post "https://hooks.example.com/…": context deadline exceeded`
-	if got != want {
-		t.Errorf("got %q; want %q", got, want)
-	}
-}
