@@ -93,9 +93,6 @@ func (a Auth) describe(ep endpoint) string {
 	case ep.http && a.BearerToken != "":
 		return "bearer token (bearerToken" + from + ")"
 	case ep.http && (a.Username != "" || a.Password != ""):
-		if a.From == "" {
-			return "basic auth (username/password)"
-		}
 		return "basic auth (username/password" + from + ")"
 	case ep.ssh && len(a.SSHKey) > 0:
 		return "ssh key (identity" + from + ")"
