@@ -82,6 +82,10 @@ func (a Auth) isZero() bool {
 	return a.Username == "" && a.Password == "" && a.BearerToken == "" && len(a.SSHKey) == 0
 }
 
+// anonymousAccess is what describe says when no credential is used;
+// fetchError tells the user to give one.
+const anonymousAccess = "anonymous access"
+
 // describe names the credential used for ep, for error messages: which
 // kind and where it came from, never its value.
 func (a Auth) describe(ep endpoint) string {
@@ -99,7 +103,7 @@ func (a Auth) describe(ep endpoint) string {
 	case ep.ssh:
 		return "ssh agent"
 	}
-	return "anonymous access"
+	return anonymousAccess
 }
 
 // secrets lists the values that must never be shown.
