@@ -246,6 +246,9 @@ func Cleanup(ctx context.Context, r Runner, f Family) error {
 			}
 		}
 	}
+	// Flush every chain before deleting any: a chain still referenced by
+	// another's rule cannot be deleted.
+	var present []string
 	for _, ch := range []string{ChainInbound, ChainOutput, ChainInRedirect, ChainRedirect} {
 		if _, err := r.Run(ctx, "", ipt, "-w", "-t", "nat", "-n", "-L", ch); err != nil {
 			continue // no such chain
@@ -253,11 +256,9 @@ func Cleanup(ctx context.Context, r Runner, f Family) error {
 		if out, err := r.Run(ctx, "", ipt, "-w", "-t", "nat", "-F", ch); err != nil {
 			return fmt.Errorf("flushing %s: %w: %s", ch, err, strings.TrimSpace(out))
 		}
+		present = append(present, ch)
 	}
-	for _, ch := range []string{ChainInbound, ChainOutput, ChainInRedirect, ChainRedirect} {
-		if _, err := r.Run(ctx, "", ipt, "-w", "-t", "nat", "-n", "-L", ch); err != nil {
-			continue
-		}
+	for _, ch := range present {
 		if out, err := r.Run(ctx, "", ipt, "-w", "-t", "nat", "-X", ch); err != nil {
 			return fmt.Errorf("deleting %s: %w: %s", ch, err, strings.TrimSpace(out))
 		}

@@ -1,10 +1,13 @@
 package capture
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -94,5 +97,71 @@ func TestParse(t *testing.T) {
 	}
 	if err := (Config{OutboundPort: 1}).Validate(); err == nil {
 		t.Error("Validate without an inbound port: no error")
+	}
+}
+
+// fakeIptables is a Runner holding the nat table's gitmesh chains and
+// jumps; it records the commands that change them.
+type fakeIptables struct {
+	chains  map[string]bool // chain -> has rules
+	jumps   map[string]int  // target -> jumps to it left
+	changes []string
+}
+
+func (f *fakeIptables) Run(_ context.Context, _ string, _ string, args ...string) (string, error) {
+	op, ch := args[3], args[len(args)-1]
+	if op == "-n" {
+		op = args[4]
+	}
+	switch op {
+	case "-D":
+		if f.jumps[ch] == 0 {
+			return "", errors.New("no such rule")
+		}
+		f.jumps[ch]--
+	case "-L":
+		if _, ok := f.chains[ch]; !ok {
+			return "", errors.New("no such chain")
+		}
+		return "", nil
+	case "-F":
+		f.chains[ch] = false
+	case "-X":
+		if f.chains[ch] {
+			return "", errors.New("chain not empty")
+		}
+		delete(f.chains, ch)
+	}
+	f.changes = append(f.changes, op+" "+ch)
+	return "", nil
+}
+
+// TestCleanup removes every jump, then flushes and deletes only the
+// chains that exist, and a second run changes nothing.
+func TestCleanup(t *testing.T) {
+	f := &fakeIptables{
+		chains: map[string]bool{ChainInbound: true, ChainOutput: true, ChainRedirect: true},
+		jumps:  map[string]int{ChainInbound: 2, ChainOutput: 1},
+	}
+	if err := Cleanup(context.Background(), f, IPv4); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"-D " + ChainInbound, "-D " + ChainInbound, "-D " + ChainOutput,
+		"-F " + ChainInbound, "-F " + ChainOutput, "-F " + ChainRedirect,
+		"-X " + ChainInbound, "-X " + ChainOutput, "-X " + ChainRedirect,
+	}
+	if !slices.Equal(f.changes, want) {
+		t.Errorf("changes:\n got %q\nwant %q", f.changes, want)
+	}
+	if len(f.chains) != 0 {
+		t.Errorf("chains left: %v", f.chains)
+	}
+	f.changes = nil
+	if err := Cleanup(context.Background(), f, IPv4); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.changes) != 0 {
+		t.Errorf("second cleanup changed %q", f.changes)
 	}
 }

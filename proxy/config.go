@@ -196,7 +196,7 @@ func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster,
 		if c.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED {
 			return nil, false, fail("lb_policy", "%s: an ORIGINAL_DST cluster must use CLUSTER_PROVIDED", c.GetLbPolicy())
 		}
-		cl.lb = &lbConfig{kind: lbRoundRobin, choiceCount: defaultChoiceCount, minRing: defaultMinRingSize, maxRing: defaultMaxRingSize, tableSize: defaultMaglevTableSize}
+		cl.lb = defaultLB()
 	case c.GetLbPolicy() == clusterv3.Cluster_CLUSTER_PROVIDED:
 		return nil, false, fail("lb_policy", "CLUSTER_PROVIDED is only valid for an ORIGINAL_DST cluster")
 	default:

@@ -65,9 +65,14 @@ func (l *lbConfig) hashBased() bool {
 	return l != nil && (l.kind == lbRingHash || l.kind == lbMaglev)
 }
 
+// defaultLB is a round-robin lbConfig with Envoy's default settings.
+func defaultLB() *lbConfig {
+	return &lbConfig{kind: lbRoundRobin, choiceCount: defaultChoiceCount, minRing: defaultMinRingSize, maxRing: defaultMaxRingSize, tableSize: defaultMaglevTableSize}
+}
+
 // buildLB reads lb_policy and its *_lb_config and common_lb_config.
 func buildLB(c *clusterv3.Cluster) (*lbConfig, *fieldError) {
-	l := &lbConfig{choiceCount: defaultChoiceCount, minRing: defaultMinRingSize, maxRing: defaultMaxRingSize, tableSize: defaultMaglevTableSize}
+	l := defaultLB()
 	switch c.GetLbPolicy() {
 	case clusterv3.Cluster_ROUND_ROBIN:
 		l.kind = lbRoundRobin

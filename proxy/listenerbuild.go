@@ -40,9 +40,6 @@ type listenerConfig struct {
 	// the listener of its original destination (use_original_dst; see
 	// handoff in capture.go).
 	useOriginalDst bool
-	// bind is false for a listener that only receives handed-off
-	// connections (bind_to_port: false): its address is never bound.
-	bind bool
 }
 
 // filterChain is one FilterChain: its match, optional TLS termination and
@@ -232,7 +229,6 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routeTable, refs *
 		name:           l.GetName(),
 		addr:           addr,
 		useOriginalDst: l.GetUseOriginalDst().GetValue(),
-		bind:           l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
 		inbound:        l.GetTrafficDirection() == corev3.TrafficDirection_INBOUND || (l.GetTrafficDirection() == corev3.TrafficDirection_UNSPECIFIED && l.GetName() == "inbound"),
 	}
 	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {

@@ -55,15 +55,12 @@ func (s *connSet) len() int {
 	return len(s.conns)
 }
 
-// closeAll closes every tracked connection; with final, later adds are
-// refused too.
-func (s *connSet) closeAll(final bool) {
+// closeAll closes every tracked connection and refuses later adds.
+func (s *connSet) closeAll() {
 	s.mu.Lock()
 	conns := s.conns
 	s.conns = nil
-	if final {
-		s.closed = true
-	}
+	s.closed = true
 	s.mu.Unlock()
 	for c := range conns {
 		c.Close()
@@ -135,7 +132,7 @@ func (b *BlackHole) Held() int { return b.held.len() }
 // waiting on them fail. It waits for its goroutines.
 func (b *BlackHole) Close() error {
 	err := b.ln.Close()
-	b.held.closeAll(true)
+	b.held.closeAll()
 	b.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil

@@ -82,6 +82,10 @@ func (a Auth) isZero() bool {
 	return a.Username == "" && a.Password == "" && a.BearerToken == "" && len(a.SSHKey) == 0
 }
 
+// anonymousAccess is what describe says when no credential is used;
+// fetchError tells the user to give one.
+const anonymousAccess = "anonymous access"
+
 // describe names the credential used for ep, for error messages: which
 // kind and where it came from, never its value.
 func (a Auth) describe(ep endpoint) string {
@@ -93,16 +97,13 @@ func (a Auth) describe(ep endpoint) string {
 	case ep.http && a.BearerToken != "":
 		return "bearer token (bearerToken" + from + ")"
 	case ep.http && (a.Username != "" || a.Password != ""):
-		if a.From == "" {
-			return "basic auth (username/password)"
-		}
 		return "basic auth (username/password" + from + ")"
 	case ep.ssh && len(a.SSHKey) > 0:
 		return "ssh key (identity" + from + ")"
 	case ep.ssh:
 		return "ssh agent"
 	}
-	return "anonymous access"
+	return anonymousAccess
 }
 
 // secrets lists the values that must never be shown.

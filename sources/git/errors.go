@@ -63,7 +63,7 @@ func (s *Source) fetchError(ctx context.Context, err error) error {
 	err = classify(err)
 	if errors.Is(err, ErrAuthFailed) && !errors.Is(err, ErrHostKeyUnknown) {
 		what := s.authDesc + " rejected"
-		if s.authDesc == "anonymous access" {
+		if s.authDesc == anonymousAccess {
 			what = "the server wants credentials and none were given (see --secret-dir)"
 		}
 		err = fmt.Errorf("%s: %w", what, err)
