@@ -378,12 +378,15 @@ func (p *Policy) arrivalPorts(v *virtualService) []arrival {
 	var out []arrival
 	if v.mesh {
 		for _, h := range v.hosts {
-			for _, s := range p.services {
-				if s.fqdn != h && !(isWildcardHost(h) && hostMatches(h, s.fqdn)) {
-					continue
+			if !isWildcardHost(h) { // p.byHost holds each service of p.services
+				if s := p.byHost[h]; s != nil {
+					out = appendServicePorts(out, s)
 				}
-				for _, pt := range s.ports {
-					out = append(out, arrival{pt.number, "a port of " + s.fqdn})
+				continue
+			}
+			for _, s := range p.services {
+				if hostMatches(h, s.fqdn) {
+					out = appendServicePorts(out, s)
 				}
 			}
 		}
@@ -392,6 +395,14 @@ func (p *Policy) arrivalPorts(v *virtualService) []arrival {
 		for _, srv := range p.gateways[key].servers {
 			out = append(out, arrival{srv.port, "a server port of Gateway " + key})
 		}
+	}
+	return out
+}
+
+// appendServicePorts appends the ports of s as arrivals.
+func appendServicePorts(out []arrival, s *service) []arrival {
+	for _, pt := range s.ports {
+		out = append(out, arrival{pt.number, "a port of " + s.fqdn})
 	}
 	return out
 }
