@@ -315,23 +315,25 @@ func (p *Policy) checkGatewayHosts(r *reporter, v *virtualService) {
 	spec := v.obj.Spec
 	for i, key := range v.gateways {
 		gw := p.gateways[key]
-		found := false
-		for _, srv := range gw.servers {
-			for _, h := range v.hosts {
-				found = found || serverHostFor(srv, v.obj.Namespace, h) != ""
-			}
+		// a dropped server that would match is already reported
+		if acceptsAnyHost(gw.servers, v) || acceptsAnyHost(gw.dropped, v) {
+			continue
 		}
-		for _, srv := range gw.dropped {
-			for _, h := range v.hosts {
-				found = found || serverHostFor(srv, v.obj.Namespace, h) != ""
+		r.warnf(CodeHostNotInGateway, gatewayRefPath(spec.GetGateways(), i), "none of the hosts %s is among the hosts of Gateway %s (%s); the gateway does not route this VirtualService",
+			strings.Join(spec.GetHosts(), ", "), key, gatewayRef(spec.GetGateways(), i))
+	}
+}
+
+// acceptsAnyHost reports whether one of servers accepts one of v's hosts.
+func acceptsAnyHost(servers []*gatewayServer, v *virtualService) bool {
+	for _, srv := range servers {
+		for _, h := range v.hosts {
+			if serverHostFor(srv, v.obj.Namespace, h) != "" {
+				return true
 			}
-		}
-		if !found { // a dropped server that would match is already reported
-			ref := gatewayRef(spec.GetGateways(), i)
-			r.warnf(CodeHostNotInGateway, gatewayRefPath(spec.GetGateways(), i), "none of the hosts %s is among the hosts of Gateway %s (%s); the gateway does not route this VirtualService",
-				strings.Join(spec.GetHosts(), ", "), key, ref)
 		}
 	}
+	return false
 }
 
 // gatewayRefPath returns the path of the i-th non-mesh gateway reference.
@@ -376,12 +378,15 @@ func (p *Policy) arrivalPorts(v *virtualService) []arrival {
 	var out []arrival
 	if v.mesh {
 		for _, h := range v.hosts {
-			for _, s := range p.services {
-				if s.fqdn != h && !(isWildcardHost(h) && hostMatches(h, s.fqdn)) {
-					continue
+			if !isWildcardHost(h) { // p.byHost holds each service of p.services
+				if s := p.byHost[h]; s != nil {
+					out = appendServicePorts(out, s)
 				}
-				for _, pt := range s.ports {
-					out = append(out, arrival{pt.number, "a port of " + s.fqdn})
+				continue
+			}
+			for _, s := range p.services {
+				if hostMatches(h, s.fqdn) {
+					out = appendServicePorts(out, s)
 				}
 			}
 		}
@@ -390,6 +395,14 @@ func (p *Policy) arrivalPorts(v *virtualService) []arrival {
 		for _, srv := range p.gateways[key].servers {
 			out = append(out, arrival{srv.port, "a server port of Gateway " + key})
 		}
+	}
+	return out
+}
+
+// appendServicePorts appends the ports of s as arrivals.
+func appendServicePorts(out []arrival, s *service) []arrival {
+	for _, pt := range s.ports {
+		out = append(out, arrival{pt.number, "a port of " + s.fqdn})
 	}
 	return out
 }

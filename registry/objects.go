@@ -7,7 +7,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gitmesh/gitmesh/sources"
@@ -126,54 +125,52 @@ func FromObjects(objs []sources.Object, ns string) (*Static, []Finding) {
 
 // decodeWorkload reads the pod template of a workload kind.
 func decodeWorkload(obj *sources.Object, ns string) (*Workload, error) {
-	var meta metav1.ObjectMeta
+	var labels map[string]string
 	var spec *corev1.PodSpec
+	template := func(t *corev1.PodTemplateSpec) {
+		if t != nil {
+			labels, spec = t.Labels, &t.Spec
+		}
+	}
+	var err error
 	switch obj.Kind {
 	case "Pod":
 		var x corev1.Pod
-		if err := yaml.Unmarshal(obj.YAML, &x); err != nil {
-			return nil, err
-		}
-		meta, spec = x.ObjectMeta, &x.Spec
+		err = yaml.Unmarshal(obj.YAML, &x)
+		labels, spec = x.Labels, &x.Spec
 	case "CronJob":
 		var x batchv1.CronJob
-		if err := yaml.Unmarshal(obj.YAML, &x); err != nil {
-			return nil, err
-		}
-		t := x.Spec.JobTemplate.Spec.Template
-		meta, spec = t.ObjectMeta, &t.Spec
-	default:
-		var t *corev1.PodTemplateSpec
-		var err error
-		switch obj.Kind {
-		case "Deployment":
-			var x appsv1.Deployment
-			err, t = yaml.Unmarshal(obj.YAML, &x), &x.Spec.Template
-		case "StatefulSet":
-			var x appsv1.StatefulSet
-			err, t = yaml.Unmarshal(obj.YAML, &x), &x.Spec.Template
-		case "DaemonSet":
-			var x appsv1.DaemonSet
-			err, t = yaml.Unmarshal(obj.YAML, &x), &x.Spec.Template
-		case "ReplicaSet":
-			var x appsv1.ReplicaSet
-			err, t = yaml.Unmarshal(obj.YAML, &x), &x.Spec.Template
-		case "Job":
-			var x batchv1.Job
-			err, t = yaml.Unmarshal(obj.YAML, &x), &x.Spec.Template
-		case "ReplicationController":
-			var x corev1.ReplicationController
-			err = yaml.Unmarshal(obj.YAML, &x)
-			t = x.Spec.Template
-		}
-		if err != nil {
-			return nil, err
-		}
-		if t != nil {
-			meta, spec = t.ObjectMeta, &t.Spec
-		}
+		err = yaml.Unmarshal(obj.YAML, &x)
+		template(&x.Spec.JobTemplate.Spec.Template)
+	case "Deployment":
+		var x appsv1.Deployment
+		err = yaml.Unmarshal(obj.YAML, &x)
+		template(&x.Spec.Template)
+	case "StatefulSet":
+		var x appsv1.StatefulSet
+		err = yaml.Unmarshal(obj.YAML, &x)
+		template(&x.Spec.Template)
+	case "DaemonSet":
+		var x appsv1.DaemonSet
+		err = yaml.Unmarshal(obj.YAML, &x)
+		template(&x.Spec.Template)
+	case "ReplicaSet":
+		var x appsv1.ReplicaSet
+		err = yaml.Unmarshal(obj.YAML, &x)
+		template(&x.Spec.Template)
+	case "Job":
+		var x batchv1.Job
+		err = yaml.Unmarshal(obj.YAML, &x)
+		template(&x.Spec.Template)
+	case "ReplicationController":
+		var x corev1.ReplicationController
+		err = yaml.Unmarshal(obj.YAML, &x)
+		template(x.Spec.Template)
 	}
-	return WorkloadFromPodTemplate(obj.Kind, obj.Name, ns, meta.Labels, spec), nil
+	if err != nil {
+		return nil, err
+	}
+	return WorkloadFromPodTemplate(obj.Kind, obj.Name, ns, labels, spec), nil
 }
 
 // cleanYAMLError drops the decoder's package prefixes.

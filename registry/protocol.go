@@ -98,13 +98,3 @@ func ParseProtocol(s string) Protocol {
 	}
 	return ProtocolUnknown
 }
-
-// IsHTTP reports whether the protocol is carried over HTTP (HTTP, HTTP2,
-// gRPC, gRPC-Web).
-func (p Protocol) IsHTTP() bool {
-	switch p {
-	case ProtocolHTTP, ProtocolHTTP2, ProtocolGRPC, ProtocolGRPCWeb:
-		return true
-	}
-	return false
-}

@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -199,21 +200,14 @@ func buildPlain(root, rel string, cfg buildConfig) ([]Object, []Problem, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	sort.SliceStable(objs, func(i, j int) bool {
-		a, b := objs[i].Origin, objs[j].Origin
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		return a.Line < b.Line
-	})
-	sort.SliceStable(problems, func(i, j int) bool {
-		a, b := problems[i].Origin, problems[j].Origin
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		return a.Line < b.Line
-	})
+	slices.SortStableFunc(objs, func(a, b Object) int { return compareOrigins(a.Origin, b.Origin) })
+	slices.SortStableFunc(problems, func(a, b Problem) int { return compareOrigins(a.Origin, b.Origin) })
 	return objs, problems, nil
+}
+
+// compareOrigins orders origins by file, then line.
+func compareOrigins(a, b Origin) int {
+	return cmp.Or(strings.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
 }
 
 // readNode reads the object node n of file (offset: the file lines before

@@ -44,7 +44,7 @@ func splitDocuments(file string, data []byte) ([]document, error) {
 	var docs []document
 	var first error
 	start, startLine := 0, 0 // byte and 0-based line where the current document starts
-	flush := func(end int) error {
+	flush := func(end int) {
 		d := document{raw: data[start:end], offset: startLine}
 		var n yaml.Node
 		if err := yaml.Unmarshal(d.raw, &n); err != nil {
@@ -56,7 +56,6 @@ func splitDocuments(file string, data []byte) ([]document, error) {
 			d.root = n.Content[0]
 		}
 		docs = append(docs, d)
-		return nil
 	}
 	line := 0
 	for pos := 0; pos < len(data); line++ {
@@ -67,9 +66,7 @@ func splitDocuments(file string, data []byte) ([]document, error) {
 		}
 		text := data[pos:next]
 		if isMarker(text, "---") || isMarker(text, "...") {
-			if err := flush(pos); err != nil {
-				return nil, err
-			}
+			flush(pos)
 			start, startLine = next, line+1
 			if rest := bytes.TrimSpace(text[3:]); len(rest) > 0 && rest[0] != '#' && isMarker(text, "---") {
 				// Content on the marker line ("--- {a: 1}"): keep it, blanking the marker.
@@ -78,9 +75,7 @@ func splitDocuments(file string, data []byte) ([]document, error) {
 		}
 		pos = next
 	}
-	if err := flush(len(data)); err != nil {
-		return nil, err
-	}
+	flush(len(data))
 	return docs, first
 }
 

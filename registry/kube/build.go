@@ -41,6 +41,7 @@ type Snapshot struct {
 func Build(s Snapshot) *registry.Static {
 	pods := map[string]*corev1.Pod{}
 	var workloads []*registry.Workload
+	byNS := map[string][]*registry.Workload{} // what ResolveTargetPorts scans
 	for _, p := range s.Pods {
 		pods[p.Namespace+"/"+p.Name] = p
 		if p.Status.PodIP == "" {
@@ -49,6 +50,7 @@ func Build(s Snapshot) *registry.Static {
 		w := registry.WorkloadFromPodTemplate("Pod", p.Name, p.Namespace, p.Labels, &p.Spec)
 		w.Address = p.Status.PodIP
 		workloads = append(workloads, w)
+		byNS[p.Namespace] = append(byNS[p.Namespace], w)
 	}
 	bySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for _, es := range s.EndpointSlices {
@@ -64,7 +66,7 @@ func Build(s Snapshot) *registry.Static {
 			continue
 		}
 		rs := registry.ServiceFromKubernetes(svc, svc.Namespace)
-		registry.ResolveTargetPorts(rs, workloads)
+		registry.ResolveTargetPorts(rs, byNS[svc.Namespace])
 		rs.Endpoints = endpoints(bySvc[svc.Namespace+"/"+svc.Name], pods)
 		services = append(services, rs)
 	}

@@ -92,7 +92,8 @@ func New(client kubernetes.Interface, opts ...Option) *Registry {
 	if r.debounce <= 0 {
 		r.debounce = DefaultDebounce
 	}
-	r.current.Store(&published{reg: registry.NewStatic(nil, nil), hash: Hash(registry.NewStatic(nil, nil))})
+	empty := registry.NewStatic(nil, nil)
+	r.current.Store(&published{reg: empty, hash: Hash(empty)})
 	return r
 }
 
