@@ -168,7 +168,7 @@ func (cl *cluster) xdsOptions() []xds.Option {
 		return nil
 	})}
 	if cl.checker != nil {
-		opts = append(opts, xds.WithAdmission(cl.checker.Admit))
+		opts = append(opts, xds.WithAdmission(cl.checker.Check))
 	}
 	return opts
 }
