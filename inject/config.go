@@ -19,6 +19,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gitmesh/gitmesh/capture"
 )
 
 // Names shared with the Helm chart and the docs (docs/kubernetes.md).
@@ -82,11 +84,12 @@ type Config struct {
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
-// Defaults of Config's fields.
+// Defaults of Config's fields. The capture ones are gitmesh proxy-init's
+// own, so a pod injected with the defaults and proxy-init agree.
 const (
-	DefaultProxyUID     = 1337
-	DefaultOutboundPort = 15001
-	DefaultInboundPort  = 15006
+	DefaultProxyUID     = capture.DefaultProxyUID
+	DefaultOutboundPort = capture.DefaultOutboundPort
+	DefaultInboundPort  = capture.DefaultInboundPort
 	DefaultAdminPort    = 15020
 )
 

@@ -59,13 +59,15 @@ Exit codes: 0 done, 1 iptables failed, 2 bad flags.`,
 			}
 			c.ExcludeInboundPorts = parse(exclIn)
 			c.ExcludeOutboundPorts = parse(exclOut)
+			// Check the ports' error before ParseCIDRs reuses err: a bad
+			// port list must not be dropped silently.
+			if err != nil {
+				return &exitError{2, err}
+			}
 			if c.IncludeOutboundCIDRs, c.AllOutbound, err = capture.ParseCIDRs(inclCIDRs); err != nil {
 				return &exitError{2, err}
 			}
 			if c.ExcludeOutboundCIDRs, _, err = capture.ParseCIDRs(exclCIDR); err != nil {
-				return &exitError{2, err}
-			}
-			if err != nil {
 				return &exitError{2, err}
 			}
 			if c.ProxyUID == 0 {

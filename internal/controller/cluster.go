@@ -168,7 +168,7 @@ func (cl *cluster) xdsOptions() []xds.Option {
 		return nil
 	})}
 	if cl.checker != nil {
-		opts = append(opts, xds.WithAdmission(cl.checker.Admit))
+		opts = append(opts, xds.WithAdmission(cl.checker.Check))
 	}
 	return opts
 }
@@ -335,9 +335,3 @@ func (st *state) adminHandler(h http.Handler) http.Handler {
 	}
 	return st.cluster.adminHandler(h)
 }
-
-// closerFunc adapts a function to io.Closer.
-type closerFunc func() error
-
-// Close calls f.
-func (f closerFunc) Close() error { return f() }

@@ -150,18 +150,23 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		cfg.AdminTokenFile = filepath.Join(cfg.StateDir, "admin-token")
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	// undo holds what a failed start releases, in reverse order.
+	undo := []func() error{func() error { cancel(); return nil }}
+	started := false
+	defer func() {
+		if !started {
+			for i := len(undo) - 1; i >= 0; i-- {
+				_ = undo[i]()
+			}
+		}
+	}()
 	st, err := openState(ctx, cfg, log)
 	if err != nil {
-		cancel()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
-	store := closerFunc(func() error {
-		cancel()
-		return st.closeDB()
-	})
+	undo = append(undo, st.closeDB)
 	token, err := reconciler.LoadOrCreateToken(cfg.AdminTokenFile)
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
 	if cfg.MaxRepoSize == 0 {
@@ -172,7 +177,6 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	auth, err := cfg.gitAuth()
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
 	gitOpts := []git.Option{git.WithWorkDir(filepath.Join(cfg.StateDir, "checkout")),
@@ -180,14 +184,12 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.VerifyPGPKeysFile != "" || cfg.VerifySSHKeysFile != "" {
 		keys, err := git.LoadVerifyKeys(cfg.VerifyPGPKeysFile, cfg.VerifySSHKeysFile)
 		if err != nil {
-			store.Close()
 			return nil, fmt.Errorf("starting controller: %w", err)
 		}
 		gitOpts = append(gitOpts, git.WithVerify(keys))
 	}
 	src, err := git.New(cfg.RepoURL, cfg.Ref, gitOpts...)
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
 	xdsServer := xds.NewServer(append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)...)
@@ -196,7 +198,6 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.Kubernetes != nil {
 		client, err := kubernetes.NewForConfig(cfg.Kubernetes)
 		if err != nil {
-			store.Close()
 			return nil, fmt.Errorf("starting controller: creating the Kubernetes client: %w", err)
 		}
 		kreg = kube.New(client, kube.WithLogger(log.With("component", "kubernetes")), kube.WithResync(cfg.KubernetesResync))
@@ -210,32 +211,26 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"), Registry: liveRegistry,
 	})
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
 	receiver, err := cfg.webhooks(rec, log.With("component", "webhooks"))
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
 
 	xdsLis, err := net.Listen("tcp", cfg.XDSAddr)
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("starting controller: listening for xDS on %s: %w", cfg.XDSAddr, err)
 	}
+	undo = append(undo, xdsLis.Close)
 	adminLis, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
-		xdsLis.Close()
-		store.Close()
 		return nil, fmt.Errorf("starting controller: listening for admin API on %s: %w", cfg.AdminAddr, err)
 	}
+	undo = append(undo, adminLis.Close)
 	var inj *injector
 	if cfg.Injector != nil {
 		if inj, err = newInjector(*cfg.Injector, log.With("component", "injector")); err != nil {
-			adminLis.Close()
-			xdsLis.Close()
-			store.Close()
 			return nil, fmt.Errorf("starting controller: %w", err)
 		}
 	}
@@ -297,6 +292,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		c.InjectorAddr = inj.lis.Addr().String()
 		c.runInjector(ctx, inj)
 	}
+	started = true
 	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir, "kubernetes", kreg != nil)
 	return c, nil
 }

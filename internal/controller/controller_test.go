@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,4 +99,34 @@ func TestStartRefusesBadCredentials(t *testing.T) {
 			t.Errorf("error leaks %q: %v", s, err)
 		}
 	}
+}
+
+// TestFailedStartReleases: a start that fails after opening the state
+// and binding the xDS listener releases both, so the next start on the
+// same state dir and address succeeds.
+func TestFailedStartReleases(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	xdsLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xdsAddr := xdsLis.Addr().String()
+	xdsLis.Close()
+	cfg := Config{RepoURL: "https://git.example.com/mesh.git", StateDir: t.TempDir(), XDSAddr: xdsAddr, AdminAddr: busy.Addr().String()}
+	if _, err := Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "admin API") {
+		t.Fatalf("got %v; want the admin address refused", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg.AdminAddr = "127.0.0.1:0"
+	c, err := Start(ctx, cfg)
+	if err != nil {
+		cancel()
+		t.Fatalf("second start: %v", err)
+	}
+	cancel()
+	_ = c.Wait()
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/gitmesh/gitmesh/hooks"
+	"github.com/gitmesh/gitmesh/sources/git"
 )
 
 // webhooks returns the receiver of /hooks/ that cfg.WebhookSecretFile
@@ -35,7 +36,7 @@ func (cfg Config) followedBranch() string {
 	case cfg.Ref.Tag != "" || cfg.Ref.SemVer != "" || cfg.Ref.Commit != "":
 		return ""
 	default:
-		return "main"
+		return git.DefaultBranch
 	}
 }
 

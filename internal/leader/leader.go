@@ -93,9 +93,6 @@ func New(cfg Config) (*Elector, error) {
 // concurrent use (the xds gate and /readyz call it).
 func (e *Elector) Leading() bool { return e.leading.Load() }
 
-// Identity is this replica's identity.
-func (e *Elector) Identity() string { return e.cfg.Identity }
-
 // Run campaigns until this replica leads, then calls lead with a context
 // that is done when leadership is lost or ctx is done, and keeps renewing
 // the Lease while lead runs. It returns nil when ctx is done,

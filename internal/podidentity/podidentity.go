@@ -64,16 +64,12 @@ type Checker struct {
 // New returns a Checker that reads Pods with pods.
 func New(pods PodGetter) *Checker { return &Checker{pods: pods} }
 
-// Admit is the xds.AdmitFunc of the Kubernetes mode.
-func (c *Checker) Admit(ctx context.Context, w nodemeta.Workload) (nodemeta.Workload, error) {
-	return c.Check(ctx, w)
-}
+var _ xds.AdmitFunc = (*Checker)(nil).Check
 
-var _ xds.AdmitFunc = (*Checker)(nil).Admit
-
-// Check returns w with the Pod's labels when the Pod w.Namespace/w.Pod
-// exists and has w's service account and one of w's IPs (all of them);
-// else an error that wraps ErrMismatch and says what differs.
+// Check, the xds.AdmitFunc of the Kubernetes mode, returns w with the
+// Pod's labels when the Pod w.Namespace/w.Pod exists and has w's service
+// account and one of w's IPs (all of them); else an error that wraps
+// ErrMismatch and says what differs.
 func (c *Checker) Check(ctx context.Context, w nodemeta.Workload) (nodemeta.Workload, error) {
 	if w.Pod == "" {
 		return w, fmt.Errorf("%w: node %s announces no pod name (%s metadata; the proxy's --pod-name or $POD_NAME from the downward API)", ErrMismatch, w.ID, nodemeta.KeyPodName)

@@ -30,6 +30,7 @@ package kubestate
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -313,7 +314,7 @@ func (s *Store) SaveRollout(ro *admin.Rollout, objs []sources.Object) error {
 			d.History[i] = cp
 		} else {
 			d.History = slices.Insert(d.History, 0, cp)
-			slices.SortStableFunc(d.History, func(a, b admin.Rollout) int { return compareDesc(a.ID, b.ID) })
+			slices.SortStableFunc(d.History, func(a, b admin.Rollout) int { return cmp.Compare(b.ID, a.ID) })
 		}
 		if n := spec.EffectiveHistoryLimit(); len(d.History) > n {
 			d.History = d.History[:n]
@@ -334,16 +335,6 @@ func (s *Store) SaveRollout(ro *admin.Rollout, objs []sources.Object) error {
 		s.collect(ctx)
 	}
 	return nil
-}
-
-func compareDesc(a, b uint64) int {
-	switch {
-	case a > b:
-		return -1
-	case a < b:
-		return 1
-	}
-	return 0
 }
 
 // InFlightRollout returns the unfinished rollout with its objects, or nil.
