@@ -179,6 +179,27 @@ func TestTemplate(t *testing.T) {
 			},
 		},
 		{
+			name: "examples/signed-commits.yaml",
+			args: []string{"-f", filepath.Join(dir, "examples", "signed-commits.yaml")},
+			check: func(t *testing.T, objs []helmtest.Object) {
+				pod := deployment(t, objs, "gitmesh").Spec.Template.Spec
+				args := pod.Containers[0].Args
+				for _, want := range []string{"--verify-pgp-keys=/etc/gitmesh/verify/pgp", "--webhook-secret-file=/etc/gitmesh/webhook/secret"} {
+					if !slices.Contains(args, want) {
+						t.Errorf("controller args %q lack %s", args, want)
+					}
+				}
+				if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--verify-ssh-keys") }) {
+					t.Errorf("controller args %q have --verify-ssh-keys although git.verify.sshKey is empty", args)
+				}
+				for _, secret := range []string{"mesh-verify", "mesh-webhook"} {
+					if !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == secret }) {
+						t.Errorf("Secret %s is not mounted", secret)
+					}
+				}
+			},
+		},
+		{
 			name: "examples/explicit-capture.yaml",
 			args: []string{"-f", filepath.Join(dir, "examples", "explicit-capture.yaml")},
 			check: func(t *testing.T, objs []helmtest.Object) {
@@ -270,6 +291,9 @@ func TestTemplateRejects(t *testing.T) {
 		{name: "bad interval", args: []string{"--set", "git.url=" + testURL, "--set", "git.interval=5 minutes"}, wantErr: "/git/interval"},
 		{name: "gateway port out of range", args: []string{"--set", "git.url=" + testURL, "--set", "gateway.ports[0].name=http", "--set", "gateway.ports[0].port=70000"}, wantErr: "/gateway/ports/0/port"},
 		{name: "two refs", args: []string{"--set", "git.url=" + testURL, "--set", "git.branch=main", "--set", "git.tag=v1"}, wantErr: "at most one of git.branch, git.tag"},
+		{name: "verify secret without a key", args: []string{"--set", "git.url=" + testURL, "--set", "git.verify.secretRef.name=keys"}, wantErr: "set git.verify.pgpKey or git.verify.sshKey"},
+		{name: "verify key without a secret", args: []string{"--set", "git.url=" + testURL, "--set", "git.verify.sshKey=ssh"}, wantErr: "need git.verify.secretRef.name"},
+		{name: "unknown webhook key", args: []string{"--set", "git.url=" + testURL, "--set", "webhook.secret=x"}, wantErr: "/webhook"},
 		{name: "webhook URL not https", args: []string{"--set", "git.url=" + testURL, "--set", "injector.webhook.url=http://127.0.0.1/inject"}, wantErr: "/injector/webhook/url"},
 	}
 	for _, tt := range tests {

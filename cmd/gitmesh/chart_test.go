@@ -21,7 +21,8 @@ func TestChartArgsParse(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			out, _, err := helmtest.Run(context.Background(), t, nil, "template", "gitmesh", helmtest.ChartDir(t),
 				"--namespace", "gitmesh-system", "--set", "git.url=https://git.example.com/mesh.git",
-				"--set", "git.secretRef.name=creds", "--set", "injector.captureMode="+mode,
+				"--set", "git.secretRef.name=creds", "--set", "git.verify.secretRef.name=keys", "--set", "git.verify.pgpKey=pgp",
+				"--set", "git.verify.sshKey=ssh", "--set", "webhook.secretRef.name=hook", "--set", "injector.captureMode="+mode,
 				"--set", "injector.proxy.excludeOutboundPorts={5432}", "--set", "controller.extraArgs={--max-repo-size=512MiB}")
 			if err != nil {
 				t.Fatal(err)
