@@ -108,6 +108,8 @@ type Proxy struct {
 	// current is the applied configuration; nil until the first one. It is
 	// the only thing the data plane reads, so one Store is one atomic swap.
 	current atomic.Pointer[meshConfig]
+	// secrets are the accepted SDS secrets, read by TLS handshakes.
+	secrets *secretStore
 	// lastNACK is the most recent rejected update, for /config_dump.
 	lastNACK atomic.Pointer[nackRecord]
 
@@ -147,6 +149,7 @@ func New(cfg Config) (*Proxy, error) {
 		local:   newLocalWorkload(cfg.Workload),
 		buffers: newBufferPool(),
 		mirrors: newMirrorer(log, cfg.MirrorTimeout),
+		secrets: &secretStore{},
 	}
 	p.listeners = newListenerSet(log, cfg.DrainTimeout, p.handlerFor)
 	return p, nil
