@@ -52,6 +52,8 @@ type meshPair struct {
 	meshed bool
 	// sans are the SANs the client requires of the server.
 	sans []string
+	// http2 makes the client's cluster HTTP/2 (h2 over TLS).
+	http2 bool
 }
 
 func newMeshPair(t testing.TB, mode string) *meshPair {
@@ -77,6 +79,9 @@ func newMeshPair(t testing.TB, mode string) *meshPair {
 func (m *meshPair) clientResources() []types.Resource {
 	c := staticCluster(m.t, "outbound|80||"+svcHost, svcHost, []string{m.in})
 	autoMTLS(m.t, c, m.meshed, m.sans...)
+	if m.http2 {
+		c.TypedExtensionProtocolOptions = edsCluster(m.t, "x", svcHost, "", true).TypedExtensionProtocolOptions
+	}
 	return append([]types.Resource{
 		hcmListener(m.t, "outbound", m.out, "outbound"),
 		routeConfig("outbound", vhost("server", []string{svcHost}, toCluster(prefixMatch("/"), c.GetName()))),
@@ -192,6 +197,25 @@ func TestMTLSBetweenProxies(t *testing.T) {
 		}
 		if lines := metricLinesOf(m.server, "istio_requests_total", `connection_security_policy="none"`); len(lines) == 0 {
 			t.Error("no connection_security_policy=none request")
+		}
+	})
+	t.Run("h2 over TLS", func(t *testing.T) {
+		m.http2 = true
+		defer func() { m.http2 = false }()
+		m.push()
+		if resp, _, err := m.get(); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("HTTP/2 cluster over mTLS: %v %v; want 200", resp, err)
+		}
+		chain, key := m.ca.workload(t, spiffeID("sleep"))
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{keyPair(t, chain, key)}}, ForceAttemptHTTP2: true}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr}).Get("https://" + m.in + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Errorf("inbound TLS chain spoke HTTP/%d to an h2 client; want 2", resp.ProtoMajor)
 		}
 	})
 	t.Run("plaintext to an endpoint without tlsMode", func(t *testing.T) {

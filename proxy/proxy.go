@@ -17,6 +17,11 @@
 // request, random, ring hash, Maglev) over healthy endpoints honouring their
 // weights, behind circuit breakers and outlier detection, through
 // keep-alive connection pools (h2c when the cluster asks for HTTP/2).
+// Between proxies traffic is mutual TLS as Istio's ISTIO_MUTUAL: upstream
+// TLS per endpoint (transport_socket_matches), downstream TLS that
+// requires and verifies client certificates, with certificates and roots
+// from SDS secrets on the ADS stream that rotate without dropping
+// connections, and the peer identity passed on in x-forwarded-client-cert.
 // docs/xds-conventions.md lists every Envoy field the proxy honours. The
 // admin server exposes /ready, /healthz, /metrics (Istio's standard metric
 // names and labels) and /config_dump.
