@@ -63,9 +63,9 @@ func newTestCA(t testing.TB, name string) *testCA {
 // spiffeID is the SPIFFE id of a service account in the default namespace.
 func spiffeID(sa string) string { return "spiffe://cluster.local/ns/default/sa/" + sa }
 
-// issue returns a PEM leaf for id, valid from notBefore to notAfter, and
-// its PEM key.
-func (ca *testCA) issue(t testing.TB, id string, notBefore, notAfter time.Time) (chain, key []byte) {
+// issue returns a PEM leaf for id (and DNS SANs dns), valid from
+// notBefore to notAfter, and its PEM key.
+func (ca *testCA) issue(t testing.TB, id string, notBefore, notAfter time.Time, dns ...string) (chain, key []byte) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -78,6 +78,7 @@ func (ca *testCA) issue(t testing.TB, id string, notBefore, notAfter time.Time) 
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		URIs:         []*url.URL{u},
+		DNSNames:     dns,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
