@@ -18,7 +18,7 @@ import (
 //	/ready        200 once a first full configuration is applied, else 503
 //	/healthz      200 while the process serves
 //	/metrics      Prometheus metrics (Istio's request metrics, xDS client metrics)
-//	/config_dump  JSON: applied resources with their versions, the last NACK
+//	/config_dump  JSON: applied resources with their versions, secrets (keys redacted), the last NACK
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
@@ -59,6 +59,10 @@ type ConfigDump struct {
 	Routes    []json.RawMessage `json:"routes,omitempty"`
 	Clusters  []json.RawMessage `json:"clusters,omitempty"`
 	Endpoints []json.RawMessage `json:"endpoints,omitempty"`
+	// Secrets are the accepted SDS secrets (name, version_info,
+	// last_updated, secret) with private keys shown as "[redacted]", as
+	// Envoy's dynamic_active_secrets.
+	Secrets []json.RawMessage `json:"secrets,omitempty"`
 	// BoundAddresses are the traffic sockets currently open.
 	BoundAddresses []string `json:"bound_addresses,omitempty"`
 	// LastNACK is the most recently rejected update, if any.
@@ -68,6 +72,11 @@ type ConfigDump struct {
 // ConfigDump returns the applied configuration and the last NACK.
 func (p *Proxy) ConfigDump() ConfigDump {
 	d := ConfigDump{NodeID: p.cfg.Workload.ID, Ready: p.Ready(), LastNACK: p.lastNACK.Load(), BoundAddresses: p.listeners.addrs()}
+	if m := p.secrets.cur.Load(); m != nil {
+		for _, name := range sortedKeys(*m) {
+			d.Secrets = append(d.Secrets, (*m)[name].dump())
+		}
+	}
 	cfg := p.current.Load()
 	if cfg == nil {
 		return d

@@ -250,14 +250,16 @@ func (s *adsStream) respond(typeURL string, set *resourceSet, nack error) error 
 	return s.send(typeURL, set.versions[typeURL], names, nack)
 }
 
-// syncSubscriptions requests the EDS and RDS names the accepted clusters
-// and listeners reference, when they differ from what was last requested.
+// syncSubscriptions requests the EDS, RDS and SDS names the accepted
+// clusters and listeners reference, when they differ from what was last
+// requested.
 func (s *adsStream) syncSubscriptions(set *resourceSet) error {
-	eds, rds := set.subscriptions()
-	for _, sub := range []struct {
-		typeURL string
-		names   []string
-	}{{endpointType, eds}, {routeType, rds}} {
+	subs := set.subscriptions()
+	for _, typeURL := range namedTypes {
+		sub := struct {
+			typeURL string
+			names   []string
+		}{typeURL, subs[typeURL]}
 		prev, requested := s.sent[sub.typeURL]
 		if slices.Equal(prev, sub.names) && (requested || len(sub.names) == 0) {
 			continue

@@ -91,11 +91,7 @@ func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 	if err != nil {
 		return fmt.Errorf("%s response: %w", kindName(typeURL), err)
 	}
-	eds, rds := a.accepted.subscriptions()
-	subscribed := rds
-	if typeURL == endpointType {
-		subscribed = eds
-	}
+	subscribed := a.accepted.subscriptions()[typeURL]
 	cand := a.accepted.with(typeURL, resp.GetVersionInfo(), res, subscribed)
 	if wildcardType(typeURL) {
 		// New clusters or listeners change the subscriptions; keep only
@@ -126,6 +122,9 @@ func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 		}
 	}
 	a.accepted = cand
+	// A rotated secret serves the next handshake at once, even while the
+	// rest of the set warms.
+	a.p.secrets.update(cand)
 	if len(missing) > 0 {
 		if a.pendingSince.IsZero() {
 			a.pendingSince = time.Now()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"google.golang.org/protobuf/types/known/structpb"
 	"sync/atomic"
 	"time"
 )
@@ -15,6 +16,9 @@ type endpoint struct {
 	addr   string
 	meta   endpointMeta
 	weight uint32
+	// tlsMatch is filter_metadata["envoy.transport_socket_match"], which
+	// picks the cluster's transport socket for this endpoint; nil for none.
+	tlsMatch *structpb.Struct
 	// state is the host's live counters (active requests, outlier
 	// detection). The applier replaces it with the state the host had in
 	// the previous configuration, so counters and ejections survive

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math"
 	"net"
@@ -239,7 +240,11 @@ func limitRequestsPerConn(req *http.Request, max uint32) *http.Request {
 	// written before the request is (GotConn runs first).
 	h := req.Header
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
-		if cc, ok := info.Conn.(*countedConn); ok && cc.uses.Add(1) >= max {
+		conn := info.Conn
+		if tc, ok := conn.(*tls.Conn); ok {
+			conn = tc.NetConn()
+		}
+		if cc, ok := conn.(*countedConn); ok && cc.uses.Add(1) >= max {
 			h.Set("Connection", "close")
 		}
 	}}

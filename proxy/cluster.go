@@ -36,6 +36,9 @@ type cluster struct {
 	// an idle upstream connection is kept. 0: the pool's default.
 	idleTimeout time.Duration
 	keepAlive   net.KeepAliveConfig
+	// sockets are the transport_socket and transport_socket_matches; nil
+	// is plaintext to every endpoint.
+	sockets *upstreamSockets
 	// originalDst marks an ORIGINAL_DST cluster (Istio's
 	// PassthroughCluster): its one host is the original destination of
 	// the downstream connection (see pick).
@@ -95,11 +98,20 @@ type poolKey struct {
 	maxRequestsPerConn uint32
 	idleTimeout        time.Duration
 	keepAlive          net.KeepAliveConfig
+	// sockets is upstreamSockets.key: a pool holds connections of one
+	// transport socket configuration per endpoint (its scheme tells TLS
+	// and plaintext connections to one address apart). Secrets are not
+	// part of it: a rotated certificate keeps the pool.
+	sockets string
 }
 
 func (c *cluster) poolKey() poolKey {
-	return poolKey{cluster: c.name, http2: c.http2, connectTimeout: c.connectTimeout,
+	k := poolKey{cluster: c.name, http2: c.http2, connectTimeout: c.connectTimeout,
 		maxRequestsPerConn: c.maxRequestsPerConn, idleTimeout: c.idleTimeout, keepAlive: c.keepAlive}
+	if c.sockets != nil {
+		k.sockets = c.sockets.key
+	}
+	return k
 }
 
 // dnsKey identifies a resolver: same targets, same refresh rate.
@@ -119,6 +131,8 @@ type upstreamPool struct {
 	p         *Proxy
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
+	// dial opens a plaintext connection (TLS runs over it in dialTLS).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // upstreamHeaderTimeout bounds the wait for an upstream's response headers
@@ -164,10 +178,14 @@ func newUpstreamPool(p *Proxy, key poolKey) *upstreamPool {
 		DisableCompression:    true, // pass bodies through untouched
 	}
 	if key.http2 {
+		// h2c to plaintext endpoints, h2 (ALPN) over TLS.
 		tr.Protocols = new(http.Protocols)
 		tr.Protocols.SetUnencryptedHTTP2(true)
+		tr.Protocols.SetHTTP2(true)
+		tr.ForceAttemptHTTP2 = true
 	}
-	pool := &upstreamPool{key: key, transport: tr, p: p}
+	pool := &upstreamPool{key: key, transport: tr, p: p, dial: dial}
+	tr.DialTLSContext = pool.dialTLS
 	pool.proxy = &httputil.ReverseProxy{
 		Rewrite:        pool.rewrite,
 		Transport:      &attemptTransport{inner: tr, maxPerConn: key.maxRequestsPerConn},

@@ -59,6 +59,10 @@ func buildConfig(set *resourceSet) (*meshConfig, []missingRef, error) {
 		}
 	}
 	cfg := &meshConfig{resources: set, listeners: map[string]*listenerConfig{}, clusters: map[string]*cluster{}}
+	if err := buildSecrets(set); err != nil {
+		return nil, nil, err
+	}
+	missing = append(missing, secretMissing(set)...)
 	for _, name := range sortedKeys(set.byType[clusterType]) {
 		c := set.byType[clusterType][name].(*clusterv3.Cluster)
 		cl, miss, err := buildCluster(c, set.byType[endpointType])
@@ -166,7 +170,7 @@ var clusterFields = []string{
 	"typed_extension_protocol_options", "dns_refresh_rate", "dns_lookup_family", "circuit_breakers",
 	"outlier_detection", "common_lb_config", "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config",
 	"upstream_connection_options", "alt_stat_name", "per_connection_buffer_limit_bytes", "transport_socket",
-	"original_dst_lb_config",
+	"transport_socket_matches", "original_dst_lb_config",
 }
 
 // buildCluster validates a cluster. For EDS clusters it reports whether the
@@ -213,8 +217,8 @@ func buildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*cluster,
 	if cl.outlier, fe = buildOutlier(c.GetOutlierDetection()); fe != nil {
 		return nil, false, failFE(fe)
 	}
-	if c.GetTransportSocket() != nil {
-		return nil, false, fail("transport_socket", "upstream TLS origination: %w", errUnsupported)
+	if cl.sockets, fe = buildClusterSockets(c); fe != nil {
+		return nil, false, failFE(fe)
 	}
 	if _, ok := c.GetClusterDiscoveryType().(*clusterv3.Cluster_ClusterType); ok {
 		return nil, false, fail("cluster_type", "custom cluster types: %w", errUnsupported)
@@ -391,8 +395,9 @@ func buildEndpoints(cla *endpointv3.ClusterLoadAssignment, lb *lbConfig) (*endpo
 				continue
 			}
 			eps = append(eps, &endpoint{
-				addr: net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
-				meta: endpointMetaFrom(lbe.GetMetadata()),
+				addr:     net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
+				meta:     endpointMetaFrom(lbe.GetMetadata()),
+				tlsMatch: lbe.GetMetadata().GetFilterMetadata()[transportSocketMatchKey],
 			})
 			weights = append(weights, w)
 		}

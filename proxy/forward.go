@@ -54,6 +54,8 @@ type requestState struct {
 	replayable bool
 	code       int
 	flags      responseFlags
+	// sec is the exchange's TLS identity, for the principal labels.
+	sec connSecurity
 }
 
 type requestStateKey struct{}
@@ -102,6 +104,10 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "listener not configured", rs.code)
 		return
 	}
+	if rs.lc.inbound {
+		rs.sec = h.p.downstreamSecurity(r.TLS, hc.tls)
+	}
+	hc.xfcc.apply(r.Header, r.TLS, func() []string { return hc.tls.localURIs(h.p.secrets) })
 	var vh *virtualHost
 	if hc.routes != nil {
 		host := r.Host
@@ -247,6 +253,8 @@ func (pool *upstreamPool) rewrite(pr *httputil.ProxyRequest) {
 	rs := stateOf(pr.In)
 	out := pr.Out
 	rt := rs.route
+	// The scheme (TLS or not) and host are set per attempt by
+	// attemptTransport (cluster.upstreamRequest).
 	out.URL.Scheme = "http"
 	out.URL.Host = rs.endpoint.addr
 	switch {
@@ -294,6 +302,9 @@ func setEscapedPath(u *url.URL, esc string) {
 func modifyResponse(resp *http.Response) error {
 	if rs := stateOf(resp.Request); rs != nil {
 		rs.code = resp.StatusCode
+		if !rs.lc.inbound && resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+			rs.sec.destination = firstURI(resp.TLS.PeerCertificates[0])
+		}
 		rs.finishHeaders(resp.Header)
 	}
 	return nil
@@ -307,6 +318,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	rs := stateOf(r)
 	code, flag, body := http.StatusServiceUnavailable, flagUpstreamReset, upstreamReset+"connection termination"
 	var opErr *net.OpError
+	var hsErr *tlsHandshakeError
 	switch {
 	case errors.Is(err, errPerTryTimeout),
 		rs != nil && !rs.deadline.IsZero() && !time.Now().Before(rs.deadline),
@@ -316,6 +328,11 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		code, flag = 0, flagDownstreamClosed
 	case errors.Is(err, errNoHealthyUpstream):
 		flag, body = flagNoHealthyUpstream, "no healthy upstream"
+	case errors.As(err, &hsErr):
+		// Envoy: "reset reason: connection failure, transport failure
+		// reason: TLS_error:...".
+		flag = flagUpstreamConnFail
+		body = upstreamReset + "connection failure, transport failure reason: TLS error: " + hsErr.err.Error()
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		flag = flagUpstreamConnFail
 		body = upstreamReset + "connection failure"

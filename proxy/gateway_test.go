@@ -205,8 +205,8 @@ func TestTLSNACKs(t *testing.T) {
 		chains []*listenerv3.FilterChain
 		want   string
 	}{
-		{"SDS", []*listenerv3.FilterChain{sds}, `filter_chains[0].transport_socket.typed_config.common_tls_context: SDS secrets: not supported`},
-		{"bad key", []*listenerv3.FilterChain{badKey}, `filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates[0]: loading key pair`},
+		{"SDS outside ADS", []*listenerv3.FilterChain{sds}, `filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config: only ads config sources are supported`},
+		{"bad key", []*listenerv3.FilterChain{badKey}, `filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates[0].private_key: loading key pair`},
 		{"duplicate match", []*listenerv3.FilterChain{dupA, dupB}, `filter_chains[1].filter_chain_match: same match as filter_chains[0]`},
 	}
 	for _, tt := range tests {

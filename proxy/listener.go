@@ -319,7 +319,20 @@ func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 		c = &infoConn{Conn: c, info: info}
 	}
 	if fc.tls != nil {
-		c = tls.Server(c, fc.tls)
+		// The handshake runs here, before the connection is served, so a
+		// failure (no client certificate, one from a foreign CA, an
+		// expired one) is counted with its reason and the connection
+		// closed without a response.
+		tc := tls.Server(c, fc.tls.serverConfig(h.p.secrets))
+		hctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			h.p.handshakeFailed("downstream", c.RemoteAddr().String(), err)
+			tc.Close()
+			return nil
+		}
+		c = tc
 	}
 	if fc.tcp != nil {
 		h.p.proxyTCP(ctx, c, lc, fc.tcp, info.origDst)

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -47,7 +46,7 @@ type listenerConfig struct {
 type filterChain struct {
 	serverNames       []string // lowercased; "*.example.com" wildcards allowed
 	transportProtocol string   // "", "tls" or "raw_buffer"
-	tls               *tls.Config
+	tls               *tlsContext
 	http              *httpChain
 	tcp               *tcpProxy
 }
@@ -57,6 +56,11 @@ type httpChain struct {
 	statPrefix string
 	routes     *routeTable
 	filters    []httpFilter // in order, without the router
+	// xfcc is forward_client_cert_details and
+	// set_current_client_cert_details.
+	xfcc xfccConfig
+	// tls is the filter chain's TLS context (nil: plaintext).
+	tls *tlsContext
 }
 
 type httpFilterKind int
@@ -319,6 +323,7 @@ func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable
 			fe.field = ".filters[0].typed_config" + fe.field
 			return nil, nil, fe
 		}
+		hc.tls = fc.tls
 		fc.http = hc
 		if miss != "" {
 			return fc, []string{miss}, nil
@@ -329,6 +334,7 @@ func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable
 			fe.field = ".filters[0].typed_config" + fe.field
 			return nil, nil, fe
 		}
+		tp.tls = fc.tls
 		fc.tcp = tp
 	default:
 		return nil, nil, fieldErr(".filters[0].name", "unknown network filter %q", f.GetName())
@@ -343,7 +349,7 @@ func buildHCM(a *anypb.Any, tables map[string]*routeTable, refs *clusterRefs) (*
 	if err := a.UnmarshalTo(hcm); err != nil {
 		return nil, "", fieldErr("", "decoding HttpConnectionManager: %w", err)
 	}
-	hc := &httpChain{statPrefix: hcm.GetStatPrefix()}
+	hc := &httpChain{statPrefix: hcm.GetStatPrefix(), xfcc: buildXFCC(hcm)}
 	filters := hcm.GetHttpFilters()
 	if len(filters) == 0 {
 		return nil, "", fieldErr(".http_filters", "must end with %s", wellknown.Router)

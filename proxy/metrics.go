@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,7 +21,11 @@ var istioLabels = []string{
 	"destination_workload", "destination_workload_namespace", "destination_app", "destination_version",
 	"destination_service", "destination_service_name", "destination_service_namespace",
 	"request_protocol", "response_code", "response_flags",
+	"source_principal", "destination_principal", "connection_security_policy",
 }
+
+// nLabels is len(istioLabels).
+const nLabels = 18
 
 // istioDurationBuckets are Istio's buckets for istio_request_duration_milliseconds.
 var istioDurationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
@@ -28,7 +34,7 @@ const unknown = "unknown"
 
 // tcpLabels are the labels of Istio's TCP metrics: the request labels
 // without response_code.
-var tcpLabels = append(append([]string{}, istioLabels[:13]...), "response_flags")
+var tcpLabels = append(append(append([]string{}, istioLabels[:13]...), "response_flags"), istioLabels[15:]...)
 
 // metrics is the proxy's Prometheus registry (its own, no global state).
 type metrics struct {
@@ -46,6 +52,9 @@ type metrics struct {
 	xdsNACKs         *prometheus.CounterVec
 	xdsConnected     prometheus.Gauge
 	xdsReconnects    prometheus.Counter
+	// tlsHandshakeErrors counts failed TLS handshakes by direction
+	// (downstream, upstream) and reason (Envoy's ssl.* stat names).
+	tlsHandshakeErrors *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -104,8 +113,12 @@ func newMetrics() *metrics {
 			Name: "gitmesh_proxy_xds_stream_failures_total",
 			Help: "ADS streams that failed or could not be opened.",
 		}),
+		tlsHandshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_tls_handshake_errors_total",
+			Help: "Failed TLS handshakes, by direction (downstream, upstream) and reason (fail_verify_error, fail_verify_san, fail_verify_no_cert, secret_unavailable, connection_error).",
+		}, []string{"direction", "reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.tcpOpened, m.tcpClosed, m.tcpSent, m.tcpReceived,
+	m.reg.MustRegister(m.tlsHandshakeErrors, m.requests, m.duration, m.tcpOpened, m.tcpClosed, m.tcpSent, m.tcpReceived,
 		m.breakerOpen, m.outlierEjections, m.upstreamRetries, m.xdsApplied, m.xdsNACKs, m.xdsConnected, m.xdsReconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -144,9 +157,41 @@ func orUnknown(s string) string {
 	return s
 }
 
+// connSecurity is the TLS identity of an exchange, for the principal and
+// connection_security_policy labels: on inbound listeners the verified
+// client certificate's URI SAN (source) and the proxy's own (destination),
+// on outbound ones the upstream server's (destination). "" is unknown.
+type connSecurity struct {
+	source, destination string
+	// mtls is an inbound connection whose client presented a verified
+	// certificate.
+	mtls bool
+}
+
+// firstURI returns a certificate's first URI SAN, "" for none.
+func firstURI(c *x509.Certificate) string {
+	if c == nil || len(c.URIs) == 0 {
+		return ""
+	}
+	return c.URIs[0].String()
+}
+
+// downstreamSecurity describes an inbound connection's TLS state; tc is
+// the filter chain's TLS context.
+func (p *Proxy) downstreamSecurity(cs *tls.ConnectionState, tc *tlsContext) connSecurity {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return connSecurity{}
+	}
+	sec := connSecurity{mtls: true, source: firstURI(cs.PeerCertificates[0])}
+	if uris := tc.localURIs(p.secrets); len(uris) > 0 {
+		sec.destination = uris[0]
+	}
+	return sec
+}
+
 // observe records one finished request.
 func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
-	values := p.labelValues(rs.lc, rs.cluster, rs.endpoint)
+	values := p.labelValues(rs.lc, rs.cluster, rs.endpoint, rs.sec)
 	values[12] = "http"
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 		values[12] = "grpc"
@@ -159,10 +204,10 @@ func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
 
 // observeTCP records a TCP proxy connection: opened once connected, then
 // closed with its byte counts (or closed alone when it never connected).
-func (p *Proxy) observeTCP(lc *listenerConfig, c *cluster, e *endpoint, flags responseFlags, received, sent int64, opened bool) {
-	v := p.labelValues(lc, c, e)
+func (p *Proxy) observeTCP(lc *listenerConfig, c *cluster, e *endpoint, sec connSecurity, flags responseFlags, received, sent int64, opened bool) {
+	v := p.labelValues(lc, c, e, sec)
 	v[12], v[13] = "tcp", flags.String()
-	values := v[:14]
+	values := append(v[:14:14], v[15:]...)
 	if opened {
 		p.metrics.tcpOpened.WithLabelValues(values...).Inc()
 		return
@@ -180,15 +225,25 @@ func (p *Proxy) observeTCP(lc *listenerConfig, c *cluster, e *endpoint, flags re
 // A request answered without a cluster (no route, redirect, direct
 // response, a cluster that does not exist) has destination_service
 // "unknown", as in Envoy.
-func (p *Proxy) labelValues(lc *listenerConfig, c *cluster, e *endpoint) [15]string {
+func (p *Proxy) labelValues(lc *listenerConfig, c *cluster, e *endpoint, sec connSecurity) [nLabels]string {
 	l := &p.local
-	values := [15]string{}
+	values := [nLabels]string{}
+	values[15], values[16] = orUnknown(sec.source), orUnknown(sec.destination)
 	src := values[1:5]
 	dst := values[5:12]
 	for i := 1; i < 12; i++ {
 		values[i] = unknown
 	}
 	inbound := lc != nil && lc.inbound
+	switch {
+	case !inbound:
+		// Istio: the source reporter cannot know the policy.
+		values[17] = unknown
+	case sec.mtls:
+		values[17] = "mutual_tls"
+	default:
+		values[17] = "none"
+	}
 	if inbound {
 		values[0] = "destination"
 		dst[0], dst[1], dst[2], dst[3] = l.workload, l.namespace, l.app, l.version

@@ -130,8 +130,7 @@ func (m *mirrorer) send(ctx context.Context, j *shadowJob) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.timeout(j.timeout))
 	defer cancel()
-	req := j.req.WithContext(ctx)
-	req.URL.Host = e.addr
+	req := j.cluster.upstreamRequest(j.req.WithContext(ctx), e)
 	if j.body != nil {
 		req.Body = io.NopCloser(bytes.NewReader(j.body))
 		req.ContentLength = int64(len(j.body))

@@ -11,6 +11,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -23,10 +24,15 @@ const (
 	endpointType = resourcev3.EndpointType
 	listenerType = resourcev3.ListenerType
 	routeType    = resourcev3.RouteType
+	secretType   = resourcev3.SecretType
 )
 
 // xdsTypes lists the subscribed types in the order a stream requests them.
-var xdsTypes = [...]string{clusterType, endpointType, listenerType, routeType}
+var xdsTypes = [...]string{clusterType, endpointType, listenerType, routeType, secretType}
+
+// namedTypes are the types subscribed by resource name: the names the
+// accepted clusters and listeners reference (see subscriptions).
+var namedTypes = [...]string{endpointType, routeType, secretType}
 
 // wildcardType reports whether typeURL is subscribed as a wildcard (state of
 // the world: every response carries the full set).
@@ -103,9 +109,9 @@ func (s *resourceSet) with(typeURL, version string, res map[string]proto.Message
 }
 
 // pruned returns a copy of s whose named types keep only subscribed names.
-func (s *resourceSet) pruned(eds, rds []string) *resourceSet {
+func (s *resourceSet) pruned(subs map[string][]string) *resourceSet {
 	n := &resourceSet{versions: maps.Clone(s.versions), byType: maps.Clone(s.byType), received: maps.Clone(s.received)}
-	for typeURL, names := range map[string][]string{endpointType: eds, routeType: rds} {
+	for typeURL, names := range subs {
 		keep := map[string]proto.Message{}
 		for _, name := range names {
 			if m, ok := s.byType[typeURL][name]; ok {
@@ -117,21 +123,28 @@ func (s *resourceSet) pruned(eds, rds []string) *resourceSet {
 	return n
 }
 
-// subscriptions returns the EDS service names and RDS route configuration
-// names the accepted clusters and listeners reference, sorted.
-func (s *resourceSet) subscriptions() (eds, rds []string) {
+// subscriptions returns, per named type, the names the accepted clusters
+// and listeners reference, sorted: EDS service names, RDS route
+// configuration names and SDS secret names.
+func (s *resourceSet) subscriptions() map[string][]string {
+	var eds, rds, sds []string
 	for _, m := range s.byType[clusterType] {
 		c := m.(*clusterv3.Cluster)
 		if c.GetType() == clusterv3.Cluster_EDS {
 			eds = append(eds, edsServiceName(c))
 		}
+		sds = append(sds, clusterSecretNames(c)...)
 	}
 	for _, m := range s.byType[listenerType] {
 		rds = append(rds, listenerRDSNames(m.(*listenerv3.Listener))...)
+		sds = append(sds, listenerSecretNames(m.(*listenerv3.Listener))...)
 	}
-	slices.Sort(eds)
-	slices.Sort(rds)
-	return slices.Compact(eds), slices.Compact(rds)
+	out := map[string][]string{}
+	for t, names := range map[string][]string{endpointType: eds, routeType: rds, secretType: sds} {
+		slices.Sort(names)
+		out[t] = slices.Compact(names)
+	}
+	return out
 }
 
 // decodeResources unmarshals a response's resources into name → message.
@@ -151,6 +164,8 @@ func decodeResources(typeURL string, anys []*anypb.Any) (map[string]proto.Messag
 			m = &listenerv3.Listener{}
 		case routeType:
 			m = &routev3.RouteConfiguration{}
+		case secretType:
+			m = &tlsv3.Secret{}
 		default:
 			return nil, fmt.Errorf("type %q: %w", typeURL, errUnsupported)
 		}
@@ -178,6 +193,8 @@ func resourceName(m proto.Message) string {
 	case *listenerv3.Listener:
 		return r.GetName()
 	case *routev3.RouteConfiguration:
+		return r.GetName()
+	case *tlsv3.Secret:
 		return r.GetName()
 	}
 	return ""

@@ -212,7 +212,8 @@ func classify(err error, req *http.Request, perTry context.Context) attemptError
 		return attemptPerTryTimeout
 	}
 	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Op == "dial" {
+	var hsErr *tlsHandshakeError
+	if errors.As(err, &opErr) && opErr.Op == "dial" || errors.As(err, &hsErr) {
 		return attemptConnectFailure
 	}
 	if strings.Contains(err.Error(), "REFUSED_STREAM") {
@@ -277,7 +278,6 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		out := req
 		if attempt > 0 {
 			out = req.Clone(req.Context())
-			out.URL.Host = ep.addr
 			if rs.body != nil {
 				out.Body = io.NopCloser(bytes.NewReader(rs.body))
 				out.ContentLength = int64(len(rs.body))
@@ -289,6 +289,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			perTry, cancel = context.WithTimeout(out.Context(), rp.perTry)
 			out = out.WithContext(perTry)
 		}
+		out = c.upstreamRequest(out, ep)
 		if t.maxPerConn > 0 {
 			out = limitRequestsPerConn(out, t.maxPerConn)
 		}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,9 @@ type tcpProxy struct {
 	idleTimeout        time.Duration
 	maxConnectAttempts int
 	hashSourceIP       bool
+	// tls is the filter chain's downstream TLS context (nil: plaintext),
+	// for the principal labels.
+	tls *tlsContext
 }
 
 const defaultTCPIdleTimeout = time.Hour
@@ -103,9 +107,16 @@ func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *listenerConfig,
 	var flags responseFlags
 	var up net.Conn
 	var ep *endpoint
+	var sec connSecurity
+	if lc.inbound {
+		if tc, ok := down.(*tls.Conn); ok {
+			cs := tc.ConnectionState()
+			sec = p.downstreamSecurity(&cs, tp.tls)
+		}
+	}
 	defer func() {
 		if up == nil {
-			p.observeTCP(lc, c, ep, flags, 0, 0, false)
+			p.observeTCP(lc, c, ep, sec, flags, 0, 0, false)
 		}
 	}()
 	if c.missing {
@@ -134,6 +145,16 @@ func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *listenerConfig,
 		}
 		d := net.Dialer{Timeout: c.connectTimeout}
 		conn, err := d.DialContext(ctx, "tcp", ep.addr)
+		if tc := c.sockets.forEndpoint(ep.tlsMatch); err == nil && tc != nil {
+			// Originate TLS; a failed handshake is a connect failure.
+			var tconn *tls.Conn
+			if tconn, err = p.clientHandshake(ctx, conn, ep.addr, tc, false, c.connectTimeout); err == nil {
+				conn = tconn
+				if cs := tconn.ConnectionState(); !lc.inbound && len(cs.PeerCertificates) > 0 {
+					sec.destination = firstURI(cs.PeerCertificates[0])
+				}
+			}
+		}
 		if err != nil {
 			c.report(ep, outcomeLocalFailure)
 			pr.avoid = append(pr.avoid, ep)
@@ -151,7 +172,7 @@ func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *listenerConfig,
 		return
 	}
 	defer up.Close()
-	p.observeTCP(lc, c, ep, flags, 0, 0, true)
+	p.observeTCP(lc, c, ep, sec, flags, 0, 0, true)
 
 	stop := context.AfterFunc(ctx, func() {
 		down.Close()
@@ -165,7 +186,7 @@ func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *listenerConfig,
 	wg.Go(func() { copyIdle(up, down, tp.idleTimeout, &last, &received) })
 	copyIdle(down, up, tp.idleTimeout, &last, &sent)
 	wg.Wait()
-	p.observeTCP(lc, c, ep, flags, received.Load(), sent.Load(), false)
+	p.observeTCP(lc, c, ep, sec, flags, received.Load(), sent.Load(), false)
 }
 
 // copyIdle copies src to dst, half-closing dst at EOF. Reads time out

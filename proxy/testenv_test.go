@@ -22,6 +22,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -345,6 +346,8 @@ func snapshot(t testing.TB, version string, res ...types.Resource) *cachev3.Snap
 			typ = clusterType
 		case *endpointv3.ClusterLoadAssignment:
 			typ = endpointType
+		case *tlsv3.Secret:
+			typ = secretType
 		}
 		byType[typ] = append(byType[typ], r)
 	}

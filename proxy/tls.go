@@ -2,12 +2,11 @@ package proxy
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rawbufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
@@ -15,10 +14,10 @@ import (
 const tlsTransportSocket = "envoy.transport_sockets.tls"
 
 // buildDownstreamTLS turns a filter chain's transport_socket (a
-// DownstreamTlsContext) into a server tls.Config. Certificates come inline
-// or from files read when the configuration is built; SDS is not supported
-// yet.
-func buildDownstreamTLS(ts *corev3.TransportSocket) (*tls.Config, *fieldError) {
+// DownstreamTlsContext) into a tlsContext. Certificates and roots come
+// inline, from files read when the configuration is built, or from SDS
+// secrets read at each handshake.
+func buildDownstreamTLS(ts *corev3.TransportSocket) (*tlsContext, *fieldError) {
 	if ts.GetName() != tlsTransportSocket {
 		return nil, fieldErr(".name", "transport socket %q: %w", ts.GetName(), errUnsupported)
 	}
@@ -33,73 +32,62 @@ func buildDownstreamTLS(ts *corev3.TransportSocket) (*tls.Config, *fieldError) {
 	if err := checkFields(d, "common_tls_context", "require_client_certificate", "require_sni"); err != nil {
 		return nil, fieldErr(base, "%w", err)
 	}
-	ctx := d.GetCommonTlsContext()
-	if err := checkFields(ctx, "tls_params", "tls_certificates", "validation_context", "alpn_protocols"); err != nil {
-		if len(ctx.GetTlsCertificateSdsSecretConfigs()) > 0 || ctx.GetValidationContextSdsSecretConfig() != nil || ctx.GetCombinedValidationContext() != nil {
-			return nil, fieldErr(base+".common_tls_context", "SDS secrets: %w", errUnsupported)
-		}
-		return nil, fieldErr(base+".common_tls_context", "%w", err)
+	tc, fe := buildCommonTLS(d.GetCommonTlsContext())
+	if fe != nil {
+		fe.field = base + ".common_tls_context" + fe.field
+		return nil, fe
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13, NextProtos: ctx.GetAlpnProtocols()}
-	if len(ctx.GetTlsCertificates()) == 0 {
+	if len(tc.certs) == 0 {
 		return nil, fieldErr(base+".common_tls_context.tls_certificates", "a server certificate is required")
 	}
-	for i, c := range ctx.GetTlsCertificates() {
-		field := fmt.Sprintf("%s.common_tls_context.tls_certificates[%d]", base, i)
-		if err := checkFields(c, "certificate_chain", "private_key"); err != nil {
-			return nil, fieldErr(field, "%w", err)
-		}
-		chain, err := readDataSource(c.GetCertificateChain())
-		if err != nil {
-			return nil, fieldErr(field+".certificate_chain", "%w", err)
-		}
-		key, err := readDataSource(c.GetPrivateKey())
-		if err != nil {
-			return nil, fieldErr(field+".private_key", "%w", err)
-		}
-		pair, err := tls.X509KeyPair(chain, key)
-		if err != nil {
-			return nil, fieldErr(field, "loading key pair: %w", err)
-		}
-		cfg.Certificates = append(cfg.Certificates, pair)
-	}
-	if p := ctx.GetTlsParams(); p != nil {
-		if fe := applyTLSParams(cfg, p); fe != nil {
-			fe.field = base + ".common_tls_context.tls_params" + fe.field
-			return nil, fe
-		}
-	}
-	if vc := ctx.GetValidationContext(); vc != nil {
-		field := base + ".common_tls_context.validation_context"
-		if err := checkFields(vc, "trusted_ca"); err != nil {
-			return nil, fieldErr(field, "%w", err)
-		}
-		pem, err := readDataSource(vc.GetTrustedCa())
-		if err != nil {
-			return nil, fieldErr(field+".trusted_ca", "%w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fieldErr(field+".trusted_ca", "no PEM certificates")
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
-	}
 	if d.GetRequireClientCertificate().GetValue() {
-		if cfg.ClientCAs == nil {
-			return nil, fieldErr(base+".require_client_certificate", "needs common_tls_context.validation_context.trusted_ca")
+		if tc.validation == nil {
+			return nil, fieldErr(base+".require_client_certificate", "needs a validation context (trusted_ca or an SDS validation secret)")
 		}
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		tc.requireClientCert = true
 	}
-	if d.GetRequireSni().GetValue() {
-		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			if hello.ServerName == "" {
-				return nil, errors.New("client sent no SNI")
-			}
-			return nil, nil
+	tc.requireSNI = d.GetRequireSni().GetValue()
+	return tc, nil
+}
+
+// rawBufferTransportSocket is Envoy's plaintext transport socket.
+const rawBufferTransportSocket = "envoy.transport_sockets.raw_buffer"
+
+// buildUpstreamTLS turns a cluster's transport_socket (an
+// UpstreamTlsContext, or raw_buffer: nil) into a tlsContext.
+func buildUpstreamTLS(ts *corev3.TransportSocket) (*tlsContext, *fieldError) {
+	if ts.GetName() == rawBufferTransportSocket {
+		if tc := ts.GetTypedConfig(); tc != nil && !tc.MessageIs(&rawbufferv3.RawBuffer{}) {
+			return nil, fieldErr(".typed_config", "want RawBuffer, got %s", tc.GetTypeUrl())
 		}
+		return nil, nil
 	}
-	return cfg, nil
+	if ts.GetName() != tlsTransportSocket {
+		return nil, fieldErr(".name", "transport socket %q: %w", ts.GetName(), errUnsupported)
+	}
+	if ts.GetTypedConfig() == nil {
+		return nil, fieldErr(".typed_config", "missing")
+	}
+	u := &tlsv3.UpstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(u); err != nil {
+		return nil, fieldErr(".typed_config", "decoding UpstreamTlsContext: %w", err)
+	}
+	const base = ".typed_config"
+	// max_session_keys only sizes Envoy's session cache; the proxy does not
+	// resume sessions.
+	if err := checkFields(u, "common_tls_context", "sni", "max_session_keys"); err != nil {
+		return nil, fieldErr(base, "%w", err)
+	}
+	tc, fe := buildCommonTLS(u.GetCommonTlsContext())
+	if fe != nil {
+		fe.field = base + ".common_tls_context" + fe.field
+		return nil, fe
+	}
+	if len(tc.certs) > 1 {
+		return nil, fieldErr(base+".common_tls_context", "an upstream context takes at most one certificate")
+	}
+	tc.sni = u.GetSni()
+	return tc, nil
 }
 
 var tlsVersions = map[tlsv3.TlsParameters_TlsProtocol]uint16{

@@ -1,0 +1,134 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+func TestVerifyPeerSANs(t *testing.T) {
+	ca := newTestCA(t, "root")
+	chain, key := ca.issue(t, spiffeID("a"), time.Now().Add(-time.Minute), time.Now().Add(time.Hour), "*.example.com", "svc.local")
+	leaf := keyPair(t, chain, key)
+	v, fe := buildValidationContext(&tlsv3.CertificateValidationContext{
+		TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: ca.pem}},
+	})
+	if fe != nil {
+		t.Fatal(fe.err)
+	}
+	exact := func(s string) *matcherv3.StringMatcher {
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
+	}
+	tests := []struct {
+		name string
+		typ  sanType
+		m    *matcherv3.StringMatcher
+		want bool
+	}{
+		{"URI exact", sanURI, exact(spiffeID("a")), true},
+		{"URI exact other", sanURI, exact(spiffeID("b")), false},
+		{"URI prefix", sanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://cluster.local/ns/default/"}}, true},
+		{"URI suffix", sanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: "/sa/b"}}, false},
+		{"DNS exact via wildcard SAN", sanDNS, exact("a.example.com"), true},
+		{"DNS wildcard covers one label", sanDNS, exact("a.b.example.com"), false},
+		{"DNS type does not match URIs", sanDNS, exact(spiffeID("a")), false},
+		{"any type (match_subject_alt_names)", sanAny, exact("svc.local"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sm, fe := buildSANMatcher(tt.typ, tt.m)
+			if fe != nil {
+				t.Fatal(fe.err)
+			}
+			err := verifyPeer(leaf.Certificate, v.roots, []sanMatcher{sm})
+			if (err == nil) != tt.want {
+				t.Errorf("verifyPeer: %v; want match %v", err, tt.want)
+			}
+			if err != nil && handshakeReason(err) != reasonVerifySAN {
+				t.Errorf("reason %q; want %q", handshakeReason(err), reasonVerifySAN)
+			}
+		})
+	}
+}
+
+func TestTransportSocketMatches(t *testing.T) {
+	c := staticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
+	autoMTLS(t, c, false)
+	s, fe := buildClusterSockets(c)
+	if fe != nil {
+		t.Fatal(fe.err)
+	}
+	st := func(m map[string]any) *structpb.Struct { return mustStruct(m) }
+	tests := []struct {
+		name    string
+		md      *structpb.Struct
+		wantTLS bool
+	}{
+		{"tlsMode istio", st(map[string]any{"tlsMode": "istio"}), true},
+		{"extra fields still match", st(map[string]any{"tlsMode": "istio", "x": "y"}), true},
+		{"other tlsMode falls to the empty match", st(map[string]any{"tlsMode": "disabled"}), false},
+		{"no metadata", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := s.forEndpoint(tt.md) != nil; got != tt.wantTLS {
+				t.Errorf("TLS %v; want %v", got, tt.wantTLS)
+			}
+		})
+	}
+	t.Run("transport_socket is the fallback", func(t *testing.T) {
+		c := staticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
+		c.TransportSocket = istioMutual(t, "sni")
+		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{Name: "plain", Match: st(map[string]any{"tlsMode": "none"}),
+			TransportSocket: &corev3.TransportSocket{Name: rawBufferTransportSocket}}}
+		s, fe := buildClusterSockets(c)
+		if fe != nil {
+			t.Fatal(fe.err)
+		}
+		if s.forEndpoint(nil) == nil || s.forEndpoint(st(map[string]any{"tlsMode": "none"})) != nil {
+			t.Error("want TLS by default and plaintext for the matching endpoint")
+		}
+	})
+}
+
+func TestUpstreamTLSNACKs(t *testing.T) {
+	upstream := func(u *tlsv3.UpstreamTlsContext) *corev3.TransportSocket {
+		return &corev3.TransportSocket{Name: tlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, u)}}
+	}
+	cert, key := selfSigned(t, "a.example.com")
+	tests := []struct {
+		name string
+		ts   *corev3.TransportSocket
+		want string
+	}{
+		{"unknown transport socket", &corev3.TransportSocket{Name: "envoy.transport_sockets.alts"}, `transport_socket.name: transport socket "envoy.transport_sockets.alts": not supported`},
+		{"SAN matchers without roots", upstream(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "x"}}}},
+			}},
+		}}), `transport_socket.typed_config.common_tls_context.validation_context: SAN matchers need a trusted_ca`},
+		{"two certificates", upstream(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: inline(cert), PrivateKey: inline(key)}, {CertificateChain: inline(cert), PrivateKey: inline(key)}},
+		}}), `at most one certificate`},
+		{"SDS outside ADS", upstream(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "default"}},
+		}}), `tls_certificate_sds_secret_configs[0].sds_config: only ads config sources are supported`},
+		{"unknown field", upstream(&tlsv3.UpstreamTlsContext{Sni: "x", AllowRenegotiation: true}), `field allow_renegotiation: not supported`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := staticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
+			c.TransportSocket = tt.ts
+			_, _, err := buildCluster(c, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v; want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"net/http"
+	"testing"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+)
+
+func TestXFCCModes(t *testing.T) {
+	ca := newTestCA(t, "root")
+	chain, key := ca.workload(t, spiffeID("sleep"))
+	leaf := keyPair(t, chain, key)
+	cs := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf.Leaf}}
+	sum := sha256.Sum256(leaf.Certificate[0])
+	hash := hex.EncodeToString(sum[:])
+	local := func() []string { return []string{spiffeID("productpage")} }
+	mine := "By=" + spiffeID("productpage") + ";Hash=" + hash + `;Subject="";URI=` + spiffeID("sleep")
+	all := xfccConfig{subject: true, uri: true, dns: true}
+	tests := []struct {
+		name  string
+		mode  hcmv3.HttpConnectionManager_ForwardClientCertDetails
+		cs    *tls.ConnectionState
+		prior string
+		want  string
+	}{
+		{"sanitize removes", hcmv3.HttpConnectionManager_SANITIZE, cs, "By=x", ""},
+		{"forward only keeps on mTLS", hcmv3.HttpConnectionManager_FORWARD_ONLY, cs, "By=x", "By=x"},
+		{"forward only sanitizes plaintext", hcmv3.HttpConnectionManager_FORWARD_ONLY, nil, "By=x", ""},
+		{"append forward appends", hcmv3.HttpConnectionManager_APPEND_FORWARD, cs, "By=x", "By=x," + mine},
+		{"append forward without prior", hcmv3.HttpConnectionManager_APPEND_FORWARD, cs, "", mine},
+		{"append forward sanitizes plaintext", hcmv3.HttpConnectionManager_APPEND_FORWARD, nil, "By=x", ""},
+		{"sanitize set replaces", hcmv3.HttpConnectionManager_SANITIZE_SET, cs, "By=x", mine},
+		{"always forward keeps plaintext", hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY, nil, "By=x", "By=x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			if tt.prior != "" {
+				h.Set(xfccHeader, tt.prior)
+			}
+			x := all
+			x.mode = tt.mode
+			x.apply(h, tt.cs, local)
+			if got := h.Get(xfccHeader); got != tt.want {
+				t.Errorf("got %q; want %q", got, tt.want)
+			}
+		})
+	}
+	t.Run("only By and Hash without details", func(t *testing.T) {
+		h := http.Header{}
+		xfccConfig{mode: hcmv3.HttpConnectionManager_SANITIZE_SET}.apply(h, cs, local)
+		if got, want := h.Get(xfccHeader), "By="+spiffeID("productpage")+";Hash="+hash; got != want {
+			t.Errorf("got %q; want %q", got, want)
+		}
+	})
+}
