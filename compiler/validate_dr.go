@@ -152,7 +152,7 @@ func checkClientTLS(r *reporter, path string, tls *networking.ClientTLSSettings)
 	ok := true
 	mode := tls.GetMode()
 	if tls.GetCredentialName() != "" {
-		r.errorf(CodeUnsupportedField, path+".credentialName", "credentialName is not supported: sidecars cannot fetch Kubernetes Secrets (Istio's sidecars then leave the connection plain text); mount the files and use clientCertificate, privateKey and caCertificates")
+		r.errorf(CodeUnsupportedField, path+".credentialName", "credentialName is not supported: gitmesh proxies cannot read Kubernetes Secrets (Istio's sidecars ignore it and send plain text); mount the files and use clientCertificate, privateKey and caCertificates")
 		ok = false
 	}
 	if tls.GetInsecureSkipVerify().GetValue() {
