@@ -26,11 +26,16 @@ func (b *builder) outboundClusters() ([]*clusterv3.Cluster, []*endpointv3.Cluste
 	var clusters []*clusterv3.Cluster
 	var clas []*endpointv3.ClusterLoadAssignment
 	for _, s := range b.p.services {
-		eps := b.serviceEndpoints(s)
+		all := b.serviceEndpoints(s)
+		sans := b.serviceSANs(all)
 		for _, pt := range s.ports {
+			eps := b.markMeshed(all, pt)
 			add := func(subsetName string, eps []endpoint) error {
 				c, cla, err := outboundCluster(s, pt, subsetName, eps)
 				if err != nil {
+					return err
+				}
+				if err := b.applyClusterTLS(c, s, pt, subsetName, clusterPolicy(s, subsetName, pt.number).GetTls(), sans); err != nil {
 					return err
 				}
 				clusters = append(clusters, c)

@@ -154,6 +154,9 @@ func (b *builder) sidecar(res *resources) error {
 		if err != nil {
 			return err
 		}
+		if err := b.secureInbound(l, app.Port); err != nil {
+			return err
+		}
 		name := inboundClusterName(app.Port)
 		res.listeners = append(res.listeners, l)
 		res.routes = append(res.routes, inboundRoutes(name))

@@ -150,6 +150,14 @@ func (w *walker) field(fd protoreflect.FieldDescriptor, v any, path string) {
 			return
 		}
 		for _, k := range sortedKeys(m) {
+			if kk := fd.MapKey().Kind(); kk != protoreflect.StringKind && kk != protoreflect.BoolKind {
+				// Integer keys (PeerAuthentication portLevelMtls ports).
+				lo, hi, name := intRange(kk)
+				if f, err := strconv.ParseFloat(k, 64); err != nil || f != math.Trunc(f) || f < lo || f > hi {
+					w.schemaf(CodeInvalidValue, path+"."+k, "key %q is not a valid %s", k, name)
+					continue
+				}
+			}
 			w.single(fd.MapValue(), m[k], path+"."+k)
 		}
 	case fd.IsList():

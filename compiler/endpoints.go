@@ -1,6 +1,8 @@
 package compiler
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -21,6 +23,9 @@ import (
 // A DNS service without endpoints resolves its own host.
 func (b *builder) serviceEndpoints(s *service) []endpoint {
 	eps := append([]endpoint(nil), s.endpoints...)
+	if s.kube != nil {
+		b.bindCapturedPods(s, eps)
+	}
 	eps = append(eps, s.selected...)
 	if s.selector != nil && !s.fromCluster() {
 		eps = append(eps, b.fleetEndpoints(s)...)
@@ -55,12 +60,43 @@ func (b *builder) fleetEndpoints(s *service) []endpoint {
 			// the service; nodemeta.FromNode should reject it earlier.
 			continue
 		}
-		out = append(out, endpoint{
+		ep := endpoint{
 			address: hp.Host, port: hp.Port, labels: copyLabels(w.Labels),
 			weight: 1, workload: w.ID, ns: ns,
-		})
+			sa: cmp.Or(w.ServiceAccount, defaultServiceAccount), proxied: true,
+		}
+		if app, err := splitIPPort(w.App); err == nil {
+			ep.appPort = app.Port
+		}
+		out = append(out, ep)
 	}
 	return out
+}
+
+// bindCapturedPods marks the registry endpoints of s (EndpointSlice
+// instances) whose pod runs a connected sidecar that captures its traffic
+// (INTERCEPTION_MODE REDIRECT): connections to the pod's address reach
+// that sidecar's inbound listener, which terminates mTLS. The sidecar's
+// service account stands in for one the registry does not know. A sidecar
+// that does not capture leaves the pod's address to the application,
+// which must receive plain text.
+func (b *builder) bindCapturedPods(s *service, eps []endpoint) {
+	for i := range eps {
+		ep := &eps[i]
+		for _, w := range b.fleet {
+			if w.Interception != nodemeta.InterceptionRedirect || (w.Role != "" && w.Role != nodemeta.RoleSidecar) || w.Generator != "" {
+				continue
+			}
+			if cmp.Or(w.Namespace, nodemeta.DefaultNamespace) != s.namespace {
+				continue
+			}
+			if (w.Pod != "" && w.Pod == ep.workload) || slices.Contains(w.InstanceIPs, ep.address) {
+				ep.proxied = true
+				ep.sa = cmp.Or(ep.sa, w.ServiceAccount, defaultServiceAccount)
+				break
+			}
+		}
+	}
 }
 
 // selectEndpoints returns the endpoints whose labels match a subset's.
@@ -132,7 +168,9 @@ func loadAssignment(name string, eps []endpoint, pt servicePort) *endpointv3.Clu
 }
 
 // endpointMetadata is filter_metadata.istio = {workload, namespace,
-// version, labels} (version and labels only when set).
+// version, labels} (version and labels only when set), and for a meshed
+// instance filter_metadata["envoy.transport_socket_match"] = {tlsMode:
+// istio}, which picks the cluster's ISTIO_MUTUAL transport socket.
 func endpointMetadata(ep endpoint) *corev3.Metadata {
 	fields := map[string]*structpb.Value{
 		"workload":  structpb.NewStringValue(ep.workload),
@@ -148,7 +186,11 @@ func endpointMetadata(ep endpoint) *corev3.Metadata {
 		}
 		fields["labels"] = structpb.NewStructValue(&structpb.Struct{Fields: lv})
 	}
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": {Fields: fields}}}
+	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": {Fields: fields}}}
+	if ep.meshed {
+		md.FilterMetadata[transportSocketMatchKey] = transportSocketMatchMetadata()
+	}
+	return md
 }
 
 func wrapUint32(v uint32) *wrapperspb.UInt32Value { return wrapperspb.UInt32(v) }

@@ -9,9 +9,21 @@ import (
 // WithDefaultNamespace says otherwise.
 const DefaultNamespace = "default"
 
+// DefaultTrustDomain is the SPIFFE trust domain of workload identities
+// unless WithTrustDomain says otherwise (Istio's default).
+const DefaultTrustDomain = "cluster.local"
+
+// DefaultRootNamespace is the namespace whose PeerAuthentication without a
+// selector applies to the whole mesh, unless WithRootNamespace says
+// otherwise (Istio's meshConfig.rootNamespace default).
+const DefaultRootNamespace = "istio-system"
+
 // options are Parse's settings.
 type options struct {
 	defaultNamespace string
+	trustDomain      string
+	rootNamespace    string
+	autoMTLS         bool
 	registry         registry.Registry // nil: built from the revision's Kubernetes objects
 	problems         []sources.Problem
 }
@@ -27,6 +39,37 @@ func WithDefaultNamespace(ns string) Option {
 			o.defaultNamespace = ns
 		}
 	}
+}
+
+// WithTrustDomain sets the SPIFFE trust domain of workload identities,
+// spiffe://<td>/ns/<namespace>/sa/<service account>, which upstream TLS
+// contexts expect of the peers they verify. If td is "", the default is
+// DefaultTrustDomain.
+func WithTrustDomain(td string) Option {
+	return func(o *options) {
+		if td != "" {
+			o.trustDomain = td
+		}
+	}
+}
+
+// WithRootNamespace sets the namespace whose PeerAuthentication without a
+// selector is mesh-wide. If ns is "", the default is DefaultRootNamespace.
+func WithRootNamespace(ns string) Option {
+	return func(o *options) {
+		if ns != "" {
+			o.rootNamespace = ns
+		}
+	}
+}
+
+// WithAutoMTLS turns auto mTLS on or off (Istio's meshConfig
+// enableAutoMtls, on by default): when on, clusters without a
+// DestinationRule tls setting originate ISTIO_MUTUAL TLS to the endpoints
+// that run a proxy and plain text to the others (docs/xds-conventions.md,
+// "mTLS"). Inbound listeners follow PeerAuthentication either way.
+func WithAutoMTLS(enabled bool) Option {
+	return func(o *options) { o.autoMTLS = enabled }
 }
 
 // WithRegistry makes Parse read Kubernetes Services and workloads from reg

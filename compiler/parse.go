@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	networking "istio.io/api/networking/v1"
+	security "istio.io/api/security/v1beta1"
 
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
 	"github.com/gitmesh/gitmesh/registry"
@@ -29,6 +30,8 @@ const (
 	KindWorkloadEntry   = "WorkloadEntry"
 	KindGateway         = "Gateway"
 	KindSidecar         = "Sidecar"
+	// KindPeerAuthentication is security.istio.io's (v1 and v1beta1).
+	KindPeerAuthentication = "PeerAuthentication"
 )
 
 // Parse decodes and validates objs into a Policy.
@@ -38,11 +41,11 @@ const (
 // callers must not deploy it when Diagnostics.HasErrors. Parse does no I/O
 // and does not modify objs.
 func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
-	o := options{defaultNamespace: DefaultNamespace}
+	o := options{defaultNamespace: DefaultNamespace, trustDomain: DefaultTrustDomain, rootNamespace: DefaultRootNamespace, autoMTLS: true}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &Policy{}
+	p := &Policy{mtls: mtlsSettings{trustDomain: o.trustDomain, rootNamespace: o.rootNamespace, auto: o.autoMTLS}}
 	diags := problemDiagnostics(o.problems, o.defaultNamespace)
 	seen := map[string]*sources.Object{}
 	for i := range objs {
@@ -68,6 +71,11 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 	case group == groupNetworking && isCompiledKind(obj.Kind):
 		if version != "v1" && version != "v1beta1" && version != "v1alpha3" {
 			r.errorf(CodeUnsupportedAPIVersion, "apiVersion", "apiVersion %q is not supported for %s (use networking.istio.io/v1, v1beta1 or v1alpha3)", obj.APIVersion, obj.Kind)
+			return
+		}
+	case group == groupSecurity && obj.Kind == KindPeerAuthentication:
+		if version != "v1" && version != "v1beta1" {
+			r.errorf(CodeUnsupportedAPIVersion, "apiVersion", "apiVersion %q is not supported for %s (use security.istio.io/v1 or v1beta1)", obj.APIVersion, obj.Kind)
 			return
 		}
 	case group == groupSecurity:
@@ -166,6 +174,11 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
 			p.Sidecars = append(p.Sidecars, x)
 		}
+	case KindPeerAuthentication:
+		x := &PeerAuthentication{Meta: meta, Spec: &security.PeerAuthentication{}}
+		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
+			p.PeerAuthentications = append(p.PeerAuthentications, x)
+		}
 	}
 }
 
@@ -260,6 +273,9 @@ func (p *Policy) sortObjects() {
 	sort.Slice(p.WorkloadEntries, func(i, j int) bool { return less(&p.WorkloadEntries[i].Meta, &p.WorkloadEntries[j].Meta) })
 	sort.Slice(p.Gateways, func(i, j int) bool { return less(&p.Gateways[i].Meta, &p.Gateways[j].Meta) })
 	sort.Slice(p.Sidecars, func(i, j int) bool { return less(&p.Sidecars[i].Meta, &p.Sidecars[j].Meta) })
+	sort.Slice(p.PeerAuthentications, func(i, j int) bool {
+		return less(&p.PeerAuthentications[i].Meta, &p.PeerAuthentications[j].Meta)
+	})
 }
 
 // isBuiltinKubernetesGroup reports whether group is an API group built into

@@ -25,6 +25,9 @@ type Policy struct {
 	// sorted by namespace and name.
 	Gateways []*Gateway
 	Sidecars []*Sidecar
+	// PeerAuthentications are the decoded security.istio.io
+	// PeerAuthentication objects, sorted by namespace and name.
+	PeerAuthentications []*PeerAuthentication
 	// Pending holds gitmesh.io objects of kinds that are recognised but
 	// not compiled yet, in input order. (A RolloutPolicy is read by
 	// RolloutPolicy.)
@@ -61,6 +64,10 @@ type Policy struct {
 	gatewayList []*gateway
 	// sidecars are the valid Sidecars, sorted by namespace and name.
 	sidecars []*sidecarScope
+
+	// mtls holds the mTLS settings of Parse and the valid
+	// PeerAuthentications (see mtls.go and peerauthn.go).
+	mtls mtlsSettings
 
 	rollout    *v1alpha1.RolloutPolicy // nil when the revision has none
 	rolloutObj sources.Object          // where rollout was written
@@ -168,6 +175,21 @@ type endpoint struct {
 	weight   uint32 // >= 1
 	workload string // node id, WorkloadEntry name or ServiceEntry name
 	ns       string
+	// sa is the service account of the instance ("" when unknown): its
+	// SPIFFE id is what clients verify.
+	sa string
+	// proxied: the instance runs a gitmesh sidecar that terminates mTLS on
+	// the endpoint address (a connected sidecar, or a registry pod whose
+	// traffic a connected sidecar captures). It, or the label
+	// security.istio.io/tlsMode: istio, makes the instance meshed unless
+	// its PeerAuthentication disables mTLS (see markMeshed).
+	proxied bool
+	// appPort is the port of a connected sidecar's application, which
+	// PeerAuthentication portLevelMtls names; 0 for other instances.
+	appPort uint32
+	// meshed is set per service port by markMeshed: clients originate
+	// ISTIO_MUTUAL to the instance (its LbEndpoint carries tlsMode: istio).
+	meshed bool
 }
 
 // subset is a valid DestinationRule subset.

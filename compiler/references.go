@@ -46,6 +46,7 @@ func (p *Policy) link(diags *Diagnostics) {
 	p.linkDestinationRules(diags)
 	p.linkGateways(diags)
 	p.linkSidecars(diags)
+	p.linkPeerAuthentications(diags)
 	p.linkVirtualServices(diags)
 	p.checkTCPPorts(diags)
 }

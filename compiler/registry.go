@@ -100,7 +100,7 @@ func kubeService(ks *registry.Service) *service {
 		}
 		s.endpoints = append(s.endpoints, endpoint{
 			address: ep.Address, ports: ep.Ports, labels: copyLabels(ep.Labels),
-			weight: 1, workload: ep.Workload, ns: ks.Namespace,
+			weight: 1, workload: ep.Workload, ns: ks.Namespace, sa: ep.ServiceAccount,
 		})
 	}
 	return s

@@ -115,6 +115,16 @@ func supportedField(message protoreflect.FullName, field protoreflect.Name) bool
 		"istio.networking.v1alpha3.TrafficPolicy.connection_pool",
 		"istio.networking.v1alpha3.TrafficPolicy.outlier_detection",
 		"istio.networking.v1alpha3.TrafficPolicy.port_level_settings",
+		"istio.networking.v1alpha3.TrafficPolicy.tls",
+		"istio.networking.v1alpha3.TrafficPolicy.PortTrafficPolicy.tls",
+		"istio.networking.v1alpha3.ClientTLSSettings.mode",
+		"istio.networking.v1alpha3.ClientTLSSettings.client_certificate",
+		"istio.networking.v1alpha3.ClientTLSSettings.private_key",
+		"istio.networking.v1alpha3.ClientTLSSettings.ca_certificates",
+		"istio.networking.v1alpha3.ClientTLSSettings.credential_name", // reported on sidecars (checkClientTLS)
+		"istio.networking.v1alpha3.ClientTLSSettings.subject_alt_names",
+		"istio.networking.v1alpha3.ClientTLSSettings.sni",
+		"istio.networking.v1alpha3.ClientTLSSettings.insecure_skip_verify",
 		"istio.networking.v1alpha3.TrafficPolicy.PortTrafficPolicy.port",
 		"istio.networking.v1alpha3.TrafficPolicy.PortTrafficPolicy.load_balancer",
 		"istio.networking.v1alpha3.TrafficPolicy.PortTrafficPolicy.connection_pool",
@@ -183,12 +193,19 @@ func supportedField(message protoreflect.FullName, field protoreflect.Name) bool
 		"istio.networking.v1alpha3.WorkloadEntry.ports",
 		"istio.networking.v1alpha3.WorkloadEntry.labels",
 		"istio.networking.v1alpha3.WorkloadEntry.weight",
+		"istio.networking.v1alpha3.WorkloadEntry.service_account",
 		// Sidecar
 		"istio.networking.v1alpha3.Sidecar.workload_selector",
 		"istio.networking.v1alpha3.Sidecar.egress",
 		"istio.networking.v1alpha3.Sidecar.outbound_traffic_policy",
 		"istio.networking.v1alpha3.IstioEgressListener.hosts",
-		"istio.networking.v1alpha3.OutboundTrafficPolicy.mode":
+		"istio.networking.v1alpha3.OutboundTrafficPolicy.mode",
+		// PeerAuthentication
+		"istio.security.v1beta1.PeerAuthentication.selector",
+		"istio.security.v1beta1.PeerAuthentication.mtls",
+		"istio.security.v1beta1.PeerAuthentication.port_level_mtls",
+		"istio.security.v1beta1.PeerAuthentication.MutualTLS.mode",
+		"istio.type.v1beta1.WorkloadSelector.match_labels":
 		return true
 	}
 	return false

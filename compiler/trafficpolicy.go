@@ -18,9 +18,10 @@ import (
 // overrides merged as Istio's MergeTrafficPolicy merges them.
 
 // mergeTrafficPolicy returns the policy that applies on port: override's
-// connection pool, load balancer and outlier detection over original's,
-// then override's port-level settings for port, which replace all three
-// (port-level settings do not inherit; unset parts fall back to defaults).
+// connection pool, load balancer, outlier detection and tls over
+// original's, then override's port-level settings for port, which replace
+// all four (port-level settings do not inherit; unset parts fall back to
+// defaults).
 func mergeTrafficPolicy(original, override *networking.TrafficPolicy, port uint32) *networking.TrafficPolicy {
 	if override == nil {
 		return original
@@ -28,6 +29,7 @@ func mergeTrafficPolicy(original, override *networking.TrafficPolicy, port uint3
 	out := &networking.TrafficPolicy{}
 	if original != nil {
 		out.ConnectionPool, out.LoadBalancer, out.OutlierDetection = original.GetConnectionPool(), original.GetLoadBalancer(), original.GetOutlierDetection()
+		out.Tls = original.GetTls()
 	}
 	if override.GetConnectionPool() != nil {
 		out.ConnectionPool = override.GetConnectionPool()
@@ -38,9 +40,13 @@ func mergeTrafficPolicy(original, override *networking.TrafficPolicy, port uint3
 	if override.GetOutlierDetection() != nil {
 		out.OutlierDetection = override.GetOutlierDetection()
 	}
+	if override.GetTls() != nil {
+		out.Tls = override.GetTls()
+	}
 	for _, pl := range override.GetPortLevelSettings() {
 		if pl.GetPort().GetNumber() == port {
 			out.ConnectionPool, out.LoadBalancer, out.OutlierDetection = pl.GetConnectionPool(), pl.GetLoadBalancer(), pl.GetOutlierDetection()
+			out.Tls = pl.GetTls()
 			break
 		}
 	}

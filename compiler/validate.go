@@ -199,6 +199,7 @@ func checkServiceEntry(r *reporter, se *ServiceEntry) []*service {
 			weight:   max(we.GetWeight(), 1),
 			workload: se.Name,
 			ns:       se.Namespace,
+			sa:       we.GetServiceAccount(),
 		})
 	}
 
@@ -265,6 +266,7 @@ func checkWorkloadEntry(r *reporter, we *WorkloadEntry) (endpoint, bool) {
 	return endpoint{
 		address: spec.GetAddress(), ports: ports, labels: copyLabels(spec.GetLabels()),
 		weight: max(spec.GetWeight(), 1), workload: we.Name, ns: we.Namespace,
+		sa: spec.GetServiceAccount(),
 	}, true
 }
 

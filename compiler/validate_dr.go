@@ -14,6 +14,7 @@ func checkTrafficPolicy(r *reporter, path string, tp *networking.TrafficPolicy) 
 		return true
 	}
 	ok := checkPolicyParts(r, path, tp.GetLoadBalancer(), tp.GetConnectionPool(), tp.GetOutlierDetection())
+	ok = checkClientTLS(r, path+".tls", tp.GetTls()) && ok
 	seen := map[uint32]bool{}
 	for i, pl := range tp.GetPortLevelSettings() {
 		pp := fmt.Sprintf("%s.portLevelSettings[%d]", path, i)
@@ -33,6 +34,7 @@ func checkTrafficPolicy(r *reporter, path string, tp *networking.TrafficPolicy) 
 		}
 		seen[n] = true
 		ok = checkPolicyParts(r, pp, pl.GetLoadBalancer(), pl.GetConnectionPool(), pl.GetOutlierDetection()) && ok
+		ok = checkClientTLS(r, pp+".tls", pl.GetTls()) && ok
 	}
 	return ok
 }
@@ -130,6 +132,46 @@ func checkOutlierDetection(r *reporter, path string, od *networking.OutlierDetec
 	}{{"maxEjectionPercent", od.GetMaxEjectionPercent()}, {"minHealthPercent", od.GetMinHealthPercent()}} {
 		if pc.v < 0 || pc.v > 100 {
 			r.errorf(CodeInvalidValue, path+"."+pc.field, "%d is not in 0-100", pc.v)
+			ok = false
+		}
+	}
+	return ok
+}
+
+// checkClientTLS validates a DestinationRule tls setting as Istio does
+// (pkg/config/validation/agent ValidateTLS): MUTUAL needs
+// clientCertificate and privateKey; insecureSkipVerify excludes
+// caCertificates and subjectAltNames. credentialName (a Kubernetes Secret
+// an egress gateway's agent fetches) is not supported: Istio's sidecars
+// ignore a DestinationRule's SIMPLE or MUTUAL tls that names one, and
+// gitmesh proxies cannot read Secrets.
+func checkClientTLS(r *reporter, path string, tls *networking.ClientTLSSettings) bool {
+	if tls == nil {
+		return true
+	}
+	ok := true
+	mode := tls.GetMode()
+	if tls.GetCredentialName() != "" {
+		r.errorf(CodeUnsupportedField, path+".credentialName", "credentialName is not supported: gitmesh proxies cannot read Kubernetes Secrets (Istio's sidecars ignore it and send plain text); mount the files and use clientCertificate, privateKey and caCertificates")
+		ok = false
+	}
+	if tls.GetInsecureSkipVerify().GetValue() {
+		switch {
+		case mode == networking.ClientTLSSettings_SIMPLE && (tls.GetCaCertificates() != "" || tls.GetSubjectAltNames() != nil):
+			r.errorf(CodeConflictingFields, path+".insecureSkipVerify", "caCertificates and subjectAltNames cannot be set when insecureSkipVerify is true")
+			ok = false
+		case mode == networking.ClientTLSSettings_MUTUAL && (tls.GetCaCertificates() != "" || tls.GetSubjectAltNames() != nil):
+			r.errorf(CodeConflictingFields, path+".insecureSkipVerify", "caCertificates and subjectAltNames cannot be set when insecureSkipVerify is true")
+			ok = false
+		}
+	}
+	if mode == networking.ClientTLSSettings_MUTUAL && tls.GetCredentialName() == "" {
+		if tls.GetClientCertificate() == "" {
+			r.errorf(CodeMissingField, path+".clientCertificate", "clientCertificate is required for mode MUTUAL")
+			ok = false
+		}
+		if tls.GetPrivateKey() == "" {
+			r.errorf(CodeMissingField, path+".privateKey", "privateKey is required for mode MUTUAL")
 			ok = false
 		}
 	}

@@ -102,6 +102,10 @@ func WorkloadFromPodTemplate(kind, name, ns string, meta map[string]string, spec
 			w.Labels[k] = v
 		}
 	}
+	w.ServiceAccount = "default"
+	if spec != nil && spec.ServiceAccountName != "" {
+		w.ServiceAccount = spec.ServiceAccountName
+	}
 	if spec != nil {
 		for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
 			for _, p := range c.Ports {

@@ -123,6 +123,9 @@ type Workload struct {
 	// Ports maps the containers' named ports to their numbers, to resolve
 	// a Service's named targetPort.
 	Ports map[string]uint32
+	// ServiceAccount is the pods' spec.serviceAccountName ("default" when
+	// unset, as Kubernetes admits a pod): the identity of their SPIFFE id.
+	ServiceAccount string
 	// Address is the pod IP; "" for a declaration (a pod template).
 	Address string
 	// Object is the object the workload was read from; nil from the API
@@ -143,6 +146,9 @@ type Endpoint struct {
 	Ready bool
 	// Workload names the instance (pod name).
 	Workload string
+	// ServiceAccount is the service account of the instance's pod; "" when
+	// the pod is not known.
+	ServiceAccount string
 }
 
 // Selects reports whether selector picks labels: every key of selector

@@ -31,7 +31,7 @@ type Snapshot struct {
 //     kubernetes.io/service-name with its name in its namespace: one
 //     Endpoint per address, its port numbers by service port name, Ready
 //     from conditions.ready (unset counts as ready, as the API documents),
-//     and the labels of the Pod its targetRef names;
+//     and the labels and service account of the Pod its targetRef names;
 //   - every Pod with an IP is a Workload (labels, named container ports),
 //     which resolves named targetPorts.
 //
@@ -93,12 +93,15 @@ func endpoints(ess []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod) []
 		for _, ep := range es.Endpoints {
 			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
 			var labels map[string]string
-			workload := ""
+			workload, sa := "", ""
 			if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
 				workload = ref.Name
 				ns := ref.Namespace
 				if ns == "" {
 					ns = es.Namespace
+				}
+				if pod := pods[ns+"/"+ref.Name]; pod != nil {
+					sa = cmp.Or(pod.Spec.ServiceAccountName, "default")
 				}
 				if pod := pods[ns+"/"+ref.Name]; pod != nil && len(pod.Labels) > 0 {
 					labels = make(map[string]string, len(pod.Labels))
@@ -113,7 +116,7 @@ func endpoints(ess []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod) []
 					continue
 				}
 				at[addr] = len(out)
-				out = append(out, registry.Endpoint{Address: addr, Ports: ports, Labels: labels, Ready: ready, Workload: workload})
+				out = append(out, registry.Endpoint{Address: addr, Ports: ports, Labels: labels, Ready: ready, Workload: workload, ServiceAccount: sa})
 			}
 		}
 	}

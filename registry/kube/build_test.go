@@ -69,16 +69,20 @@ func TestBuild(t *testing.T) {
 		wantTargetPort uint32
 	}{
 		{
-			name: "endpoints carry the labels of the pod their targetRef names",
+			name: "endpoints carry the labels and service account of the pod their targetRef names",
 			in: Snapshot{
 				Services: []*corev1.Service{service("shop", "reviews", nil)},
 				EndpointSlices: []*discoveryv1.EndpointSlice{slice("shop", "reviews-a", "reviews", 8080,
 					ep{"10.0.0.2", nil, "reviews-v2"}, ep{"10.0.0.1", ptr(true), "reviews-v1"})},
-				Pods: []*corev1.Pod{pod("shop", "reviews-v1", "10.0.0.1", v1), pod("shop", "reviews-v2", "10.0.0.2", v2)},
+				Pods: []*corev1.Pod{pod("shop", "reviews-v1", "10.0.0.1", v1), func() *corev1.Pod {
+					p := pod("shop", "reviews-v2", "10.0.0.2", v2)
+					p.Spec.ServiceAccountName = "reviews"
+					return p
+				}()},
 			},
 			want: map[string][]registry.Endpoint{"reviews.shop.svc.cluster.local": {
-				{Address: "10.0.0.1", Ports: map[string]uint32{"http": 8080}, Labels: v1, Ready: true, Workload: "reviews-v1"},
-				{Address: "10.0.0.2", Ports: map[string]uint32{"http": 8080}, Labels: v2, Ready: true, Workload: "reviews-v2"},
+				{Address: "10.0.0.1", Ports: map[string]uint32{"http": 8080}, Labels: v1, Ready: true, Workload: "reviews-v1", ServiceAccount: "default"},
+				{Address: "10.0.0.2", Ports: map[string]uint32{"http": 8080}, Labels: v2, Ready: true, Workload: "reviews-v2", ServiceAccount: "reviews"},
 			}},
 			wantTargetPort: 8080,
 		},
@@ -195,6 +199,7 @@ func TestTrimKeepsWhatBuildReads(t *testing.T) {
 	full := pod("shop", "reviews-v1", "10.0.0.1", map[string]string{"app": "reviews", "version": "v1"})
 	full.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{...}"}
 	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	full.Spec.ServiceAccountName = "reviews" // Build reads it: trim must keep it
 	full.Spec.Containers[0].Image = "example.com/reviews:1"
 	full.Spec.Containers[0].Ports = append(full.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 9000})
 	full.Spec.InitContainers = []corev1.Container{{Name: "init", Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: 15090}}}}

@@ -7,8 +7,8 @@ import (
 
 // trim is the informers' transform: it keeps of each object only what
 // Build reads, so the caches of a large cluster stay small. Pods keep
-// name, namespace, labels, named container ports and IPs; every object
-// loses its managedFields. Other values (a DeletedFinalStateUnknown
+// name, namespace, labels, service account, named container ports and
+// IPs; every object loses its managedFields. Other values (a DeletedFinalStateUnknown
 // tombstone) pass unchanged.
 func trim(obj any) (any, error) {
 	switch o := obj.(type) {
@@ -20,6 +20,7 @@ func trim(obj any) (any, error) {
 			},
 			Status: corev1.PodStatus{PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
 		}
+		p.Spec.ServiceAccountName = o.Spec.ServiceAccountName
 		p.Spec.InitContainers = trimContainers(o.Spec.InitContainers)
 		p.Spec.Containers = trimContainers(o.Spec.Containers)
 		return p, nil
