@@ -63,6 +63,10 @@ type Config struct {
 	Store StateStore
 	// DefaultNamespace is the namespace of objects that name none. Default "default".
 	DefaultNamespace string
+	// TrustDomain is the mesh's trust domain, in the SPIFFE ids the
+	// compiled policy names (auto mTLS SANs, AuthorizationPolicy
+	// principals). Default "cluster.local".
+	TrustDomain string
 	// HTTPClient scrapes proxies, queries Prometheus and calls webhooks.
 	// Each call is bounded by its own deadline (a scrape and a query by the
 	// analysis interval, a webhook by its timeout), so the client needs no

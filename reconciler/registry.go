@@ -38,6 +38,9 @@ func (r *Reconciler) registryChanged() <-chan struct{} {
 func (r *Reconciler) parse(objs []sources.Object, opts ...compiler.Option) (*compiler.Policy, compiler.Diagnostics, registry.Registry) {
 	var reg registry.Registry
 	opts = append([]compiler.Option{compiler.WithDefaultNamespace(r.cfg.DefaultNamespace)}, opts...)
+	if r.cfg.TrustDomain != "" {
+		opts = append(opts, compiler.WithTrustDomain(r.cfg.TrustDomain))
+	}
 	if r.cfg.Registry != nil {
 		reg = r.cfg.Registry.Current()
 		opts = append(opts, compiler.WithRegistry(reg))
