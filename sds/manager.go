@@ -179,6 +179,18 @@ func (m *Manager) Authority() *ca.Authority {
 	return m.auth
 }
 
+// SetAuthority makes the Manager issue from a (a replica that starts to
+// lead re-reads the root its predecessor may have rotated). Certificates
+// of a root a no longer trusts are reissued.
+func (m *Manager) SetAuthority(a *ca.Authority) {
+	m.rotMu.Lock()
+	defer m.rotMu.Unlock()
+	m.mu.Lock()
+	m.auth = a
+	m.mu.Unlock()
+	m.wake()
+}
+
 // Run issues and renews certificates until ctx is done, then returns nil.
 func (m *Manager) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
