@@ -27,7 +27,7 @@ import (
 const waitFor = 10 * time.Second
 
 // startXDS serves an xds.Server on loopback until the test ends.
-func startXDS(t *testing.T) (*xds.Server, string) {
+func startXDS(t testing.TB) (*xds.Server, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -47,7 +47,7 @@ func startXDS(t *testing.T) (*xds.Server, string) {
 }
 
 // newAuthority returns a CA with a fresh root.
-func newAuthority(t *testing.T) *ca.Authority {
+func newAuthority(t testing.TB) *ca.Authority {
 	t.Helper()
 	m, err := ca.NewRoot(ca.DefaultTrustDomain, 0, time.Now())
 	if err != nil {
@@ -69,7 +69,7 @@ func (s *memStore) Save(_ context.Context, m ca.Material) error {
 }
 
 // startManager runs a Manager until the test ends.
-func startManager(t *testing.T, fleet sds.Fleet, auth *ca.Authority, opts ...sds.Option) *sds.Manager {
+func startManager(t testing.TB, fleet sds.Fleet, auth *ca.Authority, opts ...sds.Option) *sds.Manager {
 	t.Helper()
 	m := sds.New(fleet, auth, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -103,7 +103,7 @@ type proxy struct {
 }
 
 // connect opens an ADS stream for w and starts receiving its secrets.
-func connect(t *testing.T, addr string, w nodemeta.Workload) *proxy {
+func connect(t testing.TB, addr string, w nodemeta.Workload) *proxy {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -180,7 +180,7 @@ func (p *proxy) next(t *testing.T, ack bool) got {
 	return got{}
 }
 
-func parseCerts(t *testing.T, b []byte) []*x509.Certificate {
+func parseCerts(t testing.TB, b []byte) []*x509.Certificate {
 	t.Helper()
 	var out []*x509.Certificate
 	for {
@@ -364,7 +364,7 @@ func TestOperatorRootIsNotRotated(t *testing.T) {
 }
 
 // waitStatus polls the Manager's status until cond holds.
-func waitStatus(t *testing.T, m *sds.Manager, what string, cond func(admin.CAStatus) bool) {
+func waitStatus(t testing.TB, m *sds.Manager, what string, cond func(admin.CAStatus) bool) {
 	t.Helper()
 	deadline := time.NewTimer(waitFor)
 	defer deadline.Stop()

@@ -3,14 +3,25 @@ package controller
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/ca"
 )
 
@@ -166,5 +177,57 @@ func TestCAConfigRefused(t *testing.T) {
 				t.Fatal("Start accepted the CA configuration")
 			}
 		})
+	}
+}
+
+// TestControllerServesSecrets: a proxy connecting to the controller's xDS
+// address receives its certificate and the root over SDS; the root is the
+// one the CA status reports.
+func TestControllerServesSecrets(t *testing.T) {
+	c, _ := startForCA(t, Config{StateDir: t.TempDir()})
+	conn, err := grpc.NewClient(c.XDSAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w := nodemeta.Workload{ID: "cart-1", Service: "cart", Namespace: "shop", ServiceAccount: "cart", Role: nodemeta.RoleSidecar, Outbound: "127.0.0.1:15001"}
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: w.Node(), TypeUrl: resource.SecretType, ResourceNames: []string{"default", "ROOTCA"}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]*tlsv3.Secret{}
+	for _, a := range resp.GetResources() {
+		var s tlsv3.Secret
+		if err := a.UnmarshalTo(&s); err != nil {
+			t.Fatal(err)
+		}
+		secrets[s.GetName()] = &s
+	}
+	chain := secrets["default"].GetTlsCertificate().GetCertificateChain().GetInlineBytes()
+	bundle := secrets["ROOTCA"].GetValidationContext().GetTrustedCa().GetInlineBytes()
+	blk, _ := pem.Decode(chain)
+	rootBlk, _ := pem.Decode(bundle)
+	if blk == nil || rootBlk == nil {
+		t.Fatalf("secrets %v; want default and ROOTCA with PEM", secrets)
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/shop/sa/cart" {
+		t.Fatalf("leaf URIs %v; want the node's SPIFFE id", leaf.URIs)
+	}
+	sum := sha256.Sum256(rootBlk.Bytes)
+	if st := c.CA.Status(); st.RootFingerprint != hex.EncodeToString(sum[:]) {
+		t.Fatalf("ROOTCA root %x; status reports %s", sum, st.RootFingerprint)
 	}
 }
