@@ -38,6 +38,11 @@
 // (NodeStatus.Acked states the rule). A NACKed version is not resent: the
 // watch is parked until the node's snapshot changes (see
 // callbacks.OnStreamRequest).
+//
+// # Secrets
+//
+// SDS secrets (certificates) share the ADS stream but not the config's
+// cache or bookkeeping: see secrets.go.
 package xds
 
 import (
