@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,13 +28,13 @@ import (
 const waitFor = 10 * time.Second
 
 // startXDS serves an xds.Server on loopback until the test ends.
-func startXDS(t testing.TB) (*xds.Server, string) {
+func startXDS(t testing.TB, opts ...xds.Option) (*xds.Server, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := xds.NewServer()
+	s := xds.NewServer(opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, lis) }()
@@ -100,6 +101,7 @@ type proxy struct {
 	resps  chan got
 	errs   chan error
 	ack    chan bool // true: ACK the last response; false: leave it unACKed
+	close  func()    // ends the stream and waits for the receiver
 }
 
 // connect opens an ADS stream for w and starts receiving its secrets.
@@ -157,11 +159,15 @@ func connect(t testing.TB, addr string, w nodemeta.Workload) *proxy {
 			}
 		}
 	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = conn.Close()
-	})
+	var once sync.Once
+	p.close = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			_ = conn.Close()
+		})
+	}
+	t.Cleanup(p.close)
 	return p
 }
 
@@ -347,6 +353,18 @@ func TestRotateRootTwoPhases(t *testing.T) {
 	if g := a.next(t, true); len(g.roots) != 1 || !g.roots[0].Equal(newRoot) {
 		t.Fatalf("after prune a got %d roots; want the new root only", len(g.roots))
 	}
+}
+
+// TestForgetsForgottenNodes: a node the xDS server forgets (its grace
+// period after disconnecting ended) is forgotten by the manager too.
+func TestForgetsForgottenNodes(t *testing.T) {
+	s, addr := startXDS(t, xds.WithGracePeriod(50*time.Millisecond))
+	m := startManager(t, s, newAuthority(t))
+	p := connect(t, addr, sidecar("a", "shop", "cart"))
+	p.next(t, true)
+	waitStatus(t, m, "a issued", func(st admin.CAStatus) bool { return st.Workloads == 1 })
+	p.close()
+	waitStatus(t, m, "a forgotten", func(st admin.CAStatus) bool { return st.Workloads == 0 })
 }
 
 func TestOperatorRootIsNotRotated(t *testing.T) {

@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -229,5 +231,25 @@ func TestControllerServesSecrets(t *testing.T) {
 	sum := sha256.Sum256(rootBlk.Bytes)
 	if st := c.CA.Status(); st.RootFingerprint != hex.EncodeToString(sum[:]) {
 		t.Fatalf("ROOTCA root %x; status reports %s", sum, st.RootFingerprint)
+	}
+
+	resp2, err := http.Get("http://" + c.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	body, err := io.ReadAll(resp2.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"gitmesh_ca_certificates_issued_total 1",
+		`gitmesh_ca_certificate_expiry_timestamp_seconds{node="cart-1",spiffe_id="spiffe://cluster.local/ns/shop/sa/cart"}`,
+		"gitmesh_ca_root_expiry_timestamp_seconds",
+		"gitmesh_ca_trusted_roots 1",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
