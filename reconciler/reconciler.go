@@ -86,6 +86,9 @@ type Config struct {
 	// Recorder is told of rollouts and failed revisions, e.g. to publish
 	// them as Kubernetes Events. If nil, nothing is told.
 	Recorder Recorder
+	// CA, when set, reports the mesh CA in Status (the certificate
+	// manager runs beside the reconciler, not in it).
+	CA func() *admin.CAStatus
 }
 
 // Recorder receives the reconciler's notable decisions. Its methods are

@@ -55,6 +55,9 @@ func (r *Reconciler) Status() admin.Status {
 		p := public(*ro)
 		s.Rollout = &p
 	}
+	if r.cfg.CA != nil {
+		s.CA = r.cfg.CA()
+	}
 	for _, n := range r.cfg.Fleet.Nodes() {
 		p := admin.ProxyStatus{
 			ID: n.Workload.ID, Service: n.Workload.Service, Namespace: n.Workload.Namespace, Role: n.Workload.Role,

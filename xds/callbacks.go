@@ -6,6 +6,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -107,11 +108,23 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 	if r.admitted, err = c.s.admitNode(streamKey{id: id}, r); err != nil {
 		return err
 	}
-	rejected, err := c.s.request(streamKey{id: id}, r)
+	rejected, nodeID, err := c.s.request(streamKey{id: id}, r)
 	if rejected != "" {
 		req.VersionInfo = rejected
 	}
+	bindNodeID(req.GetNode(), nodeID)
 	return err
+}
+
+// bindNodeID makes the node go-control-plane keeps for a stream carry the
+// id the stream is bound to (the admitted one), so that both caches, and
+// the secrets above all, are looked up by that id and not by whatever the
+// client first announced. go-control-plane keeps the first request's Node
+// for the stream's later requests, so rewriting it once suffices.
+func bindNodeID(n *corev3.Node, id string) {
+	if n != nil && id != "" && n.GetId() != id {
+		n.Id = id
+	}
 }
 
 // OnStreamResponse records the nonce and per-type version of a response.
@@ -147,7 +160,8 @@ func (c *callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscove
 	if r.admitted, err = c.s.admitNode(streamKey{delta: true, id: id}, r); err != nil {
 		return err
 	}
-	_, err = c.s.request(streamKey{delta: true, id: id}, r)
+	_, nodeID, err := c.s.request(streamKey{delta: true, id: id}, r)
+	bindNodeID(req.GetNode(), nodeID)
 	return err
 }
 
@@ -196,8 +210,8 @@ func (s *Server) closeStream(key streamKey) {
 // request handles one request: it binds the stream to its node on the
 // first one, then maps response_nonce to what was sent: with error_detail
 // it is a NACK of that version, without it an ACK. For a NACK it returns
-// the rejected per-type version.
-func (s *Server) request(key streamKey, r request) (rejected string, err error) {
+// the rejected per-type version. It returns the id the stream is bound to.
+func (s *Server) request(key streamKey, r request) (rejected, nodeID string, err error) {
 	now := time.Now()
 	s.mu.Lock()
 	st := s.streams[key]
@@ -215,7 +229,7 @@ func (s *Server) request(key streamKey, r request) (rejected string, err error) 
 		if err != nil {
 			s.mu.Unlock()
 			s.log.Warn("refusing node with invalid metadata", "node_id", r.node.GetId(), "error", err)
-			return "", status.Errorf(codes.InvalidArgument, "gitmesh xds: refusing node %q: %v", r.node.GetId(), err)
+			return "", "", status.Errorf(codes.InvalidArgument, "gitmesh xds: refusing node %q: %v", r.node.GetId(), err)
 		}
 		s.bindLocked(st, w, now)
 		changed = true
@@ -231,11 +245,12 @@ func (s *Server) request(key streamKey, r request) (rejected string, err error) 
 	if n.summary() != before {
 		changed = true
 	}
+	nodeID = st.nodeID
 	s.mu.Unlock()
 	if changed {
 		s.signal()
 	}
-	return rejected, nil
+	return rejected, nodeID, nil
 }
 
 // bindLocked ties a stream to the node w describes. s.mu must be held.
@@ -289,9 +304,15 @@ func (s *Server) ackLocked(st *streamState, n *node, r request, now time.Time) (
 	return "", true
 }
 
-// nackLocked records a NACK. s.mu must be held.
+// nackLocked records a NACK. s.mu must be held. A secret NACK is counted
+// and logged but is never the node's NACK of its config.
 func (s *Server) nackLocked(n *node, ts *TypeStatus, sent sent, msg string, now time.Time) {
 	ts.Nacked, ts.Error = sent.version, msg
+	if sent.typeURL == resource.SecretType {
+		s.metrics.nacked(sent.typeURL)
+		s.log.Warn("node rejected secrets", "node_id", n.workload.ID, "secrets_version", sent.version, "error", msg)
+		return
+	}
 	label := ""
 	if a := n.find(n.assigned); a != nil && a.types[sent.typeURL].version == sent.version {
 		label = n.assigned

@@ -38,6 +38,11 @@
 // (NodeStatus.Acked states the rule). A NACKed version is not resent: the
 // watch is parked until the node's snapshot changes (see
 // callbacks.OnStreamRequest).
+//
+// # Secrets
+//
+// SDS secrets (certificates) share the ADS stream but not the config's
+// cache or bookkeeping: see secrets.go.
 package xds
 
 import (
@@ -55,6 +60,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,10 +92,14 @@ type Server struct {
 	admit       AdmitFunc    // nil: admit every valid node
 	gate        func() error // nil: accept every stream
 
-	cache   cachev3.SnapshotCache
+	cache   cachev3.SnapshotCache // config: every type but secrets
+	secrets cachev3.SnapshotCache // secrets (SDS), see secrets.go
 	changed chan struct{}
-	serving atomic.Bool
-	metrics *metrics
+	// wmu protects watchers, the channels Subscribe handed out.
+	wmu      sync.Mutex
+	watchers []chan struct{}
+	serving  atomic.Bool
+	metrics  *metrics
 
 	// mu protects nodes and streams. It is also held across every write to
 	// cache (SetSnapshot, ClearSnapshot) so that the assignment recorded in
@@ -160,12 +170,14 @@ func NewServer(opts ...Option) *Server {
 		o(s)
 	}
 	s.cache = cachev3.NewSnapshotCache(adsCacheMode, cachev3.IDHash{}, cpLogger{s.log})
+	s.secrets = cachev3.NewSnapshotCache(adsCacheMode, cachev3.IDHash{}, cpLogger{s.log})
 	s.metrics = newMetrics(s)
 	return s
 }
 
 // Serve serves xDS on lis until ctx is done: ADS (state of the world and
-// delta) plus the per-type LDS, RDS, CDS and EDS services, with keepalive.
+// delta) plus the per-type LDS, RDS, CDS, EDS and SDS services, with
+// keepalive.
 // When ctx is done it stops gracefully (streams end, then the listener
 // closes), closing what remains after the stop timeout, and returns nil.
 // It returns an error if the gRPC server fails. Serve may be called once.
@@ -183,12 +195,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}, s.grpcOpts...)
 	gs := grpc.NewServer(gopts...)
 	// go-control-plane ends every stream loop when ctx is done.
-	xs := serverv3.NewServer(ctx, s.cache, &callbacks{s: s}, serverv3Logger(s.log))
+	xs := serverv3.NewServer(ctx, newMuxCache(s.cache, s.secrets), &callbacks{s: s}, serverv3Logger(s.log))
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, xs)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, xs)
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, xs)
 	clusterservice.RegisterClusterDiscoveryServiceServer(gs, xs)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, xs)
+	secretservice.RegisterSecretDiscoveryServiceServer(gs, xs)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -287,8 +300,20 @@ func (s *Server) ClearSnapshot(nodeID string) {
 // Changed returns a channel that receives a value after a node connected,
 // disconnected, ACKed, NACKed or was forgotten. Signals coalesce (the
 // channel has a buffer of one): a receiver re-reads Nodes. SetSnapshot does
-// not signal; its caller knows.
+// not signal; its caller knows. Changed has one receiver, the reconciler;
+// other components take their own channel with Subscribe.
 func (s *Server) Changed() <-chan struct{} { return s.changed }
+
+// Subscribe returns a new channel that receives the same signals as
+// Changed (coalesced, buffer of one), for a second consumer such as the
+// certificate manager. It is never closed.
+func (s *Server) Subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.wmu.Lock()
+	s.watchers = append(s.watchers, ch)
+	s.wmu.Unlock()
+	return ch
+}
 
 // Collectors returns the server's Prometheus collectors, for the caller to
 // register (the package uses no global registry):
@@ -300,11 +325,19 @@ func (s *Server) Changed() <-chan struct{} { return s.changed }
 //     (the type URL without "type.googleapis.com/").
 func (s *Server) Collectors() []prometheus.Collector { return s.metrics.collectors() }
 
-// signal notifies Changed without blocking.
+// signal notifies Changed and the subscribers without blocking.
 func (s *Server) signal() {
 	select {
 	case s.changed <- struct{}{}:
 	default:
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for _, ch := range s.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -345,9 +378,11 @@ func (s *Server) forgetExpired(now time.Time) bool {
 	return forgot
 }
 
-// forgetLocked drops a node and its snapshot. s.mu must be held and the
-// node must have no open stream (so it has no open watch in the cache).
+// forgetLocked drops a node, its snapshot and its secrets. s.mu must be
+// held and the node must have no open stream (so it has no open watch in
+// the caches).
 func (s *Server) forgetLocked(id string) {
 	delete(s.nodes, id)
 	s.cache.ClearSnapshot(id)
+	s.secrets.ClearSnapshot(id)
 }

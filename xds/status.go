@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
@@ -65,8 +67,11 @@ type NodeStatus struct {
 	// State is StateSynced when Assigned != "" and Acked == Assigned,
 	// StateNacked when NACK != nil, else StateStale.
 	State SyncState
-	// Types holds the per resource type versions, keyed by type URL.
+	// Types holds the per resource type versions, keyed by type URL;
+	// secrets are in Secrets, not here.
 	Types map[string]TypeStatus
+	// Secrets is the node's SDS state (SetSecrets).
+	Secrets SecretsStatus
 }
 
 // NACK is a node's rejection of a version.
@@ -132,6 +137,7 @@ type node struct {
 	acked    string
 	nack     *NACK
 	types    map[string]*TypeStatus
+	secrets  SecretsStatus
 }
 
 // assignment is one version label with its per-type versions.
@@ -156,6 +162,9 @@ func newAssignment(label string, snap *cachev3.Snapshot) (assignment, error) {
 		typeURL, err := cachev3.GetResponseTypeURL(types.ResponseType(i))
 		if err != nil {
 			return assignment{}, err
+		}
+		if typeURL == resource.SecretType {
+			return assignment{}, errors.New("the snapshot holds secrets: secrets travel through SetSecrets")
 		}
 		if res.Version == "" {
 			return assignment{}, fmt.Errorf("resource type %s holds %d resources but no version", typeURL, len(res.Items))
@@ -202,8 +211,12 @@ func (n *node) find(label string) *assignment {
 	return nil
 }
 
-// typeStatus returns the node's status of typeURL, creating it.
+// typeStatus returns the node's status of typeURL, creating it. Secrets
+// have their own, outside the config types.
 func (n *node) typeStatus(typeURL string) *TypeStatus {
+	if typeURL == resource.SecretType {
+		return &n.secrets.TypeStatus
+	}
 	ts := n.types[typeURL]
 	if ts == nil {
 		ts = &TypeStatus{}
@@ -281,7 +294,9 @@ func (n *node) status() NodeStatus {
 		Acked:       n.acked,
 		State:       n.state(),
 		Types:       make(map[string]TypeStatus, len(n.types)),
+		Secrets:     n.secrets,
 	}
+	st.Secrets.Names = slices.Clone(n.secrets.Names)
 	if n.nack != nil {
 		nack := *n.nack
 		st.NACK = &nack

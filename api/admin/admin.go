@@ -40,6 +40,10 @@ type Status struct {
 	Rollout *Rollout `json:"rollout,omitempty"`
 	// Hold is set while a manual rollback holds the fleet.
 	Hold *Hold `json:"hold,omitempty"`
+
+	// CA is the mesh certificate authority; nil when the controller runs
+	// none.
+	CA *CAStatus `json:"ca,omitempty"`
 }
 
 // Ready returns the Ready condition (nil before the first pass).

@@ -106,6 +106,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	cfg.MaxRepoSize, cfg.MaxFileSize = git.DefaultMaxRepoSize, sources.DefaultMaxFileBytes
 	f.Var((*byteSize)(&cfg.MaxRepoSize), "max-repo-size", "largest revision (sum of its files) fetched; larger ones are refused before checkout")
 	f.Var((*byteSize)(&cfg.MaxFileSize), "max-file-size", "largest file read by the build; larger ones are refused before they are read")
+	addCAFlags(f, &cfg.CA)
 	*inj = *addInjectorFlags(f)
 	*cl = *addClusterFlags(f)
 	return cmd

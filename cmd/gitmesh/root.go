@@ -37,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newDiffCmd(),
 		newStatusCmd(),
 		newHistoryCmd(),
+		newCACmd(),
 	)
 	root.AddCommand(newRolloutCmds()...)
 	return root

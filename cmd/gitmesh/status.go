@@ -91,6 +91,9 @@ func printStatus(w io.Writer, st *admin.Status) {
 	if h := st.Hold; h != nil {
 		fmt.Fprintf(w, "Hold:       on %s since %s (a new commit or 'gitmesh resume' releases it)\n", h.Revision, h.Since.Format(time.RFC3339))
 	}
+	if st.CA != nil {
+		printCA(w, st.CA)
+	}
 	wave := map[string]string{}
 	if ro := st.Rollout; ro != nil {
 		fmt.Fprintf(w, "\nRollout #%d: %s  %s  wave %d/%d", ro.ID, ro.Revision, ro.Phase, ro.Wave+1, len(ro.Waves))

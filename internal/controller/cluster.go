@@ -76,6 +76,11 @@ type cluster struct {
 	// synced is set once the informers have synced and the replica
 	// campaigns: /readyz answers 200 on a follower from then on.
 	synced atomic.Bool
+	// client reads and writes the CA's Secret (ca.go).
+	client client.Client
+	// onLead, when set, runs when the replica starts to lead, after the
+	// state is re-read (the CA re-reads its root).
+	onLead func(ctx context.Context) error
 }
 
 // relabelInterval is how often the leader re-asserts leader.PodLabel
@@ -144,7 +149,7 @@ func newCluster(ctx context.Context, cfg ClusterConfig, log *slog.Logger) (*clus
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes mode: %w", err)
 	}
-	cl := &cluster{cfg: cfg, log: log, store: store, elector: el,
+	cl := &cluster{cfg: cfg, log: log, store: store, elector: el, client: c,
 		events: kubestate.NewEventRecorder(cs, store.Object(), cfg.Identity)}
 	if cfg.PodName != "" {
 		if cl.labeler, err = leader.NewPodLabeler(cs, cfg.PodNamespace, cfg.PodName, cfg.LeaderPodSelector, log.With("component", "leader")); err != nil {
@@ -222,6 +227,11 @@ func (cl *cluster) run(ctx context.Context, rec *reconciler.Reconciler) error {
 		}()
 		if err := cl.store.Sync(ctx); err != nil {
 			return fmt.Errorf("reading the state at the start of leadership: %w", err)
+		}
+		if cl.onLead != nil {
+			if err := cl.onLead(ctx); err != nil {
+				return fmt.Errorf("starting to lead: %w", err)
+			}
 		}
 		done := make(chan struct{})
 		go func() {

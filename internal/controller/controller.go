@@ -20,8 +20,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/reconciler"
 	"github.com/gitmesh/gitmesh/registry/kube"
+	"github.com/gitmesh/gitmesh/sds"
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/sources/git"
 	"github.com/gitmesh/gitmesh/xds"
@@ -75,6 +77,9 @@ type Config struct {
 	// sources.DefaultMaxFileBytes.
 	MaxFileSize int64
 
+	// CA configures the mesh certificate authority (ca.go).
+	CA CAConfig
+
 	// Injector, when set, serves the sidecar injector webhook (injector.go).
 	Injector *InjectorConfig
 
@@ -126,6 +131,9 @@ type Controller struct {
 	Reconciler *reconciler.Reconciler
 	// Registry is the API server feed in Kubernetes mode; nil otherwise.
 	Registry *kube.Registry
+	// CA is the certificate manager: workload certificates over SDS and
+	// the root's rotation.
+	CA *sds.Manager
 
 	closeDB   func() error
 	cluster   *cluster // nil outside the Kubernetes mode
@@ -193,6 +201,18 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
 	xdsServer := xds.NewServer(append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)...)
+	authority, caStore, err := openCA(ctx, cfg, st, log.With("component", "ca"))
+	if err != nil {
+		return nil, fmt.Errorf("starting controller: %w", err)
+	}
+	caOpts := []sds.Option{sds.WithLogger(log.With("component", "ca")), sds.WithCertTTL(cfg.CA.CertTTL), sds.WithAckTimeout(cfg.CA.RotationAckTimeout)}
+	if caStore != nil {
+		caOpts = append(caOpts, sds.WithRootStore(caStore))
+	}
+	certs := sds.New(xdsServer, authority, caOpts...)
+	if st.cluster != nil {
+		st.cluster.onLead = reloadCA(cfg, st.cluster, certs)
+	}
 	var kreg *kube.Registry
 	var liveRegistry reconciler.Registry // stays a nil interface outside Kubernetes mode (a nil *kube.Registry would not)
 	if cfg.Kubernetes != nil {
@@ -209,6 +229,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
 		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"), Registry: liveRegistry,
+		CA: func() *admin.CAStatus { s := certs.Status(); return &s },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting controller: %w", err)
@@ -239,14 +260,16 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(rec.Collectors()...)
 	reg.MustRegister(xdsServer.Collectors()...)
+	reg.MustRegister(certs.Collectors()...)
 	if kreg != nil {
 		reg.MustRegister(kreg.Collectors()...)
 	}
-	admin := &http.Server{Handler: st.adminHandler(withHooks(receiver, reconciler.AdminHandler(rec, token, reg))), ReadHeaderTimeout: 10 * time.Second}
+	admin := &http.Server{Handler: st.adminHandler(withHooks(receiver, withCA(certs, token, reconciler.AdminHandler(rec, token, reg)))), ReadHeaderTimeout: 10 * time.Second}
 
-	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, Registry: kreg,
+	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, Registry: kreg, CA: certs,
 		closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
 	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
+	c.goRun("certificate manager", func() error { return certs.Run(ctx) })
 	if kreg != nil {
 		c.goRun("kubernetes registry", func() error { return kreg.Run(ctx) })
 	}
