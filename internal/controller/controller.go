@@ -228,7 +228,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		Build: func(root, path string) ([]sources.Object, []sources.Problem, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
-		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"), Registry: liveRegistry,
+		DefaultNamespace: cfg.Namespace, TrustDomain: authority.TrustDomain(), Logger: log.With("component", "reconciler"), Registry: liveRegistry,
 		CA: func() *admin.CAStatus { s := certs.Status(); return &s },
 	})
 	if err != nil {
