@@ -100,7 +100,12 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hc = rs.lc.httpChainFor(r)
 	}
 	if hc == nil {
+		// No chain serves this connection any more (its filter chain was
+		// removed, e.g. a STRICT PeerAuthentication dropped the plain-text
+		// chain): answer and close it, as Envoy drains connections of a
+		// removed filter chain.
 		rs.code, rs.flags = http.StatusNotFound, flagNoRoute
+		w.Header().Set("Connection", "close")
 		http.Error(w, "listener not configured", rs.code)
 		return
 	}
