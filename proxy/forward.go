@@ -102,6 +102,12 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "listener not configured", rs.code)
 		return
 	}
+	if len(hc.auth) > 0 {
+		var ok bool
+		if r, ok = h.p.authorize(w, r, rs, hc); !ok {
+			return
+		}
+	}
 	var vh *virtualHost
 	if hc.routes != nil {
 		host := r.Host

@@ -57,6 +57,9 @@ type httpChain struct {
 	statPrefix string
 	routes     *routeTable
 	filters    []httpFilter // in order, without the router
+	// auth are the jwt_authn and rbac filters, in order; they run before
+	// the route is selected (see authorize).
+	auth []authFilter
 }
 
 type httpFilterKind int
@@ -363,6 +366,14 @@ func buildHCM(a *anypb.Any, tables map[string]*routeTable, refs *clusterRefs) (*
 		}
 		if i == len(filters)-1 {
 			return nil, "", fieldErr(".http_filters", "must end with %s", wellknown.Router)
+		}
+		if af, ok, fe := buildAuthFilter(hf.GetName(), hf.GetTypedConfig()); ok {
+			if fe != nil {
+				fe.field = path + fe.field
+				return nil, "", fe
+			}
+			hc.auth = append(hc.auth, af)
+			continue
 		}
 		switch hf.GetName() {
 		case faultFilterName:

@@ -46,6 +46,7 @@ type metrics struct {
 	xdsNACKs         *prometheus.CounterVec
 	xdsConnected     prometheus.Gauge
 	xdsReconnects    prometheus.Counter
+	auth             authMetrics
 }
 
 func newMetrics() *metrics {
@@ -108,6 +109,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.requests, m.duration, m.tcpOpened, m.tcpClosed, m.tcpSent, m.tcpReceived,
 		m.breakerOpen, m.outlierEjections, m.upstreamRetries, m.xdsApplied, m.xdsNACKs, m.xdsConnected, m.xdsReconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.auth = newAuthMetrics(m.reg)
 	return m
 }
 
