@@ -14,6 +14,7 @@ type options struct {
 	defaultNamespace string
 	registry         registry.Registry // nil: built from the revision's Kubernetes objects
 	problems         []sources.Problem
+	security         securityOptions // WithJWKS, WithJWKSErrors
 }
 
 // Option configures Parse.

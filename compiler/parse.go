@@ -49,6 +49,7 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 		p.parseObject(objs[i], o.defaultNamespace, seen, &diags)
 	}
 	p.sortObjects()
+	p.linkAuthz(o.security, &diags)
 	p.buildRegistry(o, &diags)
 	p.link(&diags)
 	diags.sort()
@@ -68,6 +69,11 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 	case group == groupNetworking && isCompiledKind(obj.Kind):
 		if version != "v1" && version != "v1beta1" && version != "v1alpha3" {
 			r.errorf(CodeUnsupportedAPIVersion, "apiVersion", "apiVersion %q is not supported for %s (use networking.istio.io/v1, v1beta1 or v1alpha3)", obj.APIVersion, obj.Kind)
+			return
+		}
+	case group == groupSecurity && isAuthzKind(obj.Kind):
+		if version != "v1" && version != "v1beta1" {
+			r.errorf(CodeUnsupportedAPIVersion, "apiVersion", "apiVersion %q is not supported for %s (use security.istio.io/v1 or v1beta1)", obj.APIVersion, obj.Kind)
 			return
 		}
 	case group == groupSecurity:
@@ -166,6 +172,8 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
 			p.Sidecars = append(p.Sidecars, x)
 		}
+	case KindAuthorizationPolicy, KindRequestAuthentication:
+		p.parseAuthz(r, meta, obj.Kind, spec)
 	}
 }
 

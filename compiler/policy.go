@@ -29,6 +29,10 @@ type Policy struct {
 	// not compiled yet, in input order. (A RolloutPolicy is read by
 	// RolloutPolicy.)
 	Pending []sources.Object
+	// AuthorizationPolicies and RequestAuthentications are the decoded
+	// security.istio.io objects, sorted by namespace and name (authz.go).
+	AuthorizationPolicies  []*AuthorizationPolicy
+	RequestAuthentications []*RequestAuthentication
 
 	// services is the service registry derived from ServiceEntries, with
 	// the DestinationRules, VirtualServices and WorkloadEntries attached,
@@ -61,6 +65,9 @@ type Policy struct {
 	gatewayList []*gateway
 	// sidecars are the valid Sidecars, sorted by namespace and name.
 	sidecars []*sidecarScope
+
+	// jwks are the fetched JWKS documents by jwksUri (WithJWKS).
+	jwks map[string]string
 
 	rollout    *v1alpha1.RolloutPolicy // nil when the revision has none
 	rolloutObj sources.Object          // where rollout was written

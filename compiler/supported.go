@@ -191,5 +191,5 @@ func supportedField(message protoreflect.FullName, field protoreflect.Name) bool
 		"istio.networking.v1alpha3.OutboundTrafficPolicy.mode":
 		return true
 	}
-	return false
+	return supportedAuthzField(string(message) + "." + string(field))
 }
