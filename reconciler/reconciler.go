@@ -79,6 +79,15 @@ type Config struct {
 	// revisions are parsed and compiled again. If nil, each revision's own
 	// Kubernetes objects are its registry.
 	Registry Registry
+	// JWKS fetches the keys of RequestAuthentication jwksUri values, off
+	// the Run goroutine (with each revision's fetch, bounded by
+	// FetchTimeout, and every JWKSRefresh for the stable revision). If
+	// nil, nothing is fetched: such tokens are rejected (GM0240).
+	JWKS JWKSResolver
+	// JWKSRefresh is how often the stable revision's JWKS documents are
+	// fetched again, and how long a fetched document is reused. Default
+	// 20m (istiod's).
+	JWKSRefresh time.Duration
 	// Recorder is told of rollouts and failed revisions, e.g. to publish
 	// them as Kubernetes Events. If nil, nothing is told.
 	Recorder Recorder
@@ -156,6 +165,9 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
 	}
+	if cfg.JWKSRefresh <= 0 {
+		cfg.JWKSRefresh = defaultJWKSRefresh
+	}
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 60 * time.Second
 	}
@@ -205,6 +217,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	defer poll.Stop()
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
+	r.startJWKSRefresh(ctx) // a restored revision was parsed without its keys
+	jwksTick := time.NewTicker(r.cfg.JWKSRefresh)
+	defer jwksTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -225,6 +240,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-tick.C:
 			r.stepRollout(ctx)
 			r.checkRollbackDone()
+		case <-jwksTick.C:
+			r.startJWKSRefresh(ctx)
 		case c := <-r.commands:
 			c.reply <- r.execute(ctx, c)
 		}

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/gitmesh/gitmesh/internal/jwks"
 	"github.com/gitmesh/gitmesh/reconciler"
 	"github.com/gitmesh/gitmesh/registry/kube"
 	"github.com/gitmesh/gitmesh/sources"
@@ -209,6 +210,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
 		DefaultNamespace: cfg.Namespace, Logger: log.With("component", "reconciler"), Registry: liveRegistry,
+		JWKS: jwks.New(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting controller: %w", err)
