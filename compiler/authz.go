@@ -151,7 +151,7 @@ func checkAuthorizationPolicy(r *reporter, ap *AuthorizationPolicy) {
 		for j, w := range rule.GetWhen() {
 			checkCondition(r, fmt.Sprintf("%s.when[%d]", base, j), ap.Namespace, w)
 		}
-		if _, err := rbacPolicyFor(ap.Namespace, rule); err != nil && !Diagnostics((*r.diag)[before:]).HasErrors() {
+		if _, err := rbacPolicyFor(ap.Namespace, rule, false, true); err != nil && !Diagnostics((*r.diag)[before:]).HasErrors() {
 			r.errorf(CodeInvalidValue, base, "%v", err)
 		}
 	}
@@ -256,8 +256,10 @@ func appliesTo(ns string, selector map[string]string, class string, labels map[s
 // authzFilters returns the RBAC filters configs of the AuthorizationPolicies
 // applying to a workload, in Istio's order: AUDIT (action LOG), DENY, ALLOW.
 // A policy without rules never matches: for ALLOW that is Istio's
-// allow-nothing.
-func (p *Policy) authzFilters(ns string, labels map[string]string) []*rbacv3.RBAC {
+// allow-nothing. forTCP builds the rules of a TCP filter chain, where an
+// ALLOW rule with HTTP-only conditions is left out (so such a policy
+// denies TCP traffic) and HTTP-only conditions of other rules are dropped.
+func (p *Policy) authzFilters(ns string, labels map[string]string, forTCP bool) []*rbacv3.RBAC {
 	byAction := map[rbacv3.RBAC_Action]*rbacv3.RBAC{}
 	for _, ap := range p.AuthorizationPolicies {
 		if !ap.valid || !appliesTo(ap.Namespace, ap.Spec.GetSelector().GetMatchLabels(), ns, labels) {
@@ -280,7 +282,7 @@ func (p *Policy) authzFilters(ns string, labels map[string]string) []*rbacv3.RBA
 			byAction[action] = rules
 		}
 		for i, rule := range ap.Spec.GetRules() {
-			pol, err := rbacPolicyFor(ap.Namespace, rule)
+			pol, err := rbacPolicyFor(ap.Namespace, rule, forTCP, action == rbacv3.RBAC_ALLOW)
 			if err != nil {
 				continue // reported by checkAuthorizationPolicy
 			}

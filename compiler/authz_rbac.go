@@ -50,15 +50,21 @@ const spiffePrefix = "spiffe://"
 // condition is one attribute of a rule: values are ORed, notValues become
 // not(or(...)); conditions of a rule are ANDed.
 type condition struct {
-	key               string
+	key string
+	// httpOnly conditions (hosts, methods, paths, request headers, JWT
+	// attributes) cannot be checked on a TCP filter chain.
+	httpOnly          bool
 	values, notVals   []string
 	permission        func(key, v string) (*rbacv3.Permission, error)
 	principal         func(key, v string) (*rbacv3.Principal, error)
 	extendedPrincipal func(key string, vs []string) (*rbacv3.Principal, error)
 }
 
-// rbacPolicyFor translates one rule of a policy in namespace ns.
-func rbacPolicyFor(ns string, rule *security.Rule) (*rbacv3.Policy, error) {
+// rbacPolicyFor translates one rule of a policy in namespace ns. For a TCP
+// filter chain (forTCP) HTTP-only conditions fail the rule of an ALLOW
+// policy (allow: Istio skips it, a smaller allow) and are dropped from
+// other rules (a wider deny or audit), as Istio's checkError.
+func rbacPolicyFor(ns string, rule *security.Rule, forTCP, allow bool) (*rbacv3.Policy, error) {
 	var basePerm, basePrin []condition
 	for _, w := range rule.GetWhen() {
 		c, isPerm, err := whenCondition(ns, w.GetKey())
@@ -88,17 +94,17 @@ func rbacPolicyFor(ns string, rule *security.Rule) (*rbacv3.Policy, error) {
 			list = front(list, condition{key: attrSrcNamespace, principal: namespacePrincipal}, s.GetNamespaces(), s.GetNotNamespaces())
 			list = front(list, condition{key: attrSrcTrustDomain, principal: trustDomainPrincipal}, s.GetTrustDomains(), s.GetNotTrustDomains())
 			list = front(list, condition{key: attrSrcServiceAccount, principal: serviceAccountPrincipal(ns)}, s.GetServiceAccounts(), s.GetNotServiceAccounts())
-			list = front(list, condition{key: attrRequestPrincipal, extendedPrincipal: requestPrincipals}, s.GetRequestPrincipals(), s.GetNotRequestPrincipals())
+			list = front(list, condition{key: attrRequestPrincipal, httpOnly: true, extendedPrincipal: requestPrincipals}, s.GetRequestPrincipals(), s.GetNotRequestPrincipals())
 			list = front(list, condition{key: attrSrcPrincipal, principal: sourcePrincipal}, s.GetPrincipals(), s.GetNotPrincipals())
 		}
-		p, err := generatePrincipal(list)
+		p, err := generatePrincipal(list, forTCP, allow)
 		if err != nil {
 			return nil, err
 		}
 		principals = append(principals, p)
 	}
 	if len(rule.GetFrom()) == 0 {
-		p, err := generatePrincipal(basePrin)
+		p, err := generatePrincipal(basePrin, forTCP, allow)
 		if err != nil {
 			return nil, err
 		}
@@ -109,18 +115,18 @@ func rbacPolicyFor(ns string, rule *security.Rule) (*rbacv3.Policy, error) {
 		list := append([]condition(nil), basePerm...)
 		if o := to.GetOperation(); o != nil {
 			list = front(list, condition{key: attrDestPort, permission: destPortPermission}, o.GetPorts(), o.GetNotPorts())
-			list = front(list, condition{key: "paths", permission: pathPermission}, o.GetPaths(), o.GetNotPaths())
-			list = front(list, condition{key: ":method", permission: methodPermission}, o.GetMethods(), o.GetNotMethods())
-			list = front(list, condition{key: ":authority", permission: hostPermission}, o.GetHosts(), o.GetNotHosts())
+			list = front(list, condition{key: "paths", httpOnly: true, permission: pathPermission}, o.GetPaths(), o.GetNotPaths())
+			list = front(list, condition{key: ":method", httpOnly: true, permission: methodPermission}, o.GetMethods(), o.GetNotMethods())
+			list = front(list, condition{key: ":authority", httpOnly: true, permission: hostPermission}, o.GetHosts(), o.GetNotHosts())
 		}
-		p, err := generatePermission(list)
+		p, err := generatePermission(list, forTCP, allow)
 		if err != nil {
 			return nil, err
 		}
 		permissions = append(permissions, p)
 	}
 	if len(rule.GetTo()) == 0 {
-		p, err := generatePermission(basePerm)
+		p, err := generatePermission(basePerm, forTCP, allow)
 		if err != nil {
 			return nil, err
 		}
@@ -156,14 +162,15 @@ func whenCondition(ns, key string) (condition, bool, error) {
 	case key == attrSrcPrincipal:
 		c.principal = sourcePrincipal
 	case key == attrRequestPrincipal:
-		c.extendedPrincipal = requestPrincipals
+		c.extendedPrincipal, c.httpOnly = requestPrincipals, true
 	case key == attrRequestAudiences:
-		c.extendedPrincipal = claimPrincipal("aud")
+		c.extendedPrincipal, c.httpOnly = claimPrincipal("aud"), true
 	case key == attrRequestPresenter:
-		c.extendedPrincipal = claimPrincipal("azp")
+		c.extendedPrincipal, c.httpOnly = claimPrincipal("azp"), true
 	case strings.HasPrefix(key, attrRequestHeader):
-		c.principal = headerPrincipal
+		c.principal, c.httpOnly = headerPrincipal, true
 	case strings.HasPrefix(key, attrRequestClaims):
+		c.httpOnly = true
 		claims, err := claimPath(strings.TrimPrefix(key, attrRequestClaims))
 		if err != nil {
 			return c, false, err
@@ -175,9 +182,15 @@ func whenCondition(ns, key string) (condition, bool, error) {
 	return c, false, nil
 }
 
-func generatePermission(list []condition) (*rbacv3.Permission, error) {
+func generatePermission(list []condition, forTCP, allow bool) (*rbacv3.Permission, error) {
 	var and []*rbacv3.Permission
 	for _, c := range list {
+		if forTCP && c.httpOnly {
+			if allow {
+				return nil, fmt.Errorf("%q is HTTP only", c.key)
+			}
+			continue
+		}
 		for i, vals := range [][]string{c.values, c.notVals} {
 			var or []*rbacv3.Permission
 			for _, v := range vals {
@@ -203,9 +216,15 @@ func generatePermission(list []condition) (*rbacv3.Permission, error) {
 	return &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: and}}}, nil
 }
 
-func generatePrincipal(list []condition) (*rbacv3.Principal, error) {
+func generatePrincipal(list []condition, forTCP, allow bool) (*rbacv3.Principal, error) {
 	var and []*rbacv3.Principal
 	for _, c := range list {
+		if forTCP && c.httpOnly {
+			if allow {
+				return nil, fmt.Errorf("%q is HTTP only", c.key)
+			}
+			continue
+		}
 		for i, vals := range [][]string{c.values, c.notVals} {
 			if len(vals) == 0 {
 				continue

@@ -343,3 +343,49 @@ spec:
 		}
 	}
 }
+
+func TestAuthorizationPolicyTCP(t *testing.T) {
+	p, diags := parseSecurity(t, `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow, namespace: default}
+spec:
+  rules:
+  - to: [{operation: {ports: ["5432"]}}]
+  - to: [{operation: {methods: [GET]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {ipBlocks: [10.0.0.0/8]}}]
+    to: [{operation: {paths: [/admin]}}]
+`)
+	if diags.HasErrors() {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	filters := p.authzFilters("default", nil, true)
+	if len(filters) != 2 || filters[0].GetAction() != rbacv3.RBAC_DENY || filters[1].GetAction() != rbacv3.RBAC_ALLOW {
+		t.Fatalf("filters = %v; want DENY then ALLOW", filters)
+	}
+	// ALLOW: the rule with an HTTP-only method is left out (a smaller allow).
+	if _, ok := filters[1].GetPolicies()["ns[default]-policy[allow]-rule[1]"]; ok || len(filters[1].GetPolicies()) != 1 {
+		t.Errorf("TCP ALLOW policies = %v; want rule[0] only", filters[1].GetPolicies())
+	}
+	// DENY: the HTTP-only path is dropped (a wider deny).
+	deny := compactJSON(t, protojson.Format(filters[0].GetPolicies()["ns[default]-policy[deny]-rule[0]"]))
+	want := `{"permissions":[{"andRules":{"rules":[{"any":true}]}}],"principals":[{"andIds":{"ids":[{"orIds":{"ids":[{"directRemoteIp":{"addressPrefix":"10.0.0.0","prefixLen":8}}]}}]}}]}`
+	if deny != want {
+		t.Errorf("TCP DENY policy:\n got %s\nwant %s", deny, want)
+	}
+
+	l := &listenerv3.Listener{Name: "inbound_5432", FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.tcp_proxy"}}}}}
+	if err := prependFilters(l, nil, []*listenerv3.Filter{{Name: rbacNetworkFilterName}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.GetFilterChains()[0].GetFilters(); len(got) != 2 || got[0].GetName() != rbacNetworkFilterName {
+		t.Errorf("TCP chain filters = %v; want network rbac before tcp_proxy", got)
+	}
+}

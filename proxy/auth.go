@@ -58,12 +58,18 @@ type authMetrics struct {
 	rbacLogged  *prometheus.CounterVec
 	jwtAllowed  *prometheus.CounterVec
 	jwtDenied   *prometheus.CounterVec
+	// tcpAllowed and tcpDenied are the network RBAC filter's, by its
+	// stat_prefix (Istio's "tcp.").
+	tcpAllowed *prometheus.CounterVec
+	tcpDenied  *prometheus.CounterVec
 }
 
 func newAuthMetrics(reg prometheus.Registerer) authMetrics {
-	label := []string{"envoy_http_conn_manager_prefix"}
-	c := func(name, help string) *prometheus.CounterVec {
-		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, label)
+	c := func(name, help string, labels ...string) *prometheus.CounterVec {
+		if len(labels) == 0 {
+			labels = []string{"envoy_http_conn_manager_prefix"}
+		}
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 		reg.MustRegister(v)
 		return v
 	}
@@ -73,6 +79,8 @@ func newAuthMetrics(reg prometheus.Registerer) authMetrics {
 		rbacLogged:  c("envoy_http_rbac_logged", "Requests an AUDIT (action LOG) RBAC policy matched (Envoy's http.<prefix>.rbac.logged)."),
 		jwtAllowed:  c("envoy_http_jwt_authn_allowed", "Requests the jwt_authn filter let through (Envoy's http.<prefix>.jwt_authn.allowed)."),
 		jwtDenied:   c("envoy_http_jwt_authn_denied", "Requests the jwt_authn filter rejected with 401 (Envoy's http.<prefix>.jwt_authn.denied)."),
+		tcpAllowed:  c("envoy_rbac_allowed", "Connections the network RBAC filters let through (Envoy's <stat_prefix>rbac.allowed).", "stat_prefix"),
+		tcpDenied:   c("envoy_rbac_denied", "Connections the network RBAC filters closed (Envoy's <stat_prefix>rbac.denied).", "stat_prefix"),
 	}
 }
 

@@ -108,8 +108,13 @@ func buildRBAC(a *anypb.Any) (*rbacFilter, *fieldError) {
 	if err := checkFields(cfg, "rules", "shadow_rules", "shadow_rules_stat_prefix", "rules_stat_prefix"); err != nil {
 		return nil, &fieldError{err: err}
 	}
+	return buildRBACRules(cfg.GetRules())
+}
+
+// buildRBACRules builds the rules of an HTTP or network RBAC filter; nil
+// rules enforce nothing.
+func buildRBACRules(rules *rbacconfigv3.RBAC) (*rbacFilter, *fieldError) {
 	f := &rbacFilter{}
-	rules := cfg.GetRules()
 	if rules == nil {
 		return f, nil
 	}
