@@ -226,6 +226,9 @@ func normalizePath(p string) string {
 	if i := strings.IndexAny(p, "?#"); i >= 0 {
 		p = p[:i]
 	}
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
 	if strings.IndexByte(p, '%') >= 0 {
 		var b strings.Builder
 		for i := 0; i < len(p); i++ {
@@ -241,9 +244,6 @@ func normalizePath(p string) string {
 		p = b.String()
 	}
 	if !strings.Contains(p, ".") {
-		if p == "" {
-			return "/"
-		}
 		return p
 	}
 	segs := strings.Split(p, "/")
@@ -266,11 +266,7 @@ func normalizePath(p string) string {
 			out = append(out, s)
 		}
 	}
-	res := strings.Join(out, "/")
-	if !strings.HasPrefix(res, "/") {
-		res = "/" + res
-	}
-	return res
+	return strings.Join(out, "/")
 }
 
 func isUnreserved(c byte) bool {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -266,4 +267,24 @@ func TestNormalizePath(t *testing.T) {
 			t.Errorf("normalizePath(%q) = %q; want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzNormalizePath checks the invariants RBAC path rules rely on: the
+// result is absolute and has no dot segments (it is not a fixed point for
+// every input: like Envoy's, decoding is a single pass).
+func FuzzNormalizePath(f *testing.F) {
+	for _, s := range []string{"/a/../b", "/%2e%2E/x", "/a/./b/", "//x/..", "/..%2f..", "a/b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out := normalizePath(in)
+		if !strings.HasPrefix(out, "/") {
+			t.Fatalf("normalizePath(%q) = %q; not absolute", in, out)
+		}
+		for _, seg := range strings.Split(out, "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("normalizePath(%q) = %q; has a dot segment", in, out)
+			}
+		}
+	})
 }
