@@ -85,6 +85,9 @@ func checkAuthorizationPolicy(r *reporter, ap *AuthorizationPolicy) {
 		r.errorf(CodeUnsupportedValue, "spec.action", "action CUSTOM (external authorization) is not supported; the policy is not enforced, so it is rejected rather than ignored")
 		return
 	}
+	if spec.GetAction() == security.AuthorizationPolicy_DENY && spec.Rules == nil {
+		r.errorf(CodeMissingField, "spec.rules", "DENY action without `rules` is meaningless as it will never be triggered; add an empty rule `{}` to deny every request")
+	}
 	for i, rule := range spec.GetRules() {
 		base := fmt.Sprintf("spec.rules[%d]", i)
 		before := len(*r.diag)
@@ -105,6 +108,10 @@ func checkAuthorizationPolicy(r *reporter, ap *AuthorizationPolicy) {
 			if !sourceHasValues(src) {
 				r.errorf(CodeInvalidValue, path, "`from.source` must not be empty")
 			}
+			if len(src.GetPrincipals())+len(src.GetNotPrincipals())+len(src.GetNamespaces())+len(src.GetNotNamespaces()) > 0 &&
+				len(src.GetServiceAccounts())+len(src.GetNotServiceAccounts()) > 0 {
+				r.errorf(CodeConflictingFields, path+".serviceAccounts", "cannot set serviceAccounts with namespaces or principals")
+			}
 			checkValues(r, path+".principals", src.GetPrincipals(), checkPrincipal)
 			checkValues(r, path+".notPrincipals", src.GetNotPrincipals(), checkPrincipal)
 			checkValues(r, path+".ipBlocks", src.GetIpBlocks(), checkIPBlock)
@@ -117,11 +124,13 @@ func checkAuthorizationPolicy(r *reporter, ap *AuthorizationPolicy) {
 			}{
 				{"namespaces", src.GetNamespaces()}, {"notNamespaces", src.GetNotNamespaces()},
 				{"requestPrincipals", src.GetRequestPrincipals()}, {"notRequestPrincipals", src.GetNotRequestPrincipals()},
-				{"serviceAccounts", src.GetServiceAccounts()}, {"notServiceAccounts", src.GetNotServiceAccounts()},
-				{"trustDomains", src.GetTrustDomains()}, {"notTrustDomains", src.GetNotTrustDomains()},
 			} {
 				checkValues(r, path+"."+list.name, list.vals, checkWildcard)
 			}
+			checkValues(r, path+".serviceAccounts", src.GetServiceAccounts(), checkServiceAccount)
+			checkValues(r, path+".notServiceAccounts", src.GetNotServiceAccounts(), checkServiceAccount)
+			checkValues(r, path+".trustDomains", src.GetTrustDomains(), checkTrustDomain)
+			checkValues(r, path+".notTrustDomains", src.GetNotTrustDomains(), checkTrustDomain)
 		}
 		if rule.To != nil && len(rule.To) == 0 {
 			r.errorf(CodeInvalidValue, base+".to", "`to` must not be empty")
@@ -171,14 +180,54 @@ func checkValues(r *reporter, path string, vals []string, check func(r *reporter
 	}
 }
 
-// checkWildcard: Istio accepts "*" alone, as a prefix or as a suffix.
+// checkWildcard reports an empty value (an error, as Istio's
+// CheckEmptyValues) and warns about a "*" that is not alone, a prefix or a
+// suffix: Istio accepts it and matches it literally.
 func checkWildcard(r *reporter, path, v string) {
 	if v == "" {
-		r.errorf(CodeInvalidValue, path, "empty value")
+		r.errorf(CodeInvalidValue, path, "empty value not allowed")
 		return
 	}
-	if i := strings.Index(v, "*"); i > 0 && i < len(v)-1 || strings.Count(v, "*") > 1 && v != "*" {
-		r.errorf(CodeInvalidValue, path, "%q: a wildcard (*) is only allowed alone, at the start or at the end", v)
+	if !wildcardOK(v) {
+		r.warnf(CodeInvalidValue, path, "%q: a wildcard (*) is only special alone, at the start or at the end; here it is matched literally", v)
+	}
+}
+
+func wildcardOK(v string) bool {
+	n := strings.Count(v, "*")
+	return n == 0 || v == "*" || n == 1 && (strings.HasPrefix(v, "*") || strings.HasSuffix(v, "*"))
+}
+
+// checkStrictWildcard is Istio's CheckWildcardValues (source.principal and
+// trust domains): a misplaced wildcard is an error.
+func checkStrictWildcard(r *reporter, path, v string) {
+	if v == "" {
+		r.errorf(CodeInvalidValue, path, "empty value not allowed")
+		return
+	}
+	if !wildcardOK(v) {
+		r.errorf(CodeInvalidValue, path, "%q: at most one wildcard (*), alone, at the start or at the end", v)
+	}
+}
+
+func checkTrustDomain(r *reporter, path, v string) {
+	checkStrictWildcard(r, path, v)
+	if strings.Contains(v, "/") {
+		r.errorf(CodeInvalidValue, path, "%q: a trust domain must not contain '/'", v)
+	}
+}
+
+// checkServiceAccount is Istio's CheckServiceAccount: "name" or
+// "namespace/name", no wildcard.
+func checkServiceAccount(r *reporter, path, v string) {
+	ns, sa, hasNS := strings.Cut(v, "/")
+	switch {
+	case v == "":
+		r.errorf(CodeInvalidValue, path, "empty value not allowed")
+	case strings.Contains(v, "*"):
+		r.errorf(CodeInvalidValue, path, "%q: wildcard not allowed in service accounts", v)
+	case strings.Count(v, "/") > 1 || hasNS && (ns == "" || sa == ""):
+		r.errorf(CodeInvalidValue, path, "%q: expected 'serviceAccount' or 'namespace/serviceAccount'", v)
 	}
 }
 
@@ -235,7 +284,16 @@ func checkCondition(r *reporter, path, ns string, w *security.Condition) {
 	case attrDestPort:
 		check = checkPortValue
 	case attrSrcPrincipal:
-		check = checkPrincipal
+		check = func(r *reporter, path, v string) {
+			checkStrictWildcard(r, path, v)
+			if strings.HasPrefix(v, spiffePrefix) {
+				checkPrincipal(r, path, v)
+			}
+		}
+	case attrSrcTrustDomain:
+		check = checkTrustDomain
+	case attrSrcServiceAccount:
+		check = checkServiceAccount
 	default:
 		check = checkWildcard
 	}

@@ -218,6 +218,9 @@ func TestAuthorizationPolicyValidation(t *testing.T) {
 		{"path template", "{rules: [{to: [{operation: {paths: ['/a/{*}/b']}}]}]}", []string{"GM0113 spec.rules[0].to[0].operation.paths[0]"}},
 		{"spiffe prefix warns", "{rules: [{from: [{source: {principals: ['spiffe://cluster.local/ns/a/sa/b']}}]}]}", []string{"GM0102 spec.rules[0].from[0].source.principals[0]"}},
 		{"targetRef", "{targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: gw}}", []string{"GM0104 spec.targetRef"}},
+		{"deny without rules", "{action: DENY}", []string{"GM0110 spec.rules"}},
+		{"service accounts with principals", "{rules: [{from: [{source: {principals: [a], serviceAccounts: [ns/sa]}}]}]}", []string{"GM0114 spec.rules[0].from[0].source.serviceAccounts"}},
+		{"trust domain wildcard in the middle", "{rules: [{from: [{source: {trustDomains: ['a*b']}}]}]}", []string{"GM0102 spec.rules[0].from[0].source.trustDomains[0]"}},
 		{"valid", "{action: DENY, rules: [{when: [{key: 'request.headers[x-user]', values: ['*bot']}, {key: destination.port, notValues: ['22']}]}]}", nil},
 	}
 	for _, tt := range tests {

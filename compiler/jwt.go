@@ -126,8 +126,8 @@ func checkRequestAuthentication(r *reporter, ra *RequestAuthentication) {
 			r.errorf(CodeInvalidValue, base, "`jwtRules` entry must not be null")
 			continue
 		}
-		if rule.GetIssuer() == "" {
-			r.errorf(CodeMissingField, base+".issuer", "issuer must be set")
+		if rule.GetIssuer() == "" && rule.GetJwksUri() == "" {
+			r.errorf(CodeMissingField, base+".issuer", "issuer or jwksUri must be set")
 		}
 		for j, aud := range rule.GetAudiences() {
 			if aud == "" {
@@ -159,6 +159,11 @@ func checkRequestAuthentication(r *reporter, ra *RequestAuthentication) {
 		for j, p := range rule.GetFromParams() {
 			if p == "" {
 				r.errorf(CodeInvalidValue, fmt.Sprintf("%s.fromParams[%d]", base, j), "location query must be set")
+			}
+		}
+		for j, c := range rule.GetFromCookies() {
+			if c == "" {
+				r.errorf(CodeInvalidValue, fmt.Sprintf("%s.fromCookies[%d]", base, j), "cookie name must be set")
 			}
 		}
 		for j, c := range rule.GetOutputClaimToHeaders() {
