@@ -15,7 +15,7 @@ import (
 )
 
 // withHTTPFilters puts filters before the router of every HCM of l.
-func withHTTPFilters(t *testing.T, l *listenerv3.Listener, filters ...*hcmv3.HttpFilter) *listenerv3.Listener {
+func withHTTPFilters(t testing.TB, l *listenerv3.Listener, filters ...*hcmv3.HttpFilter) *listenerv3.Listener {
 	t.Helper()
 	for _, fc := range l.GetFilterChains() {
 		f := fc.GetFilters()[0]
