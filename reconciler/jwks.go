@@ -72,44 +72,54 @@ func (r *Reconciler) parseWithJWKS(ctx context.Context, objs []sources.Object, o
 	return policy, diags, reg, set
 }
 
-// startJWKSRefresh fetches the stable revision's jwksUri documents again,
-// off the Run goroutine; jwksDone applies a change. Run goroutine only.
-func (r *Reconciler) startJWKSRefresh(ctx context.Context) {
+// startJWKSRefresh fetches the jwksUri documents of the stable revision
+// and of the rollout's canary again, off the Run goroutine (documents
+// younger than maxAge may come from the resolver's cache; 0 fetches);
+// jwksDone applies a change. Run goroutine only.
+func (r *Reconciler) startJWKSRefresh(ctx context.Context, maxAge time.Duration) {
+	if r.cfg.JWKS == nil {
+		return
+	}
 	r.mu.Lock()
-	stable := r.stable
+	targets := []*served{r.stable}
+	if r.rollout != nil && !r.rollout.Phase.Done() {
+		targets = append(targets, r.rollout.Canary)
+	}
 	r.mu.Unlock()
-	if r.cfg.JWKS == nil || stable == nil || stable.Policy == nil {
-		return
+	for _, s := range targets {
+		if s == nil || s.Policy == nil {
+			continue
+		}
+		uris := s.Policy.JWKSURIs()
+		if len(uris) == 0 {
+			continue
+		}
+		r.offLoop(ctx, r.cfg.FetchTimeout, func(ctx context.Context) func(context.Context) {
+			var set jwksSet
+			set.keys, set.errs = r.cfg.JWKS.Resolve(ctx, uris, maxAge)
+			return func(ctx context.Context) { r.jwksDone(ctx, s, set) }
+		})
 	}
-	uris := stable.Policy.JWKSURIs()
-	if len(uris) == 0 {
-		return
-	}
-	r.offLoop(ctx, r.cfg.FetchTimeout, func(ctx context.Context) func(context.Context) {
-		var set jwksSet
-		set.keys, set.errs = r.cfg.JWKS.Resolve(ctx, uris, 0)
-		return func(ctx context.Context) { r.jwksDone(ctx, stable, set) }
-	})
 }
 
 // jwksDone takes refreshed keys in the Run goroutine: when they differ
-// from what the stable revision was parsed with (and it is still stable),
-// it is parsed again with them and the fleet re-synced, so a rotated
-// identity-provider key reaches the proxies without a commit.
+// from what s was parsed with (and s is still the stable revision or the
+// canary), s is parsed again with them and the fleet re-synced, so a
+// rotated identity-provider key reaches the proxies without a commit.
 func (r *Reconciler) jwksDone(ctx context.Context, s *served, set jwksSet) {
 	r.mu.Lock()
-	current := r.stable
+	current := s == r.stable || r.rollout != nil && !r.rollout.Phase.Done() && s == r.rollout.Canary
 	r.mu.Unlock()
-	if current != s || set.equal(s.jwks) {
+	if !current || set.equal(s.jwks) {
 		return
 	}
 	policy, diags, reg := r.parse(s.Objects, set.options()...)
 	if diags.HasErrors() {
-		r.log.Error("stable revision does not parse with the refreshed JWKS; keeping the previous keys",
+		r.log.Error("revision does not parse with the refreshed JWKS; keeping the previous keys",
 			"revision", s.Revision, "error", summarizeDiagnostics(diags))
 		return
 	}
-	r.log.Info("JWKS changed; recompiling the stable revision", "revision", s.Revision, "uris", len(set.keys)+len(set.errs))
+	r.log.Info("JWKS changed; recompiling", "revision", s.Revision, "uris", len(set.keys)+len(set.errs))
 	s.Policy, s.reg, s.jwks = policy, reg, set
 	s.classes, s.fleetKey = map[string]*compiler.Snapshot{}, ""
 	r.syncFleet(ctx)

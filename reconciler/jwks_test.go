@@ -51,11 +51,40 @@ func TestJWKSFetchedWithRevisionAndRefreshed(t *testing.T) {
 	}))
 	t.Cleanup(idp.Close)
 
-	r, stop := startJWKSReconciler(t, authnFiles(idp.URL+"/jwks.json"), time.Second, 20*time.Millisecond)
+	r, stop := startJWKSReconciler(t, authnFiles(idp.URL+"/jwks.json"), time.Second, 20*time.Millisecond, nil)
 	defer stop()
 	waitJWKS(t, r, jwksBefore)
 	body.Store(jwksAfter)
 	waitJWKS(t, r, jwksAfter)
+}
+
+// TestJWKSFetchedForRestoredRevision restarts the controller: the revision
+// restored from the state store (parsed on the loop, without keys) gets
+// its keys from a fetch after the restore.
+func TestJWKSFetchedForRestoredRevision(t *testing.T) {
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(jwksBefore))
+	}))
+	t.Cleanup(idp.Close)
+	dir := t.TempDir()
+	open := func() *Store {
+		st, err := OpenStore(dir, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := open()
+	r, stop := startJWKSReconciler(t, authnFiles(idp.URL+"/jwks.json"), time.Second, time.Hour, st)
+	waitJWKS(t, r, jwksBefore)
+	stop()
+	st.Close()
+
+	st = open()
+	defer st.Close()
+	r, stop = startJWKSReconciler(t, nil, time.Second, time.Hour, st) // no commit: the restored revision stays
+	defer stop()
+	waitJWKS(t, r, jwksBefore)
 }
 
 func TestJWKSHangingServerDoesNotBlockTheRevision(t *testing.T) {
@@ -65,7 +94,7 @@ func TestJWKSHangingServerDoesNotBlockTheRevision(t *testing.T) {
 	}
 	t.Cleanup(func() { bh.Close() })
 	start := time.Now()
-	r, stop := startJWKSReconciler(t, authnFiles(bh.URL("/jwks.json")), 300*time.Millisecond, time.Hour)
+	r, stop := startJWKSReconciler(t, authnFiles(bh.URL("/jwks.json")), 300*time.Millisecond, time.Hour, nil)
 	defer stop()
 	// The revision is adopted with Istio's fail-closed keys once the
 	// bounded fetch gives up.
@@ -76,17 +105,24 @@ func TestJWKSHangingServerDoesNotBlockTheRevision(t *testing.T) {
 }
 
 // startJWKSReconciler runs a reconciler over one revision with a real
-// jwks.Resolver.
-func startJWKSReconciler(t *testing.T, files map[string]string, fetchTimeout, refresh time.Duration) (*Reconciler, func()) {
+// jwks.Resolver and store st (nil: none). With files nil the source has no
+// commit and every fetch fails.
+func startJWKSReconciler(t *testing.T, files map[string]string, fetchTimeout, refresh time.Duration, st *Store) (*Reconciler, func()) {
 	t.Helper()
 	src := newFakeSource(t)
-	src.commit(files)
+	if files != nil {
+		src.commit(files)
+	}
 	fleet := newFakeFleet()
 	fleet.connect("node-0", "")
-	r, err := New(Config{
+	cfg := Config{
 		Source: src, Fleet: fleet, Interval: time.Hour, Tick: testTick, FetchTimeout: fetchTimeout,
 		JWKS: jwks.New(jwks.WithTimeout(fetchTimeout)), JWKSRefresh: refresh,
-	})
+	}
+	if st != nil {
+		cfg.Store = st
+	}
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -217,7 +217,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	defer poll.Stop()
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
-	r.startJWKSRefresh(ctx) // a restored revision was parsed without its keys
+	r.startJWKSRefresh(ctx, r.cfg.JWKSRefresh) // restored revisions were parsed without their keys
 	jwksTick := time.NewTicker(r.cfg.JWKSRefresh)
 	defer jwksTick.Stop()
 	for {
@@ -241,7 +241,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			r.stepRollout(ctx)
 			r.checkRollbackDone()
 		case <-jwksTick.C:
-			r.startJWKSRefresh(ctx)
+			r.startJWKSRefresh(ctx, 0)
 		case c := <-r.commands:
 			c.reply <- r.execute(ctx, c)
 		}
@@ -267,7 +267,7 @@ func (r *Reconciler) restore() error {
 	if err != nil || lg == nil {
 		return err
 	}
-	stable, err := r.parseStored(lg.Revision, lg.Objects)
+	stable, err := r.parseStored(lg.Revision, lg.Objects, jwksSet{})
 	if err != nil {
 		return err
 	}
@@ -297,7 +297,7 @@ func (r *Reconciler) restore() error {
 	if err != nil || inf == nil {
 		return err
 	}
-	canary, err := r.parseStored(inf.Rollout.Revision, inf.Objects)
+	canary, err := r.parseStored(inf.Rollout.Revision, inf.Objects, jwksSet{})
 	if err != nil {
 		return fmt.Errorf("resuming rollout %d: %w", inf.Rollout.ID, err)
 	}
@@ -317,14 +317,16 @@ func (r *Reconciler) restore() error {
 	return nil
 }
 
-// parseStored parses objects of a stored revision.
-func (r *Reconciler) parseStored(revision string, objs []sources.Object) (*served, error) {
-	policy, diags, reg := r.parse(objs)
+// parseStored parses objects of a stored revision, on the Run goroutine:
+// with the JWKS documents of keys (what a served revision was parsed with),
+// as nothing may be fetched here; startJWKSRefresh fetches them after.
+func (r *Reconciler) parseStored(revision string, objs []sources.Object, keys jwksSet) (*served, error) {
+	policy, diags, reg := r.parse(objs, keys.options()...)
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("stored revision %s no longer validates: %s", revision, diags[0])
 	}
 	s := newServed(revision, objs, policy)
-	s.reg = reg
+	s.reg, s.jwks = reg, keys
 	return s, nil
 }
 
