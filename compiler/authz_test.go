@@ -392,3 +392,29 @@ spec:
 		t.Errorf("TCP chain filters = %v; want network rbac before tcp_proxy", got)
 	}
 }
+
+func TestRequestAuthenticationOpenIDDiscovery(t *testing.T) {
+	const discovery = "https://idp.example.com/.well-known/openid-configuration"
+	keys := `{"keys":[{"kty":"EC","crv":"P-256","kid":"d","x":"1ct5lBxdSd6OavI5Gsm8LdyUxDpM__6_l5kc49jNcLU","y":"cgQCIU9dgKIMGewyc44Iq9diZi4lbGoaQ3WvxwPJX_o"}]}`
+	p, diags := parseSecurity(t, `
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  jwtRules:
+  - issuer: https://idp.example.com/
+`, WithJWKS(map[string][]byte{discovery: []byte(keys)}))
+	if len(diags) != 0 {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	if got := p.JWKSURIs(); len(got) != 1 || got[0] != discovery {
+		t.Fatalf("JWKSURIs = %q; want the issuer's discovery URL", got)
+	}
+	cfg := &jwtv3.JwtAuthentication{}
+	if err := httpFiltersOf(t, p, reviewsClass, "inbound")[0].GetTypedConfig().UnmarshalTo(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.GetProviders()["origins-0"].GetLocalJwks().GetInlineString(); got != keys {
+		t.Errorf("local_jwks = %s; want the discovered keys", got)
+	}
+}

@@ -53,9 +53,15 @@ func WithJWKSErrors(errs map[string]error) Option {
 	return func(o *options) { o.security.jwksFails = errs }
 }
 
-// JWKSURIs returns the jwksUri of every valid RequestAuthentication rule
-// without inline jwks, sorted and without duplicates: what the controller
-// fetches before Parse.
+// openIDDiscoveryPath is where an issuer publishes its OpenID provider
+// metadata (whose jwks_uri names its keys).
+const openIDDiscoveryPath = "/.well-known/openid-configuration"
+
+// JWKSURIs returns what the controller fetches before Parse, sorted and
+// without duplicates: the jwksUri of every valid RequestAuthentication
+// rule without inline jwks, and for a rule with neither, the OpenID
+// discovery URL of its issuer (<issuer>/.well-known/openid-configuration),
+// which the fetcher follows to the issuer's jwks_uri, as istiod does.
 func (p *Policy) JWKSURIs() []string {
 	var out []string
 	for _, ra := range p.RequestAuthentications {
@@ -63,13 +69,30 @@ func (p *Policy) JWKSURIs() []string {
 			continue
 		}
 		for _, rule := range ra.Spec.GetJwtRules() {
-			if rule.GetJwks() == "" && rule.GetJwksUri() != "" {
-				out = append(out, rule.GetJwksUri())
+			if key := jwksKey(rule); key != "" {
+				out = append(out, key)
 			}
 		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// jwksKey is the URL a rule's keys are fetched from: its jwksUri, or
+// without one (and without inline jwks) its issuer's OpenID discovery URL;
+// "" when the keys are inline or the issuer is not an http(s) URL.
+func jwksKey(rule *security.JWTRule) string {
+	switch {
+	case rule.GetJwks() != "":
+		return ""
+	case rule.GetJwksUri() != "":
+		return rule.GetJwksUri()
+	}
+	u, err := url.Parse(rule.GetIssuer())
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ""
+	}
+	return strings.TrimSuffix(rule.GetIssuer(), "/") + openIDDiscoveryPath
 }
 
 // linkAuthz orders the security kinds and resolves jwksUri keys from opts,
@@ -83,24 +106,27 @@ func (p *Policy) linkAuthz(opts securityOptions, diags *Diagnostics) {
 		}
 		r := newReporter(&ra.Meta, KindRequestAuthentication, diags)
 		for i, rule := range ra.Spec.GetJwtRules() {
-			uri := rule.GetJwksUri()
-			if rule.GetJwks() != "" || uri == "" {
+			uri := jwksKey(rule)
+			if uri == "" {
 				continue
 			}
 			path := fmt.Sprintf("spec.jwtRules[%d].jwksUri", i)
+			if rule.GetJwksUri() == "" {
+				path = fmt.Sprintf("spec.jwtRules[%d].issuer", i)
+			}
 			body, fetched := opts.jwks[uri]
 			err, failed := opts.jwksFails[uri]
 			switch {
 			case fetched:
 				if perr := parseJWKS(string(body)); perr != nil {
-					r.warnf(CodeJWKSUnavailable, path, "jwksUri %s answered a document that is not a JWKS (%v); tokens issued by %q are rejected", uri, perr, rule.GetIssuer())
+					r.warnf(CodeJWKSUnavailable, path, "%s answered a document that is not a JWKS (%v); tokens issued by %q are rejected", uri, perr, rule.GetIssuer())
 					continue
 				}
 				p.jwks[uri] = string(body)
 			case failed:
-				r.warnf(CodeJWKSUnavailable, path, "fetching jwksUri %s: %v; tokens issued by %q are rejected until a fetch succeeds (Istio's behaviour)", uri, err, rule.GetIssuer())
+				r.warnf(CodeJWKSUnavailable, path, "fetching the keys (%s): %v; tokens issued by %q are rejected until a fetch succeeds (Istio's behaviour)", uri, err, rule.GetIssuer())
 			default:
-				r.report(CodeJWKSUnavailable, SeverityInfo, path, "jwksUri %s is fetched by the controller; not fetched here", uri)
+				r.report(CodeJWKSUnavailable, SeverityInfo, path, "keys at %s are fetched by the controller; not fetched here", uri)
 			}
 		}
 	}
@@ -148,8 +174,8 @@ func checkRequestAuthentication(r *reporter, ra *RequestAuthentication) {
 				r.warnf(CodeConflictingFields, base+".jwksUri", "jwks and jwksUri are both set; jwks is used, as in Istio")
 			}
 		}
-		if rule.GetJwks() == "" && rule.GetJwksUri() == "" {
-			r.warnf(CodeUnsupportedValue, base, "neither jwks nor jwksUri is set: Istio would discover keys from %s/.well-known/openid-configuration, which gitmesh does not do; tokens of this issuer are rejected", rule.GetIssuer())
+		if rule.GetJwks() == "" && rule.GetJwksUri() == "" && jwksKey(rule) == "" && rule.GetIssuer() != "" {
+			r.warnf(CodeInvalidValue, base+".issuer", "neither jwks nor jwksUri is set and issuer %q is not an http(s) URL to discover keys from; tokens of this issuer are rejected", rule.GetIssuer())
 		}
 		for j, h := range rule.GetFromHeaders() {
 			if h.GetName() == "" {
@@ -201,7 +227,7 @@ func (p *Policy) jwtFilter(ns string, labels map[string]string, clearRouteCache 
 	for i, rule := range rules {
 		jwks := rule.GetJwks()
 		if jwks == "" {
-			jwks = p.jwks[rule.GetJwksUri()]
+			jwks = p.jwks[jwksKey(rule)]
 		}
 		if jwks == "" {
 			jwks = rejectAllJWKS

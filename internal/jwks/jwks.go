@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,10 +144,42 @@ func (r *Resolver) Resolve(ctx context.Context, uris []string, maxAge time.Durat
 	return keys, errs
 }
 
-// fetch GETs uri under the timeout and checks that it is a JWKS.
+// openIDDiscoveryPath ends an issuer's OpenID discovery URL; the document
+// there names the issuer's keys in jwks_uri.
+const openIDDiscoveryPath = "/.well-known/openid-configuration"
+
+// fetch GETs uri under the timeout and checks that it is a JWKS. An
+// OpenID discovery URL is followed to the jwks_uri it names (istiod's
+// resolveJwksURIUsingOpenID), within the same timeout.
 func (r *Resolver) fetch(ctx context.Context, uri string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	if strings.HasSuffix(uri, openIDDiscoveryPath) {
+		body, err := r.get(ctx, uri)
+		if err != nil {
+			return nil, err
+		}
+		var meta struct {
+			JWKSURI string `json:"jwks_uri"`
+		}
+		if err := json.Unmarshal(body, &meta); err != nil || meta.JWKSURI == "" {
+			return nil, fmt.Errorf("reading %s: no jwks_uri in the OpenID provider metadata", uri)
+		}
+		uri = meta.JWKSURI
+	}
+	body, err := r.get(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil || len(set.Keys) == 0 {
+		return nil, fmt.Errorf("reading %s: %w", uri, ErrInvalidJWKS)
+	}
+	return body, nil
+}
+
+// get GETs uri and returns its body, at most maxBytes.
+func (r *Resolver) get(ctx context.Context, uri string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	if err != nil {
 		return nil, fmt.Errorf("fetching %s: %w", uri, err)
@@ -169,10 +202,6 @@ func (r *Resolver) fetch(ctx context.Context, uri string) ([]byte, error) {
 	}
 	if int64(len(body)) > r.maxBytes {
 		return nil, fmt.Errorf("reading %s: larger than %d bytes", uri, r.maxBytes)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(body, &set); err != nil || len(set.Keys) == 0 {
-		return nil, fmt.Errorf("reading %s: %w", uri, ErrInvalidJWKS)
 	}
 	return body, nil
 }

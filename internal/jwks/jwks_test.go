@@ -102,3 +102,18 @@ func TestResolveHangingServerIsBounded(t *testing.T) {
 		t.Fatalf("took %s; want about the 200ms timeout", d)
 	}
 }
+
+func TestResolveOpenIDDiscovery(t *testing.T) {
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"issuer":"` + srv.URL + `","jwks_uri":"` + srv.URL + `/keys"}`))
+	})
+	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(goodJWKS)) })
+	uri := srv.URL + "/.well-known/openid-configuration"
+	keys, errs := New().Resolve(context.Background(), []string{uri}, DefaultRefresh)
+	if len(errs) != 0 || string(keys[uri]) != goodJWKS {
+		t.Fatalf("keys %q, errs %v; want the JWKS at jwks_uri", keys[uri], errs)
+	}
+}
