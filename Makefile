@@ -49,6 +49,7 @@ fuzz: ## run each fuzz target briefly (FUZZTIME, default 5000x; proxy matchers a
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzPathMatch$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzHeaderMatch$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzQueryParamMatch$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./hooks -run '^$$' -fuzz '^FuzzParsePush$$' -fuzztime $(FUZZTIME_SMALL)
 
 lint: ## gofmt, go vet (and staticcheck when installed)

@@ -105,6 +105,9 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 		}
 	}
+	if err := b.applySecurity(&res); err != nil {
+		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
+	}
 	if b.err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), b.err)
 	}

@@ -27,10 +27,19 @@ func translateRouteMatch(in *networking.HTTPMatchRequest) *routev3.RouteMatch {
 		return out
 	}
 	for _, name := range sortedKeys(in.GetHeaders()) {
+		if mm := claimRouteMatch(name, in.GetHeaders()[name]); mm != nil {
+			out.DynamicMetadata = append(out.DynamicMetadata, mm)
+			continue
+		}
 		out.Headers = append(out.Headers, translateHeaderMatch(name, in.GetHeaders()[name]))
 	}
 	for _, name := range sortedKeys(in.GetWithoutHeaders()) {
 		sm := in.GetWithoutHeaders()[name]
+		if mm := claimRouteMatch(name, sm); mm != nil {
+			mm.Invert = true
+			out.DynamicMetadata = append(out.DynamicMetadata, mm)
+			continue
+		}
 		hm := translateHeaderMatch(name, sm)
 		hm.InvertMatch = true
 		if !presentMatch(sm) {
@@ -116,7 +125,7 @@ func isCatchAllRoute(r *routev3.Route) bool {
 	case *routev3.RouteMatch_SafeRegex:
 		catchAll = ps.SafeRegex.GetRegex() == ".*"
 	}
-	return catchAll && len(m.GetHeaders()) == 0 && len(m.GetQueryParameters()) == 0
+	return catchAll && len(m.GetHeaders()) == 0 && len(m.GetQueryParameters()) == 0 && len(m.GetDynamicMetadata()) == 0
 }
 
 // sourceMatches reports whether a match applies to the proxy being

@@ -26,6 +26,7 @@ type options struct {
 	autoMTLS         bool
 	registry         registry.Registry // nil: built from the revision's Kubernetes objects
 	problems         []sources.Problem
+	security         securityOptions // WithJWKS, WithJWKSErrors
 }
 
 // Option configures Parse.

@@ -52,6 +52,7 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 		p.parseObject(objs[i], o.defaultNamespace, seen, &diags)
 	}
 	p.sortObjects()
+	p.linkAuthz(o.security, &diags)
 	p.buildRegistry(o, &diags)
 	p.link(&diags)
 	diags.sort()
@@ -73,7 +74,7 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 			r.errorf(CodeUnsupportedAPIVersion, "apiVersion", "apiVersion %q is not supported for %s (use networking.istio.io/v1, v1beta1 or v1alpha3)", obj.APIVersion, obj.Kind)
 			return
 		}
-	case group == groupSecurity && obj.Kind == KindPeerAuthentication:
+	case group == groupSecurity && (obj.Kind == KindPeerAuthentication || isAuthzKind(obj.Kind)):
 		if version != "v1" && version != "v1beta1" {
 			r.errorf(CodeUnsupportedAPIVersion, "apiVersion", "apiVersion %q is not supported for %s (use security.istio.io/v1 or v1beta1)", obj.APIVersion, obj.Kind)
 			return
@@ -179,6 +180,8 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
 			p.PeerAuthentications = append(p.PeerAuthentications, x)
 		}
+	case KindAuthorizationPolicy, KindRequestAuthentication:
+		p.parseAuthz(r, meta, obj.Kind, spec)
 	}
 }
 

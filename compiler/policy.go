@@ -32,6 +32,10 @@ type Policy struct {
 	// not compiled yet, in input order. (A RolloutPolicy is read by
 	// RolloutPolicy.)
 	Pending []sources.Object
+	// AuthorizationPolicies and RequestAuthentications are the decoded
+	// security.istio.io objects, sorted by namespace and name (authz.go).
+	AuthorizationPolicies  []*AuthorizationPolicy
+	RequestAuthentications []*RequestAuthentication
 
 	// services is the service registry derived from ServiceEntries, with
 	// the DestinationRules, VirtualServices and WorkloadEntries attached,
@@ -68,6 +72,8 @@ type Policy struct {
 	// mtls holds the mTLS settings of Parse and the valid
 	// PeerAuthentications (see mtls.go and peerauthn.go).
 	mtls mtlsSettings
+	// jwks are the fetched JWKS documents by jwksUri (WithJWKS).
+	jwks map[string]string
 
 	rollout    *v1alpha1.RolloutPolicy // nil when the revision has none
 	rolloutObj sources.Object          // where rollout was written

@@ -208,5 +208,5 @@ func supportedField(message protoreflect.FullName, field protoreflect.Name) bool
 		"istio.type.v1beta1.WorkloadSelector.match_labels":
 		return true
 	}
-	return false
+	return supportedAuthzField(string(message) + "." + string(field))
 }

@@ -295,13 +295,14 @@ func (p *Policy) checkMatch(r *reporter, path string, m *networking.HTTPMatchReq
 	}{{"headers", m.GetHeaders()}, {"withoutHeaders", m.GetWithoutHeaders()}} {
 		for _, name := range sortedKeys(kind.m) {
 			hp := path + "." + kind.field + "." + name
-			if !isHeaderName(name) {
+			_, isClaim := routingClaim(name)
+			if !isClaim && !isHeaderName(name) {
 				r.errorf(CodeInvalidValue, hp, "%q is not a valid header name", name)
 				ok = false
 				continue
 			}
-			if strings.HasPrefix(name, "@") {
-				r.errorf(CodeUnsupportedValue, hp, "matching %s (JWT claims) is not supported yet", name)
+			if strings.HasPrefix(name, "@") && !isClaim {
+				r.errorf(CodeUnsupportedValue, hp, "header %s: of the @ names only JWT claims (@request.auth.claims.<name> or @request.auth.claims[<name>]) are supported", name)
 				ok = false
 				continue
 			}

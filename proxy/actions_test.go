@@ -197,12 +197,12 @@ func TestRouteConfigNACKs(t *testing.T) {
 			x.Match.RuntimeFraction = &corev3.RuntimeFractionalPercent{}
 			return x
 		}()), `virtual_hosts[0].routes[0].match: field runtime_fraction: not supported`},
-		{"case_sensitive wrapper on regex is fine but dynamic_metadata is not", vhost("svc", []string{"svc"}, func() *routev3.Route {
+		{"case_sensitive wrapper on regex is fine but an empty dynamic_metadata matcher is not", vhost("svc", []string{"svc"}, func() *routev3.Route {
 			x := direct(prefixMatch("/"), "x")
 			x.Match.CaseSensitive = wrapperspb.Bool(true)
 			x.Match.DynamicMetadata = []*matcherv3.MetadataMatcher{{}}
 			return x
-		}()), `field dynamic_metadata: not supported`},
+		}()), `virtual_hosts[0].routes[0].match.dynamic_metadata[0].filter: empty`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

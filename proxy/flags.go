@@ -20,10 +20,11 @@ const (
 	flagDownstreamClosed                             // DC
 	flagRetryLimitExceeded                           // URX
 	flagNoClusterFound                               // NC
+	flagRBACDenied                                   // RBAC
 	numResponseFlags       = iota
 )
 
-var responseFlagNames = [numResponseFlags]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "NC"}
+var responseFlagNames = [numResponseFlags]string{"UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "DC", "URX", "NC", "RBAC"}
 
 // String returns the flags as Envoy prints them: "-" for none, else the
 // short names joined by ",". A single flag does not allocate.

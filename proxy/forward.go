@@ -113,6 +113,12 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rs.sec = h.p.downstreamSecurity(r.TLS, hc.tls)
 	}
 	hc.xfcc.apply(r.Header, r.TLS, func() []string { return hc.tls.localURIs(h.p.secrets) })
+	if len(hc.auth) > 0 {
+		var ok bool
+		if r, ok = h.p.authorize(w, r, rs, hc); !ok {
+			return
+		}
+	}
 	var vh *virtualHost
 	if hc.routes != nil {
 		host := r.Host

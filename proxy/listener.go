@@ -335,6 +335,10 @@ func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 		c = tc
 	}
 	if fc.tcp != nil {
+		if len(fc.rbac) > 0 && !h.p.allowConn(ctx, c, fc.rbac, info.origDst) {
+			c.Close()
+			return nil
+		}
 		h.p.proxyTCP(ctx, c, lc, fc.tcp, info.origDst)
 		return nil
 	}

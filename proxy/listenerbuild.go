@@ -49,6 +49,8 @@ type filterChain struct {
 	tls               *tlsContext
 	http              *httpChain
 	tcp               *tcpProxy
+	// rbac are envoy.filters.network.rbac filters before the tcp_proxy.
+	rbac []*networkRBAC
 }
 
 // httpChain is a built HttpConnectionManager.
@@ -61,6 +63,9 @@ type httpChain struct {
 	xfcc xfccConfig
 	// tls is the filter chain's TLS context (nil: plaintext).
 	tls *tlsContext
+	// auth are the jwt_authn and rbac filters, in order; they run before
+	// the route is selected (see authorize).
+	auth []authFilter
 }
 
 type httpFilterKind int
@@ -309,18 +314,35 @@ func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable
 		fc.tls = cfg
 	}
 	filters := fcp.GetFilters()
+	for len(filters) > 1 && filters[0].GetName() == rbacNetworkFilterName {
+		field := fmt.Sprintf(".filters[%d]", len(fc.rbac))
+		if filters[0].GetTypedConfig() == nil {
+			return nil, nil, fieldErr(field+".typed_config", "missing")
+		}
+		nr, fe := buildNetworkRBAC(filters[0].GetTypedConfig())
+		if fe != nil {
+			fe.field = field + ".typed_config" + fe.field
+			return nil, nil, fe
+		}
+		fc.rbac = append(fc.rbac, nr)
+		filters = filters[1:]
+	}
+	if len(fc.rbac) > 0 && filters[0].GetName() != wellknown.TCPProxy {
+		return nil, nil, fieldErr(fmt.Sprintf(".filters[%d]", len(fc.rbac)), "%s only before %s: %w", rbacNetworkFilterName, wellknown.TCPProxy, errUnsupported)
+	}
 	if len(filters) != 1 {
 		return nil, nil, fieldErr(".filters", "want exactly one network filter (%s or %s), got %d", wellknown.HTTPConnectionManager, wellknown.TCPProxy, len(filters))
 	}
 	f := filters[0]
+	fieldPrefix := fmt.Sprintf(".filters[%d]", len(fc.rbac))
 	if f.GetTypedConfig() == nil {
-		return nil, nil, fieldErr(".filters[0].typed_config", "missing")
+		return nil, nil, fieldErr(fieldPrefix+".typed_config", "missing")
 	}
 	switch f.GetName() {
 	case wellknown.HTTPConnectionManager:
 		hc, miss, fe := buildHCM(f.GetTypedConfig(), tables, refs)
 		if fe != nil {
-			fe.field = ".filters[0].typed_config" + fe.field
+			fe.field = fieldPrefix + ".typed_config" + fe.field
 			return nil, nil, fe
 		}
 		hc.tls = fc.tls
@@ -331,13 +353,13 @@ func buildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routeTable
 	case wellknown.TCPProxy:
 		tp, fe := buildTCPProxy(f.GetTypedConfig(), refs)
 		if fe != nil {
-			fe.field = ".filters[0].typed_config" + fe.field
+			fe.field = fieldPrefix + ".typed_config" + fe.field
 			return nil, nil, fe
 		}
 		tp.tls = fc.tls
 		fc.tcp = tp
 	default:
-		return nil, nil, fieldErr(".filters[0].name", "unknown network filter %q", f.GetName())
+		return nil, nil, fieldErr(fieldPrefix+".name", "unknown network filter %q", f.GetName())
 	}
 	return fc, nil, nil
 }
@@ -369,6 +391,14 @@ func buildHCM(a *anypb.Any, tables map[string]*routeTable, refs *clusterRefs) (*
 		}
 		if i == len(filters)-1 {
 			return nil, "", fieldErr(".http_filters", "must end with %s", wellknown.Router)
+		}
+		if af, ok, fe := buildAuthFilter(hf.GetName(), hf.GetTypedConfig()); ok {
+			if fe != nil {
+				fe.field = path + fe.field
+				return nil, "", fe
+			}
+			hc.auth = append(hc.auth, af)
+			continue
 		}
 		switch hf.GetName() {
 		case faultFilterName:

@@ -55,6 +55,7 @@ type metrics struct {
 	// tlsHandshakeErrors counts failed TLS handshakes by direction
 	// (downstream, upstream) and reason (Envoy's ssl.* stat names).
 	tlsHandshakeErrors *prometheus.CounterVec
+	auth               authMetrics
 }
 
 func newMetrics() *metrics {
@@ -121,6 +122,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.tlsHandshakeErrors, m.requests, m.duration, m.tcpOpened, m.tcpClosed, m.tcpSent, m.tcpReceived,
 		m.breakerOpen, m.outlierEjections, m.upstreamRetries, m.xdsApplied, m.xdsNACKs, m.xdsConnected, m.xdsReconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.auth = newAuthMetrics(m.reg)
 	return m
 }
 

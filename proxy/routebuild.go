@@ -457,7 +457,7 @@ func re2Substitution(s string) string {
 func buildMatch(m *routev3.RouteMatch) (routeMatch, *fieldError) {
 	var out routeMatch
 	if err := checkFields(m, "prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
-		"query_parameters", "grpc"); err != nil {
+		"query_parameters", "grpc", "dynamic_metadata"); err != nil {
 		return out, &fieldError{err: err}
 	}
 	out.ignoreCase = m.GetCaseSensitive() != nil && !m.GetCaseSensitive().GetValue()
@@ -519,6 +519,14 @@ func buildMatch(m *routev3.RouteMatch) (routeMatch, *fieldError) {
 			qm.present = true
 		}
 		out.query = append(out.query, qm)
+	}
+	for i, dm := range m.GetDynamicMetadata() {
+		mm, fe := buildMetadataMatcher(dm)
+		if fe != nil {
+			fe.field = fmt.Sprintf(".dynamic_metadata[%d]%s", i, fe.field)
+			return out, fe
+		}
+		out.metadata = append(out.metadata, mm)
 	}
 	return out, nil
 }

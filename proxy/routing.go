@@ -113,6 +113,9 @@ type routeMatch struct {
 	headers    []headerMatch
 	query      []queryMatch
 	grpc       bool
+	// metadata are dynamic_metadata matchers, read from the metadata the
+	// jwt_authn filter wrote (see metadataOf).
+	metadata []*metadataMatcher
 }
 
 // queryMatch is a built QueryParameterMatcher. Values are compared as they
@@ -251,6 +254,14 @@ func (m *routeMatch) matches(r *http.Request, path string) bool {
 	for i := range m.query {
 		if !m.query[i].matches(r.URL.RawQuery) {
 			return false
+		}
+	}
+	if len(m.metadata) > 0 {
+		md := metadataOf(r)
+		for _, mm := range m.metadata {
+			if !mm.matches(md) {
+				return false
+			}
 		}
 	}
 	return true

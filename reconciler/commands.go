@@ -142,7 +142,7 @@ func (r *Reconciler) manualRollback(ctx context.Context, to string) admin.Respon
 	if err != nil {
 		return admin.Response{Message: err.Error(), Code: http.StatusNotFound}
 	}
-	cand, err := r.parseStored(target.Revision, target.Objects)
+	cand, err := r.parseStored(target.Revision, target.Objects, stable.jwks)
 	if err != nil {
 		return admin.Response{Message: err.Error(), Code: http.StatusConflict}
 	}
@@ -167,6 +167,7 @@ func (r *Reconciler) manualRollback(ctx context.Context, to string) admin.Respon
 	r.setHold(&admin.Hold{Revision: cand.Revision, Head: head, Since: now})
 	r.metrics.rollouts.WithLabelValues("ManualRollback").Inc()
 	r.syncFleet(ctx)
+	r.startJWKSRefresh(ctx, r.cfg.JWKSRefresh) // its jwksUri may differ from the stable's
 	r.log.Warn("manual rollback", "revision", cand.Revision, "from", stable.Revision)
 	return admin.Response{Message: fmt.Sprintf("rolled the fleet back to %s (held until a new commit or 'gitmesh resume')", cand.Revision), Code: http.StatusOK}
 }

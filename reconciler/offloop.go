@@ -82,7 +82,7 @@ func (r *Reconciler) startFetch(ctx context.Context) {
 			}
 			f.err = &stepError{reasonFor(f.err, ReasonFetchFailed), fmt.Errorf("fetching source: %w", f.err)}
 		} else if !skip[f.art.Revision] {
-			f.cand, f.diags, f.err = r.buildAndParse(f.art)
+			f.cand, f.diags, f.err = r.buildAndParse(ctx, f.art)
 		}
 		return func(ctx context.Context) { r.fetchDone(ctx, f) }
 	})

@@ -83,6 +83,15 @@ type Config struct {
 	// revisions are parsed and compiled again. If nil, each revision's own
 	// Kubernetes objects are its registry.
 	Registry Registry
+	// JWKS fetches the keys of RequestAuthentication jwksUri values, off
+	// the Run goroutine (with each revision's fetch, bounded by
+	// FetchTimeout, and every JWKSRefresh for the stable revision). If
+	// nil, nothing is fetched: such tokens are rejected (GM0240).
+	JWKS JWKSResolver
+	// JWKSRefresh is how often the stable revision's JWKS documents are
+	// fetched again, and how long a fetched document is reused. Default
+	// 20m (istiod's).
+	JWKSRefresh time.Duration
 	// Recorder is told of rollouts and failed revisions, e.g. to publish
 	// them as Kubernetes Events. If nil, nothing is told.
 	Recorder Recorder
@@ -163,6 +172,9 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 30 * time.Second
 	}
+	if cfg.JWKSRefresh <= 0 {
+		cfg.JWKSRefresh = defaultJWKSRefresh
+	}
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 60 * time.Second
 	}
@@ -212,6 +224,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	defer poll.Stop()
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
+	r.startJWKSRefresh(ctx, r.cfg.JWKSRefresh) // restored revisions were parsed without their keys
+	jwksTick := time.NewTicker(r.cfg.JWKSRefresh)
+	defer jwksTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -232,6 +247,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-tick.C:
 			r.stepRollout(ctx)
 			r.checkRollbackDone()
+		case <-jwksTick.C:
+			r.startJWKSRefresh(ctx, 0)
 		case c := <-r.commands:
 			c.reply <- r.execute(ctx, c)
 		}
@@ -257,7 +274,7 @@ func (r *Reconciler) restore() error {
 	if err != nil || lg == nil {
 		return err
 	}
-	stable, err := r.parseStored(lg.Revision, lg.Objects)
+	stable, err := r.parseStored(lg.Revision, lg.Objects, jwksSet{})
 	if err != nil {
 		return err
 	}
@@ -287,7 +304,7 @@ func (r *Reconciler) restore() error {
 	if err != nil || inf == nil {
 		return err
 	}
-	canary, err := r.parseStored(inf.Rollout.Revision, inf.Objects)
+	canary, err := r.parseStored(inf.Rollout.Revision, inf.Objects, jwksSet{})
 	if err != nil {
 		return fmt.Errorf("resuming rollout %d: %w", inf.Rollout.ID, err)
 	}
@@ -307,14 +324,16 @@ func (r *Reconciler) restore() error {
 	return nil
 }
 
-// parseStored parses objects of a stored revision.
-func (r *Reconciler) parseStored(revision string, objs []sources.Object) (*served, error) {
-	policy, diags, reg := r.parse(objs)
+// parseStored parses objects of a stored revision, on the Run goroutine:
+// with the JWKS documents of keys (what a served revision was parsed with),
+// as nothing may be fetched here; startJWKSRefresh fetches them after.
+func (r *Reconciler) parseStored(revision string, objs []sources.Object, keys jwksSet) (*served, error) {
+	policy, diags, reg := r.parse(objs, keys.options()...)
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("stored revision %s no longer validates: %s", revision, diags[0])
 	}
 	s := newServed(revision, objs, policy)
-	s.reg = reg
+	s.reg, s.jwks = reg, keys
 	return s, nil
 }
 

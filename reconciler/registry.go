@@ -106,7 +106,7 @@ func (r *Reconciler) refreshRegistry(s *served) {
 	if s.reg == reg {
 		return
 	}
-	policy, diags, reg := r.parse(s.Objects)
+	policy, diags, reg := r.parse(s.Objects, s.jwks.options()...)
 	s.reg = reg
 	if diags.HasErrors() {
 		r.log.Error("revision does not validate against the cluster's services; serving it as compiled before",

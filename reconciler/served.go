@@ -22,6 +22,9 @@ type served struct {
 	// reg is the registry Policy was parsed against (Kubernetes mode;
 	// nil otherwise). Run goroutine only once served.
 	reg registry.Registry
+	// jwks are the jwksUri documents Policy was parsed with (see
+	// parseWithJWKS). Run goroutine only once served.
+	jwks jwksSet
 
 	classes  map[string]*compiler.Snapshot // by ProxyClass key
 	fleetKey string                        // the fleet classes were compiled for

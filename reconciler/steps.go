@@ -107,20 +107,21 @@ func (r *Reconciler) reconcile(ctx context.Context, f fetched) error {
 }
 
 // buildAndParse builds the artifact into Objects and parses them into a
-// Policy, off the Run goroutine (it touches no state). Problems of single
+// Policy, off the Run goroutine (it touches no state), with the JWKS
+// documents of its jwksUri values fetched under ctx. Problems of single
 // documents (bad YAML at a line) are diagnostics. It fails with
 // BuildFailed or ValidationFailed; the diagnostics are returned either way.
-func (r *Reconciler) buildAndParse(art *sources.Artifact) (*served, compiler.Diagnostics, error) {
+func (r *Reconciler) buildAndParse(ctx context.Context, art *sources.Artifact) (*served, compiler.Diagnostics, error) {
 	objs, problems, err := r.cfg.Build(art.Dir, r.cfg.Path)
 	if err != nil {
 		return nil, nil, &stepError{reasonFor(err, ReasonBuildFailed), fmt.Errorf("building %s: %w", art.Revision, err)}
 	}
-	policy, diags, reg := r.parse(objs, compiler.WithProblems(problems))
+	policy, diags, reg, jwks := r.parseWithJWKS(ctx, objs, compiler.WithProblems(problems))
 	if diags.HasErrors() {
 		return nil, diags, &stepError{ReasonValidationFailed, fmt.Errorf("validating %s: %s", art.Revision, summarizeDiagnostics(diags))}
 	}
 	s := newServed(art.Revision, objs, policy)
-	s.reg = reg
+	s.reg, s.jwks = reg, jwks
 	return s, diags, nil
 }
 

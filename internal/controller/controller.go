@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/internal/jwks"
 	"github.com/gitmesh/gitmesh/reconciler"
 	"github.com/gitmesh/gitmesh/registry/kube"
 	"github.com/gitmesh/gitmesh/sds"
@@ -229,7 +230,8 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
 		DefaultNamespace: cfg.Namespace, TrustDomain: authority.TrustDomain(), Logger: log.With("component", "reconciler"), Registry: liveRegistry,
-		CA: func() *admin.CAStatus { s := certs.Status(); return &s },
+		CA:   func() *admin.CAStatus { s := certs.Status(); return &s },
+		JWKS: jwks.New(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting controller: %w", err)

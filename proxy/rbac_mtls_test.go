@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+)
+
+// testCA issues certificates for a test.
+type testCA struct {
+	t    testing.TB
+	key  *ecdsa.PrivateKey
+	cert *x509.Certificate
+	pem  []byte
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{t: t, key: key, cert: cert, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue returns a leaf certificate and key (PEM) with the given SANs.
+func (ca *testCA) issue(dns string, uri string) (certPEM, keyPEM []byte) {
+	ca.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	if dns != "" {
+		tmpl.DNSNames = []string{dns}
+	}
+	if uri != "" {
+		u, err := url.Parse(uri)
+		if err != nil {
+			ca.t.Fatal(err)
+		}
+		tmpl.URIs = []*url.URL{u}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
+
+// TestRBACPrincipalFromClientCertificate serves an mTLS listener whose
+// ALLOW policy names one SPIFFE principal: the verified client
+// certificate's URI SAN decides.
+func TestRBACPrincipalFromClientCertificate(t *testing.T) {
+	r := newRig(t, nodemeta.RoleSidecar)
+	app := backend(t, "reviews")
+	ca := newTestCA(t)
+	serverCert, serverKey := ca.issue("reviews", "spiffe://cluster.local/ns/default/sa/reviews")
+	addr := freeAddr(t)
+
+	allow := rbacConfig(rbacconfigv3.RBAC_ALLOW, map[string]*rbacconfigv3.Policy{
+		"ns[default]-policy[reviews]-rule[0]": policy([]*rbacconfigv3.Permission{pAnd(pAny())}, idAnd(idOr(idPrincipal("spiffe://cluster.local/ns/default/sa/sleep")))),
+	})
+	l := withHTTPFilters(t, hcmListener(t, "inbound", addr, "inbound"), typedHTTPFilter(rbacFilterName, anyOf(t, allow)))
+	l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: tlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+		RequireClientCertificate: wrapperspb.Bool(true),
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificates:       []*tlsv3.TlsCertificate{{CertificateChain: inline(serverCert), PrivateKey: inline(serverKey)}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(ca.pem)}},
+		},
+	})}}
+	r.push(l, routeConfig("inbound", vhost("inbound", []string{"*"}, toCluster(prefixMatch("/"), "inbound|9080||"))),
+		staticCluster(t, "inbound|9080||", "reviews.default.svc.cluster.local", []string{hostPort(app)}))
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	tests := []struct {
+		name string
+		uri  string
+		want int
+	}{
+		{"allowed principal", "spiffe://cluster.local/ns/default/sa/sleep", http.StatusOK},
+		{"other principal", "spiffe://cluster.local/ns/default/sa/other", http.StatusForbidden},
+		{"certificate without URI SAN", "", http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			certPEM, keyPEM := ca.issue("client", tt.uri)
+			pair, err := tls.X509KeyPair(certPEM, keyPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+				RootCAs: roots, ServerName: "reviews", Certificates: []tls.Certificate{pair},
+			}}}
+			defer client.CloseIdleConnections()
+			resp, err := client.Get("https://" + addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d %q; want %d", resp.StatusCode, body, tt.want)
+			}
+		})
+	}
+}
