@@ -18,12 +18,6 @@ func pa(name, ns, spec string) string {
 	return "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: " + name + ", namespace: " + ns + "}\nspec: " + spec + "\n---\n"
 }
 
-// reviewsClass is a sidecar of reviews v1 in default whose app listens on 9080.
-var reviewsClass = nodemeta.ProxyClass{
-	Role: nodemeta.RoleSidecar, Namespace: "default", Labels: map[string]string{"app": "reviews", "version": "v1"},
-	Outbound: "127.0.0.1:15001", Inbound: "127.0.0.1:15006", App: "127.0.0.1:9080",
-}
-
 // inboundChains compiles policy for class and returns the inbound
 // listener's filter chains as their transport protocols ("*" for a chain
 // without a match).
@@ -178,7 +172,7 @@ func TestPeerAuthenticationDiagnostics(t *testing.T) {
 		{"two workload policies with one selector", pa("a", "default", "{selector: {matchLabels: {app: x}}}") + pa("b", "default", "{selector: {matchLabels: {app: x}}}"), []string{"GM0230 warning spec.selector"}},
 		{"selector in the root namespace", pa("a", "istio-system", "{selector: {matchLabels: {app: x}}}"), []string{"GM0231 warning spec.selector"}},
 		{"unsupported version", strings.Replace(pa("a", "default", "{}"), "security.istio.io/v1", "security.istio.io/v1alpha1", 1), []string{"GM0107 error apiVersion"}},
-		{"other security kinds stay unsupported", "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: x}\nspec: {}\n", []string{"GM0108 error kind"}},
+		{"an unknown security kind stays unsupported", "apiVersion: security.istio.io/v1\nkind: ExternalPolicy\nmetadata: {name: x}\nspec: {}\n", []string{"GM0108 error kind"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

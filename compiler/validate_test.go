@@ -63,7 +63,7 @@ func TestValidationCodes(t *testing.T) {
 		{"rollout policy wrong type", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\nspec: {waves: [{percent: all}]}\n", []string{"GM0102 spec.waves[0].percent"}},
 		{"two rollout policies", "apiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: x}\n---\napiVersion: gitmesh.io/v1alpha1\nkind: RolloutPolicy\nmetadata: {name: y}\n", []string{"GM0121 metadata.name"}},
 		{"bad apiVersion", "apiVersion: networking.istio.io/v9\nkind: VirtualService\nmetadata: {name: x}\n", []string{"GM0107 apiVersion"}},
-		{"security kind", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x}\n", []string{"GM0108 kind"}},
+		{"security kind", "apiVersion: security.istio.io/v1\nkind: ExternalPolicy\nmetadata: {name: x}\n", []string{"GM0108 kind"}},
 		{"missing destination", vs("  - route: [{weight: 100}]\n"), []string{"GM0110 spec.http[0].route[0].destination"}},
 		{"missing name", "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {namespace: x}\nspec: {address: 1.2.3.4}\n", []string{"GM0110 metadata.name"}},
 		{"port zero", reviewsService + "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: {hosts: [x], ports: [{number: 0, name: a}]}\n", []string{"GM0111 spec.ports[0].number"}},

@@ -71,16 +71,18 @@ func (ca *testCA) issue(t testing.TB, id string, notBefore, notAfter time.Time, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := url.Parse(id)
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
-		URIs:         []*url.URL{u},
 		DNSNames:     dns,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	if id != "" { // "": no URI SAN
+		u, _ := url.Parse(id)
+		tmpl.URIs = []*url.URL{u}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &k.PublicKey, ca.key)
 	if err != nil {

@@ -1,17 +1,10 @@
 package proxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
@@ -23,74 +16,14 @@ import (
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
 
-// testCA issues certificates for a test.
-type testCA struct {
-	t    testing.TB
-	key  *ecdsa.PrivateKey
-	cert *x509.Certificate
-	pem  []byte
-}
-
-func newTestCA(t testing.TB) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{t: t, key: key, cert: cert, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a leaf certificate and key (PEM) with the given SANs.
-func (ca *testCA) issue(dns string, uri string) (certPEM, keyPEM []byte) {
-	ca.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	if dns != "" {
-		tmpl.DNSNames = []string{dns}
-	}
-	if uri != "" {
-		u, err := url.Parse(uri)
-		if err != nil {
-			ca.t.Fatal(err)
-		}
-		tmpl.URIs = []*url.URL{u}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-}
-
 // TestRBACPrincipalFromClientCertificate serves an mTLS listener whose
 // ALLOW policy names one SPIFFE principal: the verified client
 // certificate's URI SAN decides.
 func TestRBACPrincipalFromClientCertificate(t *testing.T) {
 	r := newRig(t, nodemeta.RoleSidecar)
 	app := backend(t, "reviews")
-	ca := newTestCA(t)
-	serverCert, serverKey := ca.issue("reviews", "spiffe://cluster.local/ns/default/sa/reviews")
+	ca := newTestCA(t, "root")
+	serverCert, serverKey := ca.issue(t, "spiffe://cluster.local/ns/default/sa/reviews", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), "reviews")
 	addr := freeAddr(t)
 
 	allow := rbacConfig(rbacconfigv3.RBAC_ALLOW, map[string]*rbacconfigv3.Policy{
@@ -120,7 +53,7 @@ func TestRBACPrincipalFromClientCertificate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			certPEM, keyPEM := ca.issue("client", tt.uri)
+			certPEM, keyPEM := ca.issue(t, tt.uri, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), "client")
 			pair, err := tls.X509KeyPair(certPEM, keyPEM)
 			if err != nil {
 				t.Fatal(err)

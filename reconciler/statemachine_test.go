@@ -35,7 +35,7 @@ const (
 // to be acted on while a fetch hangs. The loop ticks every 5ms; the bound
 // leaves room for a loaded machine and the race detector, and is still far
 // below the hung fetch's 10s timeout it must not wait for.
-const maxDecisionLatency = 250 * time.Millisecond
+const maxDecisionLatency = time.Second
 
 // TestRolloutStateMachine drives a real Reconciler through the Fleet
 // interface: each case commits revisions to a fake source, lets fake
