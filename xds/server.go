@@ -85,6 +85,8 @@ type Server struct {
 	grpcOpts    []grpc.ServerOption
 	admit       AdmitFunc    // nil: admit every valid node
 	gate        func() error // nil: accept every stream
+	requireCert bool         // refuse streams without a verified client certificate
+	services    []func(grpc.ServiceRegistrar)
 
 	cache   cachev3.SnapshotCache
 	changed chan struct{}
@@ -189,6 +191,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, xs)
 	clusterservice.RegisterClusterDiscoveryServiceServer(gs, xs)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, xs)
+	for _, register := range s.services {
+		register(gs)
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
