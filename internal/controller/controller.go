@@ -5,6 +5,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/sources/git"
 	"github.com/gitmesh/gitmesh/xds"
+	"github.com/gitmesh/gitmesh/xds/xdsauth"
 )
 
 // Config configures a controller.
@@ -42,8 +44,24 @@ type Config struct {
 	FetchTimeout time.Duration
 	// XDSAddr and AdminAddr are listen addresses; port 0 picks a free one.
 	XDSAddr, AdminAddr string
-	// StateDir holds the state database, the checkout and the admin token.
+	// StateDir holds the state database, the checkout and the admin token
+	// (and, with XDSAuth required, the join token and the mesh CA in ca/).
 	StateDir string
+	// XDSAuth is "required" (proxies join with a token, then talk ADS
+	// over mTLS with a certificate bound to their node) or "none" (plain
+	// gRPC, any client). Default: none when XDSAddr is loopback-only,
+	// required otherwise (docs/security.md).
+	XDSAuth string
+	// XDSSANs are extra names of the xDS server's certificate (e.g. the
+	// Kubernetes Service's DNS names), besides the listen host and
+	// localhost.
+	XDSSANs []string
+	// JoinTokenFile holds the token proxies join with. Default
+	// <StateDir>/join-token, generated when missing.
+	JoinTokenFile string
+	// AdminAuth is AdminAuthWrites (default: the bearer token guards
+	// mutating calls) or AdminAuthAll (reads too, but the probes).
+	AdminAuth string
 	// AdminTokenFile holds the admin API's bearer token. Default <StateDir>/admin-token, generated when missing.
 	AdminTokenFile string
 	// WebhookSecretFile holds the shared secret of the webhook receivers
@@ -122,6 +140,13 @@ type Controller struct {
 	InjectorAddr string
 	// Token is the admin API's bearer token.
 	Token string
+	// XDSAuth is the xDS auth mode in force ("required" or "none").
+	XDSAuth string
+	// JoinToken is the token proxies join with ("" with XDSAuth none).
+	JoinToken string
+	// CABundle is the PEM bundle that verifies the xDS server (nil with
+	// XDSAuth none).
+	CABundle []byte
 	// Reconciler is the running loop.
 	Reconciler *reconciler.Reconciler
 	// Registry is the API server feed in Kubernetes mode; nil otherwise.
@@ -192,7 +217,24 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
-	xdsServer := xds.NewServer(append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)...)
+	xdsMode, err := xdsauth.ResolveMode(cfg.XDSAuth, cfg.XDSAddr)
+	if err != nil {
+		return nil, fmt.Errorf("starting controller: %w", err)
+	}
+	switch cfg.AdminAuth {
+	case "", AdminAuthWrites, AdminAuthAll:
+	default:
+		return nil, fmt.Errorf("starting controller: --admin-auth: want writes or all, got %s", cfg.AdminAuth)
+	}
+	xdsOpts := append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)
+	var locked *lockedXDS
+	if xdsMode == xdsauth.AuthRequired {
+		if locked, err = lockXDS(cfg, st, log); err != nil {
+			return nil, fmt.Errorf("starting controller: %w", err)
+		}
+		xdsOpts = append(xdsOpts, locked.opts...)
+	}
+	xdsServer := xds.NewServer(xdsOpts...)
 	var kreg *kube.Registry
 	var liveRegistry reconciler.Registry // stays a nil interface outside Kubernetes mode (a nil *kube.Registry would not)
 	if cfg.Kubernetes != nil {
@@ -242,10 +284,17 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if kreg != nil {
 		reg.MustRegister(kreg.Collectors()...)
 	}
-	admin := &http.Server{Handler: st.adminHandler(withHooks(receiver, reconciler.AdminHandler(rec, token, reg))), ReadHeaderTimeout: 10 * time.Second}
+	adminHandler := st.adminHandler(withHooks(receiver, reconciler.AdminHandler(rec, token, reg)))
+	if cfg.AdminAuth == AdminAuthAll {
+		adminHandler = requireAdminToken(token, adminHandler)
+	}
+	admin := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second}
 
 	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, Registry: kreg,
-		closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
+		XDSAuth: xdsMode, closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
+	if locked != nil {
+		c.JoinToken, c.CABundle = locked.joinToken, locked.authority.Bundle()
+	}
 	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
 	if kreg != nil {
 		c.goRun("kubernetes registry", func() error { return kreg.Run(ctx) })
@@ -293,7 +342,8 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		c.runInjector(ctx, inj)
 	}
 	started = true
-	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir, "kubernetes", kreg != nil)
+	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir, "kubernetes", kreg != nil,
+		"xds_auth", xdsMode, "admin_auth", cmp.Or(cfg.AdminAuth, AdminAuthWrites))
 	return c, nil
 }
 

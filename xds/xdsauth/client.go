@@ -54,8 +54,10 @@ type Joiner struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu   sync.Mutex
-	cert *tls.Certificate // nil until joined
+	mu       sync.Mutex
+	cert     *tls.Certificate // nil until joined
+	renewAt  time.Time        // half its life, counted from when it arrived
+	notAfter time.Time
 }
 
 // NewJoiner reads the CA bundle and returns a Joiner.
@@ -129,17 +131,20 @@ func (j *Joiner) Join(ctx context.Context) error {
 func (j *Joiner) Run(ctx context.Context) error {
 	backoff := time.Second
 	for {
-		leaf := j.Certificate()
-		if leaf != nil {
-			if wait := halfLife(leaf).Sub(j.now()); wait > 0 && !sleep(ctx, wait) {
+		j.mu.Lock()
+		renewAt, joined := j.renewAt, j.cert != nil
+		j.mu.Unlock()
+		if joined {
+			if wait := renewAt.Sub(j.now()); wait > 0 && !sleep(ctx, wait) {
 				return nil
 			}
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		leaf = j.Certificate()
-		withToken := leaf == nil || !j.now().Before(leaf.NotAfter)
+		j.mu.Lock()
+		withToken := j.cert == nil || !j.now().Before(j.notAfter)
+		j.mu.Unlock()
 		if err := j.request(ctx, withToken); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -208,8 +213,10 @@ func (j *Joiner) request(ctx context.Context, withToken bool) error {
 	if err != nil {
 		return fmt.Errorf("xds: %s: loading the issued certificate: %w", what, err)
 	}
+	now := j.now()
 	j.mu.Lock()
-	j.cert = &tc
+	// The CA backdates NotBefore for clock skew: count the life from now.
+	j.cert, j.notAfter, j.renewAt = &tc, tc.Leaf.NotAfter, now.Add(tc.Leaf.NotAfter.Sub(now)/2)
 	j.mu.Unlock()
 	j.log.Info("xds: got a client certificate", "how", what, "node_id", tc.Leaf.Subject.CommonName, "not_after", tc.Leaf.NotAfter)
 	return nil

@@ -2,7 +2,6 @@ package xdsauth
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -21,8 +20,9 @@ type ServerTLS struct {
 	leaf      ca.Leaf
 	now       func() time.Time
 
-	mu   sync.Mutex
-	cert *tls.Certificate
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	renewAt time.Time
 }
 
 // NewServerTLS returns the TLS side of an xDS server known as hosts (DNS
@@ -79,7 +79,8 @@ func (s *ServerTLS) verifyTrustDomain(cs tls.ConnectionState) error {
 func (s *ServerTLS) certificate() (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cert != nil && !renewDue(s.cert.Leaf, s.now()) && s.authority.IssuedByRoot(s.cert.Leaf) {
+	now := s.now()
+	if s.cert != nil && now.Before(s.renewAt) && s.authority.IssuedByRoot(s.cert.Leaf) {
 		return s.cert, nil
 	}
 	c, err := s.authority.Issue(s.leaf)
@@ -90,18 +91,9 @@ func (s *ServerTLS) certificate() (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the xds server certificate: %w", err)
 	}
-	s.cert = &tc
+	// The CA backdates NotBefore for clock skew: count the life from now.
+	s.cert, s.renewAt = &tc, now.Add(tc.Leaf.NotAfter.Sub(now)/2)
 	return s.cert, nil
-}
-
-// renewDue reports whether leaf is past half its life at now.
-func renewDue(leaf *x509.Certificate, now time.Time) bool {
-	return leaf == nil || !now.Before(halfLife(leaf))
-}
-
-// halfLife is the middle of leaf's validity.
-func halfLife(leaf *x509.Certificate) time.Time {
-	return leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
 }
 
 // ServerHosts returns the names the xDS server's certificate carries for
