@@ -26,9 +26,10 @@ import (
 )
 
 // BindingOID identifies the certificate extension that holds a Binding's
-// pod name and labels: a 2.25 (X.667) arc with a random number of our
-// own, non-critical.
-var BindingOID = asn1.ObjectIdentifier{2, 25, 326094817206329105, 1}
+// pod name and labels, non-critical: a random arc of our own under 2.25
+// (X.667), kept under 2^31 because Go's certificate parser refuses larger
+// arcs. Only our CA issues it and only the controller reads it.
+var BindingOID = asn1.ObjectIdentifier{2, 25, 1912716289, 1}
 
 // Binding is what a node's certificate binds it to.
 type Binding struct {
