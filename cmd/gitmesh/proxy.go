@@ -74,13 +74,17 @@ Exit codes: 0 stopped cleanly, 2 could not start (a refused join too).`,
 			cfg := proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: log}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			if (tokenFile == "") != (caFile == "") {
-				return &exitError{2, errors.New("--join-token-file and --xds-ca-file go together")}
+			caPEM := []byte(os.Getenv("GITMESH_XDS_CA"))
+			if tokenFile != "" && caFile == "" && len(caPEM) == 0 {
+				return &exitError{2, errors.New("--join-token-file needs --xds-ca-file (or the bundle in $GITMESH_XDS_CA)")}
+			}
+			if tokenFile == "" && caFile != "" {
+				return &exitError{2, errors.New("--xds-ca-file needs --join-token-file")}
 			}
 			var renewed chan error
 			if tokenFile != "" {
 				j, err := xdsauth.NewJoiner(xdsauth.JoinConfig{
-					XDSAddr: xdsAddr, CAFile: caFile, TokenFile: tokenFile, Logger: log,
+					XDSAddr: xdsAddr, CAFile: caFile, CAPEM: caPEM, TokenFile: tokenFile, Logger: log,
 					Declared: xdsauth.Binding{NodeID: w.ID, ID: ca.Identity{Namespace: w.Namespace, ServiceAccount: w.ServiceAccount},
 						Pod: w.Pod, Labels: w.Labels},
 				})
@@ -127,7 +131,7 @@ Exit codes: 0 stopped cleanly, 2 could not start (a refused join too).`,
 	f.StringVar(&w.ServiceAccount, "service-account", os.Getenv("SERVICE_ACCOUNT"), "the pod's service account (default $SERVICE_ACCOUNT)")
 	f.StringVar(&instanceIP, "instance-ip", os.Getenv("INSTANCE_IP"), "the pod's IP addresses, comma-separated (default $INSTANCE_IP)")
 	f.StringVar(&tokenFile, "join-token-file", "", "token to join a locked control plane with: the controller's join token, or a projected ServiceAccount token (audience gitmesh) in Kubernetes; needs --xds-ca-file")
-	f.StringVar(&caFile, "xds-ca-file", "", "PEM bundle of the mesh CA that verifies the controller's xDS certificate (the controller's <state-dir>/ca/root-cert.pem)")
+	f.StringVar(&caFile, "xds-ca-file", "", "PEM bundle of the mesh CA that verifies the controller's xDS certificate, re-read at each connection (the controller's <state-dir>/ca/root-cert.pem; default: the bundle in $GITMESH_XDS_CA, as the injector sets it)")
 	f.StringVar(&w.Interception, "interception-mode", "", "REDIRECT when gitmesh proxy-init captures the workload's traffic (docs/capture.md)")
 	return cmd
 }

@@ -176,9 +176,9 @@ func adsOnce(s *xds.Server, addr string, creds credentials.TransportCredentials,
 	if err != nil {
 		return err
 	}
-	if err := st.Send(&discoveryv3.DiscoveryRequest{Node: w.Node(), TypeUrl: resource.ListenerType}); err != nil {
-		return err
-	}
+	// A Send on a stream the server already ended fails with io.EOF;
+	// Recv then returns the server's status.
+	_ = st.Send(&discoveryv3.DiscoveryRequest{Node: w.Node(), TypeUrl: resource.ListenerType})
 	ended := make(chan error, 1)
 	go func() {
 		_, err := st.Recv()

@@ -272,7 +272,11 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	undo = append(undo, adminLis.Close)
 	var inj *injector
 	if cfg.Injector != nil {
-		if inj, err = newInjector(*cfg.Injector, log.With("component", "injector")); err != nil {
+		injCfg := *cfg.Injector
+		if locked != nil { // injected sidecars join with their ServiceAccount token
+			injCfg.Template.XDSCABundle = string(locked.authority.Bundle())
+		}
+		if inj, err = newInjector(injCfg, log.With("component", "injector")); err != nil {
 			return nil, fmt.Errorf("starting controller: %w", err)
 		}
 	}

@@ -37,7 +37,9 @@ func NewAdmitter(authority *ca.Authority, next xds.AdmitFunc, log *slog.Logger) 
 // from the Pod, through next). It then drops an ADMIN_ADDR whose host is
 // not the stream's peer IP (or, for a Pod-bound node, one of its Pod's
 // IPs; a loopback peer may announce a loopback address), so that the
-// controller scrapes no address of the node's choosing.
+// controller scrapes no address of the node's choosing. An admin address
+// on every interface (0.0.0.0:15020, as injected sidecars listen) becomes
+// the peer IP's.
 func (a *Admitter) Admit(ctx context.Context, w nodemeta.Workload) (nodemeta.Workload, error) {
 	p, _ := xds.PeerFromContext(ctx)
 	if len(p.Chain) == 0 {
@@ -80,6 +82,12 @@ func (a *Admitter) Admit(ctx context.Context, w nodemeta.Workload) (nodemeta.Wor
 			for _, s := range w.InstanceIPs {
 				allowed = append(allowed, net.ParseIP(s))
 			}
+		}
+	}
+	if host, port, err := net.SplitHostPort(w.Admin); err == nil && p.IP() != nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			// Listening on every address: scrape it where it connects from.
+			w.Admin = net.JoinHostPort(p.IP().String(), port)
 		}
 	}
 	if w.Admin != "" && !adminAllowed(w.Admin, allowed) {

@@ -30,8 +30,11 @@ type JoinConfig struct {
 	// XDSAddr is the controller's xDS address, host:port; its host must
 	// be one of the names of the controller's certificate.
 	XDSAddr string
-	// CAFile holds the PEM bundle that verifies the controller.
+	// CAFile holds the PEM bundle that verifies the controller, re-read
+	// before each connection (a mounted ConfigMap follows a root
+	// rotation). When empty, CAPEM is the bundle.
 	CAFile string
+	CAPEM  []byte
 	// TokenFile holds the bearer token for first contact: the join token,
 	// or a projected ServiceAccount token (re-read before each use).
 	TokenFile string
@@ -49,9 +52,8 @@ type JoinConfig struct {
 // (authenticated by the current one), joins again with the token once it
 // has expired, and gives the TLS credentials to dial ADS with.
 type Joiner struct {
-	cfg   JoinConfig
-	roots *x509.CertPool
-	log   *slog.Logger
+	cfg JoinConfig
+	log *slog.Logger
 	now   func() time.Time
 
 	mu       sync.Mutex
@@ -60,37 +62,83 @@ type Joiner struct {
 	notAfter time.Time
 }
 
-// NewJoiner reads the CA bundle and returns a Joiner.
+// NewJoiner checks cfg and returns a Joiner. The CA bundle is read
+// before each connection; a missing or empty one fails that connection.
 func NewJoiner(cfg JoinConfig) (*Joiner, error) {
-	pemBytes, err := os.ReadFile(cfg.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("xds: reading the controller's CA bundle: %w", err)
+	if cfg.CAFile == "" && len(cfg.CAPEM) == 0 {
+		return nil, errors.New("xds: no CA bundle to verify the controller with (--xds-ca-file)")
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pemBytes) {
-		return nil, fmt.Errorf("xds: reading the controller's CA bundle %s: no PEM certificate", cfg.CAFile)
+	if cfg.TokenFile == "" {
+		return nil, errors.New("xds: no token file to join with (--join-token-file)")
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Joiner{cfg: cfg, roots: roots, log: log, now: time.Now}, nil
+	return &Joiner{cfg: cfg, log: log, now: time.Now}, nil
+}
+
+// roots reads the CA bundle.
+func (j *Joiner) roots() (*x509.CertPool, error) {
+	pemBytes, src := j.cfg.CAPEM, "$GITMESH_XDS_CA"
+	if j.cfg.CAFile != "" {
+		var err error
+		if pemBytes, err = os.ReadFile(j.cfg.CAFile); err != nil {
+			return nil, fmt.Errorf("xds: reading the controller's CA bundle: %w", err)
+		}
+		src = j.cfg.CAFile
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("xds: reading the controller's CA bundle %s: no PEM certificate", src)
+	}
+	return pool, nil
 }
 
 // Credentials returns the transport credentials of the ADS connection:
-// the controller verified against the CA bundle, the node's current
-// certificate presented (none before Join).
+// the controller verified against the CA bundle (read at each
+// handshake) for the host dialled, the node's current certificate
+// presented (none before Join).
 func (j *Joiner) Credentials() credentials.TransportCredentials {
-	return credentials.NewTLS(&tls.Config{
+	return j.credentials(true)
+}
+
+// credentials verifies the server like crypto/tls would, against the
+// bundle as it is now; withCert presents the current certificate.
+func (j *Joiner) credentials(withCert bool) credentials.TransportCredentials {
+	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		RootCAs:    j.roots,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		// Verified below against the current bundle: crypto/tls takes
+		// RootCAs once per Config.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			roots, err := j.roots()
+			if err != nil {
+				return err
+			}
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("xds: the controller presented no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: cs.ServerName})
+			if err != nil {
+				return fmt.Errorf("xds: verifying the controller: %w", err)
+			}
+			return nil
+		},
+	}
+	if withCert {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			if c := j.current(); c != nil {
 				return c, nil
 			}
 			return &tls.Certificate{}, nil
-		},
-	})
+		}
+	}
+	return credentials.NewTLS(cfg)
 }
 
 // Certificate returns the node's current certificate, nil before Join.
@@ -189,7 +237,7 @@ func (j *Joiner) request(ctx context.Context, withToken bool) error {
 		}
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 		req.Metadata = DeclaredMetadata(j.cfg.Declared)
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: j.roots})
+		creds = j.credentials(false)
 	}
 	conn, err := grpc.NewClient(j.cfg.XDSAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {

@@ -237,6 +237,7 @@ func TestAdminAddressOnlyFromThePeer(t *testing.T) {
 	}{
 		{"local", "127.0.0.1:15020", "127.0.0.1:15020"},
 		{"localhost", "localhost:15020", "localhost:15020"},
+		{"every-address", "0.0.0.0:15020", "127.0.0.1:15020"},
 		{"elsewhere", "10.9.8.7:15020", ""},
 		{"name", "metrics.example.com:15020", ""},
 	} {
@@ -315,6 +316,24 @@ func TestBindingRoundTrip(t *testing.T) {
 				t.Errorf("label %s = %q; want %q", k, got.Labels[k], v)
 			}
 		}
+	}
+}
+
+func TestJoinVerifiesTheController(t *testing.T) {
+	p := startPlane(t)
+	other, err := ca.NewRoot(ca.DefaultTrustDomain, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := NewJoiner(JoinConfig{XDSAddr: p.addr, CAPEM: other.CertPEM, TokenFile: p.tokenFile, Declared: binding("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	// Not a refusal by the controller: Join keeps retrying until ctx ends.
+	if err := j.Join(ctx); err == nil || j.Certificate() != nil {
+		t.Fatalf("Join against a controller of another CA = %v; want it unverified", err)
 	}
 }
 
