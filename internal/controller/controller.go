@@ -298,6 +298,9 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		XDSAuth: xdsMode, closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
 	if locked != nil {
 		c.JoinToken, c.CABundle = locked.joinToken, locked.authority.Bundle()
+		if cfg.Cluster != nil {
+			publishCABundle(ctx, *cfg.Cluster, c.CABundle, log)
+		}
 	}
 	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
 	if kreg != nil {

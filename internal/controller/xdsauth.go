@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"cmp"
+	"context"
 	"crypto/subtle"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -11,9 +14,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gitmesh/gitmesh/ca"
+	"github.com/gitmesh/gitmesh/internal/podidentity"
 	"github.com/gitmesh/gitmesh/xds"
 	"github.com/gitmesh/gitmesh/xds/xdsauth"
 )
@@ -82,12 +89,17 @@ func lockXDS(cfg Config, st *state, log *slog.Logger) (*lockedXDS, error) {
 		return nil, err
 	}
 	auth := []xdsauth.Authenticator{jt}
+	var podCheck xds.AdmitFunc // for nodes that joined with a ServiceAccount token
 	if cfg.Kubernetes != nil {
 		cs, err := kubernetes.NewForConfig(cfg.Kubernetes)
 		if err != nil {
 			return nil, fmt.Errorf("creating the TokenReview client: %w", err)
 		}
 		auth = append(auth, xdsauth.NewTokenReview(cs))
+		podCheck = podidentity.New(podidentity.Client{Interface: cs}).Check
+	}
+	if st.cluster != nil && st.cluster.checker != nil {
+		podCheck = st.cluster.checker.Check
 	}
 	hosts, err := xdsauth.ServerHosts(cfg.XDSAddr, cfg.XDSSANs)
 	if err != nil {
@@ -101,17 +113,55 @@ func lockXDS(cfg Config, st *state, log *slog.Logger) (*lockedXDS, error) {
 		ns = "default"
 	}
 	serverTLS := xdsauth.NewServerTLS(authority, ca.Identity{Namespace: ns, ServiceAccount: xdsServerServiceAccount}, hosts)
-	var next xds.AdmitFunc
-	if st.cluster != nil && st.cluster.checker != nil {
-		next = st.cluster.checker.Check
-	}
 	certs := xdsauth.NewCertService(authority, 0, log.With("component", "xds-ca"), auth...)
 	return &lockedXDS{authority: authority, joinToken: token, opts: []xds.Option{
 		xds.WithGRPCServerOptions(grpc.Creds(credentials.NewTLS(serverTLS.Config()))),
 		xds.WithClientCertificates(),
 		xds.WithServices(certs.Register),
-		xds.WithAdmission(xdsauth.NewAdmitter(authority, next, log.With("component", "xds-auth")).Admit),
+		xds.WithAdmission(xdsauth.NewAdmitter(authority, podCheck, log.With("component", "xds-auth")).Admit),
 	}}, nil
+}
+
+// CABundleKey is the key of the CA bundle in the ConfigMap a controller in
+// Kubernetes mode publishes (<MeshRollout name>-xds-ca in its namespace),
+// which the chart's gateway mounts to verify the controller.
+const CABundleKey = "ca.pem"
+
+// publishCABundle writes the CA bundle into the ConfigMap
+// <cfg.Name>-xds-ca of the cluster namespace, creating it, so that proxies
+// the chart runs (the gateway) can verify the controller; the kubelet
+// updates a mounted ConfigMap, and the proxy re-reads it at each
+// connection. A failure is logged: injected sidecars get the bundle from
+// the injector.
+func publishCABundle(ctx context.Context, cfg ClusterConfig, bundle []byte, log *slog.Logger) {
+	cs, err := kubernetes.NewForConfig(cfg.REST)
+	if err == nil {
+		err = writeConfigMap(ctx, cs, cfg.Namespace, cmp.Or(cfg.Name, "gitmesh")+"-xds-ca", map[string]string{CABundleKey: string(bundle)})
+	}
+	if err != nil {
+		log.Warn("publishing the xDS CA bundle for the gateway", "error", err)
+	}
+}
+
+// writeConfigMap creates or updates ConfigMap namespace/name with data.
+func writeConfigMap(ctx context.Context, cs kubernetes.Interface, namespace, name string, data map[string]string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cms := cs.CoreV1().ConfigMaps(namespace)
+	cm, err := cms.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}, Data: data}, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if maps.Equal(cm.Data, data) {
+		return nil
+	}
+	cm.Data = data
+	_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	return err
 }
 
 // requireAdminToken requires the bearer token on every admin call but the

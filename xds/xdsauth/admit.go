@@ -21,9 +21,12 @@ type Admitter struct {
 	log       *slog.Logger
 }
 
-// NewAdmitter returns an Admitter for certificates of authority. next,
-// when not nil, runs after the binding check (the Kubernetes mode's pod
-// check, which takes a Pod-bound node's labels from its Pod).
+// NewAdmitter returns an Admitter for certificates of authority. next
+// checks, after the binding, a node bound to a pod (joined with a
+// ServiceAccount token): the Kubernetes mode's pod check, which takes the
+// node's labels from its Pod. Nodes that joined with the join token
+// declared their labels, which their certificate binds; next does not
+// run for them. Without next, pod-bound nodes are refused.
 func NewAdmitter(authority *ca.Authority, next xds.AdmitFunc, log *slog.Logger) *Admitter {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -74,14 +77,16 @@ func (a *Admitter) Admit(ctx context.Context, w nodemeta.Workload) (nodemeta.Wor
 		return w, fmt.Errorf("labels %v: the client certificate of node %s binds %v", w.Labels, w.ID, b.Labels)
 	}
 	allowed := []net.IP{p.IP()}
-	if a.next != nil {
+	if b.Pod != "" {
+		if a.next == nil {
+			return w, fmt.Errorf("node %s is bound to pod %s, and this controller does not check pods", w.ID, b.Pod)
+		}
 		if w, err = a.next(ctx, w); err != nil {
 			return w, err
 		}
-		if b.Pod != "" { // next checked the announced IPs against the Pod's
-			for _, s := range w.InstanceIPs {
-				allowed = append(allowed, net.ParseIP(s))
-			}
+		// next checked the announced IPs against the Pod's.
+		for _, s := range w.InstanceIPs {
+			allowed = append(allowed, net.ParseIP(s))
 		}
 	}
 	if host, port, err := net.SplitHostPort(w.Admin); err == nil && p.IP() != nil {

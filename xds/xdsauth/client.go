@@ -54,7 +54,7 @@ type JoinConfig struct {
 type Joiner struct {
 	cfg JoinConfig
 	log *slog.Logger
-	now   func() time.Time
+	now func() time.Time
 
 	mu       sync.Mutex
 	cert     *tls.Certificate // nil until joined
