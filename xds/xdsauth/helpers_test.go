@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,12 +39,28 @@ type plane struct {
 	addr      string
 	caFile    string
 	tokenFile string
+	// joins counts the certificates issued for the join token.
+	joins *atomic.Int64
+}
+
+// countingAuth counts the tokens an Authenticator accepts.
+type countingAuth struct {
+	Authenticator
+	n *atomic.Int64
+}
+
+func (c countingAuth) Authenticate(ctx context.Context, token string, declared Binding) (Binding, error) {
+	b, err := c.Authenticator.Authenticate(ctx, token, declared)
+	if err == nil {
+		c.n.Add(1)
+	}
+	return b, err
 }
 
 // startPlane serves a locked xDS server, as the controller assembles one,
 // until the test ends. Its root was created three days ago, so that a
 // certificate issued "two days ago" can be expired.
-func startPlane(t *testing.T) *plane {
+func startPlane(t testing.TB) *plane {
 	t.Helper()
 	m, err := ca.NewRoot(ca.DefaultTrustDomain, 0, time.Now().Add(-72*time.Hour))
 	if err != nil {
@@ -66,10 +83,11 @@ func startPlane(t *testing.T) *plane {
 		t.Fatal(err)
 	}
 	serverTLS := NewServerTLS(authority, ca.Identity{Namespace: "gitmesh-system", ServiceAccount: "gitmesh"}, hosts)
+	joins := new(atomic.Int64)
 	s := xds.NewServer(
 		xds.WithGRPCServerOptions(grpc.Creds(credentials.NewTLS(serverTLS.Config()))),
 		xds.WithClientCertificates(),
-		xds.WithServices(NewCertService(authority, 0, nil, jt).Register),
+		xds.WithServices(NewCertService(authority, 0, nil, countingAuth{jt, joins}).Register),
 		xds.WithAdmission(NewAdmitter(authority, nil, nil).Admit),
 	)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -87,14 +105,14 @@ func startPlane(t *testing.T) *plane {
 		}
 	})
 	dir := t.TempDir()
-	p := &plane{authority: authority, material: m, server: s, addr: lis.Addr().String(),
+	p := &plane{authority: authority, material: m, server: s, addr: lis.Addr().String(), joins: joins,
 		caFile: filepath.Join(dir, "ca.pem"), tokenFile: filepath.Join(dir, "join-token")}
 	writeFile(t, p.caFile, string(authority.Bundle()))
 	writeFile(t, p.tokenFile, testToken+"\n")
 	return p
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)

@@ -385,3 +385,71 @@ func TestServerCertificateNames(t *testing.T) {
 		t.Error("serving certificate reissued before half its life")
 	}
 }
+
+// TestExpiredCertificateRejoinsWithToken: once its certificate has
+// expired the Joiner cannot renew with it and joins with the token again.
+func TestExpiredCertificateRejoinsWithToken(t *testing.T) {
+	p := startPlane(t)
+	j := p.joiner(t, binding("a"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := j.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.joins.Load(); n != 1 {
+		t.Fatalf("%d joins with the token; want 1", n)
+	}
+	first := j.Certificate()
+	j.mu.Lock()
+	j.notAfter = time.Now().Add(-time.Second) // as if it had expired
+	j.renewAt = j.notAfter
+	j.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx) }()
+	deadline := time.Now().Add(waitFor)
+	for j.Certificate().SerialNumber.Cmp(first.SerialNumber) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("did not rejoin")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := p.joins.Load(); n != 2 {
+		t.Errorf("%d joins with the token; want 2 (the expired certificate cannot renew itself)", n)
+	}
+	cancel()
+	<-done
+}
+
+func TestServerCertificateFollowsRootRotation(t *testing.T) {
+	p := startPlane(t)
+	st := NewServerTLS(p.authority, ca.Identity{Namespace: "gitmesh-system", ServiceAccount: "gitmesh"}, []string{"localhost"})
+	before, err := st.certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.authority.Rotate(0); err != nil {
+		t.Fatal(err)
+	}
+	after, err := st.certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after == before || !p.authority.IssuedByRoot(after.Leaf) {
+		t.Error("serving certificate not reissued by the new root")
+	}
+}
+
+// BenchmarkJoin measures one join: key, CSR, a TLS connection, the
+// token check and the signature.
+func BenchmarkJoin(b *testing.B) {
+	p := startPlane(b)
+	j, err := NewJoiner(JoinConfig{XDSAddr: p.addr, CAFile: p.caFile, TokenFile: p.tokenFile, Declared: binding("a")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := j.request(context.Background(), true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
