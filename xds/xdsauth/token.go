@@ -30,7 +30,8 @@ type Authenticator interface {
 // JoinToken authenticates callers that present the fleet's join token.
 // They are trusted to declare who they are: the node id, namespace,
 // service account and labels they declare become bound to their
-// certificate.
+// certificate. A pod is bound only by a ServiceAccount token (TokenReview),
+// so a declared pod name is dropped.
 type JoinToken struct{ token []byte }
 
 // NewJoinToken returns a JoinToken authenticator for token.
@@ -48,6 +49,7 @@ func (j *JoinToken) Authenticate(_ context.Context, token string, declared Bindi
 	if subtle.ConstantTimeCompare([]byte(token), j.token) != 1 {
 		return Binding{}, fmt.Errorf("join token: %w", errUnknownToken)
 	}
+	declared.Pod = ""
 	return declared, nil
 }
 

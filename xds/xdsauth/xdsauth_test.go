@@ -19,7 +19,7 @@ import (
 func TestJoinIssuesABoundCertificate(t *testing.T) {
 	p := startPlane(t)
 	b := Binding{NodeID: "reviews-v2-1", ID: ca.Identity{Namespace: "shop", ServiceAccount: "reviews"},
-		Labels: map[string]string{"app": "reviews", "version": "v2"}}
+		Labels: map[string]string{"app": "reviews", "version": "v2"}, Pod: "claimed-pod"}
 	j := p.joiner(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
