@@ -254,6 +254,9 @@ type Leaf struct {
 	CommonName string
 	DNSNames   []string
 	IPs        []net.IP
+	// ExtraExtensions are added to the certificate as given (the xDS
+	// join binds a node's metadata in one).
+	ExtraExtensions []pkix.Extension
 }
 
 // Certificate is an issued certificate.
@@ -336,6 +339,7 @@ func (a *Authority) sign(l Leaf, pub crypto.PublicKey) (*Certificate, error) {
 		URIs:                  []*url.URL{l.ID.URL()},
 		DNSNames:              l.DNSNames,
 		IPAddresses:           l.IPs,
+		ExtraExtensions:       l.ExtraExtensions,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, pub, key)
 	if err != nil {

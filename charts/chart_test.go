@@ -238,6 +238,57 @@ func TestTemplate(t *testing.T) {
 			},
 		},
 		{
+			name: "locked control plane by default",
+			args: []string{"--set", "git.url=" + testURL},
+			check: func(t *testing.T, objs []helmtest.Object) {
+				args := deployment(t, objs, "gitmesh").Spec.Template.Spec.Containers[0].Args
+				for _, want := range []string{"--xds-auth=required", "--admin-auth=writes",
+					"--xds-san=gitmesh-xds,gitmesh-xds.gitmesh-system,gitmesh-xds.gitmesh-system.svc,gitmesh-xds.gitmesh-system.svc.cluster.local"} {
+					if !slices.Contains(args, want) {
+						t.Errorf("controller args %q lack %s", args, want)
+					}
+				}
+				if !slices.ContainsFunc(clusterRole(t, objs).Rules, func(r rbacv1.PolicyRule) bool {
+					return slices.Contains(r.APIGroups, "authentication.k8s.io") && slices.Equal(r.Resources, []string{"tokenreviews"}) && slices.Equal(r.Verbs, []string{"create"})
+				}) {
+					t.Error("the ClusterRole cannot create tokenreviews")
+				}
+				gw := deployment(t, objs, "gitmesh-gateway").Spec.Template.Spec
+				if !slices.Contains(gw.Containers[0].Args, "--join-token-file=/var/run/secrets/gitmesh/tokens/token") ||
+					!slices.Contains(gw.Containers[0].Args, "--xds-ca-file=/etc/gitmesh/xds-ca/ca.pem") {
+					t.Errorf("gateway args %q do not join", gw.Containers[0].Args)
+				}
+				if !slices.ContainsFunc(gw.Volumes, func(v corev1.Volume) bool {
+					return v.Projected != nil && v.Projected.Sources[0].ServiceAccountToken.Audience == "gitmesh" &&
+						*v.Projected.Sources[0].ServiceAccountToken.ExpirationSeconds == 3600
+				}) || !slices.ContainsFunc(gw.Volumes, func(v corev1.Volume) bool {
+					return v.ConfigMap != nil && v.ConfigMap.Name == "gitmesh-xds-ca" && *v.ConfigMap.Optional
+				}) {
+					t.Errorf("gateway volumes %+v lack the projected token or the CA ConfigMap", gw.Volumes)
+				}
+			},
+		},
+		{
+			name: "xds auth none, admin auth all",
+			args: []string{"--set", "git.url=" + testURL, "--set", "controller.xdsAuth=none", "--set", "controller.adminAuth=all"},
+			check: func(t *testing.T, objs []helmtest.Object) {
+				args := deployment(t, objs, "gitmesh").Spec.Template.Spec.Containers[0].Args
+				if !slices.Contains(args, "--xds-auth=none") || !slices.Contains(args, "--admin-auth=all") ||
+					slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--xds-san") }) {
+					t.Errorf("controller args %q", args)
+				}
+				for _, r := range clusterRole(t, objs).Rules {
+					if slices.Contains(r.Resources, "tokenreviews") {
+						t.Error("tokenreviews permission although xdsAuth=none")
+					}
+				}
+				gw := deployment(t, objs, "gitmesh-gateway").Spec.Template.Spec
+				if len(gw.Volumes) != 0 || slices.ContainsFunc(gw.Containers[0].Args, func(a string) bool { return strings.HasPrefix(a, "--join-token-file") }) {
+					t.Errorf("gateway joins although xdsAuth=none: %q", gw.Containers[0].Args)
+				}
+			},
+		},
+		{
 			name: "injector disabled, webhook URL",
 			args: []string{"--set", "git.url=" + testURL, "--set", "injector.enabled=false"},
 			check: func(t *testing.T, objs []helmtest.Object) {

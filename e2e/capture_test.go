@@ -77,7 +77,13 @@ func TestProxyInitCapture(t *testing.T) {
 	appSrv := &http.Server{Handler: echoHandler("app")}
 	go appSrv.Serve(app)
 	t.Cleanup(func() { appSrv.Close() })
-	startCapturedProxy(t, ns, bin, m.ctrl.XDSAddr)
+	// The controller listens on the host's non-loopback address, so its
+	// control plane is locked (--xds-auth defaults to required there): the
+	// sidecar joins with the join token, as a proxy on another host would.
+	if m.ctrl.XDSAuth != "required" {
+		t.Fatalf("xds auth %q on %s; want required off loopback", m.ctrl.XDSAuth, m.ctrl.XDSAddr)
+	}
+	startCapturedProxy(t, ns, bin, m.ctrl.XDSAddr, m.ctrl.JoinToken, m.ctrl.CABundle)
 
 	appClient := &http.Client{Transport: &http.Transport{DialContext: ns.dial}, Timeout: 5 * time.Second}
 	t.Cleanup(appClient.CloseIdleConnections)
@@ -203,16 +209,29 @@ func TestProxyInitCapture(t *testing.T) {
 }
 
 // startCapturedProxy runs `gitmesh proxy` in the namespace as uid 1337,
-// as a sidecar container would, until the test ends.
-func startCapturedProxy(t *testing.T, ns *netns, bin, xdsAddr string) {
+// as a sidecar container would, until the test ends. With a join token it
+// joins the locked control plane, verifying it with caBundle.
+func startCapturedProxy(t *testing.T, ns *netns, bin, xdsAddr, joinToken string, caBundle []byte) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(t.TempDir(), "proxy.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "proxy", "--xds", xdsAddr, "--id", "app-1", "--service", "app", "--namespace", "shop",
+	args := []string{"proxy", "--xds", xdsAddr, "--id", "app-1", "--service", "app", "--namespace", "shop",
 		"--labels", "app=app", "--outbound", "127.0.0.1:15001", "--inbound", net.JoinHostPort(ns.nsIP, "15006"),
-		"--app", "127.0.0.1:8080", "--interception-mode", "REDIRECT", "--log-level", "debug")
+		"--app", "127.0.0.1:8080", "--interception-mode", "REDIRECT", "--log-level", "debug"}
+	if joinToken != "" {
+		// Beside the shared binary, where uid 1337 can read them.
+		tokenFile, caFile := filepath.Join(filepath.Dir(bin), "join-token"), filepath.Join(filepath.Dir(bin), "xds-ca.pem")
+		if err := os.WriteFile(tokenFile, []byte(joinToken), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(caFile, caBundle, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--join-token-file", tokenFile, "--xds-ca-file", caFile)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := ns.start(cmd, proxyUID); err != nil {
 		t.Fatalf("starting the proxy in %s: %v", ns.name, err)

@@ -82,7 +82,25 @@ type Config struct {
 	ExcludeInboundPorts  []int32 `json:"excludeInboundPorts,omitempty"`
 	// Resources of the proxy container. Default: none set.
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// XDSCABundle, when set, makes the sidecar join a locked control
+	// plane (--xds-auth required): it gets a projected ServiceAccount
+	// token (TokenVolume) as --join-token-file and this PEM bundle, which
+	// verifies the controller, in $GITMESH_XDS_CA. The controller sets it
+	// from its CA at start; it is not read from the ConfigMap.
+	XDSCABundle string `json:"-"`
 }
+
+// The projected ServiceAccount token of a sidecar that joins a locked
+// control plane: audience gitmesh (what the controller's TokenReview asks
+// for), valid an hour and rotated by the kubelet; the proxy re-reads it
+// before each join.
+const (
+	TokenVolume     = "gitmesh-token"
+	TokenMountPath  = "/var/run/secrets/gitmesh/tokens"
+	TokenAudience   = "gitmesh"
+	TokenExpiration = 3600
+)
 
 // Defaults of Config's fields. The capture ones are gitmesh proxy-init's
 // own, so a pod injected with the defaults and proxy-init agree.

@@ -71,6 +71,9 @@ func Mutate(pod *corev1.Pod, cfg Config) (Result, error) {
 			ops = append(ops, proxyEnv(i, c, cfg)...)
 		}
 	}
+	if cfg.XDSCABundle != "" {
+		ops = appendTo(ops, "/spec/volumes", len(pod.Spec.Volumes), tokenVolume())
+	}
 	ops = appendTo(ops, "/spec/containers", len(pod.Spec.Containers), proxyContainer(pod, cfg, appPort))
 	if pod.Annotations == nil {
 		ops = append(ops, Operation{Op: "add", Path: "/metadata/annotations", Value: map[string]string{AnnotationStatus: "injected"}})
@@ -174,12 +177,20 @@ func proxyContainer(pod *corev1.Pod, cfg Config, appPort int32) corev1.Container
 			args = append(args, "--inbound=$(INSTANCE_IP):"+itoa(cfg.InboundPort), "--app=127.0.0.1:"+itoa(appPort))
 		}
 	}
+	env := downwardEnv()
+	var mounts []corev1.VolumeMount
+	if cfg.XDSCABundle != "" {
+		args = append(args, "--join-token-file="+TokenMountPath+"/token")
+		env = append(env, corev1.EnvVar{Name: "GITMESH_XDS_CA", Value: cfg.XDSCABundle})
+		mounts = append(mounts, corev1.VolumeMount{Name: TokenVolume, MountPath: TokenMountPath, ReadOnly: true})
+	}
 	return corev1.Container{
 		Name:            ProxyContainerName,
 		Image:           cfg.Image,
 		ImagePullPolicy: cfg.ImagePullPolicy,
 		Args:            args,
-		Env:             downwardEnv(),
+		Env:             env,
+		VolumeMounts:    mounts,
 		Ports:           []corev1.ContainerPort{{Name: "gitmesh-admin", ContainerPort: cfg.AdminPort, Protocol: corev1.ProtocolTCP}},
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(cfg.AdminPort)}},
@@ -196,6 +207,15 @@ func proxyContainer(pod *corev1.Pod, cfg Config, appPort int32) corev1.Container
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
 	}
+}
+
+// tokenVolume is the projected ServiceAccount token a sidecar joins with.
+func tokenVolume() corev1.Volume {
+	return corev1.Volume{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+			Audience: TokenAudience, ExpirationSeconds: ptr.To[int64](TokenExpiration), Path: "token",
+		}}},
+	}}}
 }
 
 // initContainer runs `gitmesh proxy-init` (issue 10's iptables capture)

@@ -91,6 +91,53 @@ func TestMutate(t *testing.T) {
 		check       func(t *testing.T, got *corev1.Pod)
 	}{
 		{
+			name: "locked control plane: projected token and CA bundle",
+			cfg: func() Config {
+				c := testConfig(CaptureIPTables)
+				c.XDSCABundle = "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n"
+				return c
+			}(),
+			pod: appPod(func(p *corev1.Pod) {
+				p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			}),
+			check: func(t *testing.T, got *corev1.Pod) {
+				if len(got.Spec.Volumes) != 2 || got.Spec.Volumes[1].Name != TokenVolume {
+					t.Fatalf("volumes = %+v; want data and %s", got.Spec.Volumes, TokenVolume)
+				}
+				sat := got.Spec.Volumes[1].Projected.Sources[0].ServiceAccountToken
+				if sat.Audience != "gitmesh" || *sat.ExpirationSeconds != 3600 || sat.Path != "token" {
+					t.Errorf("projected token = %+v; want audience gitmesh, 3600s, path token", sat)
+				}
+				p := container(got, ProxyContainerName)
+				if !slices.Contains(p.Args, "--join-token-file=/var/run/secrets/gitmesh/tokens/token") {
+					t.Errorf("proxy args %q lack --join-token-file", p.Args)
+				}
+				if e, ok := env(p, "GITMESH_XDS_CA"); !ok || !strings.Contains(e.Value, "BEGIN CERTIFICATE") {
+					t.Errorf("proxy env GITMESH_XDS_CA = %+v", e)
+				}
+				if len(p.VolumeMounts) != 1 || p.VolumeMounts[0].Name != TokenVolume || !p.VolumeMounts[0].ReadOnly {
+					t.Errorf("proxy mounts = %+v", p.VolumeMounts)
+				}
+				if app := container(got, "reviews"); len(app.VolumeMounts) != 0 {
+					t.Errorf("the app container got mounts %+v", app.VolumeMounts)
+				}
+			},
+		},
+		{
+			name: "locked control plane on a pod without volumes",
+			cfg: func() Config {
+				c := testConfig(CaptureExplicit)
+				c.XDSCABundle = "pem"
+				return c
+			}(),
+			pod: appPod(),
+			check: func(t *testing.T, got *corev1.Pod) {
+				if len(got.Spec.Volumes) != 1 || got.Spec.Volumes[0].Name != TokenVolume {
+					t.Fatalf("volumes = %+v; want %s", got.Spec.Volumes, TokenVolume)
+				}
+			},
+		},
+		{
 			name: "iptables capture adds proxy-init and the proxy",
 			cfg:  testConfig(CaptureIPTables),
 			pod:  appPod(),

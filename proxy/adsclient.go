@@ -68,7 +68,11 @@ type delayedNACK struct {
 // exponential backoff until ctx is done. The applied configuration keeps
 // serving while the controller is unreachable.
 func (c *adsClient) run(ctx context.Context) error {
-	conn, err := grpc.NewClient(c.p.cfg.XDSAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := c.p.cfg.XDSCredentials
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	conn, err := grpc.NewClient(c.p.cfg.XDSAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("dialing controller %s: %w", c.p.cfg.XDSAddr, err)
 	}

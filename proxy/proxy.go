@@ -39,6 +39,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
@@ -57,6 +58,9 @@ const (
 type Config struct {
 	// XDSAddr is the controller's ADS address, host:port. Required.
 	XDSAddr string
+	// XDSCredentials secure the ADS connection (a locked control plane:
+	// xdsauth.Joiner's mTLS credentials). nil dials without TLS.
+	XDSCredentials credentials.TransportCredentials
 	// Workload is who this proxy is: node id, service, namespace, role,
 	// labels and the addresses it listens on (see api/nodemeta). ID is
 	// required.

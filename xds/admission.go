@@ -15,7 +15,8 @@ import (
 // Workload to serve, possibly corrected (e.g. its labels taken from its
 // Pod), or an error that refuses the stream: the client sees it as a
 // PermissionDenied status with the error's text. It runs on the stream's
-// goroutine, outside the server's lock, under AdmitTimeout.
+// goroutine, outside the server's lock, under AdmitTimeout; its context
+// carries the stream's Peer (PeerFromContext).
 type AdmitFunc func(ctx context.Context, w nodemeta.Workload) (nodemeta.Workload, error)
 
 // AdmitTimeout bounds one AdmitFunc call.
@@ -52,6 +53,10 @@ func (s *Server) admitNode(key streamKey, r request) (*nodemeta.Workload, error)
 	s.mu.Lock()
 	st := s.streams[key]
 	bound := st != nil && st.nodeID != ""
+	var p Peer
+	if st != nil {
+		p = st.peer
+	}
 	s.mu.Unlock()
 	if bound {
 		return nil, nil
@@ -61,7 +66,7 @@ func (s *Server) admitNode(key streamKey, r request) (*nodemeta.Workload, error)
 		s.log.Warn("refusing node with invalid metadata", "node_id", r.node.GetId(), "error", err)
 		return nil, status.Errorf(codes.InvalidArgument, "gitmesh xds: refusing node %q: %v", r.node.GetId(), err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), AdmitTimeout)
+	ctx, cancel := context.WithTimeout(withPeer(context.Background(), p), AdmitTimeout)
 	defer cancel()
 	admitted, err := s.admit(ctx, w)
 	if err != nil {

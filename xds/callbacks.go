@@ -30,6 +30,7 @@ type streamKey struct {
 // streamState is what the server remembers about one open stream.
 type streamState struct {
 	nodeID string          // "" until the first request names a valid node
+	peer   Peer            // the client, as the transport saw it
 	sent   map[string]sent // by response nonce
 	order  []string        // nonces in sending order, for pruning
 }
@@ -73,11 +74,15 @@ type callbacks struct {
 var _ serverv3.Callbacks = (*callbacks)(nil)
 
 // OnStreamOpen records a new SotW stream (ADS or per type).
-func (c *callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
+func (c *callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
 	if err := c.s.openGate(); err != nil {
 		return err
 	}
-	c.s.openStream(streamKey{id: id})
+	p := PeerOf(ctx)
+	if err := c.s.checkPeer(p); err != nil {
+		return err
+	}
+	c.s.openStream(streamKey{id: id}, p)
 	return nil
 }
 
@@ -133,11 +138,15 @@ func (c *callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3
 }
 
 // OnDeltaStreamOpen records a new delta stream.
-func (c *callbacks) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+func (c *callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
 	if err := c.s.openGate(); err != nil {
 		return err
 	}
-	c.s.openStream(streamKey{delta: true, id: id})
+	p := PeerOf(ctx)
+	if err := c.s.checkPeer(p); err != nil {
+		return err
+	}
+	c.s.openStream(streamKey{delta: true, id: id}, p)
 	return nil
 }
 
@@ -178,10 +187,10 @@ func (c *callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryReques
 // OnFetchResponse ignores REST fetches.
 func (c *callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
 
-func (s *Server) openStream(key streamKey) {
+func (s *Server) openStream(key streamKey, p Peer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.streams[key] = &streamState{}
+	s.streams[key] = &streamState{peer: p}
 }
 
 func (s *Server) closeStream(key streamKey) {

@@ -91,6 +91,8 @@ type Server struct {
 	grpcOpts    []grpc.ServerOption
 	admit       AdmitFunc    // nil: admit every valid node
 	gate        func() error // nil: accept every stream
+	requireCert bool         // refuse streams without a verified client certificate
+	services    []func(grpc.ServiceRegistrar)
 
 	cache   cachev3.SnapshotCache // config: every type but secrets
 	secrets cachev3.SnapshotCache // secrets (SDS), see secrets.go
@@ -202,6 +204,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	clusterservice.RegisterClusterDiscoveryServiceServer(gs, xs)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, xs)
 	secretservice.RegisterSecretDiscoveryServiceServer(gs, xs)
+	for _, register := range s.services {
+		register(gs)
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -22,13 +22,17 @@ type adminClient struct {
 	http      *http.Client
 }
 
-// clientFlags adds --controller and, for mutating commands, --token-file.
+// clientFlags adds --controller and --token-file. Mutating commands need
+// the token; reads send it when there is one (a controller started with
+// --admin-auth all requires it for reads too).
 func clientFlags(cmd *cobra.Command, mutating bool) *adminClient {
 	c := &adminClient{http: &http.Client{Timeout: 30 * time.Second}}
 	controllerFlag(cmd, &c.base)
-	if mutating {
-		cmd.Flags().StringVar(&c.tokenFile, "token-file", "", "file holding the admin API bearer token (default $GITMESH_TOKEN, then ./gitmesh-demo/state/admin-token when it exists)")
+	usage := "file holding the admin API bearer token (default $GITMESH_TOKEN, then ./gitmesh-demo/state/admin-token when it exists)"
+	if !mutating {
+		usage += "; needed when the controller runs with --admin-auth all"
 	}
+	cmd.Flags().StringVar(&c.tokenFile, "token-file", "", usage)
 	return c
 }
 
@@ -57,9 +61,13 @@ func (c *adminClient) token() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// get decodes GET path into v.
+// get decodes GET path into v, with the bearer token when one is found.
 func (c *adminClient) get(ctx context.Context, path string, v any) error {
-	return c.do(ctx, http.MethodGet, path, nil, "", v)
+	tok, err := c.token()
+	if err != nil && c.tokenFile != "" {
+		return err
+	}
+	return c.do(ctx, http.MethodGet, path, nil, tok, v)
 }
 
 // post sends body as JSON to path with the bearer token and decodes the answer into v.

@@ -75,7 +75,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 			if err != nil {
 				return &exitError{2, err}
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "gitmesh controller: xDS on %s, admin API on http://%s\n", c.XDSAddr, c.AdminAddr)
+			fmt.Fprintf(cmd.ErrOrStderr(), "gitmesh controller: xDS on %s (auth %s), admin API on http://%s\n", c.XDSAddr, c.XDSAuth, c.AdminAddr)
 			if err := c.Wait(); err != nil {
 				return &exitError{2, err}
 			}
@@ -95,6 +95,10 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&cfg.AdminAddr, "admin-addr", defaultAdminAddr, "listen address of the admin API (/api/v1, /metrics, /healthz)")
 	f.StringVar(&cfg.StateDir, "state-dir", "gitmesh-state", "directory for the state database, the checkout and the admin token")
 	f.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "file holding the admin API bearer token (default <state-dir>/admin-token, generated)")
+	f.StringVar(&cfg.XDSAuth, "xds-auth", "", "xDS authentication: required (proxies join with a token, then use mTLS with a certificate bound to their node) or none (default: none when --xds-addr is loopback-only, required otherwise)")
+	f.StringSliceVar(&cfg.XDSSANs, "xds-san", nil, "extra DNS names or IPs of the xDS server's certificate (e.g. the Kubernetes Service's names), besides the listen host and localhost")
+	f.StringVar(&cfg.JoinTokenFile, "join-token-file", "", "file holding the token proxies join with (default <state-dir>/join-token, generated with mode 0600)")
+	f.StringVar(&cfg.AdminAuth, "admin-auth", controller.AdminAuthWrites, "which admin API calls need the bearer token: writes, or all (reads too; /healthz and /readyz stay open)")
 	f.StringVar(&cfg.WebhookSecretFile, "webhook-secret-file", "", "file holding the shared secret of the webhook receivers /hooks/github, /hooks/gitlab and /hooks/generic on the admin address (unset: not served)")
 	f.StringVar(&cfg.Namespace, "namespace", "default", "namespace of policy objects that name none")
 	f.StringVar(&cfg.SecretDir, "secret-dir", "", "directory of Git credential files, as a Flux secret: username/password, bearerToken, identity (+ password as passphrase) with known_hosts, caFile or ca.crt")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -8,7 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/ca"
 	"github.com/gitmesh/gitmesh/proxy"
+	"github.com/gitmesh/gitmesh/xds/xdsauth"
 )
 
 func newProxyCmd(g *globalFlags) *cobra.Command {
@@ -17,6 +20,8 @@ func newProxyCmd(g *globalFlags) *cobra.Command {
 		labels     string
 		instanceIP string
 		w          nodemeta.Workload
+		tokenFile  string
+		caFile     string
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --xds HOST:PORT --id NODE [--role sidecar|gateway] [--service NAME] ...",
@@ -32,7 +37,14 @@ authority, and an inbound listener (--inbound) that forwards to its app (--app):
   curl -x http://127.0.0.1:15001 http://reviews:9080/
   curl -H 'Host: reviews' http://127.0.0.1:15001/
 
-Exit codes: 0 stopped cleanly, 2 could not start.`,
+When the controller locks its control plane (--xds-auth required, the
+default off loopback), the proxy joins with a token (--join-token-file: the
+controller's <state-dir>/join-token, or a projected ServiceAccount token in
+Kubernetes) and verifies the controller with --xds-ca-file; it then talks
+ADS over mTLS with a certificate bound to its node id, namespace, service
+account and labels, renewed at half its life (docs/security.md).
+
+Exit codes: 0 stopped cleanly, 2 could not start (a refused join too).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if xdsAddr == "" || w.ID == "" {
@@ -59,11 +71,43 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 			if err != nil {
 				return err
 			}
-			p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: log})
+			cfg := proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: log}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			caPEM := []byte(os.Getenv("GITMESH_XDS_CA"))
+			if tokenFile != "" && caFile == "" && len(caPEM) == 0 {
+				return &exitError{2, errors.New("--join-token-file needs --xds-ca-file (or the bundle in $GITMESH_XDS_CA)")}
+			}
+			if tokenFile == "" && caFile != "" {
+				return &exitError{2, errors.New("--xds-ca-file needs --join-token-file")}
+			}
+			var renewed chan error
+			if tokenFile != "" {
+				j, err := xdsauth.NewJoiner(xdsauth.JoinConfig{
+					XDSAddr: xdsAddr, CAFile: caFile, CAPEM: caPEM, TokenFile: tokenFile, Logger: log,
+					Declared: xdsauth.Binding{NodeID: w.ID, ID: ca.Identity{Namespace: w.Namespace, ServiceAccount: w.ServiceAccount},
+						Pod: w.Pod, Labels: w.Labels},
+				})
+				if err != nil {
+					return &exitError{2, err}
+				}
+				if err := j.Join(ctx); err != nil {
+					return &exitError{2, err}
+				}
+				cfg.XDSCredentials = j.Credentials()
+				renewed = make(chan error, 1)
+				go func() { renewed <- j.Run(ctx) }()
+			}
+			p, err := proxy.New(cfg)
 			if err != nil {
 				return &exitError{2, err}
 			}
-			if err := p.Run(cmd.Context()); err != nil {
+			err = p.Run(ctx)
+			cancel()
+			if renewed != nil {
+				<-renewed
+			}
+			if err != nil {
 				return &exitError{2, err}
 			}
 			return nil
@@ -86,6 +130,8 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&w.Pod, "pod-name", os.Getenv("POD_NAME"), "the pod's name (default $POD_NAME)")
 	f.StringVar(&w.ServiceAccount, "service-account", os.Getenv("SERVICE_ACCOUNT"), "the pod's service account (default $SERVICE_ACCOUNT)")
 	f.StringVar(&instanceIP, "instance-ip", os.Getenv("INSTANCE_IP"), "the pod's IP addresses, comma-separated (default $INSTANCE_IP)")
+	f.StringVar(&tokenFile, "join-token-file", "", "token to join a locked control plane with: the controller's join token, or a projected ServiceAccount token (audience gitmesh) in Kubernetes; needs --xds-ca-file")
+	f.StringVar(&caFile, "xds-ca-file", "", "PEM bundle of the mesh CA that verifies the controller's xDS certificate, re-read at each connection (the controller's <state-dir>/ca/root-cert.pem; default: the bundle in $GITMESH_XDS_CA, as the injector sets it)")
 	f.StringVar(&w.Interception, "interception-mode", "", "REDIRECT when gitmesh proxy-init captures the workload's traffic (docs/capture.md)")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -182,6 +183,23 @@ func checkPermissions(t *testing.T, c kubernetes.Interface, dyn dynamic.Interfac
 		{"create a MeshRollout in another namespace", func() error {
 			_, err := dyn.Resource(meshRollouts).Namespace("default").Create(ctx, mr("x"), metav1.CreateOptions{})
 			return err
+		}, false},
+		// The locked control plane: TokenReview of the proxies' tokens, the
+		// CA bundle ConfigMap of the release namespace and no other.
+		{"create a tokenreview", func() error {
+			_, err := c.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: "x.y.z", Audiences: []string{"gitmesh"}}}, metav1.CreateOptions{})
+			return err
+		}, true},
+		{"create a ConfigMap in the release namespace", func() error {
+			_, err := c.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "perm-check-ca"}}, metav1.CreateOptions{})
+			return err
+		}, true},
+		{"create a ConfigMap in another namespace", func() error {
+			_, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+			return err
+		}, false},
+		{"delete a ConfigMap in the release namespace", func() error {
+			return c.CoreV1().ConfigMaps(ns).Delete(ctx, "anything", metav1.DeleteOptions{})
 		}, false},
 		{"update a namespace's labels", func() error {
 			_, err := c.CoreV1().Namespaces().Update(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.UpdateOptions{})

@@ -5,6 +5,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/ca"
 	"github.com/gitmesh/gitmesh/internal/jwks"
 	"github.com/gitmesh/gitmesh/reconciler"
 	"github.com/gitmesh/gitmesh/registry/kube"
@@ -28,6 +30,7 @@ import (
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/sources/git"
 	"github.com/gitmesh/gitmesh/xds"
+	"github.com/gitmesh/gitmesh/xds/xdsauth"
 )
 
 // Config configures a controller.
@@ -45,8 +48,24 @@ type Config struct {
 	FetchTimeout time.Duration
 	// XDSAddr and AdminAddr are listen addresses; port 0 picks a free one.
 	XDSAddr, AdminAddr string
-	// StateDir holds the state database, the checkout and the admin token.
+	// StateDir holds the state database, the checkout and the admin token
+	// (and, with XDSAuth required, the join token and the mesh CA in ca/).
 	StateDir string
+	// XDSAuth is "required" (proxies join with a token, then talk ADS
+	// over mTLS with a certificate bound to their node) or "none" (plain
+	// gRPC, any client). Default: none when XDSAddr is loopback-only,
+	// required otherwise (docs/security.md).
+	XDSAuth string
+	// XDSSANs are extra names of the xDS server's certificate (e.g. the
+	// Kubernetes Service's DNS names), besides the listen host and
+	// localhost.
+	XDSSANs []string
+	// JoinTokenFile holds the token proxies join with. Default
+	// <StateDir>/join-token, generated when missing.
+	JoinTokenFile string
+	// AdminAuth is AdminAuthWrites (default: the bearer token guards
+	// mutating calls) or AdminAuthAll (reads too, but the probes).
+	AdminAuth string
 	// AdminTokenFile holds the admin API's bearer token. Default <StateDir>/admin-token, generated when missing.
 	AdminTokenFile string
 	// WebhookSecretFile holds the shared secret of the webhook receivers
@@ -128,6 +147,13 @@ type Controller struct {
 	InjectorAddr string
 	// Token is the admin API's bearer token.
 	Token string
+	// XDSAuth is the xDS auth mode in force ("required" or "none").
+	XDSAuth string
+	// JoinToken is the token proxies join with ("" with XDSAuth none).
+	JoinToken string
+	// CABundle is the PEM bundle that verifies the xDS server (nil with
+	// XDSAuth none).
+	CABundle []byte
 	// Reconciler is the running loop.
 	Reconciler *reconciler.Reconciler
 	// Registry is the API server feed in Kubernetes mode; nil otherwise.
@@ -201,16 +227,37 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
-	xdsServer := xds.NewServer(append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)...)
+	xdsMode, err := xdsauth.ResolveMode(cfg.XDSAuth, cfg.XDSAddr)
+	if err != nil {
+		return nil, fmt.Errorf("starting controller: %w", err)
+	}
+	switch cfg.AdminAuth {
+	case "", AdminAuthWrites, AdminAuthAll:
+	default:
+		return nil, fmt.Errorf("starting controller: --admin-auth: want writes or all, got %s", cfg.AdminAuth)
+	}
 	authority, caStore, err := openCA(ctx, cfg, st, log.With("component", "ca"))
 	if err != nil {
 		return nil, fmt.Errorf("starting controller: %w", err)
 	}
+	// certs is the certificate manager; the locked xDS server asks it for
+	// the CA in force, which a root rotation replaces.
+	var certs *sds.Manager
+	xdsOpts := append([]xds.Option{xds.WithLogger(log.With("component", "xds"))}, st.xdsOptions()...)
+	var locked *lockedXDS
+	if xdsMode == xdsauth.AuthRequired {
+		authorities := xdsauth.AuthorityFunc(func() *ca.Authority { return certs.Authority() })
+		if locked, err = lockXDS(cfg, st, authorities, log); err != nil {
+			return nil, fmt.Errorf("starting controller: %w", err)
+		}
+		xdsOpts = append(xdsOpts, locked.opts...)
+	}
+	xdsServer := xds.NewServer(xdsOpts...)
 	caOpts := []sds.Option{sds.WithLogger(log.With("component", "ca")), sds.WithCertTTL(cfg.CA.CertTTL), sds.WithAckTimeout(cfg.CA.RotationAckTimeout)}
 	if caStore != nil {
 		caOpts = append(caOpts, sds.WithRootStore(caStore))
 	}
-	certs := sds.New(xdsServer, authority, caOpts...)
+	certs = sds.New(xdsServer, authority, caOpts...)
 	if st.cluster != nil {
 		st.cluster.onLead = reloadCA(cfg, st.cluster, certs)
 	}
@@ -253,7 +300,11 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	undo = append(undo, adminLis.Close)
 	var inj *injector
 	if cfg.Injector != nil {
-		if inj, err = newInjector(*cfg.Injector, log.With("component", "injector")); err != nil {
+		injCfg := *cfg.Injector
+		if locked != nil { // injected sidecars join with their ServiceAccount token
+			injCfg.Template.XDSCABundle = string(certs.Authority().Bundle())
+		}
+		if inj, err = newInjector(injCfg, log.With("component", "injector")); err != nil {
 			return nil, fmt.Errorf("starting controller: %w", err)
 		}
 	}
@@ -266,10 +317,20 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if kreg != nil {
 		reg.MustRegister(kreg.Collectors()...)
 	}
-	admin := &http.Server{Handler: st.adminHandler(withHooks(receiver, withCA(certs, token, reconciler.AdminHandler(rec, token, reg)))), ReadHeaderTimeout: 10 * time.Second}
+	adminHandler := st.adminHandler(withHooks(receiver, withCA(certs, token, reconciler.AdminHandler(rec, token, reg))))
+	if cfg.AdminAuth == AdminAuthAll {
+		adminHandler = requireAdminToken(token, adminHandler)
+	}
+	admin := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second}
 
 	c := &Controller{XDSAddr: xdsLis.Addr().String(), AdminAddr: adminLis.Addr().String(), Token: token, Reconciler: rec, Registry: kreg, CA: certs,
-		closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
+		XDSAuth: xdsMode, closeDB: st.closeDB, cluster: st.cluster, cancel: cancel}
+	if locked != nil {
+		c.JoinToken, c.CABundle = locked.joinToken, authority.Bundle()
+		if cfg.Cluster != nil {
+			publishCABundle(ctx, *cfg.Cluster, c.CABundle, log)
+		}
+	}
 	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
 	c.goRun("certificate manager", func() error { return certs.Run(ctx) })
 	if kreg != nil {
@@ -318,7 +379,8 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		c.runInjector(ctx, inj)
 	}
 	started = true
-	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir, "kubernetes", kreg != nil)
+	log.Info("controller started", "repo", src.URL(), "git_credentials", auth.String(), "xds_addr", c.XDSAddr, "admin_addr", c.AdminAddr, "state_dir", cfg.StateDir, "kubernetes", kreg != nil,
+		"xds_auth", xdsMode, "admin_auth", cmp.Or(cfg.AdminAuth, AdminAuthWrites))
 	return c, nil
 }
 

@@ -4,10 +4,11 @@
 // serves it, and takes the workload's labels from the Pod rather than
 // from the node's claim.
 //
-// This is a consistency check, not authentication: a client that can
-// reach the xDS port and knows a pod's name, account and IP can still
-// claim it. Istio authenticates the same claim with the pod's service
-// account token or its mTLS certificate; gitmesh does not yet.
+// On its own this is a consistency check, not authentication: a client
+// that can reach the xDS port and knows a pod's name, account and IP can
+// claim it. With the locked control plane (xds/xdsauth) the claim is
+// proved first: the stream's certificate binds the namespace, service
+// account and pod of the ServiceAccount token the sidecar joined with.
 package podidentity
 
 import (
