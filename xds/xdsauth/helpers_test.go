@@ -184,18 +184,19 @@ func workloadOf(b Binding) nodemeta.Workload {
 		Role: nodemeta.RoleSidecar, Labels: b.Labels, Outbound: "127.0.0.1:15001"}
 }
 
-// secretSnapshot is a node's snapshot holding its "default" secret,
-// marked with the node's id.
-func secretSnapshot(t *testing.T, id string) *cachev3.Snapshot {
-	t.Helper()
-	snap, err := cachev3.NewSnapshot("v-"+id, map[resource.Type][]types.Resource{
-		resource.SecretType: {&tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: inline("chain of " + id)}}}},
-	})
+// assignSecret makes id known to server (an empty config snapshot) and
+// assigns it its "default" secret, marked with the node's id.
+func assignSecret(ctx context.Context, server *xds.Server, id string) error {
+	empty, err := cachev3.NewSnapshot("v1", map[resource.Type][]types.Resource{})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	return snap
+	if err := server.SetSnapshot(ctx, id, "v1", empty); err != nil {
+		return err
+	}
+	_, err = server.SetSecrets(ctx, id, []*tlsv3.Secret{{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+		CertificateChain: inline("chain of " + id)}}}})
+	return err
 }
 
 // fetchSecret opens an ADS stream as w with creds, asks for the "default"

@@ -43,7 +43,7 @@ func TestJoinIssuesABoundCertificate(t *testing.T) {
 	}
 
 	w := workloadOf(got)
-	if err := p.server.SetSnapshot(ctx, w.ID, "v1", secretSnapshot(t, w.ID)); err != nil {
+	if err := assignSecret(ctx, p.server, w.ID); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := fetchSecret(t, p.addr, j.Credentials(), w)
@@ -98,7 +98,7 @@ func TestJoinRefused(t *testing.T) {
 func TestWithoutCertificateNothingIsServed(t *testing.T) {
 	p := startPlane(t)
 	w := workloadOf(binding("a"))
-	if err := p.server.SetSnapshot(context.Background(), w.ID, "v1", secretSnapshot(t, w.ID)); err != nil {
+	if err := assignSecret(context.Background(), p.server, w.ID); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("TLS without client certificate", func(t *testing.T) {
@@ -179,7 +179,7 @@ func TestNodeCannotClaimAnother(t *testing.T) {
 	p := startPlane(t)
 	ctx := context.Background()
 	for _, id := range []string{"a", "b"} {
-		if err := p.server.SetSnapshot(ctx, id, "v1", secretSnapshot(t, id)); err != nil {
+		if err := assignSecret(ctx, p.server, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -243,7 +243,7 @@ func TestAdminAddressOnlyFromThePeer(t *testing.T) {
 	} {
 		t.Run(tc.id, func(t *testing.T) {
 			b := binding(tc.id)
-			if err := p.server.SetSnapshot(context.Background(), tc.id, "v1", secretSnapshot(t, tc.id)); err != nil {
+			if err := assignSecret(context.Background(), p.server, tc.id); err != nil {
 				t.Fatal(err)
 			}
 			w := workloadOf(b)
