@@ -58,7 +58,7 @@ spec:
 		}
 		return ""
 	})
-	e2etest.Eventually(t, 10*time.Second, "the other namespace's sidecar is synced", func() string {
+	e2etest.Eventually(t, 30*time.Second, "the other namespace's sidecar is synced", func() string {
 		if p := proxyStatus(c, outside.ID); p.Acked == "" || p.Acked != p.Assigned {
 			return fmt.Sprintf("acked %q, assigned %q", p.Acked, p.Assigned)
 		}
