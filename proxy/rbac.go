@@ -7,8 +7,11 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -37,62 +40,43 @@ type rbacFilter struct {
 // principal match.
 type rbacPolicy struct {
 	name        string
-	permissions []permission
-	principals  []principal
+	permissions []rbacRule
+	principals  []rbacRule
 }
 
-type permKind int
+// ruleKind is the kind of one RBAC matcher.
+type ruleKind int
 
 const (
-	permAny permKind = iota
-	permAnd
-	permOr
-	permNot
-	permHeader
-	permURLPath
-	permDestIP
-	permDestPort
-	permDestPortRange
-	permMetadata
-	permSNI
+	ruleAny ruleKind = iota
+	ruleAnd
+	ruleOr
+	ruleNot
+	ruleHeader
+	ruleURLPath
+	ruleMetadata
+	ruleDestIP
+	ruleDestPort
+	ruleDestPortRange
+	ruleSNI
+	ruleAuthenticated
+	ruleDirectRemoteIP // direct_remote_ip and the deprecated source_ip
+	ruleRemoteIP
 )
 
-// permission is a built rbac.v3.Permission.
-type permission struct {
-	kind     permKind
-	children []permission // and_rules, or_rules, not_rule (one)
+// rbacRule is a built rbac.v3.Permission or rbac.v3.Principal. As in
+// Envoy (filters/common/rbac/matchers.h), both protos build into the same
+// tree of matchers: and/or/not, header, url_path and metadata mean the
+// same on either side; the other kinds come from one side only.
+type rbacRule struct {
+	kind     ruleKind
+	children []rbacRule   // and, or, not (one)
+	str      *stringMatch // url_path.path, requested_server_name, authenticated.principal_name (nil: any)
 	header   *headerMatch
-	str      *stringMatch // url_path.path, requested_server_name
+	metadata *metadataMatcher
 	cidr     netip.Prefix
 	port     uint32 // destination_port, or the range start
 	portEnd  uint32 // range end (exclusive)
-	metadata *metadataMatcher
-}
-
-type principalKind int
-
-const (
-	prinAny principalKind = iota
-	prinAnd
-	prinOr
-	prinNot
-	prinAuthenticated
-	prinDirectRemoteIP
-	prinRemoteIP
-	prinSourceIP
-	prinHeader
-	prinURLPath
-	prinMetadata
-)
-
-// principal is a built rbac.v3.Principal.
-type principal struct {
-	kind     principalKind
-	children []principal
-	str      *stringMatch // authenticated.principal_name (nil: any), url_path
-	cidr     netip.Prefix
-	header   *headerMatch
-	metadata *metadataMatcher
 }
 
 // buildRBAC validates an RBAC filter config. Fields the proxy does not
@@ -150,204 +134,184 @@ func buildRBACRules(rules *rbacconfigv3.RBAC) (*rbacFilter, *fieldError) {
 		if len(p.GetPrincipals()) == 0 {
 			return nil, fieldErr(field+".principals", "empty")
 		}
-		pol := rbacPolicy{name: name}
-		for i, pm := range p.GetPermissions() {
-			b, fe := buildPermission(pm)
-			if fe != nil {
-				fe.field = fmt.Sprintf("%s.permissions[%d]%s", field, i, fe.field)
-				return nil, fe
-			}
-			pol.permissions = append(pol.permissions, b)
+		perms, fe := buildRules(field+".permissions", p.GetPermissions(), buildPermission)
+		if fe != nil {
+			return nil, fe
 		}
-		for i, pr := range p.GetPrincipals() {
-			b, fe := buildPrincipal(pr)
-			if fe != nil {
-				fe.field = fmt.Sprintf("%s.principals[%d]%s", field, i, fe.field)
-				return nil, fe
-			}
-			pol.principals = append(pol.principals, b)
+		prins, fe := buildRules(field+".principals", p.GetPrincipals(), buildPrincipal)
+		if fe != nil {
+			return nil, fe
 		}
-		f.policies = append(f.policies, pol)
+		f.policies = append(f.policies, rbacPolicy{name: name, permissions: perms, principals: prins})
 	}
 	return f, nil
 }
 
-func buildPermission(p *rbacconfigv3.Permission) (permission, *fieldError) {
-	var out permission
+// buildPermission builds a Permission. Its switch and buildPrincipal's
+// differ only in the proto oneof they read; what both sides share is built
+// by the same helpers.
+func buildPermission(p *rbacconfigv3.Permission) (rbacRule, *fieldError) {
 	switch r := p.GetRule().(type) {
 	case *rbacconfigv3.Permission_Any:
-		if !r.Any {
-			return out, fieldErr(".any", "must be true")
-		}
-		out.kind = permAny
+		return anyRule(r.Any)
 	case *rbacconfigv3.Permission_AndRules:
-		out.kind = permAnd
-		return buildPermissionSet(out, ".and_rules", r.AndRules)
+		return setRule(ruleAnd, ".and_rules.rules", r.AndRules.GetRules(), buildPermission)
 	case *rbacconfigv3.Permission_OrRules:
-		out.kind = permOr
-		return buildPermissionSet(out, ".or_rules", r.OrRules)
+		return setRule(ruleOr, ".or_rules.rules", r.OrRules.GetRules(), buildPermission)
 	case *rbacconfigv3.Permission_NotRule:
-		child, fe := buildPermission(r.NotRule)
-		if fe != nil {
-			fe.field = ".not_rule" + fe.field
-			return out, fe
-		}
-		out.kind, out.children = permNot, []permission{child}
+		return notRule(".not_rule", r.NotRule, buildPermission)
 	case *rbacconfigv3.Permission_Header:
-		hm, err := buildHeaderMatch(r.Header)
-		if err != nil {
-			return out, fieldErr(".header", "%w", err)
-		}
-		out.kind, out.header = permHeader, &hm
+		return headerRule(r.Header)
 	case *rbacconfigv3.Permission_UrlPath:
-		sm, fe := buildPathMatcher(r.UrlPath)
-		if fe != nil {
-			fe.field = ".url_path" + fe.field
-			return out, fe
-		}
-		out.kind, out.str = permURLPath, sm
+		return urlPathRule(r.UrlPath)
+	case *rbacconfigv3.Permission_Metadata:
+		return metadataRule(r.Metadata)
 	case *rbacconfigv3.Permission_DestinationIp:
-		c, err := buildCIDR(r.DestinationIp)
-		if err != nil {
-			return out, fieldErr(".destination_ip", "%w", err)
-		}
-		out.kind, out.cidr = permDestIP, c
+		return cidrRule(ruleDestIP, ".destination_ip", r.DestinationIp)
 	case *rbacconfigv3.Permission_DestinationPort:
 		if r.DestinationPort > 65535 {
-			return out, fieldErr(".destination_port", "%d: must be at most 65535", r.DestinationPort)
+			return rbacRule{}, fieldErr(".destination_port", "%d: must be at most 65535", r.DestinationPort)
 		}
-		out.kind, out.port = permDestPort, r.DestinationPort
+		return rbacRule{kind: ruleDestPort, port: r.DestinationPort}, nil
 	case *rbacconfigv3.Permission_DestinationPortRange:
-		out.kind = permDestPortRange
-		out.port, out.portEnd = uint32(r.DestinationPortRange.GetStart()), uint32(r.DestinationPortRange.GetEnd())
-	case *rbacconfigv3.Permission_Metadata:
-		mm, fe := buildMetadataMatcher(r.Metadata)
-		if fe != nil {
-			fe.field = ".metadata" + fe.field
-			return out, fe
-		}
-		out.kind, out.metadata = permMetadata, mm
+		return rbacRule{kind: ruleDestPortRange, port: uint32(r.DestinationPortRange.GetStart()), portEnd: uint32(r.DestinationPortRange.GetEnd())}, nil
 	case *rbacconfigv3.Permission_RequestedServerName:
 		sm, err := buildStringMatch(r.RequestedServerName)
 		if err != nil {
-			return out, fieldErr(".requested_server_name", "%w", err)
+			return rbacRule{}, fieldErr(".requested_server_name", "%w", err)
 		}
-		out.kind, out.str = permSNI, sm
+		return rbacRule{kind: ruleSNI, str: sm}, nil
 	case nil:
-		return out, fieldErr("", "missing rule")
-	default:
-		return out, fieldErr("", "rule %s: %w", p.ProtoReflect().WhichOneof(p.ProtoReflect().Descriptor().Oneofs().ByName("rule")).Name(), errUnsupported)
+		return rbacRule{}, fieldErr("", "missing rule")
 	}
-	return out, nil
+	return rbacRule{}, unsupportedOneof(p, "rule")
 }
 
-func buildPermissionSet(out permission, field string, set *rbacconfigv3.Permission_Set) (permission, *fieldError) {
-	if len(set.GetRules()) == 0 {
-		return out, fieldErr(field+".rules", "empty")
-	}
-	for i, c := range set.GetRules() {
-		child, fe := buildPermission(c)
-		if fe != nil {
-			fe.field = fmt.Sprintf("%s.rules[%d]%s", field, i, fe.field)
-			return out, fe
-		}
-		out.children = append(out.children, child)
-	}
-	return out, nil
-}
-
-func buildPrincipal(p *rbacconfigv3.Principal) (principal, *fieldError) {
-	var out principal
+// buildPrincipal builds a Principal (see buildPermission).
+func buildPrincipal(p *rbacconfigv3.Principal) (rbacRule, *fieldError) {
 	switch id := p.GetIdentifier().(type) {
 	case *rbacconfigv3.Principal_Any:
-		if !id.Any {
-			return out, fieldErr(".any", "must be true")
-		}
-		out.kind = prinAny
+		return anyRule(id.Any)
 	case *rbacconfigv3.Principal_AndIds:
-		out.kind = prinAnd
-		return buildPrincipalSet(out, ".and_ids", id.AndIds)
+		return setRule(ruleAnd, ".and_ids.ids", id.AndIds.GetIds(), buildPrincipal)
 	case *rbacconfigv3.Principal_OrIds:
-		out.kind = prinOr
-		return buildPrincipalSet(out, ".or_ids", id.OrIds)
+		return setRule(ruleOr, ".or_ids.ids", id.OrIds.GetIds(), buildPrincipal)
 	case *rbacconfigv3.Principal_NotId:
-		child, fe := buildPrincipal(id.NotId)
-		if fe != nil {
-			fe.field = ".not_id" + fe.field
-			return out, fe
-		}
-		out.kind, out.children = prinNot, []principal{child}
+		return notRule(".not_id", id.NotId, buildPrincipal)
+	case *rbacconfigv3.Principal_Header:
+		return headerRule(id.Header)
+	case *rbacconfigv3.Principal_UrlPath:
+		return urlPathRule(id.UrlPath)
+	case *rbacconfigv3.Principal_Metadata:
+		return metadataRule(id.Metadata)
+	case *rbacconfigv3.Principal_DirectRemoteIp:
+		return cidrRule(ruleDirectRemoteIP, ".direct_remote_ip", id.DirectRemoteIp)
+	case *rbacconfigv3.Principal_SourceIp:
+		return cidrRule(ruleDirectRemoteIP, ".source_ip", id.SourceIp)
+	case *rbacconfigv3.Principal_RemoteIp:
+		return cidrRule(ruleRemoteIP, ".remote_ip", id.RemoteIp)
 	case *rbacconfigv3.Principal_Authenticated_:
 		if err := checkFields(id.Authenticated, "principal_name"); err != nil {
-			return out, fieldErr(".authenticated", "%w", err)
+			return rbacRule{}, fieldErr(".authenticated", "%w", err)
 		}
-		out.kind = prinAuthenticated
+		out := rbacRule{kind: ruleAuthenticated}
 		if pn := id.Authenticated.GetPrincipalName(); pn != nil {
 			sm, err := buildStringMatch(pn)
 			if err != nil {
-				return out, fieldErr(".authenticated.principal_name", "%w", err)
+				return rbacRule{}, fieldErr(".authenticated.principal_name", "%w", err)
 			}
 			out.str = sm
 		}
-	case *rbacconfigv3.Principal_DirectRemoteIp:
-		c, err := buildCIDR(id.DirectRemoteIp)
-		if err != nil {
-			return out, fieldErr(".direct_remote_ip", "%w", err)
-		}
-		out.kind, out.cidr = prinDirectRemoteIP, c
-	case *rbacconfigv3.Principal_RemoteIp:
-		c, err := buildCIDR(id.RemoteIp)
-		if err != nil {
-			return out, fieldErr(".remote_ip", "%w", err)
-		}
-		out.kind, out.cidr = prinRemoteIP, c
-	case *rbacconfigv3.Principal_SourceIp:
-		c, err := buildCIDR(id.SourceIp)
-		if err != nil {
-			return out, fieldErr(".source_ip", "%w", err)
-		}
-		out.kind, out.cidr = prinSourceIP, c
-	case *rbacconfigv3.Principal_Header:
-		hm, err := buildHeaderMatch(id.Header)
-		if err != nil {
-			return out, fieldErr(".header", "%w", err)
-		}
-		out.kind, out.header = prinHeader, &hm
-	case *rbacconfigv3.Principal_UrlPath:
-		sm, fe := buildPathMatcher(id.UrlPath)
-		if fe != nil {
-			fe.field = ".url_path" + fe.field
-			return out, fe
-		}
-		out.kind, out.str = prinURLPath, sm
-	case *rbacconfigv3.Principal_Metadata:
-		mm, fe := buildMetadataMatcher(id.Metadata)
-		if fe != nil {
-			fe.field = ".metadata" + fe.field
-			return out, fe
-		}
-		out.kind, out.metadata = prinMetadata, mm
+		return out, nil
 	case nil:
-		return out, fieldErr("", "missing identifier")
-	default:
-		return out, fieldErr("", "identifier %s: %w", p.ProtoReflect().WhichOneof(p.ProtoReflect().Descriptor().Oneofs().ByName("identifier")).Name(), errUnsupported)
+		return rbacRule{}, fieldErr("", "missing identifier")
+	}
+	return rbacRule{}, unsupportedOneof(p, "identifier")
+}
+
+// buildRules builds the elements of a repeated Permission or Principal
+// field, prefixing an error with the element's path.
+func buildRules[P any](field string, list []P, build func(P) (rbacRule, *fieldError)) ([]rbacRule, *fieldError) {
+	out := make([]rbacRule, 0, len(list))
+	for i, p := range list {
+		r, fe := build(p)
+		if fe != nil {
+			fe.field = fmt.Sprintf("%s[%d]%s", field, i, fe.field)
+			return nil, fe
+		}
+		out = append(out, r)
 	}
 	return out, nil
 }
 
-func buildPrincipalSet(out principal, field string, set *rbacconfigv3.Principal_Set) (principal, *fieldError) {
-	if len(set.GetIds()) == 0 {
-		return out, fieldErr(field+".ids", "empty")
+// setRule builds and_rules/or_rules or and_ids/or_ids: at least one
+// element (Envoy's validation).
+func setRule[P any](kind ruleKind, field string, list []P, build func(P) (rbacRule, *fieldError)) (rbacRule, *fieldError) {
+	if len(list) == 0 {
+		return rbacRule{}, fieldErr(field, "empty")
 	}
-	for i, c := range set.GetIds() {
-		child, fe := buildPrincipal(c)
-		if fe != nil {
-			fe.field = fmt.Sprintf("%s.ids[%d]%s", field, i, fe.field)
-			return out, fe
-		}
-		out.children = append(out.children, child)
+	children, fe := buildRules(field, list, build)
+	if fe != nil {
+		return rbacRule{}, fe
 	}
-	return out, nil
+	return rbacRule{kind: kind, children: children}, nil
+}
+
+func notRule[P any](field string, p P, build func(P) (rbacRule, *fieldError)) (rbacRule, *fieldError) {
+	child, fe := build(p)
+	if fe != nil {
+		fe.field = field + fe.field
+		return rbacRule{}, fe
+	}
+	return rbacRule{kind: ruleNot, children: []rbacRule{child}}, nil
+}
+
+func anyRule(set bool) (rbacRule, *fieldError) {
+	if !set {
+		return rbacRule{}, fieldErr(".any", "must be true")
+	}
+	return rbacRule{kind: ruleAny}, nil
+}
+
+func headerRule(h *routev3.HeaderMatcher) (rbacRule, *fieldError) {
+	hm, err := buildHeaderMatch(h)
+	if err != nil {
+		return rbacRule{}, fieldErr(".header", "%w", err)
+	}
+	return rbacRule{kind: ruleHeader, header: &hm}, nil
+}
+
+func urlPathRule(pm *matcherv3.PathMatcher) (rbacRule, *fieldError) {
+	sm, fe := buildPathMatcher(pm)
+	if fe != nil {
+		fe.field = ".url_path" + fe.field
+		return rbacRule{}, fe
+	}
+	return rbacRule{kind: ruleURLPath, str: sm}, nil
+}
+
+func metadataRule(mm *matcherv3.MetadataMatcher) (rbacRule, *fieldError) {
+	m, fe := buildMetadataMatcher(mm)
+	if fe != nil {
+		fe.field = ".metadata" + fe.field
+		return rbacRule{}, fe
+	}
+	return rbacRule{kind: ruleMetadata, metadata: m}, nil
+}
+
+func cidrRule(kind ruleKind, field string, c *corev3.CidrRange) (rbacRule, *fieldError) {
+	p, err := buildCIDR(c)
+	if err != nil {
+		return rbacRule{}, fieldErr(field, "%w", err)
+	}
+	return rbacRule{kind: kind, cidr: p}, nil
+}
+
+// unsupportedOneof rejects a oneof case the proxy does not implement,
+// naming it.
+func unsupportedOneof(m proto.Message, oneof string) *fieldError {
+	r := m.ProtoReflect()
+	return fieldErr("", "%s %s: %w", oneof, r.WhichOneof(r.Descriptor().Oneofs().ByName(protoreflect.Name(oneof))).Name(), errUnsupported)
 }
 
 func buildPathMatcher(pm *matcherv3.PathMatcher) (*stringMatch, *fieldError) {

@@ -86,99 +86,61 @@ func (f *rbacFilter) allows(in *authzInput) (bool, string) {
 }
 
 func (p *rbacPolicy) matches(in *authzInput) bool {
-	ok := false
-	for i := range p.permissions {
-		if p.permissions[i].matches(in) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return false
-	}
-	for i := range p.principals {
-		if p.principals[i].matches(in) {
-			return true
-		}
-	}
-	return false
+	return anyMatches(p.permissions, in) && anyMatches(p.principals, in)
 }
 
-func (p *permission) matches(in *authzInput) bool {
+// matches evaluates a built Permission or Principal.
+func (p *rbacRule) matches(in *authzInput) bool {
 	switch p.kind {
-	case permAny:
+	case ruleAny:
 		return true
-	case permAnd:
+	case ruleAnd:
 		for i := range p.children {
 			if !p.children[i].matches(in) {
 				return false
 			}
 		}
 		return true
-	case permOr:
-		for i := range p.children {
-			if p.children[i].matches(in) {
-				return true
-			}
-		}
-		return false
-	case permNot:
+	case ruleOr:
+		return anyMatches(p.children, in)
+	case ruleNot:
 		return !p.children[0].matches(in)
-	case permHeader:
+	case ruleHeader:
 		return p.header.matches(in.r)
-	case permURLPath:
+	case ruleURLPath:
 		return p.str.matches(in.path)
-	case permDestIP:
+	case ruleMetadata:
+		return p.metadata.matches(in.meta)
+	case ruleDestIP:
 		return in.local.IsValid() && p.cidr.Contains(in.local.Addr())
-	case permDestPort:
+	case ruleDestPort:
 		return in.local.IsValid() && uint32(in.local.Port()) == p.port
-	case permDestPortRange:
+	case ruleDestPortRange:
 		port := uint32(in.local.Port())
 		return in.local.IsValid() && port >= p.port && port < p.portEnd
-	case permMetadata:
-		return p.metadata.matches(in.meta)
-	case permSNI:
+	case ruleSNI:
 		sni := ""
 		if in.r.TLS != nil {
 			sni = in.r.TLS.ServerName
 		}
 		return p.str.matches(sni)
+	case ruleAuthenticated:
+		return authenticatedMatches(in.r, p.str)
+	case ruleDirectRemoteIP:
+		return in.direct.IsValid() && p.cidr.Contains(in.direct)
+	case ruleRemoteIP:
+		return in.remote.IsValid() && p.cidr.Contains(in.remote)
 	}
 	return false
 }
 
-func (p *principal) matches(in *authzInput) bool {
-	switch p.kind {
-	case prinAny:
-		return true
-	case prinAnd:
-		for i := range p.children {
-			if !p.children[i].matches(in) {
-				return false
-			}
+// anyMatches reports whether one of rules matches (an or_rules/or_ids, and
+// a policy's permissions and principals lists).
+func anyMatches(rules []rbacRule, in *authzInput) bool {
+	for i := range rules {
+		if rules[i].matches(in) {
+			return true
 		}
-		return true
-	case prinOr:
-		for i := range p.children {
-			if p.children[i].matches(in) {
-				return true
-			}
-		}
-		return false
-	case prinNot:
-		return !p.children[0].matches(in)
-	case prinAuthenticated:
-		return authenticatedMatches(in.r, p.str)
-	case prinDirectRemoteIP, prinSourceIP:
-		return in.direct.IsValid() && p.cidr.Contains(in.direct)
-	case prinRemoteIP:
-		return in.remote.IsValid() && p.cidr.Contains(in.remote)
-	case prinHeader:
-		return p.header.matches(in.r)
-	case prinURLPath:
-		return p.str.matches(in.path)
-	case prinMetadata:
-		return p.metadata.matches(in.meta)
 	}
 	return false
 }
