@@ -85,7 +85,7 @@ func rbacPolicyFor(ns string, rule *security.Rule, forTCP, allow bool) (*rbacv3.
 		c.values, c.notVals = values, notValues
 		return append([]condition{c}, list...)
 	}
-	var principals []*rbacv3.Principal
+	var prinLists, permLists [][]condition
 	for _, from := range rule.GetFrom() {
 		list := append([]condition(nil), basePrin...)
 		if s := from.GetSource(); s != nil {
@@ -97,20 +97,8 @@ func rbacPolicyFor(ns string, rule *security.Rule, forTCP, allow bool) (*rbacv3.
 			list = front(list, condition{key: attrRequestPrincipal, httpOnly: true, extendedPrincipal: requestPrincipals}, s.GetRequestPrincipals(), s.GetNotRequestPrincipals())
 			list = front(list, condition{key: attrSrcPrincipal, principal: sourcePrincipal}, s.GetPrincipals(), s.GetNotPrincipals())
 		}
-		p, err := generatePrincipal(list, forTCP, allow)
-		if err != nil {
-			return nil, err
-		}
-		principals = append(principals, p)
+		prinLists = append(prinLists, list)
 	}
-	if len(rule.GetFrom()) == 0 {
-		p, err := generatePrincipal(basePrin, forTCP, allow)
-		if err != nil {
-			return nil, err
-		}
-		principals = append(principals, p)
-	}
-	var permissions []*rbacv3.Permission
 	for _, to := range rule.GetTo() {
 		list := append([]condition(nil), basePerm...)
 		if o := to.GetOperation(); o != nil {
@@ -119,18 +107,23 @@ func rbacPolicyFor(ns string, rule *security.Rule, forTCP, allow bool) (*rbacv3.
 			list = front(list, condition{key: ":method", httpOnly: true, permission: methodPermission}, o.GetMethods(), o.GetNotMethods())
 			list = front(list, condition{key: ":authority", httpOnly: true, permission: hostPermission}, o.GetHosts(), o.GetNotHosts())
 		}
-		p, err := generatePermission(list, forTCP, allow)
-		if err != nil {
-			return nil, err
-		}
-		permissions = append(permissions, p)
+		permLists = append(permLists, list)
 	}
-	if len(rule.GetTo()) == 0 {
-		p, err := generatePermission(basePerm, forTCP, allow)
-		if err != nil {
-			return nil, err
-		}
-		permissions = append(permissions, p)
+	// A rule without from (to) has one principal (permission): the when
+	// conditions alone.
+	if len(prinLists) == 0 {
+		prinLists = [][]condition{basePrin}
+	}
+	if len(permLists) == 0 {
+		permLists = [][]condition{basePerm}
+	}
+	principals, err := generateAll(principalTree{}, prinLists, forTCP, allow)
+	if err != nil {
+		return nil, err
+	}
+	permissions, err := generateAll(permissionTree{}, permLists, forTCP, allow)
+	if err != nil {
+		return nil, err
 	}
 	return &rbacv3.Policy{Permissions: permissions, Principals: principals}, nil
 }
@@ -182,46 +175,39 @@ func whenCondition(ns, key string) (condition, bool, error) {
 	return c, false, nil
 }
 
-func generatePermission(list []condition, forTCP, allow bool) (*rbacv3.Permission, error) {
-	var and []*rbacv3.Permission
-	for _, c := range list {
-		if forTCP && c.httpOnly {
-			if allow {
-				return nil, fmt.Errorf("%q is HTTP only", c.key)
-			}
-			continue
-		}
-		for i, vals := range [][]string{c.values, c.notVals} {
-			var or []*rbacv3.Permission
-			for _, v := range vals {
-				p, err := c.permission(c.key, v)
-				if err != nil {
-					return nil, err
-				}
-				or = append(or, p)
-			}
-			if len(or) == 0 {
-				continue
-			}
-			p := &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: or}}}
-			if i == 1 {
-				p = &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: p}}
-			}
-			and = append(and, p)
-		}
-	}
-	if len(and) == 0 {
-		and = append(and, &rbacv3.Permission{Rule: &rbacv3.Permission_Any{Any: true}})
-	}
-	return &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: and}}}, nil
+// rbacTree builds one side of an RBAC policy, Permission or Principal:
+// the two protos compose the same way, so one generator serves both.
+type rbacTree[T any] interface {
+	and([]T) T
+	not(T) T
+	anyRule() T
+	// values is the matcher of one condition's values (ORed).
+	values(c condition, vs []string) (T, error)
 }
 
-func generatePrincipal(list []condition, forTCP, allow bool) (*rbacv3.Principal, error) {
-	var and []*rbacv3.Principal
+// generateAll generates one rule per condition list.
+func generateAll[T any](tree rbacTree[T], lists [][]condition, forTCP, allow bool) ([]T, error) {
+	out := make([]T, 0, len(lists))
+	for _, list := range lists {
+		r, err := generateRule(tree, list, forTCP, allow)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// generateRule is Istio's generatePermission/generatePrincipal: the
+// conditions ANDed, each an OR of its values, notValues under a NOT; no
+// condition matches anything.
+func generateRule[T any](tree rbacTree[T], list []condition, forTCP, allow bool) (T, error) {
+	var zero T
+	var and []T
 	for _, c := range list {
 		if forTCP && c.httpOnly {
 			if allow {
-				return nil, fmt.Errorf("%q is HTTP only", c.key)
+				return zero, fmt.Errorf("%q is HTTP only", c.key)
 			}
 			continue
 		}
@@ -229,33 +215,79 @@ func generatePrincipal(list []condition, forTCP, allow bool) (*rbacv3.Principal,
 			if len(vals) == 0 {
 				continue
 			}
-			var p *rbacv3.Principal
-			if c.extendedPrincipal != nil {
-				var err error
-				if p, err = c.extendedPrincipal(c.key, vals); err != nil {
-					return nil, err
-				}
-			} else {
-				var or []*rbacv3.Principal
-				for _, v := range vals {
-					x, err := c.principal(c.key, v)
-					if err != nil {
-						return nil, err
-					}
-					or = append(or, x)
-				}
-				p = &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: or}}}
+			r, err := tree.values(c, vals)
+			if err != nil {
+				return zero, err
 			}
 			if i == 1 {
-				p = &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: p}}
+				r = tree.not(r)
 			}
-			and = append(and, p)
+			and = append(and, r)
 		}
 	}
 	if len(and) == 0 {
-		and = append(and, &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}})
+		and = append(and, tree.anyRule())
 	}
-	return &rbacv3.Principal{Identifier: &rbacv3.Principal_AndIds{AndIds: &rbacv3.Principal_Set{Ids: and}}}, nil
+	return tree.and(and), nil
+}
+
+// orEach ORs the matchers gen makes of each value.
+func orEach[T any](c condition, vs []string, gen func(key, v string) (T, error), or func([]T) T) (T, error) {
+	var zero T
+	list := make([]T, 0, len(vs))
+	for _, v := range vs {
+		r, err := gen(c.key, v)
+		if err != nil {
+			return zero, err
+		}
+		list = append(list, r)
+	}
+	return or(list), nil
+}
+
+type permissionTree struct{}
+
+func (permissionTree) and(rs []*rbacv3.Permission) *rbacv3.Permission {
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: rs}}}
+}
+
+func (permissionTree) not(r *rbacv3.Permission) *rbacv3.Permission {
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: r}}
+}
+
+func (permissionTree) anyRule() *rbacv3.Permission {
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_Any{Any: true}}
+}
+
+func (permissionTree) values(c condition, vs []string) (*rbacv3.Permission, error) {
+	return orEach(c, vs, c.permission, func(rs []*rbacv3.Permission) *rbacv3.Permission {
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: rs}}}
+	})
+}
+
+type principalTree struct{}
+
+func (principalTree) and(ids []*rbacv3.Principal) *rbacv3.Principal {
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_AndIds{AndIds: &rbacv3.Principal_Set{Ids: ids}}}
+}
+
+func (principalTree) not(id *rbacv3.Principal) *rbacv3.Principal {
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: id}}
+}
+
+func (principalTree) anyRule() *rbacv3.Principal {
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}}
+}
+
+func (principalTree) values(c condition, vs []string) (*rbacv3.Principal, error) {
+	if c.extendedPrincipal != nil {
+		return c.extendedPrincipal(c.key, vs)
+	}
+	return orEach(c, vs, c.principal, principalOr)
+}
+
+func principalOr(ids []*rbacv3.Principal) *rbacv3.Principal {
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: ids}}}
 }
 
 // ---- string matchers (Istio's authz/matcher) ----
@@ -514,7 +546,7 @@ func requestPrincipals(_ string, values []string) (*rbacv3.Principal, error) {
 	if len(or) == 1 {
 		return or[0], nil
 	}
-	return &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: or}}}, nil
+	return principalOr(or), nil
 }
 
 // claimStringMatcher matches a top-level claim as a string.
