@@ -219,31 +219,17 @@ func buildJWTRequirement(r *jwtv3.JwtRequirement, providers map[string]*jwtProvi
 		}
 		out.kind, out.provider = reqProvider, p
 	case *jwtv3.JwtRequirement_RequiresAny:
-		out.kind = reqAny
-		for i, c := range t.RequiresAny.GetRequirements() {
-			child, fe := buildJWTRequirement(c, providers)
-			if fe != nil {
-				fe.field = fmt.Sprintf(".requires_any.requirements[%d]%s", i, fe.field)
-				return out, fe
-			}
-			out.children = append(out.children, child)
+		children, fe := buildJWTRequirementList(".requires_any.requirements", t.RequiresAny.GetRequirements(), providers)
+		if fe != nil {
+			return out, fe
 		}
-		if len(out.children) < 2 {
-			return out, fieldErr(".requires_any.requirements", "want at least 2, got %d", len(out.children))
-		}
+		out.kind, out.children = reqAny, children
 	case *jwtv3.JwtRequirement_RequiresAll:
-		out.kind = reqAll
-		for i, c := range t.RequiresAll.GetRequirements() {
-			child, fe := buildJWTRequirement(c, providers)
-			if fe != nil {
-				fe.field = fmt.Sprintf(".requires_all.requirements[%d]%s", i, fe.field)
-				return out, fe
-			}
-			out.children = append(out.children, child)
+		children, fe := buildJWTRequirementList(".requires_all.requirements", t.RequiresAll.GetRequirements(), providers)
+		if fe != nil {
+			return out, fe
 		}
-		if len(out.children) < 2 {
-			return out, fieldErr(".requires_all.requirements", "want at least 2, got %d", len(out.children))
-		}
+		out.kind, out.children = reqAll, children
 	case *jwtv3.JwtRequirement_AllowMissing:
 		out.kind = reqAllowMissing
 	case *jwtv3.JwtRequirement_AllowMissingOrFailed:
@@ -252,6 +238,24 @@ func buildJWTRequirement(r *jwtv3.JwtRequirement, providers map[string]*jwtProvi
 		return out, fieldErr("", "missing requirement")
 	default:
 		return out, fieldErr("", "requirement %T: %w", t, errUnsupported)
+	}
+	return out, nil
+}
+
+// buildJWTRequirementList builds the requirements of a requires_any or
+// requires_all, which Envoy's validation wants at least two of.
+func buildJWTRequirementList(field string, list []*jwtv3.JwtRequirement, providers map[string]*jwtProvider) ([]jwtRequirement, *fieldError) {
+	var out []jwtRequirement
+	for i, c := range list {
+		child, fe := buildJWTRequirement(c, providers)
+		if fe != nil {
+			fe.field = fmt.Sprintf("%s[%d]%s", field, i, fe.field)
+			return nil, fe
+		}
+		out = append(out, child)
+	}
+	if len(out) < 2 {
+		return nil, fieldErr(field, "want at least 2, got %d", len(out))
 	}
 	return out, nil
 }
