@@ -37,18 +37,7 @@ func typedHTTPFilter(name string, cfg *anypb.Any) *hcmv3.HttpFilter {
 // @request.auth.claims[name]: a dynamic_metadata matcher on the payload.
 func claimRoute(name, value, cluster string) *routev3.Route {
 	m := prefixMatch("/")
-	str := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}}}}
-	m.DynamicMetadata = []*matcherv3.MetadataMatcher{{
-		Filter: jwtAuthnFilterName,
-		Path: []*matcherv3.MetadataMatcher_PathSegment{
-			{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "payload"}},
-			{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: name}},
-		},
-		Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_OrMatch{OrMatch: &matcherv3.OrMatcher{ValueMatchers: []*matcherv3.ValueMatcher{
-			{MatchPattern: &matcherv3.ValueMatcher_ListMatch{ListMatch: &matcherv3.ListMatcher{MatchPattern: &matcherv3.ListMatcher_OneOf{OneOf: str}}}},
-			str,
-		}}}},
-	}}
+	m.DynamicMetadata = []*matcherv3.MetadataMatcher{claimMatcher(name, value)}
 	return toCluster(m, cluster)
 }
 

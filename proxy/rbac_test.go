@@ -82,11 +82,17 @@ func idIP(addr string, bits uint32) *rbacconfigv3.Principal {
 	return &rbacconfigv3.Principal{Identifier: &rbacconfigv3.Principal_DirectRemoteIp{DirectRemoteIp: &corev3.CidrRange{AddressPrefix: addr, PrefixLen: wrapperspb.UInt32(bits)}}}
 }
 
-// idClaim is Istio's request.auth.claims[name] matcher: the claim as a
-// list containing value, or a string equal to it.
+// idClaim is Istio's request.auth.claims[name] principal.
 func idClaim(name, value string) *rbacconfigv3.Principal {
+	return &rbacconfigv3.Principal{Identifier: &rbacconfigv3.Principal_Metadata{Metadata: claimMatcher(name, value)}}
+}
+
+// claimMatcher is Istio's matcher of a JWT claim (RBAC principals and
+// VirtualService routes alike): the claim as a list containing value, or a
+// string equal to it.
+func claimMatcher(name, value string) *matcherv3.MetadataMatcher {
 	str := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}}}}
-	return &rbacconfigv3.Principal{Identifier: &rbacconfigv3.Principal_Metadata{Metadata: &matcherv3.MetadataMatcher{
+	return &matcherv3.MetadataMatcher{
 		Filter: jwtAuthnFilterName,
 		Path: []*matcherv3.MetadataMatcher_PathSegment{
 			{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "payload"}},
@@ -96,7 +102,7 @@ func idClaim(name, value string) *rbacconfigv3.Principal {
 			{MatchPattern: &matcherv3.ValueMatcher_ListMatch{ListMatch: &matcherv3.ListMatcher{MatchPattern: &matcherv3.ListMatcher_OneOf{OneOf: str}}}},
 			str,
 		}}}},
-	}}}
+	}
 }
 
 func rbacConfig(action rbacconfigv3.RBAC_Action, policies map[string]*rbacconfigv3.Policy) *rbacv3.RBAC {
