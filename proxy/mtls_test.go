@@ -229,25 +229,6 @@ func TestMTLSBetweenProxies(t *testing.T) {
 	})
 }
 
-func metricLinesOf(p *runningProxy, name string, fragments ...string) []string {
-	rec := httptest.NewRecorder()
-	p.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	var out []string
-	for _, line := range strings.Split(rec.Body.String(), "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, f := range fragments {
-			ok = ok && strings.Contains(line, f)
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
 // directGet sends one request straight to the server's inbound listener
 // with TLS config cfg (nil: plaintext).
 func directGet(addr string, cfg *tls.Config) (*http.Response, error) {

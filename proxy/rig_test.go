@@ -110,17 +110,27 @@ func (r *rig) do(req *http.Request) (*http.Response, string) {
 // metrics reads /metrics from the admin handler in-process (the rig binds
 // no admin address).
 func (r *rig) metrics() string {
-	rec := httptest.NewRecorder()
-	r.proxy.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	return rec.Body.String()
+	return metricsOf(r.proxy)
 }
 
 // metricLines returns the /metrics lines of a metric containing every
 // fragment.
 func (r *rig) metricLines(name string, fragments ...string) []string {
+	return metricLinesOf(r.proxy, name, fragments...)
+}
+
+func metricsOf(p *runningProxy) string {
+	rec := httptest.NewRecorder()
+	p.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
+
+// metricLinesOf returns p's /metrics lines of a metric containing every
+// fragment.
+func metricLinesOf(p *runningProxy, name string, fragments ...string) []string {
 	var out []string
-	for _, line := range strings.Split(r.metrics(), "\n") {
-		if !strings.HasPrefix(line, name+"{") {
+	for _, line := range strings.Split(metricsOf(p), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
 		ok := true
