@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/ca"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 	"github.com/gitmesh/gitmesh/sds"
 	"github.com/gitmesh/gitmesh/xds"
 )
@@ -30,20 +30,9 @@ const waitFor = 10 * time.Second
 // startXDS serves an xds.Server on loopback until the test ends.
 func startXDS(t testing.TB, opts ...xds.Option) (*xds.Server, string) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	s := xds.NewServer(opts...)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve = %v", err)
-		}
-	})
+	testnet.Serve(t, lis, s.Serve)
 	return s, lis.Addr().String()
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 )
 
 // waitFor bounds every wait in these tests.
@@ -33,25 +33,9 @@ var xdsTypes = []string{resource.ClusterType, resource.EndpointType, resource.Li
 // startServer serves a new Server on loopback until the test ends.
 func startServer(t *testing.T, opts ...Option) (*Server, string) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	s := NewServer(opts...)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve = %v; want nil", err)
-			}
-		case <-time.After(waitFor):
-			t.Error("Serve did not return after its context was done")
-		}
-	})
+	testnet.Serve(t, lis, s.Serve)
 	return s, lis.Addr().String()
 }
 

@@ -1,14 +1,17 @@
 // Package testnet hands out loopback addresses for tests whose servers
 // must be told their address before they bind it (a proxy's listeners are
-// its node metadata, so a test picks ports, then the proxy binds them).
+// its node metadata, so a test picks ports, then the proxy binds them),
+// and serves test servers on loopback until their test ends.
 package testnet
 
 import (
+	"context"
 	"net"
 	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Ports FreeAddr hands out: [portBase, portBase+portSpan), below the
@@ -43,4 +46,39 @@ func FreeAddr(t testing.TB) string {
 	}
 	t.Fatal("testnet: no free port below the ephemeral range")
 	return ""
+}
+
+// stopTimeout bounds how long a served server may take to stop once its
+// test ended.
+const stopTimeout = 10 * time.Second
+
+// Listen returns a listener on a kernel-chosen 127.0.0.1 port.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lis
+}
+
+// Serve runs serve (a server's Serve(ctx, lis) method) on lis until the
+// test ends. The test's cleanup cancels serve's context and fails the test
+// when serve returns an error or does not return within stopTimeout.
+func Serve(t testing.TB, lis net.Listener, serve func(context.Context, net.Listener) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve = %v; want nil", err)
+			}
+		case <-time.After(stopTimeout):
+			t.Error("Serve did not return after its context was done")
+		}
+	})
 }

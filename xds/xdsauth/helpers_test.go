@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/ca"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 	"github.com/gitmesh/gitmesh/xds"
 )
 
@@ -74,10 +74,7 @@ func startPlane(t testing.TB) *plane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := testnet.Listen(t)
 	hosts, err := ServerHosts(lis.Addr().String(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -90,20 +87,7 @@ func startPlane(t testing.TB) *plane {
 		xds.WithServices(NewCertService(Static(authority), 0, nil, countingAuth{jt, joins}).Register),
 		xds.WithAdmission(NewAdmitter(Static(authority), nil, nil).Admit),
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve = %v", err)
-			}
-		case <-time.After(waitFor):
-			t.Error("Serve did not return")
-		}
-	})
+	testnet.Serve(t, lis, s.Serve)
 	dir := t.TempDir()
 	p := &plane{authority: authority, material: m, server: s, addr: lis.Addr().String(), joins: joins,
 		caFile: filepath.Join(dir, "ca.pem"), tokenFile: filepath.Join(dir, "join-token")}
