@@ -27,15 +27,23 @@ import (
 	"github.com/gitmesh/gitmesh/ca"
 )
 
-// startForCA starts a controller on loopback whose repository is an empty
-// local directory (fetches fail; the CA does not care) and returns it
-// with a function that stops it.
-func startForCA(t *testing.T, cfg Config) (*Controller, func()) {
+// startController starts a controller on loopback and returns it with a
+// function that stops it (the test's cleanup calls it too). Unset fields
+// default to: RepoURL an empty local directory (fetches fail; these tests
+// look at the CA and the listeners), StateDir a temporary directory,
+// XDSAddr a free loopback port. The admin API always listens on one.
+func startController(t *testing.T, cfg Config) (*Controller, func()) {
 	t.Helper()
 	if cfg.RepoURL == "" {
 		cfg.RepoURL = t.TempDir()
 	}
-	cfg.XDSAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	if cfg.XDSAddr == "" {
+		cfg.XDSAddr = "127.0.0.1:0"
+	}
+	cfg.AdminAddr = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := Start(ctx, cfg)
 	if err != nil {
@@ -93,7 +101,7 @@ func caCall(t *testing.T, c *Controller, op string, force bool, wantCode int, v 
 // rotation and a prune made through the admin API.
 func TestCARootPersists(t *testing.T) {
 	cfg := Config{StateDir: t.TempDir()}
-	c, stop := startForCA(t, cfg)
+	c, stop := startController(t, cfg)
 	var first admin.CAStatus
 	caCall(t, c, "", false, http.StatusOK, &first)
 	if first.TrustDomain != "cluster.local" || first.TrustedRoots != 1 || first.OperatorSupplied || len(first.RootFingerprint) != 64 {
@@ -114,7 +122,7 @@ func TestCARootPersists(t *testing.T) {
 	}
 	stop()
 
-	c, stop = startForCA(t, cfg)
+	c, stop = startController(t, cfg)
 	var again admin.CAStatus
 	caCall(t, c, "", false, http.StatusOK, &again)
 	if again.RootFingerprint != rotated.Status.RootFingerprint || again.TrustedRoots != 2 {
@@ -123,7 +131,7 @@ func TestCARootPersists(t *testing.T) {
 	caCall(t, c, admin.CAOpPrune, false, http.StatusOK, nil)
 	stop()
 
-	c, _ = startForCA(t, cfg)
+	c, _ = startController(t, cfg)
 	caCall(t, c, "", false, http.StatusOK, &again)
 	if again.RootFingerprint != rotated.Status.RootFingerprint || again.TrustedRoots != 1 {
 		t.Fatalf("after prune and restart %+v; want the rotated root alone", again)
@@ -152,7 +160,7 @@ func TestCAOperatorRoot(t *testing.T) {
 	}
 	cfg := Config{StateDir: t.TempDir(), CA: CAConfig{TrustDomain: "example.org",
 		CertFile: write("cert.pem", cur.CertPEM), KeyFile: write("key.pem", cur.KeyPEM), TrustedRootsFile: write("old.pem", old.CertPEM)}}
-	c, _ := startForCA(t, cfg)
+	c, _ := startController(t, cfg)
 	var st admin.CAStatus
 	caCall(t, c, "", false, http.StatusOK, &st)
 	if !st.OperatorSupplied || st.TrustDomain != "example.org" || st.TrustedRoots != 2 {
@@ -186,7 +194,7 @@ func TestCAConfigRefused(t *testing.T) {
 // address receives its certificate and the root over SDS; the root is the
 // one the CA status reports.
 func TestControllerServesSecrets(t *testing.T) {
-	c, _ := startForCA(t, Config{StateDir: t.TempDir()})
+	c, _ := startController(t, Config{StateDir: t.TempDir()})
 	conn, err := grpc.NewClient(c.XDSAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

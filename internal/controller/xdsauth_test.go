@@ -11,32 +11,6 @@ import (
 	"github.com/gitmesh/gitmesh/xds/xdsauth"
 )
 
-// startTestController starts a controller on loopback against a
-// repository that never answers (nothing is served: these tests look at
-// the listeners only) and stops it when the test ends.
-func startTestController(t *testing.T, cfg Config) *Controller {
-	t.Helper()
-	cfg.RepoURL = "https://git.invalid/mesh.git"
-	if cfg.StateDir == "" {
-		cfg.StateDir = t.TempDir()
-	}
-	if cfg.XDSAddr == "" {
-		cfg.XDSAddr = "127.0.0.1:0"
-	}
-	cfg.AdminAddr = "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := Start(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = c.Wait()
-	})
-	return c
-}
-
 func TestAdminAuth(t *testing.T) {
 	for _, tc := range []struct {
 		mode string
@@ -47,7 +21,7 @@ func TestAdminAuth(t *testing.T) {
 		{AdminAuthAll, map[string]int{"/api/v1/status": 401, "/api/v1/history": 401, "/metrics": 401, "/healthz": 200, "/readyz": 503}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			c := startTestController(t, Config{AdminAuth: tc.mode})
+			c, _ := startController(t, Config{AdminAuth: tc.mode})
 			for path, want := range tc.want {
 				for _, token := range []string{"", c.Token} {
 					req, err := http.NewRequest(http.MethodGet, "http://"+c.AdminAddr+path, nil)
@@ -80,20 +54,20 @@ func TestAdminAuth(t *testing.T) {
 
 func TestXDSAuthMode(t *testing.T) {
 	t.Run("loopback defaults to none", func(t *testing.T) {
-		c := startTestController(t, Config{})
+		c, _ := startController(t, Config{})
 		if c.XDSAuth != xdsauth.AuthNone || c.JoinToken != "" {
 			t.Errorf("mode %q, join token %q; want none and no token", c.XDSAuth, c.JoinToken)
 		}
 	})
 	t.Run("all interfaces default to required", func(t *testing.T) {
-		c := startTestController(t, Config{XDSAddr: ":0"})
+		c, _ := startController(t, Config{XDSAddr: ":0"})
 		if c.XDSAuth != xdsauth.AuthRequired || c.JoinToken == "" || len(c.CABundle) == 0 {
 			t.Errorf("mode %q; want required with a join token and a CA bundle", c.XDSAuth)
 		}
 	})
 	t.Run("required writes the join token 0600", func(t *testing.T) {
 		dir := t.TempDir()
-		c := startTestController(t, Config{XDSAuth: xdsauth.AuthRequired, StateDir: dir})
+		c, _ := startController(t, Config{XDSAuth: xdsauth.AuthRequired, StateDir: dir})
 		path := filepath.Join(dir, "join-token")
 		b, err := os.ReadFile(path)
 		if err != nil || strings.TrimSpace(string(b)) != c.JoinToken || c.JoinToken == "" {
@@ -108,7 +82,7 @@ func TestXDSAuthMode(t *testing.T) {
 		if err := os.WriteFile(f, []byte("given-token-0123456789abcdef\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c := startTestController(t, Config{XDSAuth: xdsauth.AuthRequired, JoinTokenFile: f})
+		c, _ := startController(t, Config{XDSAuth: xdsauth.AuthRequired, JoinTokenFile: f})
 		if c.JoinToken != "given-token-0123456789abcdef" {
 			t.Errorf("join token %q", c.JoinToken)
 		}
