@@ -13,6 +13,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	networking "istio.io/api/networking/v1"
 
@@ -208,7 +209,9 @@ func userTLSSocket(tls *networking.ClientTLSSettings, pt servicePort) (*corev3.T
 	return tlsSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: common, Sni: tls.GetSni()})
 }
 
-func tlsSocket(ctx *tlsv3.UpstreamTlsContext) (*corev3.TransportSocket, error) {
+// tlsSocket is the envoy.transport_sockets.tls transport socket of an
+// Upstream- or DownstreamTlsContext.
+func tlsSocket(ctx proto.Message) (*corev3.TransportSocket, error) {
 	a, err := marshalAny(ctx)
 	if err != nil {
 		return nil, err

@@ -79,7 +79,7 @@ func (b *builder) secureInbound(l *listenerv3.Listener, appPort uint32) error {
 // SPIFFE id: authorization decides who may call), and offers h2 and
 // http/1.1.
 func downstreamMTLSSocket() (*corev3.TransportSocket, error) {
-	a, err := marshalAny(&tlsv3.DownstreamTlsContext{
+	return tlsSocket(&tlsv3.DownstreamTlsContext{
 		RequireClientCertificate: wrapperspb.Bool(true),
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(sdsDefaultName)},
@@ -92,13 +92,6 @@ func downstreamMTLSSocket() (*corev3.TransportSocket, error) {
 			AlpnProtocols: []string{"h2", "http/1.1"},
 		},
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &corev3.TransportSocket{
-		Name:       wellknown.TransportSocketTLS,
-		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a},
-	}, nil
 }
 
 // setClientCertDetails sets how the HTTP connection managers of chain
