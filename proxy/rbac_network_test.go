@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"testing"
-	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -57,16 +55,7 @@ func TestNetworkRBAC(t *testing.T) {
 	r.push(res...)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addrs[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			io.WriteString(c, "ping")
-			c.(*net.TCPConn).CloseWrite()
-			got, _ := io.ReadAll(c)
-			if string(got) != tt.want {
+			if got := tcpExchange(t, addrs[i]); got != tt.want {
 				t.Errorf("read %q; want %q", got, tt.want)
 			}
 		})
