@@ -21,29 +21,24 @@ type authFilter struct {
 // buildAuthFilter builds the jwt_authn or rbac filter named name; ok is
 // false for other names.
 func buildAuthFilter(name string, tc *anypb.Any) (authFilter, bool, *fieldError) {
-	switch name {
-	case jwtAuthnFilterName:
-		if tc == nil {
-			return authFilter{}, true, fieldErr(".typed_config", "missing")
-		}
-		f, fe := buildJWTAuthn(tc)
-		if fe != nil {
-			fe.field = ".typed_config" + fe.field
-			return authFilter{}, true, fe
-		}
-		return authFilter{jwt: f}, true, nil
-	case rbacFilterName:
-		if tc == nil {
-			return authFilter{}, true, fieldErr(".typed_config", "missing")
-		}
-		f, fe := buildRBAC(tc)
-		if fe != nil {
-			fe.field = ".typed_config" + fe.field
-			return authFilter{}, true, fe
-		}
-		return authFilter{rbac: f}, true, nil
+	if name != jwtAuthnFilterName && name != rbacFilterName {
+		return authFilter{}, false, nil
 	}
-	return authFilter{}, false, nil
+	if tc == nil {
+		return authFilter{}, true, fieldErr(".typed_config", "missing")
+	}
+	var f authFilter
+	var fe *fieldError
+	if name == jwtAuthnFilterName {
+		f.jwt, fe = buildJWTAuthn(tc)
+	} else {
+		f.rbac, fe = buildRBAC(tc)
+	}
+	if fe != nil {
+		fe.field = ".typed_config" + fe.field
+		return authFilter{}, true, fe
+	}
+	return f, true, nil
 }
 
 // rbacDeniedBody is Envoy's RBAC filter's local reply body.
