@@ -192,3 +192,44 @@ func waitFor(ctx context.Context, d time.Duration, what string, cond func() erro
 		}
 	}
 }
+
+// readGroup sums CPU and RSS over the processes of process group pgid
+// (a child and, for nginx, its workers).
+func readGroup(pgid int) (procStat, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return procStat{}, fmt.Errorf("listing processes: %w", err)
+	}
+	var sum procStat
+	found := false
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 3 || f[2] != strconv.Itoa(pgid) { // field 5: pgrp
+			continue
+		}
+		st, err := readProc(pid)
+		if err != nil {
+			continue
+		}
+		sum.CPU += st.CPU
+		sum.RSS += st.RSS
+		found = true
+	}
+	if !found {
+		return sum, fmt.Errorf("reading process group %d: no process", pgid)
+	}
+	return sum, nil
+}
