@@ -37,8 +37,12 @@ func benchMain(ctx context.Context, args []string) error {
 	results := fs.String("results", "bench-results", "directory for results.json and table.txt")
 	plots := fs.String("plots", "docs/performance", "directory for the PNG plots (empty: none)")
 	gitmesh := fs.String("gitmesh", "", "gitmesh binary (default: build ./cmd/gitmesh into a temporary directory)")
+	render := fs.String("render", "", "only print the table of this results.json and draw its plots")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *render != "" {
+		return bench.Render(*render, *plots, os.Stdout)
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -50,6 +50,10 @@ type Options struct {
 	LoadClientEnv []string
 	// Out receives progress and the table. If nil, os.Stdout.
 	Out io.Writer
+	// CompilerSizes and ControlPlaneCases replace the parts' defaults
+	// (tests).
+	CompilerSizes     []int
+	ControlPlaneCases []CPCase
 }
 
 // Results is everything one run measured (results.json).
@@ -71,6 +75,24 @@ type Machine struct {
 	GoVersion string  `json:"go_version"`
 	Kernel    string  `json:"kernel"`
 	LoadAvg   string  `json:"load_avg_at_start"`
+}
+
+// Render prints the table of a results.json written by an earlier run and
+// draws its plots into plotDir (none when empty).
+func Render(resultsFile, plotDir string, out io.Writer) error {
+	b, err := os.ReadFile(resultsFile)
+	if err != nil {
+		return fmt.Errorf("reading results: %w", err)
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("decoding %s: %w", resultsFile, err)
+	}
+	fmt.Fprint(out, renderTable(&res))
+	if plotDir != "" {
+		return renderPlots(plotDir, &res)
+	}
+	return nil
 }
 
 // Run runs the selected parts and writes the results; it returns them.
@@ -103,19 +125,14 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			return nil, err
 		}
 	}
-	if all || want[PartCompiler] {
-		sizes, runs := []int{100, 1000, 10000}, 3
-		if o.Quick {
-			sizes, runs = []int{100, 1000}, 1
+	// Results are written after each part (and each control-plane case),
+	// so a run stopped part-way keeps what it measured.
+	checkpoint := func() {
+		if o.ResultsDir != "" {
+			if err := writeResults(o.ResultsDir, res, renderTable(res)); err != nil {
+				logf("warning: %v", err)
+			}
 		}
-		res.Compiler, err = runCompiler(ctx, tmp, sizes, runs, logf)
-		if err != nil {
-			res.Errors = append(res.Errors, err.Error())
-		}
-	}
-	if all || want[PartControlPlane] {
-		env := cpEnv{gitmesh: o.Gitmesh, loadClient: o.LoadClient, loadEnv: o.LoadClientEnv, tmp: tmp, logf: logf}
-		res.ControlPlane = runControlPlane(ctx, env, controlPlaneCases(o.Quick))
 	}
 	if all || want[PartDataPlane] {
 		dp, err := runDataPlane(ctx, dpEnv{gitmesh: o.Gitmesh, tmp: tmp, logf: logf, quick: o.Quick})
@@ -123,6 +140,32 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			res.Errors = append(res.Errors, "dataplane: "+err.Error())
 		}
 		res.DataPlane = dp
+		checkpoint()
+	}
+	if all || want[PartCompiler] {
+		sizes, runs := []int{100, 1000, 10000}, 3
+		if o.Quick {
+			sizes, runs = []int{100, 1000}, 1
+		}
+		if o.CompilerSizes != nil {
+			sizes, runs = o.CompilerSizes, 1
+		}
+		res.Compiler, err = runCompiler(ctx, tmp, sizes, runs, logf)
+		if err != nil {
+			res.Errors = append(res.Errors, err.Error())
+		}
+		checkpoint()
+	}
+	if all || want[PartControlPlane] {
+		env := cpEnv{gitmesh: o.Gitmesh, loadClient: o.LoadClient, loadEnv: o.LoadClientEnv, tmp: tmp, logf: logf}
+		cases := controlPlaneCases(o.Quick)
+		if o.ControlPlaneCases != nil {
+			cases = o.ControlPlaneCases
+		}
+		runControlPlane(ctx, env, cases, func(r CPResult) {
+			res.ControlPlane = append(res.ControlPlane, r)
+			checkpoint()
+		})
 	}
 	table := renderTable(res)
 	fmt.Fprint(o.Out, "\n"+table)

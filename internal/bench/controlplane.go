@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -82,9 +83,9 @@ type cpEnv struct {
 	logf       func(string, ...any)
 }
 
-// runControlPlane runs each case against a fresh controller.
-func runControlPlane(ctx context.Context, env cpEnv, cases []CPCase) []CPResult {
-	var out []CPResult
+// runControlPlane runs each case against a fresh controller and hands
+// each result to done.
+func runControlPlane(ctx context.Context, env cpEnv, cases []CPCase, done func(CPResult)) {
 	for _, c := range cases {
 		if ctx.Err() != nil {
 			break
@@ -96,9 +97,8 @@ func runControlPlane(ctx context.Context, env cpEnv, cases []CPCase) []CPResult 
 			env.logf("controlplane: %d services x %d proxies (%s): connected %.0f ms (%d ready), %.0f KB RSS/proxy; %s",
 				c.Services, c.Proxies, c.Mode(), r.ConnectMS, r.Ready, r.RSSPerProxyKB, changesLine(r.Changes))
 		}
-		out = append(out, r)
+		done(r)
 	}
-	return out
 }
 
 func changesLine(cs []CPChange) string {
@@ -233,7 +233,7 @@ func cpCase(ctx context.Context, env cpEnv, c CPCase, dir string, r *CPResult) e
 	}
 	r.RSSBeforeMB = float64(before.RSS) / 1e6
 
-	connectTimeout := 60*time.Second + time.Duration(c.Proxies)*20*time.Millisecond
+	connectTimeout := 60*time.Second + time.Duration(c.Proxies)*60*time.Millisecond
 	argv := append(append([]string(nil), env.loadClient...),
 		"--xds", xdsAddr, fmt.Sprintf("--n=%d", c.Proxies), fmt.Sprintf("--delta=%t", c.Delta),
 		"--connect-timeout", connectTimeout.String(), "--converge-timeout", "60s")
@@ -242,11 +242,20 @@ func cpCase(ctx context.Context, env cpEnv, c CPCase, dir string, r *CPResult) e
 		return err
 	}
 	defer lc.stop()
+	over := guardRSS(ctx, ctrl, maxControllerRSS)
 	ev, err := lc.next(ctx, connectTimeout+30*time.Second, "connected")
+	if o := over(); o != "" {
+		return errors.New(o)
+	}
 	if err != nil {
 		return err
 	}
 	r.ConnectMS, r.ConnectTimeout, r.Ready, r.ConnectBytes = ev.ConnectMS, ev.Timeout, ev.Ready, ev.Bytes
+	if ev.Timeout {
+		// Changes measured now would be mixed up with the first snapshots
+		// still in flight.
+		return fmt.Errorf("only %d of %d proxies ACKed their first snapshot within %s; changes not measured", ev.Ready, c.Proxies, connectTimeout)
+	}
 	settle(ctx, time.Second)
 	after, err := readProc(ctrl.pid())
 	if err != nil {
@@ -284,6 +293,9 @@ func cpCase(ctx context.Context, env cpEnv, c CPCase, dir string, r *CPResult) e
 			return err
 		}
 		ev, err := lc.next(ctx, 2*time.Minute, "converged")
+		if o := over(); o != "" {
+			return errors.New(o)
+		}
 		if err != nil {
 			return err
 		}
@@ -303,6 +315,42 @@ func cpCase(ctx context.Context, env cpEnv, c CPCase, dir string, r *CPResult) e
 		r.Changes = append(r.Changes, ch)
 	}
 	return nil
+}
+
+// maxControllerRSS is where a case is stopped: the machine is shared, and
+// a controller past it would push others into swap.
+const maxControllerRSS = 8 << 30
+
+// guardRSS watches the controller's RSS every 500ms and kills it past
+// limit. The returned function says whether it did (and at what RSS).
+func guardRSS(ctx context.Context, ctrl *child, limit int64) func() string {
+	var mu sync.Mutex // protects msg
+	var msg string
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ctrl.done:
+				return
+			case <-t.C:
+			}
+			if st, err := readProc(ctrl.pid()); err == nil && st.RSS > limit {
+				mu.Lock()
+				msg = fmt.Sprintf("stopped: controller RSS %.1f GB passed the harness's %.0f GB limit", float64(st.RSS)/1e9, float64(limit)/(1<<30))
+				mu.Unlock()
+				ctrl.stop()
+				return
+			}
+		}
+	}()
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return msg
+	}
 }
 
 // settle waits d unless ctx ends first.

@@ -1,6 +1,7 @@
 package adsload
 
 import (
+	"hash/maphash"
 	"sort"
 	"sync"
 
@@ -25,17 +26,27 @@ const (
 // the same resources, and decoding each once keeps the load client's CPU
 // (on the controller's machine) small.
 type nameCache struct {
-	mu sync.Mutex // protects m
-	m  map[string][]string
+	seed maphash.Seed
+	mu   sync.Mutex // protects m
+	m    map[cacheKey][]string
 }
 
-func newNameCache() *nameCache { return &nameCache{m: map[string][]string{}} }
+// cacheKey identifies a resource by type, size and a hash of its bytes.
+type cacheKey struct {
+	typ  string
+	size int
+	hash uint64
+}
+
+func newNameCache() *nameCache {
+	return &nameCache{seed: maphash.MakeSeed(), m: map[cacheKey][]string{}}
+}
 
 // refs returns the names resource r of type typ references: route
 // configurations for a listener's HTTP connection managers, the EDS
 // service name of an EDS cluster.
 func (c *nameCache) refs(typ string, r *anypb.Any) []string {
-	key := typ + "\x00" + string(r.GetValue())
+	key := cacheKey{typ: typ, size: len(r.GetValue()), hash: maphash.Bytes(c.seed, r.GetValue())}
 	c.mu.Lock()
 	v, ok := c.m[key]
 	c.mu.Unlock()
