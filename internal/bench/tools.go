@@ -162,7 +162,10 @@ backend be
 }
 
 // nginxConfig is nginx in front of backend with upstream keep-alive
-// (HTTP/1.1 upstream: nginx proxies h2 only to gRPC servers).
+// (HTTP/1.1 upstream: nginx proxies h2 only to gRPC servers). Its default
+// keepalive_requests (1,000 per connection, HTTP/2 included) would close
+// the load tools' connections every thousand requests: h2load does not
+// reconnect, so it is lifted on both sides.
 func nginxConfig(dir, listen, backend, proto string) string {
 	h2 := ""
 	if proto == "h2c" {
@@ -174,6 +177,7 @@ error_log %[1]s/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
+    keepalive_requests 1000000;
     client_body_temp_path %[1]s/body;
     proxy_temp_path %[1]s/proxy;
     fastcgi_temp_path %[1]s/fastcgi;
@@ -182,6 +186,7 @@ http {
     upstream app {
         server %[3]s;
         keepalive 64;
+        keepalive_requests 1000000;
     }
     server {
         listen %[2]s%[4]s;
