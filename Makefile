@@ -25,7 +25,7 @@ KUBE_PKGS   := ./internal/kubetest/... ./reconciler/kubestate/... ./internal/pod
 HELM_PKGS   := ./charts/... ./internal/helmtest/... ./e2e/helm/...
 IMAGE       ?= ghcr.io/gitmesh/gitmesh:dev
 
-.PHONY: help test unit race e2e fuzz lint tools bench bench-e2e generate build clean kube-tools test-kubernetes helm-tool test-helm image
+.PHONY: help test unit race e2e fuzz lint tools bench bench-go bench-tools bench-e2e generate build clean kube-tools test-kubernetes helm-tool test-helm image
 
 help: ## show this help
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -77,8 +77,26 @@ image: ## build the container image IMAGE with docker or podman; exits 2 with a 
 tools: ## install staticcheck (from the Go module proxy)
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-bench: ## benchmarks (compiler, proxy)
+# BENCH selects one part of the harness (dataplane, compiler or
+# controlplane; default all); BENCH_QUICK=1 is a smoke run of about two
+# minutes. Results go to bench-results/ (gitignored), plots to
+# docs/performance/ (committed with docs/performance.md).
+BENCH       ?= all
+bench: ## the benchmark harness: data plane vs HAProxy/nginx, compiler, control plane (BENCH=dataplane|compiler|controlplane, BENCH_QUICK=1); docs/performance.md
+	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = dataplane ]; then $(MAKE) --no-print-directory bench-tools; fi
+	$(GO) build -o bin/gitmesh-bench ./cmd/gitmesh-bench
+	$(GO) build -o bin/gitmesh ./cmd/gitmesh
+	bin/gitmesh-bench -bench $(BENCH) -quick=$(if $(filter 1,$(BENCH_QUICK)),true,false) -gitmesh bin/gitmesh -results bench-results -plots docs/performance
+
+bench-go: ## the Go benchmarks (compiler, proxy) with go test -bench
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+bench-tools: ## install wrk, HAProxy, nginx and h2load (nghttp2-client) from Debian when missing (as root)
+	@missing=""; for t in wrk:wrk haproxy:haproxy nginx:nginx h2load:nghttp2-client; do \
+		command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
+	if [ -z "$$missing" ]; then echo "bench tools present"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "missing:$$missing (run as root, or apt-get install them)"; exit 1; fi
 
 bench-e2e: ## end-to-end timings: git push -> traffic, time to rollback (median of 5)
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./e2e/

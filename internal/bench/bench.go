@@ -1,0 +1,257 @@
+// Package bench is gitmesh's reproducible benchmark harness (make bench):
+// the data plane (the bundled proxy against a direct connection, HAProxy
+// and nginx, with wrk, h2load and an open-loop load generator), the
+// compiler (synthetic meshes of 100 to 10,000 services) and the control
+// plane (a real controller process on a Git repository, with thousands of
+// simulated ADS proxies in another process). It prints a table, writes
+// JSON and renders PNG plots; docs/performance.md explains the method.
+//
+// Every process it starts runs in its own process group with a parent
+// death signal, and is killed when its part ends.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Parts of the harness, as BENCH names them.
+const (
+	PartDataPlane    = "dataplane"
+	PartCompiler     = "compiler"
+	PartControlPlane = "controlplane"
+)
+
+// Options configures a run.
+type Options struct {
+	// Parts to run; empty means all.
+	Parts []string
+	// Quick shrinks every part to a smoke run (about two minutes in all).
+	Quick bool
+	// ResultsDir receives results.json (and the table as table.txt).
+	ResultsDir string
+	// PlotDir receives the PNG plots; empty means none are drawn.
+	PlotDir string
+	// Gitmesh is the gitmesh binary; empty means build ./cmd/gitmesh from
+	// ModuleDir into a temporary directory.
+	Gitmesh   string
+	ModuleDir string
+	// LoadClient is the argv prefix that runs the ADS load client
+	// (adsload flags follow), with LoadClientEnv added to its environment.
+	LoadClient    []string
+	LoadClientEnv []string
+	// Out receives progress and the table. If nil, os.Stdout.
+	Out io.Writer
+	// CompilerSizes and ControlPlaneCases replace the parts' defaults
+	// (tests).
+	CompilerSizes     []int
+	ControlPlaneCases []CPCase
+}
+
+// Results is everything one run measured (results.json).
+type Results struct {
+	Started      time.Time        `json:"started"`
+	Machine      Machine          `json:"machine"`
+	Quick        bool             `json:"quick"`
+	DataPlane    *DataPlaneResult `json:"dataplane,omitempty"`
+	Compiler     []CompilerResult `json:"compiler,omitempty"`
+	ControlPlane []CPResult       `json:"controlplane,omitempty"`
+	Errors       []string         `json:"errors,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs      int     `json:"cpus"`
+	CPUModel  string  `json:"cpu_model"`
+	MemoryGB  float64 `json:"memory_gb"`
+	GoVersion string  `json:"go_version"`
+	Kernel    string  `json:"kernel"`
+	LoadAvg   string  `json:"load_avg_at_start"`
+}
+
+// Render prints the table of a results.json written by an earlier run and
+// draws its plots into plotDir (none when empty).
+func Render(resultsFile, plotDir string, out io.Writer) error {
+	b, err := os.ReadFile(resultsFile)
+	if err != nil {
+		return fmt.Errorf("reading results: %w", err)
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("decoding %s: %w", resultsFile, err)
+	}
+	fmt.Fprint(out, renderTable(&res))
+	if plotDir != "" {
+		return renderPlots(plotDir, &res)
+	}
+	return nil
+}
+
+// Run runs the selected parts and writes the results; it returns them.
+// A part that fails records its error and the others still run.
+func Run(ctx context.Context, o Options) (*Results, error) {
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(o.Out, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+	want := map[string]bool{}
+	for _, p := range o.Parts {
+		want[p] = true
+	}
+	all := len(want) == 0
+	tmp, err := os.MkdirTemp("", "gitmesh-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a temporary directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := raiseNoFile(65536); err != nil {
+		logf("warning: %v", err)
+	}
+	res := &Results{Started: time.Now().UTC(), Machine: describeMachine(), Quick: o.Quick}
+	needBinary := all || want[PartDataPlane] || want[PartControlPlane]
+	if needBinary && o.Gitmesh == "" {
+		logf("building ./cmd/gitmesh")
+		if o.Gitmesh, err = buildGitmesh(ctx, o.ModuleDir, tmp); err != nil {
+			return nil, err
+		}
+	}
+	// Results are written after each part (and each control-plane case),
+	// so a run stopped part-way keeps what it measured.
+	checkpoint := func() {
+		if o.ResultsDir != "" {
+			if err := writeResults(o.ResultsDir, res, renderTable(res)); err != nil {
+				logf("warning: %v", err)
+			}
+		}
+	}
+	if all || want[PartDataPlane] {
+		dp, err := runDataPlane(ctx, dpEnv{gitmesh: o.Gitmesh, tmp: tmp, logf: logf, quick: o.Quick})
+		if err != nil {
+			res.Errors = append(res.Errors, "dataplane: "+err.Error())
+		}
+		res.DataPlane = dp
+		checkpoint()
+	}
+	if all || want[PartCompiler] {
+		sizes, runs := []int{100, 1000, 10000}, 3
+		if o.Quick {
+			sizes, runs = []int{100, 1000}, 1
+		}
+		if o.CompilerSizes != nil {
+			sizes, runs = o.CompilerSizes, 1
+		}
+		res.Compiler, err = runCompiler(ctx, tmp, sizes, runs, logf)
+		if err != nil {
+			res.Errors = append(res.Errors, err.Error())
+		}
+		checkpoint()
+	}
+	if all || want[PartControlPlane] {
+		env := cpEnv{gitmesh: o.Gitmesh, loadClient: o.LoadClient, loadEnv: o.LoadClientEnv, tmp: tmp, logf: logf}
+		cases := controlPlaneCases(o.Quick)
+		if o.ControlPlaneCases != nil {
+			cases = o.ControlPlaneCases
+		}
+		runControlPlane(ctx, env, cases, func(r CPResult) {
+			res.ControlPlane = append(res.ControlPlane, r)
+			checkpoint()
+		})
+	}
+	table := renderTable(res)
+	fmt.Fprint(o.Out, "\n"+table)
+	if o.ResultsDir != "" {
+		if err := writeResults(o.ResultsDir, res, table); err != nil {
+			return res, err
+		}
+		logf("results in %s", o.ResultsDir)
+	}
+	if o.PlotDir != "" {
+		if err := renderPlots(o.PlotDir, res); err != nil {
+			return res, err
+		}
+		logf("plots in %s", o.PlotDir)
+	}
+	return res, nil
+}
+
+// controlPlaneCases is the case matrix: N = 100, 1,000, 5,000 proxies with
+// 3 and 1,000 services, state of the world and delta.
+func controlPlaneCases(quick bool) []CPCase {
+	if quick {
+		return []CPCase{{Services: 3, Proxies: 100}, {Services: 3, Proxies: 100, Delta: true}}
+	}
+	var cs []CPCase
+	for _, s := range []int{3, 1000} {
+		for _, n := range []int{100, 1000, 5000} {
+			for _, d := range []bool{false, true} {
+				cs = append(cs, CPCase{Services: s, Proxies: n, Delta: d})
+			}
+		}
+	}
+	return cs
+}
+
+// buildGitmesh builds ./cmd/gitmesh into dir.
+func buildGitmesh(ctx context.Context, moduleDir, dir string) (string, error) {
+	bin := filepath.Join(dir, "gitmesh")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/gitmesh")
+	cmd.Dir = moduleDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building gitmesh: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// writeResults writes results.json and table.txt into dir.
+func writeResults(dir string, res *Results, table string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
+		return fmt.Errorf("writing results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "table.txt"), []byte(table), 0o644); err != nil {
+		return fmt.Errorf("writing the table: %w", err)
+	}
+	return nil
+}
+
+// describeMachine reads /proc for the machine's description.
+func describeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %f kB", &kb); err == nil {
+			m.MemoryGB = kb / 1e6
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return m
+}
