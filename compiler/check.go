@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"crypto/sha256"
 	"fmt"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -32,22 +33,22 @@ func marshalAny(m proto.Message) (*anypb.Any, error) {
 // and that no domain appears in two VirtualHosts of a RouteConfiguration.
 func (r *resources) check() error {
 	for _, l := range r.listeners {
-		if err := validateDeep(l); err != nil {
+		if err := r.validate(l); err != nil {
 			return fmt.Errorf("invalid listener %s: %w", l.GetName(), err)
 		}
 	}
 	for _, rc := range r.routes {
-		if err := validateDeep(rc); err != nil {
+		if err := r.validate(rc); err != nil {
 			return fmt.Errorf("invalid route configuration %s: %w", rc.GetName(), err)
 		}
 	}
 	for _, c := range r.clusters {
-		if err := validateDeep(c); err != nil {
+		if err := r.validate(c); err != nil {
 			return fmt.Errorf("invalid cluster %s: %w", c.GetName(), err)
 		}
 	}
 	for _, e := range r.endpoints {
-		if err := validateDeep(e); err != nil {
+		if err := r.validate(e); err != nil {
 			return fmt.Errorf("invalid cluster load assignment %s: %w", e.GetClusterName(), err)
 		}
 	}
@@ -97,6 +98,36 @@ func (r *resources) check() error {
 			return fmt.Errorf("cluster %s: cluster load assignment %s does not exist", c.GetName(), name)
 		}
 	}
+	return nil
+}
+
+// validate is validateDeep, skipped for a resource whose deterministic
+// encoding r.cache saw pass before. With a cache it keeps the encoding in
+// r.wire for snapshot, which hashes the same bytes.
+func (r *resources) validate(m proto.Message) error {
+	if r.cache == nil {
+		return validateDeep(m)
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return validateDeep(m) // snapshot reports the encoding error as without a cache
+	}
+	if r.wire == nil {
+		r.wire = map[proto.Message][]byte{}
+	}
+	r.wire[m] = b
+	h := sha256.New()
+	writeField(h, string(m.ProtoReflect().Descriptor().FullName()))
+	h.Write(b)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	if r.cache.validated(sum) {
+		return nil
+	}
+	if err := validateDeep(m); err != nil {
+		return err
+	}
+	r.cache.putValid(sum)
 	return nil
 }
 

@@ -51,6 +51,11 @@ type resources struct {
 	routes    []*routev3.RouteConfiguration
 	clusters  []*clusterv3.Cluster
 	endpoints []*endpointv3.ClusterLoadAssignment
+
+	// cache is the Policy's (nil when none); wire holds the deterministic
+	// encoding of each resource check validated with it, for snapshot.
+	cache *Cache
+	wire  map[proto.Message][]byte
 }
 
 // Compile translates p into the xDS resources of one ProxyClass, following
@@ -82,7 +87,7 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 	if b.namespace == "" {
 		b.namespace = nodemeta.DefaultNamespace
 	}
-	var res resources
+	res := resources{cache: p.cache}
 	clusters, clas, err := b.outboundClusters()
 	if err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)

@@ -27,6 +27,7 @@ type options struct {
 	registry         registry.Registry // nil: built from the revision's Kubernetes objects
 	problems         []sources.Problem
 	security         securityOptions // WithJWKS, WithJWKSErrors
+	cache            *Cache          // WithCache; nil: nothing cached
 }
 
 // Option configures Parse.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1"
 	security "istio.io/api/security/v1beta1"
 
@@ -45,7 +46,10 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &Policy{mtls: mtlsSettings{trustDomain: o.trustDomain, rootNamespace: o.rootNamespace, auto: o.autoMTLS}}
+	p := &Policy{mtls: mtlsSettings{trustDomain: o.trustDomain, rootNamespace: o.rootNamespace, auto: o.autoMTLS}, cache: o.cache}
+	if p.cache != nil {
+		p.cache.begin()
+	}
 	diags := problemDiagnostics(o.problems, o.defaultNamespace)
 	seen := map[string]*sources.Object{}
 	for i := range objs {
@@ -107,6 +111,10 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		return
 	}
 
+	if p.cache != nil && isSpecKind(obj.Kind) && obj.Name != "" {
+		p.parseCached(obj, ns, seen, r)
+		return
+	}
 	doc, err := decodeDocument(obj.YAML)
 	if err != nil {
 		reportYAMLError(r, err)
@@ -116,72 +124,140 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		r.errorf(CodeMissingField, "metadata.name", "metadata.name is required")
 		return
 	}
+	if !p.firstOf(obj, ns, seen, r) {
+		return
+	}
+	spec, ok := specOf(doc, r)
+	if !ok {
+		return
+	}
+	if obj.Kind == v1alpha1.KindRolloutPolicy {
+		p.parseRolloutPolicy(r, doc)
+		return
+	}
+	if isAuthzKind(obj.Kind) {
+		p.parseAuthz(r, Meta{Namespace: ns, Name: obj.Name, Object: obj}, obj.Kind, spec)
+		return
+	}
+	p.add(Meta{Namespace: ns, Name: obj.Name, Object: obj}, decodeKind(r, obj.Kind, spec))
+}
+
+// parseCached is parseObject's decoding of a kind decodeKind reads, from
+// p.cache when an equal object was decoded before, else decoded and
+// stored. The diagnostics are the same either way.
+func (p *Policy) parseCached(obj sources.Object, ns string, seen map[string]*sources.Object, r *reporter) {
+	key := keyOf(&obj, r.ns)
+	e, ok := p.cache.object(key)
+	if !ok {
+		var local Diagnostics
+		lr := &reporter{obj: &obj, kind: r.kind, ns: r.ns, diag: &local}
+		e = &objectEntry{}
+		if doc, err := decodeDocument(obj.YAML); err != nil {
+			reportYAMLError(lr, err)
+			e.yamlErr = true
+		} else if raw, ok := specOf(doc, lr); ok {
+			e.spec = decodeKind(lr, obj.Kind, raw)
+		}
+		e.diags = local
+		p.cache.putObject(key, e)
+	}
+	if e.yamlErr { // reported before the duplicate check, as parseObject does
+		*r.diag = append(*r.diag, e.diags...)
+		return
+	}
+	if !p.firstOf(obj, ns, seen, r) {
+		return
+	}
+	*r.diag = append(*r.diag, e.diags...)
+	if e.spec != nil {
+		p.add(Meta{Namespace: ns, Name: obj.Name, Object: obj}, e.spec)
+	}
+}
+
+// firstOf reports whether obj is the first of its kind, namespace and
+// name, reporting CodeDuplicateObject if not.
+func (p *Policy) firstOf(obj sources.Object, ns string, seen map[string]*sources.Object, r *reporter) bool {
 	key := obj.Kind + "/" + ns + "/" + obj.Name
 	if first, ok := seen[key]; ok {
 		r.errorf(CodeDuplicateObject, "metadata.name", "%s %s/%s is already defined at %s", obj.Kind, ns, obj.Name, first.Origin)
-		return
+		return false
 	}
 	seen[key] = &obj
+	return true
+}
+
+// specOf returns doc's spec, reporting unknown top-level fields. ok is
+// false when there is none and a top-level field is unknown: most likely a
+// misspelled spec, whose fields would only add noise.
+func specOf(doc map[string]any, r *reporter) (spec any, ok bool) {
 	unknownTop := false
 	for _, k := range sortedKeys(doc) {
 		switch k {
 		case "apiVersion", "kind", "metadata", "spec", "status":
 		default:
 			unknownTop = true
-			msg := fmt.Sprintf("unknown field %q at the top of %s", k, obj.Kind)
+			msg := fmt.Sprintf("unknown field %q at the top of %s", k, r.kind)
 			if k != "spec" && editDistance(strings.ToLower(k), "spec") <= 2 {
 				msg += ` (did you mean "spec"?)`
 			}
 			r.errorf(CodeUnknownField, k, "%s", msg)
 		}
 	}
-	spec, ok := doc["spec"]
-	if !ok && unknownTop {
-		return // most likely a misspelled spec: its fields would only add noise
-	}
-	if obj.Kind == v1alpha1.KindRolloutPolicy {
-		p.parseRolloutPolicy(r, doc)
-		return
-	}
-	meta := Meta{Namespace: ns, Name: obj.Name, Object: obj}
-	switch obj.Kind {
+	spec, ok = doc["spec"]
+	return spec, ok || !unknownTop
+}
+
+// isSpecKind reports whether decodeKind reads kind.
+func isSpecKind(kind string) bool {
+	return isCompiledKind(kind) || kind == KindPeerAuthentication
+}
+
+// decodeKind decodes spec into the istio.io/api message of kind (one
+// isSpecKind accepts); nil when it does not decode.
+func decodeKind(r *reporter, kind string, spec any) proto.Message {
+	var msg proto.Message
+	switch kind {
 	case KindVirtualService:
-		x := &VirtualService{Meta: meta, Spec: &networking.VirtualService{}}
-		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
-			p.VirtualServices = append(p.VirtualServices, x)
-		}
+		msg = &networking.VirtualService{}
 	case KindDestinationRule:
-		x := &DestinationRule{Meta: meta, Spec: &networking.DestinationRule{}}
-		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
-			p.DestinationRules = append(p.DestinationRules, x)
-		}
+		msg = &networking.DestinationRule{}
 	case KindServiceEntry:
-		x := &ServiceEntry{Meta: meta, Spec: &networking.ServiceEntry{}}
-		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
-			p.ServiceEntries = append(p.ServiceEntries, x)
-		}
+		msg = &networking.ServiceEntry{}
 	case KindWorkloadEntry:
-		x := &WorkloadEntry{Meta: meta, Spec: &networking.WorkloadEntry{}}
-		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
-			p.WorkloadEntries = append(p.WorkloadEntries, x)
-		}
+		msg = &networking.WorkloadEntry{}
 	case KindGateway:
-		x := &Gateway{Meta: meta, Spec: &networking.Gateway{}}
-		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
-			p.Gateways = append(p.Gateways, x)
-		}
+		msg = &networking.Gateway{}
 	case KindSidecar:
-		x := &Sidecar{Meta: meta, Spec: &networking.Sidecar{}}
-		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
-			p.Sidecars = append(p.Sidecars, x)
-		}
+		msg = &networking.Sidecar{}
 	case KindPeerAuthentication:
-		x := &PeerAuthentication{Meta: meta, Spec: &security.PeerAuthentication{}}
-		if decodeSpec(r.with(&x.Object), spec, x.Spec) {
-			p.PeerAuthentications = append(p.PeerAuthentications, x)
-		}
-	case KindAuthorizationPolicy, KindRequestAuthentication:
-		p.parseAuthz(r, meta, obj.Kind, spec)
+		msg = &security.PeerAuthentication{}
+	default:
+		return nil
+	}
+	if !decodeSpec(r, spec, msg) {
+		return nil
+	}
+	return msg
+}
+
+// add appends a decoded spec (from decodeKind; nil adds nothing) to its
+// kind's list.
+func (p *Policy) add(meta Meta, spec proto.Message) {
+	switch x := spec.(type) {
+	case *networking.VirtualService:
+		p.VirtualServices = append(p.VirtualServices, &VirtualService{Meta: meta, Spec: x})
+	case *networking.DestinationRule:
+		p.DestinationRules = append(p.DestinationRules, &DestinationRule{Meta: meta, Spec: x})
+	case *networking.ServiceEntry:
+		p.ServiceEntries = append(p.ServiceEntries, &ServiceEntry{Meta: meta, Spec: x})
+	case *networking.WorkloadEntry:
+		p.WorkloadEntries = append(p.WorkloadEntries, &WorkloadEntry{Meta: meta, Spec: x})
+	case *networking.Gateway:
+		p.Gateways = append(p.Gateways, &Gateway{Meta: meta, Spec: x})
+	case *networking.Sidecar:
+		p.Sidecars = append(p.Sidecars, &Sidecar{Meta: meta, Spec: x})
+	case *security.PeerAuthentication:
+		p.PeerAuthentications = append(p.PeerAuthentications, &PeerAuthentication{Meta: meta, Spec: x})
 	}
 }
 

@@ -77,6 +77,9 @@ type Policy struct {
 
 	rollout    *v1alpha1.RolloutPolicy // nil when the revision has none
 	rolloutObj sources.Object          // where rollout was written
+
+	// cache is WithCache's, shared with Compile; nil when none.
+	cache *Cache
 }
 
 // Meta identifies a decoded object and where it was written.

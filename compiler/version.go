@@ -35,7 +35,7 @@ func (r *resources) snapshot() (*cachev3.Snapshot, string, error) {
 	top := sha256.New()
 	for _, g := range groups {
 		sortResources(g.items)
-		v, err := hashResources(g.items)
+		v, err := hashResources(g.items, r.wire)
 		if err != nil {
 			return nil, "", fmt.Errorf("versioning %s: %w", g.label, err)
 		}
@@ -63,19 +63,23 @@ func sortResources(items []types.Resource) {
 }
 
 // hashResources hashes resources (sorted by name) with a deterministic
-// protobuf encoding.
-func hashResources(items []types.Resource) (string, error) {
+// protobuf encoding, taken from wire when it holds the resource's.
+func hashResources(items []types.Resource, wire map[proto.Message][]byte) (string, error) {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
 	var buf []byte
 	for _, it := range items {
-		var err error
-		buf, err = opts.MarshalAppend(buf[:0], it)
-		if err != nil {
-			return "", fmt.Errorf("marshaling %s: %w", cachev3.GetResourceName(it), err)
+		b, ok := wire[it]
+		if !ok {
+			var err error
+			buf, err = opts.MarshalAppend(buf[:0], it)
+			if err != nil {
+				return "", fmt.Errorf("marshaling %s: %w", cachev3.GetResourceName(it), err)
+			}
+			b = buf
 		}
 		writeField(h, cachev3.GetResourceName(it))
-		writeField(h, string(buf))
+		writeField(h, string(b))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:versionLen]), nil
 }

@@ -22,6 +22,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/reconciler/analysis"
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/xds"
@@ -138,6 +139,11 @@ type Reconciler struct {
 	// reconnectUntil ends the grace after a restart during which a
 	// rollout does not start its first wave on an empty fleet (Run's own).
 	reconnectUntil time.Time
+	// compiled is what parsing and compiling earlier revisions decoded and
+	// validated, reused by every parse so that a commit changing a few
+	// objects costs about what those objects touch (safe for concurrent
+	// use: parse runs off the loop too).
+	compiled *compiler.Cache
 
 	// mu protects everything below (written by the Run goroutine, read by
 	// the admin API).
@@ -192,6 +198,7 @@ func New(cfg Config) (*Reconciler, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Reconciler{
+		compiled: compiler.NewCache(),
 		cfg:      cfg,
 		log:      log,
 		metrics:  newMetrics(),

@@ -37,7 +37,7 @@ func (r *Reconciler) registryChanged() <-chan struct{} {
 // policy (nil otherwise). Safe off the Run goroutine.
 func (r *Reconciler) parse(objs []sources.Object, opts ...compiler.Option) (*compiler.Policy, compiler.Diagnostics, registry.Registry) {
 	var reg registry.Registry
-	opts = append([]compiler.Option{compiler.WithDefaultNamespace(r.cfg.DefaultNamespace)}, opts...)
+	opts = append([]compiler.Option{compiler.WithDefaultNamespace(r.cfg.DefaultNamespace), compiler.WithCache(r.compiled)}, opts...)
 	if r.cfg.TrustDomain != "" {
 		opts = append(opts, compiler.WithTrustDomain(r.cfg.TrustDomain))
 	}

@@ -1,0 +1,139 @@
+package compiler
+
+import (
+	"crypto/sha256"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gitmesh/gitmesh/sources"
+)
+
+// cacheKeepGens is how many Parse calls an unused Cache entry survives.
+// The reconciler parses a few revisions per change (the candidate, and on
+// a registry change the stable and in-flight ones again), so an object
+// unchanged across consecutive revisions is always found.
+const cacheKeepGens = 8
+
+// Cache keeps work Parse and Compile did for earlier revisions, so that a
+// revision differing from the last in a few objects costs little more
+// than what those objects touch: decoded and validated specs, keyed by
+// the object's content (YAML, origin, names), and resources that passed
+// ValidateAll, keyed by their deterministic encoding. Output is
+// byte-identical with and without a Cache.
+//
+// Pass one Cache with WithCache to every Parse of a sequence of revisions
+// (the reconciler keeps one for its lifetime). A Cache is safe for
+// concurrent use; entries unused for several Parse calls are dropped, so
+// it holds about two revisions' worth. The zero value is not usable; use
+// NewCache.
+type Cache struct {
+	mu sync.Mutex // guards every field below
+	// gen counts Parse calls; entries record the last gen that used them.
+	gen uint64
+	// objects are decoded specs by object content.
+	objects map[objectKey]*objectEntry
+	// valid are resources that passed validateDeep, by the SHA-256 of
+	// their type and deterministic encoding, with their last gen.
+	valid map[[sha256.Size]byte]uint64
+}
+
+// NewCache returns an empty Cache.
+func NewCache() *Cache {
+	return &Cache{objects: map[objectKey]*objectEntry{}, valid: map[[sha256.Size]byte]uint64{}}
+}
+
+// WithCache makes Parse, and Compile of the Policy it returns, reuse and
+// fill c. If c is nil, nothing is cached (the default).
+func WithCache(c *Cache) Option {
+	return func(o *options) { o.cache = c }
+}
+
+// objectKey is everything parseObject's decoding reads of an object: equal
+// keys decode to equal specs and equal diagnostics (Object.Lines derives
+// from the YAML and its origin).
+type objectKey struct {
+	ns         string // after defaulting
+	apiVersion string
+	kind       string
+	namespace  string
+	name       string
+	origin     sources.Origin
+	yaml       string
+}
+
+// objectEntry is one object's decoding: its spec (nil when it did not
+// decode) and the diagnostics decoding reported. spec is shared by every
+// Policy that used the entry and must not be modified.
+type objectEntry struct {
+	spec    proto.Message
+	diags   Diagnostics
+	yamlErr bool // the YAML did not decode (diags says why)
+	gen     uint64
+}
+
+func keyOf(obj *sources.Object, ns string) objectKey {
+	return objectKey{
+		ns: ns, apiVersion: obj.APIVersion, kind: obj.Kind, namespace: obj.Namespace,
+		name: obj.Name, origin: obj.Origin, yaml: string(obj.YAML),
+	}
+}
+
+// begin starts a Parse: it advances the generation and, every
+// cacheKeepGens calls, drops entries older than cacheKeepGens.
+func (c *Cache) begin() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if c.gen%cacheKeepGens != 0 {
+		return
+	}
+	for k, e := range c.objects {
+		if c.gen-e.gen >= cacheKeepGens {
+			delete(c.objects, k)
+		}
+	}
+	for k, g := range c.valid {
+		if c.gen-g >= cacheKeepGens {
+			delete(c.valid, k)
+		}
+	}
+}
+
+// object returns the decoding of the object with key k, if cached.
+func (c *Cache) object(k objectKey) (*objectEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.objects[k]
+	if ok {
+		e.gen = c.gen
+	}
+	return e, ok
+}
+
+// putObject stores the decoding of the object with key k.
+func (c *Cache) putObject(k objectKey, e *objectEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e.gen = c.gen
+	c.objects[k] = e
+}
+
+// validated reports whether a resource with this encoding hash passed
+// validation before, marking it used.
+func (c *Cache) validated(sum [sha256.Size]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.valid[sum]
+	if ok {
+		c.valid[sum] = c.gen
+	}
+	return ok
+}
+
+// putValid records that a resource with this encoding hash is valid.
+func (c *Cache) putValid(sum [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.valid[sum] = c.gen
+}
