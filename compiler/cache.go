@@ -36,11 +36,20 @@ type Cache struct {
 	// valid are resources that passed validateDeep, by the SHA-256 of
 	// their type and deterministic encoding, with their last gen.
 	valid map[[sha256.Size]byte]uint64
+	// groups are services' clusters by clusterKey; encoded holds the
+	// encodings of the validated ones (clustercache.go).
+	groups  map[[sha256.Size]byte]*clusterGroup
+	encoded map[proto.Message]encoded
 }
 
 // NewCache returns an empty Cache.
 func NewCache() *Cache {
-	return &Cache{objects: map[objectKey]*objectEntry{}, valid: map[[sha256.Size]byte]uint64{}}
+	return &Cache{
+		objects: map[objectKey]*objectEntry{},
+		valid:   map[[sha256.Size]byte]uint64{},
+		groups:  map[[sha256.Size]byte]*clusterGroup{},
+		encoded: map[proto.Message]encoded{},
+	}
 }
 
 // WithCache makes Parse, and Compile of the Policy it returns, reuse and
@@ -96,6 +105,16 @@ func (c *Cache) begin() {
 	for k, g := range c.valid {
 		if c.gen-g >= cacheKeepGens {
 			delete(c.valid, k)
+		}
+	}
+	for k, g := range c.groups {
+		if c.gen-g.gen >= cacheKeepGens {
+			delete(c.groups, k)
+		}
+	}
+	for k, e := range c.encoded {
+		if c.gen-e.gen >= cacheKeepGens {
+			delete(c.encoded, k)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
 
 // TestCacheGolden parses and compiles every golden case three times with
@@ -68,6 +70,50 @@ func TestCacheRevisions(t *testing.T) {
 			}
 			if coldErr != nil {
 				return
+			}
+			if got, want := goldenJSON(t, warm, warmDiags), goldenJSON(t, cold, coldDiags); !bytes.Equal(got, want) {
+				t.Errorf("cached compile differs from cold:\n%s", firstDiff(string(want), string(got)))
+			}
+		})
+	}
+}
+
+// TestCacheMTLSAndFleet compiles mtls.yaml with one Cache while
+// PeerAuthentications and the fleet change, which every service's clusters
+// read, and checks each compile against a cold one.
+func TestCacheMTLSAndFleet(t *testing.T) {
+	tc := loadCase(t, "testdata/mtls.yaml")
+	base := string(tc.data)
+	fewer := tc.fleet[:len(tc.fleet)-1]
+	relabeled := append([]nodemeta.Workload(nil), tc.fleet...)
+	relabeled[0].Labels = map[string]string{"app": "reviews", "version": "v2"}
+	steps := []struct {
+		name  string
+		data  string
+		fleet []nodemeta.Workload
+	}{
+		{"base", base, tc.fleet},
+		{"mesh mode disabled", strings.Replace(base, "mode: STRICT", "mode: DISABLE", 1), tc.fleet},
+		{"namespace mode changed", strings.Replace(base, "mode: PERMISSIVE", "mode: STRICT", 1), tc.fleet},
+		{"base again", base, tc.fleet},
+		{"a sidecar left", base, fewer},
+		{"a sidecar relabeled", base, relabeled},
+		{"no fleet", base, nil},
+		{"base at last", base, tc.fleet},
+	}
+	c := NewCache()
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			objs := splitObjects("testdata/mtls.yaml", []byte(st.data))
+			coldP, coldDiags := Parse(objs)
+			cold, err := coldP.Compile(tc.class, st.fleet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warmP, warmDiags := Parse(objs, WithCache(c))
+			warm, err := warmP.Compile(tc.class, st.fleet)
+			if err != nil {
+				t.Fatal(err)
 			}
 			if got, want := goldenJSON(t, warm, warmDiags), goldenJSON(t, cold, coldDiags); !bytes.Equal(got, want) {
 				t.Errorf("cached compile differs from cold:\n%s", firstDiff(string(want), string(got)))

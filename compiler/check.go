@@ -108,12 +108,18 @@ func (r *resources) validate(m proto.Message) error {
 	if r.cache == nil {
 		return validateDeep(m)
 	}
+	if r.wire == nil {
+		r.wire = map[proto.Message][]byte{}
+	}
+	if r.shared[m] {
+		if b, ok := r.cache.encodedOf(m); ok {
+			r.wire[m] = b
+			return nil
+		}
+	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		return validateDeep(m) // snapshot reports the encoding error as without a cache
-	}
-	if r.wire == nil {
-		r.wire = map[proto.Message][]byte{}
 	}
 	r.wire[m] = b
 	h := sha256.New()
@@ -121,13 +127,15 @@ func (r *resources) validate(m proto.Message) error {
 	h.Write(b)
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
-	if r.cache.validated(sum) {
-		return nil
+	if !r.cache.validated(sum) {
+		if err := validateDeep(m); err != nil {
+			return err
+		}
+		r.cache.putValid(sum)
 	}
-	if err := validateDeep(m); err != nil {
-		return err
+	if r.shared[m] {
+		r.cache.putEncoded(m, b)
 	}
-	r.cache.putValid(sum)
 	return nil
 }
 

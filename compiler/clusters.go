@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"time"
 
@@ -8,9 +9,12 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	networking "istio.io/api/networking/v1"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
 
 // connectTimeout is every cluster's connect_timeout.
@@ -25,36 +29,89 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 func (b *builder) outboundClusters() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment, error) {
 	var clusters []*clusterv3.Cluster
 	var clas []*endpointv3.ClusterLoadAssignment
+	// With a Cache, each service's clusters are kept by a hash of what they
+	// read and shared by later compiles (not for gRPC clients, whose
+	// clusters grpcClient adjusts in place).
+	memo := b.p.cache != nil && b.class.Generator != nodemeta.GeneratorGRPC
+	var inputs [sha256.Size]byte
+	if memo {
+		var err error
+		if inputs, err = b.clusterInputs(); err != nil {
+			return nil, nil, fmt.Errorf("hashing cluster inputs: %w", err)
+		}
+	}
 	for _, s := range b.p.services {
-		all := b.serviceEndpoints(s)
-		sans := b.serviceSANs(all)
-		for _, pt := range s.ports {
-			eps := b.markMeshed(all, pt)
-			add := func(subsetName string, eps []endpoint) error {
-				c, cla, err := outboundCluster(s, pt, subsetName, eps)
-				if err != nil {
-					return err
-				}
-				if err := b.applyClusterTLS(c, s, pt, subsetName, clusterPolicy(s, subsetName, pt.number).GetTls(), sans); err != nil {
-					return err
-				}
-				clusters = append(clusters, c)
-				if cla != nil {
-					clas = append(clas, cla)
-				}
-				return nil
+		var key [sha256.Size]byte
+		if memo {
+			var err error
+			if key, err = clusterKey(inputs, s); err != nil {
+				return nil, nil, fmt.Errorf("hashing service %s: %w", s.fqdn, err)
 			}
-			if err := add("", eps); err != nil {
-				return nil, nil, err
+			if g, ok := b.p.cache.clusterGroup(key); ok {
+				clusters, clas = append(clusters, g.clusters...), append(clas, g.clas...)
+				b.share(g)
+				continue
 			}
-			for _, ss := range s.subsets {
-				if err := add(ss.name, selectEndpoints(eps, ss.labels)); err != nil {
-					return nil, nil, err
-				}
+		}
+		g, err := b.serviceClusters(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		if memo {
+			b.p.cache.putClusterGroup(key, g)
+			b.share(g)
+		}
+		clusters, clas = append(clusters, g.clusters...), append(clas, g.clas...)
+	}
+	return clusters, clas, nil
+}
+
+// share marks g's resources as shared with the Cache (see
+// resources.validate).
+func (b *builder) share(g *clusterGroup) {
+	if b.shared == nil {
+		b.shared = map[proto.Message]bool{}
+	}
+	for _, c := range g.clusters {
+		b.shared[c] = true
+	}
+	for _, cla := range g.clas {
+		b.shared[cla] = true
+	}
+}
+
+// serviceClusters returns s's clusters (one per port and per subset) and
+// the ClusterLoadAssignments of the EDS ones.
+func (b *builder) serviceClusters(s *service) (*clusterGroup, error) {
+	g := &clusterGroup{}
+	all := b.serviceEndpoints(s)
+	sans := b.serviceSANs(all)
+	for _, pt := range s.ports {
+		eps := b.markMeshed(all, pt)
+		add := func(subsetName string, eps []endpoint) error {
+			c, cla, err := outboundCluster(s, pt, subsetName, eps)
+			if err != nil {
+				return err
+			}
+			if err := b.applyClusterTLS(c, s, pt, subsetName, clusterPolicy(s, subsetName, pt.number).GetTls(), sans); err != nil {
+				return err
+			}
+			g.clusters = append(g.clusters, c)
+			if cla != nil {
+				g.clas = append(g.clas, cla)
+			}
+			return nil
+		}
+		if err := add("", eps); err != nil {
+			return nil, err
+		}
+		for _, ss := range s.subsets {
+			if err := add(ss.name, selectEndpoints(eps, ss.labels)); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return clusters, clas, nil
+	return g, nil
 }
 
 // outboundCluster returns the cluster "outbound|<port>|<subset>|<fqdn>"

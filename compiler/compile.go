@@ -25,7 +25,10 @@ type builder struct {
 	namespace string // class namespace, defaulted
 	fleet     []nodemeta.Workload
 	scope     *sidecarScope // the Sidecar that applies to a sidecar class; nil when none
-	err       error         // the first error of a helper that cannot return one
+	// shared are the resources taken from or put in the Cache, which
+	// other snapshots share (see outboundClusters).
+	shared map[proto.Message]bool
+	err    error // the first error of a helper that cannot return one
 }
 
 // fail records the first error of a translation step that has no error
@@ -53,9 +56,11 @@ type resources struct {
 	endpoints []*endpointv3.ClusterLoadAssignment
 
 	// cache is the Policy's (nil when none); wire holds the deterministic
-	// encoding of each resource check validated with it, for snapshot.
-	cache *Cache
-	wire  map[proto.Message][]byte
+	// encoding of each resource check validated with it, for snapshot;
+	// shared are the resources the Cache keeps (their encodings too).
+	cache  *Cache
+	wire   map[proto.Message][]byte
+	shared map[proto.Message]bool
 }
 
 // Compile translates p into the xDS resources of one ProxyClass, following
@@ -116,6 +121,7 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 	if b.err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), b.err)
 	}
+	res.shared = b.shared
 	if err := res.check(); err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 	}
