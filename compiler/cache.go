@@ -1,7 +1,10 @@
 package compiler
 
 import (
+	"bytes"
+	"cmp"
 	"crypto/sha256"
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -31,8 +34,9 @@ type Cache struct {
 	mu sync.Mutex // guards every field below
 	// gen counts Parse calls; entries record the last gen that used them.
 	gen uint64
-	// objects are decoded specs by object content.
-	objects map[objectKey]*objectEntry
+	// objects are decoded specs by object identity and content: the
+	// latest objectVersions contents of each identity.
+	objects map[objectKey][]*objectEntry
 	// valid are resources that passed validateDeep, by the SHA-256 of
 	// their type and deterministic encoding, with their last gen.
 	valid map[[sha256.Size]byte]uint64
@@ -45,7 +49,7 @@ type Cache struct {
 // NewCache returns an empty Cache.
 func NewCache() *Cache {
 	return &Cache{
-		objects: map[objectKey]*objectEntry{},
+		objects: map[objectKey][]*objectEntry{},
 		valid:   map[[sha256.Size]byte]uint64{},
 		groups:  map[[sha256.Size]byte]*clusterGroup{},
 		encoded: map[proto.Message]encoded{},
@@ -53,14 +57,20 @@ func NewCache() *Cache {
 }
 
 // WithCache makes Parse, and Compile of the Policy it returns, reuse and
-// fill c. If c is nil, nothing is cached (the default).
+// fill c. c keeps references to the objects' YAML, which must not be
+// modified afterwards (sources never does). If c is nil, nothing is cached
+// (the default).
 func WithCache(c *Cache) Option {
 	return func(o *options) { o.cache = c }
 }
 
-// objectKey is everything parseObject's decoding reads of an object: equal
-// keys decode to equal specs and equal diagnostics (Object.Lines derives
-// from the YAML and its origin).
+// objectVersions is how many contents of one object a Cache keeps: the
+// reconciler parses the stable and the in-flight revision in turn.
+const objectVersions = 2
+
+// objectKey and the YAML are everything parseObject's decoding reads of an
+// object: equal keys and YAML decode to equal specs and equal diagnostics
+// (Object.Lines derives from the YAML and its origin).
 type objectKey struct {
 	ns         string // after defaulting
 	apiVersion string
@@ -68,13 +78,13 @@ type objectKey struct {
 	namespace  string
 	name       string
 	origin     sources.Origin
-	yaml       string
 }
 
 // objectEntry is one object's decoding: its spec (nil when it did not
 // decode) and the diagnostics decoding reported. spec is shared by every
 // Policy that used the entry and must not be modified.
 type objectEntry struct {
+	yaml    []byte // the object's YAML (shared with the revision that decoded it; read only)
 	spec    proto.Message
 	diags   Diagnostics
 	yamlErr bool // the YAML did not decode (diags says why)
@@ -84,7 +94,7 @@ type objectEntry struct {
 func keyOf(obj *sources.Object, ns string) objectKey {
 	return objectKey{
 		ns: ns, apiVersion: obj.APIVersion, kind: obj.Kind, namespace: obj.Namespace,
-		name: obj.Name, origin: obj.Origin, yaml: string(obj.YAML),
+		name: obj.Name, origin: obj.Origin,
 	}
 }
 
@@ -97,9 +107,12 @@ func (c *Cache) begin() {
 	if c.gen%cacheKeepGens != 0 {
 		return
 	}
-	for k, e := range c.objects {
-		if c.gen-e.gen >= cacheKeepGens {
+	for k, es := range c.objects {
+		es = slices.DeleteFunc(es, func(e *objectEntry) bool { return c.gen-e.gen >= cacheKeepGens })
+		if len(es) == 0 {
 			delete(c.objects, k)
+		} else {
+			c.objects[k] = es
 		}
 	}
 	for k, g := range c.valid {
@@ -119,23 +132,29 @@ func (c *Cache) begin() {
 	}
 }
 
-// object returns the decoding of the object with key k, if cached.
-func (c *Cache) object(k objectKey) (*objectEntry, bool) {
+// object returns the decoding of the object with key k and YAML yaml, if
+// cached.
+func (c *Cache) object(k objectKey, yaml []byte) (*objectEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.objects[k]
-	if ok {
-		e.gen = c.gen
+	for _, e := range c.objects[k] {
+		if bytes.Equal(e.yaml, yaml) {
+			e.gen = c.gen
+			return e, true
+		}
 	}
-	return e, ok
+	return nil, false
 }
 
-// putObject stores the decoding of the object with key k.
+// putObject stores the decoding e of the object with key k, dropping the
+// least recently used of its other contents beyond objectVersions.
 func (c *Cache) putObject(k objectKey, e *objectEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.gen = c.gen
-	c.objects[k] = e
+	es := append([]*objectEntry{e}, c.objects[k]...)
+	slices.SortStableFunc(es, func(a, b *objectEntry) int { return cmp.Compare(b.gen, a.gen) })
+	c.objects[k] = es[:min(len(es), objectVersions)]
 }
 
 // validated reports whether a resource with this encoding hash passed

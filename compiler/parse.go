@@ -147,11 +147,11 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 // stored. The diagnostics are the same either way.
 func (p *Policy) parseCached(obj sources.Object, ns string, seen map[string]*sources.Object, r *reporter) {
 	key := keyOf(&obj, r.ns)
-	e, ok := p.cache.object(key)
+	e, ok := p.cache.object(key, obj.YAML)
 	if !ok {
 		var local Diagnostics
 		lr := &reporter{obj: &obj, kind: r.kind, ns: r.ns, diag: &local}
-		e = &objectEntry{}
+		e = &objectEntry{yaml: obj.YAML}
 		if doc, err := decodeDocument(obj.YAML); err != nil {
 			reportYAMLError(lr, err)
 			e.yamlErr = true
