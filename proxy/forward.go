@@ -383,17 +383,27 @@ func newRequestID() string {
 	return string(s[:])
 }
 
-// bufferPool recycles the reverse proxy's copy buffers.
+// copyBufferSize is the size of the reverse proxy's copy buffers.
+const copyBufferSize = 32 * 1024
+
+// bufferPool recycles the reverse proxy's copy buffers. It pools array
+// pointers, which a returned slice converts back to without allocating
+// (pooling a *[]byte would allocate a slice header on every Put).
 type bufferPool struct{ pool sync.Pool }
 
 var _ httputil.BufferPool = (*bufferPool)(nil)
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}}
+	return &bufferPool{pool: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
 }
 
 // Get returns a 32 KiB buffer.
-func (b *bufferPool) Get() []byte { return *(b.pool.Get().(*[]byte)) }
+func (b *bufferPool) Get() []byte { return b.pool.Get().(*[copyBufferSize]byte)[:] }
 
-// Put returns a buffer to the pool.
-func (b *bufferPool) Put(buf []byte) { b.pool.Put(&buf) }
+// Put returns a buffer from Get to the pool; other buffers are dropped.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) != copyBufferSize {
+		return
+	}
+	b.pool.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+}

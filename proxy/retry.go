@@ -258,11 +258,25 @@ type readCloser struct {
 // each attempt's outcome to outlier detection.
 type attemptTransport struct {
 	inner *http.Transport
+	// h1 sends the requests it can (h1Eligible); nil for h2 clusters.
+	h1 *h1Client
 	// maxPerConn is max_requests_per_connection (HTTP/1.1), 0 for none.
 	maxPerConn uint32
 }
 
 var _ http.RoundTripper = (*attemptTransport)(nil)
+
+// send makes one attempt: on the h1Client when it can take the request,
+// else on the Transport.
+func (t *attemptTransport) send(out *http.Request) (*http.Response, error) {
+	if t.h1 != nil && h1Eligible(out) {
+		return t.h1.roundTrip(out)
+	}
+	if t.maxPerConn > 0 {
+		out = limitRequestsPerConn(out, t.maxPerConn)
+	}
+	return t.inner.RoundTrip(out)
+}
 
 // RoundTrip implements http.RoundTripper.
 func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -290,11 +304,8 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			out = out.WithContext(perTry)
 		}
 		out = c.upstreamRequest(out, ep)
-		if t.maxPerConn > 0 {
-			out = limitRequestsPerConn(out, t.maxPerConn)
-		}
 		ep.state.active.Add(1)
-		resp, err := t.inner.RoundTrip(out)
+		resp, err := t.send(out)
 		if holdingRetry {
 			c.releaseRetry()
 			holdingRetry = false
