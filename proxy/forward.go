@@ -48,12 +48,16 @@ type requestState struct {
 	// connection ("" when it was not redirected), for ORIGINAL_DST
 	// clusters.
 	origDst string
-	// body is the buffered request body; replayable is true when the
-	// request can be sent again (retries, mirrors).
+	// body is the buffered request body (routes with mirrors);
+	// replayable is true when the request can be sent again (retries,
+	// mirrors) as it is: it has no body, or body holds it.
 	body       []byte
 	replayable bool
-	code       int
-	flags      responseFlags
+	// replay is a streamed body kept for retries (routes with a retry
+	// policy and no mirrors); nil for none.
+	replay *replayBody
+	code   int
+	flags  responseFlags
 	// sec is the exchange's TLS identity, for the principal labels.
 	sec connSecurity
 }
@@ -230,8 +234,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 		p.localReply(w, rs, http.StatusServiceUnavailable, flagNoHealthyUpstream, "no healthy upstream")
 		return
 	}
-	if rt.retry != nil || len(rt.mirrors) > 0 {
+	switch {
+	case len(rt.mirrors) > 0:
 		bufferBody(r, rs)
+	case rt.retry != nil:
+		streamBody(r, rs)
 	}
 	defer func() {
 		if e := rs.activeEndpoint; e != nil {
@@ -243,6 +250,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 	}()
 	ctx = context.WithValue(ctx, requestStateKey{}, rs)
 	c.pool.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// canReplay reports whether a retry can send the request again.
+func (rs *requestState) canReplay() bool {
+	return rs.replayable || rs.replay != nil && rs.replay.replayable()
 }
 
 // localReply answers a request the router could not forward, as Envoy's

@@ -222,36 +222,6 @@ func classify(err error, req *http.Request, perTry context.Context) attemptError
 	return attemptReset
 }
 
-// maxBufferedBody is how much of a request body the proxy keeps to replay
-// it on a retry or send it to a mirror; a larger body disables both for
-// that request, as Envoy's per_connection_buffer_limit_bytes (1 MiB).
-const maxBufferedBody = 1 << 20
-
-// bufferBody reads a request body of up to maxBufferedBody into rs so it
-// can be replayed; a larger one is streamed and not replayable.
-func bufferBody(r *http.Request, rs *requestState) {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		rs.replayable = true
-		return
-	}
-	if r.ContentLength > maxBufferedBody {
-		return
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, maxBufferedBody+1))
-	if err != nil || len(buf) > maxBufferedBody {
-		r.Body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
-		return
-	}
-	r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(buf))
-	rs.body, rs.replayable = buf, true
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
-}
-
 // attemptTransport is a cluster's http.RoundTripper: it sends a request to
 // the endpoint the handler picked and, under the route's retry policy,
 // retries on other endpoints with per-try timeouts and back-off. It feeds
@@ -292,9 +262,12 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		out := req
 		if attempt > 0 {
 			out = req.Clone(req.Context())
-			if rs.body != nil {
+			switch {
+			case rs.body != nil:
 				out.Body = io.NopCloser(bytes.NewReader(rs.body))
 				out.ContentLength = int64(len(rs.body))
+			case rs.replay != nil:
+				out.Body = rs.replay.reader()
 			}
 		}
 		var perTry context.Context
@@ -318,7 +291,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			c.report(ep, outcomeLocalFailure)
 		}
 		retry := rp != nil && rp.retriable(resp, ae)
-		if retry && (attempt >= rp.numRetries || !rs.replayable) {
+		if retry && (attempt >= rp.numRetries || !rs.canReplay()) {
 			rs.flags |= flagRetryLimitExceeded
 			retry = false
 		}
