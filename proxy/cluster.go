@@ -134,8 +134,11 @@ type upstreamPool struct {
 	transport *http.Transport
 	// h1 sends an HTTP/1.1 pool's requests without a body (see
 	// h1Eligible); nil for an h2 pool.
-	h1    *h1Client
-	proxy *httputil.ReverseProxy
+	h1 *h1Client
+	// attempts sends a request with its route's retries: the
+	// ReverseProxy's transport, used directly by forwardH1.
+	attempts *attemptTransport
+	proxy    *httputil.ReverseProxy
 	// dial opens a plaintext connection (TLS runs over it in dialTLS).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -194,9 +197,10 @@ func newUpstreamPool(p *Proxy, key poolKey) *upstreamPool {
 	if !key.http2 {
 		pool.h1 = newH1Client(pool, idle, key.maxRequestsPerConn)
 	}
+	pool.attempts = &attemptTransport{inner: tr, h1: pool.h1, maxPerConn: key.maxRequestsPerConn}
 	pool.proxy = &httputil.ReverseProxy{
 		Rewrite:        pool.rewrite,
-		Transport:      &attemptTransport{inner: tr, h1: pool.h1, maxPerConn: key.maxRequestsPerConn},
+		Transport:      pool.attempts,
 		BufferPool:     p.buffers,
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 		ModifyResponse: modifyResponse,

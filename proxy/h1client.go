@@ -90,8 +90,10 @@ func h1Eligible(req *http.Request) bool {
 }
 
 // roundTrip sends req (see h1Eligible) to req.URL.Host over the scheme
-// cluster.upstreamRequest chose.
-func (h *h1Client) roundTrip(req *http.Request) (*http.Response, error) {
+// cluster.upstreamRequest chose. Informational (1xx) responses go to rs's
+// downstream writer when it has one (forwardH1), else to the request's
+// client trace.
+func (h *h1Client) roundTrip(req *http.Request, rs *requestState) (*http.Response, error) {
 	ctx := req.Context()
 	key := h1Key{tls: req.URL.Scheme == "https", addr: req.URL.Host}
 	for {
@@ -102,7 +104,7 @@ func (h *h1Client) roundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
-		resp, err := pc.exchange(req)
+		resp, err := pc.exchange(req, rs)
 		if err == nil {
 			return resp, nil
 		}
@@ -224,7 +226,7 @@ const maxInformational = 5
 // exchange writes req and reads its response headers. The returned
 // response's body hands the connection back (or closes it) once read to
 // its end or closed. On error the connection is closed.
-func (pc *h1Conn) exchange(req *http.Request) (*http.Response, error) {
+func (pc *h1Conn) exchange(req *http.Request, rs *requestState) (*http.Response, error) {
 	ctx := req.Context()
 	stop := context.AfterFunc(ctx, func() { pc.conn.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, error) {
@@ -268,7 +270,9 @@ func (pc *h1Conn) exchange(req *http.Request) (*http.Response, error) {
 		if n >= maxInformational {
 			return fail(errors.New("too many 1xx informational responses"))
 		}
-		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+		if rs != nil && rs.downstream != nil {
+			forwardInformational(rs.downstream, code, resp.Header)
+		} else if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
 				return fail(err)
 			}

@@ -238,9 +238,9 @@ var _ http.RoundTripper = (*attemptTransport)(nil)
 
 // send makes one attempt: on the h1Client when it can take the request,
 // else on the Transport.
-func (t *attemptTransport) send(out *http.Request) (*http.Response, error) {
+func (t *attemptTransport) send(out *http.Request, rs *requestState) (*http.Response, error) {
 	if t.h1 != nil && h1Eligible(out) {
-		return t.h1.roundTrip(out)
+		return t.h1.roundTrip(out, rs)
 	}
 	if t.maxPerConn > 0 {
 		out = limitRequestsPerConn(out, t.maxPerConn)
@@ -254,6 +254,11 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if rs == nil || rs.endpoint == nil {
 		return t.inner.RoundTrip(req)
 	}
+	return t.roundTrip(req, rs)
+}
+
+// roundTrip sends req, the request of rs, with its route's retries.
+func (t *attemptTransport) roundTrip(req *http.Request, rs *requestState) (*http.Response, error) {
 	c, rp := rs.cluster, rs.route.retry
 	var tried []*endpoint
 	holdingRetry := false // a max_retries slot, held while a retry is in flight
@@ -278,7 +283,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		out = c.upstreamRequest(out, ep)
 		ep.state.active.Add(1)
-		resp, err := t.send(out)
+		resp, err := t.send(out, rs)
 		if holdingRetry {
 			c.releaseRetry()
 			holdingRetry = false
