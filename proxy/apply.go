@@ -183,7 +183,7 @@ func (a *applier) apply(ctx context.Context, cfg *meshConfig) {
 			st = newClusterState()
 			a.states[name] = st
 		}
-		c.state, c.metrics = st, a.p.metrics
+		c.state, c.metrics, c.series = st, a.p.metrics, &seriesCache{}
 		if !c.http2 {
 			c.connSlots = st.slots(c.limits.maxConnections)
 		}
@@ -217,7 +217,7 @@ func (a *applier) apply(ctx context.Context, cfg *meshConfig) {
 	for k, pool := range a.pools {
 		if !usedPools[k] {
 			delete(a.pools, k)
-			pool.transport.CloseIdleConnections()
+			pool.closeIdle()
 		}
 	}
 	for k, r := range a.resolvers {
@@ -258,7 +258,7 @@ func (a *applier) close() {
 	}
 	for k, pool := range a.pools {
 		delete(a.pools, k)
-		pool.transport.CloseIdleConnections()
+		pool.closeIdle()
 	}
 }
 

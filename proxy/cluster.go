@@ -49,13 +49,15 @@ type cluster struct {
 	dnsTargets []dnsTarget
 	dnsRefresh time.Duration
 
-	// pool, dns, state, connSlots and metrics are attached by the applier
+	// pool, dns, state, connSlots, metrics and series are attached by the applier
 	// before publication.
 	pool      *upstreamPool
 	dns       *dnsResolver
 	state     *clusterState
 	connSlots chan struct{}
 	metrics   *metrics
+	// series caches the request metrics of this cluster's requests.
+	series *seriesCache
 }
 
 // serviceMeta is the cluster's filter_metadata.istio.services[0].
@@ -130,7 +132,13 @@ type upstreamPool struct {
 	key       poolKey
 	p         *Proxy
 	transport *http.Transport
-	proxy     *httputil.ReverseProxy
+	// h1 sends an HTTP/1.1 pool's requests without a body (see
+	// h1Eligible); nil for an h2 pool.
+	h1 *h1Client
+	// attempts sends a request with its route's retries: the
+	// ReverseProxy's transport, used directly by forwardH1.
+	attempts *attemptTransport
+	proxy    *httputil.ReverseProxy
 	// dial opens a plaintext connection (TLS runs over it in dialTLS).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -186,15 +194,27 @@ func newUpstreamPool(p *Proxy, key poolKey) *upstreamPool {
 	}
 	pool := &upstreamPool{key: key, transport: tr, p: p, dial: dial}
 	tr.DialTLSContext = pool.dialTLS
+	if !key.http2 {
+		pool.h1 = newH1Client(pool, idle, key.maxRequestsPerConn)
+	}
+	pool.attempts = &attemptTransport{inner: tr, h1: pool.h1, maxPerConn: key.maxRequestsPerConn}
 	pool.proxy = &httputil.ReverseProxy{
 		Rewrite:        pool.rewrite,
-		Transport:      &attemptTransport{inner: tr, maxPerConn: key.maxRequestsPerConn},
+		Transport:      pool.attempts,
 		BufferPool:     p.buffers,
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   p.proxyError,
 	}
 	return pool
+}
+
+// closeIdle closes the pool's idle connections.
+func (pool *upstreamPool) closeIdle() {
+	pool.transport.CloseIdleConnections()
+	if pool.h1 != nil {
+		pool.h1.closeIdle()
+	}
 }
 
 // dnsTarget is one inline address of a STRICT_DNS cluster.

@@ -48,14 +48,21 @@ type requestState struct {
 	// connection ("" when it was not redirected), for ORIGINAL_DST
 	// clusters.
 	origDst string
-	// body is the buffered request body; replayable is true when the
-	// request can be sent again (retries, mirrors).
+	// body is the buffered request body (routes with mirrors);
+	// replayable is true when the request can be sent again (retries,
+	// mirrors) as it is: it has no body, or body holds it.
 	body       []byte
 	replayable bool
-	code       int
-	flags      responseFlags
+	// replay is a streamed body kept for retries (routes with a retry
+	// policy and no mirrors); nil for none.
+	replay *replayBody
+	code   int
+	flags  responseFlags
 	// sec is the exchange's TLS identity, for the principal labels.
 	sec connSecurity
+	// downstream is the client's response writer while forwardH1 sends
+	// the request, for informational responses; nil otherwise.
+	downstream http.ResponseWriter
 }
 
 type requestStateKey struct{}
@@ -230,8 +237,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 		p.localReply(w, rs, http.StatusServiceUnavailable, flagNoHealthyUpstream, "no healthy upstream")
 		return
 	}
-	if rt.retry != nil || len(rt.mirrors) > 0 {
+	switch {
+	case len(rt.mirrors) > 0:
 		bufferBody(r, rs)
+	case rt.retry != nil:
+		streamBody(r, rs)
 	}
 	defer func() {
 		if e := rs.activeEndpoint; e != nil {
@@ -241,8 +251,16 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 			rs.perTryCancel()
 		}
 	}()
+	if p.forwardH1(ctx, w, r, rs) {
+		return
+	}
 	ctx = context.WithValue(ctx, requestStateKey{}, rs)
 	c.pool.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// canReplay reports whether a retry can send the request again.
+func (rs *requestState) canReplay() bool {
+	return rs.replayable || rs.replay != nil && rs.replay.replayable()
 }
 
 // localReply answers a request the router could not forward, as Envoy's
@@ -262,7 +280,16 @@ func (p *Proxy) localReply(w http.ResponseWriter, rs *requestState, code int, fl
 // does, and queues shadow requests.
 func (pool *upstreamPool) rewrite(pr *httputil.ProxyRequest) {
 	rs := stateOf(pr.In)
-	out := pr.Out
+	rewriteOut(pr.In, pr.Out, rs, pr.In.Header["X-Forwarded-For"])
+	if len(rs.route.mirrors) > 0 {
+		pool.p.mirror(pr.Out, rs)
+	}
+}
+
+// rewriteOut is rewrite's work on the outgoing request out of in:
+// priorXFF is the X-Forwarded-For the client sent, which out no longer
+// holds.
+func rewriteOut(in, out *http.Request, rs *requestState, priorXFF []string) {
 	rt := rs.route
 	// The scheme (TLS or not) and host are set per attempt by
 	// attemptTransport (cluster.upstreamRequest).
@@ -282,16 +309,31 @@ func (pool *upstreamPool) rewrite(pr *httputil.ProxyRequest) {
 	case rt.hostRewrite != "":
 		out.Host = rt.hostRewrite
 	}
-	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
-		out.Header["X-Forwarded-For"] = prior
-	}
-	pr.SetXForwarded()
+	setXForwarded(in, out, priorXFF)
 	if out.Header.Get("X-Request-Id") == "" {
 		out.Header.Set("X-Request-Id", newRequestID())
 	}
 	rt.headers.applyRequest(rs.wc, out.Header)
-	if len(rt.mirrors) > 0 {
-		pool.p.mirror(out, rs)
+}
+
+// setXForwarded sets X-Forwarded-For (priorXFF and the client's address),
+// X-Forwarded-Host and X-Forwarded-Proto on out, as
+// httputil.ProxyRequest.SetXForwarded does.
+func setXForwarded(in, out *http.Request, priorXFF []string) {
+	h := out.Header
+	if clientIP, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		if len(priorXFF) > 0 {
+			clientIP = strings.Join(priorXFF, ", ") + ", " + clientIP
+		}
+		h.Set("X-Forwarded-For", clientIP)
+	} else {
+		h.Del("X-Forwarded-For")
+	}
+	h.Set("X-Forwarded-Host", in.Host)
+	if in.TLS == nil {
+		h.Set("X-Forwarded-Proto", "http")
+	} else {
+		h.Set("X-Forwarded-Proto", "https")
 	}
 }
 
@@ -312,13 +354,19 @@ func setEscapedPath(u *url.URL, esc string) {
 // response headers.
 func modifyResponse(resp *http.Response) error {
 	if rs := stateOf(resp.Request); rs != nil {
-		rs.code = resp.StatusCode
-		if !rs.lc.inbound && resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
-			rs.sec.destination = firstURI(resp.TLS.PeerCertificates[0])
-		}
-		rs.finishHeaders(resp.Header)
+		rs.upstreamResponse(resp)
 	}
 	return nil
+}
+
+// upstreamResponse records the upstream status code and identity and
+// applies the route's response headers.
+func (rs *requestState) upstreamResponse(resp *http.Response) {
+	rs.code = resp.StatusCode
+	if !rs.lc.inbound && resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+		rs.sec.destination = firstURI(resp.TLS.PeerCertificates[0])
+	}
+	rs.finishHeaders(resp.Header)
 }
 
 // proxyError answers a failed upstream exchange like Envoy: 503 with UF when
@@ -326,7 +374,11 @@ func modifyResponse(resp *http.Response) error {
 // timeout, 503 with UH when a retry found no host, 503 with UC when the
 // upstream reset; nothing when the client went away (DC).
 func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	rs := stateOf(r)
+	p.upstreamError(w, r, stateOf(r), err)
+}
+
+// upstreamError is proxyError with the request's state; rs may be nil.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, rs *requestState, err error) {
 	code, flag, body := http.StatusServiceUnavailable, flagUpstreamReset, upstreamReset+"connection termination"
 	var opErr *net.OpError
 	var hsErr *tlsHandshakeError
@@ -383,17 +435,27 @@ func newRequestID() string {
 	return string(s[:])
 }
 
-// bufferPool recycles the reverse proxy's copy buffers.
+// copyBufferSize is the size of the reverse proxy's copy buffers.
+const copyBufferSize = 32 * 1024
+
+// bufferPool recycles the reverse proxy's copy buffers. It pools array
+// pointers, which a returned slice converts back to without allocating
+// (pooling a *[]byte would allocate a slice header on every Put).
 type bufferPool struct{ pool sync.Pool }
 
 var _ httputil.BufferPool = (*bufferPool)(nil)
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}}
+	return &bufferPool{pool: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
 }
 
 // Get returns a 32 KiB buffer.
-func (b *bufferPool) Get() []byte { return *(b.pool.Get().(*[]byte)) }
+func (b *bufferPool) Get() []byte { return b.pool.Get().(*[copyBufferSize]byte)[:] }
 
-// Put returns a buffer to the pool.
-func (b *bufferPool) Put(buf []byte) { b.pool.Put(&buf) }
+// Put returns a buffer from Get to the pool; other buffers are dropped.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) != copyBufferSize {
+		return
+	}
+	b.pool.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -191,17 +192,67 @@ func (p *Proxy) downstreamSecurity(cs *tls.ConnectionState, tc *tlsContext) conn
 	return sec
 }
 
+// requestSeries are the request metrics of one label set, looked up once.
+type requestSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// seriesKey is what decides a forwarded request's labels besides its
+// cluster: the listener's direction, the endpoint's workload, the TLS
+// identities, the protocol, the response code and flags.
+type seriesKey struct {
+	inbound bool
+	grpc    bool
+	code    int
+	flags   responseFlags
+	meta    endpointMeta
+	sec     connSecurity
+}
+
+// seriesCache holds a cluster's request series by seriesKey, so that a
+// request costs one map lookup instead of hashing and validating Istio's
+// 18 label values twice (prometheus' WithLabelValues). It lives as long as
+// the cluster (one configuration); the series stay in the registry.
+type seriesCache struct {
+	m sync.Map // seriesKey -> *requestSeries
+}
+
 // observe records one finished request.
 func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
+	grpc := strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+	var s *requestSeries
+	if c := rs.cluster; c != nil && !c.missing && c.series != nil {
+		k := seriesKey{inbound: rs.lc != nil && rs.lc.inbound, grpc: grpc, code: rs.code, flags: rs.flags, sec: rs.sec}
+		if rs.endpoint != nil {
+			k.meta = rs.endpoint.meta
+		}
+		if v, ok := c.series.m.Load(k); ok {
+			s = v.(*requestSeries)
+		} else {
+			s = p.requestSeries(rs, grpc)
+			c.series.m.Store(k, s)
+		}
+	} else {
+		s = p.requestSeries(rs, grpc)
+	}
+	s.requests.Inc()
+	s.duration.Observe(float64(d) / float64(time.Millisecond))
+}
+
+// requestSeries looks up the request metrics of a finished request's labels.
+func (p *Proxy) requestSeries(rs *requestState, grpc bool) *requestSeries {
 	values := p.labelValues(rs.lc, rs.cluster, rs.endpoint, rs.sec)
 	values[12] = "http"
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+	if grpc {
 		values[12] = "grpc"
 	}
 	values[13] = strconv.Itoa(rs.code)
 	values[14] = rs.flags.String()
-	p.metrics.requests.WithLabelValues(values[:]...).Inc()
-	p.metrics.duration.WithLabelValues(values[:]...).Observe(float64(d) / float64(time.Millisecond))
+	return &requestSeries{
+		requests: p.metrics.requests.WithLabelValues(values[:]...),
+		duration: p.metrics.duration.WithLabelValues(values[:]...),
+	}
 }
 
 // observeTCP records a TCP proxy connection: opened once connected, then

@@ -222,47 +222,31 @@ func classify(err error, req *http.Request, perTry context.Context) attemptError
 	return attemptReset
 }
 
-// maxBufferedBody is how much of a request body the proxy keeps to replay
-// it on a retry or send it to a mirror; a larger body disables both for
-// that request, as Envoy's per_connection_buffer_limit_bytes (1 MiB).
-const maxBufferedBody = 1 << 20
-
-// bufferBody reads a request body of up to maxBufferedBody into rs so it
-// can be replayed; a larger one is streamed and not replayable.
-func bufferBody(r *http.Request, rs *requestState) {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		rs.replayable = true
-		return
-	}
-	if r.ContentLength > maxBufferedBody {
-		return
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, maxBufferedBody+1))
-	if err != nil || len(buf) > maxBufferedBody {
-		r.Body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
-		return
-	}
-	r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(buf))
-	rs.body, rs.replayable = buf, true
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
-}
-
 // attemptTransport is a cluster's http.RoundTripper: it sends a request to
 // the endpoint the handler picked and, under the route's retry policy,
 // retries on other endpoints with per-try timeouts and back-off. It feeds
 // each attempt's outcome to outlier detection.
 type attemptTransport struct {
 	inner *http.Transport
+	// h1 sends the requests it can (h1Eligible); nil for h2 clusters.
+	h1 *h1Client
 	// maxPerConn is max_requests_per_connection (HTTP/1.1), 0 for none.
 	maxPerConn uint32
 }
 
 var _ http.RoundTripper = (*attemptTransport)(nil)
+
+// send makes one attempt: on the h1Client when it can take the request,
+// else on the Transport.
+func (t *attemptTransport) send(out *http.Request, rs *requestState) (*http.Response, error) {
+	if t.h1 != nil && h1Eligible(out) {
+		return t.h1.roundTrip(out, rs)
+	}
+	if t.maxPerConn > 0 {
+		out = limitRequestsPerConn(out, t.maxPerConn)
+	}
+	return t.inner.RoundTrip(out)
+}
 
 // RoundTrip implements http.RoundTripper.
 func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -270,6 +254,11 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if rs == nil || rs.endpoint == nil {
 		return t.inner.RoundTrip(req)
 	}
+	return t.roundTrip(req, rs)
+}
+
+// roundTrip sends req, the request of rs, with its route's retries.
+func (t *attemptTransport) roundTrip(req *http.Request, rs *requestState) (*http.Response, error) {
 	c, rp := rs.cluster, rs.route.retry
 	var tried []*endpoint
 	holdingRetry := false // a max_retries slot, held while a retry is in flight
@@ -278,9 +267,12 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		out := req
 		if attempt > 0 {
 			out = req.Clone(req.Context())
-			if rs.body != nil {
+			switch {
+			case rs.body != nil:
 				out.Body = io.NopCloser(bytes.NewReader(rs.body))
 				out.ContentLength = int64(len(rs.body))
+			case rs.replay != nil:
+				out.Body = rs.replay.reader()
 			}
 		}
 		var perTry context.Context
@@ -290,11 +282,8 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			out = out.WithContext(perTry)
 		}
 		out = c.upstreamRequest(out, ep)
-		if t.maxPerConn > 0 {
-			out = limitRequestsPerConn(out, t.maxPerConn)
-		}
 		ep.state.active.Add(1)
-		resp, err := t.inner.RoundTrip(out)
+		resp, err := t.send(out, rs)
 		if holdingRetry {
 			c.releaseRetry()
 			holdingRetry = false
@@ -307,7 +296,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			c.report(ep, outcomeLocalFailure)
 		}
 		retry := rp != nil && rp.retriable(resp, ae)
-		if retry && (attempt >= rp.numRetries || !rs.replayable) {
+		if retry && (attempt >= rp.numRetries || !rs.canReplay()) {
 			rs.flags |= flagRetryLimitExceeded
 			retry = false
 		}

@@ -37,6 +37,7 @@ func TestRetriesAndTimeouts(t *testing.T) {
 		noBackend bool     // only the extra endpoints
 		method    string
 		body      string
+		chunked   bool // send the body without a Content-Length
 		wantCode  int
 		wantCalls int64 // requests the backend saw; 0: do not check
 		wantFlags string
@@ -88,6 +89,8 @@ func TestRetriesAndTimeouts(t *testing.T) {
 		{name: "per-try timeout retried", policy: perTry, handle: slowOnce(), wantCode: 200, wantCalls: 2},
 		{name: "reset retried", policy: policy("reset", 1), handle: resetOnce(), wantCode: 200, wantCalls: 2},
 		{name: "POST body replayed", policy: policy("5xx", 1), handle: failing(1, 503), method: "POST", body: "payload", wantCode: 200, wantCalls: 2, wantBody: "payload"},
+		{name: "chunked POST body replayed", policy: policy("5xx", 1), handle: failing(1, 503), method: "POST", body: "payload", chunked: true, wantCode: 200, wantCalls: 2, wantBody: "payload"},
+		{name: "body over the buffer limit not replayed", policy: policy("5xx", 1), handle: failing(1, 503), method: "POST", body: strings.Repeat("x", maxBufferedBody+1), wantCode: 503, wantCalls: 1, wantFlags: "URX"},
 	}
 	var res []types.Resource
 	var vhosts []*routev3.VirtualHost
@@ -131,6 +134,9 @@ func TestRetriesAndTimeouts(t *testing.T) {
 					method = "GET"
 				}
 				req, _ := http.NewRequest(method, "http://"+r.out+"/", strings.NewReader(tt.body))
+				if tt.chunked {
+					req.Body, req.GetBody, req.ContentLength = io.NopCloser(strings.NewReader(tt.body)), nil, -1
+				}
 				req.Host = fmt.Sprintf("r%d", i)
 				resp, body := r.do(req)
 				if resp.StatusCode != tt.wantCode {

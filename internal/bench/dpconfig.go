@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/ca"
@@ -39,6 +38,11 @@ type compiledConfig struct {
 	addr string
 	ca   *ca.Authority
 	gen  int
+	// mu protects pending: the secrets of nodes that have not connected
+	// yet (xds.Server.SetSecrets takes only known nodes), delivered by
+	// the goroutine of startCompiledConfig when they do.
+	mu      sync.Mutex
+	pending map[string][]*tlsv3.Secret
 }
 
 var _ meshConfig = (*compiledConfig)(nil)
@@ -57,9 +61,34 @@ func startCompiledConfig(ctx context.Context) (*compiledConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening for xDS: %w", err)
 	}
-	c := &compiledConfig{srv: xds.NewServer(), addr: lis.Addr().String(), ca: auth}
+	c := &compiledConfig{srv: xds.NewServer(), addr: lis.Addr().String(), ca: auth, pending: map[string][]*tlsv3.Secret{}}
+	changed := c.srv.Subscribe()
 	go func() { _ = c.srv.Serve(ctx, lis) }()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				c.deliverSecrets(ctx)
+			}
+		}
+	}()
 	return c, nil
+}
+
+// deliverSecrets gives every connected node its pending secrets.
+func (c *compiledConfig) deliverSecrets(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, secrets := range c.pending {
+		if _, ok := c.srv.Node(id); !ok {
+			continue
+		}
+		if _, err := c.srv.SetSecrets(ctx, id, secrets); err == nil {
+			delete(c.pending, id)
+		}
+	}
 }
 
 func (c *compiledConfig) XDSAddr() string { return c.addr }
@@ -79,18 +108,20 @@ func (c *compiledConfig) Apply(ctx context.Context, policy []sources.Object, fle
 		if err != nil {
 			return err
 		}
-		s := *snap.Resources
-		s.Resources[types.Secret] = cachev3.NewResources(fmt.Sprintf("s%d", c.gen), secrets)
-		if err := c.srv.SetSnapshot(ctx, w.ID, fmt.Sprintf("%s-%d", snap.Version, c.gen), &s); err != nil {
+		if err := c.srv.SetSnapshot(ctx, w.ID, fmt.Sprintf("%s-%d", snap.Version, c.gen), snap.Resources); err != nil {
 			return err
 		}
+		c.mu.Lock()
+		c.pending[w.ID] = secrets
+		c.mu.Unlock()
 	}
+	c.deliverSecrets(ctx)
 	return nil
 }
 
 // secrets returns the SDS secrets default (w's workload certificate) and
 // ROOTCA, as the controller's CA delivers them.
-func (c *compiledConfig) secrets(w nodemeta.Workload) ([]types.Resource, error) {
+func (c *compiledConfig) secrets(w nodemeta.Workload) ([]*tlsv3.Secret, error) {
 	sa := w.ServiceAccount
 	if sa == "" {
 		sa = "default"
@@ -106,11 +137,11 @@ func (c *compiledConfig) secrets(w nodemeta.Workload) ([]types.Resource, error) 
 	inline := func(b []byte) *corev3.DataSource {
 		return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
 	}
-	return []types.Resource{
-		&tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+	return []*tlsv3.Secret{
+		{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 			CertificateChain: inline(cert.ChainPEM), PrivateKey: inline(cert.KeyPEM),
 		}}},
-		&tlsv3.Secret{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+		{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 			TrustedCa: inline(c.ca.Bundle()),
 		}}},
 	}, nil
