@@ -260,7 +260,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 // back from per-type versions when the node ACKs.
 //
 // snap is not copied and must not be modified afterwards; one snapshot may
-// be shared by many nodes. If the cache fails to push the snapshot to an
+// be shared by many nodes, and should be: its resources are marshalled
+// once per snapshot, and nodes given the same *Snapshot share the bytes
+// (resource TTLs are not used). If the cache fails to push the snapshot to an
 // open watch (ctx done), the error is returned but the assignment stands.
 func (s *Server) SetSnapshot(ctx context.Context, nodeID, version string, snap *cachev3.Snapshot) error {
 	switch {
