@@ -105,6 +105,20 @@ func (c *configCache) SetSnapshot(ctx context.Context, nodeID string, snap *cach
 	return errors.Join(errs...)
 }
 
+// consistent checks snap.Consistent once per snapshot: a snapshot some
+// node holds was checked when it was first assigned, and snapshots are
+// not modified once assigned. The check follows every reference in the
+// snapshot, so per node it cost as much as the whole class's config.
+func (c *configCache) consistent(snap *cachev3.Snapshot) error {
+	c.mu.Lock()
+	known := snap != nil && c.snaps[snap] != nil
+	c.mu.Unlock()
+	if known {
+		return nil
+	}
+	return snap.Consistent()
+}
+
 // ClearSnapshot forgets the node: its snapshot and its watches.
 func (c *configCache) ClearSnapshot(nodeID string) {
 	c.mu.Lock()

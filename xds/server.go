@@ -271,7 +271,7 @@ func (s *Server) SetSnapshot(ctx context.Context, nodeID, version string, snap *
 	case version == "":
 		return fmt.Errorf("assigning snapshot to node %s: version label is empty", nodeID)
 	}
-	if err := snap.Consistent(); err != nil {
+	if err := s.cache.consistent(snap); err != nil {
 		return fmt.Errorf("assigning snapshot %s to node %s: %w", version, nodeID, err)
 	}
 	a, err := newAssignment(version, snap)
