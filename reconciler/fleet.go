@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/compiler"
+	"github.com/gitmesh/gitmesh/internal/pace"
 	"github.com/gitmesh/gitmesh/xds"
 )
 
@@ -123,4 +125,31 @@ func fleetKey(fleet []nodemeta.Workload) string {
 // compiled for besides the connected proxies' classes (see served.compile).
 func (r *Reconciler) probe() nodemeta.ProxyClass {
 	return nodemeta.SidecarClass(r.cfg.DefaultNamespace, "")
+}
+
+// Fleet changes are paced (package pace): the xds server signals Changed
+// on every connect, disconnect, ACK and NACK, and a push to thousands of
+// proxies brings thousands of ACKs within a second. Reacting to each
+// (syncFleet reads every node, then the rollout steps) would keep the loop
+// busy with the same fleet again and again while the streams wait for
+// CPU; paced, the reactions take at most a third of a core, and a signal
+// waits at most fleetPaceMax.
+const (
+	fleetPaceFactor = 2
+	fleetPaceMax    = 100 * time.Millisecond
+)
+
+// newFleetPacer returns the Run loop's pacer of fleet changes.
+func newFleetPacer() *pace.Pacer {
+	return &pace.Pacer{Factor: fleetPaceFactor, Max: fleetPaceMax}
+}
+
+// fleetChanged is the loop's reaction to a fleet change: re-assign
+// snapshots, then step the rollout, whose gates read the fleet's ACKs.
+func (r *Reconciler) fleetChanged(ctx context.Context, p *pace.Pacer) {
+	start := time.Now()
+	r.syncFleet(ctx)
+	r.stepRollout(ctx)
+	r.checkRollbackDone()
+	p.Reacted(start, time.Now())
 }

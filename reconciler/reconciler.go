@@ -234,6 +234,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	r.startJWKSRefresh(ctx, r.cfg.JWKSRefresh) // restored revisions were parsed without their keys
 	jwksTick := time.NewTicker(r.cfg.JWKSRefresh)
 	defer jwksTick.Stop()
+	pacer := newFleetPacer()
 	for {
 		select {
 		case <-ctx.Done():
@@ -248,9 +249,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-r.registryChanged():
 			r.registryDone(ctx)
 		case <-r.cfg.Fleet.Changed():
-			r.syncFleet(ctx)
-			r.stepRollout(ctx)
-			r.checkRollbackDone()
+			if pacer.Signal(time.Now()) {
+				r.fleetChanged(ctx, pacer)
+			}
+		case <-pacer.Pending():
+			r.fleetChanged(ctx, pacer)
 		case <-tick.C:
 			r.stepRollout(ctx)
 			r.checkRollbackDone()

@@ -42,7 +42,9 @@ func newServed(revision string, objs []sources.Object, policy *compiler.Policy) 
 // proxy is connected.
 func (s *served) compile(nodes []xds.NodeStatus, fleet []nodemeta.Workload, probe nodemeta.ProxyClass) error {
 	key := fleetKey(fleet)
+	var prev map[string]*compiler.Snapshot
 	if key != s.fleetKey {
+		prev = s.classes
 		s.classes, s.fleetKey = map[string]*compiler.Snapshot{}, key
 	}
 	if pk := probe.Key(); s.classes[pk] == nil {
@@ -50,7 +52,7 @@ func (s *served) compile(nodes []xds.NodeStatus, fleet []nodemeta.Workload, prob
 		if err != nil {
 			return fmt.Errorf("compiling %s for a sidecar in namespace %s: %w", s.Revision, probe.Namespace, err)
 		}
-		s.classes[pk] = snap
+		s.classes[pk] = same(prev[pk], snap)
 	}
 	for _, n := range nodes {
 		class := n.Workload.Class()
@@ -62,9 +64,21 @@ func (s *served) compile(nodes []xds.NodeStatus, fleet []nodemeta.Workload, prob
 		if err != nil {
 			return fmt.Errorf("compiling %s for proxy %s (%s/%s): %w", s.Revision, n.Workload.ID, class.Namespace, class.Service, err)
 		}
-		s.classes[ck] = snap
+		s.classes[ck] = same(prev[ck], snap)
 	}
 	return nil
+}
+
+// same returns prev when snap compiled to the same label (the fleet
+// change did not touch the class), else snap. Keeping the earlier pointer
+// keeps one snapshot per class: the xds server marshals a snapshot once
+// and shares it among the nodes given the same pointer, so a class whose
+// nodes held equal copies would be encoded and held once per copy.
+func same(prev, snap *compiler.Snapshot) *compiler.Snapshot {
+	if prev != nil && snapshotLabel(prev) == snapshotLabel(snap) {
+		return prev
+	}
+	return snap
 }
 
 // snapshot returns the compiled snapshot for the node's class (nil when

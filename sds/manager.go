@@ -14,6 +14,7 @@
 package sds
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/ca"
+	"github.com/gitmesh/gitmesh/internal/pace"
 	"github.com/gitmesh/gitmesh/xds"
 )
 
@@ -105,6 +107,24 @@ type nodeCert struct {
 	rotateAt time.Time
 	bundle   []byte // the ROOTCA pushed with it
 	version  string // the secrets version SetSecrets returned, "" if not pushed
+	// signer is the root leaf was last found signed by (Authority.Root's
+	// pointer, new on every rotation), so that a sync checks each leaf's
+	// signature once per root rather than on every fleet change.
+	signer *x509.Certificate
+}
+
+// issuedByRoot reports whether nc's leaf was signed by auth's signing
+// root, checking the signature once per root. m.mu must be held.
+func (nc *nodeCert) issuedByRoot(auth *ca.Authority) bool {
+	root := auth.Root()
+	if nc.signer == root {
+		return true
+	}
+	if !auth.IssuedByRoot(nc.leaf) {
+		return false
+	}
+	nc.signer = root
+	return true
 }
 
 // Option configures a Manager.
@@ -192,11 +212,19 @@ func (m *Manager) SetAuthority(a *ca.Authority) {
 }
 
 // Run issues and renews certificates until ctx is done, then returns nil.
+//
+// Fleet changes are paced (package pace): the fleet signals every ACK
+// too, and a sync reads every node, so during a push's burst of ACKs syncs
+// take at most half a core and a new node waits at most fleetPaceMax for
+// its certificate. Kicks (a new CA) and renewals are not paced.
 func (m *Manager) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	pacer := &pace.Pacer{Factor: fleetPaceFactor, Max: fleetPaceMax}
 	for {
+		start := time.Now()
 		next := m.sync(ctx)
+		pacer.Reacted(start, time.Now())
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -206,12 +234,35 @@ func (m *Manager) Run(ctx context.Context) error {
 		if !next.IsZero() {
 			timer.Reset(max(next.Sub(m.now()), 0))
 		}
+		if !m.wait(ctx, timer, pacer) {
+			return nil
+		}
+	}
+}
+
+// Pacing of fleet signals: see Run.
+const (
+	fleetPaceFactor = 1
+	fleetPaceMax    = 100 * time.Millisecond
+)
+
+// wait waits for the next reason to sync and reports false when ctx is
+// done.
+func (m *Manager) wait(ctx context.Context, timer *time.Timer, pacer *pace.Pacer) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
 		case <-m.changed:
+			if pacer.Signal(time.Now()) {
+				return true
+			}
+		case <-pacer.Pending():
+			return true
 		case <-m.kick:
+			return true
 		case <-timer.C:
+			return true
 		}
 	}
 }
@@ -274,7 +325,7 @@ func (m *Manager) sync(ctx context.Context) time.Time {
 				todo = append(todo, w)
 			}
 			continue
-		case !now.Before(nc.rotateAt) || !auth.IssuedByRoot(nc.leaf):
+		case !now.Before(nc.rotateAt) || !nc.issuedByRoot(auth):
 			w.issue = true
 		case !bytesEqual(nc.bundle, bundle) || nc.version == "":
 		default:
@@ -314,6 +365,9 @@ func (m *Manager) apply(ctx context.Context, auth *ca.Authority, bundle []byte, 
 		issuedAt := m.now()
 		nc = nodeCert{id: w.id, leaf: cert.Leaf, prevLeaf: w.old.leaf, chainPEM: cert.ChainPEM, keyPEM: cert.KeyPEM,
 			issuedAt: issuedAt, rotateAt: m.rotateAt(issuedAt, cert.Leaf.NotAfter)}
+		if root := auth.Root(); len(root.SubjectKeyId) > 0 && bytes.Equal(cert.Leaf.AuthorityKeyId, root.SubjectKeyId) {
+			nc.signer = root // just signed by it: no need to check the signature
+		}
 		m.log.Info("issued workload certificate", "node_id", w.nodeID, "spiffe_id", w.id.String(),
 			"serial", cert.Leaf.SerialNumber.Text(16), "not_after", cert.Leaf.NotAfter, "renew_at", nc.rotateAt)
 	}

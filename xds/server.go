@@ -9,7 +9,8 @@
 //
 // # ADS mode
 //
-// The SnapshotCache runs with ads=false on purpose. With ads=true,
+// The config cache (configCache) answers requests as go-control-plane's
+// SnapshotCache does with ads=false, on purpose. With ads=true,
 // go-control-plane answers a request that names resources only when the
 // request names every resource of that type in the snapshot (see
 // snapshotCache.respond in pkg/cache/v3/simple.go); otherwise it logs
@@ -28,6 +29,16 @@
 // application by warming clusters and listeners until their EDS/RDS arrive,
 // and the bundled proxy applies an update all at once or not at all
 // (docs/xds-conventions.md).
+//
+// # Marshalled once per snapshot
+//
+// The config cache is ours rather than go-control-plane's SnapshotCache,
+// which marshals every resource again for every response to every node.
+// The reconciler assigns one *Snapshot to all the nodes of a proxy class;
+// the cache encodes it once, builds each response body (the repeated
+// resources field in wire form) once per set of names, and the server's
+// codec sends that body to every stream without copying it (encoded.go,
+// codec.go). Secrets, small and per node, stay in a SnapshotCache.
 //
 // # ACK mapping
 //
@@ -70,7 +81,8 @@ import (
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
 
-// adsCacheMode is the ads flag of the SnapshotCache; see the package doc.
+// adsCacheMode is the ads flag of the secrets' SnapshotCache; see the
+// package doc.
 const adsCacheMode = false
 
 // Defaults of the options.
@@ -94,7 +106,7 @@ type Server struct {
 	requireCert bool         // refuse streams without a verified client certificate
 	services    []func(grpc.ServiceRegistrar)
 
-	cache   cachev3.SnapshotCache // config: every type but secrets
+	cache   *configCache          // config: every type but secrets
 	secrets cachev3.SnapshotCache // secrets (SDS), see secrets.go
 	changed chan struct{}
 	// wmu protects watchers, the channels Subscribe handed out.
@@ -109,7 +121,7 @@ type Server struct {
 	// callbacks that map a nonce to a version then always find the
 	// assignment, and a node forgotten after its grace period cannot race a
 	// reconnect that opens new watches. Lock order: mu, then the cache's
-	// own lock; the cache never calls back into Server.
+	// own lock; the caches never call back into Server.
 	mu      sync.Mutex
 	nodes   map[string]*node
 	streams map[streamKey]*streamState
@@ -171,7 +183,7 @@ func NewServer(opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.cache = cachev3.NewSnapshotCache(adsCacheMode, cachev3.IDHash{}, cpLogger{s.log})
+	s.cache = newConfigCache()
 	s.secrets = cachev3.NewSnapshotCache(adsCacheMode, cachev3.IDHash{}, cpLogger{s.log})
 	s.metrics = newMetrics(s)
 	return s
@@ -194,6 +206,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(1 << 20),
+		grpc.ForceServerCodecV2(newSharedCodec()),
 	}, s.grpcOpts...)
 	gs := grpc.NewServer(gopts...)
 	// go-control-plane ends every stream loop when ctx is done.
@@ -247,7 +260,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 // back from per-type versions when the node ACKs.
 //
 // snap is not copied and must not be modified afterwards; one snapshot may
-// be shared by many nodes. If the cache fails to push the snapshot to an
+// be shared by many nodes, and should be: its resources are marshalled
+// once per snapshot, and nodes given the same *Snapshot share the bytes
+// (resource TTLs are not used). If the cache fails to push the snapshot to an
 // open watch (ctx done), the error is returned but the assignment stands.
 func (s *Server) SetSnapshot(ctx context.Context, nodeID, version string, snap *cachev3.Snapshot) error {
 	switch {
@@ -256,7 +271,7 @@ func (s *Server) SetSnapshot(ctx context.Context, nodeID, version string, snap *
 	case version == "":
 		return fmt.Errorf("assigning snapshot to node %s: version label is empty", nodeID)
 	}
-	if err := snap.Consistent(); err != nil {
+	if err := s.cache.consistent(snap); err != nil {
 		return fmt.Errorf("assigning snapshot %s to node %s: %w", version, nodeID, err)
 	}
 	a, err := newAssignment(version, snap)
@@ -283,8 +298,8 @@ func (s *Server) SetSnapshot(ctx context.Context, nodeID, version string, snap *
 // A disconnected node is forgotten at once, with its snapshot. A connected
 // node stays known with Assigned "" and keeps the snapshot it was last
 // given in the cache until it disconnects and its grace period ends, or a
-// new SetSnapshot replaces it: clearing it from go-control-plane's
-// SnapshotCache would also drop the node's open watches, so a later
+// new SetSnapshot replaces it: clearing it from the config cache would
+// also drop the node's open watches, so a later
 // SetSnapshot would never reach it on this stream.
 func (s *Server) ClearSnapshot(nodeID string) {
 	s.mu.Lock()

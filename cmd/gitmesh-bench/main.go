@@ -38,6 +38,8 @@ func benchMain(ctx context.Context, args []string) error {
 	plots := fs.String("plots", "docs/performance", "directory for the PNG plots (empty: none)")
 	gitmesh := fs.String("gitmesh", "", "gitmesh binary (default: build ./cmd/gitmesh into a temporary directory)")
 	render := fs.String("render", "", "only print the table of this results.json and draw its plots")
+	cpCases := fs.String("cp-cases", "", "control-plane cases instead of the matrix: <services>x<proxies>[d], comma-separated, d for delta (e.g. 1000x1000,3x5000d)")
+	ctrlArgs := fs.String("controller-args", "", "extra arguments of the control plane's controller, space-separated (e.g. --pprof-addr=127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +54,12 @@ func benchMain(ctx context.Context, args []string) error {
 		Quick: *quick, ResultsDir: *results, PlotDir: *plots, Gitmesh: *gitmesh, ModuleDir: ".",
 		LoadClient: []string{self, "adsload"},
 	}
+	if *cpCases != "" {
+		if o.ControlPlaneCases, err = bench.ParseCPCases(*cpCases); err != nil {
+			return err
+		}
+	}
+	o.ControllerArgs = strings.Fields(*ctrlArgs)
 	if *parts != "" && *parts != "all" {
 		o.Parts = strings.Split(*parts, ",")
 	}

@@ -29,7 +29,7 @@ func newControllerCmd(g *globalFlags) *cobra.Command {
 	inj := new(injectorFlags)
 	cl := new(clusterFlags)
 	var kubeMode bool
-	var kubeconfig string
+	var kubeconfig, pprofAddr string
 	cmd := &cobra.Command{
 		Use:   "controller --repo URL [--branch B|--tag T|--semver R|--commit SHA] [--path DIR] [--secret-dir DIR]",
 		Short: "Run the reconciler and the xDS server",
@@ -71,6 +71,11 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 				return &exitError{2, err}
 			}
 			ctx := cmd.Context()
+			if pprofAddr != "" {
+				if err := servePprof(ctx, pprofAddr, log); err != nil {
+					return &exitError{2, err}
+				}
+			}
 			c, err := controller.Start(ctx, cfg)
 			if err != nil {
 				return &exitError{2, err}
@@ -107,6 +112,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&cfg.VerifySSHKeysFile, "verify-ssh-keys", "", "ssh public keys one a line (authorized_keys or git allowed_signers form); only a head commit signed by one of them is built")
 	f.BoolVar(&kubeMode, "kubernetes", kubernetesDefault(), "Kubernetes mode: read Services, EndpointSlices and Pods from the API server (default true inside a pod, where KUBERNETES_SERVICE_HOST is set; --kubernetes=false opts out)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file for Kubernetes mode outside a cluster (implies --kubernetes; default $KUBECONFIG or ~/.kube/config)")
+	f.StringVar(&pprofAddr, "pprof-addr", "", "listen address of Go's profiling endpoints /debug/pprof/ (unset: not served; loopback only, for benchmarks)")
 	cfg.MaxRepoSize, cfg.MaxFileSize = git.DefaultMaxRepoSize, sources.DefaultMaxFileBytes
 	f.Var((*byteSize)(&cfg.MaxRepoSize), "max-repo-size", "largest revision (sum of its files) fetched; larger ones are refused before checkout")
 	f.Var((*byteSize)(&cfg.MaxFileSize), "max-file-size", "largest file read by the build; larger ones are refused before they are read")

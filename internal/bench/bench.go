@@ -54,6 +54,9 @@ type Options struct {
 	// (tests).
 	CompilerSizes     []int
 	ControlPlaneCases []CPCase
+	// ControllerArgs are added to every control-plane controller's
+	// command line (e.g. --pprof-addr to profile it under load).
+	ControllerArgs []string
 }
 
 // Results is everything one run measured (results.json).
@@ -157,7 +160,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		checkpoint()
 	}
 	if all || want[PartControlPlane] {
-		env := cpEnv{gitmesh: o.Gitmesh, loadClient: o.LoadClient, loadEnv: o.LoadClientEnv, tmp: tmp, logf: logf}
+		env := cpEnv{gitmesh: o.Gitmesh, controllerArgs: o.ControllerArgs, loadClient: o.LoadClient, loadEnv: o.LoadClientEnv, tmp: tmp, logf: logf}
 		cases := controlPlaneCases(o.Quick)
 		if o.ControlPlaneCases != nil {
 			cases = o.ControlPlaneCases
@@ -199,6 +202,22 @@ func controlPlaneCases(quick bool) []CPCase {
 		}
 	}
 	return cs
+}
+
+// ParseCPCases parses control-plane cases written as
+// <services>x<proxies>[d], comma-separated ("d" for delta), e.g.
+// "1000x1000,1000x1000d,3x5000".
+func ParseCPCases(s string) ([]CPCase, error) {
+	var cs []CPCase
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		c := CPCase{Delta: strings.HasSuffix(f, "d")}
+		if _, err := fmt.Sscanf(strings.TrimSuffix(f, "d"), "%dx%d", &c.Services, &c.Proxies); err != nil || c.Services <= 0 || c.Proxies <= 0 {
+			return nil, fmt.Errorf("parsing control-plane case %q: want <services>x<proxies>[d]", f)
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
 }
 
 // buildGitmesh builds ./cmd/gitmesh into dir.

@@ -76,11 +76,13 @@ type CPChange struct {
 
 // cpEnv is what a control-plane run needs from outside.
 type cpEnv struct {
-	gitmesh    string   // the gitmesh binary
-	loadClient []string // argv prefix of the ADS load client
-	loadEnv    []string
-	tmp        string
-	logf       func(string, ...any)
+	gitmesh string // the gitmesh binary
+	// controllerArgs are added to the controller's command line.
+	controllerArgs []string
+	loadClient     []string // argv prefix of the ADS load client
+	loadEnv        []string
+	tmp            string
+	logf           func(string, ...any)
 }
 
 // runControlPlane runs each case against a fresh controller and hands
@@ -207,10 +209,10 @@ func cpCase(ctx context.Context, env cpEnv, c CPCase, dir string, r *CPResult) e
 		return err
 	}
 	log := &controllerLog{seen: map[string]time.Time{}, serving: map[string]bool{}}
-	ctrl, err := startChild("controller", []string{env.gitmesh, "--log-format", "json", "controller",
+	ctrl, err := startChild("controller", append([]string{env.gitmesh, "--log-format", "json", "controller",
 		"--repo", repo.URL(), "--branch", "main", "--path", "policy", "--interval", "100ms",
 		"--xds-addr", xdsAddr, "--admin-addr", adminAddr, "--state-dir", filepath.Join(dir, "state"),
-		"--kubernetes=false"}, nil, log.line)
+		"--kubernetes=false"}, env.controllerArgs...), nil, log.line)
 	if err != nil {
 		return err
 	}
