@@ -402,7 +402,8 @@ func TestControllerKilledMidRollout(t *testing.T) {
 			}
 			return ""
 		})
-		if _, ok := servesWithin(r.load, "client-1", "status 503", pushed, time.Second); !ok {
+		bad, ok := servesWithin(r.load, "client-1", "status 503", pushed, time.Second)
+		if !ok {
 			t.Fatalf("client-1 (wave 1) never served the bad revision")
 		}
 		before, err := r.api.history()
@@ -415,7 +416,10 @@ func TestControllerKilledMidRollout(t *testing.T) {
 		r.start(t)
 		r.laggard.release()
 		e2etest.Eventually(t, 20*time.Second, "the laggard synced on the last good version", func() string { return r.synced("laggard") })
-		back, ok := servesWithin(r.load, "client-1", "v1", pushed, 20*time.Second)
+		// Back on v1 after it served the bad revision: before the kill if
+		// the rollback had reached it, else once the new controller rolls
+		// it back (answers between pushed and bad were v1 too).
+		back, ok := servesWithin(r.load, "client-1", "v1", bad, 20*time.Second)
 		if !ok {
 			t.Fatalf("client-1 never went back to v1")
 		}
