@@ -167,19 +167,8 @@ func checkRouteConfiguration(rc *routev3.RouteConfiguration, clusters map[string
 			domains[d] = vh.GetName()
 		}
 		for _, rt := range vh.GetRoutes() {
-			action := rt.GetRoute()
-			names := []string{action.GetCluster()}
-			if wc := action.GetWeightedClusters(); wc != nil {
-				names = names[:0]
-				for _, c := range wc.GetClusters() {
-					names = append(names, c.GetName())
-				}
-			}
-			for _, m := range action.GetRequestMirrorPolicies() {
-				names = append(names, m.GetCluster())
-			}
-			for _, name := range names {
-				if name != "" && clusters[name] == nil {
+			for _, name := range routeClusters(rt) {
+				if clusters[name] == nil {
 					return fmt.Errorf("route configuration %s, virtual host %s: cluster %s does not exist", rc.GetName(), vh.GetName(), name)
 				}
 			}
@@ -204,25 +193,55 @@ func checkListeners(listeners []*listenerv3.Listener, clusters map[string]*clust
 			}
 			addrs[addr] = l.GetName()
 		}
-		for _, fc := range l.GetFilterChains() {
-			for _, f := range fc.GetFilters() {
-				tp := &tcpproxyv3.TcpProxy{}
-				if f.GetTypedConfig() == nil || !f.GetTypedConfig().MessageIs(tp) || f.GetTypedConfig().UnmarshalTo(tp) != nil {
-					continue
-				}
-				names := []string{tp.GetCluster()}
-				for _, c := range tp.GetWeightedClusters().GetClusters() {
-					names = append(names, c.GetName())
-				}
-				for _, name := range names {
-					if name != "" && clusters[name] == nil {
-						return fmt.Errorf("listener %s: cluster %s does not exist", l.GetName(), name)
-					}
-				}
+		for _, name := range listenerClusters(l) {
+			if clusters[name] == nil {
+				return fmt.Errorf("listener %s: cluster %s does not exist", l.GetName(), name)
 			}
 		}
 	}
 	return nil
+}
+
+// routeClusters returns the clusters a route forwards or mirrors to.
+func routeClusters(rt *routev3.Route) []string {
+	action := rt.GetRoute()
+	var names []string
+	if wc := action.GetWeightedClusters(); wc != nil {
+		for _, c := range wc.GetClusters() {
+			names = append(names, c.GetName())
+		}
+	} else if c := action.GetCluster(); c != "" {
+		names = append(names, c)
+	}
+	for _, m := range action.GetRequestMirrorPolicies() {
+		if c := m.GetCluster(); c != "" {
+			names = append(names, c)
+		}
+	}
+	return names
+}
+
+// listenerClusters returns the clusters a listener's TCP proxies forward
+// to.
+func listenerClusters(l *listenerv3.Listener) []string {
+	var names []string
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			tp := &tcpproxyv3.TcpProxy{}
+			if f.GetTypedConfig() == nil || !f.GetTypedConfig().MessageIs(tp) || f.GetTypedConfig().UnmarshalTo(tp) != nil {
+				continue
+			}
+			if c := tp.GetCluster(); c != "" {
+				names = append(names, c)
+			}
+			for _, c := range tp.GetWeightedClusters().GetClusters() {
+				if c.GetName() != "" {
+					names = append(names, c.GetName())
+				}
+			}
+		}
+	}
+	return names
 }
 
 // validator is implemented by every go-control-plane message

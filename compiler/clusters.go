@@ -24,11 +24,16 @@ const connectTimeout = 10 * time.Second
 // upstream HTTP options.
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
-// outboundClusters returns a cluster per service port and per subset, and
-// the ClusterLoadAssignments of the EDS ones.
-func (b *builder) outboundClusters() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment, error) {
-	var clusters []*clusterv3.Cluster
-	var clas []*endpointv3.ClusterLoadAssignment
+// serviceGroup is one service's clusters and ClusterLoadAssignments.
+type serviceGroup struct {
+	svc *service
+	*clusterGroup
+}
+
+// outboundClusters returns, per service, a cluster per service port and
+// per subset and the ClusterLoadAssignments of the EDS ones.
+func (b *builder) outboundClusters() ([]serviceGroup, error) {
+	groups := make([]serviceGroup, 0, len(b.p.services))
 	// With a Cache, each service's clusters are kept by a hash of what they
 	// read and shared by later compiles (not for gRPC clients, whose
 	// clusters grpcClient adjusts in place).
@@ -37,7 +42,7 @@ func (b *builder) outboundClusters() ([]*clusterv3.Cluster, []*endpointv3.Cluste
 	if memo {
 		var err error
 		if inputs, err = b.clusterInputs(); err != nil {
-			return nil, nil, fmt.Errorf("hashing cluster inputs: %w", err)
+			return nil, fmt.Errorf("hashing cluster inputs: %w", err)
 		}
 	}
 	for _, s := range b.p.services {
@@ -45,25 +50,81 @@ func (b *builder) outboundClusters() ([]*clusterv3.Cluster, []*endpointv3.Cluste
 		if memo {
 			var err error
 			if key, err = clusterKey(inputs, s); err != nil {
-				return nil, nil, fmt.Errorf("hashing service %s: %w", s.fqdn, err)
+				return nil, fmt.Errorf("hashing service %s: %w", s.fqdn, err)
 			}
 			if g, ok := b.p.cache.clusterGroup(key); ok {
-				clusters, clas = append(clusters, g.clusters...), append(clas, g.clas...)
-				b.share(g)
+				groups = append(groups, serviceGroup{s, g})
 				continue
 			}
 		}
 		g, err := b.serviceClusters(s)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if memo {
 			b.p.cache.putClusterGroup(key, g)
-			b.share(g)
+		}
+		groups = append(groups, serviceGroup{s, g})
+	}
+	return groups, nil
+}
+
+// scopedClusters returns the clusters and ClusterLoadAssignments of the
+// groups a sidecar keeps, in order: as Istio's SidecarScope, those of the
+// services visible to it (exportTo, and its Sidecar's egress hosts when
+// one applies) and of every service whose clusters res's routes or TCP
+// listeners reference (a VirtualService destination outside the egress
+// hosts), so that no reference dangles. Gateways and gRPC clients keep
+// every group. Groups taken from the Cache are marked shared.
+func (b *builder) scopedClusters(res *resources, groups []serviceGroup) ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
+	scoped := b.class.Role != nodemeta.RoleGateway && b.class.Generator != nodemeta.GeneratorGRPC
+	var used map[string]bool
+	if scoped {
+		used = referencedClusters(res)
+	}
+	var clusters []*clusterv3.Cluster
+	var clas []*endpointv3.ClusterLoadAssignment
+	for _, g := range groups {
+		if scoped && !b.visible(g.svc) && !g.references(used) {
+			continue
+		}
+		if b.p.cache != nil && b.class.Generator != nodemeta.GeneratorGRPC {
+			b.share(g.clusterGroup)
 		}
 		clusters, clas = append(clusters, g.clusters...), append(clas, g.clas...)
 	}
-	return clusters, clas, nil
+	return clusters, clas
+}
+
+// references reports whether one of g's clusters is in names.
+func (g serviceGroup) references(names map[string]bool) bool {
+	for _, c := range g.clusters {
+		if names[c.GetName()] {
+			return true
+		}
+	}
+	return false
+}
+
+// referencedClusters returns the names of the clusters res's routes and
+// listeners forward or mirror to.
+func referencedClusters(res *resources) map[string]bool {
+	names := map[string]bool{}
+	for _, rc := range res.routes {
+		for _, vh := range rc.GetVirtualHosts() {
+			for _, rt := range vh.GetRoutes() {
+				for _, n := range routeClusters(rt) {
+					names[n] = true
+				}
+			}
+		}
+	}
+	for _, l := range res.listeners {
+		for _, n := range listenerClusters(l) {
+			names[n] = true
+		}
+	}
+	return names
 }
 
 // share marks g's resources as shared with the Cache (see

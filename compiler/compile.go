@@ -71,11 +71,15 @@ type resources struct {
 // A sidecar gets the outbound listener and RouteConfiguration (when
 // class.Outbound is set), the inbound ones (when class.Inbound and
 // class.App are set), one TCP proxy listener per TCP service port it sees
-// (on the outbound address's IP), and every cluster and endpoint. A
-// proxyless gRPC client (GENERATOR=grpc) gets API listeners named as it
-// dials, their RouteConfigurations, and EDS clusters and endpoints (see
-// grpc.go). A gateway gets a listener per Gateway server port it has an
-// address for, with the VirtualServices bound to those Gateways (see
+// (on the outbound address's IP), and, as Istio's SidecarScope, the
+// clusters and endpoints of the services it sees (exportTo and its
+// Sidecar's egress hosts, see scope.go) plus those its routes and TCP
+// listeners reference, its inbound cluster and, in capture mode, the
+// Passthrough and BlackHole clusters (see scopedClusters). A proxyless
+// gRPC client (GENERATOR=grpc) gets API listeners named as it dials, their
+// RouteConfigurations, and EDS clusters and endpoints of every service
+// (see grpc.go). A gateway gets a listener per Gateway server port it has
+// an address for, with the VirtualServices bound to those Gateways (see
 // gateway.go), and every cluster and endpoint.
 //
 // Every resource passes go-control-plane's ValidateAll (including typed
@@ -93,20 +97,21 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 		b.namespace = nodemeta.DefaultNamespace
 	}
 	res := resources{cache: p.cache}
-	clusters, clas, err := b.outboundClusters()
+	groups, err := b.outboundClusters()
 	if err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 	}
-	res.clusters, res.endpoints = clusters, clas
 
 	switch {
 	case class.Role != "" && class.Role != nodemeta.RoleSidecar && class.Role != nodemeta.RoleGateway:
 		return nil, fmt.Errorf("compiling for %s: unknown role %q", class.Key(), class.Role)
 	case class.Generator == nodemeta.GeneratorGRPC:
+		res.clusters, res.endpoints = b.scopedClusters(&res, groups)
 		if err := b.grpcClient(&res); err != nil {
 			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 		}
 	case class.Role == nodemeta.RoleGateway:
+		res.clusters, res.endpoints = b.scopedClusters(&res, groups)
 		if err := b.gatewayListeners(&res); err != nil {
 			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 		}
@@ -114,6 +119,12 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 		if err := b.sidecar(&res); err != nil {
 			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 		}
+		// Scoped once the routes and listeners are known, which may
+		// reference services outside the scope; the service clusters come
+		// first, as for the other roles.
+		clusters, clas := b.scopedClusters(&res, groups)
+		res.clusters = append(clusters, res.clusters...)
+		res.endpoints = append(clas, res.endpoints...)
 	}
 	if err := b.applySecurity(&res); err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
