@@ -314,20 +314,12 @@ func (v *validationConfig) resolve(store *secretStore) (*x509.CertPool, []sanMat
 	return roots, append(slices.Clip(v.sans), sv.validation.sans...), nil
 }
 
-// verifyPeer verifies a peer's chain against roots (no host name check,
-// as Envoy without SAN matchers) and, when there are matchers, that one
-// of them matches the leaf.
-func verifyPeer(raw [][]byte, roots *x509.CertPool, sans []sanMatcher) error {
-	if len(raw) == 0 {
+// verifyPeer verifies a peer's chain (leaf first, as crypto/tls parsed it)
+// against roots (no host name check, as Envoy without SAN matchers) and,
+// when there are matchers, that one of them matches the leaf.
+func verifyPeer(certs []*x509.Certificate, roots *x509.CertPool, sans []sanMatcher) error {
+	if len(certs) == 0 {
 		return &verifyError{reason: reasonVerifyNoCert, err: errors.New("peer presented no certificate")}
-	}
-	certs := make([]*x509.Certificate, 0, len(raw))
-	for _, b := range raw {
-		c, err := x509.ParseCertificate(b)
-		if err != nil {
-			return &verifyError{reason: reasonVerifyError, err: fmt.Errorf("parsing peer certificate: %w", err)}
-		}
-		certs = append(certs, c)
 	}
 	opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
 	for _, c := range certs[1:] {
@@ -432,11 +424,13 @@ func (tc *tlsContext) serverConfigFor(hello *tls.ClientHelloInfo, store *secretS
 		if tc.requireClientCert {
 			cfg.ClientAuth = tls.RequireAnyClientCert
 		}
-		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 && !tc.requireClientCert {
+		// VerifyConnection, not VerifyPeerCertificate: crypto/tls has
+		// parsed the chain already.
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 && !tc.requireClientCert {
 				return nil
 			}
-			return verifyPeer(raw, roots, sans)
+			return verifyPeer(cs.PeerCertificates, roots, sans)
 		}
 	}
 	return cfg, nil
@@ -490,8 +484,8 @@ func (tc *tlsContext) clientConfig(store *secretStore, http2 bool) (*tls.Config,
 		if err != nil {
 			return nil, err
 		}
-		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			return verifyPeer(raw, roots, sans)
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			return verifyPeer(cs.PeerCertificates, roots, sans)
 		}
 	}
 	return cfg, nil

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func TestVerifyPeerSANs(t *testing.T) {
 			if fe != nil {
 				t.Fatal(fe.err)
 			}
-			err := verifyPeer(leaf.Certificate, v.roots, []sanMatcher{sm})
+			err := verifyPeer([]*x509.Certificate{leaf.Leaf}, v.roots, []sanMatcher{sm})
 			if (err == nil) != tt.want {
 				t.Errorf("verifyPeer: %v; want match %v", err, tt.want)
 			}
