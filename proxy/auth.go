@@ -108,7 +108,10 @@ func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, rs *requestSta
 				for k, v := range payloads {
 					fm[k] = v
 				}
-				in = nil
+				if in != nil {
+					// An earlier RBAC filter gathered the rest already.
+					in.meta = md
+				}
 			}
 		case f.rbac != nil:
 			if !f.rbac.enforce {
