@@ -185,11 +185,7 @@ func (p *Proxy) downstreamSecurity(cs *tls.ConnectionState, tc *tlsContext) conn
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return connSecurity{}
 	}
-	sec := connSecurity{mtls: true, source: firstURI(cs.PeerCertificates[0])}
-	if uris := tc.localURIs(p.secrets); len(uris) > 0 {
-		sec.destination = uris[0]
-	}
-	return sec
+	return connSecurity{mtls: true, source: firstURI(cs.PeerCertificates[0]), destination: firstURI(tc.localLeaf(p.secrets))}
 }
 
 // requestSeries are the request metrics of one label set, looked up once.

@@ -364,18 +364,24 @@ func (tc *tlsContext) certificates(store *secretStore) ([]tls.Certificate, error
 	return out, nil
 }
 
-// localURIs returns the URI SANs of the context's first certificate as it
-// is now (XFCC's By, destination_principal).
-func (tc *tlsContext) localURIs(store *secretStore) []string {
+// localLeaf returns the context's first certificate as it is now; nil
+// when it has none or its secret has not arrived.
+func (tc *tlsContext) localLeaf(store *secretStore) *x509.Certificate {
 	if tc == nil || len(tc.certs) == 0 {
 		return nil
 	}
-	var leaf *x509.Certificate
 	if c := tc.certs[0]; c.static != nil {
-		leaf = c.static.Leaf
+		return c.static.Leaf
 	} else if sv := store.get(c.sds); sv != nil && sv.cert != nil {
-		leaf = sv.cert.Leaf
+		return sv.cert.Leaf
 	}
+	return nil
+}
+
+// localURIs returns the URI SANs of the context's first certificate as it
+// is now (XFCC's By).
+func (tc *tlsContext) localURIs(store *secretStore) []string {
+	leaf := tc.localLeaf(store)
 	if leaf == nil {
 		return nil
 	}
