@@ -41,9 +41,7 @@ func (p *Proxy) forwardH1(ctx context.Context, w http.ResponseWriter, r *http.Re
 	h := out.Header
 	te := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
 	priorXFF := h["X-Forwarded-For"]
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
+	removeHopByHop(h)
 	if te {
 		h["Te"] = []string{"trailers"}
 	}
