@@ -196,15 +196,7 @@ func TestRolloutGates(t *testing.T) {
 				bad := h.commit("v2")
 				h.waitPhase(bad, admin.PhaseBaking)
 				waitSignal(t, rig.scrapeHung, "a scrape to hang")
-				res, took := h.do(admin.OpAbort)
-				if res.Code != http.StatusOK {
-					t.Fatalf("abort answered %d %q", res.Code, res.Message)
-				}
-				h.waitFleetOn(h.good)
-				t.Logf("abort answered in %s while a scrape hung", took)
-				if took > maxDecisionLatency {
-					t.Errorf("abort took %s while a scrape hung; want under %s", took, maxDecisionLatency)
-				}
+				h.abortWhileHung("a scrape")
 			},
 		},
 		{
@@ -245,15 +237,7 @@ func TestRolloutGates(t *testing.T) {
 				rig.hook.set(0, true)
 				bad := h.commit("v2")
 				waitSignal(t, rig.hook.entered, "a confirm-promotion call")
-				res, took := h.do(admin.OpAbort)
-				if res.Code != http.StatusOK {
-					t.Fatalf("abort answered %d %q", res.Code, res.Message)
-				}
-				s := h.waitFleetOn(h.good)
-				t.Logf("abort answered in %s while the webhook hung", took)
-				if took > maxDecisionLatency {
-					t.Errorf("abort took %s while the webhook hung; want under %s", took, maxDecisionLatency)
-				}
+				s := h.abortWhileHung("the webhook")
 				if s.Rollout.Revision != bad || s.Rollout.Phase != admin.PhaseRolledBack {
 					t.Errorf("rollout of %s %s; want %s RolledBack", s.Rollout.Revision, s.Rollout.Phase, bad)
 				}

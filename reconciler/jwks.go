@@ -20,9 +20,6 @@ type JWKSResolver interface {
 	Resolve(ctx context.Context, uris []string, maxAge time.Duration) (map[string][]byte, map[string]error)
 }
 
-// defaultJWKSRefresh is Config.JWKSRefresh's default (istiod's).
-const defaultJWKSRefresh = 20 * time.Minute
-
 // jwksSet is what a revision was parsed with: fetched documents and
 // failures by jwksUri.
 type jwksSet struct {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/compiler"
+	"github.com/gitmesh/gitmesh/internal/jwks"
 	"github.com/gitmesh/gitmesh/reconciler/analysis"
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/xds"
@@ -59,7 +60,7 @@ type Config struct {
 	FetchTimeout time.Duration
 	// Fleet is the xds server. Required.
 	Fleet Fleet
-	// Store persists state: *Store (bbolt) locally, kubestore.Store in a
+	// Store persists state: *Store (bbolt) locally, kubestate.Store in a
 	// cluster. If nil, nothing survives a restart.
 	Store StateStore
 	// DefaultNamespace is the namespace of objects that name none. Default "default".
@@ -91,7 +92,7 @@ type Config struct {
 	JWKS JWKSResolver
 	// JWKSRefresh is how often the stable revision's JWKS documents are
 	// fetched again, and how long a fetched document is reused. Default
-	// 20m (istiod's).
+	// jwks.DefaultRefresh (istiod's 20m).
 	JWKSRefresh time.Duration
 	// Recorder is told of rollouts and failed revisions, e.g. to publish
 	// them as Kubernetes Events. If nil, nothing is told.
@@ -179,7 +180,7 @@ func New(cfg Config) (*Reconciler, error) {
 		cfg.Interval = 30 * time.Second
 	}
 	if cfg.JWKSRefresh <= 0 {
-		cfg.JWKSRefresh = defaultJWKSRefresh
+		cfg.JWKSRefresh = jwks.DefaultRefresh
 	}
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 60 * time.Second

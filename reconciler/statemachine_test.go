@@ -296,18 +296,9 @@ func TestRolloutStateMachine(t *testing.T) {
 				bad := h.commit("v2")
 				h.waitPhase(bad, admin.PhaseBaking)
 				h.hangSource()
-				res, took := h.do(admin.OpAbort)
-				if res.Code != http.StatusOK {
-					t.Fatalf("abort answered %d %q", res.Code, res.Message)
-				}
-				h.waitFleetOn(h.good)
-				t.Logf("abort answered in %s; every proxy back on the good revision %s after the fetch hung", took, time.Since(h.hungAt).Round(time.Millisecond))
-				if took > maxDecisionLatency {
-					t.Errorf("abort took %s while a fetch hung; want under %s", took, maxDecisionLatency)
-				}
-				if n := h.src.active.Load(); n != 1 {
-					t.Errorf("%d fetches in flight; want the hung one still hanging", n)
-				}
+				h.abortWhileHung("a fetch")
+				t.Logf("every proxy back on the good revision %s after the fetch hung", time.Since(h.hungAt).Round(time.Millisecond))
+				h.checkFetchStillHung()
 			},
 		},
 		{
@@ -326,9 +317,7 @@ func TestRolloutStateMachine(t *testing.T) {
 				if decided > maxDecisionLatency {
 					t.Errorf("NACK acted on after %s while a fetch hung; want under %s", decided, maxDecisionLatency)
 				}
-				if n := h.src.active.Load(); n != 1 {
-					t.Errorf("%d fetches in flight; want the hung one still hanging", n)
-				}
+				h.checkFetchStillHung()
 			},
 		},
 		{
@@ -418,6 +407,32 @@ func (h *harness) hangSource() {
 		h.hungAt = time.Now()
 	case <-time.After(waitLimit):
 		h.t.Fatalf("no fetch hung within %s", waitLimit)
+	}
+}
+
+// abortWhileHung sends abort while what (a fetch, a scrape, the
+// webhook) hangs, checks that it answers 200 within maxDecisionLatency,
+// and returns the status once every proxy is back on the good revision.
+func (h *harness) abortWhileHung(what string) admin.Status {
+	h.t.Helper()
+	res, took := h.do(admin.OpAbort)
+	if res.Code != http.StatusOK {
+		h.t.Fatalf("abort answered %d %q", res.Code, res.Message)
+	}
+	s := h.waitFleetOn(h.good)
+	h.t.Logf("abort answered in %s while %s hung", took, what)
+	if took > maxDecisionLatency {
+		h.t.Errorf("abort took %s while %s hung; want under %s", took, what, maxDecisionLatency)
+	}
+	return s
+}
+
+// checkFetchStillHung checks that the fetch hangSource hung is still the
+// one fetch in flight.
+func (h *harness) checkFetchStillHung() {
+	h.t.Helper()
+	if n := h.src.active.Load(); n != 1 {
+		h.t.Errorf("%d fetches in flight; want the hung one still hanging", n)
 	}
 }
 

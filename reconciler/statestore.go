@@ -9,7 +9,7 @@ import (
 // every good revision, the rollout history with the in-flight rollout,
 // the hold and the failed revision. The reconciler does not care where it
 // lives. *Store (bbolt under --state-dir) is the local implementation;
-// reconciler/kubestore keeps it in a MeshRollout custom resource for the
+// reconciler/kubestate keeps it in a MeshRollout custom resource for the
 // Kubernetes mode.
 //
 // The reconciler calls the methods from its Run goroutine only, and reads
