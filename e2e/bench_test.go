@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/admin"
-	"github.com/gitmesh/gitmesh/internal/controller"
 	"github.com/gitmesh/gitmesh/internal/e2etest"
 )
 
@@ -59,11 +58,9 @@ func BenchmarkWebhookToTraffic(b *testing.B) {
 	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	m := startControllerConfig(b, controller.Config{
-		RepoURL: repo.URL, Path: "policy", Interval: time.Hour,
-		XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", StateDir: b.TempDir(), WebhookSecretFile: secretFile,
-		Logger: e2etest.Logger(b).With("component", "controller"),
-	})
+	cfg := controllerConfig(b, repo.URL, b.TempDir(), time.Hour)
+	cfg.WebhookSecretFile = secretFile
+	m := startControllerConfig(b, cfg)
 	var outs []string
 	for i := range 4 {
 		out, _ := startProxy(b, m.ctrl.XDSAddr, fmt.Sprintf("client-%d", i))

@@ -97,11 +97,8 @@ func newFaultMesh(t testing.TB, rollout string, o meshOptions) *canaryMesh {
 // meshConfig is the controller Config of cm's mesh: repoURL polled every
 // 200ms, cm's xDS address and state directory, edited by o.config.
 func meshConfig(t testing.TB, cm *canaryMesh, repoURL string, o meshOptions) controller.Config {
-	cfg := controller.Config{
-		RepoURL: repoURL, Path: "policy", Interval: 200 * time.Millisecond,
-		XDSAddr: cm.xdsAddr, AdminAddr: "127.0.0.1:0", StateDir: cm.stateDir,
-		Logger: e2etest.Logger(t).With("component", "controller"),
-	}
+	cfg := controllerConfig(t, repoURL, cm.stateDir, 200*time.Millisecond)
+	cfg.XDSAddr = cm.xdsAddr
 	if o.config != nil {
 		o.config(&cfg)
 	}

@@ -27,14 +27,22 @@ type mesh struct {
 // startController starts a controller against repoURL polling every interval.
 func startController(t testing.TB, repoURL, stateDir string, interval time.Duration, xdsAddr string) *mesh {
 	t.Helper()
-	if xdsAddr == "" {
-		xdsAddr = "127.0.0.1:0"
+	cfg := controllerConfig(t, repoURL, stateDir, interval)
+	if xdsAddr != "" {
+		cfg.XDSAddr = xdsAddr
 	}
-	return startControllerConfig(t, controller.Config{
+	return startControllerConfig(t, cfg)
+}
+
+// controllerConfig is the tests' controller Config: repoURL's policy/
+// polled every interval, xDS and admin on free loopback ports, state in
+// stateDir, logging to t.
+func controllerConfig(t testing.TB, repoURL, stateDir string, interval time.Duration) controller.Config {
+	return controller.Config{
 		RepoURL: repoURL, Path: "policy", Interval: interval,
-		XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", StateDir: stateDir,
+		XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", StateDir: stateDir,
 		Logger: e2etest.Logger(t).With("component", "controller"),
-	})
+	}
 }
 
 // stop stops the controller (proxies keep running), waiting at most

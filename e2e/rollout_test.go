@@ -207,9 +207,12 @@ func TestRolloutWaves(t *testing.T) {
 			t.Errorf("Ready = %+v; want reason %s", c, reconciler.ReasonRolloutFailed)
 		}
 		// The failed revision is not retried: polls go on, it stays rolled back.
+		// Polls every 200ms: a reconcile more than 500ms after n was read
+		// means at least two polls saw the failed revision.
+		since := time.Now()
 		n := len(mustHistory(t, cm))
 		e2etest.Eventually(t, 5*time.Second, "a few polls", func() string {
-			if cm.status().LastReconcileTime.Before(time.Now().Add(-100 * time.Millisecond)) {
+			if !cm.status().LastReconcileTime.After(since.Add(500 * time.Millisecond)) {
 				return "no poll yet"
 			}
 			return ""

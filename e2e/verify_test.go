@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitmesh/gitmesh/internal/controller"
 	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/internal/testnet"
 )
@@ -41,12 +40,9 @@ func TestSignedCommits(t *testing.T) {
 	good := repo.Push("reviews: all to v1", reviewsPolicy(v1Addr, v2Addr, allV1))
 
 	xdsAddr := testnet.FreeAddr(t)
-	m := startControllerConfig(t, controller.Config{
-		RepoURL: repo.URL, Path: "policy", Interval: 200 * time.Millisecond,
-		XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", StateDir: t.TempDir(),
-		VerifySSHKeysFile: key + ".pub",
-		Logger:            e2etest.Logger(t).With("component", "controller"),
-	})
+	cfg := controllerConfig(t, repo.URL, t.TempDir(), 200*time.Millisecond)
+	cfg.XDSAddr, cfg.VerifySSHKeysFile = xdsAddr, key+".pub"
+	m := startControllerConfig(t, cfg)
 	out, _ := startProxy(t, xdsAddr, "client-1")
 	e2etest.Eventually(t, 20*time.Second, "signed revision applied", func() string { return synced(m, good, 1) })
 

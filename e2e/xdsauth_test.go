@@ -16,7 +16,6 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
-	"github.com/gitmesh/gitmesh/internal/controller"
 	"github.com/gitmesh/gitmesh/internal/e2etest"
 	"github.com/gitmesh/gitmesh/internal/testnet"
 	"github.com/gitmesh/gitmesh/xds/xdsauth"
@@ -32,11 +31,9 @@ func TestLockedControlPlane(t *testing.T) {
 	repo := e2etest.NewGitRemote(t)
 	sha := repo.Push("reviews: all to v2", reviewsPolicy(strings.TrimPrefix(v1.URL, "http://"), strings.TrimPrefix(v2.URL, "http://"), allV2))
 	stateDir := t.TempDir()
-	m := startControllerConfig(t, controller.Config{
-		RepoURL: repo.URL, Path: "policy", Interval: 200 * time.Millisecond,
-		XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", StateDir: stateDir,
-		XDSAuth: xdsauth.AuthRequired, Logger: e2etest.Logger(t).With("component", "controller"),
-	})
+	cfg := controllerConfig(t, repo.URL, stateDir, 200*time.Millisecond)
+	cfg.XDSAuth = xdsauth.AuthRequired
+	m := startControllerConfig(t, cfg)
 	if m.ctrl.XDSAuth != xdsauth.AuthRequired {
 		t.Fatalf("xds auth %q", m.ctrl.XDSAuth)
 	}

@@ -79,11 +79,7 @@ func startZeroTrustMesh(t *testing.T, configure ...func(*controller.Config)) *ze
 	t.Helper()
 	repo := e2etest.NewGitRemote(t)
 	sha := repo.Push("httpbin service", map[string]string{"policy/httpbin.yaml": httpbinService})
-	cfg := controller.Config{
-		RepoURL: repo.URL, Path: "policy", Interval: 200 * time.Millisecond,
-		XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", StateDir: t.TempDir(),
-		Logger: e2etest.Logger(t).With("component", "controller"),
-	}
+	cfg := controllerConfig(t, repo.URL, t.TempDir(), 200*time.Millisecond)
 	for _, c := range configure {
 		c(&cfg)
 	}

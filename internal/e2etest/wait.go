@@ -36,3 +36,22 @@ func Poll(t testing.TB, timeout, interval time.Duration, what string, cond func(
 		<-tick.C
 	}
 }
+
+// Consistently calls cond every 20ms for d and fails the test with what
+// and cond's reason as soon as it returns one: for checking that
+// something asynchronous does not happen.
+func Consistently(t testing.TB, d time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if why := cond(); why != "" {
+			t.Fatalf("%s: %s", what, why)
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		<-tick.C
+	}
+}
