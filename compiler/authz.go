@@ -305,7 +305,7 @@ func checkCondition(r *reporter, path, ns string, w *security.Condition) {
 // to a workload: policies of the root namespace apply mesh-wide, others to
 // their namespace; a selector narrows either to matching labels.
 func appliesTo(ns string, selector map[string]string, class string, labels map[string]string) bool {
-	if ns != rootNamespace && ns != class {
+	if ns != DefaultRootNamespace && ns != class {
 		return false
 	}
 	return labelsMatch(selector, labels)

@@ -85,17 +85,29 @@ func prependFilters(l *listenerv3.Listener, httpFilters []*hcmv3.HttpFilter, tcp
 			if f.GetName() != wellknown.HTTPConnectionManager || f.GetTypedConfig() == nil {
 				continue
 			}
-			hcm := &hcmv3.HttpConnectionManager{}
-			if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
-				return fmt.Errorf("decoding HttpConnectionManager: %w", err)
-			}
-			hcm.HttpFilters = append(append([]*hcmv3.HttpFilter{}, httpFilters...), hcm.HttpFilters...)
-			a, err := marshalAny(hcm)
+			err := editHCM(f, func(hcm *hcmv3.HttpConnectionManager) {
+				hcm.HttpFilters = append(append([]*hcmv3.HttpFilter{}, httpFilters...), hcm.HttpFilters...)
+			})
 			if err != nil {
 				return err
 			}
-			f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
 		}
 	}
+	return nil
+}
+
+// editHCM applies edit to the HTTP connection manager filter f, decoding
+// and re-encoding its typed config.
+func editHCM(f *listenerv3.Filter, edit func(*hcmv3.HttpConnectionManager)) error {
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		return fmt.Errorf("decoding HttpConnectionManager: %w", err)
+	}
+	edit(hcm)
+	a, err := marshalAny(hcm)
+	if err != nil {
+		return err
+	}
+	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/sha256"
+	"maps"
 	"slices"
 	"sync"
 
@@ -107,29 +108,18 @@ func (c *Cache) begin() {
 	if c.gen%cacheKeepGens != 0 {
 		return
 	}
+	stale := func(gen uint64) bool { return c.gen-gen >= cacheKeepGens }
 	for k, es := range c.objects {
-		es = slices.DeleteFunc(es, func(e *objectEntry) bool { return c.gen-e.gen >= cacheKeepGens })
+		es = slices.DeleteFunc(es, func(e *objectEntry) bool { return stale(e.gen) })
 		if len(es) == 0 {
 			delete(c.objects, k)
 		} else {
 			c.objects[k] = es
 		}
 	}
-	for k, g := range c.valid {
-		if c.gen-g >= cacheKeepGens {
-			delete(c.valid, k)
-		}
-	}
-	for k, g := range c.groups {
-		if c.gen-g.gen >= cacheKeepGens {
-			delete(c.groups, k)
-		}
-	}
-	for k, e := range c.encoded {
-		if c.gen-e.gen >= cacheKeepGens {
-			delete(c.encoded, k)
-		}
-	}
+	maps.DeleteFunc(c.valid, func(_ [sha256.Size]byte, gen uint64) bool { return stale(gen) })
+	maps.DeleteFunc(c.groups, func(_ [sha256.Size]byte, g *clusterGroup) bool { return stale(g.gen) })
+	maps.DeleteFunc(c.encoded, func(_ proto.Message, e encoded) bool { return stale(e.gen) })
 }
 
 // object returns the decoding of the object with key k and YAML yaml, if

@@ -122,11 +122,10 @@ func (r *resources) validate(m proto.Message) error {
 		return validateDeep(m) // snapshot reports the encoding error as without a cache
 	}
 	r.wire[m] = b
-	h := sha256.New()
-	writeField(h, string(m.ProtoReflect().Descriptor().FullName()))
+	h := keyHash{sha256.New()}
+	h.str(string(m.ProtoReflect().Descriptor().FullName()))
 	h.Write(b)
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
+	sum := h.sum()
 	if !r.cache.validated(sum) {
 		if err := validateDeep(m); err != nil {
 			return err

@@ -34,10 +34,7 @@ type serviceGroup struct {
 // per subset and the ClusterLoadAssignments of the EDS ones.
 func (b *builder) outboundClusters() ([]serviceGroup, error) {
 	groups := make([]serviceGroup, 0, len(b.p.services))
-	// With a Cache, each service's clusters are kept by a hash of what they
-	// read and shared by later compiles (not for gRPC clients, whose
-	// clusters grpcClient adjusts in place).
-	memo := b.p.cache != nil && b.class.Generator != nodemeta.GeneratorGRPC
+	memo := b.cachesClusters()
 	var inputs [sha256.Size]byte
 	if memo {
 		var err error
@@ -69,6 +66,14 @@ func (b *builder) outboundClusters() ([]serviceGroup, error) {
 	return groups, nil
 }
 
+// cachesClusters reports whether outboundClusters keeps each service's
+// clusters in the Cache, by a hash of what they read, to share them with
+// later compiles: with a Cache, except for gRPC clients, whose clusters
+// grpcClient adjusts in place.
+func (b *builder) cachesClusters() bool {
+	return b.p.cache != nil && b.class.Generator != nodemeta.GeneratorGRPC
+}
+
 // scopedClusters returns the clusters and ClusterLoadAssignments of the
 // groups a sidecar keeps, in order: as Istio's SidecarScope, those of the
 // services visible to it (exportTo, and its Sidecar's egress hosts when
@@ -88,7 +93,7 @@ func (b *builder) scopedClusters(res *resources, groups []serviceGroup) ([]*clus
 		if scoped && !b.visible(g.svc) && !g.references(used) {
 			continue
 		}
-		if b.p.cache != nil && b.class.Generator != nodemeta.GeneratorGRPC {
+		if b.cachesClusters() {
 			b.share(g.clusterGroup)
 		}
 		clusters, clas = append(clusters, g.clusters...), append(clas, g.clas...)

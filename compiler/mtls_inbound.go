@@ -103,17 +103,13 @@ func setClientCertDetails(chain *listenerv3.FilterChain, fcc hcmv3.HttpConnectio
 		if f.GetName() != wellknown.HTTPConnectionManager {
 			continue
 		}
-		hcm := &hcmv3.HttpConnectionManager{}
-		if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
-			return fmt.Errorf("reading the HTTP connection manager: %w", err)
-		}
-		hcm.ForwardClientCertDetails = fcc
-		hcm.SetCurrentClientCertDetails = set
-		a, err := marshalAny(hcm)
+		err := editHCM(f, func(hcm *hcmv3.HttpConnectionManager) {
+			hcm.ForwardClientCertDetails = fcc
+			hcm.SetCurrentClientCertDetails = set
+		})
 		if err != nil {
 			return err
 		}
-		f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
 	}
 	return nil
 }

@@ -12,10 +12,6 @@ import (
 // object is visible to) and Sidecar resources (which hosts a sidecar's
 // outbound listener routes, and what happens to unknown hosts).
 
-// rootNamespace is Istio's default mesh config root namespace: a Sidecar
-// there without a workloadSelector is the mesh-wide default.
-const rootNamespace = "istio-system"
-
 // exportTo is the set of namespaces an object is visible to.
 type exportTo struct {
 	all        bool
@@ -218,7 +214,7 @@ func (p *Policy) sidecarFor(ns string, labels map[string]string) *sidecarScope {
 			}
 		case s.obj.Namespace == ns:
 			nsDefault = s
-		case s.obj.Namespace == rootNamespace && s.selector == nil:
+		case s.obj.Namespace == DefaultRootNamespace && s.selector == nil:
 			rootDefault = s
 		}
 	}

@@ -155,15 +155,11 @@ func checkClientTLS(r *reporter, path string, tls *networking.ClientTLSSettings)
 		r.errorf(CodeUnsupportedField, path+".credentialName", "credentialName is not supported: gitmesh proxies cannot read Kubernetes Secrets (Istio's sidecars ignore it and send plain text); mount the files and use clientCertificate, privateKey and caCertificates")
 		ok = false
 	}
-	if tls.GetInsecureSkipVerify().GetValue() {
-		switch {
-		case mode == networking.ClientTLSSettings_SIMPLE && (tls.GetCaCertificates() != "" || tls.GetSubjectAltNames() != nil):
-			r.errorf(CodeConflictingFields, path+".insecureSkipVerify", "caCertificates and subjectAltNames cannot be set when insecureSkipVerify is true")
-			ok = false
-		case mode == networking.ClientTLSSettings_MUTUAL && (tls.GetCaCertificates() != "" || tls.GetSubjectAltNames() != nil):
-			r.errorf(CodeConflictingFields, path+".insecureSkipVerify", "caCertificates and subjectAltNames cannot be set when insecureSkipVerify is true")
-			ok = false
-		}
+	if tls.GetInsecureSkipVerify().GetValue() &&
+		(mode == networking.ClientTLSSettings_SIMPLE || mode == networking.ClientTLSSettings_MUTUAL) &&
+		(tls.GetCaCertificates() != "" || tls.GetSubjectAltNames() != nil) {
+		r.errorf(CodeConflictingFields, path+".insecureSkipVerify", "caCertificates and subjectAltNames cannot be set when insecureSkipVerify is true")
+		ok = false
 	}
 	if mode == networking.ClientTLSSettings_MUTUAL && tls.GetCredentialName() == "" {
 		if tls.GetClientCertificate() == "" {

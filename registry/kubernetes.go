@@ -102,10 +102,7 @@ func WorkloadFromPodTemplate(kind, name, ns string, meta map[string]string, spec
 			w.Labels[k] = v
 		}
 	}
-	w.ServiceAccount = "default"
-	if spec != nil && spec.ServiceAccountName != "" {
-		w.ServiceAccount = spec.ServiceAccountName
-	}
+	w.ServiceAccount = ServiceAccount(spec)
 	if spec != nil {
 		for _, c := range append(append([]corev1.Container(nil), spec.InitContainers...), spec.Containers...) {
 			for _, p := range c.Ports {
@@ -149,4 +146,14 @@ func ResolveTargetPorts(s *Service, workloads []*Workload) {
 			}
 		}
 	}
+}
+
+// ServiceAccount is the service account pods of spec run as:
+// spec.serviceAccountName, "default" when unset (as Kubernetes admits a
+// pod) or when spec is nil.
+func ServiceAccount(spec *corev1.PodSpec) string {
+	if spec != nil && spec.ServiceAccountName != "" {
+		return spec.ServiceAccountName
+	}
+	return "default"
 }

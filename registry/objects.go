@@ -125,52 +125,48 @@ func FromObjects(objs []sources.Object, ns string) (*Static, []Finding) {
 
 // decodeWorkload reads the pod template of a workload kind.
 func decodeWorkload(obj *sources.Object, ns string) (*Workload, error) {
-	var labels map[string]string
-	var spec *corev1.PodSpec
-	template := func(t *corev1.PodTemplateSpec) {
-		if t != nil {
-			labels, spec = t.Labels, &t.Spec
-		}
-	}
+	var t *corev1.PodTemplateSpec
 	var err error
 	switch obj.Kind {
 	case "Pod":
 		var x corev1.Pod
-		err = yaml.Unmarshal(obj.YAML, &x)
-		labels, spec = x.Labels, &x.Spec
+		if err := yaml.Unmarshal(obj.YAML, &x); err != nil {
+			return nil, err
+		}
+		return WorkloadFromPodTemplate(obj.Kind, obj.Name, ns, x.Labels, &x.Spec), nil
 	case "CronJob":
-		var x batchv1.CronJob
-		err = yaml.Unmarshal(obj.YAML, &x)
-		template(&x.Spec.JobTemplate.Spec.Template)
+		t, err = podTemplate(obj.YAML, func(x *batchv1.CronJob) *corev1.PodTemplateSpec { return &x.Spec.JobTemplate.Spec.Template })
 	case "Deployment":
-		var x appsv1.Deployment
-		err = yaml.Unmarshal(obj.YAML, &x)
-		template(&x.Spec.Template)
+		t, err = podTemplate(obj.YAML, func(x *appsv1.Deployment) *corev1.PodTemplateSpec { return &x.Spec.Template })
 	case "StatefulSet":
-		var x appsv1.StatefulSet
-		err = yaml.Unmarshal(obj.YAML, &x)
-		template(&x.Spec.Template)
+		t, err = podTemplate(obj.YAML, func(x *appsv1.StatefulSet) *corev1.PodTemplateSpec { return &x.Spec.Template })
 	case "DaemonSet":
-		var x appsv1.DaemonSet
-		err = yaml.Unmarshal(obj.YAML, &x)
-		template(&x.Spec.Template)
+		t, err = podTemplate(obj.YAML, func(x *appsv1.DaemonSet) *corev1.PodTemplateSpec { return &x.Spec.Template })
 	case "ReplicaSet":
-		var x appsv1.ReplicaSet
-		err = yaml.Unmarshal(obj.YAML, &x)
-		template(&x.Spec.Template)
+		t, err = podTemplate(obj.YAML, func(x *appsv1.ReplicaSet) *corev1.PodTemplateSpec { return &x.Spec.Template })
 	case "Job":
-		var x batchv1.Job
-		err = yaml.Unmarshal(obj.YAML, &x)
-		template(&x.Spec.Template)
+		t, err = podTemplate(obj.YAML, func(x *batchv1.Job) *corev1.PodTemplateSpec { return &x.Spec.Template })
 	case "ReplicationController":
-		var x corev1.ReplicationController
-		err = yaml.Unmarshal(obj.YAML, &x)
-		template(x.Spec.Template)
+		t, err = podTemplate(obj.YAML, func(x *corev1.ReplicationController) *corev1.PodTemplateSpec { return x.Spec.Template })
 	}
 	if err != nil {
 		return nil, err
 	}
-	return WorkloadFromPodTemplate(obj.Kind, obj.Name, ns, labels, spec), nil
+	if t == nil {
+		return WorkloadFromPodTemplate(obj.Kind, obj.Name, ns, nil, nil), nil
+	}
+	return WorkloadFromPodTemplate(obj.Kind, obj.Name, ns, t.Labels, &t.Spec), nil
+}
+
+// podTemplate decodes b as a T, the whole object so that a malformed
+// field anywhere is reported, and returns the pod template template
+// picks out of it (nil when there is none).
+func podTemplate[T any](b []byte, template func(*T) *corev1.PodTemplateSpec) (*corev1.PodTemplateSpec, error) {
+	var x T
+	if err := yaml.Unmarshal(b, &x); err != nil {
+		return nil, err
+	}
+	return template(&x), nil
 }
 
 // cleanYAMLError drops the decoder's package prefixes.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -101,12 +102,9 @@ func endpoints(ess []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod) []
 					ns = es.Namespace
 				}
 				if pod := pods[ns+"/"+ref.Name]; pod != nil {
-					sa = cmp.Or(pod.Spec.ServiceAccountName, "default")
-				}
-				if pod := pods[ns+"/"+ref.Name]; pod != nil && len(pod.Labels) > 0 {
-					labels = make(map[string]string, len(pod.Labels))
-					for k, v := range pod.Labels {
-						labels[k] = v
+					sa = registry.ServiceAccount(&pod.Spec)
+					if len(pod.Labels) > 0 {
+						labels = maps.Clone(pod.Labels)
 					}
 				}
 			}
