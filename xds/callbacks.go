@@ -75,15 +75,7 @@ var _ serverv3.Callbacks = (*callbacks)(nil)
 
 // OnStreamOpen records a new SotW stream (ADS or per type).
 func (c *callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	if err := c.s.openGate(); err != nil {
-		return err
-	}
-	p := PeerOf(ctx)
-	if err := c.s.checkPeer(p); err != nil {
-		return err
-	}
-	c.s.openStream(streamKey{id: id}, p)
-	return nil
+	return c.s.openStream(ctx, streamKey{id: id})
 }
 
 // OnStreamClosed records the end of a SotW stream.
@@ -139,15 +131,7 @@ func (c *callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3
 
 // OnDeltaStreamOpen records a new delta stream.
 func (c *callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	if err := c.s.openGate(); err != nil {
-		return err
-	}
-	p := PeerOf(ctx)
-	if err := c.s.checkPeer(p); err != nil {
-		return err
-	}
-	c.s.openStream(streamKey{delta: true, id: id}, p)
-	return nil
+	return c.s.openStream(ctx, streamKey{delta: true, id: id})
 }
 
 // OnDeltaStreamClosed records the end of a delta stream.
@@ -187,10 +171,20 @@ func (c *callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryReques
 // OnFetchResponse ignores REST fetches.
 func (c *callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
 
-func (s *Server) openStream(key streamKey, p Peer) {
+// openStream runs the stream gate and the peer check, then records the
+// stream with its peer; an error refuses the stream.
+func (s *Server) openStream(ctx context.Context, key streamKey) error {
+	if err := s.openGate(); err != nil {
+		return err
+	}
+	p := PeerOf(ctx)
+	if err := s.checkPeer(p); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.streams[key] = &streamState{peer: p}
+	return nil
 }
 
 func (s *Server) closeStream(key streamKey) {
