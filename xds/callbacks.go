@@ -228,11 +228,10 @@ func (s *Server) request(key streamKey, r request) (rejected, nodeID string, err
 		changed = true
 	}
 	if st.nodeID == "" {
-		w, err := nodemeta.FromNode(r.node)
+		w, err := s.parseNode(r.node)
 		if err != nil {
 			s.mu.Unlock()
-			s.log.Warn("refusing node with invalid metadata", "node_id", r.node.GetId(), "error", err)
-			return "", "", status.Errorf(codes.InvalidArgument, "gitmesh xds: refusing node %q: %v", r.node.GetId(), err)
+			return "", "", err
 		}
 		s.bindLocked(st, w, now)
 		changed = true
@@ -254,6 +253,17 @@ func (s *Server) request(key streamKey, r request) (rejected, nodeID string, err
 		s.signal()
 	}
 	return rejected, nodeID, nil
+}
+
+// parseNode reads the Workload a node announces; invalid metadata refuses
+// the stream with an InvalidArgument status, and is logged.
+func (s *Server) parseNode(node *corev3.Node) (nodemeta.Workload, error) {
+	w, err := nodemeta.FromNode(node)
+	if err != nil {
+		s.log.Warn("refusing node with invalid metadata", "node_id", node.GetId(), "error", err)
+		return w, status.Errorf(codes.InvalidArgument, "gitmesh xds: refusing node %q: %v", node.GetId(), err)
+	}
+	return w, nil
 }
 
 // bindLocked ties a stream to the node w describes. s.mu must be held.
