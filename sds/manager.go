@@ -321,13 +321,13 @@ func (m *Manager) sync(ctx context.Context) time.Time {
 		case nc == nil || nc.id != id || !now.Before(nc.leaf.NotAfter):
 			w.issue = true // new, changed identity, or expired: even on hold
 		case hold:
-			if !bytesEqual(nc.bundle, bundle) || nc.version == "" {
+			if !bytes.Equal(nc.bundle, bundle) || nc.version == "" {
 				todo = append(todo, w)
 			}
 			continue
 		case !now.Before(nc.rotateAt) || !nc.issuedByRoot(auth):
 			w.issue = true
-		case !bytesEqual(nc.bundle, bundle) || nc.version == "":
+		case !bytes.Equal(nc.bundle, bundle) || nc.version == "":
 		default:
 			continue
 		}
@@ -415,5 +415,3 @@ func (m *Manager) nextRun(now time.Time, hold, retry bool) time.Time {
 	}
 	return next
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }

@@ -1,6 +1,7 @@
 package sds
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -69,7 +70,7 @@ func (m *Manager) Rotate(ctx context.Context) (admin.CAResponse, error) {
 		"trusted_roots", next.Roots())
 	m.wake()
 	bundle := next.Bundle()
-	acked, pending := m.waitFleet(ctx, func(nc *nodeCert) bool { return bytesEqual(nc.bundle, bundle) })
+	acked, pending := m.waitFleet(ctx, func(nc *nodeCert) bool { return bytes.Equal(nc.bundle, bundle) })
 
 	m.mu.Lock()
 	m.hold = false
