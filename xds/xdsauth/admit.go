@@ -97,7 +97,7 @@ func (a *Admitter) Admit(ctx context.Context, w nodemeta.Workload) (nodemeta.Wor
 	}
 	if w.Admin != "" && !adminAllowed(w.Admin, allowed) {
 		a.log.Warn("dropping the admin address of a node: its host is not the node's address, so it is not scraped",
-			"node_id", w.ID, "admin_addr", w.Admin, "peer", addrString(p))
+			"node_id", w.ID, "admin_addr", w.Admin, "peer", p.AddrString())
 		w.Admin = ""
 	}
 	return w, nil

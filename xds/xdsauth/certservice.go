@@ -67,7 +67,7 @@ func (c *CertService) CreateCertificate(ctx context.Context, req *securityv1alph
 	p := xds.PeerOf(ctx)
 	b, how, err := c.authenticate(ctx, p, req.GetMetadata())
 	if err != nil {
-		c.log.Warn("refusing certificate request", "peer", addrString(p), "error", err)
+		c.log.Warn("refusing certificate request", "peer", p.AddrString(), "error", err)
 		return nil, err
 	}
 	leaf, err := b.Leaf()
@@ -83,7 +83,7 @@ func (c *CertService) CreateCertificate(ctx context.Context, req *securityv1alph
 		return nil, status.Errorf(codes.InvalidArgument, "signing the certificate request of node %s: %v", b.NodeID, err)
 	}
 	c.log.Info("issued node certificate", "node_id", b.NodeID, "identity", b.ID.String(), "pod", b.Pod,
-		"credential", how, "not_after", cert.Leaf.NotAfter, "peer", addrString(p))
+		"credential", how, "not_after", cert.Leaf.NotAfter, "peer", p.AddrString())
 	return &securityv1alpha1.IstioCertificateResponse{CertChain: splitPEM(cert.ChainPEM)}, nil
 }
 
@@ -186,11 +186,4 @@ func splitPEM(chain []byte) []string {
 		}
 		out = append(out, string(pem.EncodeToMemory(b)))
 	}
-}
-
-func addrString(p xds.Peer) string {
-	if p.Addr == nil {
-		return ""
-	}
-	return p.Addr.String()
 }
