@@ -128,17 +128,11 @@ func declaredBinding(meta *structpb.Struct, trustDomain string) (Binding, error)
 	str := func(k string) string { return f[k].GetStringValue() }
 	b := Binding{
 		NodeID: str(MetaNodeID),
-		ID:     ca.Identity{TrustDomain: trustDomain, Namespace: str(nodemeta.KeyNamespace), ServiceAccount: str(nodemeta.KeyServiceAccount)},
+		ID:     ca.WorkloadIdentity(trustDomain, str(nodemeta.KeyNamespace), str(nodemeta.KeyServiceAccount)),
 		Pod:    str(nodemeta.KeyPodName),
 	}
 	if b.NodeID == "" {
 		return Binding{}, fmt.Errorf("metadata %s (the node id) is required", MetaNodeID)
-	}
-	if b.ID.Namespace == "" {
-		b.ID.Namespace = nodemeta.DefaultNamespace
-	}
-	if b.ID.ServiceAccount == "" {
-		b.ID.ServiceAccount = ca.DefaultServiceAccount
 	}
 	if l := f[nodemeta.KeyLabels].GetStructValue(); l != nil {
 		b.Labels = map[string]string{}
