@@ -192,6 +192,14 @@ func (a *Authority) Bundle() []byte {
 	return b.Bytes()
 }
 
+// Roots returns how many roots are trusted: the signing root and the
+// earlier ones Prune has not dropped (the certificates Bundle holds).
+func (a *Authority) Roots() int {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return 1 + len(a.trusted)
+}
+
 // Pool returns the trusted roots as a pool.
 func (a *Authority) Pool() *x509.CertPool {
 	a.mu.RLock()

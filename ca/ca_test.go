@@ -135,6 +135,9 @@ func TestRotateKeepsOldCertificatesValidUntilPrune(t *testing.T) {
 	if n := len(parseChain(t, a.Bundle())); n != 2 {
 		t.Fatalf("bundle has %d roots during rotation, want 2", n)
 	}
+	if n := a.Roots(); n != 2 {
+		t.Fatalf("Roots() = %d during rotation; want 2", n)
+	}
 	for name, c := range map[string]*Certificate{"old": old, "new": fresh} {
 		if _, err := a.Verify(parseChain(t, c.ChainPEM)[:1]); err != nil {
 			t.Errorf("%s certificate during rotation: %v", name, err)
@@ -149,6 +152,9 @@ func TestRotateKeepsOldCertificatesValidUntilPrune(t *testing.T) {
 		t.Errorf("old certificate after reload: %v", err)
 	}
 	a.Prune()
+	if n := a.Roots(); n != 1 {
+		t.Errorf("Roots() = %d after Prune; want 1", n)
+	}
 	if _, err := a.Verify(parseChain(t, old.ChainPEM)[:1]); err == nil {
 		t.Error("old certificate still valid after Prune")
 	}

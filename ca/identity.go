@@ -1,10 +1,13 @@
 package ca
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
 
 // DefaultTrustDomain is the trust domain of a mesh that names none, as
@@ -22,6 +25,17 @@ type Identity struct {
 	TrustDomain    string
 	Namespace      string
 	ServiceAccount string
+}
+
+// WorkloadIdentity is the identity of a workload that announced namespace
+// and serviceAccount: an empty one is nodemeta.DefaultNamespace or
+// DefaultServiceAccount, as the CONTRACT says.
+func WorkloadIdentity(trustDomain, namespace, serviceAccount string) Identity {
+	return Identity{
+		TrustDomain:    trustDomain,
+		Namespace:      cmp.Or(namespace, nodemeta.DefaultNamespace),
+		ServiceAccount: cmp.Or(serviceAccount, DefaultServiceAccount),
+	}
 }
 
 // String returns the SPIFFE id.

@@ -38,7 +38,7 @@ func AdminHandler(r *Reconciler, token string, gatherer prometheus.Gatherer) htt
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, r.Status())
 	})
-	mux.Handle("POST /api/v1/reconcile", requireToken(token, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("POST /api/v1/reconcile", RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		r.Trigger()
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "reconcile requested"})
 	})))
@@ -51,7 +51,7 @@ func AdminHandler(r *Reconciler, token string, gatherer prometheus.Gatherer) htt
 		}
 		writeJSON(w, http.StatusOK, h)
 	})
-	mux.Handle("POST /api/v1/rollout", requireToken(token, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	mux.Handle("POST /api/v1/rollout", RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var op admin.Request
 		if err := json.NewDecoder(io.LimitReader(req.Body, 1<<16)).Decode(&op); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
@@ -83,8 +83,9 @@ func AdminHandler(r *Reconciler, token string, gatherer prometheus.Gatherer) htt
 	return mux
 }
 
-// requireToken rejects requests without the bearer token.
-func requireToken(token string, next http.Handler) http.Handler {
+// RequireToken rejects requests without the bearer token (401, JSON
+// error), and every request when token is empty.
+func RequireToken(token string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
 		if !ok || token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {

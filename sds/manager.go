@@ -25,7 +25,6 @@ import (
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
-	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/ca"
 	"github.com/gitmesh/gitmesh/internal/pace"
 	"github.com/gitmesh/gitmesh/xds"
@@ -275,19 +274,6 @@ func (m *Manager) wake() {
 	}
 }
 
-// identityOf is the identity a node gets: its admitted namespace and
-// service account, defaulted as the CONTRACT says.
-func identityOf(trustDomain string, w nodemeta.Workload) ca.Identity {
-	id := ca.Identity{TrustDomain: trustDomain, Namespace: w.Namespace, ServiceAccount: w.ServiceAccount}
-	if id.Namespace == "" {
-		id.Namespace = nodemeta.DefaultNamespace
-	}
-	if id.ServiceAccount == "" {
-		id.ServiceAccount = ca.DefaultServiceAccount
-	}
-	return id
-}
-
 // work is one node's pending issue or push.
 type work struct {
 	nodeID string
@@ -311,7 +297,7 @@ func (m *Manager) sync(ctx context.Context) time.Time {
 			continue // assigned a snapshot before it ever connected
 		}
 		known[n.Workload.ID] = true
-		id := identityOf(auth.TrustDomain(), n.Workload)
+		id := ca.WorkloadIdentity(auth.TrustDomain(), n.Workload.Namespace, n.Workload.ServiceAccount) // its admitted identity
 		nc := m.nodes[n.Workload.ID]
 		w := work{nodeID: n.Workload.ID, id: id}
 		if nc != nil {
@@ -321,13 +307,13 @@ func (m *Manager) sync(ctx context.Context) time.Time {
 		case nc == nil || nc.id != id || !now.Before(nc.leaf.NotAfter):
 			w.issue = true // new, changed identity, or expired: even on hold
 		case hold:
-			if !bytesEqual(nc.bundle, bundle) || nc.version == "" {
+			if !bytes.Equal(nc.bundle, bundle) || nc.version == "" {
 				todo = append(todo, w)
 			}
 			continue
 		case !now.Before(nc.rotateAt) || !nc.issuedByRoot(auth):
 			w.issue = true
-		case !bytesEqual(nc.bundle, bundle) || nc.version == "":
+		case !bytes.Equal(nc.bundle, bundle) || nc.version == "":
 		default:
 			continue
 		}
@@ -415,5 +401,3 @@ func (m *Manager) nextRun(now time.Time, hold, retry bool) time.Time {
 	}
 	return next
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }

@@ -65,7 +65,7 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	m := x.m
 	m.mu.Lock()
 	root := m.auth.Root()
-	roots := len(splitPEM(m.auth.Bundle()))
+	roots := m.auth.Roots()
 	var next float64
 	for id, nc := range m.nodes {
 		at := float64(nc.leaf.NotAfter.Unix())

@@ -29,15 +29,3 @@ func TestRotateAt(t *testing.T) {
 		})
 	}
 }
-
-func TestSplitPEM(t *testing.T) {
-	one := "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"
-	for _, tc := range []struct {
-		in   string
-		want int
-	}{{"", 0}, {one, 1}, {one + one, 2}} {
-		if got := len(splitPEM([]byte(tc.in))); got != tc.want {
-			t.Errorf("splitPEM(%d bytes) = %d; want %d", len(tc.in), got, tc.want)
-		}
-	}
-}

@@ -1,6 +1,7 @@
 package sds
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -66,10 +67,10 @@ func (m *Manager) Rotate(ctx context.Context) (admin.CAResponse, error) {
 	m.auth, m.hold = next, true
 	m.mu.Unlock()
 	m.log.Info("rotating CA root: phase 1, distributing the new trust bundle", "root_fingerprint", fingerprint(next.Root().Raw),
-		"trusted_roots", len(splitPEM(next.Bundle())))
+		"trusted_roots", next.Roots())
 	m.wake()
 	bundle := next.Bundle()
-	acked, pending := m.waitFleet(ctx, func(nc *nodeCert) bool { return bytesEqual(nc.bundle, bundle) })
+	acked, pending := m.waitFleet(ctx, func(nc *nodeCert) bool { return bytes.Equal(nc.bundle, bundle) })
 
 	m.mu.Lock()
 	m.hold = false
@@ -144,7 +145,7 @@ func (m *Manager) Prune(ctx context.Context, force bool) (admin.CAResponse, erro
 		return admin.CAResponse{}, ErrOperatorRoot
 	}
 	cur := m.Authority()
-	if len(splitPEM(cur.Bundle())) < 2 {
+	if cur.Roots() < 2 {
 		return admin.CAResponse{}, ErrNothingToPrune
 	}
 	if old := m.Status().OldRootWorkloads; len(old) > 0 && !force {
@@ -182,7 +183,7 @@ func (m *Manager) Status() admin.CAStatus {
 		RootFingerprint:  fingerprint(root.Raw),
 		RootSubject:      root.Subject.String(),
 		RootNotAfter:     root.NotAfter.UTC(),
-		TrustedRoots:     len(splitPEM(m.auth.Bundle())),
+		TrustedRoots:     m.auth.Roots(),
 		OperatorSupplied: m.store == nil,
 		Workloads:        len(m.nodes),
 	}
@@ -213,15 +214,4 @@ func (m *Manager) holdsOldRoot(n xds.NodeStatus, nc *nodeCert) bool {
 func fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
-}
-
-// splitPEM counts the certificates of a bundle.
-func splitPEM(bundle []byte) []string {
-	var out []string
-	for _, part := range strings.SplitAfter(string(bundle), "-----END CERTIFICATE-----") {
-		if strings.Contains(part, "-----BEGIN CERTIFICATE-----") {
-			out = append(out, part)
-		}
-	}
-	return out
 }

@@ -61,10 +61,9 @@ func (s *Server) admitNode(key streamKey, r request) (*nodemeta.Workload, error)
 	if bound {
 		return nil, nil
 	}
-	w, err := nodemeta.FromNode(r.node)
+	w, err := s.parseNode(r.node)
 	if err != nil {
-		s.log.Warn("refusing node with invalid metadata", "node_id", r.node.GetId(), "error", err)
-		return nil, status.Errorf(codes.InvalidArgument, "gitmesh xds: refusing node %q: %v", r.node.GetId(), err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(withPeer(context.Background(), p), AdmitTimeout)
 	defer cancel()

@@ -75,15 +75,7 @@ var _ serverv3.Callbacks = (*callbacks)(nil)
 
 // OnStreamOpen records a new SotW stream (ADS or per type).
 func (c *callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	if err := c.s.openGate(); err != nil {
-		return err
-	}
-	p := PeerOf(ctx)
-	if err := c.s.checkPeer(p); err != nil {
-		return err
-	}
-	c.s.openStream(streamKey{id: id}, p)
-	return nil
+	return c.s.openStream(ctx, streamKey{id: id})
 }
 
 // OnStreamClosed records the end of a SotW stream.
@@ -139,15 +131,7 @@ func (c *callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3
 
 // OnDeltaStreamOpen records a new delta stream.
 func (c *callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	if err := c.s.openGate(); err != nil {
-		return err
-	}
-	p := PeerOf(ctx)
-	if err := c.s.checkPeer(p); err != nil {
-		return err
-	}
-	c.s.openStream(streamKey{delta: true, id: id}, p)
-	return nil
+	return c.s.openStream(ctx, streamKey{delta: true, id: id})
 }
 
 // OnDeltaStreamClosed records the end of a delta stream.
@@ -187,10 +171,20 @@ func (c *callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryReques
 // OnFetchResponse ignores REST fetches.
 func (c *callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
 
-func (s *Server) openStream(key streamKey, p Peer) {
+// openStream runs the stream gate and the peer check, then records the
+// stream with its peer; an error refuses the stream.
+func (s *Server) openStream(ctx context.Context, key streamKey) error {
+	if err := s.openGate(); err != nil {
+		return err
+	}
+	p := PeerOf(ctx)
+	if err := s.checkPeer(p); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.streams[key] = &streamState{peer: p}
+	return nil
 }
 
 func (s *Server) closeStream(key streamKey) {
@@ -234,11 +228,10 @@ func (s *Server) request(key streamKey, r request) (rejected, nodeID string, err
 		changed = true
 	}
 	if st.nodeID == "" {
-		w, err := nodemeta.FromNode(r.node)
+		w, err := s.parseNode(r.node)
 		if err != nil {
 			s.mu.Unlock()
-			s.log.Warn("refusing node with invalid metadata", "node_id", r.node.GetId(), "error", err)
-			return "", "", status.Errorf(codes.InvalidArgument, "gitmesh xds: refusing node %q: %v", r.node.GetId(), err)
+			return "", "", err
 		}
 		s.bindLocked(st, w, now)
 		changed = true
@@ -260,6 +253,17 @@ func (s *Server) request(key streamKey, r request) (rejected, nodeID string, err
 		s.signal()
 	}
 	return rejected, nodeID, nil
+}
+
+// parseNode reads the Workload a node announces; invalid metadata refuses
+// the stream with an InvalidArgument status, and is logged.
+func (s *Server) parseNode(node *corev3.Node) (nodemeta.Workload, error) {
+	w, err := nodemeta.FromNode(node)
+	if err != nil {
+		s.log.Warn("refusing node with invalid metadata", "node_id", node.GetId(), "error", err)
+		return w, status.Errorf(codes.InvalidArgument, "gitmesh xds: refusing node %q: %v", node.GetId(), err)
+	}
+	return w, nil
 }
 
 // bindLocked ties a stream to the node w describes. s.mu must be held.

@@ -81,13 +81,14 @@ func (s *Server) checkPeer(p Peer) error {
 	if !s.requireCert || len(p.Chain) > 0 {
 		return nil
 	}
-	s.log.Warn("refusing xds stream without a client certificate", "peer", addrString(p.Addr))
+	s.log.Warn("refusing xds stream without a client certificate", "peer", p.AddrString())
 	return status.Error(codes.Unauthenticated, "gitmesh xds: a client certificate is required (join with a token first: gitmesh proxy --join-token-file)")
 }
 
-func addrString(a net.Addr) string {
-	if a == nil {
+// AddrString returns Addr as text, "" when it is unknown (for logs).
+func (p Peer) AddrString() string {
+	if p.Addr == nil {
 		return ""
 	}
-	return a.String()
+	return p.Addr.String()
 }

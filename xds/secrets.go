@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -55,20 +56,18 @@ type SecretsStatus struct {
 // newMuxCache routes secret requests to secrets and the rest to config.
 func newMuxCache(config, secrets cachev3.Cache) *cachev3.MuxCache {
 	return &cachev3.MuxCache{
-		Classify: func(r *cachev3.Request) string {
-			if r.GetTypeUrl() == resource.SecretType {
-				return muxSecrets
-			}
-			return muxConfig
-		},
-		ClassifyDelta: func(r *cachev3.DeltaRequest) string {
-			if r.GetTypeUrl() == resource.SecretType {
-				return muxSecrets
-			}
-			return muxConfig
-		},
-		Caches: map[string]cachev3.Cache{muxConfig: config, muxSecrets: secrets},
+		Classify:      func(r *cachev3.Request) string { return muxKey(r.GetTypeUrl()) },
+		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return muxKey(r.GetTypeUrl()) },
+		Caches:        map[string]cachev3.Cache{muxConfig: config, muxSecrets: secrets},
 	}
+}
+
+// muxKey is the MuxCache key of a type: secrets or config.
+func muxKey(typeURL string) string {
+	if typeURL == resource.SecretType {
+		return muxSecrets
+	}
+	return muxConfig
 }
 
 // SetSecrets gives the node with id nodeID exactly these secrets (Envoy
@@ -116,15 +115,7 @@ func (s *Server) SetSecrets(ctx context.Context, nodeID string, secrets []*tlsv3
 // hash of them with their sorted names.
 func secretsVersion(secrets []*tlsv3.Secret) (string, []string, error) {
 	sorted := slices.Clone(secrets)
-	slices.SortFunc(sorted, func(a, b *tlsv3.Secret) int {
-		switch {
-		case a.GetName() < b.GetName():
-			return -1
-		case a.GetName() > b.GetName():
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(sorted, func(a, b *tlsv3.Secret) int { return strings.Compare(a.GetName(), b.GetName()) })
 	h := sha256.New()
 	names := make([]string, 0, len(sorted))
 	for i, sec := range sorted {

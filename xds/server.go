@@ -109,7 +109,7 @@ type Server struct {
 	cache   *configCache          // config: every type but secrets
 	secrets cachev3.SnapshotCache // secrets (SDS), see secrets.go
 	changed chan struct{}
-	// wmu protects watchers, the channels Subscribe handed out.
+	// wmu protects watchers: changed and the channels Subscribe handed out.
 	wmu      sync.Mutex
 	watchers []chan struct{}
 	serving  atomic.Bool
@@ -180,6 +180,7 @@ func NewServer(opts ...Option) *Server {
 		nodes:       map[string]*node{},
 		streams:     map[streamKey]*streamState{},
 	}
+	s.watchers = []chan struct{}{s.changed}
 	for _, o := range opts {
 		o(s)
 	}
@@ -347,10 +348,6 @@ func (s *Server) Collectors() []prometheus.Collector { return s.metrics.collecto
 
 // signal notifies Changed and the subscribers without blocking.
 func (s *Server) signal() {
-	select {
-	case s.changed <- struct{}{}:
-	default:
-	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	for _, ch := range s.watchers {

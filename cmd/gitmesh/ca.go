@@ -11,17 +11,19 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/ca"
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/sds"
 )
 
 // addCAFlags adds the mesh CA's flags of `gitmesh controller` to f.
 func addCAFlags(f *pflag.FlagSet, c *controller.CAConfig) {
-	f.StringVar(&c.TrustDomain, "trust-domain", "cluster.local", "trust domain of the SPIFFE ids issued to proxies (spiffe://<trust-domain>/ns/<namespace>/sa/<service account>)")
+	f.StringVar(&c.TrustDomain, "trust-domain", ca.DefaultTrustDomain, "trust domain of the SPIFFE ids issued to proxies (spiffe://<trust-domain>/ns/<namespace>/sa/<service account>)")
 	f.StringVar(&c.CertFile, "ca-cert", "", "operator-supplied CA root certificate (PEM); default: a root generated on first start and kept in <state-dir>/ca (in cluster mode the Secret <name>-ca)")
 	f.StringVar(&c.KeyFile, "ca-key", "", "private key of --ca-cert (PEM)")
 	f.StringVar(&c.TrustedRootsFile, "ca-trusted-roots", "", "extra roots (PEM) trusted beside --ca-cert, e.g. the previous root while replacing it (docs/security.md)")
-	f.DurationVar(&c.CertTTL, "cert-ttl", 24*time.Hour, "lifetime of workload certificates; each is renewed when half of it is left")
-	f.DurationVar(&c.RotationAckTimeout, "ca-rotation-ack-timeout", 30*time.Second, "how long each phase of 'gitmesh ca rotate' waits for the proxies' ACKs")
+	f.DurationVar(&c.CertTTL, "cert-ttl", ca.DefaultCertTTL, "lifetime of workload certificates; each is renewed when half of it is left")
+	f.DurationVar(&c.RotationAckTimeout, "ca-rotation-ack-timeout", sds.DefaultAckTimeout, "how long each phase of 'gitmesh ca rotate' waits for the proxies' ACKs")
 }
 
 func newCACmd() *cobra.Command {

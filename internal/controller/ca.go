@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,11 +10,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/ca"
+	"github.com/gitmesh/gitmesh/reconciler"
 	"github.com/gitmesh/gitmesh/reconciler/kubestate"
 	"github.com/gitmesh/gitmesh/sds"
 )
@@ -137,12 +136,7 @@ func withCA(mgr *sds.Manager, token string, next http.Handler) http.Handler {
 	mux.HandleFunc("GET /api/v1/ca", func(w http.ResponseWriter, _ *http.Request) {
 		writeCAJSON(w, http.StatusOK, mgr.Status())
 	})
-	mux.HandleFunc("POST /api/v1/ca", func(w http.ResponseWriter, req *http.Request) {
-		got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-		if !ok || token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			writeCAJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
-			return
-		}
+	mux.Handle("POST /api/v1/ca", reconciler.RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var op admin.CARequest
 		if err := json.NewDecoder(io.LimitReader(req.Body, 1<<16)).Decode(&op); err != nil {
 			writeCAJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
@@ -169,7 +163,7 @@ func withCA(mgr *sds.Manager, token string, next http.Handler) http.Handler {
 		default:
 			writeCAJSON(w, http.StatusOK, res)
 		}
-	})
+	})))
 	mux.Handle("/", next)
 	return mux
 }

@@ -56,14 +56,8 @@ func (a *Admitter) Admit(ctx context.Context, w nodemeta.Workload) (nodemeta.Wor
 	if err != nil {
 		return w, err
 	}
-	sa := w.ServiceAccount
-	if sa == "" {
-		sa = ca.DefaultServiceAccount
-	}
-	ns := w.Namespace
-	if ns == "" {
-		ns = nodemeta.DefaultNamespace
-	}
+	announced := ca.WorkloadIdentity(id.TrustDomain, w.Namespace, w.ServiceAccount)
+	ns, sa := announced.Namespace, announced.ServiceAccount
 	switch {
 	case w.ID != b.NodeID:
 		return w, fmt.Errorf("node id %q: the client certificate is for node %q", w.ID, b.NodeID)
@@ -97,7 +91,7 @@ func (a *Admitter) Admit(ctx context.Context, w nodemeta.Workload) (nodemeta.Wor
 	}
 	if w.Admin != "" && !adminAllowed(w.Admin, allowed) {
 		a.log.Warn("dropping the admin address of a node: its host is not the node's address, so it is not scraped",
-			"node_id", w.ID, "admin_addr", w.Admin, "peer", addrString(p))
+			"node_id", w.ID, "admin_addr", w.Admin, "peer", p.AddrString())
 		w.Admin = ""
 	}
 	return w, nil

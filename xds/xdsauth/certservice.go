@@ -67,7 +67,7 @@ func (c *CertService) CreateCertificate(ctx context.Context, req *securityv1alph
 	p := xds.PeerOf(ctx)
 	b, how, err := c.authenticate(ctx, p, req.GetMetadata())
 	if err != nil {
-		c.log.Warn("refusing certificate request", "peer", addrString(p), "error", err)
+		c.log.Warn("refusing certificate request", "peer", p.AddrString(), "error", err)
 		return nil, err
 	}
 	leaf, err := b.Leaf()
@@ -83,7 +83,7 @@ func (c *CertService) CreateCertificate(ctx context.Context, req *securityv1alph
 		return nil, status.Errorf(codes.InvalidArgument, "signing the certificate request of node %s: %v", b.NodeID, err)
 	}
 	c.log.Info("issued node certificate", "node_id", b.NodeID, "identity", b.ID.String(), "pod", b.Pod,
-		"credential", how, "not_after", cert.Leaf.NotAfter, "peer", addrString(p))
+		"credential", how, "not_after", cert.Leaf.NotAfter, "peer", p.AddrString())
 	return &securityv1alpha1.IstioCertificateResponse{CertChain: splitPEM(cert.ChainPEM)}, nil
 }
 
@@ -128,17 +128,11 @@ func declaredBinding(meta *structpb.Struct, trustDomain string) (Binding, error)
 	str := func(k string) string { return f[k].GetStringValue() }
 	b := Binding{
 		NodeID: str(MetaNodeID),
-		ID:     ca.Identity{TrustDomain: trustDomain, Namespace: str(nodemeta.KeyNamespace), ServiceAccount: str(nodemeta.KeyServiceAccount)},
+		ID:     ca.WorkloadIdentity(trustDomain, str(nodemeta.KeyNamespace), str(nodemeta.KeyServiceAccount)),
 		Pod:    str(nodemeta.KeyPodName),
 	}
 	if b.NodeID == "" {
 		return Binding{}, fmt.Errorf("metadata %s (the node id) is required", MetaNodeID)
-	}
-	if b.ID.Namespace == "" {
-		b.ID.Namespace = nodemeta.DefaultNamespace
-	}
-	if b.ID.ServiceAccount == "" {
-		b.ID.ServiceAccount = ca.DefaultServiceAccount
 	}
 	if l := f[nodemeta.KeyLabels].GetStructValue(); l != nil {
 		b.Labels = map[string]string{}
@@ -186,11 +180,4 @@ func splitPEM(chain []byte) []string {
 		}
 		out = append(out, string(pem.EncodeToMemory(b)))
 	}
-}
-
-func addrString(p xds.Peer) string {
-	if p.Addr == nil {
-		return ""
-	}
-	return p.Addr.String()
 }
