@@ -29,7 +29,7 @@ type Identity struct {
 
 // WorkloadIdentity is the identity of a workload that announced namespace
 // and serviceAccount: an empty one is nodemeta.DefaultNamespace or
-// DefaultServiceAccount, as the CONTRACT says.
+// DefaultServiceAccount (docs/security.md, "Identities").
 func WorkloadIdentity(trustDomain, namespace, serviceAccount string) Identity {
 	return Identity{
 		TrustDomain:    trustDomain,

@@ -12,6 +12,7 @@ import (
 	networking "istio.io/api/networking/v1"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/ca"
 )
 
 // serviceEndpoints returns every instance of s: its inline endpoints, the
@@ -63,7 +64,7 @@ func (b *builder) fleetEndpoints(s *service) []endpoint {
 		ep := endpoint{
 			address: hp.Host, port: hp.Port, labels: copyLabels(w.Labels),
 			weight: 1, workload: w.ID, ns: ns,
-			sa: cmp.Or(w.ServiceAccount, defaultServiceAccount), proxied: true,
+			sa: cmp.Or(w.ServiceAccount, ca.DefaultServiceAccount), proxied: true,
 		}
 		if app, err := splitIPPort(w.App); err == nil {
 			ep.appPort = app.Port
@@ -92,7 +93,7 @@ func (b *builder) bindCapturedPods(s *service, eps []endpoint) {
 			}
 			if (w.Pod != "" && w.Pod == ep.workload) || slices.Contains(w.InstanceIPs, ep.address) {
 				ep.proxied = true
-				ep.sa = cmp.Or(ep.sa, w.ServiceAccount, defaultServiceAccount)
+				ep.sa = cmp.Or(ep.sa, w.ServiceAccount, ca.DefaultServiceAccount)
 				break
 			}
 		}

@@ -39,11 +39,6 @@ const (
 	tlsModeShort            = "tlsMode"
 	transportSocketMatchKey = "envoy.transport_socket_match"
 
-	// defaultServiceAccount is the service account of a node that
-	// announces no SERVICE_ACCOUNT, and of a pod without
-	// serviceAccountName.
-	defaultServiceAccount = "default"
-
 	// systemCABundle is what a SIMPLE or MUTUAL DestinationRule without
 	// caCertificates verifies the server against: the system roots (Istio
 	// reads the "system" bundle of its proxy image, this path on Debian).

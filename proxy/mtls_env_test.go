@@ -107,7 +107,7 @@ func keyPair(t testing.TB, chain, key []byte) tls.Certificate {
 	return c
 }
 
-// ---- SDS secrets and transport sockets as the CONTRACT writes them ----
+// ---- SDS secrets and transport sockets as docs/xds-conventions.md ("mTLS") writes them ----
 
 func certSecret(chain, key []byte) *tlsv3.Secret {
 	return &tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
@@ -133,7 +133,7 @@ func sdsRef(name string) *tlsv3.SdsSecretConfig {
 	}}
 }
 
-// meshValidation is the CONTRACT's combined validation context: SANs
+// meshValidation is the combined validation context of docs/xds-conventions.md ("mTLS"): SANs
 // (URI exact) plus ROOTCA.
 func meshValidation(sans ...string) *tlsv3.CommonTlsContext_CombinedValidationContext {
 	def := &tlsv3.CertificateValidationContext{}
@@ -149,7 +149,7 @@ func meshValidation(sans ...string) *tlsv3.CommonTlsContext_CombinedValidationCo
 	}}
 }
 
-// istioMutual is the CONTRACT's <ISTIO_MUTUAL> upstream transport socket.
+// istioMutual is the ISTIO_MUTUAL upstream transport socket of docs/xds-conventions.md.
 func istioMutual(t testing.TB, sni string, sans ...string) *corev3.TransportSocket {
 	return &corev3.TransportSocket{Name: tlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.UpstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{
@@ -161,7 +161,7 @@ func istioMutual(t testing.TB, sni string, sans ...string) *corev3.TransportSock
 	})}}
 }
 
-// autoMTLS sets the CONTRACT's transport_socket_matches on c and marks
+// autoMTLS sets the auto-mTLS transport_socket_matches on c and marks
 // its endpoints meshed (tlsMode istio) when meshed.
 func autoMTLS(t testing.TB, c *clusterv3.Cluster, meshed bool, sans ...string) {
 	c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{
@@ -189,7 +189,7 @@ func mustStruct(m map[string]any) *structpb.Struct {
 }
 
 // inboundListener is a sidecar's inbound listener for a PeerAuthentication
-// mode (STRICT, PERMISSIVE, DISABLE) as the CONTRACT writes it, routing
+// mode (STRICT, PERMISSIVE, DISABLE) as docs/xds-conventions.md writes it, routing
 // with RDS routeName.
 func inboundListener(t testing.TB, addr, mode, routeName string) *listenerv3.Listener {
 	hcm := func(tlsChain bool) *listenerv3.Filter {

@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/gitmesh/gitmesh/ca"
 )
 
 // ExportToAnnotation is the Service annotation Istio reads as the
@@ -155,5 +157,5 @@ func ServiceAccount(spec *corev1.PodSpec) string {
 	if spec != nil && spec.ServiceAccountName != "" {
 		return spec.ServiceAccountName
 	}
-	return "default"
+	return ca.DefaultServiceAccount
 }

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/registry"
 	"github.com/gitmesh/gitmesh/xds"
 )
 
@@ -86,10 +87,7 @@ func (c *Checker) Check(ctx context.Context, w nodemeta.Workload) (nodemeta.Work
 	if pod.Namespace != "" && pod.Namespace != w.Namespace {
 		return w, fmt.Errorf("%w: node %s announces namespace %s; pod %s is in %s", ErrMismatch, w.ID, w.Namespace, w.Pod, pod.Namespace)
 	}
-	sa := pod.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
-	}
+	sa := registry.ServiceAccount(&pod.Spec)
 	if w.ServiceAccount != sa {
 		return w, fmt.Errorf("%w: node %s announces service account %q; pod %s runs as %q", ErrMismatch, w.ID, w.ServiceAccount, ref, sa)
 	}
