@@ -97,6 +97,7 @@ func TestTemplate(t *testing.T) {
 						t.Errorf("a %s by default", kind)
 					}
 				}
+				checkDashboards(t, objs)
 				mwc := webhook(t, objs)
 				if *mwc.FailurePolicy != admissionregistrationv1.Fail || mwc.ClientConfig.Service == nil || mwc.ClientConfig.Service.Name != "gitmesh-injector" || len(mwc.ClientConfig.CABundle) != 0 {
 					t.Errorf("webhook = %+v; want failurePolicy Fail, the injector Service, no caBundle (the controller's)", mwc)
@@ -223,8 +224,11 @@ func TestTemplate(t *testing.T) {
 						t.Errorf("no %s", kind)
 					}
 				}
-				if len(helmtest.Find(objs, "ConfigMap", "gitmesh-dashboards")) != 1 {
-					t.Error("no dashboards ConfigMap")
+				checkDashboards(t, objs)
+				for _, cm := range dashboardConfigMaps(objs) {
+					if cm.Annotations["grafana_folder"] != "gitmesh" {
+						t.Errorf("ConfigMap %s annotations %v; want grafana_folder: gitmesh", cm.Name, cm.Annotations)
+					}
 				}
 				if len(helmtest.Find(objs, "Secret", "gitmesh-injector-tls")) != 0 {
 					t.Error("the chart writes the injector's Secret although cert-manager issues it")
@@ -234,6 +238,15 @@ func TestTemplate(t *testing.T) {
 				}
 				if args := deployment(t, objs, "gitmesh").Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--injector-cert-manager") {
 					t.Errorf("controller args %q lack --injector-cert-manager", args)
+				}
+			},
+		},
+		{
+			name: "dashboards disabled",
+			args: []string{"--set", "git.url=" + testURL, "--set", "dashboards.enabled=false"},
+			check: func(t *testing.T, objs []helmtest.Object) {
+				if cms := dashboardConfigMaps(objs); len(cms) != 0 {
+					t.Errorf("%d dashboard ConfigMaps with dashboards.enabled=false", len(cms))
 				}
 			},
 		},

@@ -23,7 +23,7 @@ func (r *Reconciler) event(ctx context.Context, ro *rollout) {
 		r.cfg.Recorder.RolloutEvent(r.newEvent(ro, v1alpha1.WebhookEvent))
 	}
 	r.webhooks(ctx, ro, v1alpha1.WebhookEvent)
-	r.metrics.setPhase(ro.Phase)
+	r.metrics.setRollout(&ro.Rollout)
 }
 
 // webhooks POSTs an admin.Event to every webhook of type typ without waiting;

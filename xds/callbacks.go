@@ -244,6 +244,7 @@ func (s *Server) request(key streamKey, r request) (rejected, nodeID string, err
 		changed = true
 	}
 	n.recompute()
+	s.metrics.converged(n, now)
 	if n.summary() != before {
 		changed = true
 	}
@@ -310,6 +311,7 @@ func (s *Server) ackLocked(st *streamState, n *node, r request, now time.Time) (
 		s.nackLocked(n, ts, sent, r.err.GetMessage(), now)
 		return sent.version, true
 	}
+	s.metrics.acked(sent.typeURL)
 	ts.Acked = sent.version
 	if ts.Nacked == sent.version {
 		ts.Nacked, ts.Error = "", ""
@@ -345,6 +347,7 @@ func (s *Server) response(key streamKey, nonce string, sent sent) {
 		st.remember(nonce, sent)
 		n = s.nodes[st.nodeID]
 	}
+	s.metrics.pushed(sent.typeURL)
 	changed := false
 	if n != nil {
 		before := n.summary()

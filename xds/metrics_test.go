@@ -56,9 +56,48 @@ func TestMetrics(t *testing.T) {
 		`gitmesh_xds_proxies{state="SYNCED"}`: 1,
 		`gitmesh_xds_proxies{state="STALE"}`:  1,
 		`gitmesh_xds_proxies{state="NACKED"}`: 0,
+		`gitmesh_xds_connected_proxies_by_version{namespace="default",role="sidecar",service="productpage",version="` + label + `"}`: 1,
 	} {
 		if got[key] != want {
 			t.Errorf("%s = %v; want %v", key, got[key], want)
 		}
 	}
+	// Every type was sent and ACKed once; n1 converged once ("waiting"
+	// never connected).
+	for _, key := range []string{"gitmesh_xds_pushes_total", "gitmesh_xds_acks_total"} {
+		if n := sumPrefix(got, key+"{"); n < 4 {
+			t.Errorf("%s = %v; want at least 4 (one per type)", key, n)
+		}
+	}
+	if n := histogramCount(t, s, "gitmesh_xds_proxy_convergence_seconds"); n != 1 {
+		t.Errorf("gitmesh_xds_proxy_convergence_seconds count = %d; want 1", n)
+	}
+}
+
+// sumPrefix sums the samples whose key starts with prefix.
+func sumPrefix(samples map[string]float64, prefix string) float64 {
+	var n float64
+	for k, v := range samples {
+		if strings.HasPrefix(k, prefix) {
+			n += v
+		}
+	}
+	return n
+}
+
+// histogramCount returns the sample count of the histogram name.
+func histogramCount(t *testing.T, s *Server, name string) uint64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
 }

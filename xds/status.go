@@ -133,11 +133,14 @@ type node struct {
 	disconnectedAt time.Time // or when the record was created, if never connected
 
 	assigned string
-	history  []assignment // oldest first
-	acked    string
-	nack     *NACK
-	types    map[string]*TypeStatus
-	secrets  SecretsStatus
+	// assignedAt is when assigned was given, until the node runs it (zero
+	// then): the start of gitmesh_xds_proxy_convergence_seconds.
+	assignedAt time.Time
+	history    []assignment // oldest first
+	acked      string
+	nack       *NACK
+	types      map[string]*TypeStatus
+	secrets    SecretsStatus
 }
 
 // assignment is one version label with its per-type versions.
@@ -182,6 +185,7 @@ func newNode(w nodemeta.Workload, now time.Time) *node {
 func (n *node) assign(a assignment) {
 	if n.assigned != a.label {
 		n.nack = nil // it was a NACK of the previous assignment
+		n.assignedAt = time.Now()
 	}
 	n.assigned = a.label
 	n.history = slices.DeleteFunc(n.history, func(h assignment) bool { return h.label == a.label })
