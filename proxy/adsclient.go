@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -13,14 +14,21 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
 // adsClient keeps an ADS stream to the controller open and feeds its
 // responses to the applier. Its run goroutine is the applier's owner.
 type adsClient struct {
-	p *Proxy
-	a *applier
+	addr           string
+	creds          credentials.TransportCredentials
+	node           *corev3.Node
+	backoffInitial time.Duration
+	backoffMax     time.Duration
+	log            *slog.Logger
+	metrics        *metrics
+	a              adsHandler
 	// rejected counts consecutive NACKs of the same version per type.
 	rejected map[string]rejection
 }
@@ -31,8 +39,28 @@ type rejection struct {
 	count   int
 }
 
-func newADSClient(p *Proxy, a *applier) *adsClient {
-	return &adsClient{p: p, a: a, rejected: map[string]rejection{}}
+// adsHandler validates and applies what the stream delivers: the
+// applier.
+type adsHandler interface {
+	// handle builds and applies resp, returning the NACK's error when it
+	// is rejected.
+	handle(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error
+	// acceptedSet is the accepted resource set: its versions are ACKed on
+	// a new stream and its names are the subscriptions.
+	acceptedSet() *resourceSet
+	// warmingDeadline is when an update waiting for its references is
+	// applied without them; false when none is waiting.
+	warmingDeadline() (time.Time, bool)
+	// warmingExpired applies the waiting update without what it lacks.
+	warmingExpired(ctx context.Context)
+}
+
+func newADSClient(p *Proxy, a adsHandler) *adsClient {
+	return &adsClient{
+		addr: p.cfg.XDSAddr, creds: p.cfg.XDSCredentials, node: p.node,
+		backoffInitial: p.cfg.BackoffInitial, backoffMax: p.cfg.BackoffMax,
+		log: p.log, metrics: p.metrics, a: a, rejected: map[string]rejection{},
+	}
 }
 
 // nackDelay returns how long to hold back the NACK of version. A control
@@ -54,8 +82,8 @@ func (c *adsClient) nackDelay(typeURL, version string, nack error) time.Duration
 	if r.count == 1 {
 		return 0
 	}
-	d := c.p.cfg.BackoffInitial << min(r.count-1, 16)
-	return min(d, c.p.cfg.BackoffMax)
+	d := c.backoffInitial << min(r.count-1, 16)
+	return min(d, c.backoffMax)
 }
 
 // delayedNACK is a NACK held back by nackDelay.
@@ -68,30 +96,30 @@ type delayedNACK struct {
 // exponential backoff until ctx is done. The applied configuration keeps
 // serving while the controller is unreachable.
 func (c *adsClient) run(ctx context.Context) error {
-	creds := c.p.cfg.XDSCredentials
+	creds := c.creds
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	conn, err := grpc.NewClient(c.p.cfg.XDSAddr, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
-		return fmt.Errorf("dialing controller %s: %w", c.p.cfg.XDSAddr, err)
+		return fmt.Errorf("dialing controller %s: %w", c.addr, err)
 	}
 	defer conn.Close()
 	client := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
-	backoff := c.p.cfg.BackoffInitial
+	backoff := c.backoffInitial
 	for {
 		delivered, err := c.stream(ctx, client)
-		c.p.metrics.xdsConnected.Set(0)
+		c.metrics.xdsConnected.Set(0)
 		if ctx.Err() != nil {
 			return nil
 		}
-		c.p.metrics.xdsReconnects.Inc()
+		c.metrics.xdsReconnects.Inc()
 		if delivered {
-			backoff = c.p.cfg.BackoffInitial
+			backoff = c.backoffInitial
 		}
 		// ±20% jitter spreads a fleet's reconnects after a controller restart.
 		wait := time.Duration(float64(backoff) * (0.8 + 0.4*rand.Float64()))
-		c.p.log.Warn("ADS stream ended; reconnecting", "xds_addr", c.p.cfg.XDSAddr, "error", err, "retry_in", wait)
+		c.log.Warn("ADS stream ended; reconnecting", "xds_addr", c.addr, "error", err, "retry_in", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -99,7 +127,7 @@ func (c *adsClient) run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		backoff = min(backoff*2, c.p.cfg.BackoffMax)
+		backoff = min(backoff*2, c.backoffMax)
 	}
 }
 
@@ -120,13 +148,13 @@ func (c *adsClient) stream(ctx context.Context, client discoveryv3.AggregatedDis
 	if err != nil {
 		return false, fmt.Errorf("opening ADS stream: %w", err)
 	}
-	s := &adsStream{st: st, node: c.p.node, nonces: map[string]string{}, sent: map[string][]string{}}
+	s := &adsStream{st: st, node: c.node, nonces: map[string]string{}, sent: map[string][]string{}}
 	for _, t := range []string{clusterType, listenerType} {
-		if err := s.send(t, c.a.accepted.versions[t], nil, nil); err != nil {
+		if err := s.send(t, c.a.acceptedSet().versions[t], nil, nil); err != nil {
 			return false, err
 		}
 	}
-	if err := s.syncSubscriptions(c.a.accepted); err != nil {
+	if err := s.syncSubscriptions(c.a.acceptedSet()); err != nil {
 		return false, err
 	}
 
@@ -181,7 +209,7 @@ func (c *adsClient) stream(ctx context.Context, client discoveryv3.AggregatedDis
 					continue
 				}
 				delete(delayed, typeURL)
-				if err := s.respond(typeURL, c.a.accepted, d.err); err != nil {
+				if err := s.respond(typeURL, c.a.acceptedSet(), d.err); err != nil {
 					return delivered, err
 				}
 			}
@@ -193,8 +221,8 @@ func (c *adsClient) stream(ctx context.Context, client discoveryv3.AggregatedDis
 			}
 			if !delivered {
 				delivered = true
-				c.p.metrics.xdsConnected.Set(1)
-				c.p.log.Info("ADS stream connected", "xds_addr", c.p.cfg.XDSAddr)
+				c.metrics.xdsConnected.Set(1)
+				c.log.Info("ADS stream connected", "xds_addr", c.addr)
 			}
 			typeURL := r.resp.GetTypeUrl()
 			s.nonces[typeURL] = r.resp.GetNonce()
@@ -202,10 +230,10 @@ func (c *adsClient) stream(ctx context.Context, client discoveryv3.AggregatedDis
 			delete(delayed, typeURL)
 			if d := c.nackDelay(typeURL, r.resp.GetVersionInfo(), nack); d > 0 {
 				delayed[typeURL] = delayedNACK{err: nack, due: time.Now().Add(d)}
-			} else if err := s.respond(typeURL, c.a.accepted, nack); err != nil {
+			} else if err := s.respond(typeURL, c.a.acceptedSet(), nack); err != nil {
 				return delivered, err
 			}
-			if err := s.syncSubscriptions(c.a.accepted); err != nil {
+			if err := s.syncSubscriptions(c.a.acceptedSet()); err != nil {
 				return delivered, err
 			}
 		}

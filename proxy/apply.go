@@ -52,6 +52,11 @@ func newApplier(p *Proxy) *applier {
 	}
 }
 
+// acceptedSet returns the accepted resource set (see adsHandler).
+func (a *applier) acceptedSet() *resourceSet { return a.accepted }
+
+var _ adsHandler = (*applier)(nil)
+
 // nackRecord is the last rejected update, shown by /config_dump.
 type nackRecord struct {
 	TypeURL     string    `json:"type_url"`

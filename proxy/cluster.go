@@ -51,13 +51,20 @@ type cluster struct {
 
 	// pool, dns, state, connSlots, metrics and series are attached by the applier
 	// before publication.
-	pool      *upstreamPool
+	pool      connPool
 	dns       *dnsResolver
 	state     *clusterState
 	connSlots chan struct{}
 	metrics   *metrics
 	// series caches the request metrics of this cluster's requests.
 	series *seriesCache
+}
+
+// connPool is the connection pool the forwarding path attaches to a
+// cluster (an *upstreamPool); the applier closes its idle connections when
+// no cluster uses it any more.
+type connPool interface {
+	closeIdle()
 }
 
 // serviceMeta is the cluster's filter_metadata.istio.services[0].
@@ -206,6 +213,13 @@ func newUpstreamPool(p *Proxy, key poolKey) *upstreamPool {
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   p.proxyError,
 	}
+	return pool
+}
+
+// poolOf returns the connection pool the applier attached to c, nil for
+// none.
+func poolOf(c *cluster) *upstreamPool {
+	pool, _ := c.pool.(*upstreamPool)
 	return pool
 }
 

@@ -122,11 +122,11 @@ func (c *corsPolicy) originAllowed(origin string) bool {
 	return false
 }
 
-// handle runs the CORS filter for a request that carries an Origin: it
+// serveCORS runs the CORS filter for a request that carries an Origin: it
 // answers an allowed preflight itself (200 with the Access-Control-Allow-*
 // headers) and reports true; for other allowed requests it records the
 // origin so the response gets Access-Control-Allow-Origin.
-func (c *corsPolicy) handle(w http.ResponseWriter, r *http.Request, rs *requestState) bool {
+func serveCORS(c *corsPolicy, w http.ResponseWriter, r *http.Request, rs *requestState) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" || (c.enabled != nil && !c.enabled.roll()) {
 		return false

@@ -119,10 +119,10 @@ func buildFault(a *anypb.Any) (*faultConfig, *fieldError) {
 	return fc, nil
 }
 
-// inject applies the fault to one request: it sleeps for a delay (flag DI)
+// injectFault applies the fault to one request: it sleeps for a delay (flag DI)
 // and answers an abort itself (flag FI). It reports whether the request
 // was answered (aborted, or the client went away during the delay).
-func (fc *faultConfig) inject(w http.ResponseWriter, r *http.Request, rs *requestState) bool {
+func injectFault(fc *faultConfig, w http.ResponseWriter, r *http.Request, rs *requestState) bool {
 	if fc.hasDelay && fc.delayShare.roll() {
 		rs.flags |= flagDelayInjected
 		t := time.NewTimer(fc.delay)

@@ -137,7 +137,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		vh = hc.routes.findVirtualHost(host)
 	}
 	if vh != nil && vh.requireTLS && r.TLS == nil {
-		httpsRedirect.serve(w, r, rs)
+		serveRedirect(httpsRedirect, w, r, rs)
 		return
 	}
 	if vh != nil {
@@ -159,7 +159,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f := &hc.filters[i]
 		switch f.kind {
 		case filterCORS:
-			if rt.cors != nil && rt.cors.handle(w, r, rs) {
+			if rt.cors != nil && serveCORS(rt.cors, w, r, rs) {
 				return
 			}
 		case filterFault:
@@ -167,16 +167,16 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if fc == nil && !rt.faultDisabled {
 				fc = f.fault
 			}
-			if fc != nil && fc.inject(w, r, rs) {
+			if fc != nil && injectFault(fc, w, r, rs) {
 				return
 			}
 		}
 	}
 	switch rt.action {
 	case actionRedirect:
-		rt.redirect.serve(w, r, rs)
+		serveRedirect(rt.redirect, w, r, rs)
 	case actionDirect:
-		rt.direct.serve(w, rs)
+		serveDirect(rt.direct, w, rs)
 	default:
 		h.p.forward(w, r, rs)
 	}
@@ -255,7 +255,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 		return
 	}
 	ctx = context.WithValue(ctx, requestStateKey{}, rs)
-	c.pool.proxy.ServeHTTP(w, r.WithContext(ctx))
+	poolOf(c).proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // canReplay reports whether a retry can send the request again.

@@ -24,7 +24,7 @@ import (
 // It reports whether it handled the request; when it did not, forward
 // uses the pool's ReverseProxy.
 func (p *Proxy) forwardH1(ctx context.Context, w http.ResponseWriter, r *http.Request, rs *requestState) bool {
-	pool := rs.cluster.pool
+	pool := poolOf(rs.cluster)
 	if pool.h1 == nil || len(rs.route.mirrors) > 0 || !h1Eligible(r) || queryNeedsCleaning(r.URL.RawQuery) {
 		return false
 	}

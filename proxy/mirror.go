@@ -125,7 +125,7 @@ func (m *mirrorer) run(ctx context.Context) {
 
 func (m *mirrorer) send(ctx context.Context, j *shadowJob) {
 	e := j.cluster.pick(nil)
-	if e == nil || j.cluster.pool == nil {
+	if e == nil || poolOf(j.cluster) == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.timeout(j.timeout))
@@ -135,7 +135,7 @@ func (m *mirrorer) send(ctx context.Context, j *shadowJob) {
 		req.Body = io.NopCloser(bytes.NewReader(j.body))
 		req.ContentLength = int64(len(j.body))
 	}
-	resp, err := j.cluster.pool.transport.RoundTrip(req)
+	resp, err := poolOf(j.cluster).transport.RoundTrip(req)
 	if err != nil {
 		m.log.Debug("shadow request failed", "cluster", j.cluster.name, "error", err)
 		return

@@ -157,8 +157,8 @@ func redirectHost(r *http.Request, scheme, newPort, reqScheme string) string {
 	return host
 }
 
-// serve answers the redirect.
-func (a *redirectAction) serve(w http.ResponseWriter, r *http.Request, rs *requestState) {
+// serveRedirect answers the redirect a.
+func serveRedirect(a *redirectAction, w http.ResponseWriter, r *http.Request, rs *requestState) {
 	var m *routeMatch
 	if rs.route != nil {
 		m = &rs.route.match
@@ -197,7 +197,8 @@ func buildDirectResponse(d *routev3.DirectResponseAction, maxBody int) (*directR
 	return out, nil
 }
 
-func (d *directResponse) serve(w http.ResponseWriter, rs *requestState) {
+// serveDirect answers the direct response d.
+func serveDirect(d *directResponse, w http.ResponseWriter, rs *requestState) {
 	rs.code = d.status
 	h := w.Header()
 	if d.body != "" {
