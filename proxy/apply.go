@@ -129,7 +129,7 @@ func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 	a.accepted = cand
 	// A rotated secret serves the next handshake at once, even while the
 	// rest of the set warms.
-	a.p.secrets.update(cand)
+	updateSecrets(a.p.secrets, cand)
 	if len(missing) > 0 {
 		if a.pendingSince.IsZero() {
 			a.pendingSince = time.Now()

@@ -234,7 +234,6 @@ type attemptTransport struct {
 	maxPerConn uint32
 }
 
-var _ http.RoundTripper = (*attemptTransport)(nil)
 
 // send makes one attempt: on the h1Client when it can take the request,
 // else on the Transport.

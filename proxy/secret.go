@@ -133,10 +133,10 @@ func (s *secretStore) get(name string) *secretValue {
 	return (*m)[name]
 }
 
-// update publishes the secrets of set, reusing the built value of a
+// updateSecrets publishes the secrets of set into s, reusing the built value of a
 // secret whose resource did not change. Secrets must have been validated
 // (buildConfig does); one that fails to build is left out.
-func (s *secretStore) update(set *resourceSet) {
+func updateSecrets(s *secretStore, set *resourceSet) {
 	var prev map[string]*secretValue
 	if m := s.cur.Load(); m != nil {
 		prev = *m
