@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // rig is a proxy wired to an in-test controller with nothing configured;
@@ -66,8 +67,8 @@ func (r *rig) push(res ...types.Resource) {
 		if cfg == nil {
 			return fmt.Errorf("nothing applied")
 		}
-		vs := cfg.resources.versions
-		if vs[listenerType] != v || vs[clusterType] != v || (hasRoutes && vs[routeType] != v) {
+		vs := cfg.Resources.Versions
+		if vs[config.ListenerType] != v || vs[config.ClusterType] != v || (hasRoutes && vs[config.RouteType] != v) {
 			return fmt.Errorf("applied versions %v; want %s", vs, v)
 		}
 		return nil
