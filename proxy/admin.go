@@ -78,7 +78,7 @@ func (p *Proxy) ConfigDump() ConfigDump {
 			d.Secrets = append(d.Secrets, (*m)[name].Dump())
 		}
 	}
-	cfg := p.current.Load()
+	cfg := p.applied.Load()
 	if cfg == nil {
 		return d
 	}

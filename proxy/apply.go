@@ -223,6 +223,7 @@ func (a *applier) Apply(ctx context.Context, cfg *config.MeshConfig) {
 	a.p.current.Store(cfg)
 	a.pendingSince = time.Time{}
 	a.syncListeners()
+	a.p.applied.Store(cfg)
 	for k, pool := range a.pools {
 		if !usedPools[k] {
 			delete(a.pools, k)

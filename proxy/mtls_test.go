@@ -115,7 +115,7 @@ func (m *meshPair) push() {
 func waitApplied(t testing.TB, p *runningProxy, v string) {
 	t.Helper()
 	eventually(t, 10*time.Second, func() error {
-		cfg := p.current.Load()
+		cfg := p.applied.Load()
 		if cfg == nil {
 			return fmt.Errorf("nothing applied")
 		}
@@ -497,7 +497,7 @@ func TestMTLSTCP(t *testing.T) {
 	m.cp.set(t, m.clientID, snapshot(t, "1", clientRes...))
 	for _, p := range []*runningProxy{m.server, m.client} {
 		eventually(t, 10*time.Second, func() error {
-			if cfg := p.current.Load(); cfg == nil || cfg.Resources.Versions[config.SecretType] != "1" {
+			if cfg := p.applied.Load(); cfg == nil || cfg.Resources.Versions[config.SecretType] != "1" {
 				return fmt.Errorf("not applied")
 			}
 			return nil

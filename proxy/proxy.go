@@ -120,6 +120,11 @@ type Proxy struct {
 	// current is the applied configuration; nil until the first one. It is
 	// the only thing the data plane reads, so one Store is one atomic swap.
 	current atomic.Pointer[config.MeshConfig]
+	// applied is current once the listeners it adds accept connections:
+	// what Ready and /config_dump report. Between the two stores a new
+	// listener's address is bound but not yet listening, so reporting
+	// current would let a client dial it and be refused.
+	applied atomic.Pointer[config.MeshConfig]
 	// secrets are the accepted SDS secrets, read by TLS handshakes.
 	secrets *mtls.SecretStore
 	// lastNACK is the most recent rejected update, for /config_dump.
@@ -174,7 +179,7 @@ func setDefault(d *time.Duration, def time.Duration) {
 }
 
 // Ready reports whether the proxy has applied a first full configuration.
-func (p *Proxy) Ready() bool { return p.current.Load() != nil }
+func (p *Proxy) Ready() bool { return p.applied.Load() != nil }
 
 // Run serves the admin endpoint at once, connects to the controller over
 // ADS (reconnecting with backoff), binds listeners as they arrive and

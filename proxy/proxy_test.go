@@ -147,7 +147,7 @@ func (m *mesh) do(req *http.Request) (*http.Response, string) {
 func (m *mesh) waitApplied(typeURL, version string) {
 	m.t.Helper()
 	eventually(m.t, 5*time.Second, func() error {
-		if v := m.proxy.current.Load().Resources.Versions[typeURL]; v != version {
+		if v := m.proxy.applied.Load().Resources.Versions[typeURL]; v != version {
 			return fmt.Errorf("applied %s version %q; want %q", config.KindName(typeURL), v, version)
 		}
 		return nil

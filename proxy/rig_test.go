@@ -63,7 +63,7 @@ func (r *rig) push(res ...types.Resource) {
 		}
 	}
 	eventually(r.t, 10*time.Second, func() error {
-		cfg := r.proxy.current.Load()
+		cfg := r.proxy.applied.Load()
 		if cfg == nil {
 			return fmt.Errorf("nothing applied")
 		}
