@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 func redirect(m *routev3.RouteMatch, rd *routev3.RedirectAction) *routev3.Route {
@@ -209,7 +210,7 @@ func TestRouteConfigNACKs(t *testing.T) {
 			r.version++
 			v := "bad-" + tt.name
 			r.cp.set(t, r.node, snapshot(t, v, r.outboundHTTP(tt.vh)...))
-			nack := r.cp.waitRequest(t, routeType, func(req *discoveryRequest) bool {
+			nack := r.cp.waitRequest(t, config.RouteType, func(req *discoveryRequest) bool {
 				return req.GetErrorDetail() != nil && contains(req.GetErrorDetail().GetMessage(), tt.want)
 			})
 			_ = nack

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gitmesh/gitmesh/proxy/config"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -31,7 +32,7 @@ func (p *Proxy) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics.Reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -72,21 +73,21 @@ type ConfigDump struct {
 // ConfigDump returns the applied configuration and the last NACK.
 func (p *Proxy) ConfigDump() ConfigDump {
 	d := ConfigDump{NodeID: p.cfg.Workload.ID, Ready: p.Ready(), LastNACK: p.lastNACK.Load(), BoundAddresses: p.listeners.addrs()}
-	if m := p.secrets.cur.Load(); m != nil {
-		for _, name := range sortedKeys(*m) {
-			d.Secrets = append(d.Secrets, (*m)[name].dump())
+	if m := p.secrets.Cur.Load(); m != nil {
+		for _, name := range config.SortedKeys(*m) {
+			d.Secrets = append(d.Secrets, (*m)[name].Dump())
 		}
 	}
-	cfg := p.current.Load()
+	cfg := p.applied.Load()
 	if cfg == nil {
 		return d
 	}
-	d.AppliedAt = &cfg.appliedAt
-	d.Versions = cfg.resources.versions
+	d.AppliedAt = &cfg.AppliedAt
+	d.Versions = cfg.Resources.Versions
 	marshal := func(typeURL string) []json.RawMessage {
-		res := cfg.resources.byType[typeURL]
+		res := cfg.Resources.ByType[typeURL]
 		out := make([]json.RawMessage, 0, len(res))
-		for _, name := range sortedKeys(res) {
+		for _, name := range config.SortedKeys(res) {
 			b, err := protojson.Marshal(res[name])
 			if err != nil {
 				b, _ = json.Marshal(map[string]string{"name": name, "error": err.Error()})
@@ -95,10 +96,10 @@ func (p *Proxy) ConfigDump() ConfigDump {
 		}
 		return out
 	}
-	d.Listeners = marshal(listenerType)
-	d.Routes = marshal(routeType)
-	d.Clusters = marshal(clusterType)
-	d.Endpoints = marshal(endpointType)
+	d.Listeners = marshal(config.ListenerType)
+	d.Routes = marshal(config.RouteType)
+	d.Clusters = marshal(config.ClusterType)
+	d.Endpoints = marshal(config.EndpointType)
 	return d
 }
 

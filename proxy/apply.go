@@ -10,6 +10,10 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/gitmesh/gitmesh/proxy/ads"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/metrics"
+	"github.com/gitmesh/gitmesh/proxy/upstream"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -31,26 +35,31 @@ import (
 //     swapped in with one atomic store.
 type applier struct {
 	p        *Proxy
-	accepted *resourceSet
+	accepted *config.ResourceSet
 	// pendingSince is when the accepted set stopped being the applied one;
 	// zero when they agree.
 	pendingSince time.Time
-	pools        map[poolKey]*upstreamPool
-	resolvers    map[string]*dnsResolver
+	pools        map[upstream.PoolKey]*upstreamPool
+	resolvers    map[string]*upstream.DnsResolver
 	// states maps a cluster name to its live state (circuit breakers,
 	// host states), kept across configurations.
-	states map[string]*clusterState
+	states map[string]*upstream.ClusterState
 }
 
 func newApplier(p *Proxy) *applier {
 	return &applier{
 		p:         p,
-		accepted:  newResourceSet(),
-		pools:     map[poolKey]*upstreamPool{},
-		resolvers: map[string]*dnsResolver{},
-		states:    map[string]*clusterState{},
+		accepted:  config.NewResourceSet(),
+		pools:     map[upstream.PoolKey]*upstreamPool{},
+		resolvers: map[string]*upstream.DnsResolver{},
+		states:    map[string]*upstream.ClusterState{},
 	}
 }
+
+// AcceptedSet returns the accepted resource set (see ads.Handler).
+func (a *applier) AcceptedSet() *config.ResourceSet { return a.accepted }
+
+var _ ads.Handler = (*applier)(nil)
 
 // nackRecord is the last rejected update, shown by /config_dump.
 type nackRecord struct {
@@ -61,13 +70,13 @@ type nackRecord struct {
 	Time        time.Time `json:"time"`
 }
 
-// handle validates a response and applies it when it completes the
+// Handle validates a response and applies it when it completes the
 // configuration. A non-nil error means NACK, with the error as detail.
-func (a *applier) handle(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
+func (a *applier) Handle(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
 	typeURL := resp.GetTypeUrl()
 	err := a.accept(ctx, resp)
 	if err != nil {
-		a.p.metrics.xdsNACKs.WithLabelValues(typeURL).Inc()
+		a.p.metrics.XdsNACKs.WithLabelValues(typeURL).Inc()
 		rec := &nackRecord{
 			TypeURL: typeURL, VersionInfo: resp.GetVersionInfo(), Nonce: resp.GetNonce(),
 			Error: err.Error(), Time: time.Now(),
@@ -84,22 +93,22 @@ func (a *applier) handle(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 
 func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
 	typeURL := resp.GetTypeUrl()
-	if !slices.Contains(xdsTypes[:], typeURL) {
-		return fmt.Errorf("type %q: %w", typeURL, errUnsupported)
+	if !slices.Contains(config.XdsTypes[:], typeURL) {
+		return fmt.Errorf("type %q: %w", typeURL, config.ErrUnsupported)
 	}
-	res, err := decodeResources(typeURL, resp.GetResources())
+	res, err := config.DecodeResources(typeURL, resp.GetResources())
 	if err != nil {
-		return fmt.Errorf("%s response: %w", kindName(typeURL), err)
+		return fmt.Errorf("%s response: %w", config.KindName(typeURL), err)
 	}
-	subscribed := a.accepted.subscriptions()[typeURL]
-	cand := a.accepted.with(typeURL, resp.GetVersionInfo(), res, subscribed)
-	if wildcardType(typeURL) {
+	subscribed := a.accepted.Subscriptions()[typeURL]
+	cand := a.accepted.With(typeURL, resp.GetVersionInfo(), res, subscribed)
+	if config.WildcardType(typeURL) {
 		// New clusters or listeners change the subscriptions; keep only
 		// what is still referenced.
-		cand = cand.pruned(cand.subscriptions())
+		cand = cand.Pruned(cand.Subscriptions())
 	}
-	cfg, missing, err := buildConfig(cand)
-	var re *resourceError
+	cfg, missing, err := config.BuildConfig(cand)
+	var re *config.ResourceError
 	switch {
 	case err == nil:
 	case errors.As(err, &re) && !attributable(re, typeURL, res):
@@ -108,11 +117,11 @@ func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 		// next (Envoy's make-before-break order sends CDS first).
 		a.p.log.Info("xDS update accepted, waiting for dependent resources", "type_url", typeURL,
 			"version", resp.GetVersionInfo(), "waiting_on", err.Error())
-		cfg, missing = nil, []missingRef{{typeURL: re.typeURL, name: re.name}}
+		cfg, missing = nil, []config.MissingRef{{TypeURL: re.TypeURL, Name: re.Name}}
 	default:
 		return err
 	}
-	if typeURL == listenerType {
+	if typeURL == config.ListenerType {
 		addrs, err := listenerAddrs(cand)
 		if err != nil {
 			return err
@@ -124,7 +133,7 @@ func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 	a.accepted = cand
 	// A rotated secret serves the next handshake at once, even while the
 	// rest of the set warms.
-	a.p.secrets.update(cand)
+	config.UpdateSecrets(a.p.secrets, cand)
 	if len(missing) > 0 {
 		if a.pendingSince.IsZero() {
 			a.pendingSince = time.Now()
@@ -136,105 +145,106 @@ func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 		a.syncListeners()
 		return nil
 	}
-	a.apply(ctx, cfg)
+	a.Apply(ctx, cfg)
 	return nil
 }
 
-// warmingDeadline returns when a pending set is applied regardless of the
+// WarmingDeadline returns when a pending set is applied regardless of the
 // resources it still misses.
-func (a *applier) warmingDeadline() (time.Time, bool) {
+func (a *applier) WarmingDeadline() (time.Time, bool) {
 	if a.pendingSince.IsZero() {
 		return time.Time{}, false
 	}
 	return a.pendingSince.Add(a.p.cfg.WarmingTimeout), true
 }
 
-// warmingExpired applies the accepted set with its missing route
+// WarmingExpired applies the accepted set with its missing route
 // configurations and endpoints treated as empty, as Envoy does after
 // initial_fetch_timeout, and its missing clusters as absent: routes to them
 // answer 503 with flag NC and TCP connections to them are closed, as in
 // Envoy. A set that still fails to build (or that has never seen listeners
 // and clusters) keeps waiting.
-func (a *applier) warmingExpired(ctx context.Context) {
-	cfg, missing, err := buildConfig(a.accepted)
+func (a *applier) WarmingExpired(ctx context.Context) {
+	cfg, missing, err := config.BuildConfig(a.accepted)
 	if err != nil {
 		a.p.log.Warn("warming timed out; the accepted xDS set does not build yet", "error", err)
 		a.pendingSince = time.Now()
 		return
 	}
 	for _, m := range missing {
-		if m.name == "" {
+		if m.Name == "" {
 			a.pendingSince = time.Now()
 			return
 		}
 	}
 	a.p.log.Warn("warming timed out; applying without the missing resources", "missing", describeMissing(missing))
-	a.apply(ctx, cfg)
+	a.Apply(ctx, cfg)
 }
 
-// apply attaches pools and resolvers to cfg, swaps it in, then releases
+// Apply attaches pools and resolvers to cfg, swaps it in, then releases
 // what the previous configuration used alone.
-func (a *applier) apply(ctx context.Context, cfg *meshConfig) {
-	usedPools := map[poolKey]bool{}
+func (a *applier) Apply(ctx context.Context, cfg *config.MeshConfig) {
+	usedPools := map[upstream.PoolKey]bool{}
 	usedResolvers := map[string]bool{}
-	for name, c := range cfg.clusters {
+	for name, c := range cfg.Clusters {
 		st, ok := a.states[name]
 		if !ok {
-			st = newClusterState()
+			st = upstream.NewClusterState()
 			a.states[name] = st
 		}
-		c.state, c.metrics, c.series = st, a.p.metrics, &seriesCache{}
-		if !c.http2 {
-			c.connSlots = st.slots(c.limits.maxConnections)
+		c.State, c.Metrics, c.Series = st, a.p.metrics, &metrics.SeriesCache{}
+		if !c.Http2 {
+			c.ConnSlots = st.Slots(c.Limits.MaxConnections)
 		}
-		if c.endpoints != nil {
-			st.adopt(c.endpoints.endpoints, false)
-			c.endpoints.cs = st
+		if c.Endpoints != nil {
+			st.Adopt(c.Endpoints.Endpoints, false)
+			c.Endpoints.Cs = st
 		}
-		k := c.poolKey()
+		k := c.PoolKey()
 		pool, ok := a.pools[k]
 		if !ok {
 			pool = newUpstreamPool(a.p, k)
 			a.pools[k] = pool
 		}
-		c.pool = pool
+		c.Pool = pool
 		usedPools[k] = true
-		if len(c.dnsTargets) > 0 {
-			dk := c.dnsKey()
+		if len(c.DnsTargets) > 0 {
+			dk := c.DnsKey()
 			r, ok := a.resolvers[dk]
 			if !ok {
-				r = startDNSResolver(ctx, a.p.log, a.p.cfg.Resolver, c, a.p.cfg.DNSRefreshRate)
+				r = upstream.StartDNSResolver(ctx, a.p.log, a.p.cfg.Resolver, c, a.p.cfg.DNSRefreshRate)
 				a.resolvers[dk] = r
 			}
-			c.dns = r
+			c.Dns = r
 			usedResolvers[dk] = true
 		}
 	}
-	cfg.appliedAt = time.Now()
+	cfg.AppliedAt = time.Now()
 	a.p.current.Store(cfg)
 	a.pendingSince = time.Time{}
 	a.syncListeners()
+	a.p.applied.Store(cfg)
 	for k, pool := range a.pools {
 		if !usedPools[k] {
 			delete(a.pools, k)
-			pool.closeIdle()
+			pool.CloseIdle()
 		}
 	}
 	for k, r := range a.resolvers {
 		if !usedResolvers[k] {
 			delete(a.resolvers, k)
-			r.stop()
+			r.Stop()
 		}
 	}
 	for name := range a.states {
-		if _, ok := cfg.clusters[name]; !ok {
+		if _, ok := cfg.Clusters[name]; !ok {
 			delete(a.states, name)
 		}
 	}
-	a.p.metrics.xdsApplied.Inc()
-	attrs := []any{"listeners", len(cfg.listeners), "clusters", len(cfg.clusters)}
-	for _, t := range xdsTypes {
-		attrs = append(attrs, slog.String(kindName(t)+"_version", cfg.resources.versions[t]))
+	a.p.metrics.XdsApplied.Inc()
+	attrs := []any{"listeners", len(cfg.Listeners), "clusters", len(cfg.Clusters)}
+	for _, t := range config.XdsTypes {
+		attrs = append(attrs, slog.String(config.KindName(t)+"_version", cfg.Resources.Versions[t]))
 	}
 	a.p.log.Info("applied xDS configuration", attrs...)
 }
@@ -242,9 +252,9 @@ func (a *applier) apply(ctx context.Context, cfg *meshConfig) {
 // syncListeners serves the applied configuration's addresses and closes
 // sockets neither it nor the accepted listeners use.
 func (a *applier) syncListeners() {
-	var serve map[string]*listenerConfig
+	var serve map[string]*config.ListenerConfig
 	if cfg := a.p.current.Load(); cfg != nil {
-		serve = cfg.listeners
+		serve = cfg.Listeners
 	}
 	keep, _ := listenerAddrs(a.accepted)
 	a.p.listeners.sync(serve, keep)
@@ -254,39 +264,39 @@ func (a *applier) syncListeners() {
 func (a *applier) close() {
 	for k, r := range a.resolvers {
 		delete(a.resolvers, k)
-		r.stop()
+		r.Stop()
 	}
 	for k, pool := range a.pools {
 		delete(a.pools, k)
-		pool.closeIdle()
+		pool.CloseIdle()
 	}
 }
 
 // listenerAddrs maps the addresses of a set's listeners to their names.
-func listenerAddrs(set *resourceSet) (map[string]string, error) {
+func listenerAddrs(set *config.ResourceSet) (map[string]string, error) {
 	out := map[string]string{}
-	for name, m := range set.byType[listenerType] {
+	for name, m := range set.ByType[config.ListenerType] {
 		l := m.(*listenerv3.Listener)
 		if bp := l.GetBindToPort(); bp != nil && !bp.GetValue() {
 			continue // receives handed-off connections only
 		}
-		addr, err := listenerAddr(l)
+		addr, err := config.ListenerAddr(l)
 		if err != nil {
-			return nil, &resourceError{typeURL: listenerType, name: name, field: "address.socket_address", err: err}
+			return nil, &config.ResourceError{TypeURL: config.ListenerType, Name: name, Field: "address.socket_address", Err: err}
 		}
 		out[addr] = name
 	}
 	return out, nil
 }
 
-func describeMissing(ms []missingRef) []string {
+func describeMissing(ms []config.MissingRef) []string {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
-		if m.name == "" {
-			out = append(out, "first "+kindName(m.typeURL)+" response")
+		if m.Name == "" {
+			out = append(out, "first "+config.KindName(m.TypeURL)+" response")
 			continue
 		}
-		out = append(out, kindName(m.typeURL)+" "+m.name)
+		out = append(out, config.KindName(m.TypeURL)+" "+m.Name)
 	}
 	return out
 }
@@ -294,13 +304,13 @@ func describeMissing(ms []missingRef) []string {
 // attributable reports whether a build error is caused by the response
 // being handled (then it is NACKed) rather than by an earlier accepted
 // resource that now points at something the response removed.
-func attributable(re *resourceError, typeURL string, res map[string]proto.Message) bool {
-	if re.typeURL == endpointType {
+func attributable(re *config.ResourceError, typeURL string, res map[string]proto.Message) bool {
+	if re.TypeURL == config.EndpointType {
 		return true
 	}
-	if re.typeURL != typeURL {
+	if re.TypeURL != typeURL {
 		return false
 	}
-	_, inResponse := res[re.name]
-	return wildcardType(typeURL) || inResponse
+	_, inResponse := res[re.Name]
+	return config.WildcardType(typeURL) || inResponse
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // TestClusterRemovalWaitsForRoutes: the controller removes a cluster and
@@ -22,7 +23,7 @@ import (
 func TestClusterRemovalWaitsForRoutes(t *testing.T) {
 	m := newMesh(t)
 	m.cp.set(t, m.node, snapshot(t, "2", m.resources(toCluster(prefixMatch("/"), reviewsV1))...))
-	m.waitApplied(routeType, "2")
+	m.waitApplied(config.RouteType, "2")
 
 	var res []types.Resource
 	for _, r := range m.resources(toCluster(prefixMatch("/"), reviewsV2)) {
@@ -39,9 +40,9 @@ func TestClusterRemovalWaitsForRoutes(t *testing.T) {
 		res = append(res, r)
 	}
 	m.cp.set(t, m.node, snapshot(t, "3", res...))
-	m.waitApplied(routeType, "3")
-	m.waitApplied(clusterType, "3")
-	m.cp.waitACK(t, clusterType, "3")
+	m.waitApplied(config.RouteType, "3")
+	m.waitApplied(config.ClusterType, "3")
+	m.cp.waitACK(t, config.ClusterType, "3")
 	m.cp.mu.Lock()
 	for _, r := range m.cp.requests {
 		if r.GetErrorDetail() != nil {
@@ -54,7 +55,7 @@ func TestClusterRemovalWaitsForRoutes(t *testing.T) {
 			t.Fatalf("backend %q; want v2", backendOf(resp))
 		}
 	}
-	if _, ok := m.proxy.current.Load().clusters[reviewsV1]; ok {
+	if _, ok := m.proxy.current.Load().Clusters[reviewsV1]; ok {
 		t.Errorf("removed cluster still applied")
 	}
 }
@@ -98,15 +99,15 @@ func TestWarmingTimeout(t *testing.T) {
 // with the node, then EDS and RDS for exactly the referenced names.
 func TestDiscoveryRequests(t *testing.T) {
 	m := newMesh(t)
-	first := m.cp.waitRequest(t, clusterType, func(r *discoveryv3.DiscoveryRequest) bool { return r.GetResponseNonce() == "" })
+	first := m.cp.waitRequest(t, config.ClusterType, func(r *discoveryv3.DiscoveryRequest) bool { return r.GetResponseNonce() == "" })
 	if len(first.GetResourceNames()) != 0 {
 		t.Errorf("CDS subscription names = %v; want wildcard", first.GetResourceNames())
 	}
-	eds := m.cp.waitRequest(t, endpointType, func(r *discoveryv3.DiscoveryRequest) bool { return len(r.GetResourceNames()) > 0 })
+	eds := m.cp.waitRequest(t, config.EndpointType, func(r *discoveryv3.DiscoveryRequest) bool { return len(r.GetResourceNames()) > 0 })
 	if got, want := fmt.Sprint(eds.GetResourceNames()), fmt.Sprint(slices.Sorted(slices.Values([]string{detailsAll, ratingsAll, reviewsAll, reviewsV1, reviewsV2}))); got != want {
 		t.Errorf("EDS names = %s; want %s", got, want)
 	}
-	rds := m.cp.waitRequest(t, routeType, func(r *discoveryv3.DiscoveryRequest) bool { return len(r.GetResourceNames()) > 0 })
+	rds := m.cp.waitRequest(t, config.RouteType, func(r *discoveryv3.DiscoveryRequest) bool { return len(r.GetResourceNames()) > 0 })
 	if got := fmt.Sprint(rds.GetResourceNames()); got != "[inbound outbound]" {
 		t.Errorf("RDS names = %s; want [inbound outbound]", got)
 	}
@@ -125,20 +126,20 @@ func TestNACKBackoff(t *testing.T) {
 		nack             error
 		want             time.Duration
 	}{
-		{listenerType, "v2", bad, 0},
-		{listenerType, "v2", bad, 200 * time.Millisecond},
-		{listenerType, "v2", bad, 400 * time.Millisecond},
-		{routeType, "v2", bad, 0}, // per type
-		{listenerType, "v2", bad, 800 * time.Millisecond},
-		{listenerType, "v2", bad, time.Second},
-		{listenerType, "v2", bad, time.Second},
-		{listenerType, "v3", bad, 0}, // a new version is NACKed at once
-		{listenerType, "v4", nil, 0},
-		{listenerType, "v3", bad, 0},
+		{config.ListenerType, "v2", bad, 0},
+		{config.ListenerType, "v2", bad, 200 * time.Millisecond},
+		{config.ListenerType, "v2", bad, 400 * time.Millisecond},
+		{config.RouteType, "v2", bad, 0}, // per type
+		{config.ListenerType, "v2", bad, 800 * time.Millisecond},
+		{config.ListenerType, "v2", bad, time.Second},
+		{config.ListenerType, "v2", bad, time.Second},
+		{config.ListenerType, "v3", bad, 0}, // a new version is NACKed at once
+		{config.ListenerType, "v4", nil, 0},
+		{config.ListenerType, "v3", bad, 0},
 	}
 	for i, s := range steps {
-		if got := c.nackDelay(s.typeURL, s.version, s.nack); got != s.want {
-			t.Errorf("step %d (%s %s): delay %s; want %s", i, kindName(s.typeURL), s.version, got, s.want)
+		if got := c.NackDelay(s.typeURL, s.version, s.nack); got != s.want {
+			t.Errorf("step %d (%s %s): delay %s; want %s", i, config.KindName(s.typeURL), s.version, got, s.want)
 		}
 	}
 }

@@ -7,24 +7,27 @@ import (
 
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/gitmesh/gitmesh/proxy/auth"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/routing"
 )
 
 // BenchmarkRBACAllows evaluates an Istio-shaped ALLOW filter (two policies:
 // path prefix and method, then a JWT claim) on a request that matches the
 // second policy only.
 func BenchmarkRBACAllows(b *testing.B) {
-	f, fe := buildRBAC(anyOf(b, rbacConfig(rbacconfigv3.RBAC_ALLOW, map[string]*rbacconfigv3.Policy{
+	f, fe := config.BuildRBAC(anyOf(b, rbacConfig(rbacconfigv3.RBAC_ALLOW, map[string]*rbacconfigv3.Policy{
 		"a": policy([]*rbacconfigv3.Permission{pAnd(pOr(pMethod("GET")), pOr(pPathPrefix("/public/")))}, idAnd(idAny())),
 		"b": policy([]*rbacconfigv3.Permission{pAnd(pAny())}, idAnd(idClaim("groups", "admin"))),
 	})))
 	if fe != nil {
-		b.Fatal(fe.err)
+		b.Fatal(fe.Err)
 	}
 	r := httptest.NewRequest("GET", "http://svc/private/items?x=1", nil)
-	md := dynamicMetadata{jwtAuthnFilterName: {"payload": map[string]any{"groups": []any{"dev", "admin"}}}}
+	md := routing.DynamicMetadata{config.JwtAuthnFilterName: {"payload": map[string]any{"groups": []any{"dev", "admin"}}}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if ok, _ := f.allows(newAuthzInput(r, "10.0.0.2:8080", md)); !ok {
+		if ok, _ := f.Allows(auth.NewAuthzInput(r, "10.0.0.2:8080", md)); !ok {
 			b.Fatal("denied")
 		}
 	}
@@ -34,9 +37,9 @@ func BenchmarkRBACAllows(b *testing.B) {
 // requires_any {provider, allow_missing}.
 func BenchmarkJWTVerify(b *testing.B) {
 	iss := newTestIssuer(b, "https://idp.example", "k1")
-	f, fe := buildJWTAuthn(istioJWTConfig(b, jwtProviderFor(iss)))
+	f, fe := config.BuildJWTAuthn(istioJWTConfig(b, jwtProviderFor(iss)))
 	if fe != nil {
-		b.Fatal(fe.err)
+		b.Fatal(fe.Err)
 	}
 	tok := "Bearer " + iss.token(map[string]any{"groups": []string{"admin"}})
 	now := time.Now()
@@ -44,7 +47,7 @@ func BenchmarkJWTVerify(b *testing.B) {
 	for b.Loop() {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Header.Set("Authorization", tok)
-		if _, st := f.run(r, now); st != jwtOK {
+		if _, st := f.Run(r, now); st != auth.JwtOK {
 			b.Fatal(st)
 		}
 	}
@@ -66,12 +69,12 @@ func BenchmarkAuthorizedRoundTrip(b *testing.B) {
 	}{
 		{"none", func(*testing.B) []*hcmv3.HttpFilter { return nil }, false},
 		{"rbac", func(b *testing.B) []*hcmv3.HttpFilter {
-			return []*hcmv3.HttpFilter{typedHTTPFilter(rbacFilterName, anyOf(b, allow))}
+			return []*hcmv3.HttpFilter{typedHTTPFilter(config.RbacFilterName, anyOf(b, allow))}
 		}, false},
 		{"jwt+rbac", func(b *testing.B) []*hcmv3.HttpFilter {
 			return []*hcmv3.HttpFilter{
-				typedHTTPFilter(jwtAuthnFilterName, istioJWTConfig(b, jwtProviderFor(iss))),
-				typedHTTPFilter(rbacFilterName, anyOf(b, allow)),
+				typedHTTPFilter(config.JwtAuthnFilterName, istioJWTConfig(b, jwtProviderFor(iss))),
+				typedHTTPFilter(config.RbacFilterName, anyOf(b, allow)),
 			}
 		}, true},
 	} {

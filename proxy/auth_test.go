@@ -11,6 +11,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/gitmesh/gitmesh/proxy/auth"
+	"github.com/gitmesh/gitmesh/proxy/config"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -57,9 +59,9 @@ func TestAuthorizationThroughProxy(t *testing.T) {
 		"ns[default]-policy[admins]-rule[0]": policy([]*rbacconfigv3.Permission{pAnd(pAny())}, idAnd(idClaim("groups", "admin"))),
 	})
 	l := withHTTPFilters(t, hcmListener(t, "outbound", r.out, "outbound"),
-		typedHTTPFilter(jwtAuthnFilterName, istioJWTConfig(t, jwtProviderFor(iss))),
-		typedHTTPFilter(rbacFilterName, anyOf(t, deny)),
-		typedHTTPFilter(rbacFilterName, anyOf(t, allow)),
+		typedHTTPFilter(config.JwtAuthnFilterName, istioJWTConfig(t, jwtProviderFor(iss))),
+		typedHTTPFilter(config.RbacFilterName, anyOf(t, deny)),
+		typedHTTPFilter(config.RbacFilterName, anyOf(t, allow)),
 	)
 	r.push(l, routeConfig("outbound", vhost("svc", []string{"*"},
 		claimRoute("groups", "beta", "beta"),
@@ -79,14 +81,14 @@ func TestAuthorizationThroughProxy(t *testing.T) {
 		body               string
 	}{
 		{"public without token", "GET", "/public/x", nil, 200, "main"},
-		{"private without token", "GET", "/private", nil, 403, rbacDeniedBody},
+		{"private without token", "GET", "/private", nil, 403, auth.RbacDeniedBody},
 		{"private as admin", "GET", "/private", bearer(map[string]any{"groups": []string{"dev", "admin"}}), 200, "main"},
-		{"private as dev", "GET", "/private", bearer(map[string]any{"groups": []string{"dev"}}), 403, rbacDeniedBody},
+		{"private as dev", "GET", "/private", bearer(map[string]any{"groups": []string{"dev"}}), 403, auth.RbacDeniedBody},
 		{"expired token", "GET", "/public/x", bearer(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), 401, "Jwt is expired"},
 		{"foreign issuer", "GET", "/public/x", map[string]string{"Authorization": "Bearer " + newTestIssuer(t, "evil", "k1").token(nil)}, 401, "Jwt issuer is not configured"},
-		{"delete denied before allow", "DELETE", "/public/x", bearer(map[string]any{"groups": []string{"admin"}}), 403, rbacDeniedBody},
+		{"delete denied before allow", "DELETE", "/public/x", bearer(map[string]any{"groups": []string{"admin"}}), 403, auth.RbacDeniedBody},
 		{"claim routes to beta", "GET", "/public/x", bearer(map[string]any{"groups": []string{"beta"}}), 200, "beta"},
-		{"dot segments do not escape", "GET", "/public/../private", nil, 403, rbacDeniedBody},
+		{"dot segments do not escape", "GET", "/public/../private", nil, 403, auth.RbacDeniedBody},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

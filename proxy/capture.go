@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
-	"net/netip"
-	"strconv"
 )
 
 // This file is the proxy's side of traffic capture (docs/capture.md): a
@@ -57,39 +55,4 @@ func connInfoContext(ctx context.Context, c net.Conn) context.Context {
 func connInfoOf(ctx context.Context) connInfo {
 	ci, _ := ctx.Value(connInfoKey{}).(connInfo)
 	return ci
-}
-
-// handoff returns the listener that serves c, accepted by lc: when lc
-// uses the original destination and c was redirected to it, the listener
-// bound (or declared with bind_to_port false) at the original destination
-// address, else one at the wildcard address of the same family and port,
-// else lc itself, as Envoy's connection handler does. origDst is the
-// original destination, "" when c was not redirected (the kernel reports
-// no NAT record, or the local address itself).
-func (cfg *meshConfig) handoff(lc *listenerConfig, c net.Conn) (target *listenerConfig, origDst string) {
-	if !lc.useOriginalDst {
-		return lc, ""
-	}
-	ap, ok := originalDst(c)
-	if !ok {
-		return lc, ""
-	}
-	if la, ok := c.LocalAddr().(*net.TCPAddr); ok {
-		local := la.AddrPort()
-		if netip.AddrPortFrom(local.Addr().Unmap(), local.Port()) == ap {
-			return lc, ""
-		}
-	}
-	origDst = ap.String()
-	if l := cfg.listeners[origDst]; l != nil {
-		return l, origDst
-	}
-	wild := netip.IPv4Unspecified()
-	if ap.Addr().Is6() {
-		wild = netip.IPv6Unspecified()
-	}
-	if l := cfg.listeners[net.JoinHostPort(wild.String(), strconv.Itoa(int(ap.Port())))]; l != nil {
-		return l, origDst
-	}
-	return lc, origDst
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // passthroughCluster is Istio's PassthroughCluster: ORIGINAL_DST,
@@ -63,7 +64,7 @@ func TestOriginalDstRules(t *testing.T) {
 			if err := tc.cluster.ValidateAll(); err != nil {
 				t.Fatalf("ValidateAll: %v", err)
 			}
-			_, _, err := buildCluster(tc.cluster, nil)
+			_, _, err := config.BuildCluster(tc.cluster, nil)
 			switch {
 			case tc.nack == "" && err != nil:
 				t.Fatalf("NACK %v; want accepted", err)

@@ -13,6 +13,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/gitmesh/gitmesh/proxy/config"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -43,8 +44,8 @@ func TestCompilerGoldenContract(t *testing.T) {
 			if err := json.Unmarshal(b, &golden); err != nil {
 				t.Fatal(err)
 			}
-			set := newResourceSet()
-			for key, typeURL := range map[string]string{"listeners": listenerType, "routes": routeType, "clusters": clusterType, "endpoints": endpointType} {
+			set := config.NewResourceSet()
+			for key, typeURL := range map[string]string{"listeners": config.ListenerType, "routes": config.RouteType, "clusters": config.ClusterType, "endpoints": config.EndpointType} {
 				var part struct {
 					Version   string            `json:"version"`
 					Resources []json.RawMessage `json:"resources"`
@@ -58,13 +59,13 @@ func TestCompilerGoldenContract(t *testing.T) {
 				for _, r := range part.Resources {
 					var m proto.Message
 					switch typeURL {
-					case listenerType:
+					case config.ListenerType:
 						m = &listenerv3.Listener{}
-					case routeType:
+					case config.RouteType:
 						m = &routev3.RouteConfiguration{}
-					case clusterType:
+					case config.ClusterType:
 						m = &clusterv3.Cluster{}
-					case endpointType:
+					case config.EndpointType:
 						m = &endpointv3.ClusterLoadAssignment{}
 					}
 					if err := protojson.Unmarshal(r, m); err != nil {
@@ -72,22 +73,22 @@ func TestCompilerGoldenContract(t *testing.T) {
 					}
 					// What Envoy's proto validation rejects, Envoy NACKs.
 					if err := m.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
-						t.Errorf("%s %q is not valid for Envoy: %v", key, resourceName(m), err)
+						t.Errorf("%s %q is not valid for Envoy: %v", key, config.ResourceName(m), err)
 					}
-					res[resourceName(m)] = m
+					res[config.ResourceName(m)] = m
 				}
-				set.byType[typeURL] = res
-				set.versions[typeURL] = part.Version
-				set.received[typeURL] = true
+				set.ByType[typeURL] = res
+				set.Versions[typeURL] = part.Version
+				set.Received[typeURL] = true
 			}
 			// Secrets come per node from the controller's CA over SDS,
 			// not from the compiler: supply them as it would.
 			ca := newTestCA(t, "root")
 			chain, key := ca.workload(t, spiffeID("golden"))
-			set.byType[secretType] = map[string]proto.Message{"default": certSecret(chain, key), "ROOTCA": rootSecret(ca.pem)}
-			set.versions[secretType] = "1"
-			set.received[secretType] = true
-			cfg, missing, err := buildConfig(set)
+			set.ByType[config.SecretType] = map[string]proto.Message{"default": certSecret(chain, key), "ROOTCA": rootSecret(ca.pem)}
+			set.Versions[config.SecretType] = "1"
+			set.Received[config.SecretType] = true
+			cfg, missing, err := config.BuildConfig(set)
 			if errors.Is(err, fs.ErrNotExist) {
 				// A DestinationRule's SIMPLE/MUTUAL tls names files on the
 				// proxy's machine (Envoy NACKs what it cannot read too).
@@ -99,7 +100,7 @@ func TestCompilerGoldenContract(t *testing.T) {
 			if len(missing) > 0 {
 				t.Errorf("the compiler's output references missing resources: %v", describeMissing(missing))
 			}
-			t.Logf("%d listeners, %d clusters", len(cfg.listeners), len(cfg.clusters))
+			t.Logf("%d listeners, %d clusters", len(cfg.Listeners), len(cfg.Clusters))
 		})
 	}
 }

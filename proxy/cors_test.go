@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 func TestCORS(t *testing.T) {
@@ -26,10 +27,10 @@ func TestCORS(t *testing.T) {
 	}
 	routePolicy := &corsv3.CorsPolicy{AllowMethods: "PUT"} // overrides methods only
 	special := toCluster(prefixMatch("/special"), c)
-	special.TypedPerFilterConfig = map[string]*anypb.Any{corsFilterName: anyOf(t, routePolicy)}
+	special.TypedPerFilterConfig = map[string]*anypb.Any{config.CorsFilterName: anyOf(t, routePolicy)}
 	vh := vhost("web", []string{"web"}, special, toCluster(prefixMatch("/"), c))
-	vh.TypedPerFilterConfig = map[string]*anypb.Any{corsFilterName: anyOf(t, vhPolicy)}
-	r.push(hcmListener(t, "outbound", r.out, "outbound", corsFilterName, wellknown.Router), routeConfig("outbound", vh),
+	vh.TypedPerFilterConfig = map[string]*anypb.Any{config.CorsFilterName: anyOf(t, vhPolicy)}
+	r.push(hcmListener(t, "outbound", r.out, "outbound", config.CorsFilterName, wellknown.Router), routeConfig("outbound", vh),
 		staticCluster(t, c, "web.default.svc.cluster.local", []string{hostPort(b)}))
 
 	preflight := func(origin string) map[string]string {

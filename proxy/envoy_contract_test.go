@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // envoyCase is one cross-field combination of Envoy resources: Envoy
@@ -297,24 +298,24 @@ func contractListener(t testing.TB, addr string, filters []*hcmv3.HttpFilter) *l
 }
 
 // resourceSetOf is the accepted set a proxy holds after receiving res.
-func resourceSetOf(res []types.Resource) *resourceSet {
-	set := newResourceSet()
-	for _, t := range xdsTypes {
-		set.received[t] = true
+func resourceSetOf(res []types.Resource) *config.ResourceSet {
+	set := config.NewResourceSet()
+	for _, t := range config.XdsTypes {
+		set.Received[t] = true
 	}
 	for _, r := range res {
 		var typeURL string
 		switch r.(type) {
 		case *listenerv3.Listener:
-			typeURL = listenerType
+			typeURL = config.ListenerType
 		case *routev3.RouteConfiguration:
-			typeURL = routeType
+			typeURL = config.RouteType
 		case *clusterv3.Cluster:
-			typeURL = clusterType
+			typeURL = config.ClusterType
 		case *endpointv3.ClusterLoadAssignment:
-			typeURL = endpointType
+			typeURL = config.EndpointType
 		}
-		set.byType[typeURL][resourceName(r)] = r
+		set.ByType[typeURL][config.ResourceName(r)] = r
 	}
 	return set
 }
@@ -361,7 +362,7 @@ func TestEnvoyContract(t *testing.T) {
 			if got := len(protoErrs) > 0; got != tc.protoInvalid {
 				t.Errorf("ValidateAll errors %q; want invalid=%v", protoErrs, tc.protoInvalid)
 			}
-			_, _, err := buildConfig(resourceSetOf(res))
+			_, _, err := config.BuildConfig(resourceSetOf(res))
 			if tc.nack != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.nack) {
 					t.Fatalf("build error %v; want a NACK containing %q", err, tc.nack)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 func percent(n uint32, d typev3.FractionalPercent_DenominatorType) *typev3.FractionalPercent {
@@ -65,14 +66,14 @@ func TestFaultInjection(t *testing.T) {
 		rt := toCluster(prefixMatch("/"), c)
 		switch {
 		case tt.fault != nil:
-			rt.TypedPerFilterConfig = map[string]*anypb.Any{faultFilterName: anyOf(t, tt.fault)}
+			rt.TypedPerFilterConfig = map[string]*anypb.Any{config.FaultFilterName: anyOf(t, tt.fault)}
 		case tt.disabled:
-			rt.TypedPerFilterConfig = map[string]*anypb.Any{faultFilterName: anyOf(t, &routev3.FilterConfig{Disabled: true})}
+			rt.TypedPerFilterConfig = map[string]*anypb.Any{config.FaultFilterName: anyOf(t, &routev3.FilterConfig{Disabled: true})}
 		}
 		vhosts = append(vhosts, vhost(fmt.Sprint(i), []string{fmt.Sprintf("f%d", i)}, rt))
 	}
-	listener := hcmListener(t, "outbound", r.out, "outbound", faultFilterName, wellknown.Router)
-	setHTTPFilterConfig(t, listener, faultFilterName, anyOf(t, abortFault(401, percent(100, hundred))))
+	listener := hcmListener(t, "outbound", r.out, "outbound", config.FaultFilterName, wellknown.Router)
+	setHTTPFilterConfig(t, listener, config.FaultFilterName, anyOf(t, abortFault(401, percent(100, hundred))))
 	r.push([]types.Resource{listener, routeConfig("outbound", vhosts...), staticCluster(t, c, "f.default.svc.cluster.local", []string{hostPort(b)})}...)
 
 	for i, tt := range tests {

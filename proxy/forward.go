@@ -5,6 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/metrics"
+	"github.com/gitmesh/gitmesh/proxy/routing"
+	"github.com/gitmesh/gitmesh/proxy/upstream"
 	"io"
 	"net"
 	"net/http"
@@ -25,14 +29,14 @@ type listenerHandler struct {
 // requestState travels with a request through the reverse proxy (as a
 // context value) and collects what the metrics need.
 type requestState struct {
-	lc       *listenerConfig
-	route    *route
-	wc       *weightedCluster
-	cluster  *cluster
-	endpoint *endpoint
+	lc       *config.ListenerConfig
+	route    *routing.Route
+	wc       *routing.WeightedCluster
+	cluster  *upstream.Cluster
+	endpoint *upstream.Endpoint
 	// activeEndpoint is the endpoint whose active-request count the final
 	// attempt raised; the handler lowers it when the exchange ends.
-	activeEndpoint *endpoint
+	activeEndpoint *upstream.Endpoint
 	// perTryCancel ends the final attempt's per-try timeout context.
 	perTryCancel context.CancelFunc
 	// deadline is when the route timeout fires; zero for none.
@@ -57,9 +61,9 @@ type requestState struct {
 	// policy and no mirrors); nil for none.
 	replay *replayBody
 	code   int
-	flags  responseFlags
+	flags  metrics.ResponseFlags
 	// sec is the exchange's TLS identity, for the principal labels.
-	sec connSecurity
+	sec metrics.ConnSecurity
 	// downstream is the client's response writer while forwardH1 sends
 	// the request, for informational responses; nil otherwise.
 	downstream http.ResponseWriter
@@ -77,9 +81,9 @@ func stateOf(r *http.Request) *requestState {
 // cookie. It runs on upstream responses and on the router's own replies.
 func (rs *requestState) finishHeaders(h http.Header) {
 	if rt := rs.route; rt != nil {
-		rt.headers.applyResponse(rs.wc, h)
-		if rs.corsOrigin != "" && rt.cors != nil {
-			rt.cors.decorate(h, rs.corsOrigin)
+		rt.Headers.ApplyResponse(rs.wc, h)
+		if rs.corsOrigin != "" && rt.Cors != nil {
+			rt.Cors.Decorate(h, rs.corsOrigin)
 		}
 	}
 	if rs.setCookie != "" {
@@ -100,83 +104,83 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ci.listener != "" {
 			addr = ci.listener // handed off by use_original_dst
 		}
-		rs.lc = cfg.listeners[addr]
+		rs.lc = cfg.Listeners[addr]
 	}
-	var hc *httpChain
+	var hc *config.HttpChain
 	if rs.lc != nil {
-		hc = rs.lc.httpChainFor(r)
+		hc = rs.lc.HttpChainFor(r)
 	}
 	if hc == nil {
 		// No chain serves this connection any more (its filter chain was
 		// removed, e.g. a STRICT PeerAuthentication dropped the plain-text
 		// chain): answer and close it, as Envoy drains connections of a
 		// removed filter chain.
-		rs.code, rs.flags = http.StatusNotFound, flagNoRoute
+		rs.code, rs.flags = http.StatusNotFound, metrics.FlagNoRoute
 		w.Header().Set("Connection", "close")
 		http.Error(w, "listener not configured", rs.code)
 		return
 	}
-	if rs.lc.inbound {
-		rs.sec = h.p.downstreamSecurity(r.TLS, hc.tls)
+	if rs.lc.Inbound {
+		rs.sec = h.p.downstreamSecurity(r.TLS, hc.Tls)
 	}
-	hc.xfcc.apply(r.Header, r.TLS, func() []string { return hc.tls.localURIs(h.p.secrets) })
-	if len(hc.auth) > 0 {
+	hc.Xfcc.Apply(r.Header, r.TLS, func() []string { return hc.Tls.LocalURIs(h.p.secrets) })
+	if len(hc.Auth) > 0 {
 		var ok bool
 		if r, ok = h.p.authorize(w, r, rs, hc); !ok {
 			return
 		}
 	}
-	var vh *virtualHost
-	if hc.routes != nil {
+	var vh *routing.VirtualHost
+	if hc.Routes != nil {
 		host := r.Host
 		if host == "" {
 			// HTTP/1.0 without a Host header: the address the client
 			// dialled, as a request by IP would carry it.
 			host = rs.origDst
 		}
-		vh = hc.routes.findVirtualHost(host)
+		vh = hc.Routes.FindVirtualHost(host)
 	}
-	if vh != nil && vh.requireTLS && r.TLS == nil {
-		httpsRedirect.serve(w, r, rs)
+	if vh != nil && vh.RequireTLS && r.TLS == nil {
+		serveRedirect(routing.HttpsRedirect, w, r, rs)
 		return
 	}
 	if vh != nil {
-		rs.route = vh.findRoute(r)
+		rs.route = vh.FindRoute(r)
 	}
 	if rs.route == nil {
-		rs.code, rs.flags = http.StatusNotFound, flagNoRoute
+		rs.code, rs.flags = http.StatusNotFound, metrics.FlagNoRoute
 		w.WriteHeader(rs.code)
 		return
 	}
 	rt := rs.route
-	if rt.action == actionForward {
+	if rt.Action == routing.ActionForward {
 		// Picked before the filters so that fault aborts and CORS replies
 		// report the route's destination, as Istio's stats do.
-		rs.wc = rt.pickCluster()
-		rs.cluster = rs.wc.cluster
+		rs.wc = rt.PickCluster()
+		rs.cluster = rs.wc.Cluster
 	}
-	for i := range hc.filters {
-		f := &hc.filters[i]
-		switch f.kind {
-		case filterCORS:
-			if rt.cors != nil && rt.cors.handle(w, r, rs) {
+	for i := range hc.Filters {
+		f := &hc.Filters[i]
+		switch f.Kind {
+		case config.FilterCORS:
+			if rt.Cors != nil && serveCORS(rt.Cors, w, r, rs) {
 				return
 			}
-		case filterFault:
-			fc := rt.fault
-			if fc == nil && !rt.faultDisabled {
-				fc = f.fault
+		case config.FilterFault:
+			fc := rt.Fault
+			if fc == nil && !rt.FaultDisabled {
+				fc = f.Fault
 			}
-			if fc != nil && fc.inject(w, r, rs) {
+			if fc != nil && injectFault(fc, w, r, rs) {
 				return
 			}
 		}
 	}
-	switch rt.action {
-	case actionRedirect:
-		rt.redirect.serve(w, r, rs)
-	case actionDirect:
-		rt.direct.serve(w, rs)
+	switch rt.Action {
+	case routing.ActionRedirect:
+		serveRedirect(rt.Redirect, w, r, rs)
+	case routing.ActionDirect:
+		serveDirect(rt.Direct, w, rs)
 	default:
 		h.p.forward(w, r, rs)
 	}
@@ -191,19 +195,19 @@ const upstreamReset = "upstream connect error or disconnect/reset before headers
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState) {
 	rt := rs.route
 	c := rs.cluster
-	if c.missing {
+	if c.Missing {
 		// Envoy's router: the route's cluster does not exist (yet).
-		p.localReply(w, rs, rt.clusterNotFoundCode, flagNoClusterFound, "")
+		p.localReply(w, rs, rt.ClusterNotFoundCode, metrics.FlagNoClusterFound, "")
 		return
 	}
 	ctx := r.Context()
-	timeout := rt.timeout
-	if rt.maxGRPCTimeout != nil && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+	timeout := rt.Timeout
+	if rt.MaxGRPCTimeout != nil && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 		timeout = 0
-		if t, ok := grpcTimeout(r.Header.Get("Grpc-Timeout")); ok {
+		if t, ok := config.GrpcTimeout(r.Header.Get("Grpc-Timeout")); ok {
 			timeout = t
 		}
-		if m := *rt.maxGRPCTimeout; m > 0 && (timeout == 0 || timeout > m) {
+		if m := *rt.MaxGRPCTimeout; m > 0 && (timeout == 0 || timeout > m) {
 			timeout = m
 		}
 	}
@@ -213,39 +217,39 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 		defer cancel()
 		rs.deadline = time.Now().Add(timeout)
 	}
-	slots, adm := c.admit(ctx)
+	slots, adm := c.Admit(ctx)
 	switch adm {
-	case overflow:
-		p.metrics.breakerOpen.WithLabelValues(c.name).Inc()
-		p.localReply(w, rs, http.StatusServiceUnavailable, flagUpstreamOverflow, upstreamReset+"overflow")
+	case upstream.Overflow:
+		p.metrics.BreakerOpen.WithLabelValues(c.Name).Inc()
+		p.localReply(w, rs, http.StatusServiceUnavailable, metrics.FlagUpstreamOverflow, upstreamReset+"overflow")
 		return
-	case gaveUp:
+	case upstream.GaveUp:
 		if r.Context().Err() != nil {
-			rs.code, rs.flags = 0, rs.flags|flagDownstreamClosed
+			rs.code, rs.flags = 0, rs.flags|metrics.FlagDownstreamClosed
 			return
 		}
-		p.localReply(w, rs, http.StatusGatewayTimeout, flagUpstreamTimeout, "upstream request timeout")
+		p.localReply(w, rs, http.StatusGatewayTimeout, metrics.FlagUpstreamTimeout, "upstream request timeout")
 		return
 	}
-	defer c.release(slots)
-	if c.lb.hashBased() {
-		rs.hash, rs.hasHash = requestHash(rt.hashPolicies, r, rs)
+	defer c.Release(slots)
+	if c.Lb.HashBased() {
+		rs.hash, rs.hasHash = requestHash(rt.HashPolicies, r, rs)
 	}
-	pr := pickRequest{hash: rs.hash, hasHash: rs.hasHash, origDst: rs.origDst}
-	rs.endpoint = c.pick(&pr)
+	pr := upstream.PickRequest{Hash: rs.hash, HasHash: rs.hasHash, OrigDst: rs.origDst}
+	rs.endpoint = c.Pick(&pr)
 	if rs.endpoint == nil {
-		p.localReply(w, rs, http.StatusServiceUnavailable, flagNoHealthyUpstream, "no healthy upstream")
+		p.localReply(w, rs, http.StatusServiceUnavailable, metrics.FlagNoHealthyUpstream, "no healthy upstream")
 		return
 	}
 	switch {
-	case len(rt.mirrors) > 0:
+	case len(rt.Mirrors) > 0:
 		bufferBody(r, rs)
-	case rt.retry != nil:
+	case rt.Retry != nil:
 		streamBody(r, rs)
 	}
 	defer func() {
 		if e := rs.activeEndpoint; e != nil {
-			e.state.active.Add(-1)
+			e.State.Active.Add(-1)
 		}
 		if rs.perTryCancel != nil {
 			rs.perTryCancel()
@@ -255,7 +259,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 		return
 	}
 	ctx = context.WithValue(ctx, requestStateKey{}, rs)
-	c.pool.proxy.ServeHTTP(w, r.WithContext(ctx))
+	poolOf(c).proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // canReplay reports whether a retry can send the request again.
@@ -265,7 +269,7 @@ func (rs *requestState) canReplay() bool {
 
 // localReply answers a request the router could not forward, as Envoy's
 // local replies (plain text body, route response headers).
-func (p *Proxy) localReply(w http.ResponseWriter, rs *requestState, code int, flag responseFlags, body string) {
+func (p *Proxy) localReply(w http.ResponseWriter, rs *requestState, code int, flag metrics.ResponseFlags, body string) {
 	rs.code, rs.flags = code, rs.flags|flag
 	h := w.Header()
 	h.Set("Content-Type", "text/plain")
@@ -281,7 +285,7 @@ func (p *Proxy) localReply(w http.ResponseWriter, rs *requestState, code int, fl
 func (pool *upstreamPool) rewrite(pr *httputil.ProxyRequest) {
 	rs := stateOf(pr.In)
 	rewriteOut(pr.In, pr.Out, rs, pr.In.Header["X-Forwarded-For"])
-	if len(rs.route.mirrors) > 0 {
+	if len(rs.route.Mirrors) > 0 {
 		pool.p.mirror(pr.Out, rs)
 	}
 }
@@ -294,26 +298,26 @@ func rewriteOut(in, out *http.Request, rs *requestState, priorXFF []string) {
 	// The scheme (TLS or not) and host are set per attempt by
 	// attemptTransport (cluster.upstreamRequest).
 	out.URL.Scheme = "http"
-	out.URL.Host = rs.endpoint.addr
+	out.URL.Host = rs.endpoint.Addr
 	switch {
-	case rt.prefixRewrite != nil:
+	case rt.PrefixRewrite != nil:
 		esc := out.URL.EscapedPath()
-		n := matchedPrefixLen(&rt.match, esc)
-		setEscapedPath(out.URL, *rt.prefixRewrite+esc[n:])
-	case rt.regexRewrite != nil:
-		setEscapedPath(out.URL, rt.regexRewrite.re.ReplaceAllString(out.URL.EscapedPath(), rt.regexRewrite.sub))
+		n := routing.MatchedPrefixLen(&rt.Match, esc)
+		setEscapedPath(out.URL, *rt.PrefixRewrite+esc[n:])
+	case rt.RegexRewrite != nil:
+		setEscapedPath(out.URL, rt.RegexRewrite.Re.ReplaceAllString(out.URL.EscapedPath(), rt.RegexRewrite.Sub))
 	}
 	switch {
-	case rs.wc.hostRewrite != "":
-		out.Host = rs.wc.hostRewrite
-	case rt.hostRewrite != "":
-		out.Host = rt.hostRewrite
+	case rs.wc.HostRewrite != "":
+		out.Host = rs.wc.HostRewrite
+	case rt.HostRewrite != "":
+		out.Host = rt.HostRewrite
 	}
 	setXForwarded(in, out, priorXFF)
 	if out.Header.Get("X-Request-Id") == "" {
 		out.Header.Set("X-Request-Id", newRequestID())
 	}
-	rt.headers.applyRequest(rs.wc, out.Header)
+	rt.Headers.ApplyRequest(rs.wc, out.Header)
 }
 
 // setXForwarded sets X-Forwarded-For (priorXFF and the client's address),
@@ -363,8 +367,8 @@ func modifyResponse(resp *http.Response) error {
 // applies the route's response headers.
 func (rs *requestState) upstreamResponse(resp *http.Response) {
 	rs.code = resp.StatusCode
-	if !rs.lc.inbound && resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
-		rs.sec.destination = firstURI(resp.TLS.PeerCertificates[0])
+	if !rs.lc.Inbound && resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+		rs.sec.Destination = metrics.FirstURI(resp.TLS.PeerCertificates[0])
 	}
 	rs.finishHeaders(resp.Header)
 }
@@ -379,25 +383,25 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 
 // upstreamError is proxyError with the request's state; rs may be nil.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, rs *requestState, err error) {
-	code, flag, body := http.StatusServiceUnavailable, flagUpstreamReset, upstreamReset+"connection termination"
+	code, flag, body := http.StatusServiceUnavailable, metrics.FlagUpstreamReset, upstreamReset+"connection termination"
 	var opErr *net.OpError
 	var hsErr *tlsHandshakeError
 	switch {
 	case errors.Is(err, errPerTryTimeout),
 		rs != nil && !rs.deadline.IsZero() && !time.Now().Before(rs.deadline),
 		errors.Is(r.Context().Err(), context.DeadlineExceeded):
-		code, flag, body = http.StatusGatewayTimeout, flagUpstreamTimeout, "upstream request timeout"
+		code, flag, body = http.StatusGatewayTimeout, metrics.FlagUpstreamTimeout, "upstream request timeout"
 	case r.Context().Err() != nil:
-		code, flag = 0, flagDownstreamClosed
+		code, flag = 0, metrics.FlagDownstreamClosed
 	case errors.Is(err, errNoHealthyUpstream):
-		flag, body = flagNoHealthyUpstream, "no healthy upstream"
+		flag, body = metrics.FlagNoHealthyUpstream, "no healthy upstream"
 	case errors.As(err, &hsErr):
 		// Envoy: "reset reason: connection failure, transport failure
 		// reason: TLS_error:...".
-		flag = flagUpstreamConnFail
+		flag = metrics.FlagUpstreamConnFail
 		body = upstreamReset + "connection failure, transport failure reason: TLS error: " + hsErr.err.Error()
 	case errors.As(err, &opErr) && opErr.Op == "dial":
-		flag = flagUpstreamConnFail
+		flag = metrics.FlagUpstreamConnFail
 		body = upstreamReset + "connection failure"
 	}
 	if rs != nil {

@@ -24,8 +24,8 @@ import (
 // It reports whether it handled the request; when it did not, forward
 // uses the pool's ReverseProxy.
 func (p *Proxy) forwardH1(ctx context.Context, w http.ResponseWriter, r *http.Request, rs *requestState) bool {
-	pool := rs.cluster.pool
-	if pool.h1 == nil || len(rs.route.mirrors) > 0 || !h1Eligible(r) || queryNeedsCleaning(r.URL.RawQuery) {
+	pool := poolOf(rs.cluster)
+	if pool.h1 == nil || len(rs.route.Mirrors) > 0 || !h1Eligible(r) || queryNeedsCleaning(r.URL.RawQuery) {
 		return false
 	}
 	if _, ok := r.Header["Connection"]; ok {

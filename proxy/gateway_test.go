@@ -29,6 +29,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // selfSigned returns a PEM certificate and key for names.
@@ -68,7 +69,7 @@ func file(t testing.TB, name string, b []byte) *corev3.DataSource {
 }
 
 func tlsSocket(t testing.TB, chain, key *corev3.DataSource, alpn ...string) *corev3.TransportSocket {
-	return &corev3.TransportSocket{Name: tlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+	return &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: chain, PrivateKey: key}},
 			AlpnProtocols:   alpn,
@@ -193,7 +194,7 @@ func TestTLSNACKs(t *testing.T) {
 	cert, key := selfSigned(t, "a.example.com")
 	addr := freeAddr(t)
 	sds := hcmChain(t, "r")
-	sds.TransportSocket = &corev3.TransportSocket{Name: tlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+	sds.TransportSocket = &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "kubernetes://cred"}}},
 	})}}
 	badKey := hcmChain(t, "r")
@@ -213,7 +214,7 @@ func TestTLSNACKs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &listenerv3.Listener{Name: "gw", Address: socketAddr(t, addr), FilterChains: tt.chains}
 			r.cp.set(t, r.node, snapshot(t, "bad-"+tt.name, l, routeConfig("r", vhost("v", []string{"*"}, direct(prefixMatch("/"), "x")))))
-			r.cp.waitRequest(t, listenerType, func(req *discoveryRequest) bool {
+			r.cp.waitRequest(t, config.ListenerType, func(req *discoveryRequest) bool {
 				return req.GetErrorDetail() != nil && strings.Contains(req.GetErrorDetail().GetMessage(), `Listener "gw": `+tt.want)
 			})
 		})

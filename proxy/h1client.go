@@ -199,8 +199,8 @@ func (pc *h1Conn) expire() {
 	}
 }
 
-// closeIdle closes every idle connection.
-func (h *h1Client) closeIdle() {
+// CloseIdle closes every idle connection.
+func (h *h1Client) CloseIdle() {
 	h.mu.Lock()
 	idle := h.idle
 	h.idle = map[h1Key][]*h1Conn{}
@@ -287,17 +287,17 @@ func (pc *h1Conn) exchange(req *http.Request, rs *requestState) (*http.Response,
 	resp.TLS = pc.tlsState
 	reusable := !closing && !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
 	if resp.Body == http.NoBody || resp.Body == nil {
-		pc.release(stop, reusable)
+		pc.Release(stop, reusable)
 		return resp, nil
 	}
 	resp.Body = &h1Body{pc: pc, body: resp.Body, stop: stop, reusable: reusable}
 	return resp, nil
 }
 
-// release ends an exchange: the connection goes back to the idle list when
+// Release ends an exchange: the connection goes back to the idle list when
 // it is reusable and the request's context did not interrupt it, else it
 // is closed.
-func (pc *h1Conn) release(stop func() bool, reusable bool) {
+func (pc *h1Conn) Release(stop func() bool, reusable bool) {
 	if stop() && reusable {
 		pc.client.put(pc)
 		return
@@ -329,7 +329,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
 	if err != nil {
 		b.done = true
-		b.pc.release(b.stop, b.reusable && err == io.EOF)
+		b.pc.Release(b.stop, b.reusable && err == io.EOF)
 	}
 	return n, err
 }

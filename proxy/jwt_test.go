@@ -13,6 +13,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	"github.com/gitmesh/gitmesh/proxy/auth"
+	"github.com/gitmesh/gitmesh/proxy/config"
 	"github.com/go-jose/go-jose/v4"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -133,30 +135,30 @@ func TestJWTFilter(t *testing.T) {
 	rsaIss := &testIssuer{t: t, iss: "rsa-issuer", key: rsaKey, alg: jose.RS256, kid: "r1"}
 	rsaIss.jwks = jwksOf(t, jose.JSONWebKey{Key: &rsaKey.PublicKey, KeyID: "r1", Algorithm: string(jose.RS256)})
 
-	f, fe := buildJWTAuthn(istioJWTConfig(t, jwtProviderFor(good, "bookinfo"), jwtProviderFor(rsaIss)))
+	f, fe := config.BuildJWTAuthn(istioJWTConfig(t, jwtProviderFor(good, "bookinfo"), jwtProviderFor(rsaIss)))
 	if fe != nil {
-		t.Fatalf("building: %s: %v", fe.field, fe.err)
+		t.Fatalf("building: %s: %v", fe.Field, fe.Err)
 	}
 	now := time.Now()
 	tests := []struct {
 		name   string
 		auth   string // Authorization header
 		query  string
-		want   jwtStatus
+		want   auth.JwtStatus
 		claims bool
 	}{
-		{name: "no token passes unauthenticated", want: jwtOK},
-		{name: "valid ES256", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo"}), want: jwtOK, claims: true},
-		{name: "valid RS256 second provider", auth: "Bearer " + rsaIss.token(nil), want: jwtOK, claims: true},
-		{name: "audience in list", auth: "Bearer " + good.token(map[string]any{"aud": []string{"x", "bookinfo"}}), want: jwtOK, claims: true},
-		{name: "token in access_token param", query: "access_token=" + good.token(map[string]any{"aud": "bookinfo"}), want: jwtOK, claims: true},
-		{name: "expired beyond skew", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "exp": now.Add(-2 * time.Minute).Unix()}), want: jwtExpired},
-		{name: "expired within 60s skew", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "exp": now.Add(-30 * time.Second).Unix()}), want: jwtOK, claims: true},
-		{name: "not yet valid", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "nbf": now.Add(5 * time.Minute).Unix()}), want: jwtNotYetValid},
-		{name: "wrong issuer", auth: "Bearer " + other.token(map[string]any{"aud": "bookinfo"}), want: jwtUnknownIssuer},
-		{name: "wrong audience", auth: "Bearer " + good.token(map[string]any{"aud": "other"}), want: jwtAudienceNotAllowed},
-		{name: "bad signature", auth: "Bearer " + forger.token(map[string]any{"aud": "bookinfo"}), want: jwtVerificationFail},
-		{name: "garbage", auth: "Bearer not-a-jwt", want: jwtBadFormat},
+		{name: "no token passes unauthenticated", want: auth.JwtOK},
+		{name: "valid ES256", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo"}), want: auth.JwtOK, claims: true},
+		{name: "valid RS256 second provider", auth: "Bearer " + rsaIss.token(nil), want: auth.JwtOK, claims: true},
+		{name: "audience in list", auth: "Bearer " + good.token(map[string]any{"aud": []string{"x", "bookinfo"}}), want: auth.JwtOK, claims: true},
+		{name: "token in access_token param", query: "access_token=" + good.token(map[string]any{"aud": "bookinfo"}), want: auth.JwtOK, claims: true},
+		{name: "expired beyond skew", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "exp": now.Add(-2 * time.Minute).Unix()}), want: auth.JwtExpired},
+		{name: "expired within 60s skew", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "exp": now.Add(-30 * time.Second).Unix()}), want: auth.JwtOK, claims: true},
+		{name: "not yet valid", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "nbf": now.Add(5 * time.Minute).Unix()}), want: auth.JwtNotYetValid},
+		{name: "wrong issuer", auth: "Bearer " + other.token(map[string]any{"aud": "bookinfo"}), want: auth.JwtUnknownIssuer},
+		{name: "wrong audience", auth: "Bearer " + good.token(map[string]any{"aud": "other"}), want: auth.JwtAudienceNotAllowed},
+		{name: "bad signature", auth: "Bearer " + forger.token(map[string]any{"aud": "bookinfo"}), want: auth.JwtVerificationFail},
+		{name: "garbage", auth: "Bearer not-a-jwt", want: auth.JwtBadFormat},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,14 +166,14 @@ func TestJWTFilter(t *testing.T) {
 			if tt.auth != "" {
 				r.Header.Set("Authorization", tt.auth)
 			}
-			payloads, st := f.run(r, now)
+			payloads, st := f.Run(r, now)
 			if st != tt.want {
 				t.Fatalf("status = %q; want %q", st, tt.want)
 			}
 			if got := payloads["payload"] != nil; got != tt.claims {
 				t.Errorf("payload in metadata = %v; want %v", got, tt.claims)
 			}
-			if st == jwtOK && tt.auth != "" && r.Header.Get("Authorization") != "" {
+			if st == auth.JwtOK && tt.auth != "" && r.Header.Get("Authorization") != "" {
 				t.Errorf("Authorization still forwarded; want it removed (forward: false)")
 			}
 		})
@@ -182,13 +184,13 @@ func TestJWTFilterRejectsEveryTokenWithEmptyJWKS(t *testing.T) {
 	good := newTestIssuer(t, "iss", "k1")
 	p := jwtProviderFor(good)
 	p.GetLocalJwks().Specifier = &corev3.DataSource_InlineString{InlineString: `{"keys":[]}`}
-	f, fe := buildJWTAuthn(istioJWTConfig(t, p))
+	f, fe := config.BuildJWTAuthn(istioJWTConfig(t, p))
 	if fe != nil {
-		t.Fatalf("building: %v", fe.err)
+		t.Fatalf("building: %v", fe.Err)
 	}
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Header.Set("Authorization", "Bearer "+good.token(nil))
-	if _, st := f.run(r, time.Now()); st == jwtOK {
+	if _, st := f.Run(r, time.Now()); st == auth.JwtOK {
 		t.Fatalf("status OK; want a failure")
 	}
 }
@@ -197,8 +199,8 @@ func TestJWTFilterRejectsUnsupportedFields(t *testing.T) {
 	good := newTestIssuer(t, "iss", "k1")
 	p := jwtProviderFor(good)
 	p.RequireExpiration = true
-	_, fe := buildJWTAuthn(istioJWTConfig(t, p))
-	if fe == nil || fe.field != ".providers[origins-0]" {
+	_, fe := config.BuildJWTAuthn(istioJWTConfig(t, p))
+	if fe == nil || fe.Field != ".providers[origins-0]" {
 		t.Fatalf("got %+v; want an error at .providers[origins-0]", fe)
 	}
 }

@@ -213,8 +213,8 @@ func TestLeastRequestAvoidsBusyHost(t *testing.T) {
 		})
 	}
 	eventually(t, 10e9, func() error {
-		for _, e := range r.proxy.current.Load().clusters[c].endpoints.endpoints {
-			if e.addr == hostPort(busy) && e.state.active.Load() >= 3 {
+		for _, e := range r.proxy.current.Load().Clusters[c].Endpoints.Endpoints {
+			if e.Addr == hostPort(busy) && e.State.Active.Load() >= 3 {
 				return nil
 			}
 		}

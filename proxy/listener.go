@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/gitmesh/gitmesh/proxy/config"
 	"io"
 	"log/slog"
 	"net"
@@ -87,7 +88,7 @@ func (s *listenerSet) reserve(addrs map[string]string) error {
 		return fmt.Errorf("binding listeners: proxy is shutting down")
 	}
 	var opened []string
-	for _, addr := range sortedKeys(addrs) {
+	for _, addr := range config.SortedKeys(addrs) {
 		if _, ok := s.sockets[addr]; ok {
 			continue
 		}
@@ -97,7 +98,7 @@ func (s *listenerSet) reserve(addrs map[string]string) error {
 				s.sockets[a].res.Close()
 				delete(s.sockets, a)
 			}
-			return &resourceError{typeURL: listenerType, name: addrs[addr], field: "address", err: fmt.Errorf("binding %s: %w", addr, err)}
+			return &config.ResourceError{TypeURL: config.ListenerType, Name: addrs[addr], Field: "address", Err: fmt.Errorf("binding %s: %w", addr, err)}
 		}
 		s.sockets[addr] = &socket{name: addrs[addr], res: res}
 		opened = append(opened, addr)
@@ -107,7 +108,7 @@ func (s *listenerSet) reserve(addrs map[string]string) error {
 
 // sync starts serving every address in serve, and drains and closes every
 // socket whose address is in neither serve nor keep.
-func (s *listenerSet) sync(serve map[string]*listenerConfig, keep map[string]string) {
+func (s *listenerSet) sync(serve map[string]*config.ListenerConfig, keep map[string]string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -115,7 +116,7 @@ func (s *listenerSet) sync(serve map[string]*listenerConfig, keep map[string]str
 	}
 	for addr, sk := range s.sockets {
 		if lc, ok := serve[addr]; ok {
-			sk.name = lc.name
+			sk.name = lc.Name
 			if sk.srv == nil {
 				if err := s.startLocked(addr, sk); err != nil {
 					// The address was bound; only listen() failed.
@@ -215,7 +216,7 @@ func (s *listenerSet) stopLocked(sk *socket) {
 func (s *listenerSet) addrs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return sortedKeys(s.sockets)
+	return config.SortedKeys(s.sockets)
 }
 
 // closeAll drains and closes every socket and waits for all goroutines.
@@ -279,38 +280,38 @@ const inspectTimeout = 15 * time.Second
 // serveConn implements connServer.
 func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 	cfg := h.p.current.Load()
-	var lc *listenerConfig
+	var lc *config.ListenerConfig
 	if cfg != nil {
-		lc = cfg.listeners[h.addr]
+		lc = cfg.Listeners[h.addr]
 	}
 	if lc == nil {
 		c.Close()
 		return nil
 	}
 	var info connInfo
-	if lc.useOriginalDst {
-		var target *listenerConfig
-		target, info.origDst = cfg.handoff(lc, c)
+	if lc.UseOriginalDst {
+		var target *config.ListenerConfig
+		target, info.origDst = cfg.Handoff(lc, c)
 		if target != lc {
-			lc, info.listener = target, target.addr
+			lc, info.listener = target, target.Addr
 		}
 		if info.origDst != "" {
-			h.p.log.Debug("redirected connection", "listener", lc.name, "original_dst", info.origDst)
+			h.p.log.Debug("redirected connection", "listener", lc.Name, "original_dst", info.origDst)
 		}
 	}
 	sni, isTLS := "", false
-	if lc.peek {
+	if lc.Peek {
 		var err error
 		stop := context.AfterFunc(ctx, func() { c.Close() })
 		c, sni, isTLS, err = inspect(c, inspectTimeout)
 		stop()
 		if err != nil {
-			h.p.log.Debug("inspecting connection", "listener", lc.name, "error", err)
+			h.p.log.Debug("inspecting connection", "listener", lc.Name, "error", err)
 			c.Close()
 			return nil
 		}
 	}
-	fc := lc.chainFor(sni, isTLS)
+	fc := lc.ChainFor(sni, isTLS)
 	if fc == nil {
 		c.Close()
 		return nil
@@ -318,12 +319,12 @@ func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 	if info != (connInfo{}) {
 		c = &infoConn{Conn: c, info: info}
 	}
-	if fc.tls != nil {
+	if fc.Tls != nil {
 		// The handshake runs here, before the connection is served, so a
 		// failure (no client certificate, one from a foreign CA, an
 		// expired one) is counted with its reason and the connection
 		// closed without a response.
-		tc := tls.Server(c, fc.tls.serverConfig(h.p.secrets))
+		tc := tls.Server(c, fc.Tls.ServerConfig(h.p.secrets))
 		hctx, cancel := context.WithTimeout(ctx, inspectTimeout)
 		err := tc.HandshakeContext(hctx)
 		cancel()
@@ -334,12 +335,12 @@ func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 		}
 		c = tc
 	}
-	if fc.tcp != nil {
-		if len(fc.rbac) > 0 && !h.p.allowConn(ctx, c, fc.rbac, info.origDst) {
+	if fc.Tcp != nil {
+		if len(fc.Rbac) > 0 && !h.p.allowConn(ctx, c, fc.Rbac, info.origDst) {
 			c.Close()
 			return nil
 		}
-		h.p.proxyTCP(ctx, c, lc, fc.tcp, info.origDst)
+		h.p.proxyTCP(ctx, c, lc, fc.Tcp, info.origDst)
 		return nil
 	}
 	return c

@@ -10,6 +10,7 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // String matcher kinds as the fuzzers number them.
@@ -158,7 +159,7 @@ func FuzzHeaderMatch(f *testing.F) {
 		if hm.HeaderMatchSpecifier == nil {
 			hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: sm}
 		}
-		built, err := buildHeaderMatch(hm)
+		built, err := config.BuildHeaderMatch(hm)
 		re, ok := refRegex(kind, pattern)
 		if !ok {
 			if err == nil {
@@ -193,7 +194,7 @@ func FuzzHeaderMatch(f *testing.F) {
 			}
 			want = refStringMatch(kind, pattern, re, sm.IgnoreCase, value) != hm.InvertMatch
 		}
-		if got := built.matches(r); got != want {
+		if got := built.Matches(r); got != want {
 			t.Fatalf("%v on %q (present %v): match %v; want %v", hm, values, present, got, want)
 		}
 	})
@@ -246,7 +247,7 @@ func FuzzQueryParamMatch(f *testing.F) {
 			q.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_StringMatch{StringMatch: sm}
 		}
 		m := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, QueryParameters: []*routev3.QueryParameterMatcher{q}}
-		built, fe := buildMatch(m)
+		built, fe := config.BuildMatch(m)
 		re, ok := refRegex(kind, pattern)
 		if !ok || name == "" {
 			if fe == nil {
@@ -255,7 +256,7 @@ func FuzzQueryParamMatch(f *testing.F) {
 			return
 		}
 		if fe != nil {
-			t.Fatalf("%v: build error %s: %v", q, fe.field, fe.err)
+			t.Fatalf("%v: build error %s: %v", q, fe.Field, fe.Err)
 		}
 
 		r, _ := requestFor("/?" + query)
@@ -264,7 +265,7 @@ func FuzzQueryParamMatch(f *testing.F) {
 		}
 		v, found := refQueryValue(query, name)
 		want := found && (kind == fuzzPresent || refStringMatch(kind, pattern, re, ignoreCase, v))
-		if got := built.matches(r, r.URL.EscapedPath()); got != want {
+		if got := built.Matches(r, r.URL.EscapedPath()); got != want {
 			t.Fatalf("%v on %q: match %v; want %v", q, query, got, want)
 		}
 	})

@@ -5,59 +5,19 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/gitmesh/gitmesh/proxy/routing"
+	"github.com/gitmesh/gitmesh/proxy/upstream"
 )
-
-// mirrorPolicy is a built RequestMirrorPolicy.
-type mirrorPolicy struct {
-	cluster     *cluster
-	share       fraction
-	hostRewrite string
-	// noSuffix is disable_shadow_host_suffix_append.
-	noSuffix bool
-}
-
-func buildMirrorPolicy(mp *routev3.RouteAction_RequestMirrorPolicy, refs *clusterRefs, validate bool) (*mirrorPolicy, *fieldError) {
-	if err := checkFields(mp, "cluster", "runtime_fraction", "trace_sampled", "disable_shadow_host_suffix_append", "host_rewrite_literal"); err != nil {
-		return nil, fieldErr("", "%w", err)
-	}
-	c, fe := refs.lookup(".cluster", mp.GetCluster(), validate)
-	if fe != nil {
-		return nil, fe
-	}
-	m := &mirrorPolicy{cluster: c, share: million, hostRewrite: mp.GetHostRewriteLiteral(), noSuffix: mp.GetDisableShadowHostSuffixAppend()}
-	if rf := mp.GetRuntimeFraction(); rf != nil {
-		if err := checkFields(rf, "default_value", "runtime_key"); err != nil {
-			return nil, fieldErr(".runtime_fraction", "%w", err)
-		}
-		f, err := buildFraction(rf.GetDefaultValue())
-		if err != nil {
-			return nil, fieldErr(".runtime_fraction.default_value", "%w", err)
-		}
-		m.share = f
-	}
-	return m, nil
-}
-
-// shadowHost appends "-shadow" to the host part of an authority, as Envoy
-// names shadow requests ("reviews:9080" becomes "reviews-shadow:9080").
-func shadowHost(host string) string {
-	if h, port, err := net.SplitHostPort(host); err == nil {
-		return net.JoinHostPort(h+"-shadow", port)
-	}
-	return host + "-shadow"
-}
 
 // shadowJob is one mirrored request.
 type shadowJob struct {
 	req     *http.Request // without a context; the mirrorer gives it one
 	body    []byte
-	cluster *cluster
+	cluster *upstream.Cluster
 	timeout time.Duration
 }
 
@@ -96,12 +56,12 @@ func (m *mirrorer) submit(j *shadowJob) {
 	select {
 	case m.jobs <- j:
 	default:
-		m.log.Debug("dropping shadow request: queue full", "cluster", j.cluster.name)
+		m.log.Debug("dropping shadow request: queue full", "cluster", j.cluster.Name)
 	}
 }
 
-// run sends queued shadow requests until ctx is done.
-func (m *mirrorer) run(ctx context.Context) {
+// Run sends queued shadow requests until ctx is done.
+func (m *mirrorer) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, maxShadows)
@@ -124,20 +84,20 @@ func (m *mirrorer) run(ctx context.Context) {
 }
 
 func (m *mirrorer) send(ctx context.Context, j *shadowJob) {
-	e := j.cluster.pick(nil)
-	if e == nil || j.cluster.pool == nil {
+	e := j.cluster.Pick(nil)
+	if e == nil || poolOf(j.cluster) == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.timeout(j.timeout))
 	defer cancel()
-	req := j.cluster.upstreamRequest(j.req.WithContext(ctx), e)
+	req := j.cluster.UpstreamRequest(j.req.WithContext(ctx), e)
 	if j.body != nil {
 		req.Body = io.NopCloser(bytes.NewReader(j.body))
 		req.ContentLength = int64(len(j.body))
 	}
-	resp, err := j.cluster.pool.transport.RoundTrip(req)
+	resp, err := poolOf(j.cluster).transport.RoundTrip(req)
 	if err != nil {
-		m.log.Debug("shadow request failed", "cluster", j.cluster.name, "error", err)
+		m.log.Debug("shadow request failed", "cluster", j.cluster.Name, "error", err)
 		return
 	}
 	io.Copy(io.Discard, resp.Body)
@@ -150,18 +110,18 @@ func (p *Proxy) mirror(out *http.Request, rs *requestState) {
 	if !rs.replayable {
 		return
 	}
-	for _, mp := range rs.route.mirrors {
-		if mp.cluster.missing || !mp.share.roll() {
+	for _, mp := range rs.route.Mirrors {
+		if mp.Cluster.Missing || !mp.Share.Roll() {
 			continue
 		}
 		req := out.Clone(context.Background())
 		req.Body, req.GetBody = nil, nil
 		switch {
-		case mp.hostRewrite != "":
-			req.Host = mp.hostRewrite
-		case !mp.noSuffix:
-			req.Host = shadowHost(out.Host)
+		case mp.HostRewrite != "":
+			req.Host = mp.HostRewrite
+		case !mp.NoSuffix:
+			req.Host = routing.ShadowHost(out.Host)
 		}
-		p.mirrors.submit(&shadowJob{req: req, body: rs.body, cluster: mp.cluster, timeout: rs.route.timeout})
+		p.mirrors.submit(&shadowJob{req: req, body: rs.body, cluster: mp.Cluster, timeout: rs.route.Timeout})
 	}
 }

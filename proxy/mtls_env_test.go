@@ -23,6 +23,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/upstream"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -151,7 +153,7 @@ func meshValidation(sans ...string) *tlsv3.CommonTlsContext_CombinedValidationCo
 
 // istioMutual is the ISTIO_MUTUAL upstream transport socket of docs/xds-conventions.md.
 func istioMutual(t testing.TB, sni string, sans ...string) *corev3.TransportSocket {
-	return &corev3.TransportSocket{Name: tlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.UpstreamTlsContext{
+	return &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.UpstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsRef("default")},
 			ValidationContextType:          meshValidation(sans...),
@@ -167,7 +169,7 @@ func autoMTLS(t testing.TB, c *clusterv3.Cluster, meshed bool, sans ...string) {
 	c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{
 		{Name: "tlsMode-istio", Match: mustStruct(map[string]any{"tlsMode": "istio"}), TransportSocket: istioMutual(t, "outbound_.80_._."+c.GetName(), sans...)},
 		{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: &corev3.TransportSocket{
-			Name: rawBufferTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &rawbufferv3.RawBuffer{})},
+			Name: config.RawBufferTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &rawbufferv3.RawBuffer{})},
 		}},
 	}
 	if !meshed {
@@ -175,7 +177,7 @@ func autoMTLS(t testing.TB, c *clusterv3.Cluster, meshed bool, sans ...string) {
 	}
 	for _, lle := range c.GetLoadAssignment().GetEndpoints() {
 		for _, lbe := range lle.GetLbEndpoints() {
-			lbe.Metadata.FilterMetadata[transportSocketMatchKey] = mustStruct(map[string]any{"tlsMode": "istio"})
+			lbe.Metadata.FilterMetadata[upstream.TransportSocketMatchKey] = mustStruct(map[string]any{"tlsMode": "istio"})
 		}
 	}
 }
@@ -211,7 +213,7 @@ func inboundListener(t testing.TB, addr, mode, routeName string) *listenerv3.Lis
 	tlsChain := &listenerv3.FilterChain{
 		FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},
 		Filters:          []*listenerv3.Filter{hcm(true)},
-		TransportSocket: &corev3.TransportSocket{Name: tlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+		TransportSocket: &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
 			RequireClientCertificate: wrapperspb.Bool(true),
 			CommonTlsContext: &tlsv3.CommonTlsContext{
 				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsRef("default")},

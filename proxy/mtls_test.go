@@ -24,6 +24,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/mtls"
 )
 
 // svcHost is the service the client proxy calls.
@@ -113,13 +115,13 @@ func (m *meshPair) push() {
 func waitApplied(t testing.TB, p *runningProxy, v string) {
 	t.Helper()
 	eventually(t, 10*time.Second, func() error {
-		cfg := p.current.Load()
+		cfg := p.applied.Load()
 		if cfg == nil {
 			return fmt.Errorf("nothing applied")
 		}
-		for _, typ := range []string{listenerType, clusterType, routeType, secretType} {
-			if got := cfg.resources.versions[typ]; got != v {
-				return fmt.Errorf("%s version %q; want %q", kindName(typ), got, v)
+		for _, typ := range []string{config.ListenerType, config.ClusterType, config.RouteType, config.SecretType} {
+			if got := cfg.Resources.Versions[typ]; got != v {
+				return fmt.Errorf("%s version %q; want %q", config.KindName(typ), got, v)
 			}
 		}
 		return nil
@@ -267,9 +269,9 @@ func TestMTLSStrict(t *testing.T) {
 		wantReason string
 	}{
 		{"plaintext is closed", nil, false, ""},
-		{"no client certificate", client(), false, reasonVerifyNoCert},
-		{"expired certificate", client(keyPair(t, expChain, expKey)), false, reasonVerifyError},
-		{"foreign CA", client(keyPair(t, forChain, forKey)), false, reasonVerifyError},
+		{"no client certificate", client(), false, mtls.ReasonVerifyNoCert},
+		{"expired certificate", client(keyPair(t, expChain, expKey)), false, mtls.ReasonVerifyError},
+		{"foreign CA", client(keyPair(t, forChain, forKey)), false, mtls.ReasonVerifyError},
 		{"valid certificate", client(keyPair(t, goodChain, goodKey)), true, ""},
 	}
 	for _, tt := range tests {
@@ -432,8 +434,8 @@ func TestSecretWarming(t *testing.T) {
 	m.serverSecrets = nil
 	m.version++
 	m.cp.set(t, m.serverID, snapshot(t, "1", m.serverResources()...))
-	m.cp.waitACK(t, listenerType, "1")
-	m.cp.waitRequest(t, secretType, func(r *discoveryRequest) bool {
+	m.cp.waitACK(t, config.ListenerType, "1")
+	m.cp.waitRequest(t, config.SecretType, func(r *discoveryRequest) bool {
 		return strings.Join(r.GetResourceNames(), ",") == "ROOTCA,default"
 	})
 	if m.server.Ready() {
@@ -470,7 +472,7 @@ func TestSecretNACKAndDump(t *testing.T) {
 		good := m.serverSecrets[0]
 		m.serverSecrets[0] = certSecret(chain, []byte("not a key"))
 		m.cp.set(t, m.serverID, snapshot(t, "bad", m.serverResources()...))
-		req := m.cp.waitNACK(t, secretType)
+		req := m.cp.waitNACK(t, config.SecretType)
 		if got := req.GetErrorDetail().GetMessage(); !strings.Contains(got, `Secret "default": tls_certificate.private_key: `) {
 			t.Errorf("NACK %q; want it to name tls_certificate.private_key", got)
 		}
@@ -495,7 +497,7 @@ func TestMTLSTCP(t *testing.T) {
 	m.cp.set(t, m.clientID, snapshot(t, "1", clientRes...))
 	for _, p := range []*runningProxy{m.server, m.client} {
 		eventually(t, 10*time.Second, func() error {
-			if cfg := p.current.Load(); cfg == nil || cfg.resources.versions[secretType] != "1" {
+			if cfg := p.applied.Load(); cfg == nil || cfg.Resources.Versions[config.SecretType] != "1" {
 				return fmt.Errorf("not applied")
 			}
 			return nil

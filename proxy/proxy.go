@@ -42,6 +42,9 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/metrics"
+	"github.com/gitmesh/gitmesh/proxy/mtls"
 )
 
 // Defaults for the zero values of Config's tuning fields.
@@ -51,7 +54,7 @@ const (
 	DefaultWarmingTimeout = 15 * time.Second
 	DefaultDrainTimeout   = 5 * time.Second
 	DefaultDNSRefreshRate = 5 * time.Second
-	DefaultMirrorTimeout  = defaultRouteTimeout
+	DefaultMirrorTimeout  = config.DefaultRouteTimeout
 )
 
 // Config configures a Proxy.
@@ -109,16 +112,21 @@ type Proxy struct {
 	cfg     Config
 	log     *slog.Logger
 	node    *corev3.Node
-	metrics *metrics
-	local   localWorkload
+	metrics *metrics.Metrics
+	local   metrics.LocalWorkload
 	buffers *bufferPool
 	mirrors *mirrorer
 
 	// current is the applied configuration; nil until the first one. It is
 	// the only thing the data plane reads, so one Store is one atomic swap.
-	current atomic.Pointer[meshConfig]
+	current atomic.Pointer[config.MeshConfig]
+	// applied is current once the listeners it adds accept connections:
+	// what Ready and /config_dump report. Between the two stores a new
+	// listener's address is bound but not yet listening, so reporting
+	// current would let a client dial it and be refused.
+	applied atomic.Pointer[config.MeshConfig]
 	// secrets are the accepted SDS secrets, read by TLS handshakes.
-	secrets *secretStore
+	secrets *mtls.SecretStore
 	// lastNACK is the most recent rejected update, for /config_dump.
 	lastNACK atomic.Pointer[nackRecord]
 
@@ -154,11 +162,11 @@ func New(cfg Config) (*Proxy, error) {
 		cfg:     cfg,
 		log:     log,
 		node:    cfg.Workload.Node(),
-		metrics: newMetrics(),
-		local:   newLocalWorkload(cfg.Workload),
+		metrics: metrics.NewMetrics(),
+		local:   metrics.NewLocalWorkload(cfg.Workload),
 		buffers: newBufferPool(),
 		mirrors: newMirrorer(log, cfg.MirrorTimeout),
-		secrets: &secretStore{},
+		secrets: &mtls.SecretStore{},
 	}
 	p.listeners = newListenerSet(log, cfg.DrainTimeout, p.handlerFor)
 	return p, nil
@@ -171,7 +179,7 @@ func setDefault(d *time.Duration, def time.Duration) {
 }
 
 // Ready reports whether the proxy has applied a first full configuration.
-func (p *Proxy) Ready() bool { return p.current.Load() != nil }
+func (p *Proxy) Ready() bool { return p.applied.Load() != nil }
 
 // Run serves the admin endpoint at once, connects to the controller over
 // ADS (reconnecting with backoff), binds listeners as they arrive and
@@ -194,13 +202,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 		wg.Go(func() { p.serveAdmin(ctx, srv, ln) })
 	}
 
-	wg.Go(func() { p.mirrors.run(ctx) })
+	wg.Go(func() { p.mirrors.Run(ctx) })
 
 	a := newApplier(p)
 	defer a.close()
 	defer p.listeners.closeAll()
 
-	return newADSClient(p, a).run(ctx)
+	return newADSClient(p, a).Run(ctx)
 }
 
 // handlerFor returns the connection and HTTP handler of the listener bound

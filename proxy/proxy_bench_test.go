@@ -34,12 +34,12 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 // BenchmarkRouteLookup measures virtual host and route matching alone.
 func BenchmarkRouteLookup(b *testing.B) {
 	m := newMesh(b)
-	lc := m.proxy.current.Load().listeners[m.out]
+	lc := m.proxy.current.Load().Listeners[m.out]
 	req, _ := http.NewRequest("GET", "http://reviews.default.svc.cluster.local:9080/api/v1/products", nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		vh := lc.chains[0].http.routes.findVirtualHost(req.Host)
-		if vh.findRoute(req).pickCluster().cluster.pick(nil) == nil {
+		vh := lc.Chains[0].Http.Routes.FindVirtualHost(req.Host)
+		if vh.FindRoute(req).PickCluster().Cluster.Pick(nil) == nil {
 			b.Fatal("no endpoint")
 		}
 	}

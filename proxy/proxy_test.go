@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/upstream"
 )
 
 const (
@@ -145,8 +147,8 @@ func (m *mesh) do(req *http.Request) (*http.Response, string) {
 func (m *mesh) waitApplied(typeURL, version string) {
 	m.t.Helper()
 	eventually(m.t, 5*time.Second, func() error {
-		if v := m.proxy.current.Load().resources.versions[typeURL]; v != version {
-			return fmt.Errorf("applied %s version %q; want %q", kindName(typeURL), v, version)
+		if v := m.proxy.applied.Load().Resources.Versions[typeURL]; v != version {
+			return fmt.Errorf("applied %s version %q; want %q", config.KindName(typeURL), v, version)
 		}
 		return nil
 	})
@@ -162,8 +164,8 @@ func TestRouting(t *testing.T) {
 		toCluster(prefixMatch("/v1/"), reviewsV1),
 		toCluster(prefixMatch("/"), reviewsV1),
 	)...))
-	m.cp.waitACK(t, routeType, "2")
-	m.waitApplied(routeType, "2")
+	m.cp.waitACK(t, config.RouteType, "2")
+	m.waitApplied(config.RouteType, "2")
 
 	tests := []struct {
 		name      string
@@ -243,8 +245,8 @@ func TestWeightedSplit(t *testing.T) {
 	m.cp.set(t, m.node, snapshot(t, "2", m.resources(
 		toWeighted(prefixMatch("/"), map[string]uint32{reviewsV1: 50, reviewsV2: 50}),
 	)...))
-	m.cp.waitACK(t, routeType, "2")
-	m.waitApplied(routeType, "2")
+	m.cp.waitACK(t, config.RouteType, "2")
+	m.waitApplied(config.RouteType, "2")
 	const n = 1000
 	counts := map[string]int{}
 	for range n {
@@ -267,7 +269,7 @@ func TestUpdateSwitchesTraffic(t *testing.T) {
 		}
 		version := fmt.Sprint(i + 2)
 		m.cp.set(t, m.node, snapshot(t, version, m.resources(toCluster(prefixMatch("/"), cluster))...))
-		m.waitApplied(routeType, version)
+		m.waitApplied(config.RouteType, version)
 		// Once applied, every request goes to the new subset.
 		for range 20 {
 			if resp, _ := m.get("reviews", "/", nil); backendOf(resp) != want {
@@ -286,7 +288,7 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 	}{
 		{
 			name:    "route to an empty cluster name",
-			typeURL: routeType,
+			typeURL: config.RouteType,
 			mutate: func(m *mesh, _ []types.Resource) []types.Resource {
 				return m.resources(toCluster(prefixMatch("/"), ""))
 			},
@@ -294,7 +296,7 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 		},
 		{
 			name:    "unknown HTTP filter",
-			typeURL: listenerType,
+			typeURL: config.ListenerType,
 			mutate: func(m *mesh, res []types.Resource) []types.Resource {
 				res[0] = hcmListener(m.t, "outbound", m.out, "outbound", "envoy.filters.http.ratelimit", wellknown.Router)
 				return res
@@ -303,7 +305,7 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 		},
 		{
 			name:    "unbindable listener address",
-			typeURL: listenerType,
+			typeURL: config.ListenerType,
 			mutate: func(m *mesh, res []types.Resource) []types.Resource {
 				res = append(res, hcmListener(m.t, "extra", m.admin, "outbound")) // the admin server holds it
 				return res
@@ -312,7 +314,7 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 		},
 		{
 			name:    "unsupported route action",
-			typeURL: routeType,
+			typeURL: config.RouteType,
 			mutate: func(m *mesh, _ []types.Resource) []types.Resource {
 				return m.resources(&routev3.Route{Match: prefixMatch("/"), Action: &routev3.Route_FilterAction{FilterAction: &routev3.FilterAction{}}})
 			},
@@ -320,7 +322,7 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 		},
 		{
 			name:    "unsupported cluster type",
-			typeURL: clusterType,
+			typeURL: config.ClusterType,
 			mutate: func(m *mesh, res []types.Resource) []types.Resource {
 				return append(res, inlineCluster(m.t, "logical", clusterv3.Cluster_LOGICAL_DNS))
 			},
@@ -353,12 +355,12 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 				t.Errorf("config_dump last_nack = %+v", dump.LastNACK)
 			}
 			if v := dump.Versions[tt.typeURL]; v != "1" {
-				t.Errorf("applied %s version = %q; want the last good %q", kindName(tt.typeURL), v, "1")
+				t.Errorf("applied %s version = %q; want the last good %q", config.KindName(tt.typeURL), v, "1")
 			}
 			// A fixed update applies, though the cache kept re-sending the bad one.
 			m.cp.set(t, m.node, snapshot(t, "3", m.resources(toCluster(prefixMatch("/"), reviewsV2))...))
 			m.waitApplied(tt.typeURL, "3")
-			m.waitApplied(routeType, "3")
+			m.waitApplied(config.RouteType, "3")
 			if resp, _ := m.get("reviews", "/", nil); backendOf(resp) != "v2" {
 				t.Errorf("after the fix: backend %q; want v2", backendOf(resp))
 			}
@@ -369,7 +371,7 @@ func TestInvalidUpdateIsNACKed(t *testing.T) {
 func TestControllerRestart(t *testing.T) {
 	m := newMesh(t)
 	addr := m.cp.addr
-	m.cp.stop()
+	m.cp.Stop()
 	eventually(t, 5*time.Second, func() error {
 		if v := gaugeValue(t, m.admin, "gitmesh_proxy_xds_connected"); v != "0" {
 			return fmt.Errorf("xds_connected = %s", v)
@@ -392,7 +394,7 @@ func TestControllerRestart(t *testing.T) {
 		}
 		return nil
 	})
-	cp.waitACK(t, routeType, "2")
+	cp.waitACK(t, config.RouteType, "2")
 	if v := gaugeValue(t, m.admin, "gitmesh_proxy_xds_connected"); v != "1" {
 		t.Errorf("xds_connected = %s; want 1", v)
 	}
@@ -404,7 +406,7 @@ func TestMetricsAndAdmin(t *testing.T) {
 		toCluster(prefixMatch("/v2"), reviewsV2),
 		toCluster(prefixMatch("/"), reviewsV1),
 	)...))
-	m.cp.waitACK(t, routeType, "2")
+	m.cp.waitACK(t, config.RouteType, "2")
 	eventually(t, 5*time.Second, func() error {
 		if resp, _ := m.get("reviews", "/v2", nil); backendOf(resp) != "v2" {
 			return fmt.Errorf("not switched yet")
@@ -453,7 +455,7 @@ func TestMetricsAndAdmin(t *testing.T) {
 	if err := json.Unmarshal([]byte(httpGet(t, "http://"+m.admin+"/config_dump")), &dump); err != nil {
 		t.Fatal(err)
 	}
-	if dump.Versions[routeType] != "2" || len(dump.Listeners) != 2 || len(dump.Clusters) != 6 || len(dump.Endpoints) != 5 {
+	if dump.Versions[config.RouteType] != "2" || len(dump.Listeners) != 2 || len(dump.Clusters) != 6 || len(dump.Endpoints) != 5 {
 		t.Errorf("config_dump: versions %v, %d listeners, %d clusters, %d endpoints", dump.Versions, len(dump.Listeners), len(dump.Clusters), len(dump.Endpoints))
 	}
 }
@@ -487,8 +489,8 @@ func TestH2C(t *testing.T) {
 		}
 	}
 	m.cp.set(t, m.node, snapshot(t, "2", res...))
-	m.cp.waitACK(t, clusterType, "2")
-	m.waitApplied(clusterType, "2")
+	m.cp.waitACK(t, config.ClusterType, "2")
+	m.waitApplied(config.ClusterType, "2")
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	c := &http.Client{Transport: tr}
@@ -543,7 +545,7 @@ func TestListenerChangesKeepConnections(t *testing.T) {
 		return ok && rc.GetName() == "inbound"
 	})
 	m.cp.set(t, m.node, snapshot(t, "2", res...))
-	m.cp.waitACK(t, listenerType, "2")
+	m.cp.waitACK(t, config.ListenerType, "2")
 	eventually(t, 5*time.Second, func() error {
 		resp, err := http.Get("http://" + m.in + "/")
 		if err == nil {
@@ -583,18 +585,18 @@ func TestStrictDNSCluster(t *testing.T) {
 }
 
 func TestDNSResolverResolvesNames(t *testing.T) {
-	c := &cluster{name: "c", dnsTargets: []dnsTarget{{host: "localhost", port: 8080, weight: 1}}}
-	r := startDNSResolver(context.Background(), discardLogger(), net.DefaultResolver, c, time.Hour)
-	defer r.stop()
-	set := r.current.Load()
+	c := &upstream.Cluster{Name: "c", DnsTargets: []upstream.DnsTarget{{Host: "localhost", Port: 8080, Weight: 1}}}
+	r := upstream.StartDNSResolver(context.Background(), discardLogger(), net.DefaultResolver, c, time.Hour)
+	defer r.Stop()
+	set := r.Current.Load()
 	found := false
-	for _, e := range set.endpoints {
-		if e.addr == "127.0.0.1:8080" || e.addr == "[::1]:8080" {
+	for _, e := range set.Endpoints {
+		if e.Addr == "127.0.0.1:8080" || e.Addr == "[::1]:8080" {
 			found = true
 		}
 	}
 	if !found {
-		t.Errorf("localhost resolved to %v", set.endpoints)
+		t.Errorf("localhost resolved to %v", set.Endpoints)
 	}
 }
 
@@ -638,7 +640,7 @@ func TestRouteTimeout(t *testing.T) {
 	}
 	res = append(res, inlineCluster(t, slowCluster, clusterv3.Cluster_STATIC, ep{addr: hostPort(slow)}))
 	m.cp.set(t, m.node, snapshot(t, "2", res...))
-	m.waitApplied(routeType, "2")
+	m.waitApplied(config.RouteType, "2")
 	resp, body := m.get("slow", "/", nil)
 	if resp.StatusCode != http.StatusGatewayTimeout || body != "upstream request timeout" {
 		t.Errorf("status %d body %q; want 504 upstream request timeout", resp.StatusCode, body)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // TestRBACPrincipalFromClientCertificate serves an mTLS listener whose
@@ -29,8 +30,8 @@ func TestRBACPrincipalFromClientCertificate(t *testing.T) {
 	allow := rbacConfig(rbacconfigv3.RBAC_ALLOW, map[string]*rbacconfigv3.Policy{
 		"ns[default]-policy[reviews]-rule[0]": policy([]*rbacconfigv3.Permission{pAnd(pAny())}, idAnd(idOr(idPrincipal("spiffe://cluster.local/ns/default/sa/sleep")))),
 	})
-	l := withHTTPFilters(t, hcmListener(t, "inbound", addr, "inbound"), typedHTTPFilter(rbacFilterName, anyOf(t, allow)))
-	l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: tlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+	l := withHTTPFilters(t, hcmListener(t, "inbound", addr, "inbound"), typedHTTPFilter(config.RbacFilterName, anyOf(t, allow)))
+	l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
 		RequireClientCertificate: wrapperspb.Bool(true),
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificates:       []*tlsv3.TlsCertificate{{CertificateChain: inline(serverCert), PrivateKey: inline(serverKey)}},

@@ -13,6 +13,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // TestNetworkRBAC puts Istio's envoy.filters.network.rbac before a
@@ -47,7 +48,7 @@ func TestNetworkRBAC(t *testing.T) {
 		l := tcpListener(t, fmt.Sprint("tcp", i), addrs[i], &tcpproxyv3.TcpProxy{StatPrefix: "a", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cA}})
 		fc := l.FilterChains[0]
 		fc.Filters = append([]*listenerv3.Filter{{
-			Name:       rbacNetworkFilterName,
+			Name:       config.RbacNetworkFilterName,
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, &rbacnetv3.RBAC{StatPrefix: "tcp.", Rules: tt.rules})},
 		}}, fc.Filters...)
 		res = append(res, l)
@@ -69,11 +70,11 @@ func TestNetworkRBACOnlyBeforeTCPProxy(t *testing.T) {
 	l := hcmListener(t, "inbound", "127.0.0.1:1", "inbound")
 	fc := l.FilterChains[0]
 	fc.Filters = append([]*listenerv3.Filter{{
-		Name:       rbacNetworkFilterName,
+		Name:       config.RbacNetworkFilterName,
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, &rbacnetv3.RBAC{StatPrefix: "tcp."})},
 	}}, fc.Filters...)
-	_, _, fe := buildFilterChain(fc, nil, newClusterRefs(nil))
-	if fe == nil || fe.field != ".filters[1]" {
+	_, _, fe := config.BuildFilterChain(fc, nil, config.NewClusterRefs(nil))
+	if fe == nil || fe.Field != ".filters[1]" {
 		t.Fatalf("got %+v; want an error at .filters[1]", fe)
 	}
 }

@@ -13,6 +13,9 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/gitmesh/gitmesh/proxy/auth"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/routing"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -93,7 +96,7 @@ func idClaim(name, value string) *rbacconfigv3.Principal {
 func claimMatcher(name, value string) *matcherv3.MetadataMatcher {
 	str := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}}}}
 	return &matcherv3.MetadataMatcher{
-		Filter: jwtAuthnFilterName,
+		Filter: config.JwtAuthnFilterName,
 		Path: []*matcherv3.MetadataMatcher_PathSegment{
 			{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "payload"}},
 			{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: name}},
@@ -124,7 +127,7 @@ type rbacReq struct {
 	claims       map[string]any
 }
 
-func (rq rbacReq) input(t *testing.T) *authzInput {
+func (rq rbacReq) input(t *testing.T) *auth.AuthzInput {
 	t.Helper()
 	r := httptest.NewRequest(rq.method, "http://svc"+rq.path, nil)
 	if rq.remote != "" {
@@ -137,15 +140,15 @@ func (rq rbacReq) input(t *testing.T) *authzInput {
 		}
 		r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{URIs: []*url.URL{u}}}}
 	}
-	var md dynamicMetadata
+	var md routing.DynamicMetadata
 	if rq.claims != nil {
-		md = dynamicMetadata{jwtAuthnFilterName: {"payload": rq.claims}}
+		md = routing.DynamicMetadata{config.JwtAuthnFilterName: {"payload": rq.claims}}
 	}
 	local := rq.local
 	if local == "" {
 		local = "10.0.0.2:8080"
 	}
-	return newAuthzInput(r, local, md)
+	return auth.NewAuthzInput(r, local, md)
 }
 
 func TestRBACEngine(t *testing.T) {
@@ -220,11 +223,11 @@ func TestRBACEngine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, fe := buildRBAC(anyOf(t, tt.cfg))
+			f, fe := config.BuildRBAC(anyOf(t, tt.cfg))
 			if fe != nil {
-				t.Fatalf("building: %s: %v", fe.field, fe.err)
+				t.Fatalf("building: %s: %v", fe.Field, fe.Err)
 			}
-			if got, _ := f.allows(tt.req.input(t)); got != tt.want {
+			if got, _ := f.Allows(tt.req.input(t)); got != tt.want {
 				t.Errorf("allows = %v; want %v", got, tt.want)
 			}
 		})
@@ -246,12 +249,12 @@ func TestRBACRejectsUnsupported(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, fe := buildRBAC(anyOf(t, tt.cfg))
+			_, fe := config.BuildRBAC(anyOf(t, tt.cfg))
 			if fe == nil {
 				t.Fatalf("built; want an error at %q", tt.field)
 			}
-			if fe.field != tt.field {
-				t.Errorf("field = %q (%v); want %q", fe.field, fe.err, tt.field)
+			if fe.Field != tt.field {
+				t.Errorf("field = %q (%v); want %q", fe.Field, fe.Err, tt.field)
 			}
 		})
 	}
@@ -269,7 +272,7 @@ func TestNormalizePath(t *testing.T) {
 		"/p/%2e%2e/admin": "/admin",
 		"/x?y=../z":       "/x",
 	} {
-		if got := normalizePath(in); got != want {
+		if got := auth.NormalizePath(in); got != want {
 			t.Errorf("normalizePath(%q) = %q; want %q", in, got, want)
 		}
 	}
@@ -283,7 +286,7 @@ func FuzzNormalizePath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		out := normalizePath(in)
+		out := auth.NormalizePath(in)
 		if !strings.HasPrefix(out, "/") {
 			t.Fatalf("normalizePath(%q) = %q; not absolute", in, out)
 		}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 func breakers(maxConns, maxPending, maxRequests uint32) func(*clusterv3.Cluster) {
@@ -87,7 +88,7 @@ func TestCircuitBreakers(t *testing.T) {
 				send()
 			}
 			eventually(t, 5*time.Second, func() error {
-				if n := r.proxy.current.Load().clusters[c].state.pending.Load(); n < int64(tt.pending) {
+				if n := r.proxy.current.Load().Clusters[c].State.Pending.Load(); n < int64(tt.pending) {
 					return fmt.Errorf("%d requests pending; want %d", n, tt.pending)
 				}
 				return nil
@@ -136,7 +137,7 @@ func TestMaxRequestsPerConnection(t *testing.T) {
 			const c = "outbound|80||mr.default.svc.cluster.local"
 			cl := staticCluster(t, c, "mr.default.svc.cluster.local", []string{hostPort(b)})
 			if tt.limit > 0 {
-				cl.TypedExtensionProtocolOptions = map[string]*anypb.Any{upstreamHTTPOptionsKey: anyOf(t, &upstreamhttpv3.HttpProtocolOptions{
+				cl.TypedExtensionProtocolOptions = map[string]*anypb.Any{config.UpstreamHTTPOptionsKey: anyOf(t, &upstreamhttpv3.HttpProtocolOptions{
 					CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxRequestsPerConnection: wrapperspb.UInt32(tt.limit)},
 				})}
 			}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // counted wraps an echo handle and counts the requests the backend saw.
@@ -44,7 +45,7 @@ func TestRetriesAndTimeouts(t *testing.T) {
 		wantBody  string
 	}
 	previousHosts := []*routev3.RetryPolicy_RetryHostPredicate{{
-		Name:       previousHostsPredicate,
+		Name:       config.PreviousHostsPredicate,
 		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: anyOf(t, &previoushostsv3.PreviousHostsPredicate{})},
 	}}
 	policy := func(on string, n uint32) *routev3.RetryPolicy {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // rig is a proxy wired to an in-test controller with nothing configured;
@@ -62,12 +63,12 @@ func (r *rig) push(res ...types.Resource) {
 		}
 	}
 	eventually(r.t, 10*time.Second, func() error {
-		cfg := r.proxy.current.Load()
+		cfg := r.proxy.applied.Load()
 		if cfg == nil {
 			return fmt.Errorf("nothing applied")
 		}
-		vs := cfg.resources.versions
-		if vs[listenerType] != v || vs[clusterType] != v || (hasRoutes && vs[routeType] != v) {
+		vs := cfg.Resources.Versions
+		if vs[config.ListenerType] != v || vs[config.ClusterType] != v || (hasRoutes && vs[config.RouteType] != v) {
 			return fmt.Errorf("applied versions %v; want %s", vs, v)
 		}
 		return nil

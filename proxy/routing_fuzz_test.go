@@ -10,6 +10,7 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/gitmesh/gitmesh/proxy/config"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -52,9 +53,9 @@ func FuzzDomainMatch(f *testing.F) {
 			if ds != "" {
 				domains = strings.Split(ds, ",")
 			}
-			vhosts = append(vhosts, vhost(itoa(i), domains))
+			vhosts = append(vhosts, vhost(config.Itoa(i), domains))
 		}
-		table, fe := buildRouteTable(routeConfig("r", vhosts...), newClusterRefs(nil), false)
+		table, fe := config.BuildRouteTable(routeConfig("r", vhosts...), config.NewClusterRefs(nil), false)
 		wantErr := refDomainsInvalid(vhosts)
 		if (fe != nil) != wantErr {
 			t.Fatalf("domains %q: build error %v; want error %v", spec, fe, wantErr)
@@ -65,8 +66,8 @@ func FuzzDomainMatch(f *testing.F) {
 		want := refFindDomain(vhosts, host)
 		for _, h := range []string{host, strings.ToUpper(host), strings.ToLower(host)} {
 			got := ""
-			if vh := table.findVirtualHost(h); vh != nil {
-				got = vh.name
+			if vh := table.FindVirtualHost(h); vh != nil {
+				got = vh.Name
 			}
 			if got != want {
 				t.Fatalf("domains %q: findVirtualHost(%q) = %q; want %q", spec, h, got, want)
@@ -211,7 +212,7 @@ func FuzzPathMatch(f *testing.F) {
 		}
 		ignoreCase := caseSensitive%3 == 2
 
-		built, fe := buildMatch(m)
+		built, fe := config.BuildMatch(m)
 		var ref *regexp.Regexp
 		if kind%4 == 2 {
 			var err error
@@ -224,7 +225,7 @@ func FuzzPathMatch(f *testing.F) {
 			ref.Longest()
 		}
 		if fe != nil {
-			t.Fatalf("%v: build error %s: %v", m, fe.field, fe.err)
+			t.Fatalf("%v: build error %s: %v", m, fe.Field, fe.Err)
 		}
 
 		r, path := requestFor(target)
@@ -246,7 +247,7 @@ func FuzzPathMatch(f *testing.F) {
 		case 3:
 			want = p == v || strings.HasPrefix(p, v+"/")
 		}
-		if got := built.matches(r, r.URL.EscapedPath()); got != want {
+		if got := built.Matches(r, r.URL.EscapedPath()); got != want {
 			t.Fatalf("%v on %q: match %v; want %v", m, target, got, want)
 		}
 	})

@@ -8,12 +8,14 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/upstream"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func TestFindVirtualHost(t *testing.T) {
-	clusters := map[string]*cluster{"c": {name: "c"}}
+	clusters := map[string]*upstream.Cluster{"c": {Name: "c"}}
 	route := toCluster(prefixMatch("/"), "c")
 	rc := routeConfig("r",
 		vhost("exact", []string{"api.example.com", "reviews:9080"}, route),
@@ -23,9 +25,9 @@ func TestFindVirtualHost(t *testing.T) {
 		vhost("longer-prefix", []string{"api.v2.*"}, route),
 		vhost("star", []string{"*"}, route),
 	)
-	rt, fe := buildRouteTable(rc, newClusterRefs(clusters), false)
+	rt, fe := config.BuildRouteTable(rc, config.NewClusterRefs(clusters), false)
 	if fe != nil {
-		t.Fatal(fe.err)
+		t.Fatal(fe.Err)
 	}
 	tests := []struct{ host, want string }{
 		{"api.example.com", "exact"},
@@ -41,14 +43,14 @@ func TestFindVirtualHost(t *testing.T) {
 		{"x", "star"},
 	}
 	for _, tt := range tests {
-		if got := rt.findVirtualHost(tt.host); got == nil || got.name != tt.want {
+		if got := rt.FindVirtualHost(tt.host); got == nil || got.Name != tt.want {
 			t.Errorf("findVirtualHost(%q) = %v; want %q", tt.host, got, tt.want)
 		}
 	}
 }
 
 func TestRouteMatch(t *testing.T) {
-	clusters := map[string]*cluster{"a": {name: "a"}, "b": {name: "b"}}
+	clusters := map[string]*upstream.Cluster{"a": {Name: "a"}, "b": {Name: "b"}}
 	present := &routev3.HeaderMatcher{Name: "x-canary", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}
 	exactPath := &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/exact"}},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "b"}}}}
@@ -60,9 +62,9 @@ func TestRouteMatch(t *testing.T) {
 		named("prefix", toCluster(prefixMatch("/api"), "b")),
 		named("default", toCluster(prefixMatch("/"), "a")),
 	}
-	rt, fe := buildRouteTable(routeConfig("r", vhost("v", []string{"*"}, routes...)), newClusterRefs(clusters), false)
+	rt, fe := config.BuildRouteTable(routeConfig("r", vhost("v", []string{"*"}, routes...)), config.NewClusterRefs(clusters), false)
 	if fe != nil {
-		t.Fatal(fe.err)
+		t.Fatal(fe.Err)
 	}
 	tests := []struct {
 		path string
@@ -83,7 +85,7 @@ func TestRouteMatch(t *testing.T) {
 		for k, v := range tt.hdr {
 			req.Header.Set(k, v)
 		}
-		if got := rt.star.findRoute(req); got == nil || got.name != tt.want {
+		if got := rt.Star.FindRoute(req); got == nil || got.Name != tt.want {
 			t.Errorf("%s %v: route %v; want %q", tt.path, tt.hdr, got, tt.want)
 		}
 	}
@@ -92,7 +94,7 @@ func TestRouteMatch(t *testing.T) {
 func named(name string, r *routev3.Route) *routev3.Route { r.Name = name; return r }
 
 func TestBuildRouteTableErrors(t *testing.T) {
-	clusters := map[string]*cluster{"a": {name: "a"}}
+	clusters := map[string]*upstream.Cluster{"a": {Name: "a"}}
 	overflow := toWeighted(prefixMatch("/"), map[string]uint32{"a": math.MaxUint32, "b": 1})
 	hedge := toCluster(prefixMatch("/"), "a")
 	hedge.GetRoute().IdleTimeout = durationpb.New(time.Second)
@@ -111,11 +113,11 @@ func TestBuildRouteTableErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, fe := buildRouteTable(tt.rc, newClusterRefs(clusters), false)
+			_, fe := config.BuildRouteTable(tt.rc, config.NewClusterRefs(clusters), false)
 			if fe == nil {
 				t.Fatalf("no error; want %q", tt.wantErr)
 			}
-			if got := fe.field + ": " + fe.err.Error(); !strings.Contains(got, tt.wantErr) {
+			if got := fe.Field + ": " + fe.Err.Error(); !strings.Contains(got, tt.wantErr) {
 				t.Errorf("error = %q; want it to contain %q", got, tt.wantErr)
 			}
 		})
@@ -137,50 +139,50 @@ func TestUnknownClusterWarms(t *testing.T) {
 		return routeConfig("r", vhost("x", []string{"*"},
 			toWeighted(prefixMatch("/"), map[string]uint32{"a": 50, "later": 50})))
 	}
-	refs := newClusterRefs(map[string]*cluster{"a": {name: "a"}})
-	rt, fe := buildRouteTable(rc(), refs, false)
+	refs := config.NewClusterRefs(map[string]*upstream.Cluster{"a": {Name: "a"}})
+	rt, fe := config.BuildRouteTable(rc(), refs, false)
 	if fe != nil {
-		t.Fatalf("RDS route table: %s: %v", fe.field, fe.err)
+		t.Fatalf("RDS route table: %s: %v", fe.Field, fe.Err)
 	}
-	if got := sortedKeys(refs.missing); len(got) != 1 || got[0] != "later" {
+	if got := config.SortedKeys(refs.Missing); len(got) != 1 || got[0] != "later" {
 		t.Errorf("missing clusters = %v; want [later]", got)
 	}
-	if c := rt.star.routes[0].clusters[1].cluster; c.name != "later" || !c.missing {
+	if c := rt.Star.Routes[0].Clusters[1].Cluster; c.Name != "later" || !c.Missing {
 		t.Errorf("weighted cluster 1 = %+v; want the placeholder of \"later\"", c)
 	}
-	if rt.star.routes[0].clusterNotFoundCode != http.StatusServiceUnavailable {
-		t.Errorf("cluster_not_found_response_code = %d; want 503", rt.star.routes[0].clusterNotFoundCode)
+	if rt.Star.Routes[0].ClusterNotFoundCode != http.StatusServiceUnavailable {
+		t.Errorf("cluster_not_found_response_code = %d; want 503", rt.Star.Routes[0].ClusterNotFoundCode)
 	}
-	if _, fe := buildRouteTable(rc(), newClusterRefs(nil), true); fe == nil {
+	if _, fe := config.BuildRouteTable(rc(), config.NewClusterRefs(nil), true); fe == nil {
 		t.Errorf("inline route_config with an unknown cluster built; want an error (validate_clusters defaults to true)")
 	}
 	off := rc()
 	off.ValidateClusters = wrapperspb.Bool(false)
-	if _, fe := buildRouteTable(off, newClusterRefs(nil), true); fe != nil {
-		t.Errorf("inline route_config with validate_clusters false: %v", fe.err)
+	if _, fe := config.BuildRouteTable(off, config.NewClusterRefs(nil), true); fe != nil {
+		t.Errorf("inline route_config with validate_clusters false: %v", fe.Err)
 	}
 }
 
 func TestEndpointSetWeights(t *testing.T) {
-	a, b, c := &endpoint{addr: "a"}, &endpoint{addr: "b"}, &endpoint{addr: "c"}
+	a, b, c := &upstream.Endpoint{Addr: "a"}, &upstream.Endpoint{Addr: "b"}, &upstream.Endpoint{Addr: "c"}
 	tests := []struct {
 		name    string
-		eps     []*endpoint
+		eps     []*upstream.Endpoint
 		weights []uint32
 		picks   int
 		want    map[string]int
 	}{
-		{"equal weights are round-robin", []*endpoint{a, b, c}, []uint32{1, 1, 1}, 9, map[string]int{"a": 3, "b": 3, "c": 3}},
-		{"weights honoured exactly per cycle", []*endpoint{a, b}, []uint32{1, 3}, 400, map[string]int{"a": 100, "b": 300}},
-		{"gcd reduced", []*endpoint{a, b}, []uint32{20, 80}, 5, map[string]int{"a": 1, "b": 4}},
-		{"huge weights scaled", []*endpoint{a, b}, []uint32{1_000_000, 3_000_000}, 4096, map[string]int{"a": 1024, "b": 3072}},
+		{"equal weights are round-robin", []*upstream.Endpoint{a, b, c}, []uint32{1, 1, 1}, 9, map[string]int{"a": 3, "b": 3, "c": 3}},
+		{"weights honoured exactly per cycle", []*upstream.Endpoint{a, b}, []uint32{1, 3}, 400, map[string]int{"a": 100, "b": 300}},
+		{"gcd reduced", []*upstream.Endpoint{a, b}, []uint32{20, 80}, 5, map[string]int{"a": 1, "b": 4}},
+		{"huge weights scaled", []*upstream.Endpoint{a, b}, []uint32{1_000_000, 3_000_000}, 4096, map[string]int{"a": 1024, "b": 3072}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newEndpointSet(tt.eps, tt.weights)
+			s := upstream.NewEndpointSet(tt.eps, tt.weights)
 			got := map[string]int{}
 			for range tt.picks {
-				got[s.pick(nil).addr]++
+				got[s.Pick(nil).Addr]++
 			}
 			for k, v := range tt.want {
 				if got[k] != v {
@@ -190,14 +192,14 @@ func TestEndpointSetWeights(t *testing.T) {
 			}
 		})
 	}
-	if newEndpointSet(nil, nil).pick(nil) != nil {
+	if upstream.NewEndpointSet(nil, nil).Pick(nil) != nil {
 		t.Error("empty set picked an endpoint")
 	}
 	// Smooth: with weights 1:3 the light endpoint is never picked twice in a row.
-	s := newEndpointSet([]*endpoint{a, b}, []uint32{1, 3})
+	s := upstream.NewEndpointSet([]*upstream.Endpoint{a, b}, []uint32{1, 3})
 	prev := ""
 	for range 40 {
-		e := s.pick(nil).addr
+		e := s.Pick(nil).Addr
 		if e == "a" && prev == "a" {
 			t.Fatal("schedule not interleaved")
 		}

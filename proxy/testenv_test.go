@@ -40,6 +40,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/internal/testnet"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // ---- polling ----
@@ -115,11 +116,11 @@ func startControlPlane(t testing.TB, addr string, cache cachev3.SnapshotCache) *
 		defer cancel()
 		cp.srv.Serve(ln)
 	}()
-	t.Cleanup(cp.stop)
+	t.Cleanup(cp.Stop)
 	return cp
 }
 
-func (cp *controlPlane) stop() {
+func (cp *controlPlane) Stop() {
 	cp.srv.Stop()
 	<-cp.done
 }
@@ -147,7 +148,7 @@ func (cp *controlPlane) waitRequest(t testing.TB, typeURL string, pred func(*dis
 				return nil
 			}
 		}
-		return fmt.Errorf("no matching %s request among %d", kindName(typeURL), len(cp.requests))
+		return fmt.Errorf("no matching %s request among %d", config.KindName(typeURL), len(cp.requests))
 	})
 	return got
 }
@@ -243,7 +244,7 @@ func toCluster(m *routev3.RouteMatch, cluster string) *routev3.Route {
 
 func toWeighted(m *routev3.RouteMatch, weights map[string]uint32) *routev3.Route {
 	wc := &routev3.WeightedCluster{}
-	for _, name := range sortedKeys(weights) {
+	for _, name := range config.SortedKeys(weights) {
 		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(weights[name])})
 	}
 	return &routev3.Route{Match: m, Action: &routev3.Route_Route{Route: &routev3.RouteAction{
@@ -280,7 +281,7 @@ func edsCluster(t testing.TB, name, host, subset string, http2 bool) *clusterv3.
 		Metadata:       istioClusterMeta(host, subset),
 	}
 	if http2 {
-		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{upstreamHTTPOptionsKey: anyOf(t, &upstreamhttpv3.HttpProtocolOptions{
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{config.UpstreamHTTPOptionsKey: anyOf(t, &upstreamhttpv3.HttpProtocolOptions{
 			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
 				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
 			}},
@@ -334,20 +335,20 @@ func inlineCluster(t testing.TB, name string, typ clusterv3.Cluster_DiscoveryTyp
 
 func snapshot(t testing.TB, version string, res ...types.Resource) *cachev3.Snapshot {
 	t.Helper()
-	byType := map[string][]types.Resource{clusterType: nil, listenerType: nil}
+	byType := map[string][]types.Resource{config.ClusterType: nil, config.ListenerType: nil}
 	for _, r := range res {
 		var typ string
 		switch r.(type) {
 		case *listenerv3.Listener:
-			typ = listenerType
+			typ = config.ListenerType
 		case *routev3.RouteConfiguration:
-			typ = routeType
+			typ = config.RouteType
 		case *clusterv3.Cluster:
-			typ = clusterType
+			typ = config.ClusterType
 		case *endpointv3.ClusterLoadAssignment:
-			typ = endpointType
+			typ = config.EndpointType
 		case *tlsv3.Secret:
-			typ = secretType
+			typ = config.SecretType
 		}
 		byType[typ] = append(byType[typ], r)
 	}

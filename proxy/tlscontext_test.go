@@ -10,6 +10,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/mtls"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -17,42 +19,42 @@ func TestVerifyPeerSANs(t *testing.T) {
 	ca := newTestCA(t, "root")
 	chain, key := ca.issue(t, spiffeID("a"), time.Now().Add(-time.Minute), time.Now().Add(time.Hour), "*.example.com", "svc.local")
 	leaf := keyPair(t, chain, key)
-	v, fe := buildValidationContext(&tlsv3.CertificateValidationContext{
+	v, fe := config.BuildValidationContext(&tlsv3.CertificateValidationContext{
 		TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: ca.pem}},
 	})
 	if fe != nil {
-		t.Fatal(fe.err)
+		t.Fatal(fe.Err)
 	}
 	exact := func(s string) *matcherv3.StringMatcher {
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
 	}
 	tests := []struct {
 		name string
-		typ  sanType
+		typ  mtls.SanType
 		m    *matcherv3.StringMatcher
 		want bool
 	}{
-		{"URI exact", sanURI, exact(spiffeID("a")), true},
-		{"URI exact other", sanURI, exact(spiffeID("b")), false},
-		{"URI prefix", sanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://cluster.local/ns/default/"}}, true},
-		{"URI suffix", sanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: "/sa/b"}}, false},
-		{"DNS exact via wildcard SAN", sanDNS, exact("a.example.com"), true},
-		{"DNS wildcard covers one label", sanDNS, exact("a.b.example.com"), false},
-		{"DNS type does not match URIs", sanDNS, exact(spiffeID("a")), false},
-		{"any type (match_subject_alt_names)", sanAny, exact("svc.local"), true},
+		{"URI exact", mtls.SanURI, exact(spiffeID("a")), true},
+		{"URI exact other", mtls.SanURI, exact(spiffeID("b")), false},
+		{"URI prefix", mtls.SanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://cluster.local/ns/default/"}}, true},
+		{"URI suffix", mtls.SanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: "/sa/b"}}, false},
+		{"DNS exact via wildcard SAN", mtls.SanDNS, exact("a.example.com"), true},
+		{"DNS wildcard covers one label", mtls.SanDNS, exact("a.b.example.com"), false},
+		{"DNS type does not match URIs", mtls.SanDNS, exact(spiffeID("a")), false},
+		{"any type (match_subject_alt_names)", mtls.SanAny, exact("svc.local"), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sm, fe := buildSANMatcher(tt.typ, tt.m)
+			sm, fe := config.BuildSANMatcher(tt.typ, tt.m)
 			if fe != nil {
-				t.Fatal(fe.err)
+				t.Fatal(fe.Err)
 			}
-			err := verifyPeer([]*x509.Certificate{leaf.Leaf}, v.roots, []sanMatcher{sm})
+			err := mtls.VerifyPeer([]*x509.Certificate{leaf.Leaf}, v.Roots, []mtls.SanMatcher{sm})
 			if (err == nil) != tt.want {
 				t.Errorf("verifyPeer: %v; want match %v", err, tt.want)
 			}
-			if err != nil && handshakeReason(err) != reasonVerifySAN {
-				t.Errorf("reason %q; want %q", handshakeReason(err), reasonVerifySAN)
+			if err != nil && mtls.HandshakeReason(err) != mtls.ReasonVerifySAN {
+				t.Errorf("reason %q; want %q", mtls.HandshakeReason(err), mtls.ReasonVerifySAN)
 			}
 		})
 	}
@@ -61,9 +63,9 @@ func TestVerifyPeerSANs(t *testing.T) {
 func TestTransportSocketMatches(t *testing.T) {
 	c := staticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
 	autoMTLS(t, c, false)
-	s, fe := buildClusterSockets(c)
+	s, fe := config.BuildClusterSockets(c)
 	if fe != nil {
-		t.Fatal(fe.err)
+		t.Fatal(fe.Err)
 	}
 	st := func(m map[string]any) *structpb.Struct { return mustStruct(m) }
 	tests := []struct {
@@ -78,7 +80,7 @@ func TestTransportSocketMatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := s.forEndpoint(tt.md) != nil; got != tt.wantTLS {
+			if got := s.ForEndpoint(tt.md) != nil; got != tt.wantTLS {
 				t.Errorf("TLS %v; want %v", got, tt.wantTLS)
 			}
 		})
@@ -87,12 +89,12 @@ func TestTransportSocketMatches(t *testing.T) {
 		c := staticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
 		c.TransportSocket = istioMutual(t, "sni")
 		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{Name: "plain", Match: st(map[string]any{"tlsMode": "none"}),
-			TransportSocket: &corev3.TransportSocket{Name: rawBufferTransportSocket}}}
-		s, fe := buildClusterSockets(c)
+			TransportSocket: &corev3.TransportSocket{Name: config.RawBufferTransportSocket}}}
+		s, fe := config.BuildClusterSockets(c)
 		if fe != nil {
-			t.Fatal(fe.err)
+			t.Fatal(fe.Err)
 		}
-		if s.forEndpoint(nil) == nil || s.forEndpoint(st(map[string]any{"tlsMode": "none"})) != nil {
+		if s.ForEndpoint(nil) == nil || s.ForEndpoint(st(map[string]any{"tlsMode": "none"})) != nil {
 			t.Error("want TLS by default and plaintext for the matching endpoint")
 		}
 	})
@@ -100,7 +102,7 @@ func TestTransportSocketMatches(t *testing.T) {
 
 func TestUpstreamTLSNACKs(t *testing.T) {
 	upstream := func(u *tlsv3.UpstreamTlsContext) *corev3.TransportSocket {
-		return &corev3.TransportSocket{Name: tlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, u)}}
+		return &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, u)}}
 	}
 	cert, key := selfSigned(t, "a.example.com")
 	tests := []struct {
@@ -126,7 +128,7 @@ func TestUpstreamTLSNACKs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := staticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
 			c.TransportSocket = tt.ts
-			_, _, err := buildCluster(c, nil)
+			_, _, err := config.BuildCluster(c, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v; want an error containing %q", err, tt.want)
 			}

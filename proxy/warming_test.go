@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/proxy/config"
 )
 
 // scriptedADS is an in-test ADS server that sends exactly the responses a
@@ -92,7 +93,7 @@ func (s *scriptedADS) StreamAggregatedResources(st discoveryv3.AggregatedDiscove
 // proxy's answer to it, which must be an ACK.
 func (s *scriptedADS) send(t testing.TB, typeURL, version string, res ...proto.Message) {
 	t.Helper()
-	nonce := kindName(typeURL) + "-" + version
+	nonce := config.KindName(typeURL) + "-" + version
 	resp := &discoveryv3.DiscoveryResponse{TypeUrl: typeURL, VersionInfo: version, Nonce: nonce}
 	for _, m := range res {
 		a, err := anypb.New(m)
@@ -115,10 +116,10 @@ func (s *scriptedADS) send(t testing.TB, typeURL, version string, res ...proto.M
 		return fmt.Errorf("no answer to %s", nonce)
 	})
 	if d := answer.GetErrorDetail(); d != nil {
-		t.Fatalf("%s version %s NACKed: %s", kindName(typeURL), version, d.GetMessage())
+		t.Fatalf("%s version %s NACKed: %s", config.KindName(typeURL), version, d.GetMessage())
 	}
 	if answer.GetVersionInfo() != version {
-		t.Fatalf("%s answered with version %q; want an ACK of %q", kindName(typeURL), answer.GetVersionInfo(), version)
+		t.Fatalf("%s answered with version %q; want an ACK of %q", config.KindName(typeURL), answer.GetVersionInfo(), version)
 	}
 }
 
@@ -129,7 +130,7 @@ func (s *scriptedADS) noNACKs(t testing.TB) {
 	defer s.mu.Unlock()
 	for _, r := range s.requests {
 		if d := r.GetErrorDetail(); d != nil {
-			t.Errorf("%s NACKed: %s", kindName(r.GetTypeUrl()), d.GetMessage())
+			t.Errorf("%s NACKed: %s", config.KindName(r.GetTypeUrl()), d.GetMessage())
 		}
 	}
 }
@@ -184,12 +185,12 @@ func TestListenerAndRoutesBeforeCluster(t *testing.T) {
 	}
 
 	// A proxy with nothing applied: LDS, then RDS, then CDS.
-	ads.send(t, listenerType, "1", hcmListener(t, "outbound", out, "outbound"))
-	ads.send(t, routeType, "1", routeConfig("outbound", vhost("web", []string{"web"}, toCluster(prefixMatch("/"), cA))))
+	ads.send(t, config.ListenerType, "1", hcmListener(t, "outbound", out, "outbound"))
+	ads.send(t, config.RouteType, "1", routeConfig("outbound", vhost("web", []string{"web"}, toCluster(prefixMatch("/"), cA))))
 	if p.current.Load() != nil {
 		t.Fatalf("applied before the cluster arrived")
 	}
-	ads.send(t, clusterType, "1", clA)
+	ads.send(t, config.ClusterType, "1", clA)
 	p.waitReady(t)
 	if code, be := get("/"); code != 200 || be != "a" {
 		t.Fatalf("GET /: %d from %q; want 200 from a", code, be)
@@ -198,16 +199,16 @@ func TestListenerAndRoutesBeforeCluster(t *testing.T) {
 	// An update: a new TCP listener and a new route, each to a cluster
 	// the next CDS update adds.
 	tcp := &tcpproxyv3.TcpProxy{StatPrefix: cTCP, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cTCP}}
-	ads.send(t, listenerType, "2", hcmListener(t, "outbound", out, "outbound"), tcpListener(t, "tcp", tcpAddr, tcp))
-	ads.send(t, routeType, "2", routeConfig("outbound", vhost("web", []string{"web"},
+	ads.send(t, config.ListenerType, "2", hcmListener(t, "outbound", out, "outbound"), tcpListener(t, "tcp", tcpAddr, tcp))
+	ads.send(t, config.RouteType, "2", routeConfig("outbound", vhost("web", []string{"web"},
 		toCluster(prefixMatch("/b"), cB), toCluster(prefixMatch("/"), cA))))
 	if code, be := get("/b"); code != 200 || be != "a" {
 		t.Errorf("GET /b while warming: %d from %q; want the applied routes (200 from a)", code, be)
 	}
-	if v := p.current.Load().resources.versions[routeType]; v != "1" {
+	if v := p.current.Load().Resources.Versions[config.RouteType]; v != "1" {
 		t.Errorf("applied RDS version %q while warming; want 1", v)
 	}
-	ads.send(t, clusterType, "2", clA, clB, clTCP)
+	ads.send(t, config.ClusterType, "2", clA, clB, clTCP)
 	eventually(t, 10*time.Second, func() error {
 		if code, be := get("/b"); code != 200 || be != "b" {
 			return fmt.Errorf("GET /b: %d from %q; want 200 from b", code, be)
@@ -237,9 +238,9 @@ func TestMissingClusterAfterWarmingTimeout(t *testing.T) {
 	route := toCluster(prefixMatch("/"), ghost)
 	route.GetRoute().ClusterNotFoundResponseCode = routev3.RouteAction_SERVICE_UNAVAILABLE
 	start := time.Now()
-	ads.send(t, clusterType, "1")
-	ads.send(t, listenerType, "1", hcmListener(t, "outbound", out, "outbound"), tcpListener(t, "tcp", tcpAddr, tcp))
-	ads.send(t, routeType, "1", routeConfig("outbound", vhost("ghost", []string{"ghost"}, route)))
+	ads.send(t, config.ClusterType, "1")
+	ads.send(t, config.ListenerType, "1", hcmListener(t, "outbound", out, "outbound"), tcpListener(t, "tcp", tcpAddr, tcp))
+	ads.send(t, config.RouteType, "1", routeConfig("outbound", vhost("ghost", []string{"ghost"}, route)))
 	p.waitReady(t)
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("applied after %s, before the warming timeout", d)
@@ -273,7 +274,7 @@ func TestMissingClusterAfterWarmingTimeout(t *testing.T) {
 		return nil
 	})
 
-	ads.send(t, clusterType, "2",
+	ads.send(t, config.ClusterType, "2",
 		staticCluster(t, ghost, "ghost.default.svc.cluster.local", []string{hostPort(backend(t, "ghost"))}),
 		staticCluster(t, ghostTCP, "ghost.default.svc.cluster.local", []string{tcpEcho(t, "g")}))
 	eventually(t, 10*time.Second, func() error {
@@ -304,10 +305,10 @@ func TestWarmingListenerRefusesConnections(t *testing.T) {
 	startProxy(t, ads.addr, nodemeta.Workload{ID: "n1", Service: "client", Namespace: "default", Outbound: out},
 		func(c *Config) { c.WarmingTimeout = time.Minute })
 	const cA, cB = "outbound|80||a.default.svc.cluster.local", "outbound|80||b.default.svc.cluster.local"
-	ads.send(t, clusterType, "1",
+	ads.send(t, config.ClusterType, "1",
 		staticCluster(t, cA, "a.default.svc.cluster.local", []string{hostPort(backend(t, "a"))}),
 		staticCluster(t, cB, "b.default.svc.cluster.local", []string{hostPort(backend(t, "b"))}))
-	ads.send(t, listenerType, "1", hcmListener(t, "outbound", out, "outbound"))
+	ads.send(t, config.ListenerType, "1", hcmListener(t, "outbound", out, "outbound"))
 
 	start := time.Now()
 	c, err := net.DialTimeout("tcp", out, 5*time.Second)
@@ -334,7 +335,7 @@ func TestWarmingListenerRefusesConnections(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, resp.Header.Get("X-Backend"), time.Since(start)
 	}
-	ads.send(t, routeType, "1", routeConfig("outbound", vhost("web", []string{"web"}, toCluster(prefixMatch("/a"), cA))))
+	ads.send(t, config.RouteType, "1", routeConfig("outbound", vhost("web", []string{"web"}, toCluster(prefixMatch("/a"), cA))))
 	eventually(t, 10*time.Second, func() error {
 		if _, err := net.DialTimeout("tcp", out, time.Second); err != nil {
 			return err
@@ -350,11 +351,11 @@ func TestWarmingListenerRefusesConnections(t *testing.T) {
 
 	// The listener now names a route configuration that has not arrived:
 	// the applied one keeps serving until it does.
-	ads.send(t, listenerType, "2", hcmListener(t, "outbound", out, "outbound-v2"))
+	ads.send(t, config.ListenerType, "2", hcmListener(t, "outbound", out, "outbound-v2"))
 	if code, be, _ := get("/a"); code != 200 || be != "a" {
 		t.Errorf("GET /a while the update warms: %d from %q; want 200 from a", code, be)
 	}
-	ads.send(t, routeType, "2", routeConfig("outbound-v2", vhost("web", []string{"web"}, toCluster(prefixMatch("/a"), cB))))
+	ads.send(t, config.RouteType, "2", routeConfig("outbound-v2", vhost("web", []string{"web"}, toCluster(prefixMatch("/a"), cB))))
 	eventually(t, 10*time.Second, func() error {
 		if code, be, _ := get("/a"); code != 200 || be != "b" {
 			return fmt.Errorf("GET /a: %d from %q; want 200 from b", code, be)
@@ -373,8 +374,8 @@ func TestWarmingTimeoutServesNoRoute(t *testing.T) {
 	out := freeAddr(t)
 	p := startProxy(t, ads.addr, nodemeta.Workload{ID: "n1", Service: "client", Namespace: "default", Outbound: out},
 		func(c *Config) { c.WarmingTimeout = 300 * time.Millisecond })
-	ads.send(t, clusterType, "1")
-	ads.send(t, listenerType, "1", hcmListener(t, "outbound", out, "never-sent"))
+	ads.send(t, config.ClusterType, "1")
+	ads.send(t, config.ListenerType, "1", hcmListener(t, "outbound", out, "never-sent"))
 	p.waitReady(t)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	start := time.Now()

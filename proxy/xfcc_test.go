@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/gitmesh/gitmesh/proxy/mtls"
 )
 
 func TestXFCCModes(t *testing.T) {
@@ -20,7 +21,7 @@ func TestXFCCModes(t *testing.T) {
 	hash := hex.EncodeToString(sum[:])
 	local := func() []string { return []string{spiffeID("productpage")} }
 	mine := "By=" + spiffeID("productpage") + ";Hash=" + hash + `;Subject="";URI=` + spiffeID("sleep")
-	all := xfccConfig{subject: true, uri: true, dns: true}
+	all := mtls.XfccConfig{Subject: true, Uri: true, Dns: true}
 	tests := []struct {
 		name  string
 		mode  hcmv3.HttpConnectionManager_ForwardClientCertDetails
@@ -41,20 +42,20 @@ func TestXFCCModes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.Header{}
 			if tt.prior != "" {
-				h.Set(xfccHeader, tt.prior)
+				h.Set(mtls.XfccHeader, tt.prior)
 			}
 			x := all
-			x.mode = tt.mode
-			x.apply(h, tt.cs, local)
-			if got := h.Get(xfccHeader); got != tt.want {
+			x.Mode = tt.mode
+			x.Apply(h, tt.cs, local)
+			if got := h.Get(mtls.XfccHeader); got != tt.want {
 				t.Errorf("got %q; want %q", got, tt.want)
 			}
 		})
 	}
 	t.Run("only By and Hash without details", func(t *testing.T) {
 		h := http.Header{}
-		xfccConfig{mode: hcmv3.HttpConnectionManager_SANITIZE_SET}.apply(h, cs, local)
-		if got, want := h.Get(xfccHeader), "By="+spiffeID("productpage")+";Hash="+hash; got != want {
+		mtls.XfccConfig{Mode: hcmv3.HttpConnectionManager_SANITIZE_SET}.Apply(h, cs, local)
+		if got, want := h.Get(mtls.XfccHeader), "By="+spiffeID("productpage")+";Hash="+hash; got != want {
 			t.Errorf("got %q; want %q", got, want)
 		}
 	})

@@ -1,0 +1,69 @@
+package auth
+
+import (
+	"net/netip"
+
+	"github.com/gitmesh/gitmesh/proxy/match"
+	"github.com/gitmesh/gitmesh/proxy/routing"
+)
+
+// rbacAction is what a matching RBAC policy does.
+type rbacAction int
+
+const (
+	RbacAllow rbacAction = iota
+	RbacDeny
+	RbacLog
+)
+
+// RbacFilter is a built envoy.extensions.filters.http.rbac.v3.RBAC. A
+// filter without rules (only shadow_rules, which the proxy ignores)
+// enforces nothing.
+type RbacFilter struct {
+	Enforce  bool
+	Action   rbacAction
+	Policies []RbacPolicy // sorted by name, as Envoy's std::map iterates them
+}
+
+// RbacPolicy is one named policy: it matches when any permission and any
+// principal match.
+type RbacPolicy struct {
+	Name        string
+	Permissions []RbacRule
+	Principals  []RbacRule
+}
+
+// RuleKind is the kind of one RBAC matcher.
+type RuleKind int
+
+const (
+	RuleAny RuleKind = iota
+	RuleAnd
+	RuleOr
+	RuleNot
+	RuleHeader
+	RuleURLPath
+	RuleMetadata
+	RuleDestIP
+	RuleDestPort
+	RuleDestPortRange
+	RuleSNI
+	RuleAuthenticated
+	RuleDirectRemoteIP // direct_remote_ip and the deprecated source_ip
+	RuleRemoteIP
+)
+
+// RbacRule is a built rbac.v3.Permission or rbac.v3.Principal. As in
+// Envoy (filters/common/rbac/matchers.h), both protos build into the same
+// tree of matchers: and/or/not, header, url_path and metadata mean the
+// same on either side; the other kinds come from one side only.
+type RbacRule struct {
+	Kind     RuleKind
+	Children []RbacRule         // and, or, not (one)
+	Str      *match.StringMatch // url_path.path, requested_server_name, authenticated.principal_name (nil: any)
+	Header   *routing.HeaderMatch
+	Metadata *routing.MetadataMatcher
+	Cidr     netip.Prefix
+	Port     uint32 // destination_port, or the range start
+	PortEnd  uint32 // range end (exclusive)
+}

@@ -1,0 +1,18 @@
+package config
+
+import (
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/gitmesh/gitmesh/proxy/mtls"
+)
+
+func buildXFCC(hcm *hcmv3.HttpConnectionManager) mtls.XfccConfig {
+	d := hcm.GetSetCurrentClientCertDetails()
+	return mtls.XfccConfig{
+		Mode:    hcm.GetForwardClientCertDetails(),
+		Subject: d.GetSubject().GetValue(),
+		Uri:     d.GetUri(),
+		Dns:     d.GetDns(),
+		Cert:    d.GetCert(),
+		Chain:   d.GetChain(),
+	}
+}

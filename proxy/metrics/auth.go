@@ -1,0 +1,40 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// authMetrics are Envoy's jwt_authn and rbac filter stats, named as
+// Envoy's Prometheus output names them (the HCM's stat_prefix as the
+// envoy_http_conn_manager_prefix label).
+type authMetrics struct {
+	RbacAllowed *prometheus.CounterVec
+	RbacDenied  *prometheus.CounterVec
+	RbacLogged  *prometheus.CounterVec
+	JwtAllowed  *prometheus.CounterVec
+	JwtDenied   *prometheus.CounterVec
+	// TcpAllowed and tcpDenied are the network RBAC filter's, by its
+	// stat_prefix (Istio's "tcp.").
+	TcpAllowed *prometheus.CounterVec
+	TcpDenied  *prometheus.CounterVec
+}
+
+func newAuthMetrics(reg prometheus.Registerer) authMetrics {
+	c := func(name, help string, labels ...string) *prometheus.CounterVec {
+		if len(labels) == 0 {
+			labels = []string{"envoy_http_conn_manager_prefix"}
+		}
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		reg.MustRegister(v)
+		return v
+	}
+	return authMetrics{
+		RbacAllowed: c("envoy_http_rbac_allowed", "Requests the HTTP RBAC filters let through (Envoy's http.<prefix>.rbac.allowed)."),
+		RbacDenied:  c("envoy_http_rbac_denied", "Requests the HTTP RBAC filters denied with 403 (Envoy's http.<prefix>.rbac.denied)."),
+		RbacLogged:  c("envoy_http_rbac_logged", "Requests an AUDIT (action LOG) RBAC policy matched (Envoy's http.<prefix>.rbac.logged)."),
+		JwtAllowed:  c("envoy_http_jwt_authn_allowed", "Requests the jwt_authn filter let through (Envoy's http.<prefix>.jwt_authn.allowed)."),
+		JwtDenied:   c("envoy_http_jwt_authn_denied", "Requests the jwt_authn filter rejected with 401 (Envoy's http.<prefix>.jwt_authn.denied)."),
+		TcpAllowed:  c("envoy_rbac_allowed", "Connections the network RBAC filters let through (Envoy's <stat_prefix>rbac.allowed).", "stat_prefix"),
+		TcpDenied:   c("envoy_rbac_denied", "Connections the network RBAC filters closed (Envoy's <stat_prefix>rbac.denied).", "stat_prefix"),
+	}
+}

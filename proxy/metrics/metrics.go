@@ -1,0 +1,209 @@
+package metrics
+
+import (
+	"crypto/x509"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gitmesh/gitmesh/api/nodemeta"
+)
+
+// istioLabels are the labels of Istio's standard request metrics, in order.
+var istioLabels = []string{
+	"reporter",
+	"source_workload", "source_workload_namespace", "source_app", "source_version",
+	"destination_workload", "destination_workload_namespace", "destination_app", "destination_version",
+	"destination_service", "destination_service_name", "destination_service_namespace",
+	"request_protocol", "response_code", "response_flags",
+	"source_principal", "destination_principal", "connection_security_policy",
+}
+
+// NLabels is len(istioLabels).
+const NLabels = 18
+
+// istioDurationBuckets are Istio's buckets for istio_request_duration_milliseconds.
+var istioDurationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
+
+const Unknown = "unknown"
+
+// tcpLabels are the labels of Istio's TCP metrics: the request labels
+// without response_code.
+var tcpLabels = append(append(append([]string{}, istioLabels[:13]...), "response_flags"), istioLabels[15:]...)
+
+// Metrics is the proxy's Prometheus registry (its own, no global state).
+type Metrics struct {
+	Reg              *prometheus.Registry
+	Requests         *prometheus.CounterVec
+	Duration         *prometheus.HistogramVec
+	TcpOpened        *prometheus.CounterVec
+	TcpClosed        *prometheus.CounterVec
+	TcpSent          *prometheus.CounterVec
+	TcpReceived      *prometheus.CounterVec
+	BreakerOpen      *prometheus.CounterVec
+	OutlierEjections *prometheus.CounterVec
+	UpstreamRetries  *prometheus.CounterVec
+	XdsApplied       prometheus.Counter
+	XdsNACKs         *prometheus.CounterVec
+	XdsConnected     prometheus.Gauge
+	XdsReconnects    prometheus.Counter
+	// TlsHandshakeErrors counts failed TLS handshakes by direction
+	// (downstream, upstream) and reason (Envoy's ssl.* stat names).
+	TlsHandshakeErrors *prometheus.CounterVec
+	Auth               authMetrics
+}
+
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Reg: prometheus.NewRegistry(),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_requests_total",
+			Help: "Requests handled by the proxy, with Istio's standard labels.",
+		}, istioLabels),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "istio_request_duration_milliseconds",
+			Help:    "Request duration in milliseconds, with Istio's standard labels and buckets.",
+			Buckets: istioDurationBuckets,
+		}, istioLabels),
+		TcpOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_connections_opened_total",
+			Help: "TCP connections opened by the proxy's TCP proxy, with Istio's standard labels.",
+		}, tcpLabels),
+		TcpClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_connections_closed_total",
+			Help: "TCP connections closed (or refused) by the proxy's TCP proxy.",
+		}, tcpLabels),
+		TcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_sent_bytes_total",
+			Help: "Bytes sent to the client (the response direction) by TCP proxies.",
+		}, tcpLabels),
+		TcpReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_received_bytes_total",
+			Help: "Bytes received from the client (the request direction) by TCP proxies.",
+		}, tcpLabels),
+		BreakerOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_circuit_breaker_open_total",
+			Help: "Requests and connections rejected by a cluster's circuit breakers (response flag UO).",
+		}, []string{"cluster"}),
+		OutlierEjections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_outlier_ejections_total",
+			Help: "Hosts ejected by outlier detection, by cluster.",
+		}, []string{"cluster"}),
+		UpstreamRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_upstream_retries_total",
+			Help: "Upstream request retries, by cluster.",
+		}, []string{"cluster"}),
+		XdsApplied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_xds_updates_applied_total",
+			Help: "Complete configurations swapped in.",
+		}),
+		XdsNACKs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_xds_nacks_total",
+			Help: "xDS responses rejected, by type URL.",
+		}, []string{"type_url"}),
+		XdsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gitmesh_proxy_xds_connected",
+			Help: "1 while an ADS stream to the controller is delivering responses, else 0.",
+		}),
+		XdsReconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_xds_stream_failures_total",
+			Help: "ADS streams that failed or could not be opened.",
+		}),
+		TlsHandshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitmesh_proxy_tls_handshake_errors_total",
+			Help: "Failed TLS handshakes, by direction (downstream, upstream) and reason (fail_verify_error, fail_verify_san, fail_verify_no_cert, secret_unavailable, connection_error).",
+		}, []string{"direction", "reason"}),
+	}
+	m.Reg.MustRegister(m.TlsHandshakeErrors, m.Requests, m.Duration, m.TcpOpened, m.TcpClosed, m.TcpSent, m.TcpReceived,
+		m.BreakerOpen, m.OutlierEjections, m.UpstreamRetries, m.XdsApplied, m.XdsNACKs, m.XdsConnected, m.XdsReconnects,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Auth = newAuthMetrics(m.Reg)
+	return m
+}
+
+// LocalWorkload is this proxy's side of the metric labels.
+type LocalWorkload struct {
+	Workload, Namespace, App, Version string
+	// Service is the local service host (name.namespace.svc.cluster.local).
+	Service, ServiceName string
+}
+
+func NewLocalWorkload(w nodemeta.Workload) LocalWorkload {
+	ns := w.Namespace
+	if ns == "" {
+		ns = nodemeta.DefaultNamespace
+	}
+	l := LocalWorkload{
+		Workload:    w.ID,
+		Namespace:   ns,
+		App:         OrUnknown(w.Labels["app"]),
+		Version:     OrUnknown(w.Labels["version"]),
+		ServiceName: OrUnknown(w.Service),
+	}
+	l.Service = Unknown
+	if w.Service != "" {
+		l.Service = w.Service + "." + ns + ".svc.cluster.local"
+	}
+	return l
+}
+
+func OrUnknown(s string) string {
+	if s == "" {
+		return Unknown
+	}
+	return s
+}
+
+// ConnSecurity is the TLS identity of an exchange, for the principal and
+// connection_security_policy labels: on inbound listeners the verified
+// client certificate's URI SAN (source) and the proxy's own (destination),
+// on outbound ones the upstream server's (destination). "" is unknown.
+type ConnSecurity struct {
+	Source, Destination string
+	// Mtls is an inbound connection whose client presented a verified
+	// certificate.
+	Mtls bool
+}
+
+// FirstURI returns a certificate's first URI SAN, "" for none.
+func FirstURI(c *x509.Certificate) string {
+	if c == nil || len(c.URIs) == 0 {
+		return ""
+	}
+	return c.URIs[0].String()
+}
+
+// RequestSeries are the request metrics of one label set, looked up once.
+type RequestSeries struct {
+	Requests prometheus.Counter
+	Duration prometheus.Observer
+}
+
+// SeriesKey is what decides a forwarded request's labels besides its
+// cluster: the listener's direction, the endpoint's workload, the TLS
+// identities, the protocol, the response code and flags.
+type SeriesKey struct {
+	Inbound bool
+	Grpc    bool
+	Code    int
+	Flags   ResponseFlags
+	Meta    EndpointMeta
+	Sec     ConnSecurity
+}
+
+// SeriesCache holds a cluster's request series by seriesKey, so that a
+// request costs one map lookup instead of hashing and validating Istio's
+// 18 label values twice (prometheus' WithLabelValues). It lives as long as
+// the cluster (one configuration); the series stay in the registry.
+type SeriesCache struct {
+	M sync.Map // seriesKey -> *requestSeries
+}
+
+// EndpointMeta is the endpoint's filter_metadata.istio, for metrics labels.
+type EndpointMeta struct {
+	Workload  string
+	Namespace string
+	App       string
+	Version   string
+}

@@ -1,0 +1,94 @@
+package routing
+
+import (
+	"net/http"
+)
+
+// HeaderMutation is one level's request_headers_to_add/_to_remove (or the
+// response ones): a route configuration, a virtual host, a route or a
+// weighted cluster. Removals apply before additions, as in Envoy.
+type HeaderMutation struct {
+	Remove []string // canonical names
+	Add    []HeaderAdd
+}
+
+type headerAction int
+
+const (
+	AppendIfExistsOrAdd headerAction = iota
+	AddIfAbsent
+	OverwriteIfExistsOrAdd
+	OverwriteIfExists
+)
+
+type HeaderAdd struct {
+	Name      string // canonical
+	Value     string
+	Action    headerAction
+	KeepEmpty bool
+}
+
+// Apply mutates h. A nil mutation does nothing.
+func (m *HeaderMutation) Apply(h http.Header) {
+	if m == nil {
+		return
+	}
+	for _, name := range m.Remove {
+		delete(h, name)
+	}
+	for _, a := range m.Add {
+		if a.Value == "" && !a.KeepEmpty {
+			continue
+		}
+		_, exists := h[a.Name]
+		switch a.Action {
+		case AppendIfExistsOrAdd:
+			h[a.Name] = append(h[a.Name], a.Value)
+		case AddIfAbsent:
+			if !exists {
+				h[a.Name] = []string{a.Value}
+			}
+		case OverwriteIfExistsOrAdd:
+			h[a.Name] = []string{a.Value}
+		case OverwriteIfExists:
+			if exists {
+				h[a.Name] = []string{a.Value}
+			}
+		}
+	}
+}
+
+// HeaderLevels are the mutations of one route, most specific first (weighted
+// cluster, route, virtual host, route configuration): Envoy applies them in
+// this order, so with overwrite the least specific level wins.
+type HeaderLevels struct {
+	Request, Response []*HeaderMutation
+}
+
+func (l *HeaderLevels) ApplyRequest(wc *WeightedCluster, h http.Header) {
+	if wc != nil {
+		wc.RequestHeaders.Apply(h)
+	}
+	for _, m := range l.Request {
+		m.Apply(h)
+	}
+}
+
+func (l *HeaderLevels) ApplyResponse(wc *WeightedCluster, h http.Header) {
+	if wc != nil {
+		wc.ResponseHeaders.Apply(h)
+	}
+	for _, m := range l.Response {
+		m.Apply(h)
+	}
+}
+
+// AppendNonNil appends the non-nil mutations.
+func AppendNonNil(dst []*HeaderMutation, ms ...*HeaderMutation) []*HeaderMutation {
+	for _, m := range ms {
+		if m != nil {
+			dst = append(dst, m)
+		}
+	}
+	return dst
+}
