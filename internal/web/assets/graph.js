@@ -112,7 +112,9 @@ window.gitmeshGraph = (() => {
       const grp = svgEl('g', {class: `edge ${edgeTone(e)}`, 'data-source': e.source, 'data-target': e.target,
         'data-rate': e.rate, 'data-success': e.successRate === undefined ? '' : e.successRate});
       grp.appendChild(svgEl('path', {d: `M ${x1} ${a.y} C ${mx} ${a.y}, ${mx} ${b.y}, ${x2} ${b.y}`, 'marker-end': 'url(#arrow)'}));
-      grp.appendChild(svgEl('text', {class: 'edge-label', x: mx, y: (a.y + b.y) / 2 - 6, 'text-anchor': 'middle'}, edgeText(e, windowed)));
+      // The label sits over the edge's last, level stretch, so the edges a
+      // service fans out to keep theirs apart.
+      grp.appendChild(svgEl('text', {class: 'edge-label', x: (mx + x2) / 2 + 10, y: b.y - 8, 'text-anchor': 'middle'}, edgeText(e, windowed)));
       svg.appendChild(grp);
     }
     for (const n of nodes) {
