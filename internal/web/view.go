@@ -11,6 +11,7 @@ import (
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
 	"github.com/gitmesh/gitmesh/compiler"
+	"github.com/gitmesh/gitmesh/reconciler"
 )
 
 // Tones are the page's colours for a value, its CSS classes tone-<tone>.
@@ -87,8 +88,9 @@ type statusView struct {
 	Status admin.Status `json:"status"`
 	// Ready is the Ready condition (nil before the first pass).
 	Ready *metav1.Condition `json:"ready,omitempty"`
-	// Refused is set when the last attempted revision was refused
-	// (Ready is False): Status.Diagnostics are its findings.
+	// Refused is set when the last attempted revision was refused (Ready
+	// is False because it did not build, validate or compile, or failed
+	// its verification): Status.Diagnostics are its findings.
 	Refused bool `json:"refused"`
 	// Rollout describes Status.Rollout's waves.
 	Rollout *rolloutView `json:"rollout,omitempty"`
@@ -131,7 +133,10 @@ type waveView struct {
 
 func newStatusView(st admin.Status) statusView {
 	v := statusView{Status: st, Ready: st.Ready()}
-	v.Refused = v.Ready != nil && v.Ready.Status == metav1.ConditionFalse
+	// A failed fetch refused no revision, and a failed rollout's reason
+	// is the rollout's (shown with it): neither is about its diagnostics.
+	v.Refused = v.Ready != nil && v.Ready.Status == metav1.ConditionFalse &&
+		v.Ready.Reason != reconciler.ReasonFetchFailed && v.Ready.Reason != reconciler.ReasonRolloutFailed
 	if st.Rollout != nil {
 		v.Rollout = newRolloutView(*st.Rollout)
 	}

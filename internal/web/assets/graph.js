@@ -7,7 +7,7 @@
 
 window.gitmeshGraph = (() => {
   const NS = 'http://www.w3.org/2000/svg';
-  const COL = 250, ROW = 96, PAD = 60, R = 18;
+  const COL = 300, ROW = 96, PAD = 60, R = 18;
 
   function svgEl(tag, attrs, text) {
     const e = document.createElementNS(NS, tag);
@@ -114,7 +114,7 @@ window.gitmeshGraph = (() => {
       grp.appendChild(svgEl('path', {d: `M ${x1} ${a.y} C ${mx} ${a.y}, ${mx} ${b.y}, ${x2} ${b.y}`, 'marker-end': 'url(#arrow)'}));
       // The label sits over the edge's last, level stretch, so the edges a
       // service fans out to keep theirs apart.
-      grp.appendChild(svgEl('text', {class: 'edge-label', x: (mx + x2) / 2 + 10, y: b.y - 8, 'text-anchor': 'middle'}, edgeText(e, windowed)));
+      grp.appendChild(svgEl('text', {class: 'edge-label', x: x2 - 8, y: b.y - 8, 'text-anchor': 'end'}, edgeText(e, windowed)));
       svg.appendChild(grp);
     }
     for (const n of nodes) {
