@@ -16,6 +16,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/api/nodemeta"
+	"github.com/gitmesh/gitmesh/internal/faultnet"
 	"github.com/gitmesh/gitmesh/xds"
 )
 
@@ -312,5 +313,48 @@ func TestScrapeFleet(t *testing.T) {
 	// Between the two scrapes every counter grew by its value in the page.
 	if e := g.Edges[0]; e.Requests != 303 || !near(e.Rate, 303/g.WindowSeconds) {
 		t.Errorf("client edge: %v requests at %v rps; want 303 over %vs", e.Requests, e.Rate, g.WindowSeconds)
+	}
+}
+
+// TestScrapeFleetFaults: a proxy that accepts and never answers, one that
+// answers 500 and one whose page is not metrics do not stop the graph:
+// each is named in Errors within the scrape's deadline, and the others'
+// traffic is drawn.
+func TestScrapeFleetFaults(t *testing.T) {
+	good := metricsServer(t, client1Metrics)
+	hole, err := faultnet.NewBlackHole("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hole.Close() })
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	}))
+	t.Cleanup(failing.Close)
+	lying := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintln(w, "istio_requests_total{reporter=\"source\" this is not a metric")
+	}))
+	t.Cleanup(lying.Close)
+	nodes := fleet{
+		{Workload: nodemeta.Workload{ID: "good", Admin: good.URL}, Connected: true},
+		{Workload: nodemeta.Workload{ID: "hangs", Admin: hole.Addr()}, Connected: true},
+		{Workload: nodemeta.Workload{ID: "fails", Admin: failing.URL}, Connected: true},
+		{Workload: nodemeta.Workload{ID: "lies", Admin: lying.URL}, Connected: true},
+	}
+	s := New(nil, nodes, WithGraphInterval(300*time.Millisecond))
+	s.coldGap = 10 * time.Millisecond
+	start := time.Now()
+	g := s.sampleGraph(context.Background(), time.Second)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the graph took %s; want each scrape bounded by the graph interval", took)
+	}
+	var failed []string
+	for _, e := range g.Errors {
+		id, _, _ := strings.Cut(e, ": ")
+		failed = append(failed, id)
+	}
+	if got := strings.Join(failed, ","); got != "fails,hangs,lies" || g.Proxies != 1 || len(g.Edges) != 3 {
+		t.Errorf("errors %q, %d proxies, %d edges; want fails,hangs,lies named, good's 3 edges drawn", g.Errors, g.Proxies, len(g.Edges))
 	}
 }
