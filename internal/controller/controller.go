@@ -24,6 +24,7 @@ import (
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/ca"
 	"github.com/gitmesh/gitmesh/internal/jwks"
+	"github.com/gitmesh/gitmesh/internal/web"
 	"github.com/gitmesh/gitmesh/reconciler"
 	"github.com/gitmesh/gitmesh/registry/kube"
 	"github.com/gitmesh/gitmesh/sds"
@@ -317,7 +318,8 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if kreg != nil {
 		reg.MustRegister(kreg.Collectors()...)
 	}
-	adminHandler := st.adminHandler(withHooks(receiver, withCA(certs, token, reconciler.AdminHandler(rec, token, reg))))
+	webView := web.New(rec, xdsServer, web.WithLogger(log.With("component", "web")))
+	adminHandler := st.adminHandler(withWeb(webView, withHooks(receiver, withCA(certs, token, reconciler.AdminHandler(rec, token, reg)))))
 	if cfg.AdminAuth == AdminAuthAll {
 		adminHandler = requireAdminToken(token, adminHandler)
 	}
@@ -333,6 +335,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	c.goRun("xds server", func() error { return xdsServer.Serve(ctx, xdsLis) })
 	c.goRun("certificate manager", func() error { return certs.Run(ctx) })
+	c.goRun("web view", func() error { return webView.Run(ctx) })
 	if kreg != nil {
 		c.goRun("kubernetes registry", func() error { return kreg.Run(ctx) })
 	}

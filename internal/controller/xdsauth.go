@@ -21,6 +21,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/ca"
 	"github.com/gitmesh/gitmesh/internal/podidentity"
+	"github.com/gitmesh/gitmesh/internal/web"
 	"github.com/gitmesh/gitmesh/xds"
 	"github.com/gitmesh/gitmesh/xds/xdsauth"
 )
@@ -29,8 +30,10 @@ import (
 const (
 	// AdminAuthWrites requires the bearer token for mutating calls only.
 	AdminAuthWrites = "writes"
-	// AdminAuthAll requires it for every call but /healthz, /readyz and
-	// the webhook receivers (which check their own signatures).
+	// AdminAuthAll requires it for every call but /healthz, /readyz, the
+	// webhook receivers (which check their own signatures) and the web
+	// view's page and assets (which hold no data; the page asks for the
+	// token).
 	AdminAuthAll = "all"
 )
 
@@ -139,10 +142,11 @@ func writeConfigMap(ctx context.Context, cs kubernetes.Interface, namespace, nam
 }
 
 // requireAdminToken requires the bearer token on every admin call but the
-// probes and the webhook receivers (--admin-auth all).
+// probes, the webhook receivers and the web view's static files
+// (--admin-auth all).
 func requireAdminToken(token string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == "/healthz" || req.URL.Path == "/readyz" || strings.HasPrefix(req.URL.Path, "/hooks/") {
+		if req.URL.Path == "/healthz" || req.URL.Path == "/readyz" || strings.HasPrefix(req.URL.Path, "/hooks/") || web.IsPublic(req.URL.Path) {
 			next.ServeHTTP(w, req)
 			return
 		}
