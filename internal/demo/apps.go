@@ -109,4 +109,3 @@ func lightTraffic(ctx context.Context, outbound string, interval time.Duration) 
 		}
 	}
 }
-

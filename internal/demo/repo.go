@@ -62,4 +62,3 @@ func seedRepo(dir string) (bool, error) {
 	}
 	return true, nil
 }
-
