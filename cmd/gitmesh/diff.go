@@ -63,7 +63,7 @@ built, or head has analyzer errors that base has not (--exit-code=false:
 	fl.StringVar(&f.namespace, "namespace", nodemeta.DefaultNamespace, "namespace of objects that name none")
 	fl.StringArrayVar(&f.classes, "proxy-class", nil, "proxy class to compile for, repeatable: role=sidecar,service=reviews,namespace=default")
 	fl.StringVar(&f.controller, "controller", envOr("GITMESH_CONTROLLER", ""), "controller admin API URL: take proxy classes and counts from the live fleet (env GITMESH_CONTROLLER)")
-	fl.BoolVar(&f.live, "live", false, "diff against the revision the fleet runs now (needs --controller, default http://"+defaultAdminAddr+")")
+	fl.BoolVar(&f.live, "live", false, "diff against the revision the fleet runs now (the controller of --controller, else as the client commands find it: GITMESH_CONTROLLER, the client context of gitmesh login, http://"+defaultAdminAddr+")")
 	fl.BoolVar(&f.exitCode, "exit-code", true, "exit 1 on changes and 2 on new analyzer errors; false: exit 0 whenever the diff was made")
 	return cmd
 }
@@ -77,9 +77,6 @@ func runDiff(cmd *cobra.Command, f diffFlags) error {
 		return &exitError{2, errors.New("--base is required (or --live)")}
 	case f.base != "" && f.live:
 		return &exitError{2, errors.New("--live diffs against the live revision: drop --base")}
-	}
-	if f.live && f.controller == "" {
-		f.controller = "http://" + defaultAdminAddr
 	}
 	opts := review.Options{Namespace: f.namespace}
 	for _, s := range f.classes {
@@ -95,7 +92,7 @@ func runDiff(cmd *cobra.Command, f diffFlags) error {
 	}
 
 	baseRef, baseLabel := f.base, ""
-	if f.controller != "" {
+	if f.controller != "" || f.live { // --live without --controller: the client context
 		st, err := fetchStatus(ctx, f.controller)
 		if err != nil {
 			return &exitError{2, err}

@@ -38,6 +38,8 @@ func newRootCmd() *cobra.Command {
 		newStatusCmd(),
 		newHistoryCmd(),
 		newCACmd(),
+		newLoginCmd(),
+		newLogoutCmd(),
 	)
 	root.AddCommand(newRolloutCmds()...)
 	return root
