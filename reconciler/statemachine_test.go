@@ -102,8 +102,8 @@ func TestRolloutStateMachine(t *testing.T) {
 					t.Fatalf("abort answered %d %q; want 200", res.Code, res.Message)
 				}
 				s := h.waitFleetOn(h.good)
-				if s.Rollout.Phase != admin.PhaseRolledBack || s.Rollout.Reason != "aborted by a person" {
-					t.Errorf("rollout %s %q; want RolledBack, aborted by a person", s.Rollout.Phase, s.Rollout.Reason)
+				if s.Rollout.Phase != admin.PhaseAborted || !strings.HasPrefix(s.Rollout.Reason, "aborted by a person") {
+					t.Errorf("rollout %s %q; want Aborted, aborted by a person", s.Rollout.Phase, s.Rollout.Reason)
 				}
 				h.assertNotRetried(s.Rollout.ID, bad, ReasonRolloutFailed)
 			},

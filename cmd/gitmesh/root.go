@@ -25,7 +25,9 @@ func newRootCmd() *cobra.Command {
 		Long:          "gitmesh pulls Istio-style mesh policy from Git, validates and compiles it to Envoy xDS,\nand rolls it out to a fleet of bundled proxies.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       readBuildInfo().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
@@ -38,6 +40,7 @@ func newRootCmd() *cobra.Command {
 		newStatusCmd(),
 		newHistoryCmd(),
 		newCACmd(),
+		newVersionCmd(),
 	)
 	root.AddCommand(newRolloutCmds()...)
 	return root
