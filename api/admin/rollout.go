@@ -73,18 +73,6 @@ func (p Phase) Done() bool {
 // exits 1 on them); Superseded is neither.
 func (p Phase) Succeeded() bool { return p == PhasePromoted }
 
-// Words writes p in lower case words for sentences: "rolled back",
-// "manual rollback", "in progress".
-func (p Phase) Words() string {
-	switch p {
-	case PhaseRolledBack:
-		return "rolled back"
-	case PhaseManualRollback:
-		return "manual rollback"
-	}
-	return strings.ToLower(string(p))
-}
-
 // Rollout triggers.
 const (
 	TriggerCommit   = "commit"   // a new revision in Git

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/gitmesh/gitmesh/internal/logging"
 )
 
 // globalFlags are the flags every command has.
@@ -46,7 +48,9 @@ func newRootCmd() *cobra.Command {
 	return root
 }
 
-// logger builds the process logger from the global flags, writing to w.
+// logger builds the process logger from the global flags, writing to w. A
+// key a component sets again (component=controller, then component=xds)
+// replaces the earlier value rather than repeating it.
 func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
@@ -55,9 +59,9 @@ func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch g.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(logging.Dedup(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(logging.Dedup(slog.NewJSONHandler(w, opts))), nil
 	}
 	return nil, &exitError{2, fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
 }

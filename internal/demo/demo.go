@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if i == 0 {
 			w.Outbound = outbound
 		}
-		p, err := proxy.New(proxy.Config{XDSAddr: ctrl.XDSAddr, Workload: w, Logger: cfg.Logger.With("component", "proxy", "node", s.id)})
+		p, err := proxy.New(proxy.Config{XDSAddr: ctrl.XDSAddr, Workload: w, Logger: cfg.Logger.With("component", "proxy")}) // the proxy adds node_id
 		if err != nil {
 			return fmt.Errorf("starting sidecar %s: %w", s.id, err)
 		}
@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() {
 			defer wg.Done()
 			if err := p.Run(ctx); err != nil {
-				cfg.Logger.Error("sidecar stopped", "node", s.id, "error", err)
+				cfg.Logger.Error("sidecar stopped", "node_id", s.id, "error", err)
 			}
 		}()
 		admins = append(admins, w.Admin)

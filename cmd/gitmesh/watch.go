@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gitmesh/gitmesh/api/admin"
+	"github.com/gitmesh/gitmesh/reconciler"
+)
+
+// watchOptions are status --watch's flags.
+type watchOptions struct {
+	watch    bool
+	interval time.Duration
+	// timeout bounds the watch; 0 waits until the rollout settles.
+	timeout time.Duration
+	// revision, when set, is a commit the controller must attempt before
+	// the rollout it shows can settle the watch.
+	revision string
+	output   string
+	// terminal redraws in place; otherwise each change is appended.
+	terminal bool
+}
+
+// statusGetter reads the admin API (adminClient in the CLI).
+type statusGetter interface {
+	get(ctx context.Context, path string, v any) error
+}
+
+// clearScreen moves the cursor home and clears the screen (ANSI).
+const clearScreen = "\033[H\033[2J"
+
+// watchStatus polls the status every o.interval and draws it until the
+// rollout settles (see settle), o.timeout passes, or ctx is cancelled (an
+// interrupt: exit 0). It returns an exitError with code 1 when the rollout
+// did not end promoted.
+func watchStatus(ctx context.Context, c statusGetter, w io.Writer, o watchOptions) error {
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	t := time.NewTicker(max(o.interval, 10*time.Millisecond))
+	defer t.Stop()
+	var last []byte
+	for {
+		var st admin.Status
+		err := c.get(ctx, "/api/v1/status", &st)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return watchEnded(ctx, o.timeout)
+		case err != nil:
+			return &exitError{2, err}
+		}
+		frame, err := renderFrame(&st, o.output)
+		if err != nil {
+			return err
+		}
+		switch {
+		case o.terminal && o.output != "json":
+			fmt.Fprint(w, clearScreen)
+			w.Write(frame)
+		case !bytes.Equal(frame, last):
+			if last != nil && o.output != "json" {
+				fmt.Fprintln(w)
+			}
+			w.Write(frame)
+		}
+		last = frame
+		if s := settle(&st, o.revision); s.done {
+			msg := w
+			if o.output == "json" {
+				msg = os.Stderr
+			}
+			fmt.Fprintln(msg, s.summary)
+			if s.failed {
+				return &exitError{code: 1}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return watchEnded(ctx, o.timeout)
+		case <-t.C:
+		}
+	}
+}
+
+// watchEnded is the result of a watch whose context ended first.
+func watchEnded(ctx context.Context, timeout time.Duration) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &exitError{1, fmt.Errorf("timed out after %s waiting for the rollout to settle", timeout)}
+	}
+	return nil // interrupted
+}
+
+// renderFrame renders one status: text, or a JSON document without the
+// fields that change on every poll, so that an unchanged status is not
+// written again.
+func renderFrame(st *admin.Status, output string) ([]byte, error) {
+	var b bytes.Buffer
+	if output == "json" {
+		cp := *st
+		cp.LastReconcileTime = time.Time{}
+		if err := json.NewEncoder(&b).Encode(cp); err != nil {
+			return nil, fmt.Errorf("encoding status: %w", err)
+		}
+		return b.Bytes(), nil
+	}
+	printStatus(&b, st)
+	return b.Bytes(), nil
+}
+
+// settlement says whether a watch is over and how it ended.
+type settlement struct {
+	done, failed bool
+	summary      string
+}
+
+// settle decides from one status whether the rollout settled, as
+// `kubectl rollout status` does: a rollout in flight, a first pass not yet
+// done, a fetch failing (Git may come back), or a revision not yet
+// attempted keep the watch going; a revision refused before its rollout or
+// a rollout that ended otherwise than Promoted fail it; Promoted, or
+// nothing in flight with Ready True, succeed.
+func settle(st *admin.Status, revision string) settlement {
+	ro := st.Rollout
+	if revision != "" && !matchesRevision(st.LastAttemptedRevision, revision) &&
+		!matchesRevision(st.LastAppliedRevision, revision) && (ro == nil || !matchesRevision(ro.Revision, revision)) {
+		return settlement{}
+	}
+	if ro != nil && !ro.Phase.Done() {
+		return settlement{}
+	}
+	ready := st.Ready()
+	if ready == nil || ready.Status == metav1.ConditionUnknown || (ready.Status == metav1.ConditionFalse && ready.Reason == reconciler.ReasonFetchFailed) {
+		return settlement{}
+	}
+	if ready.Status == metav1.ConditionFalse && ready.Reason != reconciler.ReasonRolloutFailed {
+		return settlement{done: true, failed: true, summary: fmt.Sprintf("%s %s (%s): %s", orNone(st.LastAttemptedRevision), admin.PhaseRefused, ready.Reason, ready.Message)}
+	}
+	if ro == nil {
+		if ready.Status == metav1.ConditionFalse {
+			return settlement{done: true, failed: true, summary: fmt.Sprintf("%s: %s", ready.Reason, ready.Message)}
+		}
+		return settlement{done: true, summary: fmt.Sprintf("nothing in flight; serving %s", orNone(st.LastAppliedRevision))}
+	}
+	summary := fmt.Sprintf("rollout #%d of %s %s", ro.ID, ro.Revision, ro.Phase)
+	if ro.Reason != "" {
+		summary += ": " + ro.Reason
+	}
+	switch {
+	case ro.Phase.Succeeded():
+		return settlement{done: true, summary: summary}
+	case ro.Phase == admin.PhaseSuperseded:
+		return settlement{} // the superseding rollout is about to be shown
+	}
+	return settlement{done: true, failed: true, summary: summary}
+}
+
+// matchesRevision reports whether rev ("main@sha1:<hex>") is want: the
+// same revision, or want is its SHA or a prefix of it (at least 4 hex).
+func matchesRevision(rev, want string) bool {
+	if rev == "" {
+		return false
+	}
+	if rev == want {
+		return true
+	}
+	_, sha, _ := strings.Cut(rev, "sha1:")
+	want = strings.TrimPrefix(want, "sha1:")
+	return len(want) >= 4 && strings.HasPrefix(sha, want)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
