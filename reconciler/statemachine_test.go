@@ -267,6 +267,9 @@ func TestRolloutStateMachine(t *testing.T) {
 				if res, _ := h.do(admin.OpResume); res.Code != http.StatusOK || !strings.Contains(res.Message, "released "+bad) {
 					t.Fatalf("resume answered %d %q; want %s released", res.Code, res.Message, bad)
 				}
+				if got := h.r.Status().LastAttemptedRevision; got != bad {
+					t.Errorf("lastAttemptedRevision right after resume = %q; want %s (still the one attempted)", got, bad)
+				}
 				s = h.waitPhase(bad, admin.PhaseBaking)
 				if s.Rollout.ID == id {
 					t.Errorf("resume did not start a new rollout of %s", bad)

@@ -129,32 +129,50 @@ type settlement struct {
 
 // settle decides from one status whether the rollout settled, as
 // `kubectl rollout status` does: a rollout in flight, a first pass not yet
-// done, a fetch failing (Git may come back), or a revision not yet
-// attempted keep the watch going; a revision refused before its rollout or
-// a rollout that ended otherwise than Promoted fail it; Promoted, or
-// nothing in flight with Ready True, succeed.
+// done, or a fetch failing (Git may come back) keep the watch going; a
+// revision refused before its rollout, or a rollout that ended otherwise
+// than Promoted, fail it; Promoted, or nothing in flight with Ready True,
+// succeed. With revision set, only that revision's rollout, refusal or
+// adoption settles it.
 func settle(st *admin.Status, revision string) settlement {
 	ro := st.Rollout
-	if revision != "" && !matchesRevision(st.LastAttemptedRevision, revision) &&
-		!matchesRevision(st.LastAppliedRevision, revision) && (ro == nil || !matchesRevision(ro.Revision, revision)) {
-		return settlement{}
-	}
+	ready := st.Ready()
 	if ro != nil && !ro.Phase.Done() {
 		return settlement{}
 	}
-	ready := st.Ready()
 	if ready == nil || ready.Status == metav1.ConditionUnknown || (ready.Status == metav1.ConditionFalse && ready.Reason == reconciler.ReasonFetchFailed) {
 		return settlement{}
 	}
-	if ready.Status == metav1.ConditionFalse && ready.Reason != reconciler.ReasonRolloutFailed {
-		return settlement{done: true, failed: true, summary: fmt.Sprintf("%s %s (%s): %s", orNone(st.LastAttemptedRevision), admin.PhaseRefused, ready.Reason, ready.Message)}
-	}
-	if ro == nil {
-		if ready.Status == metav1.ConditionFalse {
-			return settlement{done: true, failed: true, summary: fmt.Sprintf("%s: %s", ready.Reason, ready.Message)}
+	refused := ready.Status == metav1.ConditionFalse && ready.Reason != reconciler.ReasonRolloutFailed
+	if revision != "" {
+		switch {
+		case ro != nil && matchesRevision(ro.Revision, revision):
+			return rolloutSettled(ro)
+		case refused && matchesRevision(st.LastAttemptedRevision, revision) && strings.Contains(ready.Message, st.LastAttemptedRevision):
+			return refusal(st, ready)
+		case ready.Status == metav1.ConditionTrue && matchesRevision(st.LastAppliedRevision, revision):
+			return settlement{done: true, summary: "serving " + st.LastAppliedRevision}
 		}
-		return settlement{done: true, summary: fmt.Sprintf("nothing in flight; serving %s", orNone(st.LastAppliedRevision))}
+		return settlement{}
 	}
+	switch {
+	case refused:
+		return refusal(st, ready)
+	case ro != nil:
+		return rolloutSettled(ro)
+	case ready.Status == metav1.ConditionFalse:
+		return settlement{done: true, failed: true, summary: fmt.Sprintf("%s: %s", ready.Reason, ready.Message)}
+	}
+	return settlement{done: true, summary: "nothing in flight; serving " + orNone(st.LastAppliedRevision)}
+}
+
+// refusal is the settlement of a revision refused before its rollout.
+func refusal(st *admin.Status, ready *metav1.Condition) settlement {
+	return settlement{done: true, failed: true, summary: fmt.Sprintf("%s %s (%s): %s", orNone(st.LastAttemptedRevision), admin.PhaseRefused, ready.Reason, ready.Message)}
+}
+
+// rolloutSettled is the settlement of a finished rollout.
+func rolloutSettled(ro *admin.Rollout) settlement {
 	summary := fmt.Sprintf("rollout #%d of %s %s", ro.ID, ro.Revision, ro.Phase)
 	if ro.Reason != "" {
 		summary += ": " + ro.Reason
