@@ -54,7 +54,7 @@ not be reached.`,
 			}
 			return writeStatus(cmd.OutOrStdout(), &st, output)
 		}
-		wo.output, wo.terminal = output, isTerminal(cmd.OutOrStdout())
+		wo.output, wo.terminal, wo.stderr = output, isTerminal(cmd.OutOrStdout()), cmd.ErrOrStderr()
 		return watchStatus(cmd.Context(), c, cmd.OutOrStdout(), wo)
 	}
 	outputFlag(cmd, &output, "text", "json")

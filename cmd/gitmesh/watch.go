@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,9 @@ type watchOptions struct {
 	output   string
 	// terminal redraws in place; otherwise each change is appended.
 	terminal bool
+	// stderr gets the closing summary with -o json (stdout holds only
+	// JSON then); nil discards it.
+	stderr io.Writer
 }
 
 // statusGetter reads the admin API (adminClient in the CLI).
@@ -80,7 +84,7 @@ func watchStatus(ctx context.Context, c statusGetter, w io.Writer, o watchOption
 		if s := settle(&st, o.revision); s.done {
 			msg := w
 			if o.output == "json" {
-				msg = os.Stderr
+				msg = cmp.Or(o.stderr, io.Discard)
 			}
 			fmt.Fprintln(msg, s.summary)
 			if s.failed {
