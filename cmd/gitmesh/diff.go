@@ -62,7 +62,7 @@ built, or head has analyzer errors that base has not (--exit-code=false:
 	fl.StringVar(&f.path, "path", "", "policy directory inside the repository (a kustomization or plain YAML)")
 	fl.StringVar(&f.namespace, "namespace", nodemeta.DefaultNamespace, "namespace of objects that name none")
 	fl.StringArrayVar(&f.classes, "proxy-class", nil, "proxy class to compile for, repeatable: role=sidecar,service=reviews,namespace=default")
-	fl.StringVar(&f.controller, "controller", envOr("GITMESH_CONTROLLER", ""), "controller admin API URL: take proxy classes and counts from the live fleet (env GITMESH_CONTROLLER)")
+	fl.StringVar(&f.controller, "controller", envOr("GITMESH_CONTROLLER", ""), "controller admin API URL: take proxy classes and counts from the live fleet (default $GITMESH_CONTROLLER; with --live, http://"+defaultAdminAddr+")")
 	fl.BoolVar(&f.live, "live", false, "diff against the revision the fleet runs now (needs --controller, default http://"+defaultAdminAddr+")")
 	fl.BoolVar(&f.exitCode, "exit-code", true, "exit 1 on changes and 2 on new analyzer errors; false: exit 0 whenever the diff was made")
 	return cmd
