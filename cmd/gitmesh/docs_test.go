@@ -85,7 +85,9 @@ func flagUses(root *cobra.Command, line string) []flagUse {
 		line = line[:i] // a shell comment
 	}
 	line = strings.ReplaceAll(line, `\|`, "|")
-	toks := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == '[' || r == ']' || r == '|' || r == '(' || r == ')' })
+	toks := strings.FieldsFunc(line, func(r rune) bool {
+		return r == ' ' || r == '\t' || r == '[' || r == ']' || r == '|' || r == '(' || r == ')'
+	})
 	var out []flagUse
 	for i := 0; i < len(toks); i++ {
 		if toks[i] != "gitmesh" && !strings.HasSuffix(toks[i], "/gitmesh") {
