@@ -124,6 +124,44 @@ func TestRolloutStateMachine(t *testing.T) {
 			},
 		},
 		{
+			name: "a refused revision is in history once, with its diagnostics, across a restart",
+			run: func(t *testing.T, h *harness) {
+				bad := h.commit("v9") // no such subset
+				refused := func(s admin.Status) bool {
+					c := s.Ready()
+					return s.LastAttemptedRevision == bad && c != nil && c.Reason == ReasonValidationFailed
+				}
+				h.waitStatus("the revision refused", refused)
+				h.waitFetches(2)
+				h.restart()
+				h.waitStatus("the revision refused again after the restart", refused)
+				h.waitFetches(2)
+				hist, err := h.r.History(0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var recs []admin.Rollout
+				for _, ro := range hist {
+					if ro.Revision == bad {
+						recs = append(recs, ro)
+					}
+				}
+				if len(recs) != 1 {
+					t.Fatalf("history has %d records of %s: %+v; want one", len(recs), bad, recs)
+				}
+				ro := recs[0]
+				if ro.Phase != admin.PhaseRefused || ro.Trigger != admin.TriggerCommit || !strings.HasPrefix(ro.Reason, ReasonValidationFailed+": ") {
+					t.Errorf("record %s %s %q; want commit Refused with reason ValidationFailed: ...", ro.Trigger, ro.Phase, ro.Reason)
+				}
+				if len(ro.Diagnostics) == 0 || ro.Diagnostics[0].Origin.Line == 0 || !strings.Contains(ro.Diagnostics[0].String(), "v9") {
+					t.Errorf("diagnostics %v; want the undefined subset with its file:line", ro.Diagnostics)
+				}
+				if s := h.r.Status(); s.LastAppliedRevision != h.good {
+					t.Errorf("serving %s; want %s still", s.LastAppliedRevision, h.good)
+				}
+			},
+		},
+		{
 			name: "a wave that never ACKs fails at the progress deadline",
 			opts: harnessOpts{rollout: shortDeadline},
 			run: func(t *testing.T, h *harness) {

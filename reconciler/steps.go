@@ -109,8 +109,15 @@ func (r *Reconciler) reconcile(ctx context.Context, f fetched) error {
 
 // recordRefused records in history a revision that failed to build,
 // validate or compile, with its first error diagnostics (file:line). A
-// refused revision is attempted once per commit, so it is recorded once.
+// refused revision is attempted once per commit, and once more after a
+// restart (the refusal is not kept in the state): the newest record
+// already refusing it is not repeated.
 func (r *Reconciler) recordRefused(revision string, se *stepError, diags compiler.Diagnostics) {
+	if r.cfg.Store != nil {
+		if h, err := r.cfg.Store.History(1); err == nil && len(h) == 1 && h[0].Phase == admin.PhaseRefused && h[0].Revision == revision {
+			return
+		}
+	}
 	var first compiler.Diagnostics
 	for _, d := range diags {
 		if d.Severity == compiler.SeverityError && len(first) < admin.MaxHistoryDiagnostics {
