@@ -64,16 +64,19 @@ func (h *dedupHandler) Handle(ctx context.Context, r slog.Record) error {
 	if len(h.attrs) == 0 {
 		return h.withed.Handle(ctx, r)
 	}
-	var own []slog.Attr
 	clash := false
 	r.Attrs(func(a slog.Attr) bool {
-		own = append(own, a)
-		clash = clash || index(h.attrs, a.Key) >= 0
-		return true
+		clash = index(h.attrs, a.Key) >= 0
+		return !clash
 	})
 	if !clash {
-		return h.withed.Handle(ctx, r)
+		return h.withed.Handle(ctx, r) // the common case: no copy
 	}
+	own := make([]slog.Attr, 0, r.NumAttrs())
+	r.Attrs(func(a slog.Attr) bool {
+		own = append(own, a)
+		return true
+	})
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	out.AddAttrs(merge(h.attrs, own)...)
 	return h.base.Handle(ctx, out)

@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -50,5 +51,13 @@ func TestDedup(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func BenchmarkDedup(b *testing.B) {
+	l := slog.New(Dedup(slog.NewTextHandler(io.Discard, nil))).With("component", "controller").With("component", "proxy", "node_id", "n1")
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Info("request", "status", 200, "bytes", 1024)
 	}
 }
