@@ -64,7 +64,7 @@ commit SHA or a unique SHA prefix; the answer says which it matched. The
 record of a rollback shows in history as ManualRollback. The controller then
 holds there until a new commit arrives or 'gitmesh resume'.`,
 			func(cmd *cobra.Command, r *admin.Request) {
-				cmd.Flags().StringVar(&r.To, "to", "", "what to roll back to: a history id (4 or #4), main@sha1:..., a SHA or a unique SHA prefix")
+				cmd.Flags().StringVar(&r.To, "to", "", "what to roll back to: a history `ID` (4 or #4), main@sha1:..., a SHA or a unique SHA prefix")
 			}),
 	}
 }
@@ -103,7 +103,7 @@ Exit codes: 0 shown, 2 the controller could not be reached.`,
 		return printHistory(cmd.OutOrStdout(), h)
 	}
 	outputFlag(cmd, &output, "text", "json")
-	cmd.Flags().IntVar(&limit, "limit", 20, "how many records to show (0: all)")
+	cmd.Flags().IntVar(&limit, "limit", 20, "how many records to show (`N`; 0: all)")
 	return cmd
 }
 

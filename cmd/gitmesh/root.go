@@ -68,7 +68,7 @@ func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 
 // outputFlag adds -o/--output (with --format as an alias) to cmd.
 func outputFlag(cmd *cobra.Command, p *string, allowed ...string) {
-	help := "output format: " + strings.Join(allowed, ", ")
+	help := "output format: `" + strings.Join(allowed, "|") + "`"
 	cmd.Flags().StringVarP(p, "output", "o", allowed[0], help)
 	cmd.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "format" {

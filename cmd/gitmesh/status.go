@@ -59,9 +59,9 @@ not be reached.`,
 	}
 	outputFlag(cmd, &output, "text", "json")
 	cmd.Flags().BoolVarP(&wo.watch, "watch", "w", false, "poll until the rollout settles; the exit code says how it ended")
-	cmd.Flags().DurationVar(&wo.interval, "interval", time.Second, "poll interval with --watch")
-	cmd.Flags().DurationVar(&wo.timeout, "timeout", 0, "with --watch, give up (exit 1) after this long; 0 waits forever")
-	cmd.Flags().StringVar(&wo.revision, "revision", "", "with --watch, wait for this commit (SHA, SHA prefix or revision) to be attempted first")
+	cmd.Flags().DurationVar(&wo.interval, "interval", time.Second, "poll `interval` with --watch")
+	cmd.Flags().DurationVar(&wo.timeout, "timeout", 0, "with --watch, give up (exit 1) after this `duration`; 0 waits forever")
+	cmd.Flags().StringVar(&wo.revision, "revision", "", "with --watch, wait for this commit (`SHA`, SHA prefix or revision) to be attempted first")
 	return cmd
 }
 
