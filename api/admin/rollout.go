@@ -180,8 +180,9 @@ type Request struct {
 	Op string `json:"op"`
 	// Full (promote) skips every remaining wave.
 	Full bool `json:"full,omitempty"`
-	// To (rollback) names a previously promoted revision: a full revision,
-	// a commit SHA or a unique SHA prefix. Default: the last good revision
+	// To (rollback) names a previously promoted revision: a history id
+	// ("4" or "#4"), a full revision, a commit SHA or a unique SHA prefix.
+	// Default: the last good revision
 	// (aborting an in-flight rollout), or, with none in flight, the one
 	// promoted before it.
 	To string `json:"to,omitempty"`
