@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,11 +67,14 @@ func (r *Reconciler) execute(ctx context.Context, c command) admin.Response {
 		if !inFlight {
 			return admin.Response{Message: "no rollout in flight", Code: http.StatusConflict}
 		}
-		r.rollback(ctx, ro, admin.PhaseRolledBack, "aborted by a person")
+		r.rollback(ctx, ro, admin.PhaseAborted, "aborted by a person ('gitmesh abort')")
 		return admin.Response{Message: fmt.Sprintf("aborted %s; every proxy is back on %s", ro.Revision, ro.PreviousRevision), Code: http.StatusOK}
 	case admin.OpPause:
-		if !inFlight || ro.Phase == admin.PhasePaused {
-			return admin.Response{Message: "no running rollout to pause", Code: http.StatusConflict}
+		if !inFlight {
+			return admin.Response{Message: "no rollout in flight", Code: http.StatusConflict}
+		}
+		if ro.Phase == admin.PhasePaused {
+			return admin.Response{Message: fmt.Sprintf("rollout #%d of %s is already paused at %s; 'gitmesh resume' continues it", ro.ID, ro.Revision, ro.Waves[ro.Wave].Name), Code: http.StatusConflict}
 		}
 		r.mu.Lock()
 		ro.PausedFrom, ro.Phase, ro.Waiting = ro.Phase, admin.PhasePaused, "paused by a person; 'gitmesh resume' continues"
@@ -109,7 +113,9 @@ func (r *Reconciler) execute(ctx context.Context, c command) admin.Response {
 			return admin.Response{Message: "nothing paused or held", Code: http.StatusConflict}
 		}
 		r.mu.Lock()
-		r.status.LastAttemptedRevision, r.status.lastAttemptFailed = "", nil
+		// LastAttemptedRevision stays what it is (status shows it); without
+		// a recorded failure the next fetch builds and applies it again.
+		r.status.lastAttemptFailed = nil
 		r.mu.Unlock()
 		r.forgetFailure()
 		r.Trigger()
@@ -134,11 +140,11 @@ func (r *Reconciler) manualRollback(ctx context.Context, to string) admin.Respon
 		return admin.Response{Message: "nothing has been served yet", Code: http.StatusConflict}
 	}
 	if to == "" && ro != nil && !ro.Phase.Done() {
-		r.rollback(ctx, ro, admin.PhaseRolledBack, "rolled back by a person")
+		r.rollback(ctx, ro, admin.PhaseAborted, "rolled back by a person ('gitmesh rollback'); held on "+stable.Revision)
 		r.setHold(&admin.Hold{Revision: stable.Revision, Head: head, Since: time.Now().UTC()})
 		return admin.Response{Message: fmt.Sprintf("rolled back %s; every proxy is back on %s (held)", ro.Revision, stable.Revision), Code: http.StatusOK}
 	}
-	target, err := r.findGood(to, stable.Revision)
+	target, matched, err := r.findGood(to, stable.Revision)
 	if err != nil {
 		return admin.Response{Message: err.Error(), Code: http.StatusNotFound}
 	}
@@ -154,7 +160,7 @@ func (r *Reconciler) manualRollback(ctx context.Context, to string) admin.Respon
 		r.finish(ctx, ro, admin.PhaseSuperseded, "superseded by a manual rollback to "+cand.Revision)
 	}
 	now := time.Now().UTC()
-	rec := &rollout{Rollout: admin.Rollout{Revision: cand.Revision, Version: cand.Version, PreviousRevision: stable.Revision, Trigger: admin.TriggerRollback, Phase: admin.PhasePromoted, Reason: "manual rollback", StartedAt: now, FinishedAt: now}}
+	rec := &rollout{Rollout: admin.Rollout{Revision: cand.Revision, Version: cand.Version, PreviousRevision: stable.Revision, Trigger: admin.TriggerRollback, Phase: admin.PhaseManualRollback, Reason: "rolled the fleet back from " + stable.Revision, StartedAt: now, FinishedAt: now}}
 	if err := r.saveRollout(rec); err != nil {
 		r.log.Warn("saving rollout", "error", err)
 	}
@@ -165,31 +171,37 @@ func (r *Reconciler) manualRollback(ctx context.Context, to string) admin.Respon
 	r.mu.Unlock()
 	r.saveGood(cand)
 	r.setHold(&admin.Hold{Revision: cand.Revision, Head: head, Since: now})
-	r.metrics.rollouts.WithLabelValues("ManualRollback").Inc()
+	r.metrics.rollouts.WithLabelValues(string(admin.PhaseManualRollback)).Inc()
+	r.metrics.setPhase(admin.PhaseManualRollback)
 	r.syncFleet(ctx)
 	r.startJWKSRefresh(ctx, r.cfg.JWKSRefresh) // its jwksUri may differ from the stable's
 	r.log.Warn("manual rollback", "revision", cand.Revision, "from", stable.Revision)
-	return admin.Response{Message: fmt.Sprintf("rolled the fleet back to %s (held until a new commit or 'gitmesh resume')", cand.Revision), Code: http.StatusOK}
+	return admin.Response{Message: fmt.Sprintf("rolled the fleet back to %s (%s; held until a new commit or 'gitmesh resume')", cand.Revision, matched), Code: http.StatusOK}
 }
 
-// findGood finds a promoted revision by full revision, SHA or unique SHA
-// prefix; with to empty, the one promoted before current.
-func (r *Reconciler) findGood(to, current string) (*LastGood, error) {
+// findGood finds a promoted revision by history id ("4" or "#4"), full
+// revision, SHA or unique SHA prefix; with to empty, the one promoted
+// before current. It says what to matched, for the answer.
+func (r *Reconciler) findGood(to, current string) (*LastGood, string, error) {
 	if r.cfg.Store == nil {
-		return nil, errors.New("no state store: rollback needs --state-dir")
+		return nil, "", errors.New("no state store: rollback needs --state-dir")
 	}
 	goods, err := r.cfg.Store.GoodRevisions()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if to == "" {
 		sort.Slice(goods, func(i, j int) bool { return goods[i].AppliedAt.After(goods[j].AppliedAt) })
 		for i := range goods {
 			if goods[i].Revision != current {
-				return &goods[i], nil
+				return &goods[i], "the revision promoted before " + current, nil
 			}
 		}
-		return nil, errors.New("no earlier good revision to roll back to")
+		return nil, "", errors.New("no earlier good revision to roll back to")
+	}
+	byID, err := r.historyRecord(to)
+	if err != nil {
+		return nil, "", err
 	}
 	var found []*LastGood
 	for i := range goods {
@@ -199,13 +211,46 @@ func (r *Reconciler) findGood(to, current string) (*LastGood, error) {
 			found = append(found, &goods[i])
 		}
 	}
+	if byID != nil {
+		if len(found) > 0 && found[0].Revision != byID.Revision {
+			return nil, "", fmt.Errorf("%q is ambiguous: it is history #%d (%s) and a prefix of %s; use '#%d' or more of the SHA", to, byID.ID, byID.Revision, found[0].Revision, byID.ID)
+		}
+		for i := range goods {
+			if goods[i].Revision == byID.Revision {
+				return &goods[i], fmt.Sprintf("history #%d", byID.ID), nil
+			}
+		}
+		return nil, "", fmt.Errorf("history #%d is %s, which was never promoted (%s); only promoted revisions can be rolled back to", byID.ID, byID.Revision, byID.Phase)
+	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("revision %q was never promoted (only promoted revisions can be rolled back to; see 'gitmesh history')", to)
+		return nil, "", fmt.Errorf("%q is neither a history id nor a promoted revision (only promoted revisions can be rolled back to; see 'gitmesh history')", to)
 	case 1:
-		return found[0], nil
+		if found[0].Revision == to {
+			return found[0], "revision", nil
+		}
+		return found[0], "SHA prefix " + to, nil
 	}
-	return nil, fmt.Errorf("revision %q is ambiguous: it matches %d promoted revisions", to, len(found))
+	return nil, "", fmt.Errorf("revision %q is ambiguous: it matches %d promoted revisions", to, len(found))
+}
+
+// historyRecord returns the history record whose id is to ("4" or "#4"),
+// nil when to is not a number or no record has that id.
+func (r *Reconciler) historyRecord(to string) (*admin.Rollout, error) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(to, "#"), 10, 64)
+	if err != nil || id == 0 {
+		return nil, nil
+	}
+	h, err := r.cfg.Store.History(0)
+	if err != nil {
+		return nil, fmt.Errorf("reading history: %w", err)
+	}
+	for i := range h {
+		if h[i].ID == id {
+			return &h[i], nil
+		}
+	}
+	return nil, nil
 }
 
 // setHold records a hold.

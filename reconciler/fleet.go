@@ -71,10 +71,10 @@ func (r *Reconciler) assignNode(ctx context.Context, n xds.NodeStatus, s *served
 		return
 	}
 	if err := r.cfg.Fleet.SetSnapshot(ctx, n.Workload.ID, label, snap.Resources); err != nil {
-		r.log.Error("assigning snapshot", "node", n.Workload.ID, "version", label, "error", err)
+		r.log.Error("assigning snapshot", "node_id", n.Workload.ID, "version", label, "error", err)
 		return
 	}
-	r.log.Debug("assigned snapshot", "node", n.Workload.ID, "revision", s.Revision, "version", label)
+	r.log.Debug("assigned snapshot", "node_id", n.Workload.ID, "revision", s.Revision, "version", label)
 }
 
 // snapshotLabel is the version label a node is assigned: the policy-derived

@@ -238,8 +238,8 @@ func TestRolloutGates(t *testing.T) {
 				bad := h.commit("v2")
 				waitSignal(t, rig.hook.entered, "a confirm-promotion call")
 				s := h.abortWhileHung("the webhook")
-				if s.Rollout.Revision != bad || s.Rollout.Phase != admin.PhaseRolledBack {
-					t.Errorf("rollout of %s %s; want %s RolledBack", s.Rollout.Revision, s.Rollout.Phase, bad)
+				if s.Rollout.Revision != bad || s.Rollout.Phase != admin.PhaseAborted {
+					t.Errorf("rollout of %s %s; want %s Aborted", s.Rollout.Revision, s.Rollout.Phase, bad)
 				}
 				if n := len(rig.hook.callTimes()); n != 1 {
 					t.Errorf("the hung webhook was called %d times; want once (its call is in flight)", n)

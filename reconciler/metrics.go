@@ -40,7 +40,7 @@ func newMetrics() *metrics {
 		}),
 		rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gitmesh_rollouts_total",
-			Help: "Finished rollouts by outcome (Promoted, RolledBack, Failed, Superseded, ManualRollback).",
+			Help: "History records by outcome (Promoted, RolledBack, Failed, Aborted, Superseded, ManualRollback, Refused), as gitmesh history shows them.",
 		}, []string{"outcome"}),
 		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gitmesh_rollout_phase",
@@ -95,7 +95,7 @@ func (m *metrics) setRollout(ro *admin.Rollout) {
 
 // setPhase marks p as the current rollout phase.
 func (m *metrics) setPhase(p admin.Phase) {
-	for _, q := range []admin.Phase{admin.PhasePending, admin.PhaseProgressing, admin.PhaseBaking, admin.PhasePaused, admin.PhasePromoted, admin.PhaseRolledBack, admin.PhaseFailed, admin.PhaseSuperseded} {
+	for _, q := range admin.Phases() {
 		m.phase.WithLabelValues(string(q)).Set(boolGauge(p == q))
 	}
 }

@@ -365,7 +365,7 @@ func (r *Reconciler) rollback(ctx context.Context, ro *rollout, phase admin.Phas
 	updated := append([]string(nil), ro.Updated...)
 	ro.updated = map[string]bool{}
 	r.rollbackWatches = append(r.rollbackWatches, rollbackWatch{started: time.Now(), nodes: updated, revision: ro.Revision})
-	failed := &stepError{reason: ReasonRolloutFailed, err: fmt.Errorf("rollout of %s %s: %s", ro.Revision, strings.ToLower(string(phase)), reason)}
+	failed := &stepError{reason: ReasonRolloutFailed, err: fmt.Errorf("rollout of %s ended %s: %s", ro.Revision, phase, reason)}
 	r.status.lastAttemptFailed, r.status.lastErr = failed, failed
 	r.status.LastAttemptedRevision = ro.Revision
 	r.mu.Unlock()

@@ -102,8 +102,8 @@ func TestRolloutStateMachine(t *testing.T) {
 					t.Fatalf("abort answered %d %q; want 200", res.Code, res.Message)
 				}
 				s := h.waitFleetOn(h.good)
-				if s.Rollout.Phase != admin.PhaseRolledBack || s.Rollout.Reason != "aborted by a person" {
-					t.Errorf("rollout %s %q; want RolledBack, aborted by a person", s.Rollout.Phase, s.Rollout.Reason)
+				if s.Rollout.Phase != admin.PhaseAborted || !strings.HasPrefix(s.Rollout.Reason, "aborted by a person") {
+					t.Errorf("rollout %s %q; want Aborted, aborted by a person", s.Rollout.Phase, s.Rollout.Reason)
 				}
 				h.assertNotRetried(s.Rollout.ID, bad, ReasonRolloutFailed)
 			},
@@ -121,6 +121,44 @@ func TestRolloutStateMachine(t *testing.T) {
 				}
 				s = h.waitFleetOn(h.good)
 				h.assertNotRetried(s.Rollout.ID, bad, ReasonRolloutFailed)
+			},
+		},
+		{
+			name: "a refused revision is in history once, with its diagnostics, across a restart",
+			run: func(t *testing.T, h *harness) {
+				bad := h.commit("v9") // no such subset
+				refused := func(s admin.Status) bool {
+					c := s.Ready()
+					return s.LastAttemptedRevision == bad && c != nil && c.Reason == ReasonValidationFailed
+				}
+				h.waitStatus("the revision refused", refused)
+				h.waitFetches(2)
+				h.restart()
+				h.waitStatus("the revision refused again after the restart", refused)
+				h.waitFetches(2)
+				hist, err := h.r.History(0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var recs []admin.Rollout
+				for _, ro := range hist {
+					if ro.Revision == bad {
+						recs = append(recs, ro)
+					}
+				}
+				if len(recs) != 1 {
+					t.Fatalf("history has %d records of %s: %+v; want one", len(recs), bad, recs)
+				}
+				ro := recs[0]
+				if ro.Phase != admin.PhaseRefused || ro.Trigger != admin.TriggerCommit || !strings.HasPrefix(ro.Reason, ReasonValidationFailed+": ") {
+					t.Errorf("record %s %s %q; want commit Refused with reason ValidationFailed: ...", ro.Trigger, ro.Phase, ro.Reason)
+				}
+				if len(ro.Diagnostics) == 0 || ro.Diagnostics[0].Origin.Line == 0 || !strings.Contains(ro.Diagnostics[0].String(), "v9") {
+					t.Errorf("diagnostics %v; want the undefined subset with its file:line", ro.Diagnostics)
+				}
+				if s := h.r.Status(); s.LastAppliedRevision != h.good {
+					t.Errorf("serving %s; want %s still", s.LastAppliedRevision, h.good)
+				}
 			},
 		},
 		{
@@ -266,6 +304,9 @@ func TestRolloutStateMachine(t *testing.T) {
 
 				if res, _ := h.do(admin.OpResume); res.Code != http.StatusOK || !strings.Contains(res.Message, "released "+bad) {
 					t.Fatalf("resume answered %d %q; want %s released", res.Code, res.Message, bad)
+				}
+				if got := h.r.Status().LastAttemptedRevision; got != bad {
+					t.Errorf("lastAttemptedRevision right after resume = %q; want %s (still the one attempted)", got, bad)
 				}
 				s = h.waitPhase(bad, admin.PhaseBaking)
 				if s.Rollout.ID == id {

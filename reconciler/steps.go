@@ -102,8 +102,37 @@ func (r *Reconciler) reconcile(ctx context.Context, f fetched) error {
 		r.mu.Lock()
 		r.status.lastAttemptFailed = se
 		r.mu.Unlock()
+		r.recordRefused(art.Revision, se, f.diags)
 	}
 	return err
+}
+
+// recordRefused records in history a revision that failed to build,
+// validate or compile, with its first error diagnostics (file:line). A
+// refused revision is attempted once per commit, and once more after a
+// restart (the refusal is not kept in the state): the newest record
+// already refusing it is not repeated.
+func (r *Reconciler) recordRefused(revision string, se *stepError, diags compiler.Diagnostics) {
+	if r.cfg.Store != nil {
+		if h, err := r.cfg.Store.History(1); err == nil && len(h) == 1 && h[0].Phase == admin.PhaseRefused && h[0].Revision == revision {
+			return
+		}
+	}
+	var first compiler.Diagnostics
+	for _, d := range diags {
+		if d.Severity == compiler.SeverityError && len(first) < admin.MaxHistoryDiagnostics {
+			first = append(first, d)
+		}
+	}
+	now := time.Now().UTC()
+	ro := &rollout{Rollout: admin.Rollout{
+		Revision: revision, Trigger: admin.TriggerCommit, Phase: admin.PhaseRefused,
+		Reason: se.reason + ": " + se.err.Error(), Diagnostics: first, StartedAt: now, FinishedAt: now,
+	}}
+	if err := r.saveRollout(ro); err != nil {
+		r.log.Warn("saving refused revision", "error", err)
+	}
+	r.metrics.rollouts.WithLabelValues(string(admin.PhaseRefused)).Inc()
 }
 
 // buildAndParse builds the artifact into Objects and parses them into a

@@ -96,20 +96,36 @@ func TestFindGood(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// History: #1 promoted 1111aaaa, #2 refused 3333dddd, #3 promoted 2222bbbb.
+	for _, ro := range []admin.Rollout{
+		{Revision: "main@sha1:1111aaaa", Phase: admin.PhasePromoted},
+		{Revision: "main@sha1:3333dddd", Phase: admin.PhaseRefused},
+		{Revision: "main@sha1:2222bbbb", Phase: admin.PhasePromoted},
+	} {
+		if err := s.SaveRollout(&ro, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r := &Reconciler{cfg: Config{Store: s}}
 	tests := []struct {
-		to, current, want, wantErr string
+		to, current, want, wantMatched, wantErr string
 	}{
-		{to: "main@sha1:1111aaaa", want: "main@sha1:1111aaaa"},
-		{to: "1111", want: "main@sha1:1111aaaa"},
+		{to: "main@sha1:1111aaaa", want: "main@sha1:1111aaaa", wantMatched: "revision"},
+		{to: "1111", want: "main@sha1:1111aaaa", wantMatched: "SHA prefix 1111"},
 		{to: "sha1:2222bb", want: "main@sha1:2222bbbb"},
 		{to: "2222", wantErr: "ambiguous"},
-		{to: "9999", wantErr: "never promoted"},
+		{to: "9999", wantErr: "neither a history id nor a promoted revision"},
+		{to: "3", want: "main@sha1:2222bbbb", wantMatched: "history #3"},
+		{to: "#1", want: "main@sha1:1111aaaa", wantMatched: "history #1"},
+		{to: "2", wantErr: "history #2 is main@sha1:3333dddd, which was never promoted (Refused)"},
 		{to: "", current: "main@sha1:2222cccc", want: "main@sha1:2222bbbb"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.to, func(t *testing.T) {
-			got, err := r.findGood(tc.to, tc.current)
+			got, matched, err := r.findGood(tc.to, tc.current)
+			if tc.wantMatched != "" && matched != tc.wantMatched {
+				t.Errorf("matched %q; want %q", matched, tc.wantMatched)
+			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Errorf("got %v, %v; want error %q", got, err, tc.wantErr)

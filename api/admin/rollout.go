@@ -1,20 +1,27 @@
 package admin
 
 import (
+	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gitmesh/gitmesh/api/v1alpha1"
+	"github.com/gitmesh/gitmesh/compiler"
 )
 
-// Phase is where a Rollout is in its journey through the fleet.
+// Phase is where a Rollout is in its journey through the fleet, and, once
+// it is done, its outcome. The same strings are shown by `gitmesh status`
+// and `gitmesh history` (text and JSON), sent to webhooks, and used as the
+// label values of gitmesh_rollout_phase{phase} and
+// gitmesh_rollouts_total{outcome}.
 type Phase string
 
 // Rollout phases. Pending -> Progressing(wave n) -> Baking -> (next wave:
-// Progressing) ... -> Promoted; RolledBack, Failed and Superseded end a
-// rollout early; Paused holds it where it is.
+// Progressing) ... -> Promoted; RolledBack, Failed, Aborted and Superseded
+// end a rollout early; Paused holds it where it is. ManualRollback and
+// Refused are outcomes of history records that never had waves.
 const (
 	// PhasePending waits for a window that allows starting.
 	PhasePending Phase = "Pending"
@@ -26,22 +33,45 @@ const (
 	PhasePaused Phase = "Paused"
 	// PhasePromoted: every proxy runs the revision; it is the new last good.
 	PhasePromoted Phase = "Promoted"
-	// PhaseRolledBack: a NACK, a failed gate or a person rolled it back.
+	// PhaseRolledBack: the controller rolled it back on its own, because a
+	// proxy NACKed the revision or the analysis failed.
 	PhaseRolledBack Phase = "RolledBack"
 	// PhaseFailed: a wave missed its progress deadline; rolled back.
 	PhaseFailed Phase = "Failed"
+	// PhaseAborted: a person rolled it back ('gitmesh abort', or 'gitmesh
+	// rollback' while it was in flight).
+	PhaseAborted Phase = "Aborted"
 	// PhaseSuperseded: a newer revision replaced it mid-rollout.
 	PhaseSuperseded Phase = "Superseded"
+	// PhaseManualRollback: a person rolled the whole fleet back to this
+	// (earlier promoted) revision with 'gitmesh rollback', at once and
+	// without waves; the controller holds there.
+	PhaseManualRollback Phase = "ManualRollback"
+	// PhaseRefused: the revision never reached a proxy: it failed to build,
+	// validate or compile (Reason and Diagnostics say why).
+	PhaseRefused Phase = "Refused"
 )
+
+// Phases lists every phase and outcome, in-flight phases first.
+func Phases() []Phase {
+	return []Phase{PhasePending, PhaseProgressing, PhaseBaking, PhasePaused,
+		PhasePromoted, PhaseRolledBack, PhaseFailed, PhaseAborted, PhaseSuperseded, PhaseManualRollback, PhaseRefused}
+}
 
 // Done reports whether p ends a rollout.
 func (p Phase) Done() bool {
 	switch p {
-	case PhasePromoted, PhaseRolledBack, PhaseFailed, PhaseSuperseded:
+	case PhasePromoted, PhaseRolledBack, PhaseFailed, PhaseAborted, PhaseSuperseded, PhaseManualRollback, PhaseRefused:
 		return true
 	}
 	return false
 }
+
+// Succeeded reports whether p is an outcome that leaves the fleet on the
+// newest revision it was given: Promoted. RolledBack, Failed, Aborted,
+// ManualRollback and Refused are failures (`gitmesh status --watch`
+// exits 1 on them); Superseded is neither.
+func (p Phase) Succeeded() bool { return p == PhasePromoted }
 
 // Rollout triggers.
 const (
@@ -59,8 +89,11 @@ type Rollout struct {
 	PreviousRevision string `json:"previousRevision,omitempty"`
 	Trigger          string `json:"trigger"`
 	Phase            Phase  `json:"phase"`
-	// Wave is the index of the current wave.
-	Wave  int          `json:"wave"`
+	// Wave is the index in Waves of the current wave (the last one reached
+	// once the rollout is done). Waves are numbered from 1 wherever a
+	// person or a script reads them: on the wire (JSON "wave"), in text
+	// ("wave 2/3") and in default wave names ("wave-2"); see WaveNumber.
+	Wave  int          `json:"-"`
 	Waves []WaveRecord `json:"waves"`
 	// Reason says why the rollout ended, or why it waits.
 	Reason string `json:"reason,omitempty"`
@@ -77,6 +110,47 @@ type Rollout struct {
 	Policy v1alpha1.RolloutPolicySpec `json:"policy"`
 	// PausedFrom is the phase to return to on resume.
 	PausedFrom Phase `json:"pausedFrom,omitempty"`
+	// Diagnostics are the first error diagnostics (file:line) of a Refused
+	// revision, at most MaxHistoryDiagnostics.
+	Diagnostics compiler.Diagnostics `json:"diagnostics,omitempty"`
+}
+
+// MaxHistoryDiagnostics is how many diagnostics a Refused history record keeps.
+const MaxHistoryDiagnostics = 5
+
+// WaveNumber is the current wave's 1-based number, 0 when the rollout has
+// no waves (an initial revision, a manual rollback, a refused revision).
+func (ro *Rollout) WaveNumber() int {
+	if len(ro.Waves) == 0 {
+		return 0
+	}
+	return ro.Wave + 1
+}
+
+// rolloutJSON is Rollout on the wire, with the 1-based wave number.
+type rolloutJSON struct {
+	rolloutFields
+	// Wave is the current wave's 1-based number; 0 when there are no waves.
+	Wave int `json:"wave"`
+}
+
+// rolloutFields is Rollout without its methods, for encoding.
+type rolloutFields Rollout
+
+// MarshalJSON encodes ro with "wave" as the 1-based wave number.
+func (ro Rollout) MarshalJSON() ([]byte, error) {
+	return json.Marshal(rolloutJSON{rolloutFields: rolloutFields(ro), Wave: ro.WaveNumber()})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes.
+func (ro *Rollout) UnmarshalJSON(b []byte) error {
+	var v rolloutJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*ro = Rollout(v.rolloutFields)
+	ro.Wave = max(v.Wave-1, 0)
+	return nil
 }
 
 // WaveRecord is one wave of a Rollout.
@@ -106,8 +180,9 @@ type Request struct {
 	Op string `json:"op"`
 	// Full (promote) skips every remaining wave.
 	Full bool `json:"full,omitempty"`
-	// To (rollback) names a previously promoted revision: a full revision,
-	// a commit SHA or a unique SHA prefix. Default: the last good revision
+	// To (rollback) names a previously promoted revision: a history id
+	// ("4" or "#4"), a full revision, a commit SHA or a unique SHA prefix.
+	// Default: the last good revision
 	// (aborting an in-flight rollout), or, with none in flight, the one
 	// promoted before it.
 	To string `json:"to,omitempty"`
@@ -181,8 +256,7 @@ func (r Reading) String() string {
 	var b strings.Builder
 	b.WriteString(r.Metric)
 	b.WriteByte(' ')
-	b.WriteString(FormatNumber(r.Value))
-	b.WriteString(r.Unit)
+	b.WriteString(r.FormatValue())
 	if r.Threshold != "" {
 		b.WriteString(" (")
 		b.WriteString(r.Threshold)
@@ -195,6 +269,22 @@ func (r Reading) String() string {
 		b.WriteString(r.Message)
 	}
 	return b.String()
+}
+
+// Measured reports whether Value holds a measurement: it does not for an
+// inconclusive reading that measured nothing (no requests through the
+// wave, no data from Prometheus).
+func (r Reading) Measured() bool {
+	return r.Result != Inconclusive || r.Value != 0 || r.Requests > 0
+}
+
+// FormatValue writes Value with its unit ("97.5%", "120ms"), or "n/a" when
+// nothing was measured.
+func (r Reading) FormatValue() string {
+	if !r.Measured() {
+		return "n/a"
+	}
+	return FormatNumber(r.Value) + r.Unit
 }
 
 // FormatNumber formats v with at most three decimals: 97.5, 0.125, 12.

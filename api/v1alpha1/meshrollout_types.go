@@ -105,7 +105,7 @@ type MeshRolloutStatus struct {
 	LastAttemptedRevision string `json:"lastAttemptedRevision,omitempty"`
 	// Phase is the phase of the in-flight rollout, or of the last one:
 	// Pending, Progressing, Baking, Paused, Promoted, RolledBack, Failed,
-	// Superseded.
+	// Aborted, Superseded, ManualRollback or Refused (docs/rollouts.md).
 	// +optional
 	Phase string `json:"phase,omitempty"`
 	// Wave is the in-flight rollout's wave as "<n>/<total> <name>",

@@ -129,6 +129,8 @@ func TestRolloutCommands(t *testing.T) {
 		{name: "pause needs the token", args: []string{"pause", ctrl}, wantCode: 2, wantOut: "no admin token"},
 		{name: "a wrong token is refused", args: []string{"pause", ctrl, "--token-file=" + writeTemp(t, "not-the-token")}, wantCode: 2, wantOut: "401"},
 		{name: "pause", args: []string{"pause", ctrl, token}, wantOut: "paused", then: phase(admin.PhasePaused)},
+		{name: "pause again says it is paused", args: []string{"pause", ctrl, token}, wantCode: 1, wantOut: "is already paused at"},
+		{name: "status keeps the attempted revision while paused", args: []string{"status", ctrl}, wantOut: "Attempted:  main@sha1:"},
 		{name: "resume", args: []string{"resume", ctrl, token}, wantOut: "resumed", then: phase(admin.PhaseBaking)},
 		{name: "promote --full", args: []string{"promote", "--full", ctrl, token}, wantOut: "promoted", then: phase(admin.PhasePromoted)},
 		{name: "abort with nothing in flight", args: []string{"abort", ctrl, token}, wantCode: 1, wantOut: "no rollout in flight"},
@@ -157,7 +159,7 @@ func TestRolloutCommands(t *testing.T) {
 	for _, ro := range h {
 		got = append(got, fmt.Sprintf("%s/%s", ro.Trigger, ro.Phase))
 	}
-	if want := "rollback/Promoted commit/Promoted initial/Promoted"; strings.Join(got, " ") != want {
+	if want := "rollback/ManualRollback commit/Promoted initial/Promoted"; strings.Join(got, " ") != want {
 		t.Errorf("history = %v; want %s (newest first)", got, want)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/gitmesh/gitmesh/internal/logging"
 )
 
 // globalFlags are the flags every command has.
@@ -25,7 +27,9 @@ func newRootCmd() *cobra.Command {
 		Long:          "gitmesh pulls Istio-style mesh policy from Git, validates and compiles it to Envoy xDS,\nand rolls it out to a fleet of bundled proxies.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       readBuildInfo().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
@@ -40,12 +44,15 @@ func newRootCmd() *cobra.Command {
 		newCACmd(),
 		newLoginCmd(),
 		newLogoutCmd(),
+		newVersionCmd(),
 	)
 	root.AddCommand(newRolloutCmds()...)
 	return root
 }
 
-// logger builds the process logger from the global flags, writing to w.
+// logger builds the process logger from the global flags, writing to w. A
+// key a component sets again (component=controller, then component=xds)
+// replaces the earlier value rather than repeating it.
 func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
@@ -54,16 +61,16 @@ func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch g.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(logging.Dedup(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(logging.Dedup(slog.NewJSONHandler(w, opts))), nil
 	}
 	return nil, &exitError{2, fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
 }
 
 // outputFlag adds -o/--output (with --format as an alias) to cmd.
 func outputFlag(cmd *cobra.Command, p *string, allowed ...string) {
-	help := "output format: " + strings.Join(allowed, ", ")
+	help := "output format: `" + strings.Join(allowed, "|") + "`"
 	cmd.Flags().StringVarP(p, "output", "o", allowed[0], help)
 	cmd.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "format" {

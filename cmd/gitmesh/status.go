@@ -18,67 +18,62 @@ import (
 func newStatusCmd() *cobra.Command {
 	var (
 		output string
-		watch  bool
-		every  time.Duration
+		wo     watchOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "status [--controller URL] [--watch]",
+		Use:   "status [--watch [--revision SHA] [--timeout D]]",
 		Short: "Show the applied revision, the rollout's progress and each proxy's sync state",
 		Long: `Show what the controller serves: the last applied (last good) and last attempted
 revision, the Ready condition with its reason and message (file:line when a
 revision failed), the rollout in flight (phase, wave k/n, analysis readings
 against their thresholds, what it waits for), and each connected proxy with
 its wave and state: SYNCED (runs what it was assigned), STALE (not yet) or
-NACKED (rejected it).
+NACKED (rejected it). Waves are numbered from 1, in text and in JSON.
 
---watch redraws every --interval until interrupted.
+--watch polls every --interval until the rollout settles, as
+'kubectl rollout status' does: it exits 0 once the rollout is Promoted (or
+when nothing is in flight and Ready is True), and 1 once it ended otherwise
+(RolledBack, Failed, Aborted, ManualRollback) or the newest revision was
+Refused (it failed to build, validate or compile). --revision waits for
+that commit first (a SHA, a SHA prefix or a full revision), so a script can
+run it right after 'git push'. On a terminal the status is redrawn in
+place; otherwise (a file, a pipe) each change is appended, without escape
+sequences. With -o json, each change is one JSON document.
 
-Exit codes: 0 shown, 2 the controller could not be reached.`,
+Exit codes: 0 shown, or (--watch) promoted; 1 (--watch) rolled back,
+failed, aborted or refused, or --timeout reached; 2 the controller could
+not be reached.`,
 		Args: cobra.NoArgs,
 	}
 	c := clientFlags(cmd, false)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		show := func() error {
+		if !wo.watch {
 			var st admin.Status
 			if err := c.get(cmd.Context(), "/api/v1/status", &st); err != nil {
 				return &exitError{2, err}
 			}
-			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
-			}
-			if watch {
-				fmt.Fprint(cmd.OutOrStdout(), "\033[H\033[2J")
-			}
-			printStatus(cmd.OutOrStdout(), &st)
-			return nil
+			return writeStatus(cmd.OutOrStdout(), &st, output)
 		}
-		if !watch {
-			return show()
-		}
-		return repeatEvery(cmd.Context(), every, show)
+		wo.output, wo.terminal, wo.stderr = output, isTerminal(cmd.OutOrStdout()), cmd.ErrOrStderr()
+		return watchStatus(cmd.Context(), c, cmd.OutOrStdout(), wo)
 	}
 	outputFlag(cmd, &output, "text", "json")
-	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw until interrupted")
-	cmd.Flags().DurationVar(&every, "interval", time.Second, "redraw interval with --watch")
+	cmd.Flags().BoolVarP(&wo.watch, "watch", "w", false, "poll until the rollout settles; the exit code says how it ended")
+	cmd.Flags().DurationVar(&wo.interval, "interval", time.Second, "poll `interval` with --watch")
+	cmd.Flags().DurationVar(&wo.timeout, "timeout", 0, "with --watch, give up (exit 1) after this `duration`; 0 waits forever")
+	cmd.Flags().StringVar(&wo.revision, "revision", "", "with --watch, wait for this commit (`SHA`, SHA prefix or revision) to be attempted first")
 	return cmd
 }
 
-// repeatEvery runs f now and every d until ctx is done or f fails.
-func repeatEvery(ctx context.Context, d time.Duration, f func() error) error {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		if err := f(); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+// writeStatus writes st as text or JSON.
+func writeStatus(w io.Writer, st *admin.Status, output string) error {
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
 	}
+	printStatus(w, st)
+	return nil
 }
 
 func printStatus(w io.Writer, st *admin.Status) {
@@ -96,7 +91,10 @@ func printStatus(w io.Writer, st *admin.Status) {
 	}
 	wave := map[string]string{}
 	if ro := st.Rollout; ro != nil {
-		fmt.Fprintf(w, "\nRollout #%d: %s  %s  wave %d/%d", ro.ID, ro.Revision, ro.Phase, ro.Wave+1, len(ro.Waves))
+		fmt.Fprintf(w, "\nRollout #%d: %s  %s", ro.ID, ro.Revision, ro.Phase)
+		if n := ro.WaveNumber(); n > 0 {
+			fmt.Fprintf(w, "  wave %d/%d", n, len(ro.Waves))
+		}
 		if ro.Phase.Done() {
 			fmt.Fprintf(w, "  (finished %s)", ro.FinishedAt.Format(time.RFC3339))
 		}
@@ -117,7 +115,7 @@ func printStatus(w io.Writer, st *admin.Status) {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "  METRIC\tVALUE\tTHRESHOLD\tREQUESTS\tRESULT\tDETAIL")
 			for _, rd := range ro.Readings {
-				fmt.Fprintf(tw, "  %s\t%.4g%s\t%s\t%.0f\t%s\t%s\n", rd.Metric, rd.Value, rd.Unit, rd.Threshold, rd.Requests, rd.Result, rd.Message)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%.0f\t%s\t%s\n", rd.Metric, rd.FormatValue(), rd.Threshold, rd.Requests, rd.Result, rd.Message)
 			}
 			tw.Flush()
 		}

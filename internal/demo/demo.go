@@ -187,7 +187,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if i == 0 {
 			w.Outbound = info.Outbound
 		}
-		p, err := proxy.New(proxy.Config{XDSAddr: ctrl.XDSAddr, Workload: w, Logger: log.With("component", "proxy")})
+		p, err := proxy.New(proxy.Config{XDSAddr: ctrl.XDSAddr, Workload: w, Logger: log.With("component", "proxy")}) // the proxy adds node_id
 		if err != nil {
 			return fmt.Errorf("starting sidecar %s: %w", s.id, err)
 		}

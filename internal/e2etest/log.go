@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/gitmesh/gitmesh/internal/logging"
 )
 
 // LogEnv names the environment variable that turns the tests' logs on:
@@ -21,7 +23,7 @@ func Logger(t testing.TB) *slog.Logger {
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(lvl))
-	return slog.New(slog.NewTextHandler(LogWriter(t), &slog.HandlerOptions{Level: level}))
+	return slog.New(logging.Dedup(slog.NewTextHandler(LogWriter(t), &slog.HandlerOptions{Level: level})))
 }
 
 // LogWriter returns a writer that logs each write to t, without its

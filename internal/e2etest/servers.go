@@ -52,7 +52,7 @@ func RunProxy(t testing.TB, xdsAddr string, w nodemeta.Workload) nodemeta.Worklo
 	if w.Admin == "" {
 		w.Admin = testnet.FreeAddr(t)
 	}
-	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: Logger(t).With("component", "proxy", "node", w.ID)})
+	p, err := proxy.New(proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: Logger(t).With("component", "proxy")}) // the proxy adds node_id
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,7 @@ func newVocab() vocab {
 			admin.NodeService: "triangle", admin.NodeApp: "circle", admin.NodeUnknown: "diamond",
 		},
 	}
-	for _, p := range []admin.Phase{admin.PhasePending, admin.PhaseProgressing, admin.PhaseBaking, admin.PhasePaused,
-		admin.PhasePromoted, admin.PhaseRolledBack, admin.PhaseFailed, admin.PhaseSuperseded} {
+	for _, p := range admin.Phases() {
 		v.Phases[p] = phaseInfo{Tone: phaseTone(p), Done: p.Done()}
 	}
 	return v
@@ -74,9 +73,9 @@ func phaseTone(p admin.Phase) string {
 	switch p {
 	case admin.PhasePromoted:
 		return toneOK
-	case admin.PhaseRolledBack, admin.PhaseFailed:
+	case admin.PhaseRolledBack, admin.PhaseFailed, admin.PhaseRefused:
 		return toneBad
-	case admin.PhasePaused, admin.PhasePending, admin.PhaseSuperseded:
+	case admin.PhasePaused, admin.PhasePending, admin.PhaseSuperseded, admin.PhaseAborted, admin.PhaseManualRollback:
 		return toneWarn
 	}
 	return toneInfo

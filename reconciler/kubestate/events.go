@@ -98,7 +98,7 @@ func (e *EventRecorder) RolloutEvent(ev admin.Event) {
 	case admin.PhaseSuperseded:
 		e.forget(ev.RolloutID)
 		e.rec.Eventf(e.obj, corev1.EventTypeNormal, EventSuperseded, "%s %s", what, ev.Reason)
-	case admin.PhaseRolledBack, admin.PhaseFailed:
+	case admin.PhaseRolledBack, admin.PhaseFailed, admin.PhaseAborted:
 		e.forget(ev.RolloutID)
 		e.rec.Eventf(e.obj, corev1.EventTypeWarning, EventRolledBack, "%s rolled back (%s): %s", what, ev.Phase, ev.Reason)
 	}

@@ -205,7 +205,7 @@ func TestPublishStatus(t *testing.T) {
 		},
 		{
 			name:  "rolled back",
-			live:  liveStatus(metav1.ConditionFalse, reconciler.ReasonRolloutFailed, "rollout of main@sha1:bbb rolledback: NACK", &admin.Rollout{ID: 2, Revision: "main@sha1:bbb", Phase: admin.PhaseRolledBack, Wave: 0, Waves: []admin.WaveRecord{{Name: "canary"}, {Name: "all"}}, StartedAt: time.Now(), FinishedAt: time.Now()}),
+			live:  liveStatus(metav1.ConditionFalse, reconciler.ReasonRolloutFailed, "rollout of main@sha1:bbb ended RolledBack: NACK", &admin.Rollout{ID: 2, Revision: "main@sha1:bbb", Phase: admin.PhaseRolledBack, Wave: 0, Waves: []admin.WaveRecord{{Name: "canary"}, {Name: "all"}}, StartedAt: time.Now(), FinishedAt: time.Now()}),
 			phase: "RolledBack", wave: "", ready: metav1.ConditionFalse, stalled: true,
 		},
 		{
