@@ -79,7 +79,7 @@ func TestClientContext(t *testing.T) {
 		{name: "status from the context", args: []string{"status", "-o", "json"}, want: []string{`"proxies"`}},
 		{name: "history from the context", args: []string{"history"}, want: []string{"REVISION"}},
 		{name: "ca status from the context", args: []string{"ca", "status"}, want: []string{"CA:"}},
-		{name: "pause with the context's token", args: []string{"pause"}, wantCode: 1, want: []string{"no running rollout"}},
+		{name: "pause with the context's token", args: []string{"pause"}, wantCode: 1, want: []string{"no rollout in flight"}},
 		{name: "environment beats the configuration", env: map[string]string{"GITMESH_CONTROLLER": dead}, args: []string{"status"}, wantCode: 2,
 			want: []string{"controller at " + dead + " (from GITMESH_CONTROLLER) is not answering", "gitmesh up", "gitmesh login --controller URL"}},
 		{name: "the flag beats the environment", env: map[string]string{"GITMESH_CONTROLLER": dead}, args: []string{"status", "--controller", url, "-o", "json"}, want: []string{`"proxies"`}},

@@ -20,7 +20,7 @@ func newOpCmd(op, use, short, long string, flags func(*cobra.Command, *admin.Req
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
-		Long:  long + "\n\nNeeds the admin token (--token-file or GITMESH_TOKEN).\n\nExit codes: 0 done, 1 nothing to do (e.g. no rollout in flight), 2 could not do it.",
+		Long:  long + "\n\nNeeds the admin token (--token-file, GITMESH_TOKEN or the gitmesh login context).\n\nExit codes: 0 done, 1 nothing to do (e.g. no rollout in flight), 2 could not do it.",
 		Args:  cobra.NoArgs,
 	}
 	c := clientFlags(cmd, true)
