@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,30 +18,13 @@ import (
 	"github.com/gitmesh/gitmesh/examples/quickstart"
 	"github.com/gitmesh/gitmesh/internal/demo"
 	"github.com/gitmesh/gitmesh/internal/e2etest"
+	"github.com/gitmesh/gitmesh/internal/syncbuf"
 )
 
 // demoRollbackBudget is how soon after the break-it commit the demo's
 // RolloutPolicy must have rolled it back: a poll (1s), two failed analysis
 // checks (1s apart) and slack for a loaded machine.
 const demoRollbackBudget = 15 * time.Second
-
-// safeBuffer is a bytes.Buffer written by the demo and read by the test.
-type safeBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDemoTour runs `gitmesh up`'s demo with its load and follows the tour
 // it prints, running each step's shell commands exactly as printed: the
@@ -62,7 +43,7 @@ func TestDemoTour(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(t.TempDir(), "gitmesh-demo")
-	out := &safeBuffer{}
+	out := &syncbuf.Buffer{}
 	ready := make(chan demo.Info, 1)
 	var steps []demo.Step
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -9,28 +8,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gitmesh/gitmesh/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for the demo's writer and the test's reader.
-type syncBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // freeBase returns a base whose layout, and the next one up, are free.
 func freeBase(t *testing.T) int {
@@ -45,9 +27,9 @@ func freeBase(t *testing.T) int {
 }
 
 // startDemo runs a demo in dir until the test ends and returns its Info.
-func startDemo(t *testing.T, cfg Config) (Info, *syncBuffer) {
+func startDemo(t *testing.T, cfg Config) (Info, *syncbuf.Buffer) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cfg.Out = out
 	ready := make(chan Info, 1)
 	cfg.Ready = func(info Info, _ []Step) { ready <- info }
@@ -121,7 +103,7 @@ func TestPortLayout(t *testing.T) {
 
 	t.Run("fixed", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "gitmesh-demo")
-		errOut := &syncBuffer{}
+		errOut := &syncbuf.Buffer{}
 		err := Run(context.Background(), Config{Dir: dir, PortBase: base, FixedPorts: true, Err: errOut})
 		var pt *PortTakenError
 		if !errors.As(err, &pt) || pt.Addr != taken.Addr().String() {

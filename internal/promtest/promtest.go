@@ -12,7 +12,6 @@
 package promtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,9 +23,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gitmesh/gitmesh/internal/syncbuf"
 )
 
 // ScrapeInterval is how often the started Prometheus scrapes its targets.
@@ -88,7 +88,7 @@ scrape_configs:
 	for attempt := 0; ; attempt++ {
 		port := freePort(t)
 		addr = "http://127.0.0.1:" + strconv.Itoa(port)
-		out := &syncBuffer{}
+		out := &syncbuf.Buffer{}
 		cmd := exec.Command(bin,
 			"--config.file="+cfgPath,
 			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
@@ -227,23 +227,4 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads; mu guards buf.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
