@@ -222,6 +222,19 @@ func TestWebView(t *testing.T) {
 	})()`, refused[:8]), 30*time.Second)
 	p.screenshot("4-refused")
 
+	// A later good revision: the refusal stays in view, from history.
+	back := cm.push("reviews: back to v1", allV1, policy)
+	p.waitFor("the revision after the refusal promoted in history", historyRow(back, admin.PhasePromoted), 60*time.Second)
+	p.waitFor("the last refusal and its diagnostic still shown", fmt.Sprintf(`(() => {
+		const box = document.getElementById('diagnostics');
+		const earlier = box.querySelector('.refused.earlier');
+		if (!earlier || !earlier.textContent.includes(%q)) return "diagnostics: " + box.textContent.slice(0, 300);
+		const diag = [...box.querySelectorAll('.diag')].find(d => /^policy\/reviews\.yaml:\d+$/.test(d.querySelector('.origin').textContent));
+		return diag ? "" : "no diagnostic at policy/reviews.yaml:LINE: " + box.textContent.slice(0, 300);
+	})()`, refused[:8]), 30*time.Second)
+	p.waitFor("the refused revision in history", historyRow(refused, admin.PhaseRefused), 10*time.Second)
+	p.screenshot("5-refusal-remembered")
+
 	if got, err := p.eval(`window.__sameDocument || "reloaded"`); err != nil || got != "yes" {
 		t.Errorf("the page was reloaded (%q, %v); want every update over the event stream", got, err)
 	}

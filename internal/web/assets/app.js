@@ -156,18 +156,32 @@
       parts.push(el('p', {class: 'muted'}, 'No findings.'));
     } else {
       if (!st.refused) parts.push(el('p', {class: 'muted'}, `Findings on ${shortRev(s.lastAttemptedRevision)}:`));
-      const ul = el('ul', {class: 'diags'});
-      for (const d of diags) {
-        const origin = d.origin && d.origin.file ? (d.origin.line > 0 ? `${d.origin.file}:${d.origin.line}` : d.origin.file) : '';
-        const object = d.kind ? `${d.kind} ${d.namespace ? d.namespace + '/' : ''}${d.name}` : '';
-        ul.append(el('li', {class: 'diag', 'data-code': d.code},
-          el('span', {class: 'origin mono'}, origin), ' ', badge(d.severity, vocab('severities', d.severity)), ' ',
-          el('span', {class: 'mono'}, d.code), ' ', object, d.field ? el('span', {class: 'mono muted'}, ` ${d.field}`) : null,
-          el('div', {class: 'message'}, d.message)));
-      }
-      parts.push(ul);
+      parts.push(diagList(diags));
+    }
+    // A refusal stays in view after a later revision is applied: the last
+    // Refused history record keeps its first diagnostics.
+    const last = !st.refused && (doc.history || []).find(ro => ro.phase === 'Refused');
+    if (last) {
+      parts.push(el('div', {class: 'refused earlier', 'data-rollout': last.id},
+        el('strong', {}, `Last refused: ${shortRev(last.revision)}`), ` (#${last.id}, ${time(last.startedAt)}): `, last.reason || ''));
+      if ((last.diagnostics || []).length) parts.push(diagList(last.diagnostics));
     }
     box.replaceChildren(...parts);
+  }
+
+  // diagList lists diagnostics as file:line, severity, code, object, field
+  // and message.
+  function diagList(diags) {
+    const ul = el('ul', {class: 'diags'});
+    for (const d of diags) {
+      const origin = d.origin && d.origin.file ? (d.origin.line > 0 ? `${d.origin.file}:${d.origin.line}` : d.origin.file) : '';
+      const object = d.kind ? `${d.kind} ${d.namespace ? d.namespace + '/' : ''}${d.name}` : '';
+      ul.append(el('li', {class: 'diag', 'data-code': d.code},
+        el('span', {class: 'origin mono'}, origin), ' ', badge(d.severity, vocab('severities', d.severity)), ' ',
+        el('span', {class: 'mono'}, d.code), ' ', object, d.field ? el('span', {class: 'mono muted'}, ` ${d.field}`) : null,
+        el('div', {class: 'message'}, d.message)));
+    }
+    return ul;
   }
 
   function renderFleet() {
@@ -222,7 +236,10 @@
       renderDiagnostics();
       renderFleet();
     }
-    if ((name === 'history' || name === 'vocab') && doc.history) renderHistory();
+    if ((name === 'history' || name === 'vocab') && doc.history) {
+      renderHistory();
+      if (doc.status) renderDiagnostics();
+    }
     if ((name === 'graph' || name === 'vocab') && doc.graph) renderGraph();
   }
 
