@@ -34,7 +34,10 @@ NACKED (rejected it). Waves are numbered from 1, in text and in JSON.
 'kubectl rollout status' does: it exits 0 once the rollout is Promoted (or
 when nothing is in flight and Ready is True), and 1 once it ended otherwise
 (RolledBack, Failed, Aborted, ManualRollback) or the newest revision was
-Refused (it failed to build, validate or compile). --revision waits for
+Refused (it failed to build, validate or compile). A rollout that has
+already ended, or an idle controller, settles the watch only after the
+controller's next pass has started (at once after a webhook, else within
+its poll interval), so a commit pushed just before is seen. --revision waits for
 that commit first (a SHA, a SHA prefix or a full revision), so a script can
 run it right after 'git push'. On a terminal the status is redrawn in
 place; otherwise (a file, a pipe) each change is appended, without escape

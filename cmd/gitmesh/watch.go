@@ -56,6 +56,12 @@ func watchStatus(ctx context.Context, c statusGetter, w io.Writer, o watchOption
 	}
 	t := time.NewTicker(max(o.interval, 10*time.Millisecond))
 	defer t.Stop()
+	// A commit pushed just before the watch may not have been fetched yet:
+	// without --revision, an ended rollout or an idle controller settles
+	// the watch only once a pass has started since the first status read
+	// (or a rollout was seen in flight), as kubectl waits for the
+	// controller to observe the newest generation.
+	var fresh freshness
 	var last []byte
 	for {
 		var st admin.Status
@@ -81,7 +87,8 @@ func watchStatus(ctx context.Context, c statusGetter, w io.Writer, o watchOption
 			w.Write(frame)
 		}
 		last = frame
-		if s := settle(&st, o.revision); s.done {
+		observed := fresh.observed(&st, o.revision)
+		if s := settle(&st, o.revision); s.done && observed {
 			msg := w
 			if o.output == "json" {
 				msg = cmp.Or(o.stderr, io.Discard)
@@ -98,6 +105,27 @@ func watchStatus(ctx context.Context, c statusGetter, w io.Writer, o watchOption
 		case <-t.C:
 		}
 	}
+}
+
+// freshness tells whether a status reflects what was pushed before the
+// watch began.
+type freshness struct {
+	seen      bool
+	firstPass time.Time // LastReconcileTime of the first status read
+	inFlight  bool      // a rollout was seen in flight
+}
+
+// observed records st and reports whether it may settle the watch: with a
+// revision (settle waits for that one), once a rollout was in flight during
+// the watch, or once a pass started after the first status read.
+func (f *freshness) observed(st *admin.Status, revision string) bool {
+	if !f.seen {
+		f.seen, f.firstPass = true, st.LastReconcileTime
+	}
+	if st.Rollout != nil && !st.Rollout.Phase.Done() {
+		f.inFlight = true
+	}
+	return revision != "" || f.inFlight || st.LastReconcileTime.After(f.firstPass)
 }
 
 // watchEnded is the result of a watch whose context ended first.

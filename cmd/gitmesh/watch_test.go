@@ -37,6 +37,10 @@ func newFakeAdmin(t *testing.T, steps ...admin.Status) *fakeAdmin {
 		}
 		f.mu.Lock()
 		st := f.steps[min(f.calls, len(f.steps)-1)]
+		if st.LastReconcileTime.IsZero() {
+			// A controller passes on: each answer from a newer pass.
+			st.LastReconcileTime = time.Unix(1700000000, 0).Add(time.Duration(f.calls) * time.Second)
+		}
 		f.calls++
 		f.mu.Unlock()
 		json.NewEncoder(w).Encode(st)
@@ -107,6 +111,17 @@ func TestWatchStatus(t *testing.T) {
 			name:  "a failing fetch waits for Git to come back",
 			steps: []admin.Status{fetchFailed, fetchFailed, idle},
 			want:  []string{"FetchFailed", "nothing in flight; serving main@sha1:aaaa1111"},
+		},
+		{
+			name:     "an ended rollout waits for a pass after the watch began",
+			steps:    []admin.Status{stale(promoted), stale(promoted), baking, rolledBack},
+			wantCode: 1,
+			want:     []string{"Promoted  wave 2/2", "Baking", "RolledBack"},
+		},
+		{
+			name:  "an idle controller settles after its next pass",
+			steps: []admin.Status{stale(idle), stale(idle), idle},
+			want:  []string{"nothing in flight; serving main@sha1:aaaa1111"},
 		},
 		{
 			name:  "--revision waits for that revision's rollout",
@@ -186,6 +201,13 @@ func TestWatchStatus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stale is st as read before the controller's next pass: its pass started
+// at a fixed time.
+func stale(st admin.Status) admin.Status {
+	st.LastReconcileTime = time.Unix(1600000000, 0)
+	return st
 }
 
 func TestWatchInterrupted(t *testing.T) {
