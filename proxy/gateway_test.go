@@ -69,7 +69,7 @@ func file(t testing.TB, name string, b []byte) *corev3.DataSource {
 }
 
 func tlsSocket(t testing.TB, chain, key *corev3.DataSource, alpn ...string) *corev3.TransportSocket {
-	return &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+	return &corev3.TransportSocket{Name: config.TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: chain, PrivateKey: key}},
 			AlpnProtocols:   alpn,
@@ -194,7 +194,7 @@ func TestTLSNACKs(t *testing.T) {
 	cert, key := selfSigned(t, "a.example.com")
 	addr := freeAddr(t)
 	sds := hcmChain(t, "r")
-	sds.TransportSocket = &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+	sds.TransportSocket = &corev3.TransportSocket{Name: config.TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "kubernetes://cred"}}},
 	})}}
 	badKey := hcmChain(t, "r")

@@ -144,21 +144,21 @@ func TestJWTFilter(t *testing.T) {
 		name   string
 		auth   string // Authorization header
 		query  string
-		want   auth.JwtStatus
+		want   auth.JWTStatus
 		claims bool
 	}{
-		{name: "no token passes unauthenticated", want: auth.JwtOK},
-		{name: "valid ES256", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo"}), want: auth.JwtOK, claims: true},
-		{name: "valid RS256 second provider", auth: "Bearer " + rsaIss.token(nil), want: auth.JwtOK, claims: true},
-		{name: "audience in list", auth: "Bearer " + good.token(map[string]any{"aud": []string{"x", "bookinfo"}}), want: auth.JwtOK, claims: true},
-		{name: "token in access_token param", query: "access_token=" + good.token(map[string]any{"aud": "bookinfo"}), want: auth.JwtOK, claims: true},
-		{name: "expired beyond skew", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "exp": now.Add(-2 * time.Minute).Unix()}), want: auth.JwtExpired},
-		{name: "expired within 60s skew", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "exp": now.Add(-30 * time.Second).Unix()}), want: auth.JwtOK, claims: true},
-		{name: "not yet valid", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "nbf": now.Add(5 * time.Minute).Unix()}), want: auth.JwtNotYetValid},
-		{name: "wrong issuer", auth: "Bearer " + other.token(map[string]any{"aud": "bookinfo"}), want: auth.JwtUnknownIssuer},
-		{name: "wrong audience", auth: "Bearer " + good.token(map[string]any{"aud": "other"}), want: auth.JwtAudienceNotAllowed},
-		{name: "bad signature", auth: "Bearer " + forger.token(map[string]any{"aud": "bookinfo"}), want: auth.JwtVerificationFail},
-		{name: "garbage", auth: "Bearer not-a-jwt", want: auth.JwtBadFormat},
+		{name: "no token passes unauthenticated", want: auth.JWTOK},
+		{name: "valid ES256", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo"}), want: auth.JWTOK, claims: true},
+		{name: "valid RS256 second provider", auth: "Bearer " + rsaIss.token(nil), want: auth.JWTOK, claims: true},
+		{name: "audience in list", auth: "Bearer " + good.token(map[string]any{"aud": []string{"x", "bookinfo"}}), want: auth.JWTOK, claims: true},
+		{name: "token in access_token param", query: "access_token=" + good.token(map[string]any{"aud": "bookinfo"}), want: auth.JWTOK, claims: true},
+		{name: "expired beyond skew", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "exp": now.Add(-2 * time.Minute).Unix()}), want: auth.JWTExpired},
+		{name: "expired within 60s skew", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "exp": now.Add(-30 * time.Second).Unix()}), want: auth.JWTOK, claims: true},
+		{name: "not yet valid", auth: "Bearer " + good.token(map[string]any{"aud": "bookinfo", "nbf": now.Add(5 * time.Minute).Unix()}), want: auth.JWTNotYetValid},
+		{name: "wrong issuer", auth: "Bearer " + other.token(map[string]any{"aud": "bookinfo"}), want: auth.JWTUnknownIssuer},
+		{name: "wrong audience", auth: "Bearer " + good.token(map[string]any{"aud": "other"}), want: auth.JWTAudienceNotAllowed},
+		{name: "bad signature", auth: "Bearer " + forger.token(map[string]any{"aud": "bookinfo"}), want: auth.JWTVerificationFail},
+		{name: "garbage", auth: "Bearer not-a-jwt", want: auth.JWTBadFormat},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,7 +173,7 @@ func TestJWTFilter(t *testing.T) {
 			if got := payloads["payload"] != nil; got != tt.claims {
 				t.Errorf("payload in metadata = %v; want %v", got, tt.claims)
 			}
-			if st == auth.JwtOK && tt.auth != "" && r.Header.Get("Authorization") != "" {
+			if st == auth.JWTOK && tt.auth != "" && r.Header.Get("Authorization") != "" {
 				t.Errorf("Authorization still forwarded; want it removed (forward: false)")
 			}
 		})
@@ -190,7 +190,7 @@ func TestJWTFilterRejectsEveryTokenWithEmptyJWKS(t *testing.T) {
 	}
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Header.Set("Authorization", "Bearer "+good.token(nil))
-	if _, st := f.Run(r, time.Now()); st == auth.JwtOK {
+	if _, st := f.Run(r, time.Now()); st == auth.JWTOK {
 		t.Fatalf("status OK; want a failure")
 	}
 }

@@ -153,7 +153,7 @@ func meshValidation(sans ...string) *tlsv3.CommonTlsContext_CombinedValidationCo
 
 // istioMutual is the ISTIO_MUTUAL upstream transport socket of docs/xds-conventions.md.
 func istioMutual(t testing.TB, sni string, sans ...string) *corev3.TransportSocket {
-	return &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.UpstreamTlsContext{
+	return &corev3.TransportSocket{Name: config.TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.UpstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsRef("default")},
 			ValidationContextType:          meshValidation(sans...),
@@ -213,7 +213,7 @@ func inboundListener(t testing.TB, addr, mode, routeName string) *listenerv3.Lis
 	tlsChain := &listenerv3.FilterChain{
 		FilterChainMatch: &listenerv3.FilterChainMatch{TransportProtocol: "tls"},
 		Filters:          []*listenerv3.Filter{hcm(true)},
-		TransportSocket: &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+		TransportSocket: &corev3.TransportSocket{Name: config.TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
 			RequireClientCertificate: wrapperspb.Bool(true),
 			CommonTlsContext: &tlsv3.CommonTlsContext{
 				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsRef("default")},

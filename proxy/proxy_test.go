@@ -585,7 +585,7 @@ func TestStrictDNSCluster(t *testing.T) {
 }
 
 func TestDNSResolverResolvesNames(t *testing.T) {
-	c := &upstream.Cluster{Name: "c", DnsTargets: []upstream.DnsTarget{{Host: "localhost", Port: 8080, Weight: 1}}}
+	c := &upstream.Cluster{Name: "c", DNSTargets: []upstream.DNSTarget{{Host: "localhost", Port: 8080, Weight: 1}}}
 	r := upstream.StartDNSResolver(context.Background(), discardLogger(), net.DefaultResolver, c, time.Hour)
 	defer r.Stop()
 	set := r.Current.Load()

@@ -30,8 +30,8 @@ func TestRBACPrincipalFromClientCertificate(t *testing.T) {
 	allow := rbacConfig(rbacconfigv3.RBAC_ALLOW, map[string]*rbacconfigv3.Policy{
 		"ns[default]-policy[reviews]-rule[0]": policy([]*rbacconfigv3.Permission{pAnd(pAny())}, idAnd(idOr(idPrincipal("spiffe://cluster.local/ns/default/sa/sleep")))),
 	})
-	l := withHTTPFilters(t, hcmListener(t, "inbound", addr, "inbound"), typedHTTPFilter(config.RbacFilterName, anyOf(t, allow)))
-	l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+	l := withHTTPFilters(t, hcmListener(t, "inbound", addr, "inbound"), typedHTTPFilter(config.RBACFilterName, anyOf(t, allow)))
+	l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: config.TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
 		RequireClientCertificate: wrapperspb.Bool(true),
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificates:       []*tlsv3.TlsCertificate{{CertificateChain: inline(serverCert), PrivateKey: inline(serverKey)}},

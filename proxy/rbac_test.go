@@ -96,7 +96,7 @@ func idClaim(name, value string) *rbacconfigv3.Principal {
 func claimMatcher(name, value string) *matcherv3.MetadataMatcher {
 	str := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}}}}
 	return &matcherv3.MetadataMatcher{
-		Filter: config.JwtAuthnFilterName,
+		Filter: config.JWTAuthnFilterName,
 		Path: []*matcherv3.MetadataMatcher_PathSegment{
 			{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "payload"}},
 			{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: name}},
@@ -142,7 +142,7 @@ func (rq rbacReq) input(t *testing.T) *auth.AuthzInput {
 	}
 	var md routing.DynamicMetadata
 	if rq.claims != nil {
-		md = routing.DynamicMetadata{config.JwtAuthnFilterName: {"payload": rq.claims}}
+		md = routing.DynamicMetadata{config.JWTAuthnFilterName: {"payload": rq.claims}}
 	}
 	local := rq.local
 	if local == "" {

@@ -30,18 +30,18 @@ func TestVerifyPeerSANs(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		typ  mtls.SanType
+		typ  mtls.SANType
 		m    *matcherv3.StringMatcher
 		want bool
 	}{
-		{"URI exact", mtls.SanURI, exact(spiffeID("a")), true},
-		{"URI exact other", mtls.SanURI, exact(spiffeID("b")), false},
-		{"URI prefix", mtls.SanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://cluster.local/ns/default/"}}, true},
-		{"URI suffix", mtls.SanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: "/sa/b"}}, false},
-		{"DNS exact via wildcard SAN", mtls.SanDNS, exact("a.example.com"), true},
-		{"DNS wildcard covers one label", mtls.SanDNS, exact("a.b.example.com"), false},
-		{"DNS type does not match URIs", mtls.SanDNS, exact(spiffeID("a")), false},
-		{"any type (match_subject_alt_names)", mtls.SanAny, exact("svc.local"), true},
+		{"URI exact", mtls.SANURI, exact(spiffeID("a")), true},
+		{"URI exact other", mtls.SANURI, exact(spiffeID("b")), false},
+		{"URI prefix", mtls.SANURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://cluster.local/ns/default/"}}, true},
+		{"URI suffix", mtls.SANURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: "/sa/b"}}, false},
+		{"DNS exact via wildcard SAN", mtls.SANDNS, exact("a.example.com"), true},
+		{"DNS wildcard covers one label", mtls.SANDNS, exact("a.b.example.com"), false},
+		{"DNS type does not match URIs", mtls.SANDNS, exact(spiffeID("a")), false},
+		{"any type (match_subject_alt_names)", mtls.SANAny, exact("svc.local"), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,7 +49,7 @@ func TestVerifyPeerSANs(t *testing.T) {
 			if fe != nil {
 				t.Fatal(fe.Err)
 			}
-			err := mtls.VerifyPeer([]*x509.Certificate{leaf.Leaf}, v.Roots, []mtls.SanMatcher{sm})
+			err := mtls.VerifyPeer([]*x509.Certificate{leaf.Leaf}, v.Roots, []mtls.SANMatcher{sm})
 			if (err == nil) != tt.want {
 				t.Errorf("verifyPeer: %v; want match %v", err, tt.want)
 			}
@@ -102,7 +102,7 @@ func TestTransportSocketMatches(t *testing.T) {
 
 func TestUpstreamTLSNACKs(t *testing.T) {
 	upstream := func(u *tlsv3.UpstreamTlsContext) *corev3.TransportSocket {
-		return &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, u)}}
+		return &corev3.TransportSocket{Name: config.TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, u)}}
 	}
 	cert, key := selfSigned(t, "a.example.com")
 	tests := []struct {

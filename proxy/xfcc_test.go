@@ -21,7 +21,7 @@ func TestXFCCModes(t *testing.T) {
 	hash := hex.EncodeToString(sum[:])
 	local := func() []string { return []string{spiffeID("productpage")} }
 	mine := "By=" + spiffeID("productpage") + ";Hash=" + hash + `;Subject="";URI=` + spiffeID("sleep")
-	all := mtls.XfccConfig{Subject: true, Uri: true, Dns: true}
+	all := mtls.XFCCConfig{Subject: true, URI: true, DNS: true}
 	tests := []struct {
 		name  string
 		mode  hcmv3.HttpConnectionManager_ForwardClientCertDetails
@@ -42,20 +42,20 @@ func TestXFCCModes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.Header{}
 			if tt.prior != "" {
-				h.Set(mtls.XfccHeader, tt.prior)
+				h.Set(mtls.XFCCHeader, tt.prior)
 			}
 			x := all
 			x.Mode = tt.mode
 			x.Apply(h, tt.cs, local)
-			if got := h.Get(mtls.XfccHeader); got != tt.want {
+			if got := h.Get(mtls.XFCCHeader); got != tt.want {
 				t.Errorf("got %q; want %q", got, tt.want)
 			}
 		})
 	}
 	t.Run("only By and Hash without details", func(t *testing.T) {
 		h := http.Header{}
-		mtls.XfccConfig{Mode: hcmv3.HttpConnectionManager_SANITIZE_SET}.Apply(h, cs, local)
-		if got, want := h.Get(mtls.XfccHeader), "By="+spiffeID("productpage")+";Hash="+hash; got != want {
+		mtls.XFCCConfig{Mode: hcmv3.HttpConnectionManager_SANITIZE_SET}.Apply(h, cs, local)
+		if got, want := h.Get(mtls.XFCCHeader), "By="+spiffeID("productpage")+";Hash="+hash; got != want {
 			t.Errorf("got %q; want %q", got, want)
 		}
 	})

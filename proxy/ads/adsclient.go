@@ -57,12 +57,12 @@ type Handler interface {
 	WarmingExpired(ctx context.Context)
 }
 
-// NackDelay returns how long to hold back the NACK of version. A control
+// NACKDelay returns how long to hold back the NACK of version. A control
 // plane that answers every NACK by re-sending the same version (as
 // go-control-plane's snapshot cache does) would otherwise spin both sides;
 // the first NACK goes out at once, repeats back off exponentially up to
 // BackoffMax.
-func (c *Client) NackDelay(typeURL, version string, nack error) time.Duration {
+func (c *Client) NACKDelay(typeURL, version string, nack error) time.Duration {
 	if nack == nil {
 		delete(c.Rejected, typeURL)
 		return 0
@@ -103,11 +103,11 @@ func (c *Client) Run(ctx context.Context) error {
 	backoff := c.BackoffInitial
 	for {
 		delivered, err := c.stream(ctx, client)
-		c.Metrics.XdsConnected.Set(0)
+		c.Metrics.XDSConnected.Set(0)
 		if ctx.Err() != nil {
 			return nil
 		}
-		c.Metrics.XdsReconnects.Inc()
+		c.Metrics.XDSReconnects.Inc()
 		if delivered {
 			backoff = c.BackoffInitial
 		}
@@ -215,14 +215,14 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 			}
 			if !delivered {
 				delivered = true
-				c.Metrics.XdsConnected.Set(1)
+				c.Metrics.XDSConnected.Set(1)
 				c.Log.Info("ADS stream connected", "xds_addr", c.Addr)
 			}
 			typeURL := r.resp.GetTypeUrl()
 			s.nonces[typeURL] = r.resp.GetNonce()
 			nack := c.A.Handle(ctx, r.resp)
 			delete(delayed, typeURL)
-			if d := c.NackDelay(typeURL, r.resp.GetVersionInfo(), nack); d > 0 {
+			if d := c.NACKDelay(typeURL, r.resp.GetVersionInfo(), nack); d > 0 {
 				delayed[typeURL] = delayedNACK{err: nack, due: time.Now().Add(d)}
 			} else if err := s.respond(typeURL, c.A.AcceptedSet(), nack); err != nil {
 				return delivered, err

@@ -10,20 +10,20 @@ import (
 // DefaultClockSkew is Envoy's default clock_skew_seconds.
 const DefaultClockSkew = 60 * time.Second
 
-// JwtFilter is a built envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication.
-type JwtFilter struct {
-	Providers []*JwtProvider // sorted by name
-	Rules     []JwtRule
+// JWTFilter is a built envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication.
+type JWTFilter struct {
+	Providers []*JWTProvider // sorted by name
+	Rules     []JWTRule
 	// BypassCORS is bypass_cors_preflight: CORS preflight requests are
 	// not checked.
 	BypassCORS bool
 }
 
-// JwtRule is one RequirementRule: the first rule whose match matches a
+// JWTRule is one RequirementRule: the first rule whose match matches a
 // request decides its requirement; req nil means nothing is required.
-type JwtRule struct {
+type JWTRule struct {
 	Match routing.RouteMatch
-	Req   *JwtRequirement
+	Req   *JWTRequirement
 }
 
 type jwtReqKind int
@@ -36,16 +36,16 @@ const (
 	ReqAllowMissingOrFailed
 )
 
-// JwtRequirement is a built JwtRequirement tree.
-type JwtRequirement struct {
+// JWTRequirement is a built JwtRequirement tree.
+type JWTRequirement struct {
 	Kind     jwtReqKind
-	Provider *JwtProvider
-	Children []JwtRequirement
+	Provider *JWTProvider
+	Children []JWTRequirement
 }
 
-// JwtProvider is one JwtProvider: where its tokens are, what it accepts
+// JWTProvider is one JwtProvider: where its tokens are, what it accepts
 // and where it puts the payload.
-type JwtProvider struct {
+type JWTProvider struct {
 	Name      string
 	Issuer    string   // "" accepts any iss
 	Audiences []string // empty accepts any aud
@@ -53,7 +53,7 @@ type JwtProvider struct {
 	// token then fails, as Envoy does with an invalid inline JWKS).
 	Keys       []jose.JSONWebKey
 	Forward    bool
-	Headers    []JwtHeader
+	Headers    []JWTHeader
 	Params     []string
 	Cookies    []string
 	PayloadKey string // payload_in_metadata; "" writes none
@@ -65,8 +65,8 @@ type JwtProvider struct {
 	SpaceDelimited       []string
 }
 
-// JwtHeader is a JwtHeader location: the token follows prefix.
-type JwtHeader struct {
+// JWTHeader is a JwtHeader location: the token follows prefix.
+type JWTHeader struct {
 	Name   string // canonical header name
 	Prefix string
 }

@@ -11,26 +11,26 @@ import (
 type rbacAction int
 
 const (
-	RbacAllow rbacAction = iota
-	RbacDeny
-	RbacLog
+	RBACAllow rbacAction = iota
+	RBACDeny
+	RBACLog
 )
 
-// RbacFilter is a built envoy.extensions.filters.http.rbac.v3.RBAC. A
+// RBACFilter is a built envoy.extensions.filters.http.rbac.v3.RBAC. A
 // filter without rules (only shadow_rules, which the proxy ignores)
 // enforces nothing.
-type RbacFilter struct {
+type RBACFilter struct {
 	Enforce  bool
 	Action   rbacAction
-	Policies []RbacPolicy // sorted by name, as Envoy's std::map iterates them
+	Policies []RBACPolicy // sorted by name, as Envoy's std::map iterates them
 }
 
-// RbacPolicy is one named policy: it matches when any permission and any
+// RBACPolicy is one named policy: it matches when any permission and any
 // principal match.
-type RbacPolicy struct {
+type RBACPolicy struct {
 	Name        string
-	Permissions []RbacRule
-	Principals  []RbacRule
+	Permissions []RBACRule
+	Principals  []RBACRule
 }
 
 // RuleKind is the kind of one RBAC matcher.
@@ -53,17 +53,17 @@ const (
 	RuleRemoteIP
 )
 
-// RbacRule is a built rbac.v3.Permission or rbac.v3.Principal. As in
+// RBACRule is a built rbac.v3.Permission or rbac.v3.Principal. As in
 // Envoy (filters/common/rbac/matchers.h), both protos build into the same
 // tree of matchers: and/or/not, header, url_path and metadata mean the
 // same on either side; the other kinds come from one side only.
-type RbacRule struct {
+type RBACRule struct {
 	Kind     RuleKind
-	Children []RbacRule         // and, or, not (one)
+	Children []RBACRule         // and, or, not (one)
 	Str      *match.StringMatch // url_path.path, requested_server_name, authenticated.principal_name (nil: any)
 	Header   *routing.HeaderMatch
 	Metadata *routing.MetadataMatcher
-	Cidr     netip.Prefix
+	CIDR     netip.Prefix
 	Port     uint32 // destination_port, or the range start
 	PortEnd  uint32 // range end (exclusive)
 }

@@ -27,8 +27,8 @@ const (
 	SecretType   = resourcev3.SecretType
 )
 
-// XdsTypes lists the subscribed types in the order a stream requests them.
-var XdsTypes = [...]string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
+// XDSTypes lists the subscribed types in the order a stream requests them.
+var XDSTypes = [...]string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
 
 // NamedTypes are the types subscribed by resource name: the names the
 // accepted clusters and listeners reference (see subscriptions).
@@ -78,7 +78,7 @@ type ResourceSet struct {
 
 func NewResourceSet() *ResourceSet {
 	s := &ResourceSet{Versions: map[string]string{}, ByType: map[string]map[string]proto.Message{}, Received: map[string]bool{}}
-	for _, t := range XdsTypes {
+	for _, t := range XDSTypes {
 		s.ByType[t] = map[string]proto.Message{}
 	}
 	return s

@@ -26,7 +26,7 @@ func Itoa(i int) string { return strconv.Itoa(i) }
 type perFilterConfig struct {
 	fault         *routing.FaultConfig
 	faultDisabled bool
-	cors          *routing.CorsPolicy
+	cors          *routing.CORSPolicy
 	corsDisabled  bool
 }
 
@@ -55,7 +55,7 @@ func buildPerFilterConfig(field string, m map[string]*anypb.Any) (perFilterConfi
 		switch key {
 		case FaultFilterName:
 			fe = buildFilterOverride(f, a, disabled, buildFault, &out.fault, &out.faultDisabled)
-		case CorsFilterName:
+		case CORSFilterName:
 			fe = buildFilterOverride(f, a, disabled, buildCORS, &out.cors, &out.corsDisabled)
 		default:
 			fe = fieldErr(f, "filter %q: %w", key, ErrUnsupported)
@@ -265,7 +265,7 @@ func buildRoute(r *routev3.Route, scope *routeScope) (*routing.Route, *fieldErro
 		if l.corsDisabled {
 			break
 		}
-		rt.Cors = routing.MergeCORS(rt.Cors, l.cors)
+		rt.CORS = routing.MergeCORS(rt.CORS, l.cors)
 	}
 
 	switch a := r.GetAction().(type) {
@@ -488,7 +488,7 @@ func BuildMatch(m *routev3.RouteMatch) (routing.RouteMatch, *fieldError) {
 		if err := checkFields(g); err != nil {
 			return out, fieldErr(".grpc", "%w", err)
 		}
-		out.Grpc = true
+		out.GRPC = true
 	}
 	for i, h := range m.GetHeaders() {
 		hm, err := BuildHeaderMatch(h)
@@ -633,8 +633,8 @@ func compileFull(expr string, ignoreCase bool) (*regexp.Regexp, error) {
 	return re, nil
 }
 
-// GrpcTimeout parses a grpc-timeout header value ("100m", "5S").
-func GrpcTimeout(v string) (time.Duration, bool) {
+// GRPCTimeout parses a grpc-timeout header value ("100m", "5S").
+func GRPCTimeout(v string) (time.Duration, bool) {
 	if len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}

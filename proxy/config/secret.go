@@ -134,7 +134,7 @@ func buildSecrets(set *ResourceSet) error {
 
 // secretNames returns the SDS secrets a transport socket references.
 func secretNames(ts *corev3.TransportSocket) []string {
-	if ts.GetName() != TlsTransportSocket || ts.GetTypedConfig() == nil {
+	if ts.GetName() != TLSTransportSocket || ts.GetTypedConfig() == nil {
 		return nil
 	}
 	var ctx *tlsv3.CommonTlsContext

@@ -37,20 +37,20 @@ type Metrics struct {
 	Reg              *prometheus.Registry
 	Requests         *prometheus.CounterVec
 	Duration         *prometheus.HistogramVec
-	TcpOpened        *prometheus.CounterVec
-	TcpClosed        *prometheus.CounterVec
-	TcpSent          *prometheus.CounterVec
-	TcpReceived      *prometheus.CounterVec
+	TCPOpened        *prometheus.CounterVec
+	TCPClosed        *prometheus.CounterVec
+	TCPSent          *prometheus.CounterVec
+	TCPReceived      *prometheus.CounterVec
 	BreakerOpen      *prometheus.CounterVec
 	OutlierEjections *prometheus.CounterVec
 	UpstreamRetries  *prometheus.CounterVec
-	XdsApplied       prometheus.Counter
-	XdsNACKs         *prometheus.CounterVec
-	XdsConnected     prometheus.Gauge
-	XdsReconnects    prometheus.Counter
-	// TlsHandshakeErrors counts failed TLS handshakes by direction
+	XDSApplied       prometheus.Counter
+	XDSNACKs         *prometheus.CounterVec
+	XDSConnected     prometheus.Gauge
+	XDSReconnects    prometheus.Counter
+	// TLSHandshakeErrors counts failed TLS handshakes by direction
 	// (downstream, upstream) and reason (Envoy's ssl.* stat names).
-	TlsHandshakeErrors *prometheus.CounterVec
+	TLSHandshakeErrors *prometheus.CounterVec
 	Auth               authMetrics
 }
 
@@ -66,19 +66,19 @@ func NewMetrics() *Metrics {
 			Help:    "Request duration in milliseconds, with Istio's standard labels and buckets.",
 			Buckets: istioDurationBuckets,
 		}, istioLabels),
-		TcpOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
+		TCPOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "istio_tcp_connections_opened_total",
 			Help: "TCP connections opened by the proxy's TCP proxy, with Istio's standard labels.",
 		}, tcpLabels),
-		TcpClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+		TCPClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "istio_tcp_connections_closed_total",
 			Help: "TCP connections closed (or refused) by the proxy's TCP proxy.",
 		}, tcpLabels),
-		TcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+		TCPSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "istio_tcp_sent_bytes_total",
 			Help: "Bytes sent to the client (the response direction) by TCP proxies.",
 		}, tcpLabels),
-		TcpReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+		TCPReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "istio_tcp_received_bytes_total",
 			Help: "Bytes received from the client (the request direction) by TCP proxies.",
 		}, tcpLabels),
@@ -94,29 +94,29 @@ func NewMetrics() *Metrics {
 			Name: "gitmesh_proxy_upstream_retries_total",
 			Help: "Upstream request retries, by cluster.",
 		}, []string{"cluster"}),
-		XdsApplied: prometheus.NewCounter(prometheus.CounterOpts{
+		XDSApplied: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gitmesh_proxy_xds_updates_applied_total",
 			Help: "Complete configurations swapped in.",
 		}),
-		XdsNACKs: prometheus.NewCounterVec(prometheus.CounterOpts{
+		XDSNACKs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gitmesh_proxy_xds_nacks_total",
 			Help: "xDS responses rejected, by type URL.",
 		}, []string{"type_url"}),
-		XdsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+		XDSConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gitmesh_proxy_xds_connected",
 			Help: "1 while an ADS stream to the controller is delivering responses, else 0.",
 		}),
-		XdsReconnects: prometheus.NewCounter(prometheus.CounterOpts{
+		XDSReconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gitmesh_proxy_xds_stream_failures_total",
 			Help: "ADS streams that failed or could not be opened.",
 		}),
-		TlsHandshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		TLSHandshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gitmesh_proxy_tls_handshake_errors_total",
 			Help: "Failed TLS handshakes, by direction (downstream, upstream) and reason (fail_verify_error, fail_verify_san, fail_verify_no_cert, secret_unavailable, connection_error).",
 		}, []string{"direction", "reason"}),
 	}
-	m.Reg.MustRegister(m.TlsHandshakeErrors, m.Requests, m.Duration, m.TcpOpened, m.TcpClosed, m.TcpSent, m.TcpReceived,
-		m.BreakerOpen, m.OutlierEjections, m.UpstreamRetries, m.XdsApplied, m.XdsNACKs, m.XdsConnected, m.XdsReconnects,
+	m.Reg.MustRegister(m.TLSHandshakeErrors, m.Requests, m.Duration, m.TCPOpened, m.TCPClosed, m.TCPSent, m.TCPReceived,
+		m.BreakerOpen, m.OutlierEjections, m.UpstreamRetries, m.XDSApplied, m.XDSNACKs, m.XDSConnected, m.XDSReconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.Auth = newAuthMetrics(m.Reg)
 	return m
@@ -161,9 +161,9 @@ func OrUnknown(s string) string {
 // on outbound ones the upstream server's (destination). "" is unknown.
 type ConnSecurity struct {
 	Source, Destination string
-	// Mtls is an inbound connection whose client presented a verified
+	// MTLS is an inbound connection whose client presented a verified
 	// certificate.
-	Mtls bool
+	MTLS bool
 }
 
 // FirstURI returns a certificate's first URI SAN, "" for none.
@@ -185,7 +185,7 @@ type RequestSeries struct {
 // identities, the protocol, the response code and flags.
 type SeriesKey struct {
 	Inbound bool
-	Grpc    bool
+	GRPC    bool
 	Code    int
 	Flags   ResponseFlags
 	Meta    EndpointMeta

@@ -12,11 +12,11 @@ import (
 	"github.com/gitmesh/gitmesh/proxy/match"
 )
 
-// TlsContext is a built CommonTlsContext with the fields of its
+// TLSContext is a built CommonTlsContext with the fields of its
 // Downstream- or UpstreamTlsContext: what a handshake needs besides the
 // secrets, which it reads from the proxy's secretStore when it starts.
 // Immutable.
-type TlsContext struct {
+type TLSContext struct {
 	Certs      []CertSource
 	Validation *ValidationConfig
 	Alpn       []string
@@ -24,8 +24,8 @@ type TlsContext struct {
 	MaxVersion uint16
 	Ciphers    []uint16
 	Curves     []tls.CurveID
-	// Sni is the upstream server name ("" sends none).
-	Sni string
+	// SNI is the upstream server name ("" sends none).
+	SNI string
 	// RequireClientCert and requireSNI are downstream only.
 	RequireClientCert bool
 	RequireSNI        bool
@@ -35,7 +35,7 @@ type TlsContext struct {
 // SDS secret of that name.
 type CertSource struct {
 	Static *tls.Certificate
-	Sds    string
+	SDS    string
 }
 
 // ValidationConfig is a CertificateValidationContext, possibly combined
@@ -46,24 +46,24 @@ type ValidationConfig struct {
 	// RootsSDS names the SDS secret whose validation_context supplies the
 	// roots (and adds its SAN matchers); "" for none.
 	RootsSDS string
-	Sans     []SanMatcher
+	Sans     []SANMatcher
 }
 
-// SanType restricts a SAN matcher to one kind of subject alternative
+// SANType restricts a SAN matcher to one kind of subject alternative
 // name; sanAny is the deprecated match_subject_alt_names (any kind).
-type SanType int
+type SANType int
 
 const (
-	SanAny SanType = iota
-	SanDNS
-	SanURI
-	SanEmail
-	SanIP
+	SANAny SANType = iota
+	SANDNS
+	SANURI
+	SANEmail
+	SANIP
 )
 
-// SanMatcher is one match_typed_subject_alt_names entry.
-type SanMatcher struct {
-	Typ SanType
+// SANMatcher is one match_typed_subject_alt_names entry.
+type SANMatcher struct {
+	Typ SANType
 	M   *match.StringMatch
 	// ExactDNS is set for a DNS exact matcher: a wildcard SAN in the
 	// certificate ("*.example.com") matches one label, as Envoy.
@@ -108,29 +108,29 @@ func HandshakeReason(err error) string {
 
 // Matches reports whether one of the certificate's SANs of the matcher's
 // kind matches.
-func (sm SanMatcher) Matches(c *x509.Certificate) bool {
-	if sm.Typ == SanAny || sm.Typ == SanDNS {
+func (sm SANMatcher) Matches(c *x509.Certificate) bool {
+	if sm.Typ == SANAny || sm.Typ == SANDNS {
 		for _, n := range c.DNSNames {
 			if sm.M.Matches(n) || (sm.ExactDNS != "" && dnsWildcardMatch(sm.ExactDNS, n)) {
 				return true
 			}
 		}
 	}
-	if sm.Typ == SanAny || sm.Typ == SanURI {
+	if sm.Typ == SANAny || sm.Typ == SANURI {
 		for _, u := range c.URIs {
 			if sm.M.Matches(u.String()) {
 				return true
 			}
 		}
 	}
-	if sm.Typ == SanAny || sm.Typ == SanEmail {
+	if sm.Typ == SANAny || sm.Typ == SANEmail {
 		for _, e := range c.EmailAddresses {
 			if sm.M.Matches(e) {
 				return true
 			}
 		}
 	}
-	if sm.Typ == SanAny || sm.Typ == SanIP {
+	if sm.Typ == SANAny || sm.Typ == SANIP {
 		for _, ip := range c.IPAddresses {
 			if sm.M.Matches(ip.String()) {
 				return true
@@ -153,7 +153,7 @@ func dnsWildcardMatch(name, san string) bool {
 
 // resolve returns the roots and SAN matchers in force now: those of the
 // SDS validation secret, when the context names one, plus its own.
-func (v *ValidationConfig) resolve(store *SecretStore) (*x509.CertPool, []SanMatcher, error) {
+func (v *ValidationConfig) resolve(store *SecretStore) (*x509.CertPool, []SANMatcher, error) {
 	if v.RootsSDS == "" {
 		return v.Roots, v.Sans, nil
 	}
@@ -171,7 +171,7 @@ func (v *ValidationConfig) resolve(store *SecretStore) (*x509.CertPool, []SanMat
 // VerifyPeer verifies a peer's chain (leaf first, as crypto/tls parsed it)
 // against roots (no host name check, as Envoy without SAN matchers) and,
 // when there are matchers, that one of them matches the leaf.
-func VerifyPeer(certs []*x509.Certificate, roots *x509.CertPool, sans []SanMatcher) error {
+func VerifyPeer(certs []*x509.Certificate, roots *x509.CertPool, sans []SANMatcher) error {
 	if len(certs) == 0 {
 		return &verifyError{reason: ReasonVerifyNoCert, err: errors.New("peer presented no certificate")}
 	}
@@ -202,16 +202,16 @@ func VerifyPeer(certs []*x509.Certificate, roots *x509.CertPool, sans []SanMatch
 }
 
 // certificates returns the context's certificates as they are now.
-func (tc *TlsContext) certificates(store *SecretStore) ([]tls.Certificate, error) {
+func (tc *TLSContext) certificates(store *SecretStore) ([]tls.Certificate, error) {
 	out := make([]tls.Certificate, 0, len(tc.Certs))
 	for _, c := range tc.Certs {
 		if c.Static != nil {
 			out = append(out, *c.Static)
 			continue
 		}
-		sv := store.get(c.Sds)
+		sv := store.get(c.SDS)
 		if sv == nil || sv.Cert == nil {
-			return nil, fmt.Errorf("certificate %q: %w", c.Sds, errSecretUnavailable)
+			return nil, fmt.Errorf("certificate %q: %w", c.SDS, errSecretUnavailable)
 		}
 		out = append(out, *sv.Cert)
 	}
@@ -220,13 +220,13 @@ func (tc *TlsContext) certificates(store *SecretStore) ([]tls.Certificate, error
 
 // LocalLeaf returns the context's first certificate as it is now; nil
 // when it has none or its secret has not arrived.
-func (tc *TlsContext) LocalLeaf(store *SecretStore) *x509.Certificate {
+func (tc *TLSContext) LocalLeaf(store *SecretStore) *x509.Certificate {
 	if tc == nil || len(tc.Certs) == 0 {
 		return nil
 	}
 	if c := tc.Certs[0]; c.Static != nil {
 		return c.Static.Leaf
-	} else if sv := store.get(c.Sds); sv != nil && sv.Cert != nil {
+	} else if sv := store.get(c.SDS); sv != nil && sv.Cert != nil {
 		return sv.Cert.Leaf
 	}
 	return nil
@@ -234,7 +234,7 @@ func (tc *TlsContext) LocalLeaf(store *SecretStore) *x509.Certificate {
 
 // LocalURIs returns the URI SANs of the context's first certificate as it
 // is now (XFCC's By).
-func (tc *TlsContext) LocalURIs(store *SecretStore) []string {
+func (tc *TLSContext) LocalURIs(store *SecretStore) []string {
 	leaf := tc.LocalLeaf(store)
 	if leaf == nil {
 		return nil
@@ -249,7 +249,7 @@ func (tc *TlsContext) LocalURIs(store *SecretStore) []string {
 // ServerConfig returns the tls.Config of one downstream connection: the
 // certificates, roots and ALPN are chosen when its ClientHello arrives,
 // from the secrets in force then.
-func (tc *TlsContext) ServerConfig(store *SecretStore) *tls.Config {
+func (tc *TLSContext) ServerConfig(store *SecretStore) *tls.Config {
 	return &tls.Config{
 		SessionTicketsDisabled: true,
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -258,7 +258,7 @@ func (tc *TlsContext) ServerConfig(store *SecretStore) *tls.Config {
 	}
 }
 
-func (tc *TlsContext) serverConfigFor(hello *tls.ClientHelloInfo, store *SecretStore) (*tls.Config, error) {
+func (tc *TLSContext) serverConfigFor(hello *tls.ClientHelloInfo, store *SecretStore) (*tls.Config, error) {
 	if tc.RequireSNI && hello.ServerName == "" {
 		return nil, errors.New("client sent no SNI")
 	}
@@ -312,9 +312,9 @@ func negotiateALPN(server, client []string) []string {
 // ClientConfig returns the tls.Config of one upstream connection, with the
 // secrets in force now. http2 offers "h2" first, so the peer speaks HTTP/2
 // over TLS as the cluster asks.
-func (tc *TlsContext) ClientConfig(store *SecretStore, http2 bool) (*tls.Config, error) {
+func (tc *TLSContext) ClientConfig(store *SecretStore, http2 bool) (*tls.Config, error) {
 	cfg := &tls.Config{
-		ServerName: tc.Sni,
+		ServerName: tc.SNI,
 		// Verification is verifyPeer's: Envoy checks no host name, only
 		// the chain and the configured SAN matchers.
 		InsecureSkipVerify: true,
@@ -324,7 +324,7 @@ func (tc *TlsContext) ClientConfig(store *SecretStore, http2 bool) (*tls.Config,
 		CurvePreferences:   tc.Curves,
 		NextProtos:         tc.Alpn,
 	}
-	if net.ParseIP(tc.Sni) != nil {
+	if net.ParseIP(tc.SNI) != nil {
 		cfg.ServerName = ""
 	}
 	if http2 && !slices.Contains(tc.Alpn, "h2") {

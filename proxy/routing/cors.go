@@ -7,10 +7,10 @@ import (
 	"github.com/gitmesh/gitmesh/proxy/upstream"
 )
 
-// CorsPolicy is a route's effective CORS policy: per attribute, the route's
+// CORSPolicy is a route's effective CORS policy: per attribute, the route's
 // typed_per_filter_config value if set, else the virtual host's (Envoy's
 // most-specific-wins merge).
-type CorsPolicy struct {
+type CORSPolicy struct {
 	Origins          []*match.StringMatch
 	AllowMethods     string
 	AllowHeaders     string
@@ -27,7 +27,7 @@ type CorsPolicy struct {
 
 // MergeCORS returns the per-attribute merge of the more specific policy a
 // over b; nil when both are nil.
-func MergeCORS(a, b *CorsPolicy) *CorsPolicy {
+func MergeCORS(a, b *CORSPolicy) *CORSPolicy {
 	switch {
 	case a == nil:
 		return b
@@ -63,7 +63,7 @@ func MergeCORS(a, b *CorsPolicy) *CorsPolicy {
 	return &m
 }
 
-func (c *CorsPolicy) OriginAllowed(origin string) bool {
+func (c *CORSPolicy) OriginAllowed(origin string) bool {
 	for _, m := range c.Origins {
 		if m.Kind == match.StrExact && m.Value == "*" || m.Matches(origin) {
 			return true
@@ -73,7 +73,7 @@ func (c *CorsPolicy) OriginAllowed(origin string) bool {
 }
 
 // Decorate adds the CORS headers of an allowed simple request's response.
-func (c *CorsPolicy) Decorate(h http.Header, origin string) {
+func (c *CORSPolicy) Decorate(h http.Header, origin string) {
 	h.Set("Access-Control-Allow-Origin", origin)
 	if c.AllowCredentials != nil && *c.AllowCredentials {
 		h.Set("Access-Control-Allow-Credentials", "true")

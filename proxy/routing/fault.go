@@ -13,7 +13,7 @@ type FaultConfig struct {
 	DelayShare   upstream.Fraction
 	AbortStatus  int  // HTTP status of an abort; 200 for a gRPC abort
 	AbortGRPC    bool // abort with grpc-status instead of an HTTP error
-	GrpcStatus   uint32
+	GRPCStatus   uint32
 	AbortShare   upstream.Fraction
 	AbortBody    string
 	HasDelay     bool

@@ -19,12 +19,12 @@ type RedirectAction struct {
 	Code          int
 }
 
-// HttpsRedirect is what a virtual host with require_tls answers to a
+// HTTPSRedirect is what a virtual host with require_tls answers to a
 // plaintext request.
-var HttpsRedirect = &RedirectAction{Scheme: "https", Code: http.StatusMovedPermanently}
+var HTTPSRedirect = &RedirectAction{Scheme: "https", Code: http.StatusMovedPermanently}
 
 // Location builds the redirect target for r, following Envoy's
-// Http::Utility::newUri.
+// HTTP::Utility::newUri.
 func (a *RedirectAction) Location(r *http.Request, match *RouteMatch) string {
 	reqScheme := "http"
 	if r.TLS != nil {

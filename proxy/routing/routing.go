@@ -78,8 +78,8 @@ type Route struct {
 	// listener's filter config applies. faultDisabled turns it off.
 	Fault         *FaultConfig
 	FaultDisabled bool
-	// Cors is the merged route and virtual host CORS policy; nil: none.
-	Cors *CorsPolicy
+	// CORS is the merged route and virtual host CORS policy; nil: none.
+	CORS *CORSPolicy
 }
 
 type WeightedCluster struct {
@@ -114,7 +114,7 @@ type RouteMatch struct {
 	IgnoreCase bool
 	Headers    []HeaderMatch
 	Query      []QueryMatch
-	Grpc       bool
+	GRPC       bool
 	// Metadata are dynamic_metadata matchers, read from the metadata the
 	// jwt_authn filter wrote (see metadataOf).
 	Metadata []*MetadataMatcher
@@ -195,7 +195,7 @@ func (m *RouteMatch) Matches(r *http.Request, path string) bool {
 			return false
 		}
 	}
-	if m.Grpc && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+	if m.GRPC && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 		return false
 	}
 	for i := range m.Query {

@@ -17,9 +17,9 @@ type Endpoint struct {
 	Addr   string
 	Meta   metrics.EndpointMeta
 	weight uint32
-	// TlsMatch is filter_metadata["envoy.transport_socket_match"], which
+	// TLSMatch is filter_metadata["envoy.transport_socket_match"], which
 	// picks the cluster's transport socket for this endpoint; nil for none.
-	TlsMatch *structpb.Struct
+	TLSMatch *structpb.Struct
 	// State is the host's live counters (active requests, outlier
 	// detection). The applier replaces it with the state the host had in
 	// the previous configuration, so counters and ejections survive
@@ -37,15 +37,15 @@ type EndpointSet struct {
 	schedule  []uint32
 	next      atomic.Uint64
 	// lb is the cluster's policy; nil is round-robin.
-	lb *LbConfig
+	lb *LBConfig
 	// cumulative weights for RANDOM and weighted LEAST_REQUEST.
 	cumulative  []uint64
 	equalWeight bool
 	// ring (RING_HASH) and table (MAGLEV) map hashes to endpoints.
 	ring  []ringEntry
 	table []uint32
-	// Cs is the cluster's shared state (ejection count); nil in tests.
-	Cs *ClusterState
+	// ClusterState is the cluster's shared state (ejection count); nil in tests.
+	ClusterState *ClusterState
 }
 
 // NewEndpointSet builds a round-robin set; weights[i] (> 0) is
@@ -55,7 +55,7 @@ func NewEndpointSet(eps []*Endpoint, weights []uint32) *EndpointSet {
 }
 
 // NewBalancedSet builds a set balanced by lb (nil: round-robin).
-func NewBalancedSet(eps []*Endpoint, weights []uint32, lb *LbConfig) *EndpointSet {
+func NewBalancedSet(eps []*Endpoint, weights []uint32, lb *LBConfig) *EndpointSet {
 	s := &EndpointSet{Endpoints: eps, lb: lb}
 	for i, e := range eps {
 		e.weight = weights[i]
@@ -140,7 +140,7 @@ func (s *EndpointSet) Pick(pr *PickRequest) *Endpoint {
 	if pr != nil {
 		f.avoid = pr.Avoid
 	}
-	if s.Cs != nil && s.Cs.ejected.Load() > 0 {
+	if s.ClusterState != nil && s.ClusterState.ejected.Load() > 0 {
 		f.now = time.Now().UnixNano()
 		f.checkEjection = !s.panicking(f.now)
 	}
@@ -158,11 +158,11 @@ func (s *EndpointSet) Pick(pr *PickRequest) *Endpoint {
 func (s *EndpointSet) pickFiltered(pr *PickRequest, f *hostFilter) *Endpoint {
 	if s.lb != nil {
 		switch s.lb.Kind {
-		case LbRandom:
+		case LBRandom:
 			return s.pickRandom(f)
-		case LbLeastRequest:
+		case LBLeastRequest:
 			return s.pickLeastRequest(f)
-		case LbRingHash, LbMaglev:
+		case LBRingHash, LBMaglev:
 			return s.pickHash(pr, f)
 		}
 	}
@@ -177,7 +177,7 @@ func (s *EndpointSet) pickRoundRobin(f *hostFilter) *Endpoint {
 	}
 	for range n {
 		i := s.next.Add(1) - 1
-		if e := s.Endpoints[s.schedule[i%n]]; f.usable(e, s.Cs) {
+		if e := s.Endpoints[s.schedule[i%n]]; f.usable(e, s.ClusterState) {
 			return e
 		}
 	}
@@ -215,7 +215,7 @@ func (s *EndpointSet) panicking(now int64) bool {
 	}
 	healthy := 0
 	for _, e := range s.Endpoints {
-		if !e.State.ejected(now, s.Cs) {
+		if !e.State.ejected(now, s.ClusterState) {
 			healthy++
 		}
 	}

@@ -22,10 +22,10 @@ type Cluster struct {
 	// set: a request routed to it is answered 503 with flag NC, a TCP
 	// connection is closed, a mirror to it is skipped.
 	Missing        bool
-	Http2          bool
+	HTTP2          bool
 	ConnectTimeout time.Duration
 	Service        ServiceMeta
-	Lb             *LbConfig
+	LB             *LBConfig
 	Limits         BreakerLimits
 	Outlier        *OutlierConfig
 	// MaxRequestsPerConn is common_http_protocol_options
@@ -44,14 +44,14 @@ type Cluster struct {
 	OriginalDst bool
 	// Endpoints is the balanced set of a STATIC or EDS cluster.
 	Endpoints *EndpointSet
-	// DnsTargets are the inline addresses of a STRICT_DNS cluster.
-	DnsTargets []DnsTarget
-	DnsRefresh time.Duration
+	// DNSTargets are the inline addresses of a STRICT_DNS cluster.
+	DNSTargets []DNSTarget
+	DNSRefresh time.Duration
 
 	// pool, dns, state, connSlots, metrics and series are attached by the applier
 	// before publication.
 	Pool      ConnPool
-	Dns       *DnsResolver
+	DNS       *DNSResolver
 	State     *ClusterState
 	ConnSlots chan struct{}
 	Metrics   *metrics.Metrics
@@ -91,8 +91,8 @@ func (c *Cluster) Pick(pr *PickRequest) *Endpoint {
 // currentEndpoints is the endpoint set in use: the resolver's latest for a
 // STRICT_DNS cluster.
 func (c *Cluster) currentEndpoints() *EndpointSet {
-	if c.Dns != nil {
-		return c.Dns.Current.Load()
+	if c.DNS != nil {
+		return c.DNS.Current.Load()
 	}
 	return c.Endpoints
 }
@@ -101,7 +101,7 @@ func (c *Cluster) currentEndpoints() *EndpointSet {
 // idle connections) across updates as long as these do not change.
 type PoolKey struct {
 	cluster            string
-	Http2              bool
+	HTTP2              bool
 	ConnectTimeout     time.Duration
 	MaxRequestsPerConn uint32
 	IdleTimeout        time.Duration
@@ -114,7 +114,7 @@ type PoolKey struct {
 }
 
 func (c *Cluster) PoolKey() PoolKey {
-	k := PoolKey{cluster: c.Name, Http2: c.Http2, ConnectTimeout: c.ConnectTimeout,
+	k := PoolKey{cluster: c.Name, HTTP2: c.HTTP2, ConnectTimeout: c.ConnectTimeout,
 		MaxRequestsPerConn: c.MaxRequestsPerConn, IdleTimeout: c.IdleTimeout, KeepAlive: c.KeepAlive}
 	if c.Sockets != nil {
 		k.sockets = c.Sockets.Key
@@ -122,31 +122,31 @@ func (c *Cluster) PoolKey() PoolKey {
 	return k
 }
 
-// DnsKey identifies a resolver: same targets, same refresh rate.
-func (c *Cluster) DnsKey() string {
+// DNSKey identifies a resolver: same targets, same refresh rate.
+func (c *Cluster) DNSKey() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s", c.Name, c.DnsRefresh, c.Lb.key())
-	for _, t := range c.DnsTargets {
+	fmt.Fprintf(&b, "%s|%s|%s", c.Name, c.DNSRefresh, c.LB.key())
+	for _, t := range c.DNSTargets {
 		fmt.Fprintf(&b, "|%s:%d/%d/%+v", t.Host, t.Port, t.Weight, t.Meta)
 	}
 	return b.String()
 }
 
-// DnsTarget is one inline address of a STRICT_DNS cluster.
-type DnsTarget struct {
+// DNSTarget is one inline address of a STRICT_DNS cluster.
+type DNSTarget struct {
 	Host   string
 	Port   int
 	Weight uint32
 	Meta   metrics.EndpointMeta
 }
 
-// DnsResolver keeps a STRICT_DNS cluster's endpoints resolved. Its
+// DNSResolver keeps a STRICT_DNS cluster's endpoints resolved. Its
 // goroutine is owned by the applier, which stops it when no applied
 // configuration uses it any more.
-type DnsResolver struct {
+type DNSResolver struct {
 	key      string
-	targets  []DnsTarget
-	lb       *LbConfig
+	targets  []DNSTarget
+	lb       *LBConfig
 	cs       *ClusterState
 	resolver *net.Resolver
 	log      *slog.Logger
@@ -167,14 +167,14 @@ const dnsFirstTimeout = 2 * time.Second
 
 // StartDNSResolver resolves the targets once (bounded by dnsFirstTimeout),
 // then re-resolves every refresh until ctx is done or stop is called.
-func StartDNSResolver(ctx context.Context, log *slog.Logger, res *net.Resolver, c *Cluster, refresh time.Duration) *DnsResolver {
-	if c.DnsRefresh > 0 {
-		refresh = c.DnsRefresh
+func StartDNSResolver(ctx context.Context, log *slog.Logger, res *net.Resolver, c *Cluster, refresh time.Duration) *DNSResolver {
+	if c.DNSRefresh > 0 {
+		refresh = c.DNSRefresh
 	}
-	r := &DnsResolver{
-		key: c.DnsKey(), targets: c.DnsTargets, lb: c.Lb, cs: c.State, resolver: res,
+	r := &DNSResolver{
+		key: c.DNSKey(), targets: c.DNSTargets, lb: c.LB, cs: c.State, resolver: res,
 		log:  log.With("cluster", c.Name),
-		last: make([][]string, len(c.DnsTargets)),
+		last: make([][]string, len(c.DNSTargets)),
 		done: make(chan struct{}),
 	}
 	r.Current.Store(&EndpointSet{})
@@ -200,7 +200,7 @@ func StartDNSResolver(ctx context.Context, log *slog.Logger, res *net.Resolver, 
 
 // resolve looks every target up and publishes the new endpoint set. A
 // failed lookup keeps that target's previous addresses.
-func (r *DnsResolver) resolve(ctx context.Context) {
+func (r *DNSResolver) resolve(ctx context.Context) {
 	var eps []*Endpoint
 	var weights []uint32
 	for i, t := range r.targets {
@@ -224,13 +224,13 @@ func (r *DnsResolver) resolve(ctx context.Context) {
 	set := NewBalancedSet(eps, weights, r.lb)
 	if r.cs != nil {
 		r.cs.Adopt(eps, true)
-		set.Cs = r.cs
+		set.ClusterState = r.cs
 	}
 	r.Current.Store(set)
 }
 
 // Stop ends the resolver goroutine and waits for it.
-func (r *DnsResolver) Stop() {
+func (r *DNSResolver) Stop() {
 	r.cancel()
 	<-r.done
 }

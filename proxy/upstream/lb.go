@@ -14,11 +14,11 @@ import (
 type lbKind int
 
 const (
-	LbRoundRobin lbKind = iota
-	LbLeastRequest
-	LbRandom
-	LbRingHash
-	LbMaglev
+	LBRoundRobin lbKind = iota
+	LBLeastRequest
+	LBRandom
+	LBRingHash
+	LBMaglev
 )
 
 // Envoy's defaults for the hash balancers.
@@ -29,8 +29,8 @@ const (
 	defaultChoiceCount     = 2
 )
 
-// LbConfig is a cluster's load-balancing configuration.
-type LbConfig struct {
+// LBConfig is a cluster's load-balancing configuration.
+type LBConfig struct {
 	Kind        lbKind
 	ChoiceCount int
 	MinRing     uint64
@@ -42,7 +42,7 @@ type LbConfig struct {
 }
 
 // key identifies the configuration by value (for resolver reuse).
-func (l *LbConfig) key() string {
+func (l *LBConfig) key() string {
 	if l == nil {
 		return ""
 	}
@@ -54,13 +54,13 @@ func (l *LbConfig) key() string {
 }
 
 // HashBased reports whether the policy consults the route's hash_policy.
-func (l *LbConfig) HashBased() bool {
-	return l != nil && (l.Kind == LbRingHash || l.Kind == LbMaglev)
+func (l *LBConfig) HashBased() bool {
+	return l != nil && (l.Kind == LBRingHash || l.Kind == LBMaglev)
 }
 
 // DefaultLB is a round-robin lbConfig with Envoy's default settings.
-func DefaultLB() *LbConfig {
-	return &LbConfig{Kind: LbRoundRobin, ChoiceCount: defaultChoiceCount, MinRing: defaultMinRingSize, MaxRing: DefaultMaxRingSize, TableSize: defaultMaglevTableSize}
+func DefaultLB() *LBConfig {
+	return &LBConfig{Kind: LBRoundRobin, ChoiceCount: defaultChoiceCount, MinRing: defaultMinRingSize, MaxRing: DefaultMaxRingSize, TableSize: defaultMaglevTableSize}
 }
 
 // buildLB precomputes the structures of the set's policy.
@@ -76,9 +76,9 @@ func (s *EndpointSet) buildLB(weights []uint32) {
 		}
 	}
 	switch s.lb.Kind {
-	case LbRingHash:
+	case LBRingHash:
 		s.ring = buildRing(s.Endpoints, weights, s.lb.MinRing, s.lb.MaxRing)
-	case LbMaglev:
+	case LBMaglev:
 		s.table = buildMaglev(s.Endpoints, weights, s.lb.TableSize)
 	}
 }
@@ -94,7 +94,7 @@ func (s *EndpointSet) randomIndex() int {
 
 func (s *EndpointSet) pickRandom(f *hostFilter) *Endpoint {
 	for range 2 * len(s.Endpoints) {
-		if e := s.Endpoints[s.randomIndex()]; !f.active() || f.usable(e, s.Cs) {
+		if e := s.Endpoints[s.randomIndex()]; !f.active() || f.usable(e, s.ClusterState) {
 			return e
 		}
 	}
@@ -108,7 +108,7 @@ func (s *EndpointSet) pickLeastRequest(f *hostFilter) *Endpoint {
 	for range s.lb.ChoiceCount {
 		var e *Endpoint
 		for range 2 * len(s.Endpoints) {
-			if c := s.Endpoints[s.randomIndex()]; !f.active() || f.usable(c, s.Cs) {
+			if c := s.Endpoints[s.randomIndex()]; !f.active() || f.usable(c, s.ClusterState) {
 				e = c
 				break
 			}
@@ -128,7 +128,7 @@ func (s *EndpointSet) pickLeastRequest(f *hostFilter) *Endpoint {
 
 func (s *EndpointSet) firstUsable(start int, f *hostFilter) *Endpoint {
 	for i := range s.Endpoints {
-		if e := s.Endpoints[(start+i)%len(s.Endpoints)]; f.usable(e, s.Cs) {
+		if e := s.Endpoints[(start+i)%len(s.Endpoints)]; f.usable(e, s.ClusterState) {
 			return e
 		}
 	}
@@ -228,7 +228,7 @@ func (s *EndpointSet) pickHash(pr *PickRequest, f *hostFilter) *Endpoint {
 		i := sort.Search(len(s.ring), func(i int) bool { return s.ring[i].hash >= h })
 		for k := range len(s.ring) {
 			e := s.Endpoints[s.ring[(i+k)%len(s.ring)].host]
-			if !f.active() || f.usable(e, s.Cs) {
+			if !f.active() || f.usable(e, s.ClusterState) {
 				return e
 			}
 		}
@@ -238,7 +238,7 @@ func (s *EndpointSet) pickHash(pr *PickRequest, f *hostFilter) *Endpoint {
 		i := h % uint64(len(s.table))
 		for k := range uint64(len(s.table)) {
 			e := s.Endpoints[s.table[(i+k)%uint64(len(s.table))]]
-			if !f.active() || f.usable(e, s.Cs) {
+			if !f.active() || f.usable(e, s.ClusterState) {
 				return e
 			}
 		}
@@ -279,7 +279,7 @@ const (
 type HashPolicy struct {
 	Kind     hashPolicyKind
 	Name     string // header (canonical or pseudo), cookie or query parameter
-	Ttl      *time.Duration
+	TTL      *time.Duration
 	Path     string
 	Terminal bool
 }
