@@ -305,7 +305,7 @@ func rewriteOut(in, out *http.Request, rs *requestState, priorXFF []string) {
 		n := routing.MatchedPrefixLen(&rt.Match, esc)
 		setEscapedPath(out.URL, *rt.PrefixRewrite+esc[n:])
 	case rt.RegexRewrite != nil:
-		setEscapedPath(out.URL, rt.RegexRewrite.Re.ReplaceAllString(out.URL.EscapedPath(), rt.RegexRewrite.Sub))
+		setEscapedPath(out.URL, rt.RegexRewrite.Re.ReplaceAllString(out.URL.EscapedPath(), rt.RegexRewrite.Substitution))
 	}
 	switch {
 	case rs.wc.HostRewrite != "":

@@ -26,15 +26,15 @@ func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
 	grpc := strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 	var s *metrics.RequestSeries
 	if c := rs.cluster; c != nil && !c.Missing && c.Series != nil {
-		k := metrics.SeriesKey{Inbound: rs.lc != nil && rs.lc.Inbound, GRPC: grpc, Code: rs.code, Flags: rs.flags, Sec: rs.sec}
+		k := metrics.SeriesKey{Inbound: rs.lc != nil && rs.lc.Inbound, GRPC: grpc, Code: rs.code, Flags: rs.flags, Security: rs.sec}
 		if rs.endpoint != nil {
 			k.Meta = rs.endpoint.Meta
 		}
-		if v, ok := c.Series.M.Load(k); ok {
+		if v, ok := c.Series.Series.Load(k); ok {
 			s = v.(*metrics.RequestSeries)
 		} else {
 			s = p.requestSeries(rs, grpc)
-			c.Series.M.Store(k, s)
+			c.Series.Series.Store(k, s)
 		}
 	} else {
 		s = p.requestSeries(rs, grpc)

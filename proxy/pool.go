@@ -146,5 +146,5 @@ func (pool *upstreamPool) dialTLS(ctx context.Context, network, addr string) (ne
 	if err != nil {
 		return nil, err
 	}
-	return pool.p.clientHandshake(ctx, raw, addr, td.Tc, pool.key.HTTP2, pool.key.ConnectTimeout)
+	return pool.p.clientHandshake(ctx, raw, addr, td.TLS, pool.key.HTTP2, pool.key.ConnectTimeout)
 }

@@ -30,7 +30,7 @@ type Client struct {
 	BackoffMax     time.Duration
 	Log            *slog.Logger
 	Metrics        *metrics.Metrics
-	A              Handler
+	Handler        Handler
 	// Rejected counts consecutive NACKs of the same version per type.
 	Rejected map[string]Rejection
 }
@@ -144,11 +144,11 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 	}
 	s := &adsStream{st: st, node: c.Node, nonces: map[string]string{}, sent: map[string][]string{}}
 	for _, t := range []string{config.ClusterType, config.ListenerType} {
-		if err := s.send(t, c.A.AcceptedSet().Versions[t], nil, nil); err != nil {
+		if err := s.send(t, c.Handler.AcceptedSet().Versions[t], nil, nil); err != nil {
 			return false, err
 		}
 	}
-	if err := s.syncSubscriptions(c.A.AcceptedSet()); err != nil {
+	if err := s.syncSubscriptions(c.Handler.AcceptedSet()); err != nil {
 		return false, err
 	}
 
@@ -177,7 +177,7 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 	delivered := false
 	for {
 		var warmC, nackC <-chan time.Time
-		if dl, ok := c.A.WarmingDeadline(); ok {
+		if dl, ok := c.Handler.WarmingDeadline(); ok {
 			warm.Reset(time.Until(dl))
 			warmC = warm.C
 		}
@@ -195,7 +195,7 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 		case <-ctx.Done():
 			return delivered, ctx.Err()
 		case <-warmC:
-			c.A.WarmingExpired(ctx)
+			c.Handler.WarmingExpired(ctx)
 		case <-nackC:
 			now := time.Now()
 			for typeURL, d := range delayed {
@@ -203,7 +203,7 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 					continue
 				}
 				delete(delayed, typeURL)
-				if err := s.respond(typeURL, c.A.AcceptedSet(), d.err); err != nil {
+				if err := s.respond(typeURL, c.Handler.AcceptedSet(), d.err); err != nil {
 					return delivered, err
 				}
 			}
@@ -220,14 +220,14 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 			}
 			typeURL := r.resp.GetTypeUrl()
 			s.nonces[typeURL] = r.resp.GetNonce()
-			nack := c.A.Handle(ctx, r.resp)
+			nack := c.Handler.Handle(ctx, r.resp)
 			delete(delayed, typeURL)
 			if d := c.NACKDelay(typeURL, r.resp.GetVersionInfo(), nack); d > 0 {
 				delayed[typeURL] = delayedNACK{err: nack, due: time.Now().Add(d)}
-			} else if err := s.respond(typeURL, c.A.AcceptedSet(), nack); err != nil {
+			} else if err := s.respond(typeURL, c.Handler.AcceptedSet(), nack); err != nil {
 				return delivered, err
 			}
-			if err := s.syncSubscriptions(c.A.AcceptedSet()); err != nil {
+			if err := s.syncSubscriptions(c.Handler.AcceptedSet()); err != nil {
 				return delivered, err
 			}
 		}

@@ -26,10 +26,10 @@ type JWTRule struct {
 	Req   *JWTRequirement
 }
 
-type jwtReqKind int
+type JWTRequirementKind int
 
 const (
-	ReqProvider jwtReqKind = iota
+	ReqProvider JWTRequirementKind = iota
 	ReqAny
 	ReqAll
 	ReqAllowMissing
@@ -38,7 +38,7 @@ const (
 
 // JWTRequirement is a built JwtRequirement tree.
 type JWTRequirement struct {
-	Kind     jwtReqKind
+	Kind     JWTRequirementKind
 	Provider *JWTProvider
 	Children []JWTRequirement
 }

@@ -7,11 +7,11 @@ import (
 	"github.com/gitmesh/gitmesh/proxy/routing"
 )
 
-// rbacAction is what a matching RBAC policy does.
-type rbacAction int
+// RBACAction is what a matching RBAC policy does.
+type RBACAction int
 
 const (
-	RBACAllow rbacAction = iota
+	RBACAllow RBACAction = iota
 	RBACDeny
 	RBACLog
 )
@@ -21,7 +21,7 @@ const (
 // enforces nothing.
 type RBACFilter struct {
 	Enforce  bool
-	Action   rbacAction
+	Action   RBACAction
 	Policies []RBACPolicy // sorted by name, as Envoy's std::map iterates them
 }
 

@@ -60,7 +60,7 @@ type filterChain struct {
 type HTTPChain struct {
 	StatPrefix string
 	Routes     *routing.RouteTable
-	Filters    []httpFilter // in order, without the router
+	Filters    []HTTPFilter // in order, without the router
 	// XFCC is forward_client_cert_details and
 	// set_current_client_cert_details.
 	XFCC mtls.XFCCConfig
@@ -71,17 +71,17 @@ type HTTPChain struct {
 	Auth []auth.AuthFilter
 }
 
-type httpFilterKind int
+type HTTPFilterKind int
 
 const (
-	FilterCORS httpFilterKind = iota
+	FilterCORS HTTPFilterKind = iota
 	FilterFault
 )
 
-// httpFilter is one HTTP filter before the router; fault is the filter's
+// HTTPFilter is one HTTP filter before the router; fault is the filter's
 // own typed_config, used by routes that do not override it.
-type httpFilter struct {
-	Kind  httpFilterKind
+type HTTPFilter struct {
+	Kind  HTTPFilterKind
 	Fault *routing.FaultConfig
 }
 
@@ -405,7 +405,7 @@ func buildHCM(a *anypb.Any, tables map[string]*routing.RouteTable, refs *cluster
 		}
 		switch hf.GetName() {
 		case FaultFilterName:
-			f := httpFilter{Kind: FilterFault}
+			f := HTTPFilter{Kind: FilterFault}
 			if tc := hf.GetTypedConfig(); tc != nil {
 				fc, fe := buildFault(tc)
 				if fe != nil {
@@ -423,7 +423,7 @@ func buildHCM(a *anypb.Any, tables map[string]*routing.RouteTable, refs *cluster
 					return nil, "", fieldErr(path+".typed_config", "decoding Cors: %w", err)
 				}
 			}
-			hc.Filters = append(hc.Filters, httpFilter{Kind: FilterCORS})
+			hc.Filters = append(hc.Filters, HTTPFilter{Kind: FilterCORS})
 		default:
 			if hf.GetIsOptional() {
 				// Envoy skips an optional filter it does not implement.

@@ -192,9 +192,9 @@ func BuildRouteTable(rc *routev3.RouteConfiguration, refs *clusterRefs, inline b
 			case d == "*":
 				t.Star = vh
 			case strings.HasPrefix(d, "*"):
-				t.Suffixes = append(t.Suffixes, routing.WildcardDomain{Pattern: d[1:], Vh: vh})
+				t.Suffixes = append(t.Suffixes, routing.WildcardDomain{Pattern: d[1:], VirtualHost: vh})
 			case strings.HasSuffix(d, "*"):
-				t.Prefixes = append(t.Prefixes, routing.WildcardDomain{Pattern: d[:len(d)-1], Vh: vh})
+				t.Prefixes = append(t.Prefixes, routing.WildcardDomain{Pattern: d[:len(d)-1], VirtualHost: vh})
 			default:
 				t.Exact[d] = vh
 			}
@@ -432,7 +432,7 @@ func buildRegexRewrite(rr *matcherv3.RegexMatchAndSubstitute) (*routing.RegexRew
 	if err != nil {
 		return nil, fmt.Errorf("pattern: compiling regex %q: %w", rr.GetPattern().GetRegex(), err)
 	}
-	return &routing.RegexRewrite{Re: re, Sub: re2Substitution(rr.GetSubstitution())}, nil
+	return &routing.RegexRewrite{Re: re, Substitution: re2Substitution(rr.GetSubstitution())}, nil
 }
 
 // re2Substitution converts RE2's "\1" backreferences to Go's "${1}" and

@@ -16,7 +16,7 @@ func buildCommonTLS(ctx *tlsv3.CommonTlsContext) (*mtls.TLSContext, *fieldError)
 		"validation_context", "validation_context_sds_secret_config", "combined_validation_context", "alpn_protocols"); err != nil {
 		return nil, fieldErr("", "%w", err)
 	}
-	tc := &mtls.TLSContext{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13, Alpn: ctx.GetAlpnProtocols()}
+	tc := &mtls.TLSContext{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13, ALPN: ctx.GetAlpnProtocols()}
 	for i, c := range ctx.GetTlsCertificates() {
 		cert, fe := buildCertificate(c)
 		if fe != nil {
@@ -78,7 +78,7 @@ func buildCommonTLS(ctx *tlsv3.CommonTlsContext) (*mtls.TLSContext, *fieldError)
 	default:
 		return nil, fieldErr("", "validation context %T: %w", vc, ErrUnsupported)
 	}
-	if v := tc.Validation; v != nil && v.Roots == nil && v.RootsSDS == "" && len(v.Sans) > 0 {
+	if v := tc.Validation; v != nil && v.Roots == nil && v.RootsSDS == "" && len(v.SANs) > 0 {
 
 		return nil, fieldErr(".validation_context", "SAN matchers need a trusted_ca")
 	}
@@ -125,7 +125,7 @@ func BuildValidationContext(vc *tlsv3.CertificateValidationContext) (*mtls.Valid
 			fe.Field = field + ".matcher" + fe.Field
 			return nil, fe
 		}
-		v.Sans = append(v.Sans, sm)
+		v.SANs = append(v.SANs, sm)
 	}
 	for i, m := range vc.GetMatchSubjectAltNames() {
 		sm, fe := BuildSANMatcher(mtls.SANAny, m)
@@ -133,7 +133,7 @@ func BuildValidationContext(vc *tlsv3.CertificateValidationContext) (*mtls.Valid
 			fe.Field = fmt.Sprintf(".match_subject_alt_names[%d]%s", i, fe.Field)
 			return nil, fe
 		}
-		v.Sans = append(v.Sans, sm)
+		v.SANs = append(v.SANs, sm)
 	}
 	return v, nil
 }
@@ -146,7 +146,7 @@ func BuildSANMatcher(typ mtls.SANType, m *matcherv3.StringMatcher) (mtls.SANMatc
 	if err != nil {
 		return mtls.SANMatcher{}, fieldErr("", "%w", err)
 	}
-	sm := mtls.SANMatcher{Typ: typ, M: str}
+	sm := mtls.SANMatcher{Type: typ, Match: str}
 	if e, ok := m.GetMatchPattern().(*matcherv3.StringMatcher_Exact); ok && (typ == mtls.SANDNS || typ == mtls.SANAny) {
 		sm.ExactDNS = e.Exact
 	}

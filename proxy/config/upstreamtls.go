@@ -23,7 +23,7 @@ func BuildClusterSockets(c *clusterv3.Cluster) (*upstream.UpstreamSockets, *fiel
 			fe.Field = "transport_socket" + fe.Field
 			return nil, fe
 		}
-		s.Def = tc
+		s.Default = tc
 		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(ts)
 		h.Write(b)
 	}

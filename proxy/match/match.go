@@ -5,10 +5,10 @@ import (
 	"strings"
 )
 
-type stringKind int
+type StringKind int
 
 const (
-	StrExact stringKind = iota
+	StrExact StringKind = iota
 	StrPrefix
 	StrSuffix
 	StrContains
@@ -16,7 +16,7 @@ const (
 )
 
 type StringMatch struct {
-	Kind       stringKind
+	Kind       StringKind
 	Value      string
 	Re         *regexp.Regexp
 	IgnoreCase bool

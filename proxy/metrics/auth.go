@@ -4,10 +4,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// authMetrics are Envoy's jwt_authn and rbac filter stats, named as
+// AuthMetrics are Envoy's jwt_authn and rbac filter stats, named as
 // Envoy's Prometheus output names them (the HCM's stat_prefix as the
 // envoy_http_conn_manager_prefix label).
-type authMetrics struct {
+type AuthMetrics struct {
 	RBACAllowed *prometheus.CounterVec
 	RBACDenied  *prometheus.CounterVec
 	RBACLogged  *prometheus.CounterVec
@@ -19,7 +19,7 @@ type authMetrics struct {
 	TCPDenied  *prometheus.CounterVec
 }
 
-func newAuthMetrics(reg prometheus.Registerer) authMetrics {
+func newAuthMetrics(reg prometheus.Registerer) AuthMetrics {
 	c := func(name, help string, labels ...string) *prometheus.CounterVec {
 		if len(labels) == 0 {
 			labels = []string{"envoy_http_conn_manager_prefix"}
@@ -28,7 +28,7 @@ func newAuthMetrics(reg prometheus.Registerer) authMetrics {
 		reg.MustRegister(v)
 		return v
 	}
-	return authMetrics{
+	return AuthMetrics{
 		RBACAllowed: c("envoy_http_rbac_allowed", "Requests the HTTP RBAC filters let through (Envoy's http.<prefix>.rbac.allowed)."),
 		RBACDenied:  c("envoy_http_rbac_denied", "Requests the HTTP RBAC filters denied with 403 (Envoy's http.<prefix>.rbac.denied)."),
 		RBACLogged:  c("envoy_http_rbac_logged", "Requests an AUDIT (action LOG) RBAC policy matched (Envoy's http.<prefix>.rbac.logged)."),

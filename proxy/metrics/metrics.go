@@ -51,7 +51,7 @@ type Metrics struct {
 	// TLSHandshakeErrors counts failed TLS handshakes by direction
 	// (downstream, upstream) and reason (Envoy's ssl.* stat names).
 	TLSHandshakeErrors *prometheus.CounterVec
-	Auth               authMetrics
+	Auth               AuthMetrics
 }
 
 func NewMetrics() *Metrics {
@@ -184,12 +184,12 @@ type RequestSeries struct {
 // cluster: the listener's direction, the endpoint's workload, the TLS
 // identities, the protocol, the response code and flags.
 type SeriesKey struct {
-	Inbound bool
-	GRPC    bool
-	Code    int
-	Flags   ResponseFlags
-	Meta    EndpointMeta
-	Sec     ConnSecurity
+	Inbound  bool
+	GRPC     bool
+	Code     int
+	Flags    ResponseFlags
+	Meta     EndpointMeta
+	Security ConnSecurity
 }
 
 // SeriesCache holds a cluster's request series by seriesKey, so that a
@@ -197,7 +197,7 @@ type SeriesKey struct {
 // 18 label values twice (prometheus' WithLabelValues). It lives as long as
 // the cluster (one configuration); the series stay in the registry.
 type SeriesCache struct {
-	M sync.Map // seriesKey -> *requestSeries
+	Series sync.Map // seriesKey -> *requestSeries
 }
 
 // EndpointMeta is the endpoint's filter_metadata.istio, for metrics labels.

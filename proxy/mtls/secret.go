@@ -31,7 +31,7 @@ type SecretValue struct {
 // next handshake without rebuilding listeners or pools, while existing
 // connections keep theirs. Only the applier writes it.
 type SecretStore struct {
-	Cur atomic.Pointer[map[string]*SecretValue]
+	Current atomic.Pointer[map[string]*SecretValue]
 }
 
 // get returns the secret called name, or nil when it has not arrived.
@@ -39,7 +39,7 @@ func (s *SecretStore) get(name string) *SecretValue {
 	if s == nil {
 		return nil
 	}
-	m := s.Cur.Load()
+	m := s.Current.Load()
 	if m == nil {
 		return nil
 	}

@@ -19,7 +19,7 @@ import (
 type TLSContext struct {
 	Certs      []CertSource
 	Validation *ValidationConfig
-	Alpn       []string
+	ALPN       []string
 	MinVersion uint16
 	MaxVersion uint16
 	Ciphers    []uint16
@@ -46,7 +46,7 @@ type ValidationConfig struct {
 	// RootsSDS names the SDS secret whose validation_context supplies the
 	// roots (and adds its SAN matchers); "" for none.
 	RootsSDS string
-	Sans     []SANMatcher
+	SANs     []SANMatcher
 }
 
 // SANType restricts a SAN matcher to one kind of subject alternative
@@ -63,8 +63,8 @@ const (
 
 // SANMatcher is one match_typed_subject_alt_names entry.
 type SANMatcher struct {
-	Typ SANType
-	M   *match.StringMatch
+	Type  SANType
+	Match *match.StringMatch
 	// ExactDNS is set for a DNS exact matcher: a wildcard SAN in the
 	// certificate ("*.example.com") matches one label, as Envoy.
 	ExactDNS string
@@ -109,30 +109,30 @@ func HandshakeReason(err error) string {
 // Matches reports whether one of the certificate's SANs of the matcher's
 // kind matches.
 func (sm SANMatcher) Matches(c *x509.Certificate) bool {
-	if sm.Typ == SANAny || sm.Typ == SANDNS {
+	if sm.Type == SANAny || sm.Type == SANDNS {
 		for _, n := range c.DNSNames {
-			if sm.M.Matches(n) || (sm.ExactDNS != "" && dnsWildcardMatch(sm.ExactDNS, n)) {
+			if sm.Match.Matches(n) || (sm.ExactDNS != "" && dnsWildcardMatch(sm.ExactDNS, n)) {
 				return true
 			}
 		}
 	}
-	if sm.Typ == SANAny || sm.Typ == SANURI {
+	if sm.Type == SANAny || sm.Type == SANURI {
 		for _, u := range c.URIs {
-			if sm.M.Matches(u.String()) {
+			if sm.Match.Matches(u.String()) {
 				return true
 			}
 		}
 	}
-	if sm.Typ == SANAny || sm.Typ == SANEmail {
+	if sm.Type == SANAny || sm.Type == SANEmail {
 		for _, e := range c.EmailAddresses {
-			if sm.M.Matches(e) {
+			if sm.Match.Matches(e) {
 				return true
 			}
 		}
 	}
-	if sm.Typ == SANAny || sm.Typ == SANIP {
+	if sm.Type == SANAny || sm.Type == SANIP {
 		for _, ip := range c.IPAddresses {
-			if sm.M.Matches(ip.String()) {
+			if sm.Match.Matches(ip.String()) {
 				return true
 			}
 		}
@@ -155,7 +155,7 @@ func dnsWildcardMatch(name, san string) bool {
 // SDS validation secret, when the context names one, plus its own.
 func (v *ValidationConfig) resolve(store *SecretStore) (*x509.CertPool, []SANMatcher, error) {
 	if v.RootsSDS == "" {
-		return v.Roots, v.Sans, nil
+		return v.Roots, v.SANs, nil
 	}
 	sv := store.get(v.RootsSDS)
 	if sv == nil || sv.Validation == nil {
@@ -165,7 +165,7 @@ func (v *ValidationConfig) resolve(store *SecretStore) (*x509.CertPool, []SANMat
 	if roots == nil {
 		roots = v.Roots
 	}
-	return roots, append(slices.Clip(v.Sans), sv.Validation.Sans...), nil
+	return roots, append(slices.Clip(v.SANs), sv.Validation.SANs...), nil
 }
 
 // VerifyPeer verifies a peer's chain (leaf first, as crypto/tls parsed it)
@@ -273,7 +273,7 @@ func (tc *TLSContext) serverConfigFor(hello *tls.ClientHelloInfo, store *SecretS
 		CipherSuites:           tc.Ciphers,
 		CurvePreferences:       tc.Curves,
 		SessionTicketsDisabled: true,
-		NextProtos:             negotiateALPN(tc.Alpn, hello.SupportedProtos),
+		NextProtos:             negotiateALPN(tc.ALPN, hello.SupportedProtos),
 	}
 	if v := tc.Validation; v != nil {
 		roots, sans, err := v.resolve(store)
@@ -322,13 +322,13 @@ func (tc *TLSContext) ClientConfig(store *SecretStore, http2 bool) (*tls.Config,
 		MaxVersion:         tc.MaxVersion,
 		CipherSuites:       tc.Ciphers,
 		CurvePreferences:   tc.Curves,
-		NextProtos:         tc.Alpn,
+		NextProtos:         tc.ALPN,
 	}
 	if net.ParseIP(tc.SNI) != nil {
 		cfg.ServerName = ""
 	}
-	if http2 && !slices.Contains(tc.Alpn, "h2") {
-		cfg.NextProtos = append([]string{"h2"}, tc.Alpn...)
+	if http2 && !slices.Contains(tc.ALPN, "h2") {
+		cfg.NextProtos = append([]string{"h2"}, tc.ALPN...)
 	}
 	if len(tc.Certs) > 0 {
 		certs, err := tc.certificates(store)

@@ -12,10 +12,10 @@ type HeaderMutation struct {
 	Add    []HeaderAdd
 }
 
-type headerAction int
+type HeaderAction int
 
 const (
-	AppendIfExistsOrAdd headerAction = iota
+	AppendIfExistsOrAdd HeaderAction = iota
 	AddIfAbsent
 	OverwriteIfExistsOrAdd
 	OverwriteIfExists
@@ -24,7 +24,7 @@ const (
 type HeaderAdd struct {
 	Name      string // canonical
 	Value     string
-	Action    headerAction
+	Action    HeaderAction
 	KeepEmpty bool
 }
 

@@ -63,10 +63,10 @@ func (m *MetadataMatcher) Matches(md DynamicMetadata) bool {
 	return m.Value.Matches(v, ok) != m.Invert
 }
 
-type valueKind int
+type ValueKind int
 
 const (
-	ValueNull valueKind = iota
+	ValueNull ValueKind = iota
 	ValueDoubleExact
 	ValueDoubleRange
 	ValueString
@@ -78,7 +78,7 @@ const (
 
 // ValueMatcher is a built envoy.type.matcher.v3.ValueMatcher.
 type ValueMatcher struct {
-	Kind       valueKind
+	Kind       ValueKind
 	Str        *match.StringMatch
 	Num        float64 // exact, or the range start (inclusive)
 	End        float64 // range end (exclusive)

@@ -54,7 +54,7 @@ func (a *RedirectAction) Location(r *http.Request, match *RouteMatch) string {
 		path = *a.PrefixRewrite + full[n:]
 	case a.RegexRewrite != nil:
 		p, q, _ := strings.Cut(full, "?")
-		path = a.RegexRewrite.Re.ReplaceAllString(p, a.RegexRewrite.Sub)
+		path = a.RegexRewrite.Re.ReplaceAllString(p, a.RegexRewrite.Substitution)
 		if q != "" || strings.HasSuffix(full, "?") {
 			path += "?" + q
 		}

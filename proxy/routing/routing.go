@@ -21,8 +21,8 @@ type RouteTable struct {
 }
 
 type WildcardDomain struct {
-	Pattern string
-	Vh      *VirtualHost
+	Pattern     string
+	VirtualHost *VirtualHost
 }
 
 // VirtualHost is a built VirtualHost: routes in order, first match wins.
@@ -36,11 +36,11 @@ type VirtualHost struct {
 // virtualHost is a built VirtualHost: routes in order, first match wins.
 // (See below for the fields beyond name and routes.)
 
-// routeActionKind is what a matched route does.
-type routeActionKind int
+// RouteActionKind is what a matched route does.
+type RouteActionKind int
 
 const (
-	ActionForward  routeActionKind = iota // route: forward to a cluster
+	ActionForward  RouteActionKind = iota // route: forward to a cluster
 	ActionRedirect                        // redirect: answer with a Location
 	ActionDirect                          // direct_response: answer inline
 )
@@ -49,7 +49,7 @@ const (
 type Route struct {
 	Name   string
 	Match  RouteMatch
-	Action routeActionKind
+	Action RouteActionKind
 
 	// Forwarding (action route).
 	Clusters    []WeightedCluster // one entry for route.cluster
@@ -94,21 +94,21 @@ type WeightedCluster struct {
 // RegexRewrite is a built RegexMatchAndSubstitute, with the substitution
 // in Go's syntax.
 type RegexRewrite struct {
-	Re  *regexp.Regexp
-	Sub string
+	Re           *regexp.Regexp
+	Substitution string
 }
 
-type pathKind int
+type PathKind int
 
 const (
-	PathPrefix pathKind = iota
+	PathPrefix PathKind = iota
 	PathExact
 	PathRegex
 	PathSeparatedPrefix
 )
 
 type RouteMatch struct {
-	Kind       pathKind
+	Kind       PathKind
 	Value      string
 	Re         *regexp.Regexp
 	IgnoreCase bool
@@ -149,12 +149,12 @@ func (t *RouteTable) FindVirtualHost(host string) *VirtualHost {
 	}
 	for _, w := range t.Suffixes {
 		if len(host) > len(w.Pattern) && strings.HasSuffix(host, w.Pattern) {
-			return w.Vh
+			return w.VirtualHost
 		}
 	}
 	for _, w := range t.Prefixes {
 		if len(host) > len(w.Pattern) && strings.HasPrefix(host, w.Pattern) {
-			return w.Vh
+			return w.VirtualHost
 		}
 	}
 	return t.Star

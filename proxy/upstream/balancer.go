@@ -24,7 +24,7 @@ type Endpoint struct {
 	// detection). The applier replaces it with the state the host had in
 	// the previous configuration, so counters and ejections survive
 	// endpoint updates. Never nil once in an endpointSet.
-	State *hostState
+	State *HostState
 }
 
 // EndpointSet is an immutable set of healthy endpoints and the load
@@ -60,7 +60,7 @@ func NewBalancedSet(eps []*Endpoint, weights []uint32, lb *LBConfig) *EndpointSe
 	for i, e := range eps {
 		e.weight = weights[i]
 		if e.State == nil {
-			e.State = &hostState{}
+			e.State = &HostState{}
 		}
 	}
 	if len(eps) == 0 {

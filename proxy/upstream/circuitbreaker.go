@@ -39,10 +39,10 @@ type ClusterState struct {
 	// max_connections); replaced when the limit changes.
 	connSlots chan struct{}
 	// hosts maps an endpoint address to its state.
-	hosts map[string]*hostState
+	hosts map[string]*HostState
 }
 
-func NewClusterState() *ClusterState { return &ClusterState{hosts: map[string]*hostState{}} }
+func NewClusterState() *ClusterState { return &ClusterState{hosts: map[string]*HostState{}} }
 
 // Slots returns the connection semaphore for a limit, nil when unlimited.
 func (cs *ClusterState) Slots(limit uint32) chan struct{} {
@@ -63,7 +63,7 @@ func (cs *ClusterState) Slots(limit uint32) chan struct{} {
 func (cs *ClusterState) Adopt(eps []*Endpoint, keep bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	next := make(map[string]*hostState, len(eps))
+	next := make(map[string]*HostState, len(eps))
 	if keep {
 		for k, v := range cs.hosts {
 			next[k] = v
@@ -74,7 +74,7 @@ func (cs *ClusterState) Adopt(eps []*Endpoint, keep bool) {
 		if !ok {
 			h = e.State
 			if h == nil {
-				h = &hostState{}
+				h = &HostState{}
 			}
 		}
 		e.State = h

@@ -83,7 +83,7 @@ func (c *Cluster) Pick(pr *PickRequest) *Endpoint {
 		if pr == nil || pr.OrigDst == "" {
 			return nil
 		}
-		return &Endpoint{Addr: pr.OrigDst, weight: 1, State: &hostState{}}
+		return &Endpoint{Addr: pr.OrigDst, weight: 1, State: &HostState{}}
 	}
 	return c.currentEndpoints().Pick(pr)
 }

@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// lbKind is a cluster's lb_policy.
-type lbKind int
+// LBKind is a cluster's lb_policy.
+type LBKind int
 
 const (
-	LBRoundRobin lbKind = iota
+	LBRoundRobin LBKind = iota
 	LBLeastRequest
 	LBRandom
 	LBRingHash
@@ -31,7 +31,7 @@ const (
 
 // LBConfig is a cluster's load-balancing configuration.
 type LBConfig struct {
-	Kind        lbKind
+	Kind        LBKind
 	ChoiceCount int
 	MinRing     uint64
 	MaxRing     uint64
@@ -262,11 +262,11 @@ func HashString(s string) uint64 {
 	return h
 }
 
-// hashPolicyKind is the source of a route hash_policy.
-type hashPolicyKind int
+// HashPolicyKind is the source of a route hash_policy.
+type HashPolicyKind int
 
 const (
-	HashHeader hashPolicyKind = iota
+	HashHeader HashPolicyKind = iota
 	HashCookie
 	HashSourceIP
 	HashQuery
@@ -277,7 +277,7 @@ const (
 
 // HashPolicy is a built RouteAction.HashPolicy.
 type HashPolicy struct {
-	Kind     hashPolicyKind
+	Kind     HashPolicyKind
 	Name     string // header (canonical or pseudo), cookie or query parameter
 	TTL      *time.Duration
 	Path     string

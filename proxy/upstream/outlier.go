@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// hostState is one upstream host's live counters. It outlives
+// HostState is one upstream host's live counters. It outlives
 // configurations: the applier hands the same state to the host's endpoint
 // in every configuration that keeps the host (see hostRegistry).
-type hostState struct {
+type HostState struct {
 	// Active counts in-flight requests (LEAST_REQUEST).
 	Active atomic.Int64
 	// consecutive errors for outlier detection.
@@ -28,7 +28,7 @@ type hostState struct {
 // ejected reports whether the host is ejected at now (unix nanoseconds).
 // An ejection that has run its course ends here, lazily: the host takes
 // traffic again from the first pick after its ejection time.
-func (h *hostState) ejected(now int64, cs *ClusterState) bool {
+func (h *HostState) ejected(now int64, cs *ClusterState) bool {
 	until := h.ejectedUntil.Load()
 	if until == 0 {
 		return false

@@ -17,7 +17,7 @@ const TransportSocketMatchKey = "envoy.transport_socket_match"
 // tried in order against an endpoint's metadata, then transport_socket.
 // A nil *tlsContext is plaintext (raw_buffer).
 type UpstreamSockets struct {
-	Def     *mtls.TLSContext
+	Default *mtls.TLSContext
 	Matches []SocketMatch
 	// Key identifies the configuration, for connection pool keys.
 	Key string
@@ -51,7 +51,7 @@ func (s *UpstreamSockets) ForEndpoint(md *structpb.Struct) *mtls.TLSContext {
 			return m.TLS
 		}
 	}
-	return s.Def
+	return s.Default
 }
 
 // TLSDialKey carries a tlsDial in a request's context to the pool's
@@ -61,7 +61,7 @@ type TLSDialKey struct{}
 // TLSDial is the TLS context chosen for one request's endpoint.
 type TLSDial struct {
 	Addr string
-	Tc   *mtls.TLSContext
+	TLS  *mtls.TLSContext
 }
 
 // UpstreamRequest points req at ep over the transport socket the cluster
@@ -76,5 +76,5 @@ func (c *Cluster) UpstreamRequest(req *http.Request, ep *Endpoint) *http.Request
 		return req
 	}
 	req.URL.Scheme = "https"
-	return req.WithContext(context.WithValue(req.Context(), TLSDialKey{}, &TLSDial{Addr: ep.Addr, Tc: tc}))
+	return req.WithContext(context.WithValue(req.Context(), TLSDialKey{}, &TLSDial{Addr: ep.Addr, TLS: tc}))
 }
