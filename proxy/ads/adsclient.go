@@ -23,14 +23,22 @@ import (
 // Client keeps an ADS stream to the controller open and feeds its
 // responses to the applier. Its run goroutine is the applier's owner.
 type Client struct {
-	Addr           string
-	Creds          credentials.TransportCredentials
-	Node           *corev3.Node
+	// Addr is the controller's xDS address (host:port); Creds its
+	// transport credentials (nil: plaintext).
+	Addr  string
+	Creds credentials.TransportCredentials
+	// Node is sent in every DiscoveryRequest.
+	Node *corev3.Node
+	// BackoffInitial and BackoffMax bound the delay before a new stream:
+	// it doubles after each stream that ended (with ±20% jitter) and
+	// starts over after one that delivered a response.
 	BackoffInitial time.Duration
 	BackoffMax     time.Duration
-	Log            *slog.Logger
-	Metrics        *metrics.Metrics
-	Handler        Handler
+	// Log and Metrics receive the stream's events.
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
+	// Handler validates and applies what the stream delivers.
+	Handler Handler
 	// Rejected counts consecutive NACKs of the same version per type.
 	Rejected map[string]Rejection
 }

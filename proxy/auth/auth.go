@@ -5,6 +5,7 @@ package auth
 // is selected, so that JWT claims reach RBAC and route matches
 // (dynamic_metadata), as Envoy with clear_route_cache.
 type AuthFilter struct {
+	// JWT or RBAC is set: the filter is jwt_authn or rbac.
 	JWT  *JWTFilter
 	RBAC *RBACFilter
 }

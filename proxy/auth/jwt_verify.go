@@ -17,6 +17,7 @@ import (
 type JWTStatus int
 
 const (
+	// The verification outcomes a request can see in a 401 reply.
 	JWTOK JWTStatus = iota
 	jwtMissing
 	JWTBadFormat
@@ -42,6 +43,7 @@ var jwtStatusText = [...]string{
 	JWTVerificationFail:   "Jwt verification fails",
 }
 
+// String returns Envoy's message for the status.
 func (s JWTStatus) String() string { return jwtStatusText[s] }
 
 // jwtAlgorithms are the JWS algorithms Envoy's jwt_authn verifies.

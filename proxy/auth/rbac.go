@@ -11,6 +11,8 @@ import (
 type RBACAction int
 
 const (
+	// The RBAC actions: ALLOW lets only matching requests through, DENY
+	// blocks matching ones, LOG only records the match.
 	RBACAllow RBACAction = iota
 	RBACDeny
 	RBACLog
@@ -20,6 +22,7 @@ const (
 // filter without rules (only shadow_rules, which the proxy ignores)
 // enforces nothing.
 type RBACFilter struct {
+	// Enforce is false for a filter without rules, which allows everything.
 	Enforce  bool
 	Action   RBACAction
 	Policies []RBACPolicy // sorted by name, as Envoy's std::map iterates them
@@ -37,6 +40,7 @@ type RBACPolicy struct {
 type RuleKind int
 
 const (
+	// The matcher kinds, named after the Permission and Principal fields.
 	RuleAny RuleKind = iota
 	RuleAnd
 	RuleOr
@@ -63,7 +67,9 @@ type RBACRule struct {
 	Str      *match.StringMatch // url_path.path, requested_server_name, authenticated.principal_name (nil: any)
 	Header   *routing.HeaderMatch
 	Metadata *routing.MetadataMatcher
-	CIDR     netip.Prefix
-	Port     uint32 // destination_port, or the range start
-	PortEnd  uint32 // range end (exclusive)
+	// CIDR is the prefix of the IP matchers (destination_ip,
+	// direct_remote_ip, remote_ip).
+	CIDR    netip.Prefix
+	Port    uint32 // destination_port, or the range start
+	PortEnd uint32 // range end (exclusive)
 }

@@ -22,9 +22,14 @@ type AuthzInput struct {
 	// local is the connection's destination (the original one for a
 	// redirected connection).
 	local netip.AddrPort
-	Meta  routing.DynamicMetadata
+	// Meta is the request's dynamic metadata (JWT payloads), for the
+	// metadata matchers.
+	Meta routing.DynamicMetadata
 }
 
+// NewAuthzInput gathers what the matchers read of r. origDst is the
+// original destination of a redirected connection ("": the local
+// address); md is the request's dynamic metadata.
 func NewAuthzInput(r *http.Request, origDst string, md routing.DynamicMetadata) *AuthzInput {
 	in := &AuthzInput{r: r, path: NormalizePath(r.URL.EscapedPath()), Meta: md}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -87,6 +92,7 @@ func (f *RBACFilter) Allows(in *AuthzInput) (bool, string) {
 	return true, matched // LOG: never blocks
 }
 
+// Matches reports whether any permission and any principal match.
 func (p *RBACPolicy) Matches(in *AuthzInput) bool {
 	return anyMatches(p.Permissions, in) && anyMatches(p.Principals, in)
 }

@@ -36,6 +36,7 @@ type MeshConfig struct {
 
 // MissingRef is a referenced resource that has not arrived yet.
 type MissingRef struct {
+	// TypeURL and Name are the missing resource's type and name.
 	TypeURL string
 	Name    string
 }
@@ -124,6 +125,8 @@ type clusterRefs struct {
 	Missing map[string]*upstream.Cluster
 }
 
+// NewClusterRefs resolves cluster names against known, the clusters of
+// the configuration being built.
 func NewClusterRefs(known map[string]*upstream.Cluster) *clusterRefs {
 	return &clusterRefs{known: known, Missing: map[string]*upstream.Cluster{}}
 }
@@ -445,6 +448,7 @@ func buildDNSTargets(cla *endpointv3.ClusterLoadAssignment) ([]upstream.DNSTarge
 	return out, nil
 }
 
+// SortedKeys returns m's keys in order, for deterministic iteration.
 func SortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

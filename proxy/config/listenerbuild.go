@@ -24,13 +24,16 @@ import (
 
 // ListenerConfig is one listener: where it binds and its filter chains.
 type ListenerConfig struct {
+	// Name is the Listener's name; Addr the address it binds (host:port).
 	Name       string
 	Addr       string
 	statPrefix string
 	// Inbound is true for listeners that receive traffic for the local
 	// workload (metrics reporter "destination").
 	Inbound bool
-	Chains  []*filterChain
+	// Chains are the filter chains in configuration order; a connection
+	// takes the first whose filter_chain_match it satisfies.
+	Chains []*filterChain
 	// defaultChain serves connections no chain matches
 	// (default_filter_chain); nil: they are closed.
 	defaultChain *filterChain
@@ -58,6 +61,8 @@ type filterChain struct {
 
 // HTTPChain is a built HttpConnectionManager.
 type HTTPChain struct {
+	// StatPrefix is the HCM's stat_prefix; Routes its route table (RDS or
+	// inline), whose virtual hosts it serves.
 	StatPrefix string
 	Routes     *routing.RouteTable
 	Filters    []HTTPFilter // in order, without the router
@@ -71,9 +76,13 @@ type HTTPChain struct {
 	Auth []auth.AuthFilter
 }
 
+// HTTPFilterKind is an HTTP filter the forwarding path runs after
+// route selection.
 type HTTPFilterKind int
 
 const (
+	// The filters that act per route: envoy.filters.http.cors and
+	// envoy.filters.http.fault.
 	FilterCORS HTTPFilterKind = iota
 	FilterFault
 )
@@ -81,7 +90,9 @@ const (
 // HTTPFilter is one HTTP filter before the router; fault is the filter's
 // own typed_config, used by routes that do not override it.
 type HTTPFilter struct {
-	Kind  HTTPFilterKind
+	Kind HTTPFilterKind
+	// Fault is a fault filter's own typed_config (nil: only per-route
+	// configuration applies).
 	Fault *routing.FaultConfig
 }
 
@@ -288,6 +299,8 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routing.RouteTable
 	return lc, missing, nil
 }
 
+// BuildFilterChain builds one filter chain against the route tables and
+// clusters known; it returns the RDS names it needs that tables lacks.
 func BuildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routing.RouteTable, refs *clusterRefs) (*filterChain, []string, *fieldError) {
 	if err := checkFields(fcp, "filter_chain_match", "filters", "transport_socket", "name", "metadata"); err != nil {
 		return nil, nil, &fieldError{Err: err}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
+// Itoa is strconv.Itoa, for field paths ("routes[3]").
 func Itoa(i int) string { return strconv.Itoa(i) }
 
 // perFilterConfig is the typed_per_filter_config of one level (route
@@ -457,6 +458,8 @@ func re2Substitution(s string) string {
 	return b.String()
 }
 
+// BuildMatch builds a RouteMatch, rejecting fields the proxy does not
+// implement.
 func BuildMatch(m *routev3.RouteMatch) (routing.RouteMatch, *fieldError) {
 	var out routing.RouteMatch
 	if err := checkFields(m, "prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
@@ -534,6 +537,8 @@ func BuildMatch(m *routev3.RouteMatch) (routing.RouteMatch, *fieldError) {
 	return out, nil
 }
 
+// BuildHeaderMatch builds a HeaderMatcher (its deprecated forms too),
+// rejecting fields the proxy does not implement.
 func BuildHeaderMatch(h *routev3.HeaderMatcher) (routing.HeaderMatch, error) {
 	if err := checkFields(h, "name", "exact_match", "safe_regex_match", "present_match", "prefix_match",
 		"suffix_match", "contains_match", "string_match", "invert_match", "treat_missing_header_as_empty"); err != nil {

@@ -13,12 +13,15 @@ import (
 
 // TCPProxy is a built envoy.filters.network.tcp_proxy.
 type TCPProxy struct {
-	statPrefix  string
+	statPrefix string
+	// Clusters are cluster or weighted_clusters; TotalWeight their sum.
 	Clusters    []routing.WeightedCluster
 	TotalWeight uint32
 	// IdleTimeout closes a connection without traffic in either direction
 	// for that long (Envoy's default 1h); 0 disables it.
-	IdleTimeout        time.Duration
+	IdleTimeout time.Duration
+	// MaxConnectAttempts is max_connect_attempts (default 1);
+	// HashSourceIP is a hash_policy on the source IP.
 	MaxConnectAttempts int
 	HashSourceIP       bool
 	// TLS is the filter chain's downstream TLS context (nil: plaintext),

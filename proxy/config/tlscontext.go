@@ -138,6 +138,7 @@ func BuildValidationContext(vc *tlsv3.CertificateValidationContext) (*mtls.Valid
 	return v, nil
 }
 
+// BuildSANMatcher builds a SAN matcher of kind typ.
 func BuildSANMatcher(typ mtls.SANType, m *matcherv3.StringMatcher) (mtls.SANMatcher, *fieldError) {
 	if m == nil {
 		return mtls.SANMatcher{}, fieldErr("", "missing")

@@ -8,11 +8,15 @@ import (
 // Envoy's Prometheus output names them (the HCM's stat_prefix as the
 // envoy_http_conn_manager_prefix label).
 type AuthMetrics struct {
+	// RBACAllowed, RBACDenied and RBACLogged are the HTTP RBAC filter's
+	// verdicts, by its stat prefix and policy (Envoy's rbac.allowed,
+	// rbac.denied and rbac.shadow stats).
 	RBACAllowed *prometheus.CounterVec
 	RBACDenied  *prometheus.CounterVec
 	RBACLogged  *prometheus.CounterVec
-	JWTAllowed  *prometheus.CounterVec
-	JWTDenied   *prometheus.CounterVec
+	// JWTAllowed and JWTDenied are the JWT filter's verdicts.
+	JWTAllowed *prometheus.CounterVec
+	JWTDenied  *prometheus.CounterVec
 	// TCPAllowed and TCPDenied are the network RBAC filter's, by its
 	// stat_prefix (Istio's "tcp.").
 	TCPAllowed *prometheus.CounterVec

@@ -26,6 +26,7 @@ const NLabels = 18
 // istioDurationBuckets are Istio's buckets for istio_request_duration_milliseconds.
 var istioDurationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
 
+// Unknown is Istio's label value for what the proxy does not know.
 const Unknown = "unknown"
 
 // tcpLabels are the labels of Istio's TCP metrics: the request labels
@@ -34,26 +35,40 @@ var tcpLabels = append(append(append([]string{}, istioLabels[:13]...), "response
 
 // Metrics is the proxy's Prometheus registry (its own, no global state).
 type Metrics struct {
-	Reg              *prometheus.Registry
-	Requests         *prometheus.CounterVec
-	Duration         *prometheus.HistogramVec
-	TCPOpened        *prometheus.CounterVec
-	TCPClosed        *prometheus.CounterVec
-	TCPSent          *prometheus.CounterVec
-	TCPReceived      *prometheus.CounterVec
+	// Reg is the registry /metrics serves; every metric below is in it.
+	Reg *prometheus.Registry
+	// Requests and Duration are istio_requests_total and
+	// istio_request_duration_milliseconds, with Istio's standard labels.
+	Requests *prometheus.CounterVec
+	Duration *prometheus.HistogramVec
+	// TCPOpened, TCPClosed, TCPSent and TCPReceived are Istio's TCP
+	// metrics (connections and bytes) of the TCP proxy.
+	TCPOpened   *prometheus.CounterVec
+	TCPClosed   *prometheus.CounterVec
+	TCPSent     *prometheus.CounterVec
+	TCPReceived *prometheus.CounterVec
+	// BreakerOpen counts requests refused by a circuit breaker, by cluster
+	// and threshold; OutlierEjections counts ejected hosts; UpstreamRetries
+	// counts retries, by cluster.
 	BreakerOpen      *prometheus.CounterVec
 	OutlierEjections *prometheus.CounterVec
 	UpstreamRetries  *prometheus.CounterVec
-	XDSApplied       prometheus.Counter
-	XDSNACKs         *prometheus.CounterVec
-	XDSConnected     prometheus.Gauge
-	XDSReconnects    prometheus.Counter
+	// XDSApplied counts applied updates, XDSNACKs rejected ones by type,
+	// XDSConnected is 1 while an ADS stream is open and XDSReconnects counts
+	// the streams opened after the first.
+	XDSApplied    prometheus.Counter
+	XDSNACKs      *prometheus.CounterVec
+	XDSConnected  prometheus.Gauge
+	XDSReconnects prometheus.Counter
 	// TLSHandshakeErrors counts failed TLS handshakes by direction
 	// (downstream, upstream) and reason (Envoy's ssl.* stat names).
 	TLSHandshakeErrors *prometheus.CounterVec
-	Auth               AuthMetrics
+	// Auth are the RBAC and JWT filters' counters.
+	Auth AuthMetrics
 }
 
+// NewMetrics creates the proxy's metrics in a new registry, with Go's
+// runtime and process collectors.
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		Reg: prometheus.NewRegistry(),
@@ -124,11 +139,15 @@ func NewMetrics() *Metrics {
 
 // LocalWorkload is this proxy's side of the metric labels.
 type LocalWorkload struct {
+	// Workload, Namespace, App and Version label this proxy's side: its
+	// node id, namespace and app and version labels.
 	Workload, Namespace, App, Version string
 	// Service is the local service host (name.namespace.svc.cluster.local).
 	Service, ServiceName string
 }
 
+// NewLocalWorkload derives the local labels from the node's workload:
+// Namespace defaults to nodemeta.DefaultNamespace, the others to Unknown.
 func NewLocalWorkload(w nodemeta.Workload) LocalWorkload {
 	ns := w.Namespace
 	if ns == "" {
@@ -148,6 +167,7 @@ func NewLocalWorkload(w nodemeta.Workload) LocalWorkload {
 	return l
 }
 
+// OrUnknown returns s, or Unknown when s is empty.
 func OrUnknown(s string) string {
 	if s == "" {
 		return Unknown
@@ -160,6 +180,7 @@ func OrUnknown(s string) string {
 // client certificate's URI SAN (source) and the proxy's own (destination),
 // on outbound ones the upstream server's (destination). "" is unknown.
 type ConnSecurity struct {
+	// Source and Destination are SPIFFE ids (URI SANs).
 	Source, Destination string
 	// MTLS is an inbound connection whose client presented a verified
 	// certificate.
@@ -184,10 +205,14 @@ type RequestSeries struct {
 // cluster: the listener's direction, the endpoint's workload, the TLS
 // identities, the protocol, the response code and flags.
 type SeriesKey struct {
-	Inbound  bool
-	GRPC     bool
-	Code     int
-	Flags    ResponseFlags
+	// Inbound selects reporter=destination (else source).
+	Inbound bool
+	// GRPC labels request_protocol grpc (else http).
+	GRPC bool
+	// Code is the response code, 0 when none was sent.
+	Code  int
+	Flags ResponseFlags
+	// Meta is the upstream endpoint's workload (the peer's labels).
 	Meta     EndpointMeta
 	Security ConnSecurity
 }

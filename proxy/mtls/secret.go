@@ -15,6 +15,8 @@ import (
 // SecretValue is one built SDS Secret: a certificate with its key, or a
 // validation context (trusted roots and SAN matchers). Immutable.
 type SecretValue struct {
+	// Name, Version and Updated are the secret's name, the SDS version that
+	// delivered it and when it was applied; Msg is the Secret as received.
 	Name    string
 	Version string
 	Updated time.Time
@@ -31,6 +33,8 @@ type SecretValue struct {
 // next handshake without rebuilding listeners or pools, while existing
 // connections keep theirs. Only the applier writes it.
 type SecretStore struct {
+	// Current maps secret names to their accepted values; nil before the
+	// first SDS update.
 	Current atomic.Pointer[map[string]*SecretValue]
 }
 

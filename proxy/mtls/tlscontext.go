@@ -17,13 +17,21 @@ import (
 // secrets, which it reads from the proxy's secretStore when it starts.
 // Immutable.
 type TLSContext struct {
-	Certs      []CertSource
+	// Certs are tls_certificates and tls_certificate_sds_secret_configs.
+	Certs []CertSource
+	// Validation checks the peer's certificate; nil accepts any (upstream)
+	// or asks for none (downstream).
 	Validation *ValidationConfig
-	ALPN       []string
+	// ALPN is alpn_protocols, in preference order.
+	ALPN []string
+	// MinVersion and MaxVersion are tls_params' protocol versions as
+	// crypto/tls constants (TLS 1.2 to 1.3 when unset, as in Envoy).
 	MinVersion uint16
 	MaxVersion uint16
-	Ciphers    []uint16
-	Curves     []tls.CurveID
+	// Ciphers and Curves are tls_params' cipher_suites and ecdh_curves;
+	// empty uses crypto/tls's defaults.
+	Ciphers []uint16
+	Curves  []tls.CurveID
 	// SNI is the upstream server name ("" sends none).
 	SNI string
 	// RequireClientCert and requireSNI are downstream only.
@@ -34,6 +42,7 @@ type TLSContext struct {
 // CertSource is one certificate: loaded from the configuration, or the
 // SDS secret of that name.
 type CertSource struct {
+	// Static is an inline certificate; SDS names a secret otherwise.
 	Static *tls.Certificate
 	SDS    string
 }
@@ -42,11 +51,14 @@ type CertSource struct {
 // with an SDS one (combined_validation_context): the trusted roots and
 // the SAN matchers a peer certificate must pass.
 type ValidationConfig struct {
+	// Roots are the inline trusted_ca; nil when only RootsSDS supplies them.
 	Roots *x509.CertPool
 	// RootsSDS names the SDS secret whose validation_context supplies the
 	// roots (and adds its SAN matchers); "" for none.
 	RootsSDS string
-	SANs     []SANMatcher
+	// SANs must match one of the peer's subject alternative names (any
+	// of them); empty accepts every name.
+	SANs []SANMatcher
 }
 
 // SANType restricts a SAN matcher to one kind of subject alternative
@@ -54,6 +66,7 @@ type ValidationConfig struct {
 type SANType int
 
 const (
+	// The kinds of subject alternative names a matcher compares with.
 	SANAny SANType = iota
 	SANDNS
 	SANURI
@@ -63,6 +76,7 @@ const (
 
 // SANMatcher is one match_typed_subject_alt_names entry.
 type SANMatcher struct {
+	// Type is the kind of names Match is compared with.
 	Type  SANType
 	Match *match.StringMatch
 	// ExactDNS is set for a DNS exact matcher: a wildcard SAN in the

@@ -18,7 +18,10 @@ const XFCCHeader = "X-Forwarded-Client-Cert"
 // set_current_client_cert_details (which peer certificate fields
 // APPEND_FORWARD and SANITIZE_SET write).
 type XFCCConfig struct {
-	Mode                           hcmv3.HttpConnectionManager_ForwardClientCertDetails
+	// Mode is forward_client_cert_details: sanitize, forward, append, ...
+	Mode hcmv3.HttpConnectionManager_ForwardClientCertDetails
+	// Subject, URI, DNS, Cert and Chain are set_current_client_cert_details:
+	// the elements of the client certificate the header carries.
 	Subject, URI, DNS, Cert, Chain bool
 }
 

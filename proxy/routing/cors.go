@@ -11,13 +11,16 @@ import (
 // typed_per_filter_config value if set, else the virtual host's (Envoy's
 // most-specific-wins merge).
 type CORSPolicy struct {
+	// Origins is allow_origin_string_match; AllowMethods, AllowHeaders,
+	// ExposeHeaders and MaxAge are copied into the CORS response headers.
 	Origins          []*match.StringMatch
 	AllowMethods     string
 	AllowHeaders     string
 	ExposeHeaders    string
 	MaxAge           string
 	AllowCredentials *bool
-	Enabled          *upstream.Fraction
+	// Enabled is filter_enabled (nil: always).
+	Enabled *upstream.Fraction
 	// AllowPrivateNetwork answers Access-Control-Request-Private-Network.
 	AllowPrivateNetwork *bool
 	// ForwardNotMatching forwards preflights whose origin is not allowed
@@ -63,6 +66,7 @@ func MergeCORS(a, b *CORSPolicy) *CORSPolicy {
 	return &m
 }
 
+// OriginAllowed reports whether an Origin is allowed ("*" allows any).
 func (c *CORSPolicy) OriginAllowed(origin string) bool {
 	for _, m := range c.Origins {
 		if m.Kind == match.StrExact && m.Value == "*" || m.Matches(origin) {

@@ -8,15 +8,18 @@ import (
 // RedirectAction is a built RedirectAction (or a virtual host's require_tls
 // redirect): the proxy answers with a Location built as Envoy builds it.
 type RedirectAction struct {
-	Scheme        string // "" keeps the request's scheme
-	Host          string // "" keeps the request's host
-	Port          string // ":<port>" or ""
-	Path          string // path_redirect; "" keeps the path
+	Scheme string // "" keeps the request's scheme
+	Host   string // "" keeps the request's host
+	Port   string // ":<port>" or ""
+	Path   string // path_redirect; "" keeps the path
+	// PathHasQuery is a path_redirect with a query, which replaces the
+	// request's.
 	PathHasQuery  bool
 	PrefixRewrite *string
 	RegexRewrite  *RegexRewrite
-	StripQuery    bool
-	Code          int
+	// StripQuery drops the query; Code is the redirect status (response_code, 301 by default).
+	StripQuery bool
+	Code       int
 }
 
 // HTTPSRedirect is what a virtual host with require_tls answers to a
@@ -100,6 +103,7 @@ func redirectHost(r *http.Request, scheme, newPort, reqScheme string) string {
 
 // DirectResponse is a built DirectResponseAction.
 type DirectResponse struct {
+	// Status and Body are the response's status and body.
 	Status int
 	Body   string
 }

@@ -14,7 +14,8 @@ const maxSchedule = 4096
 // Endpoint is one upstream host.
 type Endpoint struct {
 	// Addr is host:port, an IP address.
-	Addr   string
+	Addr string
+	// Meta is the endpoint's workload, for metric labels.
 	Meta   metrics.EndpointMeta
 	weight uint32
 	// TLSMatch is filter_metadata["envoy.transport_socket_match"], which
@@ -33,6 +34,7 @@ type Endpoint struct {
 // endpoints are interleaved), and picking is one atomic increment; the
 // other policies are in lb.go.
 type EndpointSet struct {
+	// Endpoints are the set's hosts, as the ClusterLoadAssignment lists them.
 	Endpoints []*Endpoint
 	schedule  []uint32
 	next      atomic.Uint64
@@ -120,7 +122,8 @@ func gcd(a, b uint32) uint32 {
 // PickRequest is what a pick may depend on.
 type PickRequest struct {
 	// Hash is the request's hash-policy key, for RING_HASH and MAGLEV.
-	Hash    uint64
+	Hash uint64
+	// HasHash says Hash was computed from a hash policy (else a random pick).
 	HasHash bool
 	// Avoid are hosts already tried by this request (retries), avoided
 	// when another host is available (Envoy's previous_hosts predicate).

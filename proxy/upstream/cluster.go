@@ -21,20 +21,25 @@ type Cluster struct {
 	// names but CDS has not delivered (see clusterRefs). Only name is
 	// set: a request routed to it is answered 503 with flag NC, a TCP
 	// connection is closed, a mirror to it is skipped.
-	Missing        bool
+	Missing bool
+	// HTTP2 speaks HTTP/2 to the endpoints (http2_protocol_options).
 	HTTP2          bool
 	ConnectTimeout time.Duration
-	Service        ServiceMeta
-	LB             *LBConfig
-	Limits         BreakerLimits
-	Outlier        *OutlierConfig
+	// Service is the destination service, for metric labels.
+	Service ServiceMeta
+	// LB is lb_policy and its config (nil: round robin); Limits the
+	// circuit breaker thresholds; Outlier is outlier_detection (nil: none).
+	LB      *LBConfig
+	Limits  BreakerLimits
+	Outlier *OutlierConfig
 	// MaxRequestsPerConn is common_http_protocol_options
 	// .max_requests_per_connection (HTTP/1.1 upstreams), 0 for none.
 	MaxRequestsPerConn uint32
 	// IdleTimeout is common_http_protocol_options.idle_timeout: how long
 	// an idle upstream connection is kept. 0: the pool's default.
 	IdleTimeout time.Duration
-	KeepAlive   net.KeepAliveConfig
+	// KeepAlive is upstream_connection_options.tcp_keepalive.
+	KeepAlive net.KeepAliveConfig
 	// Sockets are the transport_socket and transport_socket_matches; nil
 	// is plaintext to every endpoint.
 	Sockets *UpstreamSockets
@@ -46,11 +51,15 @@ type Cluster struct {
 	Endpoints *EndpointSet
 	// DNSTargets are the inline addresses of a STRICT_DNS cluster.
 	DNSTargets []DNSTarget
+	// DNSRefresh is dns_refresh_rate.
 	DNSRefresh time.Duration
 
 	// pool, dns, state, connSlots, metrics and series are attached by the applier
 	// before publication.
-	Pool      ConnPool
+	Pool ConnPool
+	// DNS resolves DNSTargets (STRICT_DNS only); State is the live state
+	// shared with earlier configurations; ConnSlots is the HTTP/1 connection
+	// semaphore (nil: unlimited); Metrics records breaker and outlier events.
 	DNS       *DNSResolver
 	State     *ClusterState
 	ConnSlots chan struct{}
@@ -68,6 +77,7 @@ type ConnPool interface {
 
 // ServiceMeta is the cluster's filter_metadata.istio.services[0].
 type ServiceMeta struct {
+	// Host is the service's hostname; Name and Namespace its parts.
 	Host      string
 	Name      string
 	Namespace string
@@ -113,6 +123,7 @@ type PoolKey struct {
 	sockets string
 }
 
+// PoolKey returns the key of the cluster's connection pool.
 func (c *Cluster) PoolKey() PoolKey {
 	k := PoolKey{cluster: c.Name, HTTP2: c.HTTP2, ConnectTimeout: c.ConnectTimeout,
 		MaxRequestsPerConn: c.MaxRequestsPerConn, IdleTimeout: c.IdleTimeout, KeepAlive: c.KeepAlive}
@@ -134,6 +145,8 @@ func (c *Cluster) DNSKey() string {
 
 // DNSTarget is one inline address of a STRICT_DNS cluster.
 type DNSTarget struct {
+	// Host and Port are the address to resolve; Weight and Meta are given
+	// to every address it resolves to.
 	Host   string
 	Port   int
 	Weight uint32

@@ -14,6 +14,7 @@ import (
 type LBKind int
 
 const (
+	// The lb_policy values the proxy implements.
 	LBRoundRobin LBKind = iota
 	LBLeastRequest
 	LBRandom
@@ -31,7 +32,9 @@ const (
 
 // LBConfig is a cluster's load-balancing configuration.
 type LBConfig struct {
-	Kind        LBKind
+	Kind LBKind
+	// ChoiceCount is least_request's choice_count; MinRing and MaxRing are
+	// ring_hash's ring sizes; TableSize is maglev's table_size.
 	ChoiceCount int
 	MinRing     uint64
 	MaxRing     uint64
@@ -266,6 +269,8 @@ func HashString(s string) uint64 {
 type HashPolicyKind int
 
 const (
+	// The hash_policy sources: header, cookie, connection_properties
+	// (source_ip) and query_parameter.
 	HashHeader HashPolicyKind = iota
 	HashCookie
 	HashSourceIP
@@ -277,9 +282,12 @@ const (
 
 // HashPolicy is a built RouteAction.HashPolicy.
 type HashPolicy struct {
-	Kind     HashPolicyKind
-	Name     string // header (canonical or pseudo), cookie or query parameter
-	TTL      *time.Duration
-	Path     string
+	Kind HashPolicyKind
+	Name string // header (canonical or pseudo), cookie or query parameter
+	// TTL, with Path, is a cookie policy's: the proxy sets the cookie when
+	// the request has none and TTL is set.
+	TTL  *time.Duration
+	Path string
+	// Terminal stops at this policy when it yields a hash.
 	Terminal bool
 }

@@ -17,6 +17,7 @@ const TransportSocketMatchKey = "envoy.transport_socket_match"
 // tried in order against an endpoint's metadata, then transport_socket.
 // A nil *tlsContext is plaintext (raw_buffer).
 type UpstreamSockets struct {
+	// Default is transport_socket; Matches are transport_socket_matches.
 	Default *mtls.TLSContext
 	Matches []SocketMatch
 	// Key identifies the configuration, for connection pool keys.
@@ -25,6 +26,8 @@ type UpstreamSockets struct {
 
 // SocketMatch is one TransportSocketMatch.
 type SocketMatch struct {
+	// Name is the match's name; Match the metadata an endpoint must carry;
+	// TLS its transport socket (nil: plaintext).
 	Name  string
 	Match *structpb.Struct
 	TLS   *mtls.TLSContext
@@ -60,6 +63,7 @@ type TLSDialKey struct{}
 
 // TLSDial is the TLS context chosen for one request's endpoint.
 type TLSDial struct {
+	// Addr is the endpoint's address; TLS its context.
 	Addr string
 	TLS  *mtls.TLSContext
 }
