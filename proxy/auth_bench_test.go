@@ -41,7 +41,7 @@ func BenchmarkJWTVerify(b *testing.B) {
 	if fe != nil {
 		b.Fatal(fe.Err)
 	}
-	tok := "Bearer " + iss.token(map[string]any{"groups": []string{"admin"}})
+	tok := "Bearer " + iss.Token(map[string]any{"groups": []string{"admin"}})
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -88,7 +88,7 @@ func BenchmarkAuthorizedRoundTrip(b *testing.B) {
 			hdr := map[string]string{}
 			if tc.token {
 				path = "/private"
-				hdr["Authorization"] = "Bearer " + iss.token(map[string]any{"groups": []string{"admin"}})
+				hdr["Authorization"] = "Bearer " + iss.Token(map[string]any{"groups": []string{"admin"}})
 			}
 			b.ReportAllocs()
 			for b.Loop() {

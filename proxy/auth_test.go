@@ -72,7 +72,7 @@ func TestAuthorizationThroughProxy(t *testing.T) {
 	)
 
 	bearer := func(claims map[string]any) map[string]string {
-		return map[string]string{"Authorization": "Bearer " + iss.token(claims)}
+		return map[string]string{"Authorization": "Bearer " + iss.Token(claims)}
 	}
 	tests := []struct {
 		name, method, path string
@@ -85,7 +85,7 @@ func TestAuthorizationThroughProxy(t *testing.T) {
 		{"private as admin", "GET", "/private", bearer(map[string]any{"groups": []string{"dev", "admin"}}), 200, "main"},
 		{"private as dev", "GET", "/private", bearer(map[string]any{"groups": []string{"dev"}}), 403, auth.RBACDeniedBody},
 		{"expired token", "GET", "/public/x", bearer(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), 401, "Jwt is expired"},
-		{"foreign issuer", "GET", "/public/x", map[string]string{"Authorization": "Bearer " + newTestIssuer(t, "evil", "k1").token(nil)}, 401, "Jwt issuer is not configured"},
+		{"foreign issuer", "GET", "/public/x", map[string]string{"Authorization": "Bearer " + newTestIssuer(t, "evil", "k1").Token(nil)}, 401, "Jwt issuer is not configured"},
 		{"delete denied before allow", "DELETE", "/public/x", bearer(map[string]any{"groups": []string{"admin"}}), 403, auth.RBACDeniedBody},
 		{"claim routes to beta", "GET", "/public/x", bearer(map[string]any{"groups": []string{"beta"}}), 200, "beta"},
 		{"dot segments do not escape", "GET", "/public/../private", nil, 403, auth.RBACDeniedBody},

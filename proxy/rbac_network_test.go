@@ -65,16 +65,3 @@ func TestNetworkRBAC(t *testing.T) {
 		t.Errorf("envoy_rbac_denied = %q; want 2", got)
 	}
 }
-
-func TestNetworkRBACOnlyBeforeTCPProxy(t *testing.T) {
-	l := hcmListener(t, "inbound", "127.0.0.1:1", "inbound")
-	fc := l.FilterChains[0]
-	fc.Filters = append([]*listenerv3.Filter{{
-		Name:       config.RBACNetworkFilterName,
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, &rbacnetv3.RBAC{StatPrefix: "tcp."})},
-	}}, fc.Filters...)
-	_, _, fe := config.BuildFilterChain(fc, nil, config.NewClusterRefs(nil))
-	if fe == nil || fe.Field != ".filters[1]" {
-		t.Fatalf("got %+v; want an error at .filters[1]", fe)
-	}
-}

@@ -1,4 +1,4 @@
-package proxy
+package mtls_test
 
 import (
 	"crypto/sha256"
@@ -9,18 +9,19 @@ import (
 	"testing"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/gitmesh/gitmesh/proxy/internal/prototest"
 	"github.com/gitmesh/gitmesh/proxy/mtls"
 )
 
 func TestXFCCModes(t *testing.T) {
-	ca := newTestCA(t, "root")
-	chain, key := ca.workload(t, spiffeID("sleep"))
-	leaf := keyPair(t, chain, key)
+	ca := prototest.NewCA(t, "root")
+	chain, key := ca.Workload(t, prototest.SPIFFEID("sleep"))
+	leaf := prototest.KeyPair(t, chain, key)
 	cs := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf.Leaf}}
 	sum := sha256.Sum256(leaf.Certificate[0])
 	hash := hex.EncodeToString(sum[:])
-	local := func() []string { return []string{spiffeID("productpage")} }
-	mine := "By=" + spiffeID("productpage") + ";Hash=" + hash + `;Subject="";URI=` + spiffeID("sleep")
+	local := func() []string { return []string{prototest.SPIFFEID("productpage")} }
+	mine := "By=" + prototest.SPIFFEID("productpage") + ";Hash=" + hash + `;Subject="";URI=` + prototest.SPIFFEID("sleep")
 	all := mtls.XFCCConfig{Subject: true, URI: true, DNS: true}
 	tests := []struct {
 		name  string
@@ -55,7 +56,7 @@ func TestXFCCModes(t *testing.T) {
 	t.Run("only By and Hash without details", func(t *testing.T) {
 		h := http.Header{}
 		mtls.XFCCConfig{Mode: hcmv3.HttpConnectionManager_SANITIZE_SET}.Apply(h, cs, local)
-		if got, want := h.Get(mtls.XFCCHeader), "By="+spiffeID("productpage")+";Hash="+hash; got != want {
+		if got, want := h.Get(mtls.XFCCHeader), "By="+prototest.SPIFFEID("productpage")+";Hash="+hash; got != want {
 			t.Errorf("got %q; want %q", got, want)
 		}
 	})
