@@ -87,7 +87,7 @@ func NewCA(t testing.TB, name string) *CA {
 // SPIFFEID is the SPIFFE id of a service account in the default namespace.
 func SPIFFEID(sa string) string { return "spiffe://cluster.local/ns/default/sa/" + sa }
 
-// issue returns a PEM leaf for id (and DNS SANs dns), valid from
+// Issue returns a PEM leaf for id (and DNS SANs dns), valid from
 // notBefore to notAfter, and its PEM key.
 func (ca *CA) Issue(t testing.TB, id string, notBefore, notAfter time.Time, dns ...string) (chain, key []byte) {
 	t.Helper()
@@ -116,7 +116,7 @@ func (ca *CA) Issue(t testing.TB, id string, notBefore, notAfter time.Time, dns 
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
 
-// workload returns a valid certificate for id.
+// Workload returns a valid certificate for id.
 func (ca *CA) Workload(t testing.TB, id string) (chain, key []byte) {
 	return ca.Issue(t, id, time.Now().Add(-time.Minute), time.Now().Add(24*time.Hour))
 }

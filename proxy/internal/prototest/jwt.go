@@ -48,7 +48,7 @@ func JWKSOf(t testing.TB, keys ...jose.JSONWebKey) []byte {
 	return b
 }
 
-// token signs claims; "iss" defaults to the issuer's and "exp" to an hour
+// Token signs claims; "iss" defaults to the issuer's and "exp" to an hour
 // from now unless claims sets them (nil removes them).
 func (ti *Issuer) Token(claims map[string]any) string {
 	ti.T.Helper()
