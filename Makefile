@@ -45,11 +45,11 @@ e2e: ## only the end-to-end tests (real git server, controller, proxies, backend
 
 fuzz: ## run each fuzz target briefly (FUZZTIME, default 5000x; proxy matchers and webhook payloads FUZZTIME_SMALL, 20000x)
 	$(GO) test ./compiler -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzDomainMatch$$' -fuzztime $(FUZZTIME_SMALL)
-	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzPathMatch$$' -fuzztime $(FUZZTIME_SMALL)
-	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzHeaderMatch$$' -fuzztime $(FUZZTIME_SMALL)
-	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzQueryParamMatch$$' -fuzztime $(FUZZTIME_SMALL)
-	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./proxy/routing -run '^$$' -fuzz '^FuzzDomainMatch$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./proxy/routing -run '^$$' -fuzz '^FuzzPathMatch$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./proxy/routing -run '^$$' -fuzz '^FuzzHeaderMatch$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./proxy/routing -run '^$$' -fuzz '^FuzzQueryParamMatch$$' -fuzztime $(FUZZTIME_SMALL)
+	$(GO) test ./proxy/auth -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./hooks -run '^$$' -fuzz '^FuzzParsePush$$' -fuzztime $(FUZZTIME_SMALL)
 
 lint: ## gofmt, go vet (and staticcheck when installed)

@@ -73,7 +73,7 @@ type ConfigDump struct {
 // ConfigDump returns the applied configuration and the last NACK.
 func (p *Proxy) ConfigDump() ConfigDump {
 	d := ConfigDump{NodeID: p.cfg.Workload.ID, Ready: p.Ready(), LastNACK: p.lastNACK.Load(), BoundAddresses: p.listeners.addrs()}
-	if m := p.secrets.Cur.Load(); m != nil {
+	if m := p.secrets.Current.Load(); m != nil {
 		for _, name := range config.SortedKeys(*m) {
 			d.Secrets = append(d.Secrets, (*m)[name].Dump())
 		}

@@ -8,6 +8,6 @@ func newADSClient(p *Proxy, a ads.Handler) *ads.Client {
 	return &ads.Client{
 		Addr: p.cfg.XDSAddr, Creds: p.cfg.XDSCredentials, Node: p.node,
 		BackoffInitial: p.cfg.BackoffInitial, BackoffMax: p.cfg.BackoffMax,
-		Log: p.log, Metrics: p.metrics, A: a, Rejected: map[string]ads.Rejection{},
+		Log: p.log, Metrics: p.metrics, Handler: a, Rejected: map[string]ads.Rejection{},
 	}
 }

@@ -40,7 +40,7 @@ type applier struct {
 	// zero when they agree.
 	pendingSince time.Time
 	pools        map[upstream.PoolKey]*upstreamPool
-	resolvers    map[string]*upstream.DnsResolver
+	resolvers    map[string]*upstream.DNSResolver
 	// states maps a cluster name to its live state (circuit breakers,
 	// host states), kept across configurations.
 	states map[string]*upstream.ClusterState
@@ -51,7 +51,7 @@ func newApplier(p *Proxy) *applier {
 		p:         p,
 		accepted:  config.NewResourceSet(),
 		pools:     map[upstream.PoolKey]*upstreamPool{},
-		resolvers: map[string]*upstream.DnsResolver{},
+		resolvers: map[string]*upstream.DNSResolver{},
 		states:    map[string]*upstream.ClusterState{},
 	}
 }
@@ -76,7 +76,7 @@ func (a *applier) Handle(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 	typeURL := resp.GetTypeUrl()
 	err := a.accept(ctx, resp)
 	if err != nil {
-		a.p.metrics.XdsNACKs.WithLabelValues(typeURL).Inc()
+		a.p.metrics.XDSNACKs.WithLabelValues(typeURL).Inc()
 		rec := &nackRecord{
 			TypeURL: typeURL, VersionInfo: resp.GetVersionInfo(), Nonce: resp.GetNonce(),
 			Error: err.Error(), Time: time.Now(),
@@ -93,7 +93,7 @@ func (a *applier) Handle(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 
 func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryResponse) error {
 	typeURL := resp.GetTypeUrl()
-	if !slices.Contains(config.XdsTypes[:], typeURL) {
+	if !slices.Contains(config.XDSTypes[:], typeURL) {
 		return fmt.Errorf("type %q: %w", typeURL, config.ErrUnsupported)
 	}
 	res, err := config.DecodeResources(typeURL, resp.GetResources())
@@ -193,12 +193,12 @@ func (a *applier) Apply(ctx context.Context, cfg *config.MeshConfig) {
 			a.states[name] = st
 		}
 		c.State, c.Metrics, c.Series = st, a.p.metrics, &metrics.SeriesCache{}
-		if !c.Http2 {
+		if !c.HTTP2 {
 			c.ConnSlots = st.Slots(c.Limits.MaxConnections)
 		}
 		if c.Endpoints != nil {
 			st.Adopt(c.Endpoints.Endpoints, false)
-			c.Endpoints.Cs = st
+			c.Endpoints.ClusterState = st
 		}
 		k := c.PoolKey()
 		pool, ok := a.pools[k]
@@ -208,14 +208,14 @@ func (a *applier) Apply(ctx context.Context, cfg *config.MeshConfig) {
 		}
 		c.Pool = pool
 		usedPools[k] = true
-		if len(c.DnsTargets) > 0 {
-			dk := c.DnsKey()
+		if len(c.DNSTargets) > 0 {
+			dk := c.DNSKey()
 			r, ok := a.resolvers[dk]
 			if !ok {
 				r = upstream.StartDNSResolver(ctx, a.p.log, a.p.cfg.Resolver, c, a.p.cfg.DNSRefreshRate)
 				a.resolvers[dk] = r
 			}
-			c.Dns = r
+			c.DNS = r
 			usedResolvers[dk] = true
 		}
 	}
@@ -241,9 +241,9 @@ func (a *applier) Apply(ctx context.Context, cfg *config.MeshConfig) {
 			delete(a.states, name)
 		}
 	}
-	a.p.metrics.XdsApplied.Inc()
+	a.p.metrics.XDSApplied.Inc()
 	attrs := []any{"listeners", len(cfg.Listeners), "clusters", len(cfg.Clusters)}
-	for _, t := range config.XdsTypes {
+	for _, t := range config.XDSTypes {
 		attrs = append(attrs, slog.String(config.KindName(t)+"_version", cfg.Resources.Versions[t]))
 	}
 	a.p.log.Info("applied xDS configuration", attrs...)

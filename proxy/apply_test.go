@@ -138,7 +138,7 @@ func TestNACKBackoff(t *testing.T) {
 		{config.ListenerType, "v3", bad, 0},
 	}
 	for i, s := range steps {
-		if got := c.NackDelay(s.typeURL, s.version, s.nack); got != s.want {
+		if got := c.NACKDelay(s.typeURL, s.version, s.nack); got != s.want {
 			t.Errorf("step %d (%s %s): delay %s; want %s", i, config.KindName(s.typeURL), s.version, got, s.want)
 		}
 	}

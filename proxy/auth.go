@@ -13,28 +13,28 @@ import (
 // authorize runs a connection manager's jwt_authn and rbac filters on r.
 // It returns the request the rest of the chain sees (with the dynamic
 // metadata jwt_authn wrote) and false when a filter answered it.
-func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, rs *requestState, hc *config.HttpChain) (*http.Request, bool) {
+func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, rs *requestState, hc *config.HTTPChain) (*http.Request, bool) {
 	var md routing.DynamicMetadata
 	var in *auth.AuthzInput
 	for _, f := range hc.Auth {
 		switch {
-		case f.Jwt != nil:
-			payloads, st := f.Jwt.Run(r, time.Now())
-			if st != auth.JwtOK {
-				p.metrics.Auth.JwtDenied.WithLabelValues(hc.StatPrefix).Inc()
+		case f.JWT != nil:
+			payloads, st := f.JWT.Run(r, time.Now())
+			if st != auth.JWTOK {
+				p.metrics.Auth.JWTDenied.WithLabelValues(hc.StatPrefix).Inc()
 				rs.code = http.StatusUnauthorized
-				auth.JwtReply(w, r, st)
+				auth.JWTReply(w, r, st)
 				return r, false
 			}
-			p.metrics.Auth.JwtAllowed.WithLabelValues(hc.StatPrefix).Inc()
+			p.metrics.Auth.JWTAllowed.WithLabelValues(hc.StatPrefix).Inc()
 			if payloads != nil {
 				if md == nil {
 					md = routing.DynamicMetadata{}
 				}
-				fm := md[config.JwtAuthnFilterName]
+				fm := md[config.JWTAuthnFilterName]
 				if fm == nil {
 					fm = map[string]any{}
-					md[config.JwtAuthnFilterName] = fm
+					md[config.JWTAuthnFilterName] = fm
 				}
 				for k, v := range payloads {
 					fm[k] = v
@@ -44,31 +44,31 @@ func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, rs *requestSta
 					in.Meta = md
 				}
 			}
-		case f.Rbac != nil:
-			if !f.Rbac.Enforce {
+		case f.RBAC != nil:
+			if !f.RBAC.Enforce {
 				continue
 			}
 			if in == nil {
 				in = auth.NewAuthzInput(r, rs.origDst, md)
 			}
-			ok, matched := f.Rbac.Allows(in)
-			if f.Rbac.Action == auth.RbacLog {
+			ok, matched := f.RBAC.Allows(in)
+			if f.RBAC.Action == auth.RBACLog {
 				if matched != "" {
-					p.metrics.Auth.RbacLogged.WithLabelValues(hc.StatPrefix).Inc()
+					p.metrics.Auth.RBACLogged.WithLabelValues(hc.StatPrefix).Inc()
 				}
 				continue
 			}
 			if !ok {
-				p.metrics.Auth.RbacDenied.WithLabelValues(hc.StatPrefix).Inc()
+				p.metrics.Auth.RBACDenied.WithLabelValues(hc.StatPrefix).Inc()
 				p.log.Debug("rbac denied", "authority", r.Host, "path", r.URL.Path, "policy", matched)
 				rs.code, rs.flags = http.StatusForbidden, rs.flags|metrics.FlagRBACDenied
 				h := w.Header()
 				h.Set("Content-Type", "text/plain")
 				w.WriteHeader(http.StatusForbidden)
-				_, _ = io.WriteString(w, auth.RbacDeniedBody)
+				_, _ = io.WriteString(w, auth.RBACDeniedBody)
 				return r, false
 			}
-			p.metrics.Auth.RbacAllowed.WithLabelValues(hc.StatPrefix).Inc()
+			p.metrics.Auth.RBACAllowed.WithLabelValues(hc.StatPrefix).Inc()
 		}
 	}
 	if md != nil {

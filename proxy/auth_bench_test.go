@@ -24,7 +24,7 @@ func BenchmarkRBACAllows(b *testing.B) {
 		b.Fatal(fe.Err)
 	}
 	r := httptest.NewRequest("GET", "http://svc/private/items?x=1", nil)
-	md := routing.DynamicMetadata{config.JwtAuthnFilterName: {"payload": map[string]any{"groups": []any{"dev", "admin"}}}}
+	md := routing.DynamicMetadata{config.JWTAuthnFilterName: {"payload": map[string]any{"groups": []any{"dev", "admin"}}}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if ok, _ := f.Allows(auth.NewAuthzInput(r, "10.0.0.2:8080", md)); !ok {
@@ -41,13 +41,13 @@ func BenchmarkJWTVerify(b *testing.B) {
 	if fe != nil {
 		b.Fatal(fe.Err)
 	}
-	tok := "Bearer " + iss.token(map[string]any{"groups": []string{"admin"}})
+	tok := "Bearer " + iss.Token(map[string]any{"groups": []string{"admin"}})
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Header.Set("Authorization", tok)
-		if _, st := f.Run(r, now); st != auth.JwtOK {
+		if _, st := f.Run(r, now); st != auth.JWTOK {
 			b.Fatal(st)
 		}
 	}
@@ -69,12 +69,12 @@ func BenchmarkAuthorizedRoundTrip(b *testing.B) {
 	}{
 		{"none", func(*testing.B) []*hcmv3.HttpFilter { return nil }, false},
 		{"rbac", func(b *testing.B) []*hcmv3.HttpFilter {
-			return []*hcmv3.HttpFilter{typedHTTPFilter(config.RbacFilterName, anyOf(b, allow))}
+			return []*hcmv3.HttpFilter{typedHTTPFilter(config.RBACFilterName, anyOf(b, allow))}
 		}, false},
 		{"jwt+rbac", func(b *testing.B) []*hcmv3.HttpFilter {
 			return []*hcmv3.HttpFilter{
-				typedHTTPFilter(config.JwtAuthnFilterName, istioJWTConfig(b, jwtProviderFor(iss))),
-				typedHTTPFilter(config.RbacFilterName, anyOf(b, allow)),
+				typedHTTPFilter(config.JWTAuthnFilterName, istioJWTConfig(b, jwtProviderFor(iss))),
+				typedHTTPFilter(config.RBACFilterName, anyOf(b, allow)),
 			}
 		}, true},
 	} {
@@ -88,7 +88,7 @@ func BenchmarkAuthorizedRoundTrip(b *testing.B) {
 			hdr := map[string]string{}
 			if tc.token {
 				path = "/private"
-				hdr["Authorization"] = "Bearer " + iss.token(map[string]any{"groups": []string{"admin"}})
+				hdr["Authorization"] = "Bearer " + iss.Token(map[string]any{"groups": []string{"admin"}})
 			}
 			b.ReportAllocs()
 			for b.Loop() {

@@ -59,9 +59,9 @@ func TestAuthorizationThroughProxy(t *testing.T) {
 		"ns[default]-policy[admins]-rule[0]": policy([]*rbacconfigv3.Permission{pAnd(pAny())}, idAnd(idClaim("groups", "admin"))),
 	})
 	l := withHTTPFilters(t, hcmListener(t, "outbound", r.out, "outbound"),
-		typedHTTPFilter(config.JwtAuthnFilterName, istioJWTConfig(t, jwtProviderFor(iss))),
-		typedHTTPFilter(config.RbacFilterName, anyOf(t, deny)),
-		typedHTTPFilter(config.RbacFilterName, anyOf(t, allow)),
+		typedHTTPFilter(config.JWTAuthnFilterName, istioJWTConfig(t, jwtProviderFor(iss))),
+		typedHTTPFilter(config.RBACFilterName, anyOf(t, deny)),
+		typedHTTPFilter(config.RBACFilterName, anyOf(t, allow)),
 	)
 	r.push(l, routeConfig("outbound", vhost("svc", []string{"*"},
 		claimRoute("groups", "beta", "beta"),
@@ -72,7 +72,7 @@ func TestAuthorizationThroughProxy(t *testing.T) {
 	)
 
 	bearer := func(claims map[string]any) map[string]string {
-		return map[string]string{"Authorization": "Bearer " + iss.token(claims)}
+		return map[string]string{"Authorization": "Bearer " + iss.Token(claims)}
 	}
 	tests := []struct {
 		name, method, path string
@@ -81,14 +81,14 @@ func TestAuthorizationThroughProxy(t *testing.T) {
 		body               string
 	}{
 		{"public without token", "GET", "/public/x", nil, 200, "main"},
-		{"private without token", "GET", "/private", nil, 403, auth.RbacDeniedBody},
+		{"private without token", "GET", "/private", nil, 403, auth.RBACDeniedBody},
 		{"private as admin", "GET", "/private", bearer(map[string]any{"groups": []string{"dev", "admin"}}), 200, "main"},
-		{"private as dev", "GET", "/private", bearer(map[string]any{"groups": []string{"dev"}}), 403, auth.RbacDeniedBody},
+		{"private as dev", "GET", "/private", bearer(map[string]any{"groups": []string{"dev"}}), 403, auth.RBACDeniedBody},
 		{"expired token", "GET", "/public/x", bearer(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), 401, "Jwt is expired"},
-		{"foreign issuer", "GET", "/public/x", map[string]string{"Authorization": "Bearer " + newTestIssuer(t, "evil", "k1").token(nil)}, 401, "Jwt issuer is not configured"},
-		{"delete denied before allow", "DELETE", "/public/x", bearer(map[string]any{"groups": []string{"admin"}}), 403, auth.RbacDeniedBody},
+		{"foreign issuer", "GET", "/public/x", map[string]string{"Authorization": "Bearer " + newTestIssuer(t, "evil", "k1").Token(nil)}, 401, "Jwt issuer is not configured"},
+		{"delete denied before allow", "DELETE", "/public/x", bearer(map[string]any{"groups": []string{"admin"}}), 403, auth.RBACDeniedBody},
 		{"claim routes to beta", "GET", "/public/x", bearer(map[string]any{"groups": []string{"beta"}}), 200, "beta"},
-		{"dot segments do not escape", "GET", "/public/../private", nil, 403, auth.RbacDeniedBody},
+		{"dot segments do not escape", "GET", "/public/../private", nil, 403, auth.RBACDeniedBody},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

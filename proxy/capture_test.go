@@ -7,73 +7,12 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
-	"github.com/gitmesh/gitmesh/proxy/config"
 )
-
-// passthroughCluster is Istio's PassthroughCluster: ORIGINAL_DST,
-// CLUSTER_PROVIDED.
-func passthroughCluster(mutate ...func(*clusterv3.Cluster)) *clusterv3.Cluster {
-	c := &clusterv3.Cluster{
-		Name:                 "PassthroughCluster",
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
-		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
-		ConnectTimeout:       durationpb.New(time.Second),
-	}
-	for _, m := range mutate {
-		m(c)
-	}
-	return c
-}
-
-// TestOriginalDstRules checks what the proxy accepts of ORIGINAL_DST
-// clusters and of use_original_dst / bind_to_port listeners against
-// Envoy's rules (docs/xds-conventions.md).
-func TestOriginalDstRules(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		cluster *clusterv3.Cluster
-		nack    string
-	}{
-		{name: "passthrough", cluster: passthroughCluster()},
-		{name: "empty original_dst_lb_config", cluster: passthroughCluster(func(c *clusterv3.Cluster) {
-			c.LbConfig = &clusterv3.Cluster_OriginalDstLbConfig_{OriginalDstLbConfig: &clusterv3.Cluster_OriginalDstLbConfig{}}
-		})},
-		{name: "use_http_header", cluster: passthroughCluster(func(c *clusterv3.Cluster) {
-			c.LbConfig = &clusterv3.Cluster_OriginalDstLbConfig_{OriginalDstLbConfig: &clusterv3.Cluster_OriginalDstLbConfig{UseHttpHeader: true}}
-		}), nack: "original_dst_lb_config"},
-		{name: "round robin", cluster: passthroughCluster(func(c *clusterv3.Cluster) {
-			c.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
-		}), nack: "must use CLUSTER_PROVIDED"},
-		{name: "load assignment", cluster: passthroughCluster(func(c *clusterv3.Cluster) {
-			c.LoadAssignment = cla(t, "PassthroughCluster")
-		}), nack: "no load assignment"},
-		{name: "CLUSTER_PROVIDED on STATIC", cluster: func() *clusterv3.Cluster {
-			c := inlineCluster(t, "s", clusterv3.Cluster_STATIC)
-			c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
-			return c
-		}(), nack: "only valid for an ORIGINAL_DST cluster"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.cluster.ValidateAll(); err != nil {
-				t.Fatalf("ValidateAll: %v", err)
-			}
-			_, _, err := config.BuildCluster(tc.cluster, nil)
-			switch {
-			case tc.nack == "" && err != nil:
-				t.Fatalf("NACK %v; want accepted", err)
-			case tc.nack != "" && (err == nil || !strings.Contains(err.Error(), tc.nack)):
-				t.Fatalf("build error %v; want a NACK containing %q", err, tc.nack)
-			}
-		})
-	}
-}
 
 // TestPassthroughWithoutRedirect: a connection that iptables did not
 // redirect has no original destination, so a route to an ORIGINAL_DST

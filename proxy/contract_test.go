@@ -84,8 +84,8 @@ func TestCompilerGoldenContract(t *testing.T) {
 			// Secrets come per node from the controller's CA over SDS,
 			// not from the compiler: supply them as it would.
 			ca := newTestCA(t, "root")
-			chain, key := ca.workload(t, spiffeID("golden"))
-			set.ByType[config.SecretType] = map[string]proto.Message{"default": certSecret(chain, key), "ROOTCA": rootSecret(ca.pem)}
+			chain, key := ca.Workload(t, spiffeID("golden"))
+			set.ByType[config.SecretType] = map[string]proto.Message{"default": certSecret(chain, key), "ROOTCA": rootSecret(ca.PEM)}
 			set.Versions[config.SecretType] = "1"
 			set.Received[config.SecretType] = true
 			cfg, missing, err := config.BuildConfig(set)

@@ -27,10 +27,10 @@ func TestCORS(t *testing.T) {
 	}
 	routePolicy := &corsv3.CorsPolicy{AllowMethods: "PUT"} // overrides methods only
 	special := toCluster(prefixMatch("/special"), c)
-	special.TypedPerFilterConfig = map[string]*anypb.Any{config.CorsFilterName: anyOf(t, routePolicy)}
+	special.TypedPerFilterConfig = map[string]*anypb.Any{config.CORSFilterName: anyOf(t, routePolicy)}
 	vh := vhost("web", []string{"web"}, special, toCluster(prefixMatch("/"), c))
-	vh.TypedPerFilterConfig = map[string]*anypb.Any{config.CorsFilterName: anyOf(t, vhPolicy)}
-	r.push(hcmListener(t, "outbound", r.out, "outbound", config.CorsFilterName, wellknown.Router), routeConfig("outbound", vh),
+	vh.TypedPerFilterConfig = map[string]*anypb.Any{config.CORSFilterName: anyOf(t, vhPolicy)}
+	r.push(hcmListener(t, "outbound", r.out, "outbound", config.CORSFilterName, wellknown.Router), routeConfig("outbound", vh),
 		staticCluster(t, c, "web.default.svc.cluster.local", []string{hostPort(b)}))
 
 	preflight := func(origin string) map[string]string {

@@ -300,7 +300,7 @@ func contractListener(t testing.TB, addr string, filters []*hcmv3.HttpFilter) *l
 // resourceSetOf is the accepted set a proxy holds after receiving res.
 func resourceSetOf(res []types.Resource) *config.ResourceSet {
 	set := config.NewResourceSet()
-	for _, t := range config.XdsTypes {
+	for _, t := range config.XDSTypes {
 		set.Received[t] = true
 	}
 	for _, r := range res {

@@ -13,7 +13,7 @@ import (
 // answers an allowed preflight itself (200 with the Access-Control-Allow-*
 // headers) and reports true; for other allowed requests it records the
 // origin so the response gets Access-Control-Allow-Origin.
-func serveCORS(c *routing.CorsPolicy, w http.ResponseWriter, r *http.Request, rs *requestState) bool {
+func serveCORS(c *routing.CORSPolicy, w http.ResponseWriter, r *http.Request, rs *requestState) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" || (c.Enabled != nil && !c.Enabled.Roll()) {
 		return false
@@ -74,7 +74,7 @@ func injectFault(fc *routing.FaultConfig, w http.ResponseWriter, r *http.Request
 		h := w.Header()
 		if fc.AbortGRPC {
 			h.Set("Content-Type", "application/grpc")
-			h.Set("Grpc-Status", strconv.FormatUint(uint64(fc.GrpcStatus), 10))
+			h.Set("Grpc-Status", strconv.FormatUint(uint64(fc.GRPCStatus), 10))
 			h.Set("Grpc-Message", fc.AbortBody)
 			w.WriteHeader(http.StatusOK)
 			return true

@@ -82,8 +82,8 @@ func stateOf(r *http.Request) *requestState {
 func (rs *requestState) finishHeaders(h http.Header) {
 	if rt := rs.route; rt != nil {
 		rt.Headers.ApplyResponse(rs.wc, h)
-		if rs.corsOrigin != "" && rt.Cors != nil {
-			rt.Cors.Decorate(h, rs.corsOrigin)
+		if rs.corsOrigin != "" && rt.CORS != nil {
+			rt.CORS.Decorate(h, rs.corsOrigin)
 		}
 	}
 	if rs.setCookie != "" {
@@ -106,9 +106,9 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rs.lc = cfg.Listeners[addr]
 	}
-	var hc *config.HttpChain
+	var hc *config.HTTPChain
 	if rs.lc != nil {
-		hc = rs.lc.HttpChainFor(r)
+		hc = rs.lc.HTTPChainFor(r)
 	}
 	if hc == nil {
 		// No chain serves this connection any more (its filter chain was
@@ -121,9 +121,9 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rs.lc.Inbound {
-		rs.sec = h.p.downstreamSecurity(r.TLS, hc.Tls)
+		rs.sec = h.p.downstreamSecurity(r.TLS, hc.TLS)
 	}
-	hc.Xfcc.Apply(r.Header, r.TLS, func() []string { return hc.Tls.LocalURIs(h.p.secrets) })
+	hc.XFCC.Apply(r.Header, r.TLS, func() []string { return hc.TLS.LocalURIs(h.p.secrets) })
 	if len(hc.Auth) > 0 {
 		var ok bool
 		if r, ok = h.p.authorize(w, r, rs, hc); !ok {
@@ -141,7 +141,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		vh = hc.Routes.FindVirtualHost(host)
 	}
 	if vh != nil && vh.RequireTLS && r.TLS == nil {
-		serveRedirect(routing.HttpsRedirect, w, r, rs)
+		serveRedirect(routing.HTTPSRedirect, w, r, rs)
 		return
 	}
 	if vh != nil {
@@ -163,7 +163,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f := &hc.Filters[i]
 		switch f.Kind {
 		case config.FilterCORS:
-			if rt.Cors != nil && serveCORS(rt.Cors, w, r, rs) {
+			if rt.CORS != nil && serveCORS(rt.CORS, w, r, rs) {
 				return
 			}
 		case config.FilterFault:
@@ -204,7 +204,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 	timeout := rt.Timeout
 	if rt.MaxGRPCTimeout != nil && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 		timeout = 0
-		if t, ok := config.GrpcTimeout(r.Header.Get("Grpc-Timeout")); ok {
+		if t, ok := config.GRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
 			timeout = t
 		}
 		if m := *rt.MaxGRPCTimeout; m > 0 && (timeout == 0 || timeout > m) {
@@ -232,7 +232,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 		return
 	}
 	defer c.Release(slots)
-	if c.Lb.HashBased() {
+	if c.LB.HashBased() {
 		rs.hash, rs.hasHash = requestHash(rt.HashPolicies, r, rs)
 	}
 	pr := upstream.PickRequest{Hash: rs.hash, HasHash: rs.hasHash, OrigDst: rs.origDst}
@@ -305,7 +305,7 @@ func rewriteOut(in, out *http.Request, rs *requestState, priorXFF []string) {
 		n := routing.MatchedPrefixLen(&rt.Match, esc)
 		setEscapedPath(out.URL, *rt.PrefixRewrite+esc[n:])
 	case rt.RegexRewrite != nil:
-		setEscapedPath(out.URL, rt.RegexRewrite.Re.ReplaceAllString(out.URL.EscapedPath(), rt.RegexRewrite.Sub))
+		setEscapedPath(out.URL, rt.RegexRewrite.Re.ReplaceAllString(out.URL.EscapedPath(), rt.RegexRewrite.Substitution))
 	}
 	switch {
 	case rs.wc.HostRewrite != "":

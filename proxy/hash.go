@@ -27,7 +27,7 @@ func requestHash(policies []upstream.HashPolicy, r *http.Request, rs *requestSta
 		case upstream.HashCookie:
 			if c, err := r.Cookie(p.Name); err == nil {
 				v, ok = c.Value, true
-			} else if p.Ttl != nil {
+			} else if p.TTL != nil {
 				v, ok = generatedCookie(r), true
 				rs.setCookie = setCookieValue(p, v)
 			}
@@ -68,8 +68,8 @@ func generatedCookie(r *http.Request) string {
 // Envoy does.
 func setCookieValue(p *upstream.HashPolicy, value string) string {
 	s := fmt.Sprintf("%s=%q", p.Name, value)
-	if *p.Ttl > 0 {
-		s += "; Max-Age=" + strconv.Itoa(int(p.Ttl.Seconds()))
+	if *p.TTL > 0 {
+		s += "; Max-Age=" + strconv.Itoa(int(p.TTL.Seconds()))
 	}
 	if p.Path != "" {
 		s += "; Path=" + p.Path

@@ -319,12 +319,12 @@ func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 	if info != (connInfo{}) {
 		c = &infoConn{Conn: c, info: info}
 	}
-	if fc.Tls != nil {
+	if fc.TLS != nil {
 		// The handshake runs here, before the connection is served, so a
 		// failure (no client certificate, one from a foreign CA, an
 		// expired one) is counted with its reason and the connection
 		// closed without a response.
-		tc := tls.Server(c, fc.Tls.ServerConfig(h.p.secrets))
+		tc := tls.Server(c, fc.TLS.ServerConfig(h.p.secrets))
 		hctx, cancel := context.WithTimeout(ctx, inspectTimeout)
 		err := tc.HandshakeContext(hctx)
 		cancel()
@@ -335,12 +335,12 @@ func (h *listenerHandler) serveConn(ctx context.Context, c net.Conn) net.Conn {
 		}
 		c = tc
 	}
-	if fc.Tcp != nil {
-		if len(fc.Rbac) > 0 && !h.p.allowConn(ctx, c, fc.Rbac, info.origDst) {
+	if fc.TCP != nil {
+		if len(fc.RBAC) > 0 && !h.p.allowConn(ctx, c, fc.RBAC, info.origDst) {
 			c.Close()
 			return nil
 		}
-		h.p.proxyTCP(ctx, c, lc, fc.Tcp, info.origDst)
+		h.p.proxyTCP(ctx, c, lc, fc.TCP, info.origDst)
 		return nil
 	}
 	return c

@@ -10,23 +10,6 @@ import (
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 )
 
-func strMatch(kind, v string, ignoreCase bool) *matcherv3.StringMatcher {
-	sm := &matcherv3.StringMatcher{IgnoreCase: ignoreCase}
-	switch kind {
-	case "exact":
-		sm.MatchPattern = &matcherv3.StringMatcher_Exact{Exact: v}
-	case "prefix":
-		sm.MatchPattern = &matcherv3.StringMatcher_Prefix{Prefix: v}
-	case "suffix":
-		sm.MatchPattern = &matcherv3.StringMatcher_Suffix{Suffix: v}
-	case "contains":
-		sm.MatchPattern = &matcherv3.StringMatcher_Contains{Contains: v}
-	case "regex":
-		sm.MatchPattern = &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: v}}
-	}
-	return sm
-}
-
 func header(name string, sm *matcherv3.StringMatcher, invert bool) *routev3.HeaderMatcher {
 	return &routev3.HeaderMatcher{Name: name, InvertMatch: invert, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: sm}}
 }

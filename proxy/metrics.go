@@ -14,11 +14,11 @@ import (
 
 // downstreamSecurity describes an inbound connection's TLS state; tc is
 // the filter chain's TLS context.
-func (p *Proxy) downstreamSecurity(cs *tls.ConnectionState, tc *mtls.TlsContext) metrics.ConnSecurity {
+func (p *Proxy) downstreamSecurity(cs *tls.ConnectionState, tc *mtls.TLSContext) metrics.ConnSecurity {
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return metrics.ConnSecurity{}
 	}
-	return metrics.ConnSecurity{Mtls: true, Source: metrics.FirstURI(cs.PeerCertificates[0]), Destination: metrics.FirstURI(tc.LocalLeaf(p.secrets))}
+	return metrics.ConnSecurity{MTLS: true, Source: metrics.FirstURI(cs.PeerCertificates[0]), Destination: metrics.FirstURI(tc.LocalLeaf(p.secrets))}
 }
 
 // observe records one finished request.
@@ -26,15 +26,15 @@ func (p *Proxy) observe(r *http.Request, rs *requestState, d time.Duration) {
 	grpc := strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 	var s *metrics.RequestSeries
 	if c := rs.cluster; c != nil && !c.Missing && c.Series != nil {
-		k := metrics.SeriesKey{Inbound: rs.lc != nil && rs.lc.Inbound, Grpc: grpc, Code: rs.code, Flags: rs.flags, Sec: rs.sec}
+		k := metrics.SeriesKey{Inbound: rs.lc != nil && rs.lc.Inbound, GRPC: grpc, Code: rs.code, Flags: rs.flags, Security: rs.sec}
 		if rs.endpoint != nil {
 			k.Meta = rs.endpoint.Meta
 		}
-		if v, ok := c.Series.M.Load(k); ok {
+		if v, ok := c.Series.Series.Load(k); ok {
 			s = v.(*metrics.RequestSeries)
 		} else {
 			s = p.requestSeries(rs, grpc)
-			c.Series.M.Store(k, s)
+			c.Series.Series.Store(k, s)
 		}
 	} else {
 		s = p.requestSeries(rs, grpc)
@@ -65,15 +65,15 @@ func (p *Proxy) observeTCP(lc *config.ListenerConfig, c *upstream.Cluster, e *up
 	v[12], v[13] = "tcp", flags.String()
 	values := append(v[:14:14], v[15:]...)
 	if opened {
-		p.metrics.TcpOpened.WithLabelValues(values...).Inc()
+		p.metrics.TCPOpened.WithLabelValues(values...).Inc()
 		return
 	}
-	p.metrics.TcpClosed.WithLabelValues(values...).Inc()
+	p.metrics.TCPClosed.WithLabelValues(values...).Inc()
 	if received > 0 {
-		p.metrics.TcpReceived.WithLabelValues(values...).Add(float64(received))
+		p.metrics.TCPReceived.WithLabelValues(values...).Add(float64(received))
 	}
 	if sent > 0 {
-		p.metrics.TcpSent.WithLabelValues(values...).Add(float64(sent))
+		p.metrics.TCPSent.WithLabelValues(values...).Add(float64(sent))
 	}
 }
 
@@ -95,7 +95,7 @@ func (p *Proxy) labelValues(lc *config.ListenerConfig, c *upstream.Cluster, e *u
 	case !inbound:
 
 		values[17] = metrics.Unknown
-	case sec.Mtls:
+	case sec.MTLS:
 		values[17] = "mutual_tls"
 	default:
 		values[17] = "none"

@@ -69,10 +69,10 @@ func newMeshPair(t testing.TB, mode string) *meshPair {
 		Labels: map[string]string{"app": "client"}, Outbound: m.out})
 	m.server = startProxy(t, m.cp.addr, nodemeta.Workload{ID: m.serverID, Service: "server", Namespace: "default", Role: nodemeta.RoleSidecar,
 		Labels: map[string]string{"app": "server"}, Inbound: m.in})
-	cc, ck := m.ca.workload(t, spiffeID("client"))
-	sc, sk := m.ca.workload(t, spiffeID("server"))
-	m.clientSecrets = []types.Resource{certSecret(cc, ck), rootSecret(m.ca.pem)}
-	m.serverSecrets = []types.Resource{certSecret(sc, sk), rootSecret(m.ca.pem)}
+	cc, ck := m.ca.Workload(t, spiffeID("client"))
+	sc, sk := m.ca.Workload(t, spiffeID("server"))
+	m.clientSecrets = []types.Resource{certSecret(cc, ck), rootSecret(m.ca.PEM)}
+	m.serverSecrets = []types.Resource{certSecret(sc, sk), rootSecret(m.ca.PEM)}
 	m.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	t.Cleanup(m.http.CloseIdleConnections)
 	return m
@@ -208,7 +208,7 @@ func TestMTLSBetweenProxies(t *testing.T) {
 		if resp, _, err := m.get(); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("HTTP/2 cluster over mTLS: %v %v; want 200", resp, err)
 		}
-		chain, key := m.ca.workload(t, spiffeID("sleep"))
+		chain, key := m.ca.Workload(t, spiffeID("sleep"))
 		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{keyPair(t, chain, key)}}, ForceAttemptHTTP2: true}
 		defer tr.CloseIdleConnections()
 		resp, err := (&http.Client{Transport: tr}).Get("https://" + m.in + "/x")
@@ -254,11 +254,11 @@ func TestMTLSStrict(t *testing.T) {
 		t.Fatalf("mTLS through the proxies: %v %v; want 200", resp, err)
 	}
 	foreign := newTestCA(t, "foreign")
-	goodChain, goodKey := m.ca.workload(t, spiffeID("sleep"))
-	expChain, expKey := m.ca.issue(t, spiffeID("sleep"), time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
-	forChain, forKey := foreign.workload(t, spiffeID("sleep"))
+	goodChain, goodKey := m.ca.Workload(t, spiffeID("sleep"))
+	expChain, expKey := m.ca.Issue(t, spiffeID("sleep"), time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	forChain, forKey := foreign.Workload(t, spiffeID("sleep"))
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(m.ca.pem)
+	roots.AppendCertsFromPEM(m.ca.PEM)
 	client := func(certs ...tls.Certificate) *tls.Config {
 		return &tls.Config{RootCAs: roots, InsecureSkipVerify: true, Certificates: certs}
 	}
@@ -329,8 +329,8 @@ func TestUpstreamTLSFailures(t *testing.T) {
 
 	m.sans = nil
 	foreign := newTestCA(t, "foreign")
-	fc, fk := foreign.workload(t, spiffeID("server"))
-	m.serverSecrets = []types.Resource{certSecret(fc, fk), rootSecret(m.ca.pem, foreign.pem)}
+	fc, fk := foreign.Workload(t, spiffeID("server"))
+	m.serverSecrets = []types.Resource{certSecret(fc, fk), rootSecret(m.ca.PEM, foreign.PEM)}
 	m.push()
 	resp, body, err = m.get()
 	if err != nil {
@@ -387,20 +387,20 @@ func TestSecretRotation(t *testing.T) {
 	waitCount(20)
 	rootB := newTestCA(t, "root-b")
 	// 1: both trust A and B.
-	m.clientSecrets[1], m.serverSecrets[1] = rootSecret(m.ca.pem, rootB.pem), rootSecret(m.ca.pem, rootB.pem)
+	m.clientSecrets[1], m.serverSecrets[1] = rootSecret(m.ca.PEM, rootB.PEM), rootSecret(m.ca.PEM, rootB.PEM)
 	m.push()
 	waitCount(ok.Load() + 20)
 	// 2: certificates from B (server first, then client, as a fleet rolls).
-	sc, sk := rootB.workload(t, spiffeID("server"))
+	sc, sk := rootB.Workload(t, spiffeID("server"))
 	m.serverSecrets[0] = certSecret(sc, sk)
 	m.push()
 	waitCount(ok.Load() + 20)
-	cc, ck := rootB.workload(t, spiffeID("client"))
+	cc, ck := rootB.Workload(t, spiffeID("client"))
 	m.clientSecrets[0] = certSecret(cc, ck)
 	m.push()
 	waitCount(ok.Load() + 20)
 	// 3: only B.
-	m.clientSecrets[1], m.serverSecrets[1] = rootSecret(rootB.pem), rootSecret(rootB.pem)
+	m.clientSecrets[1], m.serverSecrets[1] = rootSecret(rootB.PEM), rootSecret(rootB.PEM)
 	m.push()
 	waitCount(ok.Load() + 20)
 	close(stop)
@@ -412,8 +412,8 @@ func TestSecretRotation(t *testing.T) {
 
 	// New handshakes use the new material: a client with an A certificate
 	// is refused now, one with a B certificate is served.
-	aChain, aKey := m.ca.workload(t, spiffeID("sleep"))
-	bChain, bKey := rootB.workload(t, spiffeID("sleep"))
+	aChain, aKey := m.ca.Workload(t, spiffeID("sleep"))
+	bChain, bKey := rootB.Workload(t, spiffeID("sleep"))
 	if _, err := directGet(m.in, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{keyPair(t, aChain, aKey)}}); err == nil {
 		t.Error("a certificate of the retired root was accepted")
 	}

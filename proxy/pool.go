@@ -96,7 +96,7 @@ func newUpstreamPool(p *Proxy, key upstream.PoolKey) *upstreamPool {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 	}
-	if key.Http2 {
+	if key.HTTP2 {
 
 		tr.Protocols = new(http.Protocols)
 		tr.Protocols.SetUnencryptedHTTP2(true)
@@ -105,7 +105,7 @@ func newUpstreamPool(p *Proxy, key upstream.PoolKey) *upstreamPool {
 	}
 	pool := &upstreamPool{key: key, transport: tr, p: p, dial: dial}
 	tr.DialTLSContext = pool.dialTLS
-	if !key.Http2 {
+	if !key.HTTP2 {
 		pool.h1 = newH1Client(pool, idle, key.MaxRequestsPerConn)
 	}
 	pool.attempts = &attemptTransport{inner: tr, h1: pool.h1, maxPerConn: key.MaxRequestsPerConn}
@@ -138,7 +138,7 @@ func (pool *upstreamPool) CloseIdle() {
 // dialTLS is the pool transport's DialTLSContext: it dials and handshakes
 // with the TLS context upstreamRequest chose.
 func (pool *upstreamPool) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
-	td, _ := ctx.Value(upstream.TlsDialKey{}).(*upstream.TlsDial)
+	td, _ := ctx.Value(upstream.TLSDialKey{}).(*upstream.TLSDial)
 	if td == nil || td.Addr != addr {
 		return nil, &tlsHandshakeError{addr: addr, err: errors.New("no transport socket chosen for this endpoint")}
 	}
@@ -146,5 +146,5 @@ func (pool *upstreamPool) dialTLS(ctx context.Context, network, addr string) (ne
 	if err != nil {
 		return nil, err
 	}
-	return pool.p.clientHandshake(ctx, raw, addr, td.Tc, pool.key.Http2, pool.key.ConnectTimeout)
+	return pool.p.clientHandshake(ctx, raw, addr, td.TLS, pool.key.HTTP2, pool.key.ConnectTimeout)
 }

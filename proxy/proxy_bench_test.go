@@ -38,7 +38,7 @@ func BenchmarkRouteLookup(b *testing.B) {
 	req, _ := http.NewRequest("GET", "http://reviews.default.svc.cluster.local:9080/api/v1/products", nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		vh := lc.Chains[0].Http.Routes.FindVirtualHost(req.Host)
+		vh := lc.Chains[0].HTTP.Routes.FindVirtualHost(req.Host)
 		if vh.FindRoute(req).PickCluster().Cluster.Pick(nil) == nil {
 			b.Fatal("no endpoint")
 		}

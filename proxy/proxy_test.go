@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +22,6 @@ import (
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/proxy/config"
-	"github.com/gitmesh/gitmesh/proxy/upstream"
 )
 
 const (
@@ -106,12 +103,12 @@ func (m *mesh) resources(reviewsRoutes ...*routev3.Route) []types.Resource {
 		edsCluster(t, reviewsV2, reviewsHost, "v2", false),
 		edsCluster(t, ratingsAll, "ratings.default.svc.cluster.local", "", false),
 		edsCluster(t, detailsAll, "details.default.svc.cluster.local", "", false),
-		inlineCluster(t, inboundCluster, clusterv3.Cluster_STATIC, ep{addr: m.app}),
-		cla(t, reviewsAll, ep{addr: m.v1, version: "v1"}, ep{addr: m.v2, version: "v2"}),
-		cla(t, reviewsV1, ep{addr: m.v1, version: "v1"}),
-		cla(t, reviewsV2, ep{addr: m.v2, version: "v2"}),
+		inlineCluster(t, inboundCluster, clusterv3.Cluster_STATIC, ep{Addr: m.app}),
+		cla(t, reviewsAll, ep{Addr: m.v1, Version: "v1"}, ep{Addr: m.v2, Version: "v2"}),
+		cla(t, reviewsV1, ep{Addr: m.v1, Version: "v1"}),
+		cla(t, reviewsV2, ep{Addr: m.v2, Version: "v2"}),
 		cla(t, ratingsAll), // no endpoints
-		cla(t, detailsAll, ep{addr: m.deadAddr, version: "v1"}),
+		cla(t, detailsAll, ep{Addr: m.deadAddr, Version: "v1"}),
 	}
 }
 
@@ -567,7 +564,7 @@ func TestListenerChangesKeepConnections(t *testing.T) {
 func TestStrictDNSCluster(t *testing.T) {
 	m := newMesh(t)
 	res := m.resources()
-	res = append(res, inlineCluster(t, "outbound|80||web.example.org", clusterv3.Cluster_STRICT_DNS, ep{addr: m.v2, version: "v2"}))
+	res = append(res, inlineCluster(t, "outbound|80||web.example.org", clusterv3.Cluster_STRICT_DNS, ep{Addr: m.v2, Version: "v2"}))
 	for i, r := range res {
 		if rc, ok := r.(*routev3.RouteConfiguration); ok && rc.GetName() == "outbound" {
 			rc.VirtualHosts = append(rc.VirtualHosts, vhost("web", []string{"web.example.org"}, toCluster(prefixMatch("/"), "outbound|80||web.example.org")))
@@ -582,22 +579,6 @@ func TestStrictDNSCluster(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-func TestDNSResolverResolvesNames(t *testing.T) {
-	c := &upstream.Cluster{Name: "c", DnsTargets: []upstream.DnsTarget{{Host: "localhost", Port: 8080, Weight: 1}}}
-	r := upstream.StartDNSResolver(context.Background(), discardLogger(), net.DefaultResolver, c, time.Hour)
-	defer r.Stop()
-	set := r.Current.Load()
-	found := false
-	for _, e := range set.Endpoints {
-		if e.Addr == "127.0.0.1:8080" || e.Addr == "[::1]:8080" {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("localhost resolved to %v", set.Endpoints)
-	}
 }
 
 func gaugeValue(t testing.TB, admin, name string) string {
@@ -621,8 +602,6 @@ func httpGet(t testing.TB, u string) string {
 	return string(b)
 }
 
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
 func TestRouteTimeout(t *testing.T) {
 	m := newMesh(t)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -638,7 +617,7 @@ func TestRouteTimeout(t *testing.T) {
 			rc.VirtualHosts = append(rc.VirtualHosts, vhost("slow", []string{"slow"}, timed))
 		}
 	}
-	res = append(res, inlineCluster(t, slowCluster, clusterv3.Cluster_STATIC, ep{addr: hostPort(slow)}))
+	res = append(res, inlineCluster(t, slowCluster, clusterv3.Cluster_STATIC, ep{Addr: hostPort(slow)}))
 	m.cp.set(t, m.node, snapshot(t, "2", res...))
 	m.waitApplied(config.RouteType, "2")
 	resp, body := m.get("slow", "/", nil)

@@ -24,25 +24,25 @@ func TestRBACPrincipalFromClientCertificate(t *testing.T) {
 	r := newRig(t, nodemeta.RoleSidecar)
 	app := backend(t, "reviews")
 	ca := newTestCA(t, "root")
-	serverCert, serverKey := ca.issue(t, "spiffe://cluster.local/ns/default/sa/reviews", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), "reviews")
+	serverCert, serverKey := ca.Issue(t, "spiffe://cluster.local/ns/default/sa/reviews", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), "reviews")
 	addr := freeAddr(t)
 
 	allow := rbacConfig(rbacconfigv3.RBAC_ALLOW, map[string]*rbacconfigv3.Policy{
 		"ns[default]-policy[reviews]-rule[0]": policy([]*rbacconfigv3.Permission{pAnd(pAny())}, idAnd(idOr(idPrincipal("spiffe://cluster.local/ns/default/sa/sleep")))),
 	})
-	l := withHTTPFilters(t, hcmListener(t, "inbound", addr, "inbound"), typedHTTPFilter(config.RbacFilterName, anyOf(t, allow)))
-	l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+	l := withHTTPFilters(t, hcmListener(t, "inbound", addr, "inbound"), typedHTTPFilter(config.RBACFilterName, anyOf(t, allow)))
+	l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: config.TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
 		RequireClientCertificate: wrapperspb.Bool(true),
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificates:       []*tlsv3.TlsCertificate{{CertificateChain: inline(serverCert), PrivateKey: inline(serverKey)}},
-			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(ca.pem)}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(ca.PEM)}},
 		},
 	})}}
 	r.push(l, routeConfig("inbound", vhost("inbound", []string{"*"}, toCluster(prefixMatch("/"), "inbound|9080||"))),
 		staticCluster(t, "inbound|9080||", "reviews.default.svc.cluster.local", []string{hostPort(app)}))
 
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	tests := []struct {
 		name string
 		uri  string
@@ -54,7 +54,7 @@ func TestRBACPrincipalFromClientCertificate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			certPEM, keyPEM := ca.issue(t, tt.uri, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), "client")
+			certPEM, keyPEM := ca.Issue(t, tt.uri, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), "client")
 			pair, err := tls.X509KeyPair(certPEM, keyPEM)
 			if err != nil {
 				t.Fatal(err)

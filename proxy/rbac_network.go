@@ -34,16 +34,16 @@ func (p *Proxy) allowConn(ctx context.Context, c net.Conn, filters []*auth.Netwo
 	in := auth.NewAuthzInput(r, local, nil)
 	for _, f := range filters {
 		ok, _ := f.Rules.Allows(in)
-		if f.Rules.Enforce && f.Rules.Action == auth.RbacLog {
+		if f.Rules.Enforce && f.Rules.Action == auth.RBACLog {
 			continue
 		}
 		if !ok {
-			p.metrics.Auth.TcpDenied.WithLabelValues(f.StatPrefix).Inc()
+			p.metrics.Auth.TCPDenied.WithLabelValues(f.StatPrefix).Inc()
 			p.log.Debug("rbac denied connection", "remote", r.RemoteAddr, "local", local)
 			return false
 		}
 		if f.Rules.Enforce {
-			p.metrics.Auth.TcpAllowed.WithLabelValues(f.StatPrefix).Inc()
+			p.metrics.Auth.TCPAllowed.WithLabelValues(f.StatPrefix).Inc()
 		}
 	}
 	return true

@@ -48,7 +48,7 @@ func TestNetworkRBAC(t *testing.T) {
 		l := tcpListener(t, fmt.Sprint("tcp", i), addrs[i], &tcpproxyv3.TcpProxy{StatPrefix: "a", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cA}})
 		fc := l.FilterChains[0]
 		fc.Filters = append([]*listenerv3.Filter{{
-			Name:       config.RbacNetworkFilterName,
+			Name:       config.RBACNetworkFilterName,
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, &rbacnetv3.RBAC{StatPrefix: "tcp.", Rules: tt.rules})},
 		}}, fc.Filters...)
 		res = append(res, l)
@@ -63,18 +63,5 @@ func TestNetworkRBAC(t *testing.T) {
 	}
 	if got := r.metricLines("envoy_rbac_denied", `stat_prefix="tcp."`); len(got) != 1 || !contains(got[0], " 2") {
 		t.Errorf("envoy_rbac_denied = %q; want 2", got)
-	}
-}
-
-func TestNetworkRBACOnlyBeforeTCPProxy(t *testing.T) {
-	l := hcmListener(t, "inbound", "127.0.0.1:1", "inbound")
-	fc := l.FilterChains[0]
-	fc.Filters = append([]*listenerv3.Filter{{
-		Name:       config.RbacNetworkFilterName,
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, &rbacnetv3.RBAC{StatPrefix: "tcp."})},
-	}}, fc.Filters...)
-	_, _, fe := config.BuildFilterChain(fc, nil, config.NewClusterRefs(nil))
-	if fe == nil || fe.Field != ".filters[1]" {
-		t.Fatalf("got %+v; want an error at .filters[1]", fe)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -179,22 +178,6 @@ func failing(n int64, status int) func(w http.ResponseWriter, r *http.Request) b
 		}
 		return false
 	}
-}
-
-// staticCluster is a STATIC cluster over addrs with the istio service
-// metadata of host; mutate adjusts it.
-func staticCluster(t testing.TB, name, host string, addrs []string, mutate ...func(*clusterv3.Cluster)) *clusterv3.Cluster {
-	var eps []ep
-	for i, a := range addrs {
-		eps = append(eps, ep{addr: a, version: "v" + strconv.Itoa(i+1)})
-	}
-	c := inlineCluster(t, name, clusterv3.Cluster_STATIC, eps...)
-	c.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
-	c.Metadata = istioClusterMeta(host, "")
-	for _, m := range mutate {
-		m(c)
-	}
-	return c
 }
 
 // direct is a route answering body with 200: the route's name, to see

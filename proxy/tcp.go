@@ -21,7 +21,7 @@ import (
 // ends (the listener drained). It closes down. origDst is the address the
 // client dialled when the connection was redirected to the proxy (the
 // only endpoint of an ORIGINAL_DST cluster), else "".
-func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *config.ListenerConfig, tp *config.TcpProxy, origDst string) {
+func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *config.ListenerConfig, tp *config.TCPProxy, origDst string) {
 	defer down.Close()
 	rt := &routing.Route{Clusters: tp.Clusters, TotalWeight: tp.TotalWeight}
 	c := rt.PickCluster().Cluster
@@ -32,7 +32,7 @@ func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *config.Listener
 	if lc.Inbound {
 		if tc, ok := down.(*tls.Conn); ok {
 			cs := tc.ConnectionState()
-			sec = p.downstreamSecurity(&cs, tp.Tls)
+			sec = p.downstreamSecurity(&cs, tp.TLS)
 		}
 	}
 	defer func() {
@@ -65,7 +65,7 @@ func (p *Proxy) proxyTCP(ctx context.Context, down net.Conn, lc *config.Listener
 		}
 		d := net.Dialer{Timeout: c.ConnectTimeout}
 		conn, err := d.DialContext(ctx, "tcp", ep.Addr)
-		if tc := c.Sockets.ForEndpoint(ep.TlsMatch); err == nil && tc != nil {
+		if tc := c.Sockets.ForEndpoint(ep.TLSMatch); err == nil && tc != nil {
 			// Originate TLS; a failed handshake is a connect failure.
 			var tconn *tls.Conn
 			if tconn, err = p.clientHandshake(ctx, conn, ep.Addr, tc, false, c.ConnectTimeout); err == nil {

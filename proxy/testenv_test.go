@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,23 +19,17 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/internal/testnet"
@@ -167,107 +160,6 @@ func (cp *controlPlane) waitNACK(t testing.TB, typeURL string) *discoveryv3.Disc
 
 // ---- resources, built by hand per docs/xds-conventions.md ----
 
-func anyOf(t testing.TB, m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
-func socketAddr(t testing.TB, addr string) *corev3.Address {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := strconv.Atoi(port)
-	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)},
-	}}}
-}
-
-// hcmListener is a listener with one HCM using RDS routeName. filters
-// default to the router.
-func hcmListener(t testing.TB, name, addr, routeName string, filters ...string) *listenerv3.Listener {
-	if len(filters) == 0 {
-		filters = []string{wellknown.Router}
-	}
-	var hf []*hcmv3.HttpFilter
-	for _, f := range filters {
-		h := &hcmv3.HttpFilter{Name: f}
-		if f == wellknown.Router {
-			h.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: anyOf(t, &routerv3.Router{})}
-		}
-		hf = append(hf, h)
-	}
-	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: name,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}},
-			RouteConfigName: routeName,
-		}},
-		HttpFilters: hf,
-	}
-	l := &listenerv3.Listener{
-		Name:    name,
-		Address: socketAddr(t, addr),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
-			Name:       wellknown.HTTPConnectionManager,
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyOf(t, hcm)},
-		}}}},
-	}
-	if name == "inbound" {
-		l.TrafficDirection = corev3.TrafficDirection_INBOUND
-	} else {
-		l.TrafficDirection = corev3.TrafficDirection_OUTBOUND
-	}
-	return l
-}
-
-func routeConfig(name string, vhosts ...*routev3.VirtualHost) *routev3.RouteConfiguration {
-	return &routev3.RouteConfiguration{Name: name, VirtualHosts: vhosts}
-}
-
-func vhost(name string, domains []string, routes ...*routev3.Route) *routev3.VirtualHost {
-	return &routev3.VirtualHost{Name: name, Domains: domains, Routes: routes}
-}
-
-func prefixMatch(prefix string, headers ...*routev3.HeaderMatcher) *routev3.RouteMatch {
-	return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}, Headers: headers}
-}
-
-func toCluster(m *routev3.RouteMatch, cluster string) *routev3.Route {
-	return &routev3.Route{Match: m, Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
-	}}}
-}
-
-func toWeighted(m *routev3.RouteMatch, weights map[string]uint32) *routev3.Route {
-	wc := &routev3.WeightedCluster{}
-	for _, name := range config.SortedKeys(weights) {
-		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(weights[name])})
-	}
-	return &routev3.Route{Match: m, Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc},
-	}}}
-}
-
-func exactHeader(name, value string) *routev3.HeaderMatcher {
-	return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
-		StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}},
-	}}
-}
-
-func istioClusterMeta(host, subset string) *corev3.Metadata {
-	name, ns, _ := strings.Cut(host, ".")
-	ns, _, _ = strings.Cut(ns, ".")
-	s, _ := structpb.NewStruct(map[string]any{
-		"services": []any{map[string]any{"host": host, "name": name, "namespace": ns}},
-		"subset":   subset,
-	})
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": s}}
-}
-
 func edsCluster(t testing.TB, name, host, subset string, http2 bool) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
 		Name:                 name,
@@ -288,49 +180,6 @@ func edsCluster(t testing.TB, name, host, subset string, http2 bool) *clusterv3.
 		})}
 	}
 	return c
-}
-
-// ep is one endpoint of a ClusterLoadAssignment.
-type ep struct {
-	addr    string
-	version string
-	weight  uint32
-}
-
-func lbEndpoints(t testing.TB, eps []ep) []*endpointv3.LbEndpoint {
-	var out []*endpointv3.LbEndpoint
-	for _, e := range eps {
-		md, _ := structpb.NewStruct(map[string]any{
-			"workload": "wl-" + e.version, "namespace": "default", "version": e.version,
-			"labels": map[string]any{"app": "reviews", "version": e.version},
-		})
-		w := e.weight
-		if w == 0 {
-			w = 1
-		}
-		out = append(out, &endpointv3.LbEndpoint{
-			HostIdentifier:      &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddr(t, e.addr)}},
-			HealthStatus:        corev3.HealthStatus_HEALTHY,
-			LoadBalancingWeight: wrapperspb.UInt32(w),
-			Metadata:            &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": md}},
-		})
-	}
-	return out
-}
-
-func cla(t testing.TB, name string, eps ...ep) *endpointv3.ClusterLoadAssignment {
-	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
-		Locality: &corev3.Locality{}, LoadBalancingWeight: wrapperspb.UInt32(1), LbEndpoints: lbEndpoints(t, eps),
-	}}}
-}
-
-func inlineCluster(t testing.TB, name string, typ clusterv3.Cluster_DiscoveryType, eps ...ep) *clusterv3.Cluster {
-	return &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: typ},
-		ConnectTimeout:       durationpb.New(time.Second),
-		LoadAssignment:       cla(t, name, eps...),
-	}
 }
 
 func snapshot(t testing.TB, version string, res ...types.Resource) *cachev3.Snapshot {

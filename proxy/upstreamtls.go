@@ -25,7 +25,7 @@ func (e *tlsHandshakeError) Unwrap() error { return e.err }
 // clientHandshake runs an upstream TLS handshake on raw within timeout.
 // On failure it closes raw, counts and logs the reason, and returns a
 // *tlsHandshakeError.
-func (p *Proxy) clientHandshake(ctx context.Context, raw net.Conn, addr string, tc *mtls.TlsContext, http2 bool, timeout time.Duration) (*tls.Conn, error) {
+func (p *Proxy) clientHandshake(ctx context.Context, raw net.Conn, addr string, tc *mtls.TLSContext, http2 bool, timeout time.Duration) (*tls.Conn, error) {
 	cfg, err := tc.ClientConfig(p.secrets, http2)
 	if err == nil {
 		conn := tls.Client(raw, cfg)
@@ -44,6 +44,6 @@ func (p *Proxy) clientHandshake(ctx context.Context, raw net.Conn, addr string, 
 // handshakeFailed counts and logs a failed handshake.
 func (p *Proxy) handshakeFailed(direction, peer string, err error) {
 	reason := mtls.HandshakeReason(err)
-	p.metrics.TlsHandshakeErrors.WithLabelValues(direction, reason).Inc()
+	p.metrics.TLSHandshakeErrors.WithLabelValues(direction, reason).Inc()
 	p.log.Info("TLS handshake failed", "direction", direction, "peer", peer, "reason", reason, "error", err)
 }

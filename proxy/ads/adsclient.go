@@ -23,14 +23,22 @@ import (
 // Client keeps an ADS stream to the controller open and feeds its
 // responses to the applier. Its run goroutine is the applier's owner.
 type Client struct {
-	Addr           string
-	Creds          credentials.TransportCredentials
-	Node           *corev3.Node
+	// Addr is the controller's xDS address (host:port); Creds its
+	// transport credentials (nil: plaintext).
+	Addr  string
+	Creds credentials.TransportCredentials
+	// Node is sent in every DiscoveryRequest.
+	Node *corev3.Node
+	// BackoffInitial and BackoffMax bound the delay before a new stream:
+	// it doubles after each stream that ended (with ±20% jitter) and
+	// starts over after one that delivered a response.
 	BackoffInitial time.Duration
 	BackoffMax     time.Duration
-	Log            *slog.Logger
-	Metrics        *metrics.Metrics
-	A              Handler
+	// Log and Metrics receive the stream's events.
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
+	// Handler validates and applies what the stream delivers.
+	Handler Handler
 	// Rejected counts consecutive NACKs of the same version per type.
 	Rejected map[string]Rejection
 }
@@ -57,12 +65,12 @@ type Handler interface {
 	WarmingExpired(ctx context.Context)
 }
 
-// NackDelay returns how long to hold back the NACK of version. A control
+// NACKDelay returns how long to hold back the NACK of version. A control
 // plane that answers every NACK by re-sending the same version (as
 // go-control-plane's snapshot cache does) would otherwise spin both sides;
 // the first NACK goes out at once, repeats back off exponentially up to
 // BackoffMax.
-func (c *Client) NackDelay(typeURL, version string, nack error) time.Duration {
+func (c *Client) NACKDelay(typeURL, version string, nack error) time.Duration {
 	if nack == nil {
 		delete(c.Rejected, typeURL)
 		return 0
@@ -103,11 +111,11 @@ func (c *Client) Run(ctx context.Context) error {
 	backoff := c.BackoffInitial
 	for {
 		delivered, err := c.stream(ctx, client)
-		c.Metrics.XdsConnected.Set(0)
+		c.Metrics.XDSConnected.Set(0)
 		if ctx.Err() != nil {
 			return nil
 		}
-		c.Metrics.XdsReconnects.Inc()
+		c.Metrics.XDSReconnects.Inc()
 		if delivered {
 			backoff = c.BackoffInitial
 		}
@@ -144,11 +152,11 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 	}
 	s := &adsStream{st: st, node: c.Node, nonces: map[string]string{}, sent: map[string][]string{}}
 	for _, t := range []string{config.ClusterType, config.ListenerType} {
-		if err := s.send(t, c.A.AcceptedSet().Versions[t], nil, nil); err != nil {
+		if err := s.send(t, c.Handler.AcceptedSet().Versions[t], nil, nil); err != nil {
 			return false, err
 		}
 	}
-	if err := s.syncSubscriptions(c.A.AcceptedSet()); err != nil {
+	if err := s.syncSubscriptions(c.Handler.AcceptedSet()); err != nil {
 		return false, err
 	}
 
@@ -177,7 +185,7 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 	delivered := false
 	for {
 		var warmC, nackC <-chan time.Time
-		if dl, ok := c.A.WarmingDeadline(); ok {
+		if dl, ok := c.Handler.WarmingDeadline(); ok {
 			warm.Reset(time.Until(dl))
 			warmC = warm.C
 		}
@@ -195,7 +203,7 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 		case <-ctx.Done():
 			return delivered, ctx.Err()
 		case <-warmC:
-			c.A.WarmingExpired(ctx)
+			c.Handler.WarmingExpired(ctx)
 		case <-nackC:
 			now := time.Now()
 			for typeURL, d := range delayed {
@@ -203,7 +211,7 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 					continue
 				}
 				delete(delayed, typeURL)
-				if err := s.respond(typeURL, c.A.AcceptedSet(), d.err); err != nil {
+				if err := s.respond(typeURL, c.Handler.AcceptedSet(), d.err); err != nil {
 					return delivered, err
 				}
 			}
@@ -215,19 +223,19 @@ func (c *Client) stream(ctx context.Context, client discoveryv3.AggregatedDiscov
 			}
 			if !delivered {
 				delivered = true
-				c.Metrics.XdsConnected.Set(1)
+				c.Metrics.XDSConnected.Set(1)
 				c.Log.Info("ADS stream connected", "xds_addr", c.Addr)
 			}
 			typeURL := r.resp.GetTypeUrl()
 			s.nonces[typeURL] = r.resp.GetNonce()
-			nack := c.A.Handle(ctx, r.resp)
+			nack := c.Handler.Handle(ctx, r.resp)
 			delete(delayed, typeURL)
-			if d := c.NackDelay(typeURL, r.resp.GetVersionInfo(), nack); d > 0 {
+			if d := c.NACKDelay(typeURL, r.resp.GetVersionInfo(), nack); d > 0 {
 				delayed[typeURL] = delayedNACK{err: nack, due: time.Now().Add(d)}
-			} else if err := s.respond(typeURL, c.A.AcceptedSet(), nack); err != nil {
+			} else if err := s.respond(typeURL, c.Handler.AcceptedSet(), nack); err != nil {
 				return delivered, err
 			}
-			if err := s.syncSubscriptions(c.A.AcceptedSet()); err != nil {
+			if err := s.syncSubscriptions(c.Handler.AcceptedSet()); err != nil {
 				return delivered, err
 			}
 		}

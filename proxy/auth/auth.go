@@ -5,9 +5,10 @@ package auth
 // is selected, so that JWT claims reach RBAC and route matches
 // (dynamic_metadata), as Envoy with clear_route_cache.
 type AuthFilter struct {
-	Jwt  *JwtFilter
-	Rbac *RbacFilter
+	// JWT or RBAC is set: the filter is jwt_authn or rbac.
+	JWT  *JWTFilter
+	RBAC *RBACFilter
 }
 
-// RbacDeniedBody is Envoy's RBAC filter's local reply body.
-const RbacDeniedBody = "RBAC: access denied"
+// RBACDeniedBody is Envoy's RBAC filter's local reply body.
+const RBACDeniedBody = "RBAC: access denied"

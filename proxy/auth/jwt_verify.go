@@ -12,37 +12,39 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// JwtStatus is the outcome of verifying a token, with Envoy's messages
+// JWTStatus is the outcome of verifying a token, with Envoy's messages
 // (jwt_verify_lib's status strings), which its 401 replies carry.
-type JwtStatus int
+type JWTStatus int
 
 const (
-	JwtOK JwtStatus = iota
+	// The verification outcomes a request can see in a 401 reply.
+	JWTOK JWTStatus = iota
 	jwtMissing
-	JwtBadFormat
-	JwtExpired
-	JwtNotYetValid
-	JwtUnknownIssuer
-	JwtAudienceNotAllowed
+	JWTBadFormat
+	JWTExpired
+	JWTNotYetValid
+	JWTUnknownIssuer
+	JWTAudienceNotAllowed
 	jwtKidAlgMismatch
 	jwtNoValidKeys
-	JwtVerificationFail
+	JWTVerificationFail
 )
 
 var jwtStatusText = [...]string{
-	JwtOK:                 "OK",
+	JWTOK:                 "OK",
 	jwtMissing:            "Jwt is missing",
-	JwtBadFormat:          "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
-	JwtExpired:            "Jwt is expired",
-	JwtNotYetValid:        "Jwt not yet valid",
-	JwtUnknownIssuer:      "Jwt issuer is not configured",
-	JwtAudienceNotAllowed: "Audiences in Jwt are not allowed",
+	JWTBadFormat:          "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+	JWTExpired:            "Jwt is expired",
+	JWTNotYetValid:        "Jwt not yet valid",
+	JWTUnknownIssuer:      "Jwt issuer is not configured",
+	JWTAudienceNotAllowed: "Audiences in Jwt are not allowed",
 	jwtKidAlgMismatch:     "Jwks doesn't have key to match kid or alg from Jwt",
 	jwtNoValidKeys:        "Jwks doesn't have any valid public key",
-	JwtVerificationFail:   "Jwt verification fails",
+	JWTVerificationFail:   "Jwt verification fails",
 }
 
-func (s JwtStatus) String() string { return jwtStatusText[s] }
+// String returns Envoy's message for the status.
+func (s JWTStatus) String() string { return jwtStatusText[s] }
 
 // jwtAlgorithms are the JWS algorithms Envoy's jwt_authn verifies.
 var jwtAlgorithms = []jose.SignatureAlgorithm{
@@ -59,16 +61,16 @@ type jwtToken struct {
 // jwtRun is one request's pass through the filter: provider results are
 // computed once and shared by the requirement tree.
 type jwtRun struct {
-	f       *JwtFilter
+	f       *JWTFilter
 	r       *http.Request
 	now     time.Time
-	results map[*JwtProvider]jwtResult
+	results map[*JWTProvider]jwtResult
 	// payloads are the verified payloads by payload_in_metadata key.
 	payloads map[string]any
 }
 
 type jwtResult struct {
-	status JwtStatus
+	status JWTStatus
 	claims map[string]any
 	raw    []byte // decoded payload
 	token  jwtToken
@@ -76,11 +78,11 @@ type jwtResult struct {
 
 // Run applies the filter to r. It returns the dynamic metadata to add
 // (nil for none) and jwtOK, or the status the request fails with.
-func (f *JwtFilter) Run(r *http.Request, now time.Time) (map[string]any, JwtStatus) {
+func (f *JWTFilter) Run(r *http.Request, now time.Time) (map[string]any, JWTStatus) {
 	if f.BypassCORS && r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "" {
-		return nil, JwtOK
+		return nil, JWTOK
 	}
-	var req *JwtRequirement
+	var req *JWTRequirement
 	matched := false
 	path := r.URL.EscapedPath()
 	for i := range f.Rules {
@@ -90,28 +92,28 @@ func (f *JwtFilter) Run(r *http.Request, now time.Time) (map[string]any, JwtStat
 		}
 	}
 	if !matched || req == nil {
-		return nil, JwtOK
+		return nil, JWTOK
 	}
-	run := &jwtRun{f: f, r: r, now: now, results: map[*JwtProvider]jwtResult{}, payloads: map[string]any{}}
+	run := &jwtRun{f: f, r: r, now: now, results: map[*JWTProvider]jwtResult{}, payloads: map[string]any{}}
 	st := run.eval(req)
-	if st != JwtOK {
+	if st != JWTOK {
 		return nil, st
 	}
 	for p, res := range run.results {
-		if res.status == JwtOK {
+		if res.status == JWTOK {
 			run.Apply(p, res)
 		}
 	}
 	if len(run.payloads) == 0 {
-		return nil, JwtOK
+		return nil, JWTOK
 	}
-	return run.payloads, JwtOK
+	return run.payloads, JWTOK
 }
 
 // eval evaluates a requirement as Envoy's verifiers: requires_any passes
 // when a child passes, else fails with the first failure that is not a
 // missing token; requires_all fails with its first failing child.
-func (run *jwtRun) eval(req *JwtRequirement) JwtStatus {
+func (run *jwtRun) eval(req *JWTRequirement) JWTStatus {
 	switch req.Kind {
 	case ReqProvider:
 		return run.verify(req.Provider).status
@@ -119,8 +121,8 @@ func (run *jwtRun) eval(req *JwtRequirement) JwtStatus {
 		worst := jwtMissing
 		for i := range req.Children {
 			st := run.eval(&req.Children[i])
-			if st == JwtOK {
-				return JwtOK
+			if st == JWTOK {
+				return JWTOK
 			}
 			if worst == jwtMissing {
 				worst = st
@@ -129,52 +131,52 @@ func (run *jwtRun) eval(req *JwtRequirement) JwtStatus {
 		return worst
 	case ReqAll:
 		for i := range req.Children {
-			if st := run.eval(&req.Children[i]); st != JwtOK {
+			if st := run.eval(&req.Children[i]); st != JWTOK {
 				return st
 			}
 		}
-		return JwtOK
+		return JWTOK
 	case ReqAllowMissing, ReqAllowMissingOrFailed:
 		st := run.verifyAny()
 		if req.Kind == ReqAllowMissingOrFailed || st == jwtMissing {
-			return JwtOK
+			return JWTOK
 		}
 		return st
 	}
-	return JwtVerificationFail
+	return JWTVerificationFail
 }
 
 // verifyAny is allow_missing's check: every token found at any provider's
 // locations must verify against the provider of its issuer.
-func (run *jwtRun) verifyAny() JwtStatus {
+func (run *jwtRun) verifyAny() JWTStatus {
 	found := false
 	for _, p := range run.f.Providers {
 		res := run.verify(p)
 		switch {
-		case res.status == JwtOK:
-			return JwtOK
+		case res.status == JWTOK:
+			return JWTOK
 		case res.status == jwtMissing:
-		case res.status == JwtUnknownIssuer:
+		case res.status == JWTUnknownIssuer:
 			found = true // another provider's token; judged by that provider
 		default:
 			return res.status
 		}
 	}
 	if found {
-		return JwtUnknownIssuer
+		return JWTUnknownIssuer
 	}
 	return jwtMissing
 }
 
 // verify checks the provider's tokens in the request, once per request.
-func (run *jwtRun) verify(p *JwtProvider) jwtResult {
+func (run *jwtRun) verify(p *JWTProvider) jwtResult {
 	if res, ok := run.results[p]; ok {
 		return res
 	}
 	res := jwtResult{status: jwtMissing}
 	for _, tok := range p.extract(run.r) {
 		cand := p.check(tok, run.now)
-		if cand.status == JwtOK {
+		if cand.status == JWTOK {
 			res = cand
 			break
 		}
@@ -189,7 +191,7 @@ func (run *jwtRun) verify(p *JwtProvider) jwtResult {
 // Apply performs what a verified token causes: the payload in metadata,
 // the forwarded payload and claim headers, and the token's removal when
 // forward is false.
-func (run *jwtRun) Apply(p *JwtProvider, res jwtResult) {
+func (run *jwtRun) Apply(p *JWTProvider, res jwtResult) {
 	if p.PayloadKey != "" {
 		run.payloads[p.PayloadKey] = res.claims
 	}
@@ -211,7 +213,7 @@ func (run *jwtRun) Apply(p *JwtProvider, res jwtResult) {
 }
 
 // extract returns the tokens at the provider's locations, headers first.
-func (p *JwtProvider) extract(r *http.Request) []jwtToken {
+func (p *JWTProvider) extract(r *http.Request) []jwtToken {
 	var out []jwtToken
 	for _, loc := range p.Headers {
 		for _, v := range r.Header.Values(loc.Name) {
@@ -248,38 +250,38 @@ func (p *JwtProvider) extract(r *http.Request) []jwtToken {
 
 // check verifies one token in Envoy's order: format, issuer, time
 // constraints, audiences, then the signature against the JWKS.
-func (p *JwtProvider) check(tok jwtToken, now time.Time) jwtResult {
+func (p *JWTProvider) check(tok jwtToken, now time.Time) jwtResult {
 	res := jwtResult{token: tok}
 	if strings.Count(tok.value, ".") != 2 {
-		res.status = JwtBadFormat
+		res.status = JWTBadFormat
 		return res
 	}
 	jws, err := jose.ParseSigned(tok.value, jwtAlgorithms)
 	if err != nil || len(jws.Signatures) != 1 {
-		res.status = JwtBadFormat
+		res.status = JWTBadFormat
 		return res
 	}
 	raw := jws.UnsafePayloadWithoutVerification()
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	var claims map[string]any
 	if dec.Decode(&claims) != nil || claims == nil {
-		res.status = JwtBadFormat
+		res.status = JWTBadFormat
 		return res
 	}
 	if iss, _ := claims["iss"].(string); p.Issuer != "" && iss != p.Issuer {
-		res.status = JwtUnknownIssuer
+		res.status = JWTUnknownIssuer
 		return res
 	}
 	if exp, ok := claims["exp"].(float64); ok && now.After(unixTime(exp).Add(p.Skew)) {
-		res.status = JwtExpired
+		res.status = JWTExpired
 		return res
 	}
 	if nbf, ok := claims["nbf"].(float64); ok && now.Add(p.Skew).Before(unixTime(nbf)) {
-		res.status = JwtNotYetValid
+		res.status = JWTNotYetValid
 		return res
 	}
 	if len(p.Audiences) > 0 && !audienceAllowed(claims["aud"], p.Audiences) {
-		res.status = JwtAudienceNotAllowed
+		res.status = JWTAudienceNotAllowed
 		return res
 	}
 	if len(p.Keys) == 0 {
@@ -307,7 +309,7 @@ func (p *JwtProvider) check(tok jwtToken, now time.Time) jwtResult {
 					claims[name] = list
 				}
 			}
-			res.status, res.claims, res.raw = JwtOK, claims, raw
+			res.status, res.claims, res.raw = JWTOK, claims, raw
 			return res
 		}
 	}
@@ -315,7 +317,7 @@ func (p *JwtProvider) check(tok jwtToken, now time.Time) jwtResult {
 		res.status = jwtKidAlgMismatch
 		return res
 	}
-	res.status = JwtVerificationFail
+	res.status = JWTVerificationFail
 	return res
 }
 
@@ -353,9 +355,9 @@ func normalizeAudience(s string) string {
 	return strings.TrimSuffix(s, "/")
 }
 
-// JwtReply answers a request that failed verification as Envoy does: 401
+// JWTReply answers a request that failed verification as Envoy does: 401
 // with the status text and a WWW-Authenticate challenge.
-func JwtReply(w http.ResponseWriter, r *http.Request, st JwtStatus) {
+func JWTReply(w http.ResponseWriter, r *http.Request, st JWTStatus) {
 	realm := "http://" + r.Host + r.URL.EscapedPath()
 	challenge := `Bearer realm="` + realm + `"`
 	if st != jwtMissing {

@@ -22,9 +22,14 @@ type AuthzInput struct {
 	// local is the connection's destination (the original one for a
 	// redirected connection).
 	local netip.AddrPort
-	Meta  routing.DynamicMetadata
+	// Meta is the request's dynamic metadata (JWT payloads), for the
+	// metadata matchers.
+	Meta routing.DynamicMetadata
 }
 
+// NewAuthzInput gathers what the matchers read of r. origDst is the
+// original destination of a redirected connection ("": the local
+// address); md is the request's dynamic metadata.
 func NewAuthzInput(r *http.Request, origDst string, md routing.DynamicMetadata) *AuthzInput {
 	in := &AuthzInput{r: r, path: NormalizePath(r.URL.EscapedPath()), Meta: md}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -67,7 +72,7 @@ func remoteAddr(r *http.Request, direct netip.Addr) netip.Addr {
 // Allows runs the filter on a request: whether it may continue, and the
 // name of the policy that matched ("" when none did). A filter without
 // rules allows everything.
-func (f *RbacFilter) Allows(in *AuthzInput) (bool, string) {
+func (f *RBACFilter) Allows(in *AuthzInput) (bool, string) {
 	if !f.Enforce {
 		return true, ""
 	}
@@ -79,20 +84,21 @@ func (f *RbacFilter) Allows(in *AuthzInput) (bool, string) {
 		}
 	}
 	switch f.Action {
-	case RbacAllow:
+	case RBACAllow:
 		return matched != "", matched
-	case RbacDeny:
+	case RBACDeny:
 		return matched == "", matched
 	}
 	return true, matched // LOG: never blocks
 }
 
-func (p *RbacPolicy) Matches(in *AuthzInput) bool {
+// Matches reports whether any permission and any principal match.
+func (p *RBACPolicy) Matches(in *AuthzInput) bool {
 	return anyMatches(p.Permissions, in) && anyMatches(p.Principals, in)
 }
 
 // Matches evaluates a built Permission or Principal.
-func (p *RbacRule) Matches(in *AuthzInput) bool {
+func (p *RBACRule) Matches(in *AuthzInput) bool {
 	switch p.Kind {
 	case RuleAny:
 		return true
@@ -114,7 +120,7 @@ func (p *RbacRule) Matches(in *AuthzInput) bool {
 	case RuleMetadata:
 		return p.Metadata.Matches(in.Meta)
 	case RuleDestIP:
-		return in.local.IsValid() && p.Cidr.Contains(in.local.Addr())
+		return in.local.IsValid() && p.CIDR.Contains(in.local.Addr())
 	case RuleDestPort:
 		return in.local.IsValid() && uint32(in.local.Port()) == p.Port
 	case RuleDestPortRange:
@@ -129,16 +135,16 @@ func (p *RbacRule) Matches(in *AuthzInput) bool {
 	case RuleAuthenticated:
 		return authenticatedMatches(in.r, p.Str)
 	case RuleDirectRemoteIP:
-		return in.direct.IsValid() && p.Cidr.Contains(in.direct)
+		return in.direct.IsValid() && p.CIDR.Contains(in.direct)
 	case RuleRemoteIP:
-		return in.remote.IsValid() && p.Cidr.Contains(in.remote)
+		return in.remote.IsValid() && p.CIDR.Contains(in.remote)
 	}
 	return false
 }
 
 // anyMatches reports whether one of rules matches (an or_rules/or_ids, and
 // a policy's permissions and principals lists).
-func anyMatches(rules []RbacRule, in *AuthzInput) bool {
+func anyMatches(rules []RBACRule, in *AuthzInput) bool {
 	for i := range rules {
 		if rules[i].Matches(in) {
 			return true

@@ -8,7 +8,7 @@ import (
 // buildAuthFilter builds the jwt_authn or rbac filter named name; ok is
 // false for other names.
 func buildAuthFilter(name string, tc *anypb.Any) (auth.AuthFilter, bool, *fieldError) {
-	if name != JwtAuthnFilterName && name != RbacFilterName {
+	if name != JWTAuthnFilterName && name != RBACFilterName {
 		return auth.AuthFilter{}, false, nil
 	}
 	if tc == nil {
@@ -16,10 +16,10 @@ func buildAuthFilter(name string, tc *anypb.Any) (auth.AuthFilter, bool, *fieldE
 	}
 	var f auth.AuthFilter
 	var fe *fieldError
-	if name == JwtAuthnFilterName {
-		f.Jwt, fe = BuildJWTAuthn(tc)
+	if name == JWTAuthnFilterName {
+		f.JWT, fe = BuildJWTAuthn(tc)
 	} else {
-		f.Rbac, fe = BuildRBAC(tc)
+		f.RBAC, fe = BuildRBAC(tc)
 	}
 	if fe != nil {
 		fe.Field = ".typed_config" + fe.Field

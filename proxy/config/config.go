@@ -36,6 +36,7 @@ type MeshConfig struct {
 
 // MissingRef is a referenced resource that has not arrived yet.
 type MissingRef struct {
+	// TypeURL and Name are the missing resource's type and name.
 	TypeURL string
 	Name    string
 }
@@ -124,6 +125,8 @@ type clusterRefs struct {
 	Missing map[string]*upstream.Cluster
 }
 
+// NewClusterRefs resolves cluster names against known, the clusters of
+// the configuration being built.
 func NewClusterRefs(known map[string]*upstream.Cluster) *clusterRefs {
 	return &clusterRefs{known: known, Missing: map[string]*upstream.Cluster{}}
 }
@@ -203,7 +206,7 @@ func BuildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*upstream
 		if c.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED {
 			return nil, false, fail("lb_policy", "%s: an ORIGINAL_DST cluster must use CLUSTER_PROVIDED", c.GetLbPolicy())
 		}
-		cl.Lb = upstream.DefaultLB()
+		cl.LB = upstream.DefaultLB()
 	case c.GetLbPolicy() == clusterv3.Cluster_CLUSTER_PROVIDED:
 		return nil, false, fail("lb_policy", "CLUSTER_PROVIDED is only valid for an ORIGINAL_DST cluster")
 	default:
@@ -211,7 +214,7 @@ func BuildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*upstream
 		if fe != nil {
 			return nil, false, failFE(fe)
 		}
-		cl.Lb = lb
+		cl.LB = lb
 	}
 	var fe *fieldError
 	if cl.Limits, fe = buildBreakers(c.GetCircuitBreakers()); fe != nil {
@@ -260,7 +263,7 @@ func BuildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*upstream
 		switch {
 		case opts.GetUpstreamProtocolOptions() == nil:
 		case explicit.GetHttp2ProtocolOptions() != nil:
-			cl.Http2 = true
+			cl.HTTP2 = true
 		case explicit.GetHttpProtocolOptions() != nil:
 		default:
 			return nil, false, fail(field+".upstream_protocol_options", "only explicit_http_config with http_protocol_options or http2_protocol_options is supported")
@@ -278,7 +281,7 @@ func BuildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*upstream
 	var missing bool
 	switch c.GetType() {
 	case clusterv3.Cluster_STATIC:
-		set, fe := buildEndpoints(c.GetLoadAssignment(), cl.Lb)
+		set, fe := buildEndpoints(c.GetLoadAssignment(), cl.LB)
 		if fe != nil {
 			return nil, false, fail("load_assignment."+fe.Field, "%w", fe.Err)
 		}
@@ -290,10 +293,10 @@ func BuildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*upstream
 		m, ok := cla[edsServiceName(c)]
 		if !ok {
 			missing = true
-			cl.Endpoints = upstream.NewBalancedSet(nil, nil, cl.Lb)
+			cl.Endpoints = upstream.NewBalancedSet(nil, nil, cl.LB)
 			break
 		}
-		set, fe := buildEndpoints(m.(*endpointv3.ClusterLoadAssignment), cl.Lb)
+		set, fe := buildEndpoints(m.(*endpointv3.ClusterLoadAssignment), cl.LB)
 		if fe != nil {
 			return nil, false, &ResourceError{TypeURL: EndpointType, Name: edsServiceName(c), Field: fe.Field, Err: fe.Err}
 		}
@@ -310,18 +313,18 @@ func BuildCluster(c *clusterv3.Cluster, cla map[string]proto.Message) (*upstream
 			}
 		}
 		cl.OriginalDst = true
-		cl.Endpoints = upstream.NewBalancedSet(nil, nil, cl.Lb)
+		cl.Endpoints = upstream.NewBalancedSet(nil, nil, cl.LB)
 	case clusterv3.Cluster_STRICT_DNS:
 		targets, fe := buildDNSTargets(c.GetLoadAssignment())
 		if fe != nil {
 			return nil, false, fail("load_assignment."+fe.Field, "%w", fe.Err)
 		}
-		cl.DnsTargets = targets
+		cl.DNSTargets = targets
 		if len(targets) == 0 {
-			cl.Endpoints = upstream.NewBalancedSet(nil, nil, cl.Lb)
+			cl.Endpoints = upstream.NewBalancedSet(nil, nil, cl.LB)
 		}
 		if d := c.GetDnsRefreshRate(); d != nil {
-			cl.DnsRefresh = d.AsDuration()
+			cl.DNSRefresh = d.AsDuration()
 		}
 	default:
 		return nil, false, fail("type", "%s: %w", c.GetType(), ErrUnsupported)
@@ -377,7 +380,7 @@ func healthy(s corev3.HealthStatus) bool {
 
 // buildEndpoints turns a ClusterLoadAssignment into a balanced endpoint set
 // of its healthy endpoints. Every locality and priority is flattened.
-func buildEndpoints(cla *endpointv3.ClusterLoadAssignment, lb *upstream.LbConfig) (*upstream.EndpointSet, *fieldError) {
+func buildEndpoints(cla *endpointv3.ClusterLoadAssignment, lb *upstream.LBConfig) (*upstream.EndpointSet, *fieldError) {
 	var eps []*upstream.Endpoint
 	var weights []uint32
 	for i, lle := range cla.GetEndpoints() {
@@ -400,7 +403,7 @@ func buildEndpoints(cla *endpointv3.ClusterLoadAssignment, lb *upstream.LbConfig
 			eps = append(eps, &upstream.Endpoint{
 				Addr:     net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
 				Meta:     endpointMetaFrom(lbe.GetMetadata()),
-				TlsMatch: lbe.GetMetadata().GetFilterMetadata()[upstream.TransportSocketMatchKey],
+				TLSMatch: lbe.GetMetadata().GetFilterMetadata()[upstream.TransportSocketMatchKey],
 			})
 			weights = append(weights, w)
 		}
@@ -422,8 +425,8 @@ func endpointWeight(lbe *endpointv3.LbEndpoint) (uint32, bool) {
 }
 
 // buildDNSTargets reads the inline addresses of a STRICT_DNS cluster.
-func buildDNSTargets(cla *endpointv3.ClusterLoadAssignment) ([]upstream.DnsTarget, *fieldError) {
-	var out []upstream.DnsTarget
+func buildDNSTargets(cla *endpointv3.ClusterLoadAssignment) ([]upstream.DNSTarget, *fieldError) {
+	var out []upstream.DNSTarget
 	for i, lle := range cla.GetEndpoints() {
 		for j, lbe := range lle.GetLbEndpoints() {
 			field := fmt.Sprintf("endpoints[%d].lb_endpoints[%d]", i, j)
@@ -438,13 +441,14 @@ func buildDNSTargets(cla *endpointv3.ClusterLoadAssignment) ([]upstream.DnsTarge
 			if !ok {
 				continue
 			}
-			out = append(out, upstream.DnsTarget{Host: sa.GetAddress(), Port: int(sa.GetPortValue()), Weight: w, Meta: endpointMetaFrom(lbe.GetMetadata())})
+			out = append(out, upstream.DNSTarget{Host: sa.GetAddress(), Port: int(sa.GetPortValue()), Weight: w, Meta: endpointMetaFrom(lbe.GetMetadata())})
 		}
 	}
 	// None is valid, as in Envoy: the cluster has no hosts (503 UH).
 	return out, nil
 }
 
+// SortedKeys returns m's keys in order, for deterministic iteration.
 func SortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

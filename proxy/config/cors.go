@@ -6,12 +6,12 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// CorsFilterName is the HTTP filter (and typed_per_filter_config key) of
+// CORSFilterName is the HTTP filter (and typed_per_filter_config key) of
 // Envoy's CORS filter.
-const CorsFilterName = "envoy.filters.http.cors"
+const CORSFilterName = "envoy.filters.http.cors"
 
 // buildCORS decodes a CorsPolicy from a typed_per_filter_config entry.
-func buildCORS(a *anypb.Any) (*routing.CorsPolicy, *fieldError) {
+func buildCORS(a *anypb.Any) (*routing.CORSPolicy, *fieldError) {
 	p := &corsv3.CorsPolicy{}
 	if err := a.UnmarshalTo(p); err != nil {
 		return nil, fieldErr("", "decoding CorsPolicy: %w", err)
@@ -20,7 +20,7 @@ func buildCORS(a *anypb.Any) (*routing.CorsPolicy, *fieldError) {
 		"max_age", "allow_credentials", "filter_enabled", "allow_private_network_access", "forward_not_matching_preflights"); err != nil {
 		return nil, fieldErr("", "%w", err)
 	}
-	c := &routing.CorsPolicy{
+	c := &routing.CORSPolicy{
 		AllowMethods: p.GetAllowMethods(), AllowHeaders: p.GetAllowHeaders(),
 		ExposeHeaders: p.GetExposeHeaders(), MaxAge: p.GetMaxAge(),
 	}

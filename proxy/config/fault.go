@@ -74,7 +74,7 @@ func buildFault(a *anypb.Any) (*routing.FaultConfig, *fieldError) {
 			}
 			fc.AbortStatus = int(e.HttpStatus)
 		case *faultv3.FaultAbort_GrpcStatus:
-			fc.AbortStatus, fc.AbortGRPC, fc.GrpcStatus = http.StatusOK, true, e.GrpcStatus
+			fc.AbortStatus, fc.AbortGRPC, fc.GRPCStatus = http.StatusOK, true, e.GrpcStatus
 		default:
 			return nil, fieldErr(".abort.error_type", "missing http_status or grpc_status")
 		}

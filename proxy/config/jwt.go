@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// JwtAuthnFilterName is Envoy's JWT authentication filter; its name is
+// JWTAuthnFilterName is Envoy's JWT authentication filter; its name is
 // also the dynamic metadata namespace it writes payloads under.
-const JwtAuthnFilterName = "envoy.filters.http.jwt_authn"
+const JWTAuthnFilterName = "envoy.filters.http.jwt_authn"
 
 // jwtProviderFields are the JwtProvider fields the proxy implements.
 var jwtProviderFields = []string{
@@ -24,7 +24,7 @@ var jwtProviderFields = []string{
 }
 
 // BuildJWTAuthn validates a JwtAuthentication config.
-func BuildJWTAuthn(a *anypb.Any) (*auth.JwtFilter, *fieldError) {
+func BuildJWTAuthn(a *anypb.Any) (*auth.JWTFilter, *fieldError) {
 	cfg := &jwtv3.JwtAuthentication{}
 	if err := a.UnmarshalTo(cfg); err != nil {
 		return nil, fieldErr("", "decoding JwtAuthentication: %w", err)
@@ -32,8 +32,8 @@ func BuildJWTAuthn(a *anypb.Any) (*auth.JwtFilter, *fieldError) {
 	if err := checkFields(cfg, "providers", "rules", "bypass_cors_preflight"); err != nil {
 		return nil, &fieldError{Err: err}
 	}
-	f := &auth.JwtFilter{BypassCORS: cfg.GetBypassCorsPreflight()}
-	byName := map[string]*auth.JwtProvider{}
+	f := &auth.JWTFilter{BypassCORS: cfg.GetBypassCorsPreflight()}
+	byName := map[string]*auth.JWTProvider{}
 	names := make([]string, 0, len(cfg.GetProviders()))
 	for name := range cfg.GetProviders() {
 		names = append(names, name)
@@ -61,7 +61,7 @@ func BuildJWTAuthn(a *anypb.Any) (*auth.JwtFilter, *fieldError) {
 			fe.Field = field + ".match" + fe.Field
 			return nil, fe
 		}
-		jr := auth.JwtRule{Match: m}
+		jr := auth.JWTRule{Match: m}
 		if req := rule.GetRequires(); req != nil {
 			built, fe := buildJWTRequirement(req, byName)
 			if fe != nil {
@@ -75,11 +75,11 @@ func BuildJWTAuthn(a *anypb.Any) (*auth.JwtFilter, *fieldError) {
 	return f, nil
 }
 
-func buildJWTProvider(name string, p *jwtv3.JwtProvider) (*auth.JwtProvider, *fieldError) {
+func buildJWTProvider(name string, p *jwtv3.JwtProvider) (*auth.JWTProvider, *fieldError) {
 	if err := checkFields(p, jwtProviderFields...); err != nil {
 		return nil, &fieldError{Err: err}
 	}
-	out := &auth.JwtProvider{
+	out := &auth.JWTProvider{
 		Name: name, Issuer: p.GetIssuer(), Audiences: p.GetAudiences(), Forward: p.GetForward(),
 		Params: p.GetFromParams(), Cookies: p.GetFromCookies(), PayloadKey: p.GetPayloadInMetadata(),
 		Skew: auth.DefaultClockSkew, ForwardPayloadHeader: p.GetForwardPayloadHeader(),
@@ -94,11 +94,11 @@ func buildJWTProvider(name string, p *jwtv3.JwtProvider) (*auth.JwtProvider, *fi
 		if h.GetName() == "" {
 			return nil, fieldErr(fmt.Sprintf(".from_headers[%d].name", i), "empty")
 		}
-		out.Headers = append(out.Headers, auth.JwtHeader{Name: http.CanonicalHeaderKey(h.GetName()), Prefix: h.GetValuePrefix()})
+		out.Headers = append(out.Headers, auth.JWTHeader{Name: http.CanonicalHeaderKey(h.GetName()), Prefix: h.GetValuePrefix()})
 	}
 	if len(out.Headers) == 0 && len(out.Params) == 0 && len(out.Cookies) == 0 {
 
-		out.Headers = []auth.JwtHeader{{Name: "Authorization", Prefix: "Bearer "}}
+		out.Headers = []auth.JWTHeader{{Name: "Authorization", Prefix: "Bearer "}}
 		out.Params = []string{"access_token"}
 	}
 	for i, c := range p.GetClaimToHeaders() {
@@ -140,8 +140,8 @@ func isSymmetric(k jose.JSONWebKey) bool {
 	return ok
 }
 
-func buildJWTRequirement(r *jwtv3.JwtRequirement, providers map[string]*auth.JwtProvider) (auth.JwtRequirement, *fieldError) {
-	var out auth.JwtRequirement
+func buildJWTRequirement(r *jwtv3.JwtRequirement, providers map[string]*auth.JWTProvider) (auth.JWTRequirement, *fieldError) {
+	var out auth.JWTRequirement
 	switch t := r.GetRequiresType().(type) {
 	case *jwtv3.JwtRequirement_ProviderName:
 		p, ok := providers[t.ProviderName]
@@ -175,8 +175,8 @@ func buildJWTRequirement(r *jwtv3.JwtRequirement, providers map[string]*auth.Jwt
 
 // buildJWTRequirementList builds the requirements of a requires_any or
 // requires_all, which Envoy's validation wants at least two of.
-func buildJWTRequirementList(field string, list []*jwtv3.JwtRequirement, providers map[string]*auth.JwtProvider) ([]auth.JwtRequirement, *fieldError) {
-	var out []auth.JwtRequirement
+func buildJWTRequirementList(field string, list []*jwtv3.JwtRequirement, providers map[string]*auth.JWTProvider) ([]auth.JWTRequirement, *fieldError) {
+	var out []auth.JWTRequirement
 	for i, c := range list {
 		child, fe := buildJWTRequirement(c, providers)
 		if fe != nil {

@@ -9,19 +9,19 @@ import (
 )
 
 // buildLB reads lb_policy and its *_lb_config and common_lb_config.
-func buildLB(c *clusterv3.Cluster) (*upstream.LbConfig, *fieldError) {
+func buildLB(c *clusterv3.Cluster) (*upstream.LBConfig, *fieldError) {
 	l := upstream.DefaultLB()
 	switch c.GetLbPolicy() {
 	case clusterv3.Cluster_ROUND_ROBIN:
-		l.Kind = upstream.LbRoundRobin
+		l.Kind = upstream.LBRoundRobin
 	case clusterv3.Cluster_LEAST_REQUEST:
-		l.Kind = upstream.LbLeastRequest
+		l.Kind = upstream.LBLeastRequest
 	case clusterv3.Cluster_RANDOM:
-		l.Kind = upstream.LbRandom
+		l.Kind = upstream.LBRandom
 	case clusterv3.Cluster_RING_HASH:
-		l.Kind = upstream.LbRingHash
+		l.Kind = upstream.LBRingHash
 	case clusterv3.Cluster_MAGLEV:
-		l.Kind = upstream.LbMaglev
+		l.Kind = upstream.LBMaglev
 	default:
 		return nil, fieldErr("lb_policy", "%s: %w", c.GetLbPolicy(), ErrUnsupported)
 	}
@@ -29,7 +29,7 @@ func buildLB(c *clusterv3.Cluster) (*upstream.LbConfig, *fieldError) {
 	switch cfg := c.GetLbConfig().(type) {
 	case nil:
 	case *clusterv3.Cluster_LeastRequestLbConfig_:
-		if l.Kind != upstream.LbLeastRequest {
+		if l.Kind != upstream.LBLeastRequest {
 			break
 		}
 		if err := checkFields(cfg.LeastRequestLbConfig, "choice_count"); err != nil {
@@ -42,7 +42,7 @@ func buildLB(c *clusterv3.Cluster) (*upstream.LbConfig, *fieldError) {
 			l.ChoiceCount = int(n.GetValue())
 		}
 	case *clusterv3.Cluster_RingHashLbConfig_:
-		if l.Kind != upstream.LbRingHash {
+		if l.Kind != upstream.LBRingHash {
 			break
 		}
 		rc := cfg.RingHashLbConfig
@@ -59,7 +59,7 @@ func buildLB(c *clusterv3.Cluster) (*upstream.LbConfig, *fieldError) {
 			return nil, fieldErr("ring_hash_lb_config", "ring sizes %d-%d: need 1 <= minimum <= maximum <= %d", l.MinRing, l.MaxRing, upstream.DefaultMaxRingSize)
 		}
 	case *clusterv3.Cluster_MaglevLbConfig_:
-		if l.Kind != upstream.LbMaglev {
+		if l.Kind != upstream.LBMaglev {
 			break
 		}
 		if err := checkFields(cfg.MaglevLbConfig, "table_size"); err != nil {
@@ -129,7 +129,7 @@ func buildHashPolicy(hp *routev3.RouteAction_HashPolicy) (upstream.HashPolicy, *
 		p.Kind, p.Name, p.Path = upstream.HashCookie, s.Cookie.GetName(), s.Cookie.GetPath()
 		if t := s.Cookie.GetTtl(); t != nil {
 			d := t.AsDuration()
-			p.Ttl = &d
+			p.TTL = &d
 		}
 	case *routev3.RouteAction_HashPolicy_ConnectionProperties_:
 		if !s.ConnectionProperties.GetSourceIp() {

@@ -24,13 +24,16 @@ import (
 
 // ListenerConfig is one listener: where it binds and its filter chains.
 type ListenerConfig struct {
+	// Name is the Listener's name; Addr the address it binds (host:port).
 	Name       string
 	Addr       string
 	statPrefix string
 	// Inbound is true for listeners that receive traffic for the local
 	// workload (metrics reporter "destination").
 	Inbound bool
-	Chains  []*filterChain
+	// Chains are the filter chains in configuration order; a connection
+	// takes the first whose filter_chain_match it satisfies.
+	Chains []*filterChain
 	// defaultChain serves connections no chain matches
 	// (default_filter_chain); nil: they are closed.
 	defaultChain *filterChain
@@ -49,51 +52,59 @@ type ListenerConfig struct {
 type filterChain struct {
 	serverNames       []string // lowercased; "*.example.com" wildcards allowed
 	transportProtocol string   // "", "tls" or "raw_buffer"
-	Tls               *mtls.TlsContext
-	Http              *HttpChain
-	Tcp               *TcpProxy
-	// Rbac are envoy.filters.network.rbac filters before the tcp_proxy.
-	Rbac []*auth.NetworkRBAC
+	TLS               *mtls.TLSContext
+	HTTP              *HTTPChain
+	TCP               *TCPProxy
+	// RBAC are envoy.filters.network.rbac filters before the tcp_proxy.
+	RBAC []*auth.NetworkRBAC
 }
 
-// HttpChain is a built HttpConnectionManager.
-type HttpChain struct {
+// HTTPChain is a built HttpConnectionManager.
+type HTTPChain struct {
+	// StatPrefix is the HCM's stat_prefix; Routes its route table (RDS or
+	// inline), whose virtual hosts it serves.
 	StatPrefix string
 	Routes     *routing.RouteTable
-	Filters    []httpFilter // in order, without the router
-	// Xfcc is forward_client_cert_details and
+	Filters    []HTTPFilter // in order, without the router
+	// XFCC is forward_client_cert_details and
 	// set_current_client_cert_details.
-	Xfcc mtls.XfccConfig
-	// Tls is the filter chain's TLS context (nil: plaintext).
-	Tls *mtls.TlsContext
+	XFCC mtls.XFCCConfig
+	// TLS is the filter chain's TLS context (nil: plaintext).
+	TLS *mtls.TLSContext
 	// Auth are the jwt_authn and rbac filters, in order; they run before
 	// the route is selected (see authorize).
 	Auth []auth.AuthFilter
 }
 
-type httpFilterKind int
+// HTTPFilterKind is an HTTP filter the forwarding path runs after
+// route selection.
+type HTTPFilterKind int
 
 const (
-	FilterCORS httpFilterKind = iota
+	// The filters that act per route: envoy.filters.http.cors and
+	// envoy.filters.http.fault.
+	FilterCORS HTTPFilterKind = iota
 	FilterFault
 )
 
-// httpFilter is one HTTP filter before the router; fault is the filter's
+// HTTPFilter is one HTTP filter before the router; fault is the filter's
 // own typed_config, used by routes that do not override it.
-type httpFilter struct {
-	Kind  httpFilterKind
+type HTTPFilter struct {
+	Kind HTTPFilterKind
+	// Fault is a fault filter's own typed_config (nil: only per-route
+	// configuration applies).
 	Fault *routing.FaultConfig
 }
 
-// HttpChainFor returns the HTTP connection manager serving r: the chain a
+// HTTPChainFor returns the HTTP connection manager serving r: the chain a
 // connection with r's TLS state and SNI selects.
-func (lc *ListenerConfig) HttpChainFor(r *http.Request) *HttpChain {
+func (lc *ListenerConfig) HTTPChainFor(r *http.Request) *HTTPChain {
 	sni := ""
 	if r.TLS != nil {
 		sni = r.TLS.ServerName
 	}
 	if fc := lc.ChainFor(sni, r.TLS != nil); fc != nil {
-		return fc.Http
+		return fc.HTTP
 	}
 	return nil
 }
@@ -277,17 +288,19 @@ func buildListener(l *listenerv3.Listener, tables map[string]*routing.RouteTable
 			return nil, nil, fail(fieldErr(field+".filter_chain_match", "same match as filter_chains[%d]", j))
 		}
 		seen[key] = i
-		if lc.statPrefix == "" && fc.Http != nil {
-			lc.statPrefix = fc.Http.StatPrefix
+		if lc.statPrefix == "" && fc.HTTP != nil {
+			lc.statPrefix = fc.HTTP.StatPrefix
 		}
 		lc.Chains = append(lc.Chains, fc)
 	}
-	if lc.statPrefix == "" && lc.defaultChain != nil && lc.defaultChain.Http != nil {
-		lc.statPrefix = lc.defaultChain.Http.StatPrefix
+	if lc.statPrefix == "" && lc.defaultChain != nil && lc.defaultChain.HTTP != nil {
+		lc.statPrefix = lc.defaultChain.HTTP.StatPrefix
 	}
 	return lc, missing, nil
 }
 
+// BuildFilterChain builds one filter chain against the route tables and
+// clusters known; it returns the RDS names it needs that tables lacks.
 func BuildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routing.RouteTable, refs *clusterRefs) (*filterChain, []string, *fieldError) {
 	if err := checkFields(fcp, "filter_chain_match", "filters", "transport_socket", "name", "metadata"); err != nil {
 		return nil, nil, &fieldError{Err: err}
@@ -314,11 +327,11 @@ func BuildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routing.Ro
 			fe.Field = ".transport_socket" + fe.Field
 			return nil, nil, fe
 		}
-		fc.Tls = cfg
+		fc.TLS = cfg
 	}
 	filters := fcp.GetFilters()
-	for len(filters) > 1 && filters[0].GetName() == RbacNetworkFilterName {
-		field := fmt.Sprintf(".filters[%d]", len(fc.Rbac))
+	for len(filters) > 1 && filters[0].GetName() == RBACNetworkFilterName {
+		field := fmt.Sprintf(".filters[%d]", len(fc.RBAC))
 		if filters[0].GetTypedConfig() == nil {
 			return nil, nil, fieldErr(field+".typed_config", "missing")
 		}
@@ -327,17 +340,17 @@ func BuildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routing.Ro
 			fe.Field = field + ".typed_config" + fe.Field
 			return nil, nil, fe
 		}
-		fc.Rbac = append(fc.Rbac, nr)
+		fc.RBAC = append(fc.RBAC, nr)
 		filters = filters[1:]
 	}
-	if len(fc.Rbac) > 0 && filters[0].GetName() != wellknown.TCPProxy {
-		return nil, nil, fieldErr(fmt.Sprintf(".filters[%d]", len(fc.Rbac)), "%s only before %s: %w", RbacNetworkFilterName, wellknown.TCPProxy, ErrUnsupported)
+	if len(fc.RBAC) > 0 && filters[0].GetName() != wellknown.TCPProxy {
+		return nil, nil, fieldErr(fmt.Sprintf(".filters[%d]", len(fc.RBAC)), "%s only before %s: %w", RBACNetworkFilterName, wellknown.TCPProxy, ErrUnsupported)
 	}
 	if len(filters) != 1 {
 		return nil, nil, fieldErr(".filters", "want exactly one network filter (%s or %s), got %d", wellknown.HTTPConnectionManager, wellknown.TCPProxy, len(filters))
 	}
 	f := filters[0]
-	fieldPrefix := fmt.Sprintf(".filters[%d]", len(fc.Rbac))
+	fieldPrefix := fmt.Sprintf(".filters[%d]", len(fc.RBAC))
 	if f.GetTypedConfig() == nil {
 		return nil, nil, fieldErr(fieldPrefix+".typed_config", "missing")
 	}
@@ -348,8 +361,8 @@ func BuildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routing.Ro
 			fe.Field = fieldPrefix + ".typed_config" + fe.Field
 			return nil, nil, fe
 		}
-		hc.Tls = fc.Tls
-		fc.Http = hc
+		hc.TLS = fc.TLS
+		fc.HTTP = hc
 		if miss != "" {
 			return fc, []string{miss}, nil
 		}
@@ -359,8 +372,8 @@ func BuildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routing.Ro
 			fe.Field = fieldPrefix + ".typed_config" + fe.Field
 			return nil, nil, fe
 		}
-		tp.Tls = fc.Tls
-		fc.Tcp = tp
+		tp.TLS = fc.TLS
+		fc.TCP = tp
 	default:
 		return nil, nil, fieldErr(fieldPrefix+".name", "unknown network filter %q", f.GetName())
 	}
@@ -369,12 +382,12 @@ func BuildFilterChain(fcp *listenerv3.FilterChain, tables map[string]*routing.Ro
 
 // buildHCM validates an HttpConnectionManager and
 // returns the name of its RDS route configuration if it has not arrived.
-func buildHCM(a *anypb.Any, tables map[string]*routing.RouteTable, refs *clusterRefs) (*HttpChain, string, *fieldError) {
+func buildHCM(a *anypb.Any, tables map[string]*routing.RouteTable, refs *clusterRefs) (*HTTPChain, string, *fieldError) {
 	hcm := &hcmv3.HttpConnectionManager{}
 	if err := a.UnmarshalTo(hcm); err != nil {
 		return nil, "", fieldErr("", "decoding HttpConnectionManager: %w", err)
 	}
-	hc := &HttpChain{StatPrefix: hcm.GetStatPrefix(), Xfcc: buildXFCC(hcm)}
+	hc := &HTTPChain{StatPrefix: hcm.GetStatPrefix(), XFCC: buildXFCC(hcm)}
 	filters := hcm.GetHttpFilters()
 	if len(filters) == 0 {
 		return nil, "", fieldErr(".http_filters", "must end with %s", wellknown.Router)
@@ -405,7 +418,7 @@ func buildHCM(a *anypb.Any, tables map[string]*routing.RouteTable, refs *cluster
 		}
 		switch hf.GetName() {
 		case FaultFilterName:
-			f := httpFilter{Kind: FilterFault}
+			f := HTTPFilter{Kind: FilterFault}
 			if tc := hf.GetTypedConfig(); tc != nil {
 				fc, fe := buildFault(tc)
 				if fe != nil {
@@ -417,13 +430,13 @@ func buildHCM(a *anypb.Any, tables map[string]*routing.RouteTable, refs *cluster
 				}
 			}
 			hc.Filters = append(hc.Filters, f)
-		case CorsFilterName:
+		case CORSFilterName:
 			if tc := hf.GetTypedConfig(); tc != nil {
 				if err := tc.UnmarshalTo(&corsv3.Cors{}); err != nil {
 					return nil, "", fieldErr(path+".typed_config", "decoding Cors: %w", err)
 				}
 			}
-			hc.Filters = append(hc.Filters, httpFilter{Kind: FilterCORS})
+			hc.Filters = append(hc.Filters, HTTPFilter{Kind: FilterCORS})
 		default:
 			if hf.GetIsOptional() {
 				// Envoy skips an optional filter it does not implement.

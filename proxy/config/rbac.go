@@ -16,13 +16,13 @@ import (
 	"slices"
 )
 
-// RbacFilterName is Envoy's HTTP RBAC filter (wellknown.HTTPRoleBasedAccessControl).
-const RbacFilterName = "envoy.filters.http.rbac"
+// RBACFilterName is Envoy's HTTP RBAC filter (wellknown.HTTPRoleBasedAccessControl).
+const RBACFilterName = "envoy.filters.http.rbac"
 
 // BuildRBAC validates an RBAC filter config. Fields the proxy does not
 // implement are rejected with their path: the config must never be
 // enforced partially.
-func BuildRBAC(a *anypb.Any) (*auth.RbacFilter, *fieldError) {
+func BuildRBAC(a *anypb.Any) (*auth.RBACFilter, *fieldError) {
 	cfg := &rbacv3.RBAC{}
 	if err := a.UnmarshalTo(cfg); err != nil {
 		return nil, fieldErr("", "decoding RBAC: %w", err)
@@ -36,8 +36,8 @@ func BuildRBAC(a *anypb.Any) (*auth.RbacFilter, *fieldError) {
 
 // buildRBACRules builds the rules of an HTTP or network RBAC filter; nil
 // rules enforce nothing.
-func buildRBACRules(rules *rbacconfigv3.RBAC) (*auth.RbacFilter, *fieldError) {
-	f := &auth.RbacFilter{}
+func buildRBACRules(rules *rbacconfigv3.RBAC) (*auth.RBACFilter, *fieldError) {
+	f := &auth.RBACFilter{}
 	if rules == nil {
 		return f, nil
 	}
@@ -47,11 +47,11 @@ func buildRBACRules(rules *rbacconfigv3.RBAC) (*auth.RbacFilter, *fieldError) {
 	}
 	switch rules.GetAction() {
 	case rbacconfigv3.RBAC_ALLOW:
-		f.Action = auth.RbacAllow
+		f.Action = auth.RBACAllow
 	case rbacconfigv3.RBAC_DENY:
-		f.Action = auth.RbacDeny
+		f.Action = auth.RBACDeny
 	case rbacconfigv3.RBAC_LOG:
-		f.Action = auth.RbacLog
+		f.Action = auth.RBACLog
 	default:
 		return nil, fieldErr(".rules.action", "%s: %w", rules.GetAction(), ErrUnsupported)
 	}
@@ -81,7 +81,7 @@ func buildRBACRules(rules *rbacconfigv3.RBAC) (*auth.RbacFilter, *fieldError) {
 		if fe != nil {
 			return nil, fe
 		}
-		f.Policies = append(f.Policies, auth.RbacPolicy{Name: name, Permissions: perms, Principals: prins})
+		f.Policies = append(f.Policies, auth.RBACPolicy{Name: name, Permissions: perms, Principals: prins})
 	}
 	return f, nil
 }
@@ -89,7 +89,7 @@ func buildRBACRules(rules *rbacconfigv3.RBAC) (*auth.RbacFilter, *fieldError) {
 // buildPermission builds a Permission. Its switch and buildPrincipal's
 // differ only in the proto oneof they read; what both sides share is built
 // by the same helpers.
-func buildPermission(p *rbacconfigv3.Permission) (auth.RbacRule, *fieldError) {
+func buildPermission(p *rbacconfigv3.Permission) (auth.RBACRule, *fieldError) {
 	switch r := p.GetRule().(type) {
 	case *rbacconfigv3.Permission_Any:
 		return anyRule(r.Any)
@@ -109,25 +109,25 @@ func buildPermission(p *rbacconfigv3.Permission) (auth.RbacRule, *fieldError) {
 		return cidrRule(auth.RuleDestIP, ".destination_ip", r.DestinationIp)
 	case *rbacconfigv3.Permission_DestinationPort:
 		if r.DestinationPort > 65535 {
-			return auth.RbacRule{}, fieldErr(".destination_port", "%d: must be at most 65535", r.DestinationPort)
+			return auth.RBACRule{}, fieldErr(".destination_port", "%d: must be at most 65535", r.DestinationPort)
 		}
-		return auth.RbacRule{Kind: auth.RuleDestPort, Port: r.DestinationPort}, nil
+		return auth.RBACRule{Kind: auth.RuleDestPort, Port: r.DestinationPort}, nil
 	case *rbacconfigv3.Permission_DestinationPortRange:
-		return auth.RbacRule{Kind: auth.RuleDestPortRange, Port: uint32(r.DestinationPortRange.GetStart()), PortEnd: uint32(r.DestinationPortRange.GetEnd())}, nil
+		return auth.RBACRule{Kind: auth.RuleDestPortRange, Port: uint32(r.DestinationPortRange.GetStart()), PortEnd: uint32(r.DestinationPortRange.GetEnd())}, nil
 	case *rbacconfigv3.Permission_RequestedServerName:
 		sm, err := buildStringMatch(r.RequestedServerName)
 		if err != nil {
-			return auth.RbacRule{}, fieldErr(".requested_server_name", "%w", err)
+			return auth.RBACRule{}, fieldErr(".requested_server_name", "%w", err)
 		}
-		return auth.RbacRule{Kind: auth.RuleSNI, Str: sm}, nil
+		return auth.RBACRule{Kind: auth.RuleSNI, Str: sm}, nil
 	case nil:
-		return auth.RbacRule{}, fieldErr("", "missing rule")
+		return auth.RBACRule{}, fieldErr("", "missing rule")
 	}
-	return auth.RbacRule{}, unsupportedOneof(p, "rule")
+	return auth.RBACRule{}, unsupportedOneof(p, "rule")
 }
 
 // buildPrincipal builds a Principal (see buildPermission).
-func buildPrincipal(p *rbacconfigv3.Principal) (auth.RbacRule, *fieldError) {
+func buildPrincipal(p *rbacconfigv3.Principal) (auth.RBACRule, *fieldError) {
 	switch id := p.GetIdentifier().(type) {
 	case *rbacconfigv3.Principal_Any:
 		return anyRule(id.Any)
@@ -151,27 +151,27 @@ func buildPrincipal(p *rbacconfigv3.Principal) (auth.RbacRule, *fieldError) {
 		return cidrRule(auth.RuleRemoteIP, ".remote_ip", id.RemoteIp)
 	case *rbacconfigv3.Principal_Authenticated_:
 		if err := checkFields(id.Authenticated, "principal_name"); err != nil {
-			return auth.RbacRule{}, fieldErr(".authenticated", "%w", err)
+			return auth.RBACRule{}, fieldErr(".authenticated", "%w", err)
 		}
-		out := auth.RbacRule{Kind: auth.RuleAuthenticated}
+		out := auth.RBACRule{Kind: auth.RuleAuthenticated}
 		if pn := id.Authenticated.GetPrincipalName(); pn != nil {
 			sm, err := buildStringMatch(pn)
 			if err != nil {
-				return auth.RbacRule{}, fieldErr(".authenticated.principal_name", "%w", err)
+				return auth.RBACRule{}, fieldErr(".authenticated.principal_name", "%w", err)
 			}
 			out.Str = sm
 		}
 		return out, nil
 	case nil:
-		return auth.RbacRule{}, fieldErr("", "missing identifier")
+		return auth.RBACRule{}, fieldErr("", "missing identifier")
 	}
-	return auth.RbacRule{}, unsupportedOneof(p, "identifier")
+	return auth.RBACRule{}, unsupportedOneof(p, "identifier")
 }
 
 // buildRules builds the elements of a repeated Permission or Principal
 // field, prefixing an error with the element's path.
-func buildRules[P any](field string, list []P, build func(P) (auth.RbacRule, *fieldError)) ([]auth.RbacRule, *fieldError) {
-	out := make([]auth.RbacRule, 0, len(list))
+func buildRules[P any](field string, list []P, build func(P) (auth.RBACRule, *fieldError)) ([]auth.RBACRule, *fieldError) {
+	out := make([]auth.RBACRule, 0, len(list))
 	for i, p := range list {
 		r, fe := build(p)
 		if fe != nil {
@@ -185,65 +185,65 @@ func buildRules[P any](field string, list []P, build func(P) (auth.RbacRule, *fi
 
 // setRule builds and_rules/or_rules or and_ids/or_ids: at least one
 // element (Envoy's validation).
-func setRule[P any](kind auth.RuleKind, field string, list []P, build func(P) (auth.RbacRule, *fieldError)) (auth.RbacRule, *fieldError) {
+func setRule[P any](kind auth.RuleKind, field string, list []P, build func(P) (auth.RBACRule, *fieldError)) (auth.RBACRule, *fieldError) {
 	if len(list) == 0 {
-		return auth.RbacRule{}, fieldErr(field, "empty")
+		return auth.RBACRule{}, fieldErr(field, "empty")
 	}
 	children, fe := buildRules(field, list, build)
 	if fe != nil {
-		return auth.RbacRule{}, fe
+		return auth.RBACRule{}, fe
 	}
-	return auth.RbacRule{Kind: kind, Children: children}, nil
+	return auth.RBACRule{Kind: kind, Children: children}, nil
 }
 
-func notRule[P any](field string, p P, build func(P) (auth.RbacRule, *fieldError)) (auth.RbacRule, *fieldError) {
+func notRule[P any](field string, p P, build func(P) (auth.RBACRule, *fieldError)) (auth.RBACRule, *fieldError) {
 	child, fe := build(p)
 	if fe != nil {
 		fe.Field = field + fe.Field
-		return auth.RbacRule{}, fe
+		return auth.RBACRule{}, fe
 	}
-	return auth.RbacRule{Kind: auth.RuleNot, Children: []auth.RbacRule{child}}, nil
+	return auth.RBACRule{Kind: auth.RuleNot, Children: []auth.RBACRule{child}}, nil
 }
 
-func anyRule(set bool) (auth.RbacRule, *fieldError) {
+func anyRule(set bool) (auth.RBACRule, *fieldError) {
 	if !set {
-		return auth.RbacRule{}, fieldErr(".any", "must be true")
+		return auth.RBACRule{}, fieldErr(".any", "must be true")
 	}
-	return auth.RbacRule{Kind: auth.RuleAny}, nil
+	return auth.RBACRule{Kind: auth.RuleAny}, nil
 }
 
-func headerRule(h *routev3.HeaderMatcher) (auth.RbacRule, *fieldError) {
+func headerRule(h *routev3.HeaderMatcher) (auth.RBACRule, *fieldError) {
 	hm, err := BuildHeaderMatch(h)
 	if err != nil {
-		return auth.RbacRule{}, fieldErr(".header", "%w", err)
+		return auth.RBACRule{}, fieldErr(".header", "%w", err)
 	}
-	return auth.RbacRule{Kind: auth.RuleHeader, Header: &hm}, nil
+	return auth.RBACRule{Kind: auth.RuleHeader, Header: &hm}, nil
 }
 
-func urlPathRule(pm *matcherv3.PathMatcher) (auth.RbacRule, *fieldError) {
+func urlPathRule(pm *matcherv3.PathMatcher) (auth.RBACRule, *fieldError) {
 	sm, fe := buildPathMatcher(pm)
 	if fe != nil {
 		fe.Field = ".url_path" + fe.Field
-		return auth.RbacRule{}, fe
+		return auth.RBACRule{}, fe
 	}
-	return auth.RbacRule{Kind: auth.RuleURLPath, Str: sm}, nil
+	return auth.RBACRule{Kind: auth.RuleURLPath, Str: sm}, nil
 }
 
-func metadataRule(mm *matcherv3.MetadataMatcher) (auth.RbacRule, *fieldError) {
+func metadataRule(mm *matcherv3.MetadataMatcher) (auth.RBACRule, *fieldError) {
 	m, fe := buildMetadataMatcher(mm)
 	if fe != nil {
 		fe.Field = ".metadata" + fe.Field
-		return auth.RbacRule{}, fe
+		return auth.RBACRule{}, fe
 	}
-	return auth.RbacRule{Kind: auth.RuleMetadata, Metadata: m}, nil
+	return auth.RBACRule{Kind: auth.RuleMetadata, Metadata: m}, nil
 }
 
-func cidrRule(kind auth.RuleKind, field string, c *corev3.CidrRange) (auth.RbacRule, *fieldError) {
+func cidrRule(kind auth.RuleKind, field string, c *corev3.CidrRange) (auth.RBACRule, *fieldError) {
 	p, err := buildCIDR(c)
 	if err != nil {
-		return auth.RbacRule{}, fieldErr(field, "%w", err)
+		return auth.RBACRule{}, fieldErr(field, "%w", err)
 	}
-	return auth.RbacRule{Kind: kind, Cidr: p}, nil
+	return auth.RBACRule{Kind: kind, CIDR: p}, nil
 }
 
 // unsupportedOneof rejects a oneof case the proxy does not implement,

@@ -6,9 +6,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// RbacNetworkFilterName is Envoy's network (L4) RBAC filter, which Istio
+// RBACNetworkFilterName is Envoy's network (L4) RBAC filter, which Istio
 // puts before tcp_proxy on TCP filter chains.
-const RbacNetworkFilterName = "envoy.filters.network.rbac"
+const RBACNetworkFilterName = "envoy.filters.network.rbac"
 
 // buildNetworkRBAC validates a network RBAC config: rules as the HTTP
 // filter's, enforcement ONE_TIME_ON_FIRST_BYTE (the default; the decision

@@ -27,8 +27,8 @@ const (
 	SecretType   = resourcev3.SecretType
 )
 
-// XdsTypes lists the subscribed types in the order a stream requests them.
-var XdsTypes = [...]string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
+// XDSTypes lists the subscribed types in the order a stream requests them.
+var XDSTypes = [...]string{ClusterType, EndpointType, ListenerType, RouteType, SecretType}
 
 // NamedTypes are the types subscribed by resource name: the names the
 // accepted clusters and listeners reference (see subscriptions).
@@ -46,12 +46,15 @@ func KindName(typeURL string) string {
 // ResourceError is a build failure attributed to one resource. Its message
 // is the NACK's error_detail: it names the resource and the field.
 type ResourceError struct {
+	// TypeURL and Name identify the rejected resource; Field is the path
+	// of the offending field in it ("" for the resource as a whole).
 	TypeURL string
 	Name    string
 	Field   string
 	Err     error
 }
 
+// Error names the resource and the field, as a NACK's error_detail.
 func (e *ResourceError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("%s %q: %v", KindName(e.TypeURL), e.Name, e.Err)
@@ -59,6 +62,7 @@ func (e *ResourceError) Error() string {
 	return fmt.Sprintf("%s %q: %s: %v", KindName(e.TypeURL), e.Name, e.Field, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *ResourceError) Unwrap() error { return e.Err }
 
 // ErrUnsupported marks a field or value the proxy does not implement.
@@ -76,9 +80,10 @@ type ResourceSet struct {
 	Received map[string]bool
 }
 
+// NewResourceSet returns an empty set, the state before any update.
 func NewResourceSet() *ResourceSet {
 	s := &ResourceSet{Versions: map[string]string{}, ByType: map[string]map[string]proto.Message{}, Received: map[string]bool{}}
-	for _, t := range XdsTypes {
+	for _, t := range XDSTypes {
 		s.ByType[t] = map[string]proto.Message{}
 	}
 	return s
@@ -184,6 +189,8 @@ func DecodeResources(typeURL string, anys []*anypb.Any) (map[string]proto.Messag
 	return out, nil
 }
 
+// ResourceName returns an xDS resource's name (a
+// ClusterLoadAssignment's cluster_name), "" for other messages.
 func ResourceName(m proto.Message) string {
 	switch r := m.(type) {
 	case *clusterv3.Cluster:

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
+// Itoa is strconv.Itoa, for field paths ("routes[3]").
 func Itoa(i int) string { return strconv.Itoa(i) }
 
 // perFilterConfig is the typed_per_filter_config of one level (route
@@ -26,7 +27,7 @@ func Itoa(i int) string { return strconv.Itoa(i) }
 type perFilterConfig struct {
 	fault         *routing.FaultConfig
 	faultDisabled bool
-	cors          *routing.CorsPolicy
+	cors          *routing.CORSPolicy
 	corsDisabled  bool
 }
 
@@ -55,7 +56,7 @@ func buildPerFilterConfig(field string, m map[string]*anypb.Any) (perFilterConfi
 		switch key {
 		case FaultFilterName:
 			fe = buildFilterOverride(f, a, disabled, buildFault, &out.fault, &out.faultDisabled)
-		case CorsFilterName:
+		case CORSFilterName:
 			fe = buildFilterOverride(f, a, disabled, buildCORS, &out.cors, &out.corsDisabled)
 		default:
 			fe = fieldErr(f, "filter %q: %w", key, ErrUnsupported)
@@ -192,9 +193,9 @@ func BuildRouteTable(rc *routev3.RouteConfiguration, refs *clusterRefs, inline b
 			case d == "*":
 				t.Star = vh
 			case strings.HasPrefix(d, "*"):
-				t.Suffixes = append(t.Suffixes, routing.WildcardDomain{Pattern: d[1:], Vh: vh})
+				t.Suffixes = append(t.Suffixes, routing.WildcardDomain{Pattern: d[1:], VirtualHost: vh})
 			case strings.HasSuffix(d, "*"):
-				t.Prefixes = append(t.Prefixes, routing.WildcardDomain{Pattern: d[:len(d)-1], Vh: vh})
+				t.Prefixes = append(t.Prefixes, routing.WildcardDomain{Pattern: d[:len(d)-1], VirtualHost: vh})
 			default:
 				t.Exact[d] = vh
 			}
@@ -265,7 +266,7 @@ func buildRoute(r *routev3.Route, scope *routeScope) (*routing.Route, *fieldErro
 		if l.corsDisabled {
 			break
 		}
-		rt.Cors = routing.MergeCORS(rt.Cors, l.cors)
+		rt.CORS = routing.MergeCORS(rt.CORS, l.cors)
 	}
 
 	switch a := r.GetAction().(type) {
@@ -432,7 +433,7 @@ func buildRegexRewrite(rr *matcherv3.RegexMatchAndSubstitute) (*routing.RegexRew
 	if err != nil {
 		return nil, fmt.Errorf("pattern: compiling regex %q: %w", rr.GetPattern().GetRegex(), err)
 	}
-	return &routing.RegexRewrite{Re: re, Sub: re2Substitution(rr.GetSubstitution())}, nil
+	return &routing.RegexRewrite{Re: re, Substitution: re2Substitution(rr.GetSubstitution())}, nil
 }
 
 // re2Substitution converts RE2's "\1" backreferences to Go's "${1}" and
@@ -457,6 +458,8 @@ func re2Substitution(s string) string {
 	return b.String()
 }
 
+// BuildMatch builds a RouteMatch, rejecting fields the proxy does not
+// implement.
 func BuildMatch(m *routev3.RouteMatch) (routing.RouteMatch, *fieldError) {
 	var out routing.RouteMatch
 	if err := checkFields(m, "prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
@@ -488,7 +491,7 @@ func BuildMatch(m *routev3.RouteMatch) (routing.RouteMatch, *fieldError) {
 		if err := checkFields(g); err != nil {
 			return out, fieldErr(".grpc", "%w", err)
 		}
-		out.Grpc = true
+		out.GRPC = true
 	}
 	for i, h := range m.GetHeaders() {
 		hm, err := BuildHeaderMatch(h)
@@ -534,6 +537,8 @@ func BuildMatch(m *routev3.RouteMatch) (routing.RouteMatch, *fieldError) {
 	return out, nil
 }
 
+// BuildHeaderMatch builds a HeaderMatcher (its deprecated forms too),
+// rejecting fields the proxy does not implement.
 func BuildHeaderMatch(h *routev3.HeaderMatcher) (routing.HeaderMatch, error) {
 	if err := checkFields(h, "name", "exact_match", "safe_regex_match", "present_match", "prefix_match",
 		"suffix_match", "contains_match", "string_match", "invert_match", "treat_missing_header_as_empty"); err != nil {
@@ -633,8 +638,8 @@ func compileFull(expr string, ignoreCase bool) (*regexp.Regexp, error) {
 	return re, nil
 }
 
-// GrpcTimeout parses a grpc-timeout header value ("100m", "5S").
-func GrpcTimeout(v string) (time.Duration, bool) {
+// GRPCTimeout parses a grpc-timeout header value ("100m", "5S").
+func GRPCTimeout(v string) (time.Duration, bool) {
 	if len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}

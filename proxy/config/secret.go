@@ -101,7 +101,7 @@ func checkChainPEM(chain []byte) error {
 // (buildConfig does); one that fails to build is left out.
 func UpdateSecrets(s *mtls.SecretStore, set *ResourceSet) {
 	var prev map[string]*mtls.SecretValue
-	if m := s.Cur.Load(); m != nil {
+	if m := s.Current.Load(); m != nil {
 		prev = *m
 	}
 	next := make(map[string]*mtls.SecretValue, len(set.ByType[SecretType]))
@@ -119,7 +119,7 @@ func UpdateSecrets(s *mtls.SecretStore, set *ResourceSet) {
 		sv.Version, sv.Updated = set.Versions[SecretType], now
 		next[name] = sv
 	}
-	s.Cur.Store(&next)
+	s.Current.Store(&next)
 }
 
 // buildSecrets validates every secret of set.
@@ -134,7 +134,7 @@ func buildSecrets(set *ResourceSet) error {
 
 // secretNames returns the SDS secrets a transport socket references.
 func secretNames(ts *corev3.TransportSocket) []string {
-	if ts.GetName() != TlsTransportSocket || ts.GetTypedConfig() == nil {
+	if ts.GetName() != TLSTransportSocket || ts.GetTypedConfig() == nil {
 		return nil
 	}
 	var ctx *tlsv3.CommonTlsContext

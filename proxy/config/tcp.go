@@ -11,19 +11,22 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// TcpProxy is a built envoy.filters.network.tcp_proxy.
-type TcpProxy struct {
-	statPrefix  string
+// TCPProxy is a built envoy.filters.network.tcp_proxy.
+type TCPProxy struct {
+	statPrefix string
+	// Clusters are cluster or weighted_clusters; TotalWeight their sum.
 	Clusters    []routing.WeightedCluster
 	TotalWeight uint32
 	// IdleTimeout closes a connection without traffic in either direction
 	// for that long (Envoy's default 1h); 0 disables it.
-	IdleTimeout        time.Duration
+	IdleTimeout time.Duration
+	// MaxConnectAttempts is max_connect_attempts (default 1);
+	// HashSourceIP is a hash_policy on the source IP.
 	MaxConnectAttempts int
 	HashSourceIP       bool
-	// Tls is the filter chain's downstream TLS context (nil: plaintext),
+	// TLS is the filter chain's downstream TLS context (nil: plaintext),
 	// for the principal labels.
-	Tls *mtls.TlsContext
+	TLS *mtls.TLSContext
 }
 
 const defaultTCPIdleTimeout = time.Hour
@@ -31,7 +34,7 @@ const defaultTCPIdleTimeout = time.Hour
 // buildTCPProxy validates a TcpProxy. A cluster it names that CDS has not
 // delivered resolves through refs to a placeholder, as Envoy only finds out
 // at connection time.
-func buildTCPProxy(a *anypb.Any, refs *clusterRefs) (*TcpProxy, *fieldError) {
+func buildTCPProxy(a *anypb.Any, refs *clusterRefs) (*TCPProxy, *fieldError) {
 	tp := &tcpproxyv3.TcpProxy{}
 	if err := a.UnmarshalTo(tp); err != nil {
 		return nil, fieldErr("", "decoding TcpProxy: %w", err)
@@ -39,7 +42,7 @@ func buildTCPProxy(a *anypb.Any, refs *clusterRefs) (*TcpProxy, *fieldError) {
 	if err := checkFields(tp, "stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "max_connect_attempts", "hash_policy"); err != nil {
 		return nil, fieldErr("", "%w", err)
 	}
-	out := &TcpProxy{statPrefix: tp.GetStatPrefix(), IdleTimeout: defaultTCPIdleTimeout, MaxConnectAttempts: 1}
+	out := &TCPProxy{statPrefix: tp.GetStatPrefix(), IdleTimeout: defaultTCPIdleTimeout, MaxConnectAttempts: 1}
 	if d := tp.GetIdleTimeout(); d != nil {
 		out.IdleTimeout = d.AsDuration()
 	}

@@ -11,15 +11,15 @@ import (
 	"github.com/gitmesh/gitmesh/proxy/mtls"
 )
 
-// TlsTransportSocket is the transport socket name of Envoy's TLS.
-const TlsTransportSocket = "envoy.transport_sockets.tls"
+// TLSTransportSocket is the transport socket name of Envoy's TLS.
+const TLSTransportSocket = "envoy.transport_sockets.tls"
 
 // buildDownstreamTLS turns a filter chain's transport_socket (a
 // DownstreamTlsContext) into a tlsContext. Certificates and roots come
 // inline, from files read when the configuration is built, or from SDS
 // secrets read at each handshake.
-func buildDownstreamTLS(ts *corev3.TransportSocket) (*mtls.TlsContext, *fieldError) {
-	if ts.GetName() != TlsTransportSocket {
+func buildDownstreamTLS(ts *corev3.TransportSocket) (*mtls.TLSContext, *fieldError) {
+	if ts.GetName() != TLSTransportSocket {
 		return nil, fieldErr(".name", "transport socket %q: %w", ts.GetName(), ErrUnsupported)
 	}
 	if ts.GetTypedConfig() == nil {
@@ -56,14 +56,14 @@ const RawBufferTransportSocket = "envoy.transport_sockets.raw_buffer"
 
 // buildUpstreamTLS turns a cluster's transport_socket (an
 // UpstreamTlsContext, or raw_buffer: nil) into a tlsContext.
-func buildUpstreamTLS(ts *corev3.TransportSocket) (*mtls.TlsContext, *fieldError) {
+func buildUpstreamTLS(ts *corev3.TransportSocket) (*mtls.TLSContext, *fieldError) {
 	if ts.GetName() == RawBufferTransportSocket {
 		if tc := ts.GetTypedConfig(); tc != nil && !tc.MessageIs(&rawbufferv3.RawBuffer{}) {
 			return nil, fieldErr(".typed_config", "want RawBuffer, got %s", tc.GetTypeUrl())
 		}
 		return nil, nil
 	}
-	if ts.GetName() != TlsTransportSocket {
+	if ts.GetName() != TLSTransportSocket {
 		return nil, fieldErr(".name", "transport socket %q: %w", ts.GetName(), ErrUnsupported)
 	}
 	if ts.GetTypedConfig() == nil {
@@ -87,7 +87,7 @@ func buildUpstreamTLS(ts *corev3.TransportSocket) (*mtls.TlsContext, *fieldError
 	if len(tc.Certs) > 1 {
 		return nil, fieldErr(base+".common_tls_context", "an upstream context takes at most one certificate")
 	}
-	tc.Sni = u.GetSni()
+	tc.SNI = u.GetSni()
 	return tc, nil
 }
 

@@ -11,12 +11,12 @@ import (
 
 // buildCommonTLS builds a CommonTlsContext. Field paths in errors are
 // relative to it.
-func buildCommonTLS(ctx *tlsv3.CommonTlsContext) (*mtls.TlsContext, *fieldError) {
+func buildCommonTLS(ctx *tlsv3.CommonTlsContext) (*mtls.TLSContext, *fieldError) {
 	if err := checkFields(ctx, "tls_params", "tls_certificates", "tls_certificate_sds_secret_configs",
 		"validation_context", "validation_context_sds_secret_config", "combined_validation_context", "alpn_protocols"); err != nil {
 		return nil, fieldErr("", "%w", err)
 	}
-	tc := &mtls.TlsContext{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13, Alpn: ctx.GetAlpnProtocols()}
+	tc := &mtls.TLSContext{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13, ALPN: ctx.GetAlpnProtocols()}
 	for i, c := range ctx.GetTlsCertificates() {
 		cert, fe := buildCertificate(c)
 		if fe != nil {
@@ -30,7 +30,7 @@ func buildCommonTLS(ctx *tlsv3.CommonTlsContext) (*mtls.TlsContext, *fieldError)
 			fe.Field = fmt.Sprintf(".tls_certificate_sds_secret_configs[%d]%s", i, fe.Field)
 			return nil, fe
 		}
-		tc.Certs = append(tc.Certs, mtls.CertSource{Sds: c.GetName()})
+		tc.Certs = append(tc.Certs, mtls.CertSource{SDS: c.GetName()})
 	}
 	if p := ctx.GetTlsParams(); p != nil {
 		cfg := &tls.Config{MinVersion: tc.MinVersion, MaxVersion: tc.MaxVersion}
@@ -78,7 +78,7 @@ func buildCommonTLS(ctx *tlsv3.CommonTlsContext) (*mtls.TlsContext, *fieldError)
 	default:
 		return nil, fieldErr("", "validation context %T: %w", vc, ErrUnsupported)
 	}
-	if v := tc.Validation; v != nil && v.Roots == nil && v.RootsSDS == "" && len(v.Sans) > 0 {
+	if v := tc.Validation; v != nil && v.Roots == nil && v.RootsSDS == "" && len(v.SANs) > 0 {
 
 		return nil, fieldErr(".validation_context", "SAN matchers need a trusted_ca")
 	}
@@ -107,16 +107,16 @@ func BuildValidationContext(vc *tlsv3.CertificateValidationContext) (*mtls.Valid
 		if err := checkFields(m, "san_type", "matcher"); err != nil {
 			return nil, fieldErr(field, "%w", err)
 		}
-		var typ mtls.SanType
+		var typ mtls.SANType
 		switch m.GetSanType() {
 		case tlsv3.SubjectAltNameMatcher_DNS:
-			typ = mtls.SanDNS
+			typ = mtls.SANDNS
 		case tlsv3.SubjectAltNameMatcher_URI:
-			typ = mtls.SanURI
+			typ = mtls.SANURI
 		case tlsv3.SubjectAltNameMatcher_EMAIL:
-			typ = mtls.SanEmail
+			typ = mtls.SANEmail
 		case tlsv3.SubjectAltNameMatcher_IP_ADDRESS:
-			typ = mtls.SanIP
+			typ = mtls.SANIP
 		default:
 			return nil, fieldErr(field+".san_type", "%s: %w", m.GetSanType(), ErrUnsupported)
 		}
@@ -125,29 +125,30 @@ func BuildValidationContext(vc *tlsv3.CertificateValidationContext) (*mtls.Valid
 			fe.Field = field + ".matcher" + fe.Field
 			return nil, fe
 		}
-		v.Sans = append(v.Sans, sm)
+		v.SANs = append(v.SANs, sm)
 	}
 	for i, m := range vc.GetMatchSubjectAltNames() {
-		sm, fe := BuildSANMatcher(mtls.SanAny, m)
+		sm, fe := BuildSANMatcher(mtls.SANAny, m)
 		if fe != nil {
 			fe.Field = fmt.Sprintf(".match_subject_alt_names[%d]%s", i, fe.Field)
 			return nil, fe
 		}
-		v.Sans = append(v.Sans, sm)
+		v.SANs = append(v.SANs, sm)
 	}
 	return v, nil
 }
 
-func BuildSANMatcher(typ mtls.SanType, m *matcherv3.StringMatcher) (mtls.SanMatcher, *fieldError) {
+// BuildSANMatcher builds a SAN matcher of kind typ.
+func BuildSANMatcher(typ mtls.SANType, m *matcherv3.StringMatcher) (mtls.SANMatcher, *fieldError) {
 	if m == nil {
-		return mtls.SanMatcher{}, fieldErr("", "missing")
+		return mtls.SANMatcher{}, fieldErr("", "missing")
 	}
 	str, err := buildStringMatch(m)
 	if err != nil {
-		return mtls.SanMatcher{}, fieldErr("", "%w", err)
+		return mtls.SANMatcher{}, fieldErr("", "%w", err)
 	}
-	sm := mtls.SanMatcher{Typ: typ, M: str}
-	if e, ok := m.GetMatchPattern().(*matcherv3.StringMatcher_Exact); ok && (typ == mtls.SanDNS || typ == mtls.SanAny) {
+	sm := mtls.SANMatcher{Type: typ, Match: str}
+	if e, ok := m.GetMatchPattern().(*matcherv3.StringMatcher_Exact); ok && (typ == mtls.SANDNS || typ == mtls.SANAny) {
 		sm.ExactDNS = e.Exact
 	}
 	return sm, nil

@@ -23,7 +23,7 @@ func BuildClusterSockets(c *clusterv3.Cluster) (*upstream.UpstreamSockets, *fiel
 			fe.Field = "transport_socket" + fe.Field
 			return nil, fe
 		}
-		s.Def = tc
+		s.Default = tc
 		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(ts)
 		h.Write(b)
 	}
@@ -43,7 +43,7 @@ func BuildClusterSockets(c *clusterv3.Cluster) (*upstream.UpstreamSockets, *fiel
 			fe.Field = field + ".transport_socket" + fe.Field
 			return nil, fe
 		}
-		s.Matches = append(s.Matches, upstream.SocketMatch{Name: m.GetName(), Match: m.GetMatch(), Tls: tc})
+		s.Matches = append(s.Matches, upstream.SocketMatch{Name: m.GetName(), Match: m.GetMatch(), TLS: tc})
 		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 		h.Write(b)
 	}

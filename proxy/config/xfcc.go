@@ -5,13 +5,13 @@ import (
 	"github.com/gitmesh/gitmesh/proxy/mtls"
 )
 
-func buildXFCC(hcm *hcmv3.HttpConnectionManager) mtls.XfccConfig {
+func buildXFCC(hcm *hcmv3.HttpConnectionManager) mtls.XFCCConfig {
 	d := hcm.GetSetCurrentClientCertDetails()
-	return mtls.XfccConfig{
+	return mtls.XFCCConfig{
 		Mode:    hcm.GetForwardClientCertDetails(),
 		Subject: d.GetSubject().GetValue(),
-		Uri:     d.GetUri(),
-		Dns:     d.GetDns(),
+		URI:     d.GetUri(),
+		DNS:     d.GetDns(),
 		Cert:    d.GetCert(),
 		Chain:   d.GetChain(),
 	}

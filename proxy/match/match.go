@@ -5,20 +5,26 @@ import (
 	"strings"
 )
 
-type stringKind int
+// StringKind is how a StringMatch compares: one of Envoy's StringMatcher forms.
+type StringKind int
 
 const (
-	StrExact stringKind = iota
+	// The StringMatcher forms: exact, prefix, suffix, contains and safe_regex.
+	StrExact StringKind = iota
 	StrPrefix
 	StrSuffix
 	StrContains
 	StrRegex
 )
 
+// StringMatch is a built envoy.type.matcher.v3.StringMatcher. Immutable.
 type StringMatch struct {
-	Kind       stringKind
-	Value      string
-	Re         *regexp.Regexp
+	Kind StringKind
+	// Value is the string to compare with; lowercased when IgnoreCase.
+	Value string
+	// Re is the compiled safe_regex, for StrRegex only (which ignores IgnoreCase, as Envoy does).
+	Re *regexp.Regexp
+	// IgnoreCase folds ASCII letters only, as Envoy's ignore_case.
 	IgnoreCase bool
 }
 
@@ -60,6 +66,7 @@ func equalFoldASCII(a, b string) bool {
 	return true
 }
 
+// HasPrefix is strings.HasPrefix, folding ASCII letters when ignoreCase.
 func HasPrefix(s, prefix string, ignoreCase bool) bool {
 	if ignoreCase {
 		return len(s) >= len(prefix) && equalFoldASCII(s[:len(prefix)], prefix)
@@ -67,6 +74,7 @@ func HasPrefix(s, prefix string, ignoreCase bool) bool {
 	return strings.HasPrefix(s, prefix)
 }
 
+// Matches reports whether v matches, as Envoy's StringMatcher does.
 func (s *StringMatch) Matches(v string) bool {
 	switch s.Kind {
 	case StrExact:

@@ -4,22 +4,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// authMetrics are Envoy's jwt_authn and rbac filter stats, named as
+// AuthMetrics are Envoy's jwt_authn and rbac filter stats, named as
 // Envoy's Prometheus output names them (the HCM's stat_prefix as the
 // envoy_http_conn_manager_prefix label).
-type authMetrics struct {
-	RbacAllowed *prometheus.CounterVec
-	RbacDenied  *prometheus.CounterVec
-	RbacLogged  *prometheus.CounterVec
-	JwtAllowed  *prometheus.CounterVec
-	JwtDenied   *prometheus.CounterVec
-	// TcpAllowed and tcpDenied are the network RBAC filter's, by its
+type AuthMetrics struct {
+	// RBACAllowed, RBACDenied and RBACLogged are the HTTP RBAC filter's
+	// verdicts, by its stat prefix and policy (Envoy's rbac.allowed,
+	// rbac.denied and rbac.shadow stats).
+	RBACAllowed *prometheus.CounterVec
+	RBACDenied  *prometheus.CounterVec
+	RBACLogged  *prometheus.CounterVec
+	// JWTAllowed and JWTDenied are the JWT filter's verdicts.
+	JWTAllowed *prometheus.CounterVec
+	JWTDenied  *prometheus.CounterVec
+	// TCPAllowed and TCPDenied are the network RBAC filter's, by its
 	// stat_prefix (Istio's "tcp.").
-	TcpAllowed *prometheus.CounterVec
-	TcpDenied  *prometheus.CounterVec
+	TCPAllowed *prometheus.CounterVec
+	TCPDenied  *prometheus.CounterVec
 }
 
-func newAuthMetrics(reg prometheus.Registerer) authMetrics {
+func newAuthMetrics(reg prometheus.Registerer) AuthMetrics {
 	c := func(name, help string, labels ...string) *prometheus.CounterVec {
 		if len(labels) == 0 {
 			labels = []string{"envoy_http_conn_manager_prefix"}
@@ -28,13 +32,13 @@ func newAuthMetrics(reg prometheus.Registerer) authMetrics {
 		reg.MustRegister(v)
 		return v
 	}
-	return authMetrics{
-		RbacAllowed: c("envoy_http_rbac_allowed", "Requests the HTTP RBAC filters let through (Envoy's http.<prefix>.rbac.allowed)."),
-		RbacDenied:  c("envoy_http_rbac_denied", "Requests the HTTP RBAC filters denied with 403 (Envoy's http.<prefix>.rbac.denied)."),
-		RbacLogged:  c("envoy_http_rbac_logged", "Requests an AUDIT (action LOG) RBAC policy matched (Envoy's http.<prefix>.rbac.logged)."),
-		JwtAllowed:  c("envoy_http_jwt_authn_allowed", "Requests the jwt_authn filter let through (Envoy's http.<prefix>.jwt_authn.allowed)."),
-		JwtDenied:   c("envoy_http_jwt_authn_denied", "Requests the jwt_authn filter rejected with 401 (Envoy's http.<prefix>.jwt_authn.denied)."),
-		TcpAllowed:  c("envoy_rbac_allowed", "Connections the network RBAC filters let through (Envoy's <stat_prefix>rbac.allowed).", "stat_prefix"),
-		TcpDenied:   c("envoy_rbac_denied", "Connections the network RBAC filters closed (Envoy's <stat_prefix>rbac.denied).", "stat_prefix"),
+	return AuthMetrics{
+		RBACAllowed: c("envoy_http_rbac_allowed", "Requests the HTTP RBAC filters let through (Envoy's http.<prefix>.rbac.allowed)."),
+		RBACDenied:  c("envoy_http_rbac_denied", "Requests the HTTP RBAC filters denied with 403 (Envoy's http.<prefix>.rbac.denied)."),
+		RBACLogged:  c("envoy_http_rbac_logged", "Requests an AUDIT (action LOG) RBAC policy matched (Envoy's http.<prefix>.rbac.logged)."),
+		JWTAllowed:  c("envoy_http_jwt_authn_allowed", "Requests the jwt_authn filter let through (Envoy's http.<prefix>.jwt_authn.allowed)."),
+		JWTDenied:   c("envoy_http_jwt_authn_denied", "Requests the jwt_authn filter rejected with 401 (Envoy's http.<prefix>.jwt_authn.denied)."),
+		TCPAllowed:  c("envoy_rbac_allowed", "Connections the network RBAC filters let through (Envoy's <stat_prefix>rbac.allowed).", "stat_prefix"),
+		TCPDenied:   c("envoy_rbac_denied", "Connections the network RBAC filters closed (Envoy's <stat_prefix>rbac.denied).", "stat_prefix"),
 	}
 }

@@ -15,6 +15,8 @@ import (
 // SecretValue is one built SDS Secret: a certificate with its key, or a
 // validation context (trusted roots and SAN matchers). Immutable.
 type SecretValue struct {
+	// Name, Version and Updated are the secret's name, the SDS version that
+	// delivered it and when it was applied; Msg is the Secret as received.
 	Name    string
 	Version string
 	Updated time.Time
@@ -31,7 +33,9 @@ type SecretValue struct {
 // next handshake without rebuilding listeners or pools, while existing
 // connections keep theirs. Only the applier writes it.
 type SecretStore struct {
-	Cur atomic.Pointer[map[string]*SecretValue]
+	// Current maps secret names to their accepted values; nil before the
+	// first SDS update.
+	Current atomic.Pointer[map[string]*SecretValue]
 }
 
 // get returns the secret called name, or nil when it has not arrived.
@@ -39,7 +43,7 @@ func (s *SecretStore) get(name string) *SecretValue {
 	if s == nil {
 		return nil
 	}
-	m := s.Cur.Load()
+	m := s.Current.Load()
 	if m == nil {
 		return nil
 	}

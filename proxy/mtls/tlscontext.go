@@ -12,20 +12,28 @@ import (
 	"github.com/gitmesh/gitmesh/proxy/match"
 )
 
-// TlsContext is a built CommonTlsContext with the fields of its
+// TLSContext is a built CommonTlsContext with the fields of its
 // Downstream- or UpstreamTlsContext: what a handshake needs besides the
 // secrets, which it reads from the proxy's secretStore when it starts.
 // Immutable.
-type TlsContext struct {
-	Certs      []CertSource
+type TLSContext struct {
+	// Certs are tls_certificates and tls_certificate_sds_secret_configs.
+	Certs []CertSource
+	// Validation checks the peer's certificate; nil accepts any (upstream)
+	// or asks for none (downstream).
 	Validation *ValidationConfig
-	Alpn       []string
+	// ALPN is alpn_protocols, in preference order.
+	ALPN []string
+	// MinVersion and MaxVersion are tls_params' protocol versions as
+	// crypto/tls constants (TLS 1.2 to 1.3 when unset, as in Envoy).
 	MinVersion uint16
 	MaxVersion uint16
-	Ciphers    []uint16
-	Curves     []tls.CurveID
-	// Sni is the upstream server name ("" sends none).
-	Sni string
+	// Ciphers and Curves are tls_params' cipher_suites and ecdh_curves;
+	// empty uses crypto/tls's defaults.
+	Ciphers []uint16
+	Curves  []tls.CurveID
+	// SNI is the upstream server name ("" sends none).
+	SNI string
 	// RequireClientCert and requireSNI are downstream only.
 	RequireClientCert bool
 	RequireSNI        bool
@@ -34,37 +42,43 @@ type TlsContext struct {
 // CertSource is one certificate: loaded from the configuration, or the
 // SDS secret of that name.
 type CertSource struct {
+	// Static is an inline certificate; SDS names a secret otherwise.
 	Static *tls.Certificate
-	Sds    string
+	SDS    string
 }
 
 // ValidationConfig is a CertificateValidationContext, possibly combined
 // with an SDS one (combined_validation_context): the trusted roots and
 // the SAN matchers a peer certificate must pass.
 type ValidationConfig struct {
+	// Roots are the inline trusted_ca; nil when only RootsSDS supplies them.
 	Roots *x509.CertPool
 	// RootsSDS names the SDS secret whose validation_context supplies the
 	// roots (and adds its SAN matchers); "" for none.
 	RootsSDS string
-	Sans     []SanMatcher
+	// SANs must match one of the peer's subject alternative names (any
+	// of them); empty accepts every name.
+	SANs []SANMatcher
 }
 
-// SanType restricts a SAN matcher to one kind of subject alternative
+// SANType restricts a SAN matcher to one kind of subject alternative
 // name; sanAny is the deprecated match_subject_alt_names (any kind).
-type SanType int
+type SANType int
 
 const (
-	SanAny SanType = iota
-	SanDNS
-	SanURI
-	SanEmail
-	SanIP
+	// The kinds of subject alternative names a matcher compares with.
+	SANAny SANType = iota
+	SANDNS
+	SANURI
+	SANEmail
+	SANIP
 )
 
-// SanMatcher is one match_typed_subject_alt_names entry.
-type SanMatcher struct {
-	Typ SanType
-	M   *match.StringMatch
+// SANMatcher is one match_typed_subject_alt_names entry.
+type SANMatcher struct {
+	// Type is the kind of names Match is compared with.
+	Type  SANType
+	Match *match.StringMatch
 	// ExactDNS is set for a DNS exact matcher: a wildcard SAN in the
 	// certificate ("*.example.com") matches one label, as Envoy.
 	ExactDNS string
@@ -108,31 +122,31 @@ func HandshakeReason(err error) string {
 
 // Matches reports whether one of the certificate's SANs of the matcher's
 // kind matches.
-func (sm SanMatcher) Matches(c *x509.Certificate) bool {
-	if sm.Typ == SanAny || sm.Typ == SanDNS {
+func (sm SANMatcher) Matches(c *x509.Certificate) bool {
+	if sm.Type == SANAny || sm.Type == SANDNS {
 		for _, n := range c.DNSNames {
-			if sm.M.Matches(n) || (sm.ExactDNS != "" && dnsWildcardMatch(sm.ExactDNS, n)) {
+			if sm.Match.Matches(n) || (sm.ExactDNS != "" && dnsWildcardMatch(sm.ExactDNS, n)) {
 				return true
 			}
 		}
 	}
-	if sm.Typ == SanAny || sm.Typ == SanURI {
+	if sm.Type == SANAny || sm.Type == SANURI {
 		for _, u := range c.URIs {
-			if sm.M.Matches(u.String()) {
+			if sm.Match.Matches(u.String()) {
 				return true
 			}
 		}
 	}
-	if sm.Typ == SanAny || sm.Typ == SanEmail {
+	if sm.Type == SANAny || sm.Type == SANEmail {
 		for _, e := range c.EmailAddresses {
-			if sm.M.Matches(e) {
+			if sm.Match.Matches(e) {
 				return true
 			}
 		}
 	}
-	if sm.Typ == SanAny || sm.Typ == SanIP {
+	if sm.Type == SANAny || sm.Type == SANIP {
 		for _, ip := range c.IPAddresses {
-			if sm.M.Matches(ip.String()) {
+			if sm.Match.Matches(ip.String()) {
 				return true
 			}
 		}
@@ -153,9 +167,9 @@ func dnsWildcardMatch(name, san string) bool {
 
 // resolve returns the roots and SAN matchers in force now: those of the
 // SDS validation secret, when the context names one, plus its own.
-func (v *ValidationConfig) resolve(store *SecretStore) (*x509.CertPool, []SanMatcher, error) {
+func (v *ValidationConfig) resolve(store *SecretStore) (*x509.CertPool, []SANMatcher, error) {
 	if v.RootsSDS == "" {
-		return v.Roots, v.Sans, nil
+		return v.Roots, v.SANs, nil
 	}
 	sv := store.get(v.RootsSDS)
 	if sv == nil || sv.Validation == nil {
@@ -165,13 +179,13 @@ func (v *ValidationConfig) resolve(store *SecretStore) (*x509.CertPool, []SanMat
 	if roots == nil {
 		roots = v.Roots
 	}
-	return roots, append(slices.Clip(v.Sans), sv.Validation.Sans...), nil
+	return roots, append(slices.Clip(v.SANs), sv.Validation.SANs...), nil
 }
 
 // VerifyPeer verifies a peer's chain (leaf first, as crypto/tls parsed it)
 // against roots (no host name check, as Envoy without SAN matchers) and,
 // when there are matchers, that one of them matches the leaf.
-func VerifyPeer(certs []*x509.Certificate, roots *x509.CertPool, sans []SanMatcher) error {
+func VerifyPeer(certs []*x509.Certificate, roots *x509.CertPool, sans []SANMatcher) error {
 	if len(certs) == 0 {
 		return &verifyError{reason: ReasonVerifyNoCert, err: errors.New("peer presented no certificate")}
 	}
@@ -202,16 +216,16 @@ func VerifyPeer(certs []*x509.Certificate, roots *x509.CertPool, sans []SanMatch
 }
 
 // certificates returns the context's certificates as they are now.
-func (tc *TlsContext) certificates(store *SecretStore) ([]tls.Certificate, error) {
+func (tc *TLSContext) certificates(store *SecretStore) ([]tls.Certificate, error) {
 	out := make([]tls.Certificate, 0, len(tc.Certs))
 	for _, c := range tc.Certs {
 		if c.Static != nil {
 			out = append(out, *c.Static)
 			continue
 		}
-		sv := store.get(c.Sds)
+		sv := store.get(c.SDS)
 		if sv == nil || sv.Cert == nil {
-			return nil, fmt.Errorf("certificate %q: %w", c.Sds, errSecretUnavailable)
+			return nil, fmt.Errorf("certificate %q: %w", c.SDS, errSecretUnavailable)
 		}
 		out = append(out, *sv.Cert)
 	}
@@ -220,13 +234,13 @@ func (tc *TlsContext) certificates(store *SecretStore) ([]tls.Certificate, error
 
 // LocalLeaf returns the context's first certificate as it is now; nil
 // when it has none or its secret has not arrived.
-func (tc *TlsContext) LocalLeaf(store *SecretStore) *x509.Certificate {
+func (tc *TLSContext) LocalLeaf(store *SecretStore) *x509.Certificate {
 	if tc == nil || len(tc.Certs) == 0 {
 		return nil
 	}
 	if c := tc.Certs[0]; c.Static != nil {
 		return c.Static.Leaf
-	} else if sv := store.get(c.Sds); sv != nil && sv.Cert != nil {
+	} else if sv := store.get(c.SDS); sv != nil && sv.Cert != nil {
 		return sv.Cert.Leaf
 	}
 	return nil
@@ -234,7 +248,7 @@ func (tc *TlsContext) LocalLeaf(store *SecretStore) *x509.Certificate {
 
 // LocalURIs returns the URI SANs of the context's first certificate as it
 // is now (XFCC's By).
-func (tc *TlsContext) LocalURIs(store *SecretStore) []string {
+func (tc *TLSContext) LocalURIs(store *SecretStore) []string {
 	leaf := tc.LocalLeaf(store)
 	if leaf == nil {
 		return nil
@@ -249,7 +263,7 @@ func (tc *TlsContext) LocalURIs(store *SecretStore) []string {
 // ServerConfig returns the tls.Config of one downstream connection: the
 // certificates, roots and ALPN are chosen when its ClientHello arrives,
 // from the secrets in force then.
-func (tc *TlsContext) ServerConfig(store *SecretStore) *tls.Config {
+func (tc *TLSContext) ServerConfig(store *SecretStore) *tls.Config {
 	return &tls.Config{
 		SessionTicketsDisabled: true,
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -258,7 +272,7 @@ func (tc *TlsContext) ServerConfig(store *SecretStore) *tls.Config {
 	}
 }
 
-func (tc *TlsContext) serverConfigFor(hello *tls.ClientHelloInfo, store *SecretStore) (*tls.Config, error) {
+func (tc *TLSContext) serverConfigFor(hello *tls.ClientHelloInfo, store *SecretStore) (*tls.Config, error) {
 	if tc.RequireSNI && hello.ServerName == "" {
 		return nil, errors.New("client sent no SNI")
 	}
@@ -273,7 +287,7 @@ func (tc *TlsContext) serverConfigFor(hello *tls.ClientHelloInfo, store *SecretS
 		CipherSuites:           tc.Ciphers,
 		CurvePreferences:       tc.Curves,
 		SessionTicketsDisabled: true,
-		NextProtos:             negotiateALPN(tc.Alpn, hello.SupportedProtos),
+		NextProtos:             negotiateALPN(tc.ALPN, hello.SupportedProtos),
 	}
 	if v := tc.Validation; v != nil {
 		roots, sans, err := v.resolve(store)
@@ -312,9 +326,9 @@ func negotiateALPN(server, client []string) []string {
 // ClientConfig returns the tls.Config of one upstream connection, with the
 // secrets in force now. http2 offers "h2" first, so the peer speaks HTTP/2
 // over TLS as the cluster asks.
-func (tc *TlsContext) ClientConfig(store *SecretStore, http2 bool) (*tls.Config, error) {
+func (tc *TLSContext) ClientConfig(store *SecretStore, http2 bool) (*tls.Config, error) {
 	cfg := &tls.Config{
-		ServerName: tc.Sni,
+		ServerName: tc.SNI,
 		// Verification is verifyPeer's: Envoy checks no host name, only
 		// the chain and the configured SAN matchers.
 		InsecureSkipVerify: true,
@@ -322,13 +336,13 @@ func (tc *TlsContext) ClientConfig(store *SecretStore, http2 bool) (*tls.Config,
 		MaxVersion:         tc.MaxVersion,
 		CipherSuites:       tc.Ciphers,
 		CurvePreferences:   tc.Curves,
-		NextProtos:         tc.Alpn,
+		NextProtos:         tc.ALPN,
 	}
-	if net.ParseIP(tc.Sni) != nil {
+	if net.ParseIP(tc.SNI) != nil {
 		cfg.ServerName = ""
 	}
-	if http2 && !slices.Contains(tc.Alpn, "h2") {
-		cfg.NextProtos = append([]string{"h2"}, tc.Alpn...)
+	if http2 && !slices.Contains(tc.ALPN, "h2") {
+		cfg.NextProtos = append([]string{"h2"}, tc.ALPN...)
 	}
 	if len(tc.Certs) > 0 {
 		certs, err := tc.certificates(store)

@@ -11,15 +11,18 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
-// XfccHeader is Envoy's x-forwarded-client-cert.
-const XfccHeader = "X-Forwarded-Client-Cert"
+// XFCCHeader is Envoy's x-forwarded-client-cert.
+const XFCCHeader = "X-Forwarded-Client-Cert"
 
-// XfccConfig is an HCM's forward_client_cert_details (mode) and
+// XFCCConfig is an HCM's forward_client_cert_details (mode) and
 // set_current_client_cert_details (which peer certificate fields
 // APPEND_FORWARD and SANITIZE_SET write).
-type XfccConfig struct {
-	Mode                           hcmv3.HttpConnectionManager_ForwardClientCertDetails
-	Subject, Uri, Dns, Cert, Chain bool
+type XFCCConfig struct {
+	// Mode is forward_client_cert_details: sanitize, forward, append, ...
+	Mode hcmv3.HttpConnectionManager_ForwardClientCertDetails
+	// Subject, URI, DNS, Cert and Chain are set_current_client_cert_details:
+	// the elements of the client certificate the header carries.
+	Subject, URI, DNS, Cert, Chain bool
 }
 
 // Apply rewrites a request's XFCC header as Envoy's connection manager
@@ -29,12 +32,12 @@ type XfccConfig struct {
 // hop's element: By (the proxy's URI SANs), Hash (hex SHA-256 of the
 // client certificate), then Cert, Chain, Subject, URI, DNS as configured.
 // local returns the proxy's URI SANs.
-func (x XfccConfig) Apply(h http.Header, cs *tls.ConnectionState, local func() []string) {
+func (x XFCCConfig) Apply(h http.Header, cs *tls.ConnectionState, local func() []string) {
 	if x.Mode == hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY {
 		return
 	}
 	if x.Mode == hcmv3.HttpConnectionManager_SANITIZE || cs == nil || len(cs.PeerCertificates) == 0 {
-		h.Del(XfccHeader)
+		h.Del(XFCCHeader)
 		return
 	}
 	if x.Mode == hcmv3.HttpConnectionManager_FORWARD_ONLY {
@@ -61,7 +64,7 @@ func (x XfccConfig) Apply(h http.Header, cs *tls.ConnectionState, local func() [
 		// Present even when empty, as Envoy.
 		parts = append(parts, `Subject="`+peer.Subject.String()+`"`)
 	}
-	if x.Uri {
+	if x.URI {
 		if len(peer.URIs) == 0 {
 			parts = append(parts, "URI=")
 		}
@@ -69,16 +72,16 @@ func (x XfccConfig) Apply(h http.Header, cs *tls.ConnectionState, local func() [
 			parts = append(parts, "URI="+u.String())
 		}
 	}
-	if x.Dns {
+	if x.DNS {
 		for _, d := range peer.DNSNames {
 			parts = append(parts, "DNS="+d)
 		}
 	}
 	elem := strings.Join(parts, ";")
-	if prev := h.Values(XfccHeader); x.Mode == hcmv3.HttpConnectionManager_APPEND_FORWARD && len(prev) > 0 {
+	if prev := h.Values(XFCCHeader); x.Mode == hcmv3.HttpConnectionManager_APPEND_FORWARD && len(prev) > 0 {
 		elem = strings.Join(prev, ",") + "," + elem
 	}
-	h.Set(XfccHeader, elem)
+	h.Set(XFCCHeader, elem)
 }
 
 func pemOf(der []byte) string {

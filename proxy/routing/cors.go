@@ -7,17 +7,20 @@ import (
 	"github.com/gitmesh/gitmesh/proxy/upstream"
 )
 
-// CorsPolicy is a route's effective CORS policy: per attribute, the route's
+// CORSPolicy is a route's effective CORS policy: per attribute, the route's
 // typed_per_filter_config value if set, else the virtual host's (Envoy's
 // most-specific-wins merge).
-type CorsPolicy struct {
+type CORSPolicy struct {
+	// Origins is allow_origin_string_match; AllowMethods, AllowHeaders,
+	// ExposeHeaders and MaxAge are copied into the CORS response headers.
 	Origins          []*match.StringMatch
 	AllowMethods     string
 	AllowHeaders     string
 	ExposeHeaders    string
 	MaxAge           string
 	AllowCredentials *bool
-	Enabled          *upstream.Fraction
+	// Enabled is filter_enabled (nil: always).
+	Enabled *upstream.Fraction
 	// AllowPrivateNetwork answers Access-Control-Request-Private-Network.
 	AllowPrivateNetwork *bool
 	// ForwardNotMatching forwards preflights whose origin is not allowed
@@ -27,7 +30,7 @@ type CorsPolicy struct {
 
 // MergeCORS returns the per-attribute merge of the more specific policy a
 // over b; nil when both are nil.
-func MergeCORS(a, b *CorsPolicy) *CorsPolicy {
+func MergeCORS(a, b *CORSPolicy) *CORSPolicy {
 	switch {
 	case a == nil:
 		return b
@@ -63,7 +66,8 @@ func MergeCORS(a, b *CorsPolicy) *CorsPolicy {
 	return &m
 }
 
-func (c *CorsPolicy) OriginAllowed(origin string) bool {
+// OriginAllowed reports whether an Origin is allowed ("*" allows any).
+func (c *CORSPolicy) OriginAllowed(origin string) bool {
 	for _, m := range c.Origins {
 		if m.Kind == match.StrExact && m.Value == "*" || m.Matches(origin) {
 			return true
@@ -73,7 +77,7 @@ func (c *CorsPolicy) OriginAllowed(origin string) bool {
 }
 
 // Decorate adds the CORS headers of an allowed simple request's response.
-func (c *CorsPolicy) Decorate(h http.Header, origin string) {
+func (c *CORSPolicy) Decorate(h http.Header, origin string) {
 	h.Set("Access-Control-Allow-Origin", origin)
 	if c.AllowCredentials != nil && *c.AllowCredentials {
 		h.Set("Access-Control-Allow-Credentials", "true")

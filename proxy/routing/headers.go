@@ -12,19 +12,23 @@ type HeaderMutation struct {
 	Add    []HeaderAdd
 }
 
-type headerAction int
+// HeaderAction is a HeaderValueOption's append_action.
+type HeaderAction int
 
 const (
-	AppendIfExistsOrAdd headerAction = iota
+	// The append actions, as Envoy names them.
+	AppendIfExistsOrAdd HeaderAction = iota
 	AddIfAbsent
 	OverwriteIfExistsOrAdd
 	OverwriteIfExists
 )
 
+// HeaderAdd is one header to add or set.
 type HeaderAdd struct {
-	Name      string // canonical
-	Value     string
-	Action    headerAction
+	Name   string // canonical
+	Value  string
+	Action HeaderAction
+	// KeepEmpty is keep_empty_value: an empty value is still added.
 	KeepEmpty bool
 }
 
@@ -62,9 +66,11 @@ func (m *HeaderMutation) Apply(h http.Header) {
 // cluster, route, virtual host, route configuration): Envoy applies them in
 // this order, so with overwrite the least specific level wins.
 type HeaderLevels struct {
+	// Request and Response are the request and response mutations.
 	Request, Response []*HeaderMutation
 }
 
+// ApplyRequest applies the request mutations to h, wc's first (nil: none).
 func (l *HeaderLevels) ApplyRequest(wc *WeightedCluster, h http.Header) {
 	if wc != nil {
 		wc.RequestHeaders.Apply(h)
@@ -74,6 +80,7 @@ func (l *HeaderLevels) ApplyRequest(wc *WeightedCluster, h http.Header) {
 	}
 }
 
+// ApplyResponse applies the response mutations to h, wc's first (nil: none).
 func (l *HeaderLevels) ApplyResponse(wc *WeightedCluster, h http.Header) {
 	if wc != nil {
 		wc.ResponseHeaders.Apply(h)

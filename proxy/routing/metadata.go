@@ -49,6 +49,8 @@ func (md DynamicMetadata) lookup(filter string, path []string) (any, bool) {
 
 // MetadataMatcher is a built envoy.type.matcher.v3.MetadataMatcher.
 type MetadataMatcher struct {
+	// Filter is the metadata namespace (a filter's name), Path the keys
+	// into its value; Invert negates the result.
 	Filter string
 	Path   []string
 	Value  ValueMatcher
@@ -63,10 +65,13 @@ func (m *MetadataMatcher) Matches(md DynamicMetadata) bool {
 	return m.Value.Matches(v, ok) != m.Invert
 }
 
-type valueKind int
+// ValueKind is the form of a ValueMatcher.
+type ValueKind int
 
 const (
-	ValueNull valueKind = iota
+	// The ValueMatcher forms: null_match, double_match (exact or range),
+	// string_match, bool_match, present_match, list_match and or_match.
+	ValueNull ValueKind = iota
 	ValueDoubleExact
 	ValueDoubleRange
 	ValueString
@@ -78,11 +83,12 @@ const (
 
 // ValueMatcher is a built envoy.type.matcher.v3.ValueMatcher.
 type ValueMatcher struct {
-	Kind       valueKind
-	Str        *match.StringMatch
-	Num        float64 // exact, or the range start (inclusive)
-	End        float64 // range end (exclusive)
-	B          bool    // bool_match, or present_match's value
+	Kind ValueKind
+	Str  *match.StringMatch
+	Num  float64 // exact, or the range start (inclusive)
+	End  float64 // range end (exclusive)
+	B    bool    // bool_match, or present_match's value
+	// OneOf is list_match.one_of; Alternates are or_match's matchers.
 	OneOf      *ValueMatcher
 	Alternates []ValueMatcher
 }

@@ -7,6 +7,8 @@ import (
 
 // MirrorPolicy is a built RequestMirrorPolicy.
 type MirrorPolicy struct {
+	// Cluster receives copies of Share of requests; HostRewrite, when
+	// set, replaces their Host (else ShadowHost's, unless NoSuffix).
 	Cluster     *upstream.Cluster
 	Share       upstream.Fraction
 	HostRewrite string

@@ -8,23 +8,26 @@ import (
 // RedirectAction is a built RedirectAction (or a virtual host's require_tls
 // redirect): the proxy answers with a Location built as Envoy builds it.
 type RedirectAction struct {
-	Scheme        string // "" keeps the request's scheme
-	Host          string // "" keeps the request's host
-	Port          string // ":<port>" or ""
-	Path          string // path_redirect; "" keeps the path
+	Scheme string // "" keeps the request's scheme
+	Host   string // "" keeps the request's host
+	Port   string // ":<port>" or ""
+	Path   string // path_redirect; "" keeps the path
+	// PathHasQuery is a path_redirect with a query, which replaces the
+	// request's.
 	PathHasQuery  bool
 	PrefixRewrite *string
 	RegexRewrite  *RegexRewrite
-	StripQuery    bool
-	Code          int
+	// StripQuery drops the query; Code is the redirect status (response_code, 301 by default).
+	StripQuery bool
+	Code       int
 }
 
-// HttpsRedirect is what a virtual host with require_tls answers to a
+// HTTPSRedirect is what a virtual host with require_tls answers to a
 // plaintext request.
-var HttpsRedirect = &RedirectAction{Scheme: "https", Code: http.StatusMovedPermanently}
+var HTTPSRedirect = &RedirectAction{Scheme: "https", Code: http.StatusMovedPermanently}
 
 // Location builds the redirect target for r, following Envoy's
-// Http::Utility::newUri.
+// HTTP::Utility::newUri.
 func (a *RedirectAction) Location(r *http.Request, match *RouteMatch) string {
 	reqScheme := "http"
 	if r.TLS != nil {
@@ -54,7 +57,7 @@ func (a *RedirectAction) Location(r *http.Request, match *RouteMatch) string {
 		path = *a.PrefixRewrite + full[n:]
 	case a.RegexRewrite != nil:
 		p, q, _ := strings.Cut(full, "?")
-		path = a.RegexRewrite.Re.ReplaceAllString(p, a.RegexRewrite.Sub)
+		path = a.RegexRewrite.Re.ReplaceAllString(p, a.RegexRewrite.Substitution)
 		if q != "" || strings.HasSuffix(full, "?") {
 			path += "?" + q
 		}
@@ -100,6 +103,7 @@ func redirectHost(r *http.Request, scheme, newPort, reqScheme string) string {
 
 // DirectResponse is a built DirectResponseAction.
 type DirectResponse struct {
+	// Status and Body are the response's status and body.
 	Status int
 	Body   string
 }

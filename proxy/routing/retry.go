@@ -11,6 +11,7 @@ import (
 type RetryOn uint32
 
 const (
+	// The retry_on conditions, as Envoy names them.
 	RetryOn5xx RetryOn = 1 << iota
 	RetryOnGatewayError
 	RetryOnReset
@@ -30,21 +31,26 @@ const (
 
 // RetryPolicy is a built RetryPolicy.
 type RetryPolicy struct {
-	On          RetryOn
-	NumRetries  int
-	PerTry      time.Duration // 0: none
+	// On is retry_on; NumRetries is num_retries.
+	On         RetryOn
+	NumRetries int
+	PerTry     time.Duration // 0: none
+	// StatusCodes are retriable_status_codes, for RetryOnRetriableStatusCodes.
 	StatusCodes []int
 	// HostAttempts is how many picks a retry makes to find a host not
 	// tried before (host_selection_retry_max_attempts, at least 1).
 	HostAttempts int
-	BackoffBase  time.Duration
-	BackoffMax   time.Duration
+	// BackoffBase and BackoffMax are retry_back_off (Envoy's 25ms and
+	// 10 times the base by default).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
 }
 
 // AttemptError is how an attempt without a response failed.
 type AttemptError int
 
 const (
+	// The ways an attempt fails before a response, and AttemptOK.
 	AttemptOK AttemptError = iota
 	AttemptConnectFailure
 	AttemptRefusedStream

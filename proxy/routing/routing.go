@@ -13,21 +13,26 @@ import (
 // RouteTable is a built RouteConfiguration: virtual hosts indexed for
 // Envoy's domain matching order (exact, *.suffix, prefix*, *).
 type RouteTable struct {
-	Name     string
+	// Name is the RouteConfiguration's name.
+	Name string
+	// Exact maps lowercased domains to their virtual host.
 	Exact    map[string]*VirtualHost
 	Suffixes []WildcardDomain // "*.suffix" stored as ".suffix", longest first
 	Prefixes []WildcardDomain // "prefix*" stored as "prefix", longest first
-	Star     *VirtualHost
+	// Star is the virtual host of domain "*", nil for none.
+	Star *VirtualHost
 }
 
+// WildcardDomain is a "*.suffix" or "prefix*" domain and its virtual host.
 type WildcardDomain struct {
-	Pattern string
-	Vh      *VirtualHost
+	Pattern     string
+	VirtualHost *VirtualHost
 }
 
 // VirtualHost is a built VirtualHost: routes in order, first match wins.
 type VirtualHost struct {
-	Name   string
+	Name string
+	// Routes are tried in order; the first that matches serves.
 	Routes []*Route
 	// RequireTLS redirects plaintext requests to https (require_tls ALL).
 	RequireTLS bool
@@ -36,23 +41,25 @@ type VirtualHost struct {
 // virtualHost is a built VirtualHost: routes in order, first match wins.
 // (See below for the fields beyond name and routes.)
 
-// routeActionKind is what a matched route does.
-type routeActionKind int
+// RouteActionKind is what a matched route does.
+type RouteActionKind int
 
 const (
-	ActionForward  routeActionKind = iota // route: forward to a cluster
+	ActionForward  RouteActionKind = iota // route: forward to a cluster
 	ActionRedirect                        // redirect: answer with a Location
 	ActionDirect                          // direct_response: answer inline
 )
 
 // Route is one built Route.
 type Route struct {
-	Name   string
-	Match  RouteMatch
-	Action routeActionKind
+	Name  string
+	Match RouteMatch
+	// Action is what the route does: forward, redirect or respond directly.
+	Action RouteActionKind
 
 	// Forwarding (action route).
-	Clusters    []WeightedCluster // one entry for route.cluster
+	Clusters []WeightedCluster // one entry for route.cluster
+	// TotalWeight is the sum of the clusters' weights.
 	TotalWeight uint32
 	Timeout     time.Duration // 0: none
 	// ClusterNotFoundCode answers a request whose picked cluster is
@@ -61,13 +68,19 @@ type Route struct {
 	// MaxGRPCTimeout is max_grpc_timeout: when set, gRPC requests use their
 	// grpc-timeout header (infinite when absent), capped by it unless 0.
 	MaxGRPCTimeout *time.Duration
-	PrefixRewrite  *string
-	RegexRewrite   *RegexRewrite
-	HostRewrite    string
-	Retry          *RetryPolicy
-	Mirrors        []*MirrorPolicy
-	HashPolicies   []upstream.HashPolicy
+	// PrefixRewrite, RegexRewrite and HostRewrite are the route action's
+	// rewrites (nil, nil, "": none).
+	PrefixRewrite *string
+	RegexRewrite  *RegexRewrite
+	HostRewrite   string
+	Retry         *RetryPolicy
+	Mirrors       []*MirrorPolicy
+	// HashPolicies are the hash_policy entries, for the ring hash and
+	// Maglev load balancers.
+	HashPolicies []upstream.HashPolicy
 
+	// Redirect and Direct are the actions of redirect and
+	// direct_response routes.
 	Redirect *RedirectAction
 	Direct   *DirectResponse
 
@@ -76,12 +89,16 @@ type Route struct {
 	// Fault is the most specific typed_per_filter_config of the fault
 	// filter (route, virtual host, route configuration); nil: the
 	// listener's filter config applies. faultDisabled turns it off.
-	Fault         *FaultConfig
+	Fault *FaultConfig
+	// FaultDisabled is a route whose typed_per_filter_config disables the
+	// fault filter.
 	FaultDisabled bool
-	// Cors is the merged route and virtual host CORS policy; nil: none.
-	Cors *CorsPolicy
+	// CORS is the merged route and virtual host CORS policy; nil: none.
+	CORS *CORSPolicy
 }
 
+// WeightedCluster is one of a route's clusters with its weight and the
+// header mutations and host rewrite of that choice.
 type WeightedCluster struct {
 	Cluster *upstream.Cluster
 	// Upto is the cumulative weight up to and including this cluster.
@@ -94,27 +111,34 @@ type WeightedCluster struct {
 // RegexRewrite is a built RegexMatchAndSubstitute, with the substitution
 // in Go's syntax.
 type RegexRewrite struct {
-	Re  *regexp.Regexp
-	Sub string
+	// Re and Substitution are regex_rewrite's pattern and substitution.
+	Re           *regexp.Regexp
+	Substitution string
 }
 
-type pathKind int
+// PathKind is the path specifier of a RouteMatch.
+type PathKind int
 
 const (
-	PathPrefix pathKind = iota
+	// The path specifiers: prefix, path, safe_regex and path_separated_prefix.
+	PathPrefix PathKind = iota
 	PathExact
 	PathRegex
 	PathSeparatedPrefix
 )
 
+// RouteMatch is a built RouteMatch: the path specifier and the headers,
+// query parameters and gRPC condition, all of which must match.
 type RouteMatch struct {
-	Kind       pathKind
-	Value      string
-	Re         *regexp.Regexp
+	Kind  PathKind
+	Value string
+	Re    *regexp.Regexp
+	// IgnoreCase is case_sensitive false, for prefix and path.
 	IgnoreCase bool
 	Headers    []HeaderMatch
 	Query      []QueryMatch
-	Grpc       bool
+	// GRPC matches only gRPC requests (content-type application/grpc).
+	GRPC bool
 	// Metadata are dynamic_metadata matchers, read from the metadata the
 	// jwt_authn filter wrote (see metadataOf).
 	Metadata []*MetadataMatcher
@@ -123,9 +147,11 @@ type RouteMatch struct {
 // QueryMatch is a built QueryParameterMatcher. Values are compared as they
 // appear in the query string (not URL-decoded), as Envoy does.
 type QueryMatch struct {
-	Name    string
+	Name string
+	// Present is present_match; Str a string_match (neither: present).
 	Present bool
-	Str     *match.StringMatch
+	// Str compares the header's value; Invert negates the result.
+	Str *match.StringMatch
 }
 
 // HeaderMatch is a built HeaderMatcher. invert already folds in
@@ -149,12 +175,12 @@ func (t *RouteTable) FindVirtualHost(host string) *VirtualHost {
 	}
 	for _, w := range t.Suffixes {
 		if len(host) > len(w.Pattern) && strings.HasSuffix(host, w.Pattern) {
-			return w.Vh
+			return w.VirtualHost
 		}
 	}
 	for _, w := range t.Prefixes {
 		if len(host) > len(w.Pattern) && strings.HasPrefix(host, w.Pattern) {
-			return w.Vh
+			return w.VirtualHost
 		}
 	}
 	return t.Star
@@ -171,6 +197,7 @@ func (vh *VirtualHost) FindRoute(r *http.Request) *Route {
 	return nil
 }
 
+// Matches reports whether r matches; path is its normalized path.
 func (m *RouteMatch) Matches(r *http.Request, path string) bool {
 	switch m.Kind {
 	case PathPrefix:
@@ -195,7 +222,7 @@ func (m *RouteMatch) Matches(r *http.Request, path string) bool {
 			return false
 		}
 	}
-	if m.Grpc && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+	if m.GRPC && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 		return false
 	}
 	for i := range m.Query {
@@ -230,6 +257,7 @@ func MatchedPrefixLen(m *RouteMatch, path string) int {
 	return min(len(m.Value), len(path))
 }
 
+// Matches reports whether the query string has a matching parameter.
 func (q *QueryMatch) Matches(rawQuery string) bool {
 	v, ok := QueryValue(rawQuery, q.Name)
 	if q.Present || q.Str == nil {

@@ -14,17 +14,18 @@ const maxSchedule = 4096
 // Endpoint is one upstream host.
 type Endpoint struct {
 	// Addr is host:port, an IP address.
-	Addr   string
+	Addr string
+	// Meta is the endpoint's workload, for metric labels.
 	Meta   metrics.EndpointMeta
 	weight uint32
-	// TlsMatch is filter_metadata["envoy.transport_socket_match"], which
+	// TLSMatch is filter_metadata["envoy.transport_socket_match"], which
 	// picks the cluster's transport socket for this endpoint; nil for none.
-	TlsMatch *structpb.Struct
+	TLSMatch *structpb.Struct
 	// State is the host's live counters (active requests, outlier
 	// detection). The applier replaces it with the state the host had in
 	// the previous configuration, so counters and ejections survive
 	// endpoint updates. Never nil once in an endpointSet.
-	State *hostState
+	State *HostState
 }
 
 // EndpointSet is an immutable set of healthy endpoints and the load
@@ -33,19 +34,20 @@ type Endpoint struct {
 // endpoints are interleaved), and picking is one atomic increment; the
 // other policies are in lb.go.
 type EndpointSet struct {
+	// Endpoints are the set's hosts, as the ClusterLoadAssignment lists them.
 	Endpoints []*Endpoint
 	schedule  []uint32
 	next      atomic.Uint64
 	// lb is the cluster's policy; nil is round-robin.
-	lb *LbConfig
+	lb *LBConfig
 	// cumulative weights for RANDOM and weighted LEAST_REQUEST.
 	cumulative  []uint64
 	equalWeight bool
 	// ring (RING_HASH) and table (MAGLEV) map hashes to endpoints.
 	ring  []ringEntry
 	table []uint32
-	// Cs is the cluster's shared state (ejection count); nil in tests.
-	Cs *ClusterState
+	// ClusterState is the cluster's shared state (ejection count); nil in tests.
+	ClusterState *ClusterState
 }
 
 // NewEndpointSet builds a round-robin set; weights[i] (> 0) is
@@ -55,12 +57,12 @@ func NewEndpointSet(eps []*Endpoint, weights []uint32) *EndpointSet {
 }
 
 // NewBalancedSet builds a set balanced by lb (nil: round-robin).
-func NewBalancedSet(eps []*Endpoint, weights []uint32, lb *LbConfig) *EndpointSet {
+func NewBalancedSet(eps []*Endpoint, weights []uint32, lb *LBConfig) *EndpointSet {
 	s := &EndpointSet{Endpoints: eps, lb: lb}
 	for i, e := range eps {
 		e.weight = weights[i]
 		if e.State == nil {
-			e.State = &hostState{}
+			e.State = &HostState{}
 		}
 	}
 	if len(eps) == 0 {
@@ -120,7 +122,8 @@ func gcd(a, b uint32) uint32 {
 // PickRequest is what a pick may depend on.
 type PickRequest struct {
 	// Hash is the request's hash-policy key, for RING_HASH and MAGLEV.
-	Hash    uint64
+	Hash uint64
+	// HasHash says Hash was computed from a hash policy (else a random pick).
 	HasHash bool
 	// Avoid are hosts already tried by this request (retries), avoided
 	// when another host is available (Envoy's previous_hosts predicate).
@@ -140,7 +143,7 @@ func (s *EndpointSet) Pick(pr *PickRequest) *Endpoint {
 	if pr != nil {
 		f.avoid = pr.Avoid
 	}
-	if s.Cs != nil && s.Cs.ejected.Load() > 0 {
+	if s.ClusterState != nil && s.ClusterState.ejected.Load() > 0 {
 		f.now = time.Now().UnixNano()
 		f.checkEjection = !s.panicking(f.now)
 	}
@@ -158,11 +161,11 @@ func (s *EndpointSet) Pick(pr *PickRequest) *Endpoint {
 func (s *EndpointSet) pickFiltered(pr *PickRequest, f *hostFilter) *Endpoint {
 	if s.lb != nil {
 		switch s.lb.Kind {
-		case LbRandom:
+		case LBRandom:
 			return s.pickRandom(f)
-		case LbLeastRequest:
+		case LBLeastRequest:
 			return s.pickLeastRequest(f)
-		case LbRingHash, LbMaglev:
+		case LBRingHash, LBMaglev:
 			return s.pickHash(pr, f)
 		}
 	}
@@ -177,7 +180,7 @@ func (s *EndpointSet) pickRoundRobin(f *hostFilter) *Endpoint {
 	}
 	for range n {
 		i := s.next.Add(1) - 1
-		if e := s.Endpoints[s.schedule[i%n]]; f.usable(e, s.Cs) {
+		if e := s.Endpoints[s.schedule[i%n]]; f.usable(e, s.ClusterState) {
 			return e
 		}
 	}
@@ -215,7 +218,7 @@ func (s *EndpointSet) panicking(now int64) bool {
 	}
 	healthy := 0
 	for _, e := range s.Endpoints {
-		if !e.State.ejected(now, s.Cs) {
+		if !e.State.ejected(now, s.ClusterState) {
 			healthy++
 		}
 	}

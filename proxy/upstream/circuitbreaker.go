@@ -10,12 +10,15 @@ import (
 // BreakerLimits are a cluster's DEFAULT-priority circuit_breakers
 // thresholds. Envoy's defaults apply to a cluster without thresholds.
 type BreakerLimits struct {
+	// MaxConnections, MaxPending, MaxRequests and MaxRetries are
+	// max_connections, max_pending_requests, max_requests and max_retries.
 	MaxConnections uint32
 	MaxPending     uint32
 	MaxRequests    uint32
 	MaxRetries     uint32
 }
 
+// DefaultBreakerLimits are Envoy's default thresholds.
 var DefaultBreakerLimits = BreakerLimits{MaxConnections: 1024, MaxPending: 1024, MaxRequests: 1024, MaxRetries: 3}
 
 // unlimited is the threshold from which a limit is not enforced (Istio
@@ -28,6 +31,7 @@ const unlimited = math.MaxInt32
 // map of them; data-plane goroutines only touch the atomics.
 type ClusterState struct {
 	activeRequests atomic.Int64
+	// Pending counts requests waiting for a connection slot.
 	Pending        atomic.Int64
 	activeRetries  atomic.Int64
 	tcpConnections atomic.Int64
@@ -39,10 +43,11 @@ type ClusterState struct {
 	// max_connections); replaced when the limit changes.
 	connSlots chan struct{}
 	// hosts maps an endpoint address to its state.
-	hosts map[string]*hostState
+	hosts map[string]*HostState
 }
 
-func NewClusterState() *ClusterState { return &ClusterState{hosts: map[string]*hostState{}} }
+// NewClusterState returns the state of a cluster seen the first time.
+func NewClusterState() *ClusterState { return &ClusterState{hosts: map[string]*HostState{}} }
 
 // Slots returns the connection semaphore for a limit, nil when unlimited.
 func (cs *ClusterState) Slots(limit uint32) chan struct{} {
@@ -63,7 +68,7 @@ func (cs *ClusterState) Slots(limit uint32) chan struct{} {
 func (cs *ClusterState) Adopt(eps []*Endpoint, keep bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	next := make(map[string]*hostState, len(eps))
+	next := make(map[string]*HostState, len(eps))
 	if keep {
 		for k, v := range cs.hosts {
 			next[k] = v
@@ -74,7 +79,7 @@ func (cs *ClusterState) Adopt(eps []*Endpoint, keep bool) {
 		if !ok {
 			h = e.State
 			if h == nil {
-				h = &hostState{}
+				h = &HostState{}
 			}
 		}
 		e.State = h
@@ -162,6 +167,7 @@ func (c *Cluster) AdmitRetry() bool {
 	return true
 }
 
+// ReleaseRetry ends a retry AdmitRetry admitted.
 func (c *Cluster) ReleaseRetry() {
 	if c.State != nil && c.Limits.MaxRetries < unlimited {
 		c.State.activeRetries.Add(-1)
@@ -180,6 +186,7 @@ func (c *Cluster) AdmitConnection() bool {
 	return true
 }
 
+// ReleaseConnection ends a connection AdmitConnection admitted.
 func (c *Cluster) ReleaseConnection() {
 	if c.State != nil {
 		c.State.tcpConnections.Add(-1)

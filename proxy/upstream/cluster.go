@@ -21,20 +21,25 @@ type Cluster struct {
 	// names but CDS has not delivered (see clusterRefs). Only name is
 	// set: a request routed to it is answered 503 with flag NC, a TCP
 	// connection is closed, a mirror to it is skipped.
-	Missing        bool
-	Http2          bool
+	Missing bool
+	// HTTP2 speaks HTTP/2 to the endpoints (http2_protocol_options).
+	HTTP2          bool
 	ConnectTimeout time.Duration
-	Service        ServiceMeta
-	Lb             *LbConfig
-	Limits         BreakerLimits
-	Outlier        *OutlierConfig
+	// Service is the destination service, for metric labels.
+	Service ServiceMeta
+	// LB is lb_policy and its config (nil: round robin); Limits the
+	// circuit breaker thresholds; Outlier is outlier_detection (nil: none).
+	LB      *LBConfig
+	Limits  BreakerLimits
+	Outlier *OutlierConfig
 	// MaxRequestsPerConn is common_http_protocol_options
 	// .max_requests_per_connection (HTTP/1.1 upstreams), 0 for none.
 	MaxRequestsPerConn uint32
 	// IdleTimeout is common_http_protocol_options.idle_timeout: how long
 	// an idle upstream connection is kept. 0: the pool's default.
 	IdleTimeout time.Duration
-	KeepAlive   net.KeepAliveConfig
+	// KeepAlive is upstream_connection_options.tcp_keepalive.
+	KeepAlive net.KeepAliveConfig
 	// Sockets are the transport_socket and transport_socket_matches; nil
 	// is plaintext to every endpoint.
 	Sockets *UpstreamSockets
@@ -44,14 +49,18 @@ type Cluster struct {
 	OriginalDst bool
 	// Endpoints is the balanced set of a STATIC or EDS cluster.
 	Endpoints *EndpointSet
-	// DnsTargets are the inline addresses of a STRICT_DNS cluster.
-	DnsTargets []DnsTarget
-	DnsRefresh time.Duration
+	// DNSTargets are the inline addresses of a STRICT_DNS cluster.
+	DNSTargets []DNSTarget
+	// DNSRefresh is dns_refresh_rate.
+	DNSRefresh time.Duration
 
 	// pool, dns, state, connSlots, metrics and series are attached by the applier
 	// before publication.
-	Pool      ConnPool
-	Dns       *DnsResolver
+	Pool ConnPool
+	// DNS resolves DNSTargets (STRICT_DNS only); State is the live state
+	// shared with earlier configurations; ConnSlots is the HTTP/1 connection
+	// semaphore (nil: unlimited); Metrics records breaker and outlier events.
+	DNS       *DNSResolver
 	State     *ClusterState
 	ConnSlots chan struct{}
 	Metrics   *metrics.Metrics
@@ -68,6 +77,7 @@ type ConnPool interface {
 
 // ServiceMeta is the cluster's filter_metadata.istio.services[0].
 type ServiceMeta struct {
+	// Host is the service's hostname; Name and Namespace its parts.
 	Host      string
 	Name      string
 	Namespace string
@@ -83,7 +93,7 @@ func (c *Cluster) Pick(pr *PickRequest) *Endpoint {
 		if pr == nil || pr.OrigDst == "" {
 			return nil
 		}
-		return &Endpoint{Addr: pr.OrigDst, weight: 1, State: &hostState{}}
+		return &Endpoint{Addr: pr.OrigDst, weight: 1, State: &HostState{}}
 	}
 	return c.currentEndpoints().Pick(pr)
 }
@@ -91,8 +101,8 @@ func (c *Cluster) Pick(pr *PickRequest) *Endpoint {
 // currentEndpoints is the endpoint set in use: the resolver's latest for a
 // STRICT_DNS cluster.
 func (c *Cluster) currentEndpoints() *EndpointSet {
-	if c.Dns != nil {
-		return c.Dns.Current.Load()
+	if c.DNS != nil {
+		return c.DNS.Current.Load()
 	}
 	return c.Endpoints
 }
@@ -101,7 +111,7 @@ func (c *Cluster) currentEndpoints() *EndpointSet {
 // idle connections) across updates as long as these do not change.
 type PoolKey struct {
 	cluster            string
-	Http2              bool
+	HTTP2              bool
 	ConnectTimeout     time.Duration
 	MaxRequestsPerConn uint32
 	IdleTimeout        time.Duration
@@ -113,8 +123,9 @@ type PoolKey struct {
 	sockets string
 }
 
+// PoolKey returns the key of the cluster's connection pool.
 func (c *Cluster) PoolKey() PoolKey {
-	k := PoolKey{cluster: c.Name, Http2: c.Http2, ConnectTimeout: c.ConnectTimeout,
+	k := PoolKey{cluster: c.Name, HTTP2: c.HTTP2, ConnectTimeout: c.ConnectTimeout,
 		MaxRequestsPerConn: c.MaxRequestsPerConn, IdleTimeout: c.IdleTimeout, KeepAlive: c.KeepAlive}
 	if c.Sockets != nil {
 		k.sockets = c.Sockets.Key
@@ -122,31 +133,33 @@ func (c *Cluster) PoolKey() PoolKey {
 	return k
 }
 
-// DnsKey identifies a resolver: same targets, same refresh rate.
-func (c *Cluster) DnsKey() string {
+// DNSKey identifies a resolver: same targets, same refresh rate.
+func (c *Cluster) DNSKey() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s", c.Name, c.DnsRefresh, c.Lb.key())
-	for _, t := range c.DnsTargets {
+	fmt.Fprintf(&b, "%s|%s|%s", c.Name, c.DNSRefresh, c.LB.key())
+	for _, t := range c.DNSTargets {
 		fmt.Fprintf(&b, "|%s:%d/%d/%+v", t.Host, t.Port, t.Weight, t.Meta)
 	}
 	return b.String()
 }
 
-// DnsTarget is one inline address of a STRICT_DNS cluster.
-type DnsTarget struct {
+// DNSTarget is one inline address of a STRICT_DNS cluster.
+type DNSTarget struct {
+	// Host and Port are the address to resolve; Weight and Meta are given
+	// to every address it resolves to.
 	Host   string
 	Port   int
 	Weight uint32
 	Meta   metrics.EndpointMeta
 }
 
-// DnsResolver keeps a STRICT_DNS cluster's endpoints resolved. Its
+// DNSResolver keeps a STRICT_DNS cluster's endpoints resolved. Its
 // goroutine is owned by the applier, which stops it when no applied
 // configuration uses it any more.
-type DnsResolver struct {
+type DNSResolver struct {
 	key      string
-	targets  []DnsTarget
-	lb       *LbConfig
+	targets  []DNSTarget
+	lb       *LBConfig
 	cs       *ClusterState
 	resolver *net.Resolver
 	log      *slog.Logger
@@ -167,14 +180,14 @@ const dnsFirstTimeout = 2 * time.Second
 
 // StartDNSResolver resolves the targets once (bounded by dnsFirstTimeout),
 // then re-resolves every refresh until ctx is done or stop is called.
-func StartDNSResolver(ctx context.Context, log *slog.Logger, res *net.Resolver, c *Cluster, refresh time.Duration) *DnsResolver {
-	if c.DnsRefresh > 0 {
-		refresh = c.DnsRefresh
+func StartDNSResolver(ctx context.Context, log *slog.Logger, res *net.Resolver, c *Cluster, refresh time.Duration) *DNSResolver {
+	if c.DNSRefresh > 0 {
+		refresh = c.DNSRefresh
 	}
-	r := &DnsResolver{
-		key: c.DnsKey(), targets: c.DnsTargets, lb: c.Lb, cs: c.State, resolver: res,
+	r := &DNSResolver{
+		key: c.DNSKey(), targets: c.DNSTargets, lb: c.LB, cs: c.State, resolver: res,
 		log:  log.With("cluster", c.Name),
-		last: make([][]string, len(c.DnsTargets)),
+		last: make([][]string, len(c.DNSTargets)),
 		done: make(chan struct{}),
 	}
 	r.Current.Store(&EndpointSet{})
@@ -200,7 +213,7 @@ func StartDNSResolver(ctx context.Context, log *slog.Logger, res *net.Resolver, 
 
 // resolve looks every target up and publishes the new endpoint set. A
 // failed lookup keeps that target's previous addresses.
-func (r *DnsResolver) resolve(ctx context.Context) {
+func (r *DNSResolver) resolve(ctx context.Context) {
 	var eps []*Endpoint
 	var weights []uint32
 	for i, t := range r.targets {
@@ -224,13 +237,13 @@ func (r *DnsResolver) resolve(ctx context.Context) {
 	set := NewBalancedSet(eps, weights, r.lb)
 	if r.cs != nil {
 		r.cs.Adopt(eps, true)
-		set.Cs = r.cs
+		set.ClusterState = r.cs
 	}
 	r.Current.Store(set)
 }
 
 // Stop ends the resolver goroutine and waits for it.
-func (r *DnsResolver) Stop() {
+func (r *DNSResolver) Stop() {
 	r.cancel()
 	<-r.done
 }

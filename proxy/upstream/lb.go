@@ -10,15 +10,16 @@ import (
 	"time"
 )
 
-// lbKind is a cluster's lb_policy.
-type lbKind int
+// LBKind is a cluster's lb_policy.
+type LBKind int
 
 const (
-	LbRoundRobin lbKind = iota
-	LbLeastRequest
-	LbRandom
-	LbRingHash
-	LbMaglev
+	// The lb_policy values the proxy implements.
+	LBRoundRobin LBKind = iota
+	LBLeastRequest
+	LBRandom
+	LBRingHash
+	LBMaglev
 )
 
 // Envoy's defaults for the hash balancers.
@@ -29,9 +30,11 @@ const (
 	defaultChoiceCount     = 2
 )
 
-// LbConfig is a cluster's load-balancing configuration.
-type LbConfig struct {
-	Kind        lbKind
+// LBConfig is a cluster's load-balancing configuration.
+type LBConfig struct {
+	Kind LBKind
+	// ChoiceCount is least_request's choice_count; MinRing and MaxRing are
+	// ring_hash's ring sizes; TableSize is maglev's table_size.
 	ChoiceCount int
 	MinRing     uint64
 	MaxRing     uint64
@@ -42,7 +45,7 @@ type LbConfig struct {
 }
 
 // key identifies the configuration by value (for resolver reuse).
-func (l *LbConfig) key() string {
+func (l *LBConfig) key() string {
 	if l == nil {
 		return ""
 	}
@@ -54,13 +57,13 @@ func (l *LbConfig) key() string {
 }
 
 // HashBased reports whether the policy consults the route's hash_policy.
-func (l *LbConfig) HashBased() bool {
-	return l != nil && (l.Kind == LbRingHash || l.Kind == LbMaglev)
+func (l *LBConfig) HashBased() bool {
+	return l != nil && (l.Kind == LBRingHash || l.Kind == LBMaglev)
 }
 
 // DefaultLB is a round-robin lbConfig with Envoy's default settings.
-func DefaultLB() *LbConfig {
-	return &LbConfig{Kind: LbRoundRobin, ChoiceCount: defaultChoiceCount, MinRing: defaultMinRingSize, MaxRing: DefaultMaxRingSize, TableSize: defaultMaglevTableSize}
+func DefaultLB() *LBConfig {
+	return &LBConfig{Kind: LBRoundRobin, ChoiceCount: defaultChoiceCount, MinRing: defaultMinRingSize, MaxRing: DefaultMaxRingSize, TableSize: defaultMaglevTableSize}
 }
 
 // buildLB precomputes the structures of the set's policy.
@@ -76,9 +79,9 @@ func (s *EndpointSet) buildLB(weights []uint32) {
 		}
 	}
 	switch s.lb.Kind {
-	case LbRingHash:
+	case LBRingHash:
 		s.ring = buildRing(s.Endpoints, weights, s.lb.MinRing, s.lb.MaxRing)
-	case LbMaglev:
+	case LBMaglev:
 		s.table = buildMaglev(s.Endpoints, weights, s.lb.TableSize)
 	}
 }
@@ -94,7 +97,7 @@ func (s *EndpointSet) randomIndex() int {
 
 func (s *EndpointSet) pickRandom(f *hostFilter) *Endpoint {
 	for range 2 * len(s.Endpoints) {
-		if e := s.Endpoints[s.randomIndex()]; !f.active() || f.usable(e, s.Cs) {
+		if e := s.Endpoints[s.randomIndex()]; !f.active() || f.usable(e, s.ClusterState) {
 			return e
 		}
 	}
@@ -108,7 +111,7 @@ func (s *EndpointSet) pickLeastRequest(f *hostFilter) *Endpoint {
 	for range s.lb.ChoiceCount {
 		var e *Endpoint
 		for range 2 * len(s.Endpoints) {
-			if c := s.Endpoints[s.randomIndex()]; !f.active() || f.usable(c, s.Cs) {
+			if c := s.Endpoints[s.randomIndex()]; !f.active() || f.usable(c, s.ClusterState) {
 				e = c
 				break
 			}
@@ -128,7 +131,7 @@ func (s *EndpointSet) pickLeastRequest(f *hostFilter) *Endpoint {
 
 func (s *EndpointSet) firstUsable(start int, f *hostFilter) *Endpoint {
 	for i := range s.Endpoints {
-		if e := s.Endpoints[(start+i)%len(s.Endpoints)]; f.usable(e, s.Cs) {
+		if e := s.Endpoints[(start+i)%len(s.Endpoints)]; f.usable(e, s.ClusterState) {
 			return e
 		}
 	}
@@ -228,7 +231,7 @@ func (s *EndpointSet) pickHash(pr *PickRequest, f *hostFilter) *Endpoint {
 		i := sort.Search(len(s.ring), func(i int) bool { return s.ring[i].hash >= h })
 		for k := range len(s.ring) {
 			e := s.Endpoints[s.ring[(i+k)%len(s.ring)].host]
-			if !f.active() || f.usable(e, s.Cs) {
+			if !f.active() || f.usable(e, s.ClusterState) {
 				return e
 			}
 		}
@@ -238,7 +241,7 @@ func (s *EndpointSet) pickHash(pr *PickRequest, f *hostFilter) *Endpoint {
 		i := h % uint64(len(s.table))
 		for k := range uint64(len(s.table)) {
 			e := s.Endpoints[s.table[(i+k)%uint64(len(s.table))]]
-			if !f.active() || f.usable(e, s.Cs) {
+			if !f.active() || f.usable(e, s.ClusterState) {
 				return e
 			}
 		}
@@ -262,11 +265,13 @@ func HashString(s string) uint64 {
 	return h
 }
 
-// hashPolicyKind is the source of a route hash_policy.
-type hashPolicyKind int
+// HashPolicyKind is the source of a route hash_policy.
+type HashPolicyKind int
 
 const (
-	HashHeader hashPolicyKind = iota
+	// The hash_policy sources: header, cookie, connection_properties
+	// (source_ip) and query_parameter.
+	HashHeader HashPolicyKind = iota
 	HashCookie
 	HashSourceIP
 	HashQuery
@@ -277,9 +282,12 @@ const (
 
 // HashPolicy is a built RouteAction.HashPolicy.
 type HashPolicy struct {
-	Kind     hashPolicyKind
-	Name     string // header (canonical or pseudo), cookie or query parameter
-	Ttl      *time.Duration
-	Path     string
+	Kind HashPolicyKind
+	Name string // header (canonical or pseudo), cookie or query parameter
+	// TTL, with Path, is a cookie policy's: the proxy sets the cookie when
+	// the request has none and TTL is set.
+	TTL  *time.Duration
+	Path string
+	// Terminal stops at this policy when it yields a hash.
 	Terminal bool
 }

@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// hostState is one upstream host's live counters. It outlives
+// HostState is one upstream host's live counters. It outlives
 // configurations: the applier hands the same state to the host's endpoint
 // in every configuration that keeps the host (see hostRegistry).
-type hostState struct {
+type HostState struct {
 	// Active counts in-flight requests (LEAST_REQUEST).
 	Active atomic.Int64
 	// consecutive errors for outlier detection.
@@ -28,7 +28,7 @@ type hostState struct {
 // ejected reports whether the host is ejected at now (unix nanoseconds).
 // An ejection that has run its course ends here, lazily: the host takes
 // traffic again from the first pick after its ejection time.
-func (h *hostState) ejected(now int64, cs *ClusterState) bool {
+func (h *HostState) ejected(now int64, cs *ClusterState) bool {
 	until := h.ejectedUntil.Load()
 	if until == 0 {
 		return false
@@ -50,6 +50,9 @@ func (h *hostState) ejected(now int64, cs *ClusterState) bool {
 
 // OutlierConfig is a built OutlierDetection (consecutive-error detection).
 type OutlierConfig struct {
+	// Consecutive5xx, ConsecutiveGateway and ConsecutiveLocal are the
+	// consecutive errors that eject a host, each enforced on a share of
+	// ejections (Enforce*); SplitLocal is split_external_local_origin_errors.
 	Consecutive5xx     uint32
 	Enforce5xx         Fraction
 	ConsecutiveGateway uint32
@@ -57,6 +60,9 @@ type OutlierConfig struct {
 	SplitLocal         bool
 	ConsecutiveLocal   uint32
 	EnforceLocal       Fraction
+	// Interval is how often ejections are reconsidered; BaseEjection,
+	// MaxEjection and MaxEjectionPercent bound them; AlwaysEjectOneHost
+	// ignores the percentage for the first host.
 	Interval           time.Duration
 	BaseEjection       time.Duration
 	MaxEjection        time.Duration
@@ -64,17 +70,20 @@ type OutlierConfig struct {
 	AlwaysEjectOneHost bool
 }
 
-// outcome classifies one upstream attempt for outlier detection.
-type outcome int
+// Outcome classifies one upstream attempt for outlier detection.
+type Outcome int
 
 const (
-	OutcomeSuccess      outcome = iota
+	// The outcomes: a response below 500, a 5xx other than the gateway
+	// errors, 502/503/504, and a local (connection) failure.
+	OutcomeSuccess      Outcome = iota
 	outcomeStatus5xx            // a 5xx other than 502/503/504
 	outcomeGateway              // 502, 503 or 504
 	OutcomeLocalFailure         // connect failure, reset or timeout
 )
 
-func StatusOutcome(code int) outcome {
+// StatusOutcome classifies a response status code.
+func StatusOutcome(code int) Outcome {
 	switch {
 	case code == 502 || code == 503 || code == 504:
 		return outcomeGateway
@@ -86,7 +95,7 @@ func StatusOutcome(code int) outcome {
 
 // Report feeds one attempt's outcome to the cluster's outlier detector and
 // ejects the host when a consecutive-error threshold is reached.
-func (c *Cluster) Report(e *Endpoint, o outcome) {
+func (c *Cluster) Report(e *Endpoint, o Outcome) {
 	od := c.Outlier
 	if od == nil || e == nil {
 		return
@@ -163,6 +172,7 @@ func (c *Cluster) eject(e *Endpoint) {
 // Fraction is a probability in parts per million.
 type Fraction uint32
 
+// Million is a Fraction of 1 (100%).
 const Million = 1_000_000
 
 // Roll reports whether an event with probability f happens.

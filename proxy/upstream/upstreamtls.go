@@ -17,7 +17,8 @@ const TransportSocketMatchKey = "envoy.transport_socket_match"
 // tried in order against an endpoint's metadata, then transport_socket.
 // A nil *tlsContext is plaintext (raw_buffer).
 type UpstreamSockets struct {
-	Def     *mtls.TlsContext
+	// Default is transport_socket; Matches are transport_socket_matches.
+	Default *mtls.TLSContext
 	Matches []SocketMatch
 	// Key identifies the configuration, for connection pool keys.
 	Key string
@@ -25,16 +26,18 @@ type UpstreamSockets struct {
 
 // SocketMatch is one TransportSocketMatch.
 type SocketMatch struct {
+	// Name is the match's name; Match the metadata an endpoint must carry;
+	// TLS its transport socket (nil: plaintext).
 	Name  string
 	Match *structpb.Struct
-	Tls   *mtls.TlsContext
+	TLS   *mtls.TLSContext
 }
 
 // ForEndpoint returns the TLS context for an endpoint whose
 // filter_metadata["envoy.transport_socket_match"] is md: the first match
 // all of whose fields the metadata carries with equal values (an empty
 // match takes every endpoint), else the cluster's transport_socket.
-func (s *UpstreamSockets) ForEndpoint(md *structpb.Struct) *mtls.TlsContext {
+func (s *UpstreamSockets) ForEndpoint(md *structpb.Struct) *mtls.TLSContext {
 	if s == nil {
 		return nil
 	}
@@ -48,20 +51,21 @@ func (s *UpstreamSockets) ForEndpoint(md *structpb.Struct) *mtls.TlsContext {
 			}
 		}
 		if ok {
-			return m.Tls
+			return m.TLS
 		}
 	}
-	return s.Def
+	return s.Default
 }
 
-// TlsDialKey carries a tlsDial in a request's context to the pool's
+// TLSDialKey carries a tlsDial in a request's context to the pool's
 // DialTLSContext.
-type TlsDialKey struct{}
+type TLSDialKey struct{}
 
-// TlsDial is the TLS context chosen for one request's endpoint.
-type TlsDial struct {
+// TLSDial is the TLS context chosen for one request's endpoint.
+type TLSDial struct {
+	// Addr is the endpoint's address; TLS its context.
 	Addr string
-	Tc   *mtls.TlsContext
+	TLS  *mtls.TLSContext
 }
 
 // UpstreamRequest points req at ep over the transport socket the cluster
@@ -70,11 +74,11 @@ type TlsDial struct {
 // "http".
 func (c *Cluster) UpstreamRequest(req *http.Request, ep *Endpoint) *http.Request {
 	req.URL.Host = ep.Addr
-	tc := c.Sockets.ForEndpoint(ep.TlsMatch)
+	tc := c.Sockets.ForEndpoint(ep.TLSMatch)
 	if tc == nil {
 		req.URL.Scheme = "http"
 		return req
 	}
 	req.URL.Scheme = "https"
-	return req.WithContext(context.WithValue(req.Context(), TlsDialKey{}, &TlsDial{Addr: ep.Addr, Tc: tc}))
+	return req.WithContext(context.WithValue(req.Context(), TLSDialKey{}, &TLSDial{Addr: ep.Addr, TLS: tc}))
 }

@@ -1,4 +1,4 @@
-package proxy
+package routing_test
 
 import (
 	"net/http"
@@ -11,6 +11,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/internal/prototest"
 )
 
 // String matcher kinds as the fuzzers number them.
@@ -243,7 +244,7 @@ func FuzzQueryParamMatch(f *testing.F) {
 		if kind == fuzzPresent {
 			q.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}
 		} else {
-			sm := strMatch(fuzzKindNames[kind], pattern, ignoreCase)
+			sm := prototest.StrMatch(fuzzKindNames[kind], pattern, ignoreCase)
 			q.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_StringMatch{StringMatch: sm}
 		}
 		m := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, QueryParameters: []*routev3.QueryParameterMatcher{q}}

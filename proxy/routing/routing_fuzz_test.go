@@ -1,4 +1,4 @@
-package proxy
+package routing_test
 
 import (
 	"net/http"
@@ -11,6 +11,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/gitmesh/gitmesh/proxy/config"
+	"github.com/gitmesh/gitmesh/proxy/internal/prototest"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -53,9 +54,9 @@ func FuzzDomainMatch(f *testing.F) {
 			if ds != "" {
 				domains = strings.Split(ds, ",")
 			}
-			vhosts = append(vhosts, vhost(config.Itoa(i), domains))
+			vhosts = append(vhosts, prototest.VirtualHost(config.Itoa(i), domains))
 		}
-		table, fe := config.BuildRouteTable(routeConfig("r", vhosts...), config.NewClusterRefs(nil), false)
+		table, fe := config.BuildRouteTable(prototest.RouteConfig("r", vhosts...), config.NewClusterRefs(nil), false)
 		wantErr := refDomainsInvalid(vhosts)
 		if (fe != nil) != wantErr {
 			t.Fatalf("domains %q: build error %v; want error %v", spec, fe, wantErr)

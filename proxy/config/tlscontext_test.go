@@ -1,73 +1,26 @@
-package proxy
+package config_test
 
 import (
-	"crypto/x509"
 	"strings"
 	"testing"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/gitmesh/gitmesh/proxy/config"
-	"github.com/gitmesh/gitmesh/proxy/mtls"
+	"github.com/gitmesh/gitmesh/proxy/internal/prototest"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-func TestVerifyPeerSANs(t *testing.T) {
-	ca := newTestCA(t, "root")
-	chain, key := ca.issue(t, spiffeID("a"), time.Now().Add(-time.Minute), time.Now().Add(time.Hour), "*.example.com", "svc.local")
-	leaf := keyPair(t, chain, key)
-	v, fe := config.BuildValidationContext(&tlsv3.CertificateValidationContext{
-		TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: ca.pem}},
-	})
-	if fe != nil {
-		t.Fatal(fe.Err)
-	}
-	exact := func(s string) *matcherv3.StringMatcher {
-		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
-	}
-	tests := []struct {
-		name string
-		typ  mtls.SanType
-		m    *matcherv3.StringMatcher
-		want bool
-	}{
-		{"URI exact", mtls.SanURI, exact(spiffeID("a")), true},
-		{"URI exact other", mtls.SanURI, exact(spiffeID("b")), false},
-		{"URI prefix", mtls.SanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://cluster.local/ns/default/"}}, true},
-		{"URI suffix", mtls.SanURI, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: "/sa/b"}}, false},
-		{"DNS exact via wildcard SAN", mtls.SanDNS, exact("a.example.com"), true},
-		{"DNS wildcard covers one label", mtls.SanDNS, exact("a.b.example.com"), false},
-		{"DNS type does not match URIs", mtls.SanDNS, exact(spiffeID("a")), false},
-		{"any type (match_subject_alt_names)", mtls.SanAny, exact("svc.local"), true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sm, fe := config.BuildSANMatcher(tt.typ, tt.m)
-			if fe != nil {
-				t.Fatal(fe.Err)
-			}
-			err := mtls.VerifyPeer([]*x509.Certificate{leaf.Leaf}, v.Roots, []mtls.SanMatcher{sm})
-			if (err == nil) != tt.want {
-				t.Errorf("verifyPeer: %v; want match %v", err, tt.want)
-			}
-			if err != nil && mtls.HandshakeReason(err) != mtls.ReasonVerifySAN {
-				t.Errorf("reason %q; want %q", mtls.HandshakeReason(err), mtls.ReasonVerifySAN)
-			}
-		})
-	}
-}
-
 func TestTransportSocketMatches(t *testing.T) {
-	c := staticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
-	autoMTLS(t, c, false)
+	c := prototest.StaticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
+	prototest.AutoMTLS(t, c, false)
 	s, fe := config.BuildClusterSockets(c)
 	if fe != nil {
 		t.Fatal(fe.Err)
 	}
-	st := func(m map[string]any) *structpb.Struct { return mustStruct(m) }
+	st := func(m map[string]any) *structpb.Struct { return prototest.MustStruct(m) }
 	tests := []struct {
 		name    string
 		md      *structpb.Struct
@@ -86,8 +39,8 @@ func TestTransportSocketMatches(t *testing.T) {
 		})
 	}
 	t.Run("transport_socket is the fallback", func(t *testing.T) {
-		c := staticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
-		c.TransportSocket = istioMutual(t, "sni")
+		c := prototest.StaticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
+		c.TransportSocket = prototest.IstioMutual(t, "sni")
 		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{Name: "plain", Match: st(map[string]any{"tlsMode": "none"}),
 			TransportSocket: &corev3.TransportSocket{Name: config.RawBufferTransportSocket}}}
 		s, fe := config.BuildClusterSockets(c)
@@ -102,9 +55,9 @@ func TestTransportSocketMatches(t *testing.T) {
 
 func TestUpstreamTLSNACKs(t *testing.T) {
 	upstream := func(u *tlsv3.UpstreamTlsContext) *corev3.TransportSocket {
-		return &corev3.TransportSocket{Name: config.TlsTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, u)}}
+		return &corev3.TransportSocket{Name: config.TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: prototest.Any(t, u)}}
 	}
-	cert, key := selfSigned(t, "a.example.com")
+	cert, key := prototest.SelfSigned(t, "a.example.com")
 	tests := []struct {
 		name string
 		ts   *corev3.TransportSocket
@@ -117,7 +70,7 @@ func TestUpstreamTLSNACKs(t *testing.T) {
 			}},
 		}}), `transport_socket.typed_config.common_tls_context.validation_context: SAN matchers need a trusted_ca`},
 		{"two certificates", upstream(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
-			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: inline(cert), PrivateKey: inline(key)}, {CertificateChain: inline(cert), PrivateKey: inline(key)}},
+			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: prototest.Inline(cert), PrivateKey: prototest.Inline(key)}, {CertificateChain: prototest.Inline(cert), PrivateKey: prototest.Inline(key)}},
 		}}), `at most one certificate`},
 		{"SDS outside ADS", upstream(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "default"}},
@@ -126,7 +79,7 @@ func TestUpstreamTLSNACKs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := staticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
+			c := prototest.StaticCluster(t, "c", "svc", []string{"127.0.0.1:1"})
 			c.TransportSocket = tt.ts
 			_, _, err := config.BuildCluster(c, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {

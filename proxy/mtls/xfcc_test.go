@@ -1,4 +1,4 @@
-package proxy
+package mtls_test
 
 import (
 	"crypto/sha256"
@@ -9,19 +9,20 @@ import (
 	"testing"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/gitmesh/gitmesh/proxy/internal/prototest"
 	"github.com/gitmesh/gitmesh/proxy/mtls"
 )
 
 func TestXFCCModes(t *testing.T) {
-	ca := newTestCA(t, "root")
-	chain, key := ca.workload(t, spiffeID("sleep"))
-	leaf := keyPair(t, chain, key)
+	ca := prototest.NewCA(t, "root")
+	chain, key := ca.Workload(t, prototest.SPIFFEID("sleep"))
+	leaf := prototest.KeyPair(t, chain, key)
 	cs := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf.Leaf}}
 	sum := sha256.Sum256(leaf.Certificate[0])
 	hash := hex.EncodeToString(sum[:])
-	local := func() []string { return []string{spiffeID("productpage")} }
-	mine := "By=" + spiffeID("productpage") + ";Hash=" + hash + `;Subject="";URI=` + spiffeID("sleep")
-	all := mtls.XfccConfig{Subject: true, Uri: true, Dns: true}
+	local := func() []string { return []string{prototest.SPIFFEID("productpage")} }
+	mine := "By=" + prototest.SPIFFEID("productpage") + ";Hash=" + hash + `;Subject="";URI=` + prototest.SPIFFEID("sleep")
+	all := mtls.XFCCConfig{Subject: true, URI: true, DNS: true}
 	tests := []struct {
 		name  string
 		mode  hcmv3.HttpConnectionManager_ForwardClientCertDetails
@@ -42,20 +43,20 @@ func TestXFCCModes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.Header{}
 			if tt.prior != "" {
-				h.Set(mtls.XfccHeader, tt.prior)
+				h.Set(mtls.XFCCHeader, tt.prior)
 			}
 			x := all
 			x.Mode = tt.mode
 			x.Apply(h, tt.cs, local)
-			if got := h.Get(mtls.XfccHeader); got != tt.want {
+			if got := h.Get(mtls.XFCCHeader); got != tt.want {
 				t.Errorf("got %q; want %q", got, tt.want)
 			}
 		})
 	}
 	t.Run("only By and Hash without details", func(t *testing.T) {
 		h := http.Header{}
-		mtls.XfccConfig{Mode: hcmv3.HttpConnectionManager_SANITIZE_SET}.Apply(h, cs, local)
-		if got, want := h.Get(mtls.XfccHeader), "By="+spiffeID("productpage")+";Hash="+hash; got != want {
+		mtls.XFCCConfig{Mode: hcmv3.HttpConnectionManager_SANITIZE_SET}.Apply(h, cs, local)
+		if got, want := h.Get(mtls.XFCCHeader), "By="+prototest.SPIFFEID("productpage")+";Hash="+hash; got != want {
 			t.Errorf("got %q; want %q", got, want)
 		}
 	})
