@@ -40,6 +40,8 @@ type applier struct {
 	// states maps a cluster name to its live state (circuit breakers,
 	// host states), kept across configurations.
 	states map[string]*clusterState
+	// telemetry are the tracers and access log files in use.
+	telemetry *telemetrySinks
 }
 
 func newApplier(p *Proxy) *applier {
@@ -49,6 +51,7 @@ func newApplier(p *Proxy) *applier {
 		pools:     map[poolKey]*upstreamPool{},
 		resolvers: map[string]*dnsResolver{},
 		states:    map[string]*clusterState{},
+		telemetry: newTelemetrySinks(p),
 	}
 }
 
@@ -210,8 +213,10 @@ func (a *applier) apply(ctx context.Context, cfg *meshConfig) {
 			usedResolvers[dk] = true
 		}
 	}
+	a.telemetry.attach(cfg)
 	cfg.appliedAt = time.Now()
 	a.p.current.Store(cfg)
+	a.telemetry.release()
 	a.pendingSince = time.Time{}
 	a.syncListeners()
 	for k, pool := range a.pools {
@@ -250,7 +255,8 @@ func (a *applier) syncListeners() {
 	a.p.listeners.sync(serve, keep)
 }
 
-// close stops every resolver and closes idle upstream connections.
+// close stops every resolver and tracer, closes idle upstream connections
+// and access log files.
 func (a *applier) close() {
 	for k, r := range a.resolvers {
 		delete(a.resolvers, k)
@@ -260,6 +266,7 @@ func (a *applier) close() {
 		delete(a.pools, k)
 		pool.closeIdle()
 	}
+	a.telemetry.close()
 }
 
 // listenerAddrs maps the addresses of a set's listeners to their names.

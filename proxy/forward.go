@@ -63,6 +63,9 @@ type requestState struct {
 	// downstream is the client's response writer while forwardH1 sends
 	// the request, for informational responses; nil otherwise.
 	downstream http.ResponseWriter
+	// telemetry is the request's spans and access log record; nil when
+	// its connection manager has neither.
+	telemetry *reqTelemetry
 }
 
 type requestStateKey struct{}
@@ -115,6 +118,10 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		http.Error(w, "listener not configured", rs.code)
 		return
+	}
+	if hc.telemetry != nil {
+		w = hc.telemetry.begin(h.p, w, r, rs, start)
+		defer rs.telemetry.end(r, rs)
 	}
 	if rs.lc.inbound {
 		rs.sec = h.p.downstreamSecurity(r.TLS, hc.tls)
@@ -251,6 +258,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 			rs.perTryCancel()
 		}
 	}()
+	if rt := rs.telemetry; rt != nil {
+		rt.startUpstream(r, rs)
+		defer rt.endUpstream(rs)
+	}
 	if p.forwardH1(ctx, w, r, rs) {
 		return
 	}

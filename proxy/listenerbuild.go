@@ -66,6 +66,8 @@ type httpChain struct {
 	// auth are the jwt_authn and rbac filters, in order; they run before
 	// the route is selected (see authorize).
 	auth []authFilter
+	// telemetry is the tracing and access logs; nil for none.
+	telemetry *hcmTelemetry
 }
 
 type httpFilterKind int
@@ -372,6 +374,10 @@ func buildHCM(a *anypb.Any, tables map[string]*routeTable, refs *clusterRefs) (*
 		return nil, "", fieldErr("", "decoding HttpConnectionManager: %w", err)
 	}
 	hc := &httpChain{statPrefix: hcm.GetStatPrefix(), xfcc: buildXFCC(hcm)}
+	var fe *fieldError
+	if hc.telemetry, fe = buildHCMTelemetry(hcm, refs); fe != nil {
+		return nil, "", fe
+	}
 	filters := hcm.GetHttpFilters()
 	if len(filters) == 0 {
 		return nil, "", fieldErr(".http_filters", "must end with %s", wellknown.Router)
