@@ -41,6 +41,9 @@ func (r *Reconciler) parse(objs []sources.Object, opts ...compiler.Option) (*com
 	if r.cfg.TrustDomain != "" {
 		opts = append(opts, compiler.WithTrustDomain(r.cfg.TrustDomain))
 	}
+	if r.cfg.MeshConfig != nil {
+		opts = append(opts, compiler.WithMeshConfig(r.cfg.MeshConfig))
+	}
 	if r.cfg.Registry != nil {
 		reg = r.cfg.Registry.Current()
 		opts = append(opts, compiler.WithRegistry(reg))
