@@ -35,6 +35,9 @@ const (
 	// are not a service port of the mesh (a Kubernetes Service or a
 	// ServiceEntry), so there is no cluster to export spans to.
 	CodeUnknownCollector = "GM0254"
+	// CodeIneffectiveTelemetry: a Telemetry with a selector in the root
+	// namespace, which Istio ignores.
+	CodeIneffectiveTelemetry = "GM0255"
 )
 
 // envoyProviderName is Istio's built-in access log provider: Envoy's
@@ -161,6 +164,11 @@ func (p *Policy) linkTelemetry(mc *meshconfig.MeshConfig, diags *Diagnostics) {
 			} else {
 				ts.namespaces[t.Namespace] = t
 			}
+			continue
+		}
+		if t.Namespace == ts.rootNamespace {
+			r.warnf(CodeIneffectiveTelemetry, "spec.selector",
+				"a Telemetry with a selector in the root namespace %s applies to no workload (Istio ignores it); move it to the workloads' namespace, or remove the selector to make it mesh-wide", t.Namespace)
 			continue
 		}
 		key := t.Namespace + "/" + formatSelector(sel)

@@ -238,6 +238,7 @@ func TestTelemetryDiagnostics(t *testing.T) {
 		{"formatter tags are not supported", tel("a", "default", "{tracing: [{customTags: {a: {formatter: {value: x}}}}]}"), []string{"GM0104 error spec.tracing[0].customTags.a.formatter"}},
 		{"two namespace-wide", tel("a", "default", "{}") + tel("b", "default", "{}"), []string{"GM0251 warning metadata.name"}},
 		{"two with one selector", tel("a", "default", "{selector: {matchLabels: {app: x}}}") + tel("b", "default", "{selector: {matchLabels: {app: x}}}"), []string{"GM0251 warning spec.selector"}},
+		{"selector in the root namespace", tel("a", "istio-system", "{selector: {matchLabels: {app: x}}}"), []string{"GM0255 warning spec.selector"}},
 		{"v1alpha1", strings.Replace(tel("a", "default", "{}"), "telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1", 1), nil},
 		{"unsupported version", strings.Replace(tel("a", "default", "{}"), "telemetry.istio.io/v1", "telemetry.istio.io/v2", 1), []string{"GM0107 error apiVersion"}},
 	}
