@@ -77,6 +77,11 @@ func byName(mc *meshconfig.MeshConfig, name string) (*meshconfig.MeshConfig_Exte
 // extensionProviders (the providers Telemetry objects name), its
 // defaultProviders, and the mesh-wide access log (accessLogFile). If mc
 // is nil, there are no providers but the built-in "envoy" access log.
+//
+// Without this option (`gitmesh validate` and `gitmesh diff`, which do
+// not know the controller's mesh config) the provider names Telemetry
+// objects use are not checked: each is reported as CodeUnknownTelemetryProvider
+// with severity info, and the compiled output has no tracing.
 func WithMeshConfig(mc *meshconfig.MeshConfig) Option {
-	return func(o *options) { o.mesh = mc }
+	return func(o *options) { o.mesh, o.meshSet = mc, true }
 }

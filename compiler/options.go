@@ -31,6 +31,7 @@ type options struct {
 	security         securityOptions        // WithJWKS, WithJWKSErrors
 	cache            *Cache                 // WithCache; nil: nothing cached
 	mesh             *meshconfig.MeshConfig // WithMeshConfig; nil: none
+	meshSet          bool                   // WithMeshConfig was given: provider names are checked
 }
 
 // Option configures Parse.

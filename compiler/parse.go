@@ -59,7 +59,7 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 	p.linkAuthz(o.security, &diags)
 	p.buildRegistry(o, &diags)
 	p.link(&diags)
-	p.linkTelemetry(o.mesh, &diags)
+	p.linkTelemetry(o.mesh, o.meshSet, &diags)
 	diags.sort()
 	return p, diags.dedupe()
 }

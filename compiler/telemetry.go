@@ -68,6 +68,9 @@ type telemetryScopes struct {
 	// collectors are the clusters of the opentelemetry providers, by
 	// provider name; a provider whose service is unknown is absent.
 	collectors map[string]string
+	// unchecked is true when Parse had no mesh config to check provider
+	// names against (WithMeshConfig not given).
+	unchecked bool
 }
 
 // parseTelemetry decodes a Telemetry spec and adds it to p.
@@ -119,8 +122,12 @@ func supportedTelemetryField(name string) bool {
 // Telemetry without a selector in the root namespace is mesh-wide, one
 // without a selector elsewhere is namespace-wide, one with a selector
 // applies to the matching workloads of its namespace.
-func (p *Policy) linkTelemetry(mc *meshconfig.MeshConfig, diags *Diagnostics) {
+//
+// Without a mesh config (checked false) provider names are reported as
+// unchecked (info) rather than unknown.
+func (p *Policy) linkTelemetry(mc *meshconfig.MeshConfig, checked bool, diags *Diagnostics) {
 	ts := &p.telemetry
+	ts.unchecked = !checked
 	ts.rootNamespace = p.mtls.rootNamespace
 	ts.mesh = mc
 	ts.providers = map[string]*meshconfig.MeshConfig_ExtensionProvider{}
@@ -268,6 +275,10 @@ func (p *Policy) checkProvider(r *reporter, path, name string, tracing bool) boo
 		return true
 	}
 	ep := ts.providers[name]
+	if ep == nil && ts.unchecked {
+		r.report(CodeUnknownTelemetryProvider, SeverityInfo, path, "provider %q is not checked: the controller's mesh config is not known here (the controller checks it against --mesh-config)", name)
+		return true
+	}
 	if ep == nil {
 		known := make([]string, 0, len(ts.providers)+1)
 		for n := range ts.providers {

@@ -260,6 +260,32 @@ func TestTelemetryDiagnostics(t *testing.T) {
 	}
 }
 
+// TestTelemetryWithoutMeshConfig: without a mesh config (gitmesh
+// validate, gitmesh diff) provider names are not checked but said to be
+// unchecked; with an empty one they are unknown.
+func TestTelemetryWithoutMeshConfig(t *testing.T) {
+	policy := tel("a", "default", "{tracing: [{providers: [{name: otel}]}], accessLogging: [{providers: [{name: envoy}]}]}")
+	for _, tt := range []struct {
+		name string
+		opts []Option
+		want string
+	}{
+		{"not given", nil, "GM0250 info spec.tracing[0].providers[0].name"},
+		{"nil", []Option{WithMeshConfig(nil)}, "GM0250 error spec.tracing[0].providers[0].name"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, diags := Parse(splitObjects("case.yaml", []byte(policy)), tt.opts...)
+			var got []string
+			for _, d := range diags {
+				got = append(got, d.Code+" "+string(d.Severity)+" "+d.Field)
+			}
+			if strings.Join(got, "\n") != tt.want {
+				t.Errorf("got %q; want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestReadMeshConfig: the mesh config file is checked when it is read.
 func TestReadMeshConfig(t *testing.T) {
 	tests := []struct {

@@ -150,6 +150,9 @@ func (rt *reqTelemetry) startUpstream(r *http.Request, rs *requestState) {
 	var ctx context.Context
 	ctx, rt.client = rt.tel.tracing.tracer.Start(rt.ctx, "router "+rs.cluster.name+" egress",
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	if !rt.client.SpanContext().IsValid() {
+		return // a tracer that could not start: leave the caller's headers
+	}
 	for _, h := range []string{"Traceparent", "Tracestate", "B3", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Flags"} {
 		delete(r.Header, h)
 	}

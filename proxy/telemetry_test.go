@@ -321,3 +321,20 @@ func TestAccessLogStdoutDefault(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
+
+// FuzzParseLogFormat: any format either parses and renders, or is an
+// error; never a panic.
+func FuzzParseLogFormat(f *testing.F) {
+	for _, s := range []string{envoyDefaultLogFormat, "%START_TIME(%Y/%m/%d %E3S)%", "%REQ(:PATH):10% 100%%", "%RESP(X?Y)%", "%", "%REQ(%", "%START_TIME(%s)%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		parts, err := parseLogFormat(s)
+		if err != nil {
+			return
+		}
+		req := httptest.NewRequest("GET", "http://h/p", nil)
+		rec := &logRecord{start: time.Now(), r: req, rs: &requestState{}, path: "/p", respHeader: http.Header{}}
+		rec.appendText(nil, parts)
+	})
+}
