@@ -19,6 +19,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/inject"
 	"github.com/gitmesh/gitmesh/internal/helmtest"
 )
@@ -298,6 +299,28 @@ func TestTemplate(t *testing.T) {
 				gw := deployment(t, objs, "gitmesh-gateway").Spec.Template.Spec
 				if len(gw.Volumes) != 0 || slices.ContainsFunc(gw.Containers[0].Args, func(a string) bool { return strings.HasPrefix(a, "--join-token-file") }) {
 					t.Errorf("gateway joins although xdsAuth=none: %q", gw.Containers[0].Args)
+				}
+			},
+		},
+		{
+			name: "meshConfig",
+			args: []string{"--set", "git.url=" + testURL, "--set-json", `meshConfig={"extensionProviders":[{"name":"otel","opentelemetry":{"service":"otel-collector.observability.svc.cluster.local","port":4317}}],"defaultProviders":{"accessLogging":["envoy"]}}`},
+			check: func(t *testing.T, objs []helmtest.Object) {
+				got := helmtest.Find(objs, "ConfigMap", "gitmesh-mesh")
+				if len(got) != 1 {
+					t.Fatalf("%d mesh ConfigMaps; want 1", len(got))
+				}
+				mc, err := compiler.ReadMeshConfig([]byte(got[0].Obj.(*corev1.ConfigMap).Data["mesh"]))
+				if err != nil {
+					t.Fatalf("the controller would refuse the mesh config: %v", err)
+				}
+				if len(mc.GetExtensionProviders()) != 1 || mc.GetExtensionProviders()[0].GetOpentelemetry().GetPort() != 4317 {
+					t.Errorf("mesh config %v", mc)
+				}
+				pod := deployment(t, objs, "gitmesh").Spec.Template.Spec
+				if !slices.Contains(pod.Containers[0].Args, "--mesh-config=/etc/gitmesh/mesh/mesh") ||
+					!slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool { return v.ConfigMap != nil && v.ConfigMap.Name == "gitmesh-mesh" }) {
+					t.Errorf("the controller does not read the mesh ConfigMap: args %q", pod.Containers[0].Args)
 				}
 			},
 		},

@@ -221,11 +221,15 @@ func routeClusters(rt *routev3.Route) []string {
 }
 
 // listenerClusters returns the clusters a listener's TCP proxies forward
-// to.
+// to and its HTTP connection managers' tracers export spans to.
 func listenerClusters(l *listenerv3.Listener) []string {
 	var names []string
 	for _, fc := range l.GetFilterChains() {
 		for _, f := range fc.GetFilters() {
+			if c := tracingCluster(f); c != "" {
+				names = append(names, c)
+				continue
+			}
 			tp := &tcpproxyv3.TcpProxy{}
 			if f.GetTypedConfig() == nil || !f.GetTypedConfig().MessageIs(tp) || f.GetTypedConfig().UnmarshalTo(tp) != nil {
 				continue

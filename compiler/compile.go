@@ -115,8 +115,14 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 		if err := b.gatewayListeners(&res); err != nil {
 			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 		}
+		if err := b.applyTelemetry(&res); err != nil {
+			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
+		}
 	default:
 		if err := b.sidecar(&res); err != nil {
+			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
+		}
+		if err := b.applyTelemetry(&res); err != nil {
 			return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 		}
 		// Scoped once the routes and listeners are known, which may

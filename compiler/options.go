@@ -1,6 +1,8 @@
 package compiler
 
 import (
+	meshconfig "istio.io/api/mesh/v1alpha1"
+
 	"github.com/gitmesh/gitmesh/registry"
 	"github.com/gitmesh/gitmesh/sources"
 )
@@ -26,8 +28,10 @@ type options struct {
 	autoMTLS         bool
 	registry         registry.Registry // nil: built from the revision's Kubernetes objects
 	problems         []sources.Problem
-	security         securityOptions // WithJWKS, WithJWKSErrors
-	cache            *Cache          // WithCache; nil: nothing cached
+	security         securityOptions        // WithJWKS, WithJWKSErrors
+	cache            *Cache                 // WithCache; nil: nothing cached
+	mesh             *meshconfig.MeshConfig // WithMeshConfig; nil: none
+	meshSet          bool                   // WithMeshConfig was given: provider names are checked
 }
 
 // Option configures Parse.

@@ -59,6 +59,7 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 	p.linkAuthz(o.security, &diags)
 	p.buildRegistry(o, &diags)
 	p.link(&diags)
+	p.linkTelemetry(o.mesh, o.meshSet, &diags)
 	diags.sort()
 	return p, diags.dedupe()
 }
@@ -81,6 +82,11 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 	case group == groupSecurity && (obj.Kind == KindPeerAuthentication || isAuthzKind(obj.Kind)):
 		if version != "v1" && version != "v1beta1" {
 			r.errorf(CodeUnsupportedAPIVersion, "apiVersion", "apiVersion %q is not supported for %s (use security.istio.io/v1 or v1beta1)", obj.APIVersion, obj.Kind)
+			return
+		}
+	case group == groupTelemetry && obj.Kind == KindTelemetry:
+		if version != "v1" && version != "v1alpha1" {
+			r.errorf(CodeUnsupportedAPIVersion, "apiVersion", "apiVersion %q is not supported for %s (use telemetry.istio.io/v1 or v1alpha1)", obj.APIVersion, obj.Kind)
 			return
 		}
 	case group == groupSecurity:
@@ -133,6 +139,10 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 	}
 	if obj.Kind == v1alpha1.KindRolloutPolicy {
 		p.parseRolloutPolicy(r, doc)
+		return
+	}
+	if obj.Kind == KindTelemetry {
+		p.parseTelemetry(r, Meta{Namespace: ns, Name: obj.Name, Object: obj}, spec)
 		return
 	}
 	if isAuthzKind(obj.Kind) {

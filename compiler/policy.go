@@ -36,6 +36,9 @@ type Policy struct {
 	// security.istio.io objects, sorted by namespace and name (authz.go).
 	AuthorizationPolicies  []*AuthorizationPolicy
 	RequestAuthentications []*RequestAuthentication
+	// Telemetries are the decoded telemetry.istio.io objects, sorted by
+	// namespace and name (telemetry.go).
+	Telemetries []*Telemetry
 
 	// services is the service registry derived from ServiceEntries, with
 	// the DestinationRules, VirtualServices and WorkloadEntries attached,
@@ -72,6 +75,9 @@ type Policy struct {
 	// mtls holds the mTLS settings of Parse and the valid
 	// PeerAuthentications (see mtls.go and peerauthn.go).
 	mtls mtlsSettings
+	// telemetry holds the valid Telemetries by scope and the mesh
+	// config's providers (see telemetry.go).
+	telemetry telemetryScopes
 	// jwks are the fetched JWKS documents by jwksUri (WithJWKS).
 	jwks map[string]string
 

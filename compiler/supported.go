@@ -208,5 +208,6 @@ func supportedField(message protoreflect.FullName, field protoreflect.Name) bool
 		"istio.type.v1beta1.WorkloadSelector.match_labels":
 		return true
 	}
-	return supportedAuthzField(string(message) + "." + string(field))
+	name := string(message) + "." + string(field)
+	return supportedAuthzField(name) || supportedTelemetryField(name)
 }

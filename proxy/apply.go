@@ -13,6 +13,7 @@ import (
 	"github.com/gitmesh/gitmesh/proxy/ads"
 	"github.com/gitmesh/gitmesh/proxy/config"
 	"github.com/gitmesh/gitmesh/proxy/metrics"
+	"github.com/gitmesh/gitmesh/proxy/telemetry"
 	"github.com/gitmesh/gitmesh/proxy/upstream"
 	"google.golang.org/protobuf/proto"
 )
@@ -44,6 +45,8 @@ type applier struct {
 	// states maps a cluster name to its live state (circuit breakers,
 	// host states), kept across configurations.
 	states map[string]*upstream.ClusterState
+	// telemetry are the tracers and access log files in use.
+	telemetry *telemetry.Sinks
 }
 
 func newApplier(p *Proxy) *applier {
@@ -53,6 +56,7 @@ func newApplier(p *Proxy) *applier {
 		pools:     map[upstream.PoolKey]*upstreamPool{},
 		resolvers: map[string]*upstream.DNSResolver{},
 		states:    map[string]*upstream.ClusterState{},
+		telemetry: telemetry.NewSinks(p.cfg.Workload.ID, p.dialCluster, p.log),
 	}
 }
 
@@ -219,8 +223,10 @@ func (a *applier) Apply(ctx context.Context, cfg *config.MeshConfig) {
 			usedResolvers[dk] = true
 		}
 	}
+	a.telemetry.Attach(cfg.Telemetry())
 	cfg.AppliedAt = time.Now()
 	a.p.current.Store(cfg)
+	a.telemetry.Release()
 	a.pendingSince = time.Time{}
 	a.syncListeners()
 	a.p.applied.Store(cfg)
@@ -260,7 +266,8 @@ func (a *applier) syncListeners() {
 	a.p.listeners.sync(serve, keep)
 }
 
-// close stops every resolver and closes idle upstream connections.
+// close stops every resolver and tracer, closes idle upstream connections
+// and access log files.
 func (a *applier) close() {
 	for k, r := range a.resolvers {
 		delete(a.resolvers, k)
@@ -270,6 +277,7 @@ func (a *applier) close() {
 		delete(a.pools, k)
 		pool.CloseIdle()
 	}
+	a.telemetry.Close()
 }
 
 // listenerAddrs maps the addresses of a set's listeners to their names.

@@ -2,12 +2,11 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"github.com/gitmesh/gitmesh/proxy/config"
 	"github.com/gitmesh/gitmesh/proxy/metrics"
 	"github.com/gitmesh/gitmesh/proxy/routing"
+	"github.com/gitmesh/gitmesh/proxy/telemetry"
 	"github.com/gitmesh/gitmesh/proxy/upstream"
 	"io"
 	"net"
@@ -67,6 +66,9 @@ type requestState struct {
 	// downstream is the client's response writer while forwardH1 sends
 	// the request, for informational responses; nil otherwise.
 	downstream http.ResponseWriter
+	// telemetry is the request's spans and access log record; nil when
+	// its connection manager has neither.
+	telemetry *telemetry.Request
 }
 
 type requestStateKey struct{}
@@ -119,6 +121,10 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		http.Error(w, "listener not configured", rs.code)
 		return
+	}
+	if hc.Telemetry != nil {
+		rs.telemetry, w = hc.Telemetry.Begin(w, r, start)
+		defer rs.telemetry.End(rs)
 	}
 	if rs.lc.Inbound {
 		rs.sec = h.p.downstreamSecurity(r.TLS, hc.TLS)
@@ -255,6 +261,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *requestState
 			rs.perTryCancel()
 		}
 	}()
+	if rt := rs.telemetry; rt != nil {
+		rt.StartUpstream(r, rs)
+		defer rt.EndUpstream(rs)
+	}
 	if p.forwardH1(ctx, w, r, rs) {
 		return
 	}
@@ -315,7 +325,7 @@ func rewriteOut(in, out *http.Request, rs *requestState, priorXFF []string) {
 	}
 	setXForwarded(in, out, priorXFF)
 	if out.Header.Get("X-Request-Id") == "" {
-		out.Header.Set("X-Request-Id", newRequestID())
+		out.Header.Set("X-Request-Id", telemetry.NewRequestID())
 	}
 	rt.Headers.ApplyRequest(rs.wc, out.Header)
 }
@@ -418,25 +428,6 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, rs *reques
 	}
 	w.WriteHeader(code)
 	io.WriteString(w, body)
-}
-
-// newRequestID returns a random UUID (version 4), as Envoy's x-request-id.
-func newRequestID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
 }
 
 // copyBufferSize is the size of the reverse proxy's copy buffers.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/compiler"
@@ -69,6 +70,9 @@ type Config struct {
 	// compiled policy names (auto mTLS SANs, AuthorizationPolicy
 	// principals). Default "cluster.local".
 	TrustDomain string
+	// MeshConfig is the Istio MeshConfig the Telemetry kind reads
+	// (compiler.WithMeshConfig). If nil, there are no extension providers.
+	MeshConfig *meshv1alpha1.MeshConfig
 	// HTTPClient scrapes proxies, queries Prometheus and calls webhooks.
 	// Each call is bounded by its own deadline (a scrape and a query by the
 	// analysis interval, a webhook by its timeout), so the client needs no

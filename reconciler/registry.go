@@ -41,6 +41,7 @@ func (r *Reconciler) parse(objs []sources.Object, opts ...compiler.Option) (*com
 	if r.cfg.TrustDomain != "" {
 		opts = append(opts, compiler.WithTrustDomain(r.cfg.TrustDomain))
 	}
+	opts = append(opts, compiler.WithMeshConfig(r.cfg.MeshConfig)) // nil: no providers, names still checked
 	if r.cfg.Registry != nil {
 		reg = r.cfg.Registry.Current()
 		opts = append(opts, compiler.WithRegistry(reg))

@@ -106,6 +106,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 	f.StringVar(&cfg.AdminAuth, "admin-auth", controller.AdminAuthWrites, "which admin API calls need the bearer token: writes, or all (reads too; /healthz and /readyz stay open)")
 	f.StringVar(&cfg.WebhookSecretFile, "webhook-secret-file", "", "file holding the shared secret of the webhook receivers /hooks/github, /hooks/gitlab and /hooks/generic on the admin address (unset: not served)")
 	f.StringVar(&cfg.Namespace, "namespace", "default", "namespace of policy objects that name none")
+	f.StringVar(&cfg.MeshConfigFile, "mesh-config", "", "Istio MeshConfig YAML file: the extensionProviders (opentelemetry, envoyFileAccessLog) and defaultProviders that Telemetry objects use")
 	f.StringVar(&cfg.SecretDir, "secret-dir", "", "directory of Git credential files, as a Flux secret: username/password, bearerToken, identity (+ password as passphrase) with known_hosts, caFile or ca.crt")
 	f.StringVar(&cfg.SSHKnownHostsFile, "ssh-known-hosts", "", "known_hosts file trusted for ssh repositories (with known_hosts from --secret-dir)")
 	f.StringVar(&cfg.VerifyPGPKeysFile, "verify-pgp-keys", "", "armored OpenPGP keyring (gpg --export --armor); only a head commit signed by one of its keys is built (Ready reason VerificationFailed otherwise)")

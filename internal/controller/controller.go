@@ -12,17 +12,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/gitmesh/gitmesh/api/admin"
 	"github.com/gitmesh/gitmesh/ca"
+	"github.com/gitmesh/gitmesh/compiler"
 	"github.com/gitmesh/gitmesh/internal/jwks"
 	"github.com/gitmesh/gitmesh/internal/web"
 	"github.com/gitmesh/gitmesh/reconciler"
@@ -75,6 +78,10 @@ type Config struct {
 	WebhookSecretFile string
 	// Namespace is the namespace of objects that name none. Default "default".
 	Namespace string
+	// MeshConfigFile is an Istio MeshConfig in YAML (istiod's `mesh`
+	// ConfigMap key): the extensionProviders and defaultProviders the
+	// Telemetry kind uses (docs/observability.md). Empty: none.
+	MeshConfigFile string
 	// Logger receives structured logs. If nil, logs are discarded.
 	Logger *slog.Logger
 
@@ -272,12 +279,22 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		kreg = kube.New(client, kube.WithLogger(log.With("component", "kubernetes")), kube.WithResync(cfg.KubernetesResync))
 		liveRegistry = kreg
 	}
+	var meshConfig *meshv1alpha1.MeshConfig
+	if cfg.MeshConfigFile != "" {
+		data, err := os.ReadFile(cfg.MeshConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("starting controller: %w", err)
+		}
+		if meshConfig, err = compiler.ReadMeshConfig(data); err != nil {
+			return nil, fmt.Errorf("starting controller: %s: %w", cfg.MeshConfigFile, err)
+		}
+	}
 	rec, err := reconciler.New(reconciler.Config{
 		Source: src, Path: cfg.Path, Interval: cfg.Interval, FetchTimeout: cfg.FetchTimeout, Fleet: xdsServer, Store: st.store, Recorder: st.recorder(),
 		Build: func(root, path string) ([]sources.Object, []sources.Problem, error) {
 			return sources.Build(root, path, sources.WithMaxFileBytes(cfg.MaxFileSize))
 		},
-		DefaultNamespace: cfg.Namespace, TrustDomain: authority.TrustDomain(), Logger: log.With("component", "reconciler"), Registry: liveRegistry,
+		DefaultNamespace: cfg.Namespace, TrustDomain: authority.TrustDomain(), MeshConfig: meshConfig, Logger: log.With("component", "reconciler"), Registry: liveRegistry,
 		CA:   func() *admin.CAStatus { s := certs.Status(); return &s },
 		JWKS: jwks.New(),
 	})

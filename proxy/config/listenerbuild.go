@@ -19,6 +19,7 @@ import (
 	"github.com/gitmesh/gitmesh/proxy/auth"
 	"github.com/gitmesh/gitmesh/proxy/mtls"
 	"github.com/gitmesh/gitmesh/proxy/routing"
+	"github.com/gitmesh/gitmesh/proxy/telemetry"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -74,6 +75,9 @@ type HTTPChain struct {
 	// Auth are the jwt_authn and rbac filters, in order; they run before
 	// the route is selected (see authorize).
 	Auth []auth.AuthFilter
+	// Telemetry is the tracing and access logs (tracing, access_log);
+	// nil for none.
+	Telemetry *telemetry.HCM
 }
 
 // HTTPFilterKind is an HTTP filter the forwarding path runs after
@@ -388,6 +392,10 @@ func buildHCM(a *anypb.Any, tables map[string]*routing.RouteTable, refs *cluster
 		return nil, "", fieldErr("", "decoding HttpConnectionManager: %w", err)
 	}
 	hc := &HTTPChain{StatPrefix: hcm.GetStatPrefix(), XFCC: buildXFCC(hcm)}
+	var fe *fieldError
+	if hc.Telemetry, fe = buildHCMTelemetry(hcm, refs); fe != nil {
+		return nil, "", fe
+	}
 	filters := hcm.GetHttpFilters()
 	if len(filters) == 0 {
 		return nil, "", fieldErr(".http_filters", "must end with %s", wellknown.Router)
