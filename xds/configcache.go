@@ -82,7 +82,7 @@ func (c *configCache) SetSnapshot(ctx context.Context, nodeID string, snap *cach
 		if t.version == w.req.GetVersionInfo() {
 			continue
 		}
-		if err := send(ctx, w.out, cachev3.Response(newSotwResponse(w.req, t))); err != nil {
+		if err := send(ctx, w.out, cachev3.Response(newSotwResponse(w.req, w.sub, t))); err != nil {
 			return err
 		}
 		delete(n.sotw, id)
@@ -168,7 +168,7 @@ func (c *configCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription
 			return nil, fmt.Errorf("answering %s for node %s: %w", req.GetTypeUrl(), nodeID, err)
 		}
 		if req.GetVersionInfo() != t.version || t.unreturned(sub) {
-			if err := send(context.Background(), out, cachev3.Response(newSotwResponse(req, t))); err != nil {
+			if err := send(context.Background(), out, cachev3.Response(newSotwResponse(req, sub, t))); err != nil {
 				return nil, err
 			}
 			return func() {}, nil
@@ -178,28 +178,6 @@ func (c *configCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription
 	id := c.nextID
 	n.sotw[id] = sotwWatch{req: req, sub: sub, out: out}
 	return func() { c.cancel(nodeID, id, false) }, nil
-}
-
-// unreturned reports whether the type holds a resource sub wants that
-// was not returned to it yet.
-func (t *encodedType) unreturned(sub cachev3.Subscription) bool {
-	returned := sub.ReturnedResources()
-	if sub.IsWildcard() {
-		for _, name := range t.names {
-			if _, ok := returned[name]; !ok {
-				return true
-			}
-		}
-		return false
-	}
-	for name := range sub.SubscribedResources() {
-		if _, ok := returned[name]; !ok {
-			if _, ok := t.res[name]; ok {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // CreateDeltaWatch answers a delta request at once when a subscribed
@@ -260,7 +238,7 @@ func (c *configCache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Re
 	if req.GetVersionInfo() == t.version {
 		return nil, &types.SkipFetchError{}
 	}
-	return newSotwResponse(req, t), nil
+	return newSotwResponse(req, nil, t), nil
 }
 
 // send hands a response to a watch's channel. go-control-plane gives each
@@ -285,15 +263,13 @@ type sotwResponse struct {
 
 var _ cachev3.Response = (*sotwResponse)(nil)
 
-// newSotwResponse answers req with the type's resources it names (all of
-// them when it names none), at the type's version.
-func newSotwResponse(req *cachev3.Request, t *encodedType) *sotwResponse {
-	names := t.filter(req.GetResourceNames())
-	returned := make(map[string]string, len(names))
-	for _, name := range names {
-		returned[name] = t.version
-	}
-	return &sotwResponse{req: req, version: t.version, body: t.body(bodySotw, names), returned: returned}
+// newSotwResponse answers req with the type's resources sub wants (all of
+// them for a wildcard subscription), at the type's version. sub is nil for
+// a REST fetch: then req's names say what is wanted.
+func newSotwResponse(req *cachev3.Request, sub cachev3.Subscription, t *encodedType) *sotwResponse {
+	names := t.wanted(sub, req)
+	wildcard := sub == nil || sub.IsWildcard()
+	return &sotwResponse{req: req, version: t.version, body: t.body(bodySotw, names), returned: t.returnedRecord(wildcard, names)}
 }
 
 // GetDiscoveryResponse returns a new response message each call (the
@@ -315,7 +291,8 @@ func (r *sotwResponse) GetVersion() (string, error) { return r.version, nil }
 // GetResponseVersion returns the type's version.
 func (r *sotwResponse) GetResponseVersion() string { return r.version }
 
-// GetReturnedResources maps each returned resource to the type's version.
+// GetReturnedResources records the returned set for unreturned (see
+// returned.go), not one entry per resource.
 func (r *sotwResponse) GetReturnedResources() map[string]string { return r.returned }
 
 // GetContext returns a background context.
