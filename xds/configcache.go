@@ -45,6 +45,9 @@ type deltaWatch struct {
 	req *cachev3.DeltaRequest
 	sub cachev3.Subscription
 	out chan cachev3.DeltaResponse
+	// parked is the type the watch found nothing to send in; nil when
+	// it was parked before the node had a snapshot.
+	parked *encodedType
 }
 
 func newConfigCache() *configCache {
@@ -93,8 +96,18 @@ func (c *configCache) SetSnapshot(ctx context.Context, nodeID string, snap *cach
 			errs = append(errs, err)
 			continue
 		}
+		if w.parked != nil && w.parked.sameResources(t) {
+			// Nothing to send before, the same resources now: skip the
+			// per-stream diff, which for a type of thousands of
+			// resources cost more than the rest of the assignment.
+			w.parked = t
+			n.deltas[id] = w
+			continue
+		}
 		resp := newDeltaResponse(w.req, w.sub, t)
 		if resp == nil {
+			w.parked = t
+			n.deltas[id] = w
 			continue
 		}
 		if err := send(ctx, w.out, cachev3.DeltaResponse(resp)); err != nil {
@@ -204,7 +217,11 @@ func (c *configCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Su
 	}
 	c.nextID++
 	id := c.nextID
-	n.deltas[id] = deltaWatch{req: req, sub: sub, out: out}
+	var parked *encodedType
+	if n.snap != nil {
+		parked, _ = n.snap.typ(req.GetTypeUrl()) // answered above without error
+	}
+	n.deltas[id] = deltaWatch{req: req, sub: sub, out: out, parked: parked}
 	return func() { c.cancel(nodeID, id, true) }, nil
 }
 
@@ -311,35 +328,32 @@ var _ cachev3.DeltaResponse = (*deltaResponse)(nil)
 
 // newDeltaResponse diffs the type's resources against what sub was
 // returned, as go-control-plane's snapshot cache does, and returns nil
-// when there is nothing to send.
+// when there is nothing to send. The map of what the stream holds next is
+// built only for a response: a request that changes nothing (every ACK)
+// costs the diff alone.
 func newDeltaResponse(req *cachev3.DeltaRequest, sub cachev3.Subscription, t *encodedType) *deltaResponse {
 	returned := sub.ReturnedResources()
 	var changed, removed []string
-	var next map[string]string
 	if sub.IsWildcard() {
-		next = make(map[string]string, len(t.names))
 		for _, name := range t.names {
-			v := t.res[name].version
-			next[name] = v
-			if prev, ok := returned[name]; !ok || prev != v {
+			if prev, ok := returned[name]; !ok || prev != t.res[name].version {
 				changed = append(changed, name)
 			}
 		}
-		for name := range returned {
-			if _, ok := t.res[name]; !ok {
-				removed = append(removed, name)
+		if len(returned) > len(t.names)-len(changed) {
+			for name := range returned {
+				if _, ok := t.res[name]; !ok {
+					removed = append(removed, name)
+				}
 			}
 		}
 	} else {
-		subscribed := sub.SubscribedResources()
-		next = make(map[string]string, len(subscribed))
-		for name := range subscribed {
+		for name := range sub.SubscribedResources() {
 			prev, found := returned[name]
 			if r, ok := t.res[name]; ok {
 				if prev != r.version {
 					changed = append(changed, name)
 				}
-				next[name] = r.version
 			} else if found {
 				removed = append(removed, name)
 			}
@@ -348,8 +362,23 @@ func newDeltaResponse(req *cachev3.DeltaRequest, sub cachev3.Subscription, t *en
 	if len(changed) == 0 && len(removed) == 0 && (!sub.IsWildcard() || req.GetResponseNonce() != "") {
 		return nil
 	}
-	if !sub.IsWildcard() && len(changed) > 0 {
-		changed = t.filter(changed) // sorted, so equal sets share a body
+	var next map[string]string
+	if sub.IsWildcard() {
+		next = make(map[string]string, len(t.names))
+		for _, name := range t.names {
+			next[name] = t.res[name].version
+		}
+	} else {
+		subscribed := sub.SubscribedResources()
+		next = make(map[string]string, len(subscribed))
+		for name := range subscribed {
+			if r, ok := t.res[name]; ok {
+				next[name] = r.version
+			}
+		}
+		if len(changed) > 0 {
+			changed = t.filter(changed) // sorted, so equal sets share a body
+		}
 	}
 	return &deltaResponse{req: req, version: t.version, body: t.body(bodyDelta, changed), removed: removed, next: next}
 }

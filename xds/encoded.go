@@ -77,8 +77,10 @@ type encodedType struct {
 	names   []string // sorted
 	res     map[string]encodedResource
 
-	mu     sync.Mutex // protects bodies
+	mu     sync.Mutex // protects bodies and same
 	bodies map[string][]byte
+	// same caches sameResources' answers, by the other type.
+	same map[*encodedType]bool
 }
 
 // encodedResource is one resource: its Any in wire form and its content
@@ -195,4 +197,40 @@ func (t *encodedType) filter(requested []string) []string {
 		return t.names
 	}
 	return out
+}
+
+// sameTypesKept bounds the answers an encodedType keeps in same.
+const sameTypesKept = 16
+
+// sameResources reports whether o holds the same resources as t: the same
+// names with the same content hashes. Nodes of a class move from one
+// snapshot to the next together, so the answer, computed once per pair of
+// types, is shared by all their watches.
+func (t *encodedType) sameResources(o *encodedType) bool {
+	if t == o {
+		return true
+	}
+	if t.typeURL != o.typeURL || len(t.names) != len(o.names) {
+		return false
+	}
+	t.mu.Lock()
+	same, ok := t.same[o]
+	t.mu.Unlock()
+	if ok {
+		return same
+	}
+	same = true
+	for i, name := range t.names {
+		if o.names[i] != name || o.res[name].version != t.res[name].version {
+			same = false
+			break
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.same == nil || len(t.same) >= sameTypesKept {
+		t.same = map[*encodedType]bool{}
+	}
+	t.same[o] = same
+	return same
 }
