@@ -24,6 +24,10 @@ type configCache struct {
 	nodes  map[string]*cacheNode
 	snaps  map[*cachev3.Snapshot]*encodedSnapshot
 	nextID int64
+	// types names the encoded types for wildcard delta records; recent
+	// are the last snapshots released, whose types it still knows.
+	types  *typeRegistry
+	recent []*encodedSnapshot
 }
 
 var _ cachev3.Cache = (*configCache)(nil)
@@ -51,7 +55,7 @@ type deltaWatch struct {
 }
 
 func newConfigCache() *configCache {
-	return &configCache{nodes: map[string]*cacheNode{}, snaps: map[*cachev3.Snapshot]*encodedSnapshot{}}
+	return &configCache{nodes: map[string]*cacheNode{}, snaps: map[*cachev3.Snapshot]*encodedSnapshot{}, types: newTypeRegistry()}
 }
 
 // node returns the node's record, creating it. c.mu must be held.
@@ -104,7 +108,7 @@ func (c *configCache) SetSnapshot(ctx context.Context, nodeID string, snap *cach
 			n.deltas[id] = w
 			continue
 		}
-		resp := newDeltaResponse(w.req, w.sub, t)
+		resp := newDeltaResponse(w.req, w.sub, t, c.types)
 		if resp == nil {
 			w.parked = t
 			n.deltas[id] = w
@@ -147,7 +151,7 @@ func (c *configCache) ClearSnapshot(nodeID string) {
 func (c *configCache) acquire(snap *cachev3.Snapshot) *encodedSnapshot {
 	e := c.snaps[snap]
 	if e == nil {
-		e = newEncodedSnapshot(snap)
+		e = newEncodedSnapshot(snap, c.types)
 		c.snaps[snap] = e
 	}
 	e.refs++
@@ -162,6 +166,11 @@ func (c *configCache) release(e *encodedSnapshot) {
 	}
 	if e.refs--; e.refs == 0 {
 		delete(c.snaps, e.snap)
+		c.recent = append(c.recent, e)
+		if len(c.recent) > recentSnapshots {
+			c.types.remove(c.recent[0])
+			c.recent = c.recent[1:]
+		}
 	}
 }
 
@@ -208,7 +217,7 @@ func (c *configCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Su
 		if err != nil {
 			return nil, fmt.Errorf("answering %s for node %s: %w", req.GetTypeUrl(), nodeID, err)
 		}
-		if resp := newDeltaResponse(req, sub, t); resp != nil {
+		if resp := newDeltaResponse(req, sub, t, c.types); resp != nil {
 			if err := send(context.Background(), out, cachev3.DeltaResponse(resp)); err != nil {
 				return nil, err
 			}
@@ -331,10 +340,14 @@ var _ cachev3.DeltaResponse = (*deltaResponse)(nil)
 // when there is nothing to send. The map of what the stream holds next is
 // built only for a response: a request that changes nothing (every ACK)
 // costs the diff alone.
-func newDeltaResponse(req *cachev3.DeltaRequest, sub cachev3.Subscription, t *encodedType) *deltaResponse {
+func newDeltaResponse(req *cachev3.DeltaRequest, sub cachev3.Subscription, t *encodedType, reg *typeRegistry) *deltaResponse {
 	returned := sub.ReturnedResources()
 	var changed, removed []string
+	recorded := false
 	if sub.IsWildcard() {
+		changed, removed, recorded = wildcardDiff(reg, returned, t)
+	}
+	if sub.IsWildcard() && !recorded {
 		for _, name := range t.names {
 			if prev, ok := returned[name]; !ok || prev != t.res[name].version {
 				changed = append(changed, name)
@@ -342,12 +355,12 @@ func newDeltaResponse(req *cachev3.DeltaRequest, sub cachev3.Subscription, t *en
 		}
 		if len(returned) > len(t.names)-len(changed) {
 			for name := range returned {
-				if _, ok := t.res[name]; !ok {
+				if _, ok := t.res[name]; !ok && name != deltaWildcardKey {
 					removed = append(removed, name)
 				}
 			}
 		}
-	} else {
+	} else if !sub.IsWildcard() {
 		for name := range sub.SubscribedResources() {
 			prev, found := returned[name]
 			if r, ok := t.res[name]; ok {
@@ -363,12 +376,15 @@ func newDeltaResponse(req *cachev3.DeltaRequest, sub cachev3.Subscription, t *en
 		return nil
 	}
 	var next map[string]string
-	if sub.IsWildcard() {
+	switch {
+	case sub.IsWildcard() && t.id != "":
+		next = map[string]string{deltaWildcardKey: t.id} // see deltarecord.go
+	case sub.IsWildcard():
 		next = make(map[string]string, len(t.names))
 		for _, name := range t.names {
 			next[name] = t.res[name].version
 		}
-	} else {
+	default:
 		subscribed := sub.SubscribedResources()
 		next = make(map[string]string, len(subscribed))
 		for name := range subscribed {

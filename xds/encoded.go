@@ -43,14 +43,15 @@ const bodiesPerType = 16
 // type and shared by every node assigned the snapshot.
 type encodedSnapshot struct {
 	snap *cachev3.Snapshot
-	refs int // nodes assigned it; configCache.mu guards it
+	refs int           // nodes assigned it; configCache.mu guards it
+	reg  *typeRegistry // names its types (deltarecord.go); nil: unnamed
 
 	mu    sync.Mutex // protects types
 	types map[string]*encodedType
 }
 
-func newEncodedSnapshot(snap *cachev3.Snapshot) *encodedSnapshot {
-	return &encodedSnapshot{snap: snap, types: map[string]*encodedType{}}
+func newEncodedSnapshot(snap *cachev3.Snapshot, reg *typeRegistry) *encodedSnapshot {
+	return &encodedSnapshot{snap: snap, reg: reg, types: map[string]*encodedType{}}
 }
 
 // typ returns the snapshot's resources of typeURL in wire form, encoding
@@ -66,21 +67,25 @@ func (e *encodedSnapshot) typ(typeURL string) (*encodedType, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.reg.add(t)
 	e.types[typeURL] = t
 	return t, nil
 }
 
 // encodedType is one type's resources in wire form.
 type encodedType struct {
+	id      string // its name in the typeRegistry ("" when none)
 	typeURL string
 	version string   // the snapshot's version of the type
 	names   []string // sorted
 	res     map[string]encodedResource
 
-	mu     sync.Mutex // protects bodies and same
+	mu     sync.Mutex // protects bodies, same and diffs
 	bodies map[string][]byte
 	// same caches sameResources' answers, by the other type.
 	same map[*encodedType]bool
+	// diffs caches diffTo's answers, by the other type.
+	diffs map[*encodedType]typeDiff
 }
 
 // encodedResource is one resource: its Any in wire form and its content

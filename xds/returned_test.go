@@ -15,7 +15,7 @@ import (
 // and a named subscription.
 func TestSotwReturnedRecord(t *testing.T) {
 	_, snap := manyClusters(t, 200, "")
-	e := newEncodedSnapshot(snap)
+	e := newEncodedSnapshot(snap, nil)
 	for _, typeURL := range []string{resource.ClusterType, resource.EndpointType} {
 		typ, err := e.typ(typeURL)
 		if err != nil {
