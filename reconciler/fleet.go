@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -112,11 +113,18 @@ func workloads(nodes []xds.NodeStatus) []nodemeta.Workload {
 	return out
 }
 
-// fleetKey identifies a set of workloads: equal keys compile equally.
+// fleetKey identifies a set of workloads: equal keys compile equally. It
+// hashes every field of each workload (the compiler reads addresses, pod
+// and instance IPs besides the class).
 func fleetKey(fleet []nodemeta.Workload) string {
 	h := sha256.New()
+	enc := json.NewEncoder(h) // maps are written sorted
 	for _, w := range fleet {
-		fmt.Fprintf(h, "%s\x00%s\n", w.ID, w.Class().Key())
+		if err := enc.Encode(w); err != nil {
+			// A Workload is strings, slices and maps of strings: it
+			// always encodes. Should it not, never match a key.
+			fmt.Fprintf(h, "%p", &w)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

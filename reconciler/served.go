@@ -35,12 +35,15 @@ func newServed(revision string, objs []sources.Object, policy *compiler.Policy) 
 }
 
 // compile makes sure s has a snapshot for every node's class, and for the
-// probe class, compiled against fleet. When the fleet changed, every class
-// is recompiled (only endpoint versions change, so only endpoints are
-// re-sent). The probe class makes a revision that does not compile fail
-// before any proxy connects, and lets two revisions be compared when no
-// proxy is connected.
+// probe class, compiled against fleet. When the part of the fleet the
+// policy reads changed (Policy.FleetInputs: sidecars its services select),
+// every class is recompiled (only endpoint versions change, so only
+// endpoints are re-sent); a node that connects without changing it costs
+// no compile unless it brings a new class. The probe class makes a
+// revision that does not compile fail before any proxy connects, and lets
+// two revisions be compared when no proxy is connected.
 func (s *served) compile(nodes []xds.NodeStatus, fleet []nodemeta.Workload, probe nodemeta.ProxyClass) error {
+	fleet = s.Policy.FleetInputs(fleet)
 	key := fleetKey(fleet)
 	var prev map[string]*compiler.Snapshot
 	if key != s.fleetKey {

@@ -110,6 +110,7 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 		req.VersionInfo = rejected
 	}
 	bindNodeID(req.GetNode(), nodeID)
+	req.ResourceNames = c.s.names.intern(req.ResourceNames)
 	return err
 }
 
@@ -155,6 +156,7 @@ func (c *callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscove
 	}
 	_, nodeID, err := c.s.request(streamKey{delta: true, id: id}, r)
 	bindNodeID(req.GetNode(), nodeID)
+	req.ResourceNamesSubscribe = c.s.names.intern(req.ResourceNamesSubscribe)
 	return err
 }
 

@@ -24,6 +24,10 @@ type configCache struct {
 	nodes  map[string]*cacheNode
 	snaps  map[*cachev3.Snapshot]*encodedSnapshot
 	nextID int64
+	// types names the encoded types for wildcard delta records; recent
+	// are the last snapshots released, whose types it still knows.
+	types  *typeRegistry
+	recent []*encodedSnapshot
 }
 
 var _ cachev3.Cache = (*configCache)(nil)
@@ -45,10 +49,13 @@ type deltaWatch struct {
 	req *cachev3.DeltaRequest
 	sub cachev3.Subscription
 	out chan cachev3.DeltaResponse
+	// parked is the type the watch found nothing to send in; nil when
+	// it was parked before the node had a snapshot.
+	parked *encodedType
 }
 
 func newConfigCache() *configCache {
-	return &configCache{nodes: map[string]*cacheNode{}, snaps: map[*cachev3.Snapshot]*encodedSnapshot{}}
+	return &configCache{nodes: map[string]*cacheNode{}, snaps: map[*cachev3.Snapshot]*encodedSnapshot{}, types: newTypeRegistry()}
 }
 
 // node returns the node's record, creating it. c.mu must be held.
@@ -82,7 +89,7 @@ func (c *configCache) SetSnapshot(ctx context.Context, nodeID string, snap *cach
 		if t.version == w.req.GetVersionInfo() {
 			continue
 		}
-		if err := send(ctx, w.out, cachev3.Response(newSotwResponse(w.req, t))); err != nil {
+		if err := send(ctx, w.out, cachev3.Response(newSotwResponse(w.req, w.sub, t))); err != nil {
 			return err
 		}
 		delete(n.sotw, id)
@@ -93,8 +100,18 @@ func (c *configCache) SetSnapshot(ctx context.Context, nodeID string, snap *cach
 			errs = append(errs, err)
 			continue
 		}
-		resp := newDeltaResponse(w.req, w.sub, t)
+		if w.parked != nil && w.parked.sameResources(t) {
+			// Nothing to send before, the same resources now: skip the
+			// per-stream diff, which for a type of thousands of
+			// resources cost more than the rest of the assignment.
+			w.parked = t
+			n.deltas[id] = w
+			continue
+		}
+		resp := newDeltaResponse(w.req, w.sub, t, c.types)
 		if resp == nil {
+			w.parked = t
+			n.deltas[id] = w
 			continue
 		}
 		if err := send(ctx, w.out, cachev3.DeltaResponse(resp)); err != nil {
@@ -134,7 +151,7 @@ func (c *configCache) ClearSnapshot(nodeID string) {
 func (c *configCache) acquire(snap *cachev3.Snapshot) *encodedSnapshot {
 	e := c.snaps[snap]
 	if e == nil {
-		e = newEncodedSnapshot(snap)
+		e = newEncodedSnapshot(snap, c.types)
 		c.snaps[snap] = e
 	}
 	e.refs++
@@ -149,6 +166,11 @@ func (c *configCache) release(e *encodedSnapshot) {
 	}
 	if e.refs--; e.refs == 0 {
 		delete(c.snaps, e.snap)
+		c.recent = append(c.recent, e)
+		if len(c.recent) > recentSnapshots {
+			c.types.remove(c.recent[0])
+			c.recent = c.recent[1:]
+		}
 	}
 }
 
@@ -168,7 +190,7 @@ func (c *configCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription
 			return nil, fmt.Errorf("answering %s for node %s: %w", req.GetTypeUrl(), nodeID, err)
 		}
 		if req.GetVersionInfo() != t.version || t.unreturned(sub) {
-			if err := send(context.Background(), out, cachev3.Response(newSotwResponse(req, t))); err != nil {
+			if err := send(context.Background(), out, cachev3.Response(newSotwResponse(req, sub, t))); err != nil {
 				return nil, err
 			}
 			return func() {}, nil
@@ -178,28 +200,6 @@ func (c *configCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription
 	id := c.nextID
 	n.sotw[id] = sotwWatch{req: req, sub: sub, out: out}
 	return func() { c.cancel(nodeID, id, false) }, nil
-}
-
-// unreturned reports whether the type holds a resource sub wants that
-// was not returned to it yet.
-func (t *encodedType) unreturned(sub cachev3.Subscription) bool {
-	returned := sub.ReturnedResources()
-	if sub.IsWildcard() {
-		for _, name := range t.names {
-			if _, ok := returned[name]; !ok {
-				return true
-			}
-		}
-		return false
-	}
-	for name := range sub.SubscribedResources() {
-		if _, ok := returned[name]; !ok {
-			if _, ok := t.res[name]; ok {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // CreateDeltaWatch answers a delta request at once when a subscribed
@@ -217,7 +217,7 @@ func (c *configCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Su
 		if err != nil {
 			return nil, fmt.Errorf("answering %s for node %s: %w", req.GetTypeUrl(), nodeID, err)
 		}
-		if resp := newDeltaResponse(req, sub, t); resp != nil {
+		if resp := newDeltaResponse(req, sub, t, c.types); resp != nil {
 			if err := send(context.Background(), out, cachev3.DeltaResponse(resp)); err != nil {
 				return nil, err
 			}
@@ -226,7 +226,11 @@ func (c *configCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Su
 	}
 	c.nextID++
 	id := c.nextID
-	n.deltas[id] = deltaWatch{req: req, sub: sub, out: out}
+	var parked *encodedType
+	if n.snap != nil {
+		parked, _ = n.snap.typ(req.GetTypeUrl()) // answered above without error
+	}
+	n.deltas[id] = deltaWatch{req: req, sub: sub, out: out, parked: parked}
 	return func() { c.cancel(nodeID, id, true) }, nil
 }
 
@@ -260,7 +264,7 @@ func (c *configCache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Re
 	if req.GetVersionInfo() == t.version {
 		return nil, &types.SkipFetchError{}
 	}
-	return newSotwResponse(req, t), nil
+	return newSotwResponse(req, nil, t), nil
 }
 
 // send hands a response to a watch's channel. go-control-plane gives each
@@ -285,15 +289,13 @@ type sotwResponse struct {
 
 var _ cachev3.Response = (*sotwResponse)(nil)
 
-// newSotwResponse answers req with the type's resources it names (all of
-// them when it names none), at the type's version.
-func newSotwResponse(req *cachev3.Request, t *encodedType) *sotwResponse {
-	names := t.filter(req.GetResourceNames())
-	returned := make(map[string]string, len(names))
-	for _, name := range names {
-		returned[name] = t.version
-	}
-	return &sotwResponse{req: req, version: t.version, body: t.body(bodySotw, names), returned: returned}
+// newSotwResponse answers req with the type's resources sub wants (all of
+// them for a wildcard subscription), at the type's version. sub is nil for
+// a REST fetch: then req's names say what is wanted.
+func newSotwResponse(req *cachev3.Request, sub cachev3.Subscription, t *encodedType) *sotwResponse {
+	names := t.wanted(sub, req)
+	wildcard := sub == nil || sub.IsWildcard()
+	return &sotwResponse{req: req, version: t.version, body: t.body(bodySotw, names), returned: t.returnedRecord(wildcard, names)}
 }
 
 // GetDiscoveryResponse returns a new response message each call (the
@@ -315,7 +317,8 @@ func (r *sotwResponse) GetVersion() (string, error) { return r.version, nil }
 // GetResponseVersion returns the type's version.
 func (r *sotwResponse) GetResponseVersion() string { return r.version }
 
-// GetReturnedResources maps each returned resource to the type's version.
+// GetReturnedResources records the returned set for unreturned (see
+// returned.go), not one entry per resource.
 func (r *sotwResponse) GetReturnedResources() map[string]string { return r.returned }
 
 // GetContext returns a background context.
@@ -334,35 +337,36 @@ var _ cachev3.DeltaResponse = (*deltaResponse)(nil)
 
 // newDeltaResponse diffs the type's resources against what sub was
 // returned, as go-control-plane's snapshot cache does, and returns nil
-// when there is nothing to send.
-func newDeltaResponse(req *cachev3.DeltaRequest, sub cachev3.Subscription, t *encodedType) *deltaResponse {
+// when there is nothing to send. The map of what the stream holds next is
+// built only for a response: a request that changes nothing (every ACK)
+// costs the diff alone.
+func newDeltaResponse(req *cachev3.DeltaRequest, sub cachev3.Subscription, t *encodedType, reg *typeRegistry) *deltaResponse {
 	returned := sub.ReturnedResources()
 	var changed, removed []string
-	var next map[string]string
+	recorded := false
 	if sub.IsWildcard() {
-		next = make(map[string]string, len(t.names))
+		changed, removed, recorded = wildcardDiff(reg, returned, t)
+	}
+	if sub.IsWildcard() && !recorded {
 		for _, name := range t.names {
-			v := t.res[name].version
-			next[name] = v
-			if prev, ok := returned[name]; !ok || prev != v {
+			if prev, ok := returned[name]; !ok || prev != t.res[name].version {
 				changed = append(changed, name)
 			}
 		}
-		for name := range returned {
-			if _, ok := t.res[name]; !ok {
-				removed = append(removed, name)
+		if len(returned) > len(t.names)-len(changed) {
+			for name := range returned {
+				if _, ok := t.res[name]; !ok && name != deltaWildcardKey {
+					removed = append(removed, name)
+				}
 			}
 		}
-	} else {
-		subscribed := sub.SubscribedResources()
-		next = make(map[string]string, len(subscribed))
-		for name := range subscribed {
+	} else if !sub.IsWildcard() {
+		for name := range sub.SubscribedResources() {
 			prev, found := returned[name]
 			if r, ok := t.res[name]; ok {
 				if prev != r.version {
 					changed = append(changed, name)
 				}
-				next[name] = r.version
 			} else if found {
 				removed = append(removed, name)
 			}
@@ -371,8 +375,26 @@ func newDeltaResponse(req *cachev3.DeltaRequest, sub cachev3.Subscription, t *en
 	if len(changed) == 0 && len(removed) == 0 && (!sub.IsWildcard() || req.GetResponseNonce() != "") {
 		return nil
 	}
-	if !sub.IsWildcard() && len(changed) > 0 {
-		changed = t.filter(changed) // sorted, so equal sets share a body
+	var next map[string]string
+	switch {
+	case sub.IsWildcard() && t.id != "":
+		next = map[string]string{deltaWildcardKey: t.id} // see deltarecord.go
+	case sub.IsWildcard():
+		next = make(map[string]string, len(t.names))
+		for _, name := range t.names {
+			next[name] = t.res[name].version
+		}
+	default:
+		subscribed := sub.SubscribedResources()
+		next = make(map[string]string, len(subscribed))
+		for name := range subscribed {
+			if r, ok := t.res[name]; ok {
+				next[name] = r.version
+			}
+		}
+		if len(changed) > 0 {
+			changed = t.filter(changed) // sorted, so equal sets share a body
+		}
 	}
 	return &deltaResponse{req: req, version: t.version, body: t.body(bodyDelta, changed), removed: removed, next: next}
 }

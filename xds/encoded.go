@@ -43,14 +43,15 @@ const bodiesPerType = 16
 // type and shared by every node assigned the snapshot.
 type encodedSnapshot struct {
 	snap *cachev3.Snapshot
-	refs int // nodes assigned it; configCache.mu guards it
+	refs int           // nodes assigned it; configCache.mu guards it
+	reg  *typeRegistry // names its types (deltarecord.go); nil: unnamed
 
 	mu    sync.Mutex // protects types
 	types map[string]*encodedType
 }
 
-func newEncodedSnapshot(snap *cachev3.Snapshot) *encodedSnapshot {
-	return &encodedSnapshot{snap: snap, types: map[string]*encodedType{}}
+func newEncodedSnapshot(snap *cachev3.Snapshot, reg *typeRegistry) *encodedSnapshot {
+	return &encodedSnapshot{snap: snap, reg: reg, types: map[string]*encodedType{}}
 }
 
 // typ returns the snapshot's resources of typeURL in wire form, encoding
@@ -66,19 +67,25 @@ func (e *encodedSnapshot) typ(typeURL string) (*encodedType, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.reg.add(t)
 	e.types[typeURL] = t
 	return t, nil
 }
 
 // encodedType is one type's resources in wire form.
 type encodedType struct {
+	id      string // its name in the typeRegistry ("" when none)
 	typeURL string
 	version string   // the snapshot's version of the type
 	names   []string // sorted
 	res     map[string]encodedResource
 
-	mu     sync.Mutex // protects bodies
+	mu     sync.Mutex // protects bodies, same and diffs
 	bodies map[string][]byte
+	// same caches sameResources' answers, by the other type.
+	same map[*encodedType]bool
+	// diffs caches diffTo's answers, by the other type.
+	diffs map[*encodedType]typeDiff
 }
 
 // encodedResource is one resource: its Any in wire form and its content
@@ -195,4 +202,40 @@ func (t *encodedType) filter(requested []string) []string {
 		return t.names
 	}
 	return out
+}
+
+// sameTypesKept bounds the answers an encodedType keeps in same.
+const sameTypesKept = 16
+
+// sameResources reports whether o holds the same resources as t: the same
+// names with the same content hashes. Nodes of a class move from one
+// snapshot to the next together, so the answer, computed once per pair of
+// types, is shared by all their watches.
+func (t *encodedType) sameResources(o *encodedType) bool {
+	if t == o {
+		return true
+	}
+	if t.typeURL != o.typeURL || len(t.names) != len(o.names) {
+		return false
+	}
+	t.mu.Lock()
+	same, ok := t.same[o]
+	t.mu.Unlock()
+	if ok {
+		return same
+	}
+	same = true
+	for i, name := range t.names {
+		if o.names[i] != name || o.res[name].version != t.res[name].version {
+			same = false
+			break
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.same == nil || len(t.same) >= sameTypesKept {
+		t.same = map[*encodedType]bool{}
+	}
+	t.same[o] = same
+	return same
 }

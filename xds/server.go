@@ -107,6 +107,7 @@ type Server struct {
 	services    []func(grpc.ServiceRegistrar)
 
 	cache   *configCache          // config: every type but secrets
+	names   *nameLists            // requests' resource names, shared (names.go)
 	secrets cachev3.SnapshotCache // secrets (SDS), see secrets.go
 	changed chan struct{}
 	// wmu protects watchers: changed and the channels Subscribe handed out.
@@ -185,6 +186,7 @@ func NewServer(opts ...Option) *Server {
 		o(s)
 	}
 	s.cache = newConfigCache()
+	s.names = newNameLists()
 	s.secrets = cachev3.NewSnapshotCache(adsCacheMode, cachev3.IDHash{}, cpLogger{s.log})
 	s.metrics = newMetrics(s)
 	return s
