@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -54,9 +53,7 @@ func newCAStatusCmd() *cobra.Command {
 			return &exitError{2, err}
 		}
 		if output == "json" {
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(st)
+			return printJSON(cmd.OutOrStdout(), st)
 		}
 		printCA(cmd.OutOrStdout(), &st)
 		return nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -96,9 +95,7 @@ Exit codes: 0 shown, 2 the controller could not be reached.`,
 			return &exitError{2, err}
 		}
 		if output == "json" {
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(h)
+			return printJSON(cmd.OutOrStdout(), h)
 		}
 		return printHistory(cmd.OutOrStdout(), h)
 	}

@@ -68,12 +68,17 @@ not be reached.`,
 	return cmd
 }
 
+// printJSON writes v as indented JSON, the -o json of every command.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 // writeStatus writes st as text or JSON.
 func writeStatus(w io.Writer, st *admin.Status, output string) error {
 	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(w, st)
 	}
 	printStatus(w, st)
 	return nil

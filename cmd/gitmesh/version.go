@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -100,9 +99,7 @@ Exit codes: 0 printed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b := readBuildInfo()
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(b)
+				return printJSON(cmd.OutOrStdout(), b)
 			}
 			_, err := fmt.Fprintln(cmd.OutOrStdout(), b)
 			return err
