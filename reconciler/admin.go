@@ -36,33 +36,33 @@ import (
 func AdminHandler(r *Reconciler, token string, gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, r.Status())
+		admin.WriteJSON(w, http.StatusOK, r.Status())
 	})
 	mux.Handle("POST /api/v1/reconcile", RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		r.Trigger()
-		writeJSON(w, http.StatusAccepted, map[string]string{"status": "reconcile requested"})
+		admin.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "reconcile requested"})
 	})))
 	mux.HandleFunc("GET /api/v1/history", func(w http.ResponseWriter, req *http.Request) {
 		limit, _ := strconv.Atoi(req.URL.Query().Get("limit"))
 		h, err := r.History(limit)
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			admin.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, h)
+		admin.WriteJSON(w, http.StatusOK, h)
 	})
 	mux.Handle("POST /api/v1/rollout", RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var op admin.Request
 		if err := json.NewDecoder(io.LimitReader(req.Body, 1<<16)).Decode(&op); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
+			admin.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
 			return
 		}
 		res, err := r.Do(req.Context(), op)
 		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			admin.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, res.Code, res)
+		admin.WriteJSON(w, res.Code, res)
 	})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -89,19 +89,11 @@ func RequireToken(token string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
 		if !ok || token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+			admin.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 			return
 		}
 		next.ServeHTTP(w, req)
 	})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
 
 // LoadOrCreateToken reads the admin token from path, or, when the file does

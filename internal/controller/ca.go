@@ -134,12 +134,12 @@ func reloadCA(cfg Config, cl *cluster, mgr *sds.Manager) func(context.Context) e
 func withCA(mgr *sds.Manager, token string, next http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/ca", func(w http.ResponseWriter, _ *http.Request) {
-		writeCAJSON(w, http.StatusOK, mgr.Status())
+		admin.WriteJSON(w, http.StatusOK, mgr.Status())
 	})
 	mux.Handle("POST /api/v1/ca", reconciler.RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var op admin.CARequest
 		if err := json.NewDecoder(io.LimitReader(req.Body, 1<<16)).Decode(&op); err != nil {
-			writeCAJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
+			admin.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
 			return
 		}
 		var (
@@ -152,26 +152,18 @@ func withCA(mgr *sds.Manager, token string, next http.Handler) http.Handler {
 		case admin.CAOpPrune:
 			res, err = mgr.Prune(req.Context(), op.Force)
 		default:
-			writeCAJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("unknown op %q: want %s or %s", op.Op, admin.CAOpRotate, admin.CAOpPrune)})
+			admin.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("unknown op %q: want %s or %s", op.Op, admin.CAOpRotate, admin.CAOpPrune)})
 			return
 		}
 		switch {
 		case errors.Is(err, sds.ErrOperatorRoot), errors.Is(err, sds.ErrNothingToPrune), errors.Is(err, sds.ErrOldRootInUse):
-			writeCAJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+			admin.WriteJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 		case err != nil:
-			writeCAJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			admin.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		default:
-			writeCAJSON(w, http.StatusOK, res)
+			admin.WriteJSON(w, http.StatusOK, res)
 		}
 	})))
 	mux.Handle("/", next)
 	return mux
-}
-
-func writeCAJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

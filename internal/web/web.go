@@ -152,7 +152,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/events", s.serveEvents)
 	mux.HandleFunc("GET /api/v1/graph", func(w http.ResponseWriter, req *http.Request) {
 		g := s.sampleGraph(req.Context(), time.Second)
-		writeJSON(w, http.StatusOK, g)
+		admin.WriteJSON(w, http.StatusOK, g)
 	})
 	return mux
 }
@@ -264,15 +264,6 @@ func (s *Server) scrapeInto(ctx context.Context) {
 		s.log.Debug("scraping proxies for the graph", "errors", len(sc.errs), "first", sc.errs[0])
 	}
 	s.graphWin.add(sc)
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
 
 // mustJSON encodes v, whose types always encode.
