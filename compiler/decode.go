@@ -3,6 +3,7 @@ package compiler
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -19,7 +20,28 @@ import (
 // decodeDocument converts a YAML document into a generic JSON tree
 // (map[string]any, []any, string, json.Number, bool, nil). Numbers stay
 // json.Number so that ports and weights keep their exact value.
+//
+// The tree is built straight from the YAML parser's values (yamlTree);
+// the few documents yamlTree leaves to encoding/json take the way through
+// JSON text, so both ways give the same tree and the same errors.
 func decodeDocument(doc []byte) (map[string]any, error) {
+	v, err := yamlTree(doc)
+	if errors.Is(err, errNotJSONTree) {
+		v, err = decodeDocumentJSON(doc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("document is %s, not an object", jsonKind(v))
+	}
+	return m, nil
+}
+
+// decodeDocumentJSON is decodeDocument through JSON text: YAMLToJSON,
+// then encoding/json with UseNumber.
+func decodeDocumentJSON(doc []byte) (any, error) {
 	j, err := yaml.YAMLToJSON(doc)
 	if err != nil {
 		return nil, err
@@ -30,11 +52,7 @@ func decodeDocument(doc []byte) (map[string]any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
 	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("document is %s, not an object", jsonKind(v))
-	}
-	return m, nil
+	return v, nil
 }
 
 // decodeSpec decodes spec (a generic JSON tree at path "spec") into msg.
