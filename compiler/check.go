@@ -32,25 +32,8 @@ func marshalAny(m proto.Message) (*anypb.Any, error) {
 // configuration, route -> cluster, EDS cluster -> ClusterLoadAssignment,
 // and that no domain appears in two VirtualHosts of a RouteConfiguration.
 func (r *resources) check() error {
-	for _, l := range r.listeners {
-		if err := r.validate(l); err != nil {
-			return fmt.Errorf("invalid listener %s: %w", l.GetName(), err)
-		}
-	}
-	for _, rc := range r.routes {
-		if err := r.validate(rc); err != nil {
-			return fmt.Errorf("invalid route configuration %s: %w", rc.GetName(), err)
-		}
-	}
-	for _, c := range r.clusters {
-		if err := r.validate(c); err != nil {
-			return fmt.Errorf("invalid cluster %s: %w", c.GetName(), err)
-		}
-	}
-	for _, e := range r.endpoints {
-		if err := r.validate(e); err != nil {
-			return fmt.Errorf("invalid cluster load assignment %s: %w", e.GetClusterName(), err)
-		}
+	if err := r.validateAll(); err != nil {
+		return err
 	}
 
 	routes := map[string]bool{}
@@ -101,41 +84,81 @@ func (r *resources) check() error {
 	return nil
 }
 
-// validate is validateDeep, skipped for a resource whose deterministic
-// encoding r.cache saw pass before. With a cache it keeps the encoding in
-// r.wire for snapshot, which hashes the same bytes.
-func (r *resources) validate(m proto.Message) error {
-	if r.cache == nil {
-		return validateDeep(m)
+// checkItem is one resource validateAll validates, and how its error
+// names it.
+type checkItem struct {
+	m    proto.Message
+	what string
+	name string
+}
+
+// validateAll validates every resource (see validateResource) on all
+// cores and keeps each encoding in r.wire for snapshot, which hashes the
+// same bytes. The error is the first resource's in build order (listeners,
+// routes, clusters, endpoints), whatever the schedule.
+func (r *resources) validateAll() error {
+	items := make([]checkItem, 0, len(r.listeners)+len(r.routes)+len(r.clusters)+len(r.endpoints))
+	for _, l := range r.listeners {
+		items = append(items, checkItem{l, "listener", l.GetName()})
 	}
+	for _, rc := range r.routes {
+		items = append(items, checkItem{rc, "route configuration", rc.GetName()})
+	}
+	for _, c := range r.clusters {
+		items = append(items, checkItem{c, "cluster", c.GetName()})
+	}
+	for _, e := range r.endpoints {
+		items = append(items, checkItem{e, "cluster load assignment", e.GetClusterName()})
+	}
+	wires := make([][]byte, len(items))
+	errs := make([]error, len(items))
+	parallelFor(len(items), func(i int) { wires[i], errs[i] = r.validateResource(items[i].m) })
 	if r.wire == nil {
-		r.wire = map[proto.Message][]byte{}
+		r.wire = make(map[proto.Message][]byte, len(items))
 	}
-	if r.shared[m] {
+	for i, it := range items {
+		if errs[i] != nil {
+			return fmt.Errorf("invalid %s %s: %w", it.what, it.name, errs[i])
+		}
+		if wires[i] != nil {
+			r.wire[it.m] = wires[i]
+		}
+	}
+	return nil
+}
+
+// validateResource runs validateDeep on m, unless r.cache saw a resource
+// with the same deterministic encoding pass before, and returns that
+// encoding (nil when m does not encode: snapshot then reports the error).
+// It is safe to call for several resources at once: it only reads r, and
+// the Cache has its own lock.
+func (r *resources) validateResource(m proto.Message) ([]byte, error) {
+	if r.cache != nil && r.shared[m] {
 		if b, ok := r.cache.encodedOf(m); ok {
-			r.wire[m] = b
-			return nil
+			return b, nil
 		}
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
-		return validateDeep(m) // snapshot reports the encoding error as without a cache
+		return nil, validateDeep(m)
 	}
-	r.wire[m] = b
+	if r.cache == nil {
+		return b, validateDeep(m)
+	}
 	h := keyHash{sha256.New()}
 	h.str(string(m.ProtoReflect().Descriptor().FullName()))
 	h.Write(b)
 	sum := h.sum()
 	if !r.cache.validated(sum) {
 		if err := validateDeep(m); err != nil {
-			return err
+			return nil, err
 		}
 		r.cache.putValid(sum)
 	}
 	if r.shared[m] {
 		r.cache.putEncoded(m, b)
 	}
-	return nil
+	return b, nil
 }
 
 // listenerRoutes returns the RouteConfiguration names a listener's HTTP

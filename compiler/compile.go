@@ -56,7 +56,7 @@ type resources struct {
 	endpoints []*endpointv3.ClusterLoadAssignment
 
 	// cache is the Policy's (nil when none); wire holds the deterministic
-	// encoding of each resource check validated with it, for snapshot;
+	// encoding of each resource check validated, for snapshot;
 	// shared are the resources the Cache keeps (their encodings too).
 	cache  *Cache
 	wire   map[proto.Message][]byte

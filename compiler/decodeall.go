@@ -1,16 +1,8 @@
 package compiler
 
 import (
-	"runtime"
-	"sync"
-	"sync/atomic"
-
 	"github.com/gitmesh/gitmesh/sources"
 )
-
-// parallelDecodeMin is the number of objects to decode below which
-// decodeObjects stays on the calling goroutine.
-const parallelDecodeMin = 64
 
 // decodeObjects decodes every object of a kind decodeKind reads (with a
 // name) into an objectEntry, index for index with objs (nil for the
@@ -34,24 +26,10 @@ func (p *Policy) decodeObjects(objs []sources.Object, defaultNS string) []*objec
 		}
 		todo = append(todo, i)
 	}
-	decode := func(i int) { out[i] = decodeEntry(&objs[i], namespaceOr(&objs[i], defaultNS)) }
-	workers := min(runtime.GOMAXPROCS(0), len(todo)/parallelDecodeMin+1)
-	if workers <= 1 {
-		for _, i := range todo {
-			decode(i)
-		}
-	} else {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for n := next.Add(1) - 1; n < int64(len(todo)); n = next.Add(1) - 1 {
-					decode(todo[n])
-				}
-			})
-		}
-		wg.Wait()
-	}
+	parallelFor(len(todo), func(n int) {
+		i := todo[n]
+		out[i] = decodeEntry(&objs[i], namespaceOr(&objs[i], defaultNS))
+	})
 	if p.cache != nil {
 		for _, i := range todo {
 			p.cache.putObject(keyOf(&objs[i], namespaceOr(&objs[i], defaultNS)), out[i])
