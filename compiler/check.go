@@ -140,17 +140,17 @@ func (r *resources) validateResource(m proto.Message) ([]byte, error) {
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
-		return nil, validateDeep(m)
+		return nil, validateDeep(m, r.anyTypes)
 	}
 	if r.cache == nil {
-		return b, validateDeep(m)
+		return b, validateDeep(m, r.anyTypes)
 	}
 	h := keyHash{sha256.New()}
 	h.str(string(m.ProtoReflect().Descriptor().FullName()))
 	h.Write(b)
 	sum := h.sum()
 	if !r.cache.validated(sum) {
-		if err := validateDeep(m); err != nil {
+		if err := validateDeep(m, r.anyTypes); err != nil {
 			return nil, err
 		}
 		r.cache.putValid(sum)
@@ -273,23 +273,24 @@ type validator interface {
 }
 
 // validateDeep runs ValidateAll on m and on every message packed in an Any
-// inside it, which ValidateAll itself does not look into.
-func validateDeep(m proto.Message) error {
+// inside it, which ValidateAll itself does not look into. types (nil for
+// none) lets it skip the sub-messages that cannot hold an Any.
+func validateDeep(m proto.Message, types *anyTypes) error {
 	if v, ok := m.(validator); ok {
 		if err := v.ValidateAll(); err != nil {
 			return err
 		}
 	}
-	return walkAnys(m.ProtoReflect())
+	return walkAnys(m.ProtoReflect(), types)
 }
 
-func walkAnys(m protoreflect.Message) error {
+func walkAnys(m protoreflect.Message, types *anyTypes) error {
 	if a, ok := m.Interface().(*anypb.Any); ok {
 		inner, err := a.UnmarshalNew()
 		if err != nil {
 			return fmt.Errorf("unpacking %s: %w", a.GetTypeUrl(), err)
 		}
-		if err := validateDeep(inner); err != nil {
+		if err := validateDeep(inner, types); err != nil {
 			return fmt.Errorf("%s: %w", a.GetTypeUrl(), err)
 		}
 		return nil
@@ -297,6 +298,9 @@ func walkAnys(m protoreflect.Message) error {
 	switch m.Descriptor().FullName() {
 	case "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue":
 		return nil // metadata: cannot hold an Any
+	}
+	if types != nil && !types.mayHold(m.Descriptor()) {
+		return nil
 	}
 	var err error
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
@@ -306,17 +310,17 @@ func walkAnys(m protoreflect.Message) error {
 				return true
 			}
 			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				err = walkAnys(mv.Message())
+				err = walkAnys(mv.Message(), types)
 				return err == nil
 			})
 		case fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind:
 		case fd.IsList():
 			l := v.List()
 			for i := 0; i < l.Len() && err == nil; i++ {
-				err = walkAnys(l.Get(i).Message())
+				err = walkAnys(l.Get(i).Message(), types)
 			}
 		default:
-			err = walkAnys(v.Message())
+			err = walkAnys(v.Message(), types)
 		}
 		return err == nil
 	})

@@ -62,7 +62,8 @@ func decodeDocumentJSON(doc []byte) (any, error) {
 // and fields the compiler does not implement (CodeUnsupportedField), each
 // with its path. Then it decodes with protojson (unknown fields rejected)
 // so that the typed value is exactly what Istio would read. It returns
-// false if msg could not be decoded.
+// false if msg could not be decoded. Most specs take decodeFast, which
+// builds the same message from the tree without JSON text.
 func decodeSpec(r *reporter, spec any, msg proto.Message) bool {
 	w := walker{r: r}
 	if spec == nil {
@@ -71,6 +72,9 @@ func decodeSpec(r *reporter, spec any, msg proto.Message) bool {
 	w.message(msg.ProtoReflect().Descriptor(), spec, "spec")
 	if w.schemaErrors > 0 {
 		return false
+	}
+	if decodeFast(spec, msg) {
+		return true
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {
