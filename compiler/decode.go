@@ -21,10 +21,14 @@ import (
 // (map[string]any, []any, string, json.Number, bool, nil). Numbers stay
 // json.Number so that ports and weights keep their exact value.
 //
-// The tree is built straight from the YAML parser's values (yamlTree);
+// The common shape of a policy document is read by fastYAML; others are
+// built straight from the YAML parser's values (yamlTree);
 // the few documents yamlTree leaves to encoding/json take the way through
 // JSON text, so both ways give the same tree and the same errors.
 func decodeDocument(doc []byte) (map[string]any, error) {
+	if m, ok := fastYAML(doc); ok {
+		return m, nil
+	}
 	v, err := yamlTree(doc)
 	if errors.Is(err, errNotJSONTree) {
 		v, err = decodeDocumentJSON(doc)

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/gitmesh/gitmesh/internal/bench/meshgen"
 )
 
 // yamlTreeCases are documents whose scalars YAML 1.1 and JSON spell
@@ -29,6 +31,12 @@ var yamlTreeCases = []string{
 	"just a string",
 	"a: 1\n1: 2\n",
 	"a: <b> & \"c\"\n",
+	"a:\n- b\n- c: d\n  e: [f, {g: 'h''i'}]\n  k: \"l: m\" # n\n-\n- - o\n",
+	"a: b\n  c\n",
+	"a: {b: c}, d\n",
+	"a:\n  b: 1\n c: 2\n",
+	"x-y: 0x1F\nz: 1_0\nw: 2026-01-02\nv: 3s\nu: 10.1.2.3\nt: -1\ns: /api\n",
+	"key with space: a:b\n'q': \"r\"\n",
 }
 
 // TestYAMLTreeMatchesJSON checks that decodeDocument's direct conversion
@@ -50,6 +58,14 @@ func TestYAMLTreeMatchesJSON(t *testing.T) {
 			return nil
 		})
 	}
+	docs = append(docs, strings.Split(string(meshgen.Service(7, 1)), "---\n")...)
+	fast := 0
+	for _, doc := range docs {
+		if _, ok := fastYAML([]byte(doc)); ok {
+			fast++
+		}
+	}
+	t.Logf("%d of %d documents take fastYAML", fast, len(docs))
 	if len(docs) < 50 {
 		t.Fatalf("only %d documents found", len(docs))
 	}
@@ -61,6 +77,14 @@ func TestYAMLTreeMatchesJSON(t *testing.T) {
 func compareYAMLTree(t *testing.T, doc []byte) {
 	t.Helper()
 	want, wantErr := decodeDocumentJSON(doc)
+	if fast, ok := fastYAML(doc); ok {
+		if wantErr != nil {
+			t.Fatalf("document %q: fastYAML read what the parser refuses (%v)", doc, wantErr)
+		}
+		if !reflect.DeepEqual(any(fast), want) {
+			t.Fatalf("document %q: fastYAML\ngot  %#v\nwant %#v", doc, fast, want)
+		}
+	}
 	got, err := yamlTree(doc)
 	if errors.Is(err, errNotJSONTree) {
 		return // decodeDocument takes the JSON way for it
@@ -73,10 +97,13 @@ func compareYAMLTree(t *testing.T, doc []byte) {
 	}
 }
 
-// FuzzYAMLTree compares decodeDocument's two ways on any document.
+// FuzzYAMLTree compares decodeDocument's ways on any document.
 func FuzzYAMLTree(f *testing.F) {
 	for _, c := range yamlTreeCases {
 		f.Add(c)
+	}
+	for _, doc := range strings.Split(string(meshgen.Service(7, 1)), "---\n") {
+		f.Add(doc)
 	}
 	f.Fuzz(func(t *testing.T, doc string) {
 		compareYAMLTree(t, []byte(doc))
