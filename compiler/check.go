@@ -143,14 +143,14 @@ func (r *resources) validateResource(m proto.Message) ([]byte, error) {
 		return nil, validateDeep(m, r.anyTypes)
 	}
 	if r.cache == nil {
-		return b, validateDeep(m, r.anyTypes)
+		return b, validateEncoded(m, b, r.anyTypes)
 	}
 	h := keyHash{sha256.New()}
 	h.str(string(m.ProtoReflect().Descriptor().FullName()))
 	h.Write(b)
 	sum := h.sum()
 	if !r.cache.validated(sum) {
-		if err := validateDeep(m, r.anyTypes); err != nil {
+		if err := validateEncoded(m, b, r.anyTypes); err != nil {
 			return nil, err
 		}
 		r.cache.putValid(sum)

@@ -68,6 +68,9 @@ func TestCheck(t *testing.T) {
 			r.routes[0].VirtualHosts = append(r.routes[0].VirtualHosts, &routev3.VirtualHost{Name: "b", Domains: vh.Domains, Routes: vh.Routes})
 		}, "domain \"a\""},
 		{"invalid cluster", func(r *resources) { r.clusters[0].ConnectTimeout.Seconds = -1 }, "ConnectTimeout"},
+		{"unknown type in an Any inside a map", func(r *resources) {
+			r.clusters[0].TypedExtensionProtocolOptions = map[string]*anyMessage{"x": {TypeUrl: "type.googleapis.com/nope.Nope"}}
+		}, "unpacking type.googleapis.com/nope.Nope"},
 		{"first invalid of many, validated in parallel", func(r *resources) {
 			for i := range 3 * parallelMin {
 				c := proto.Clone(r.clusters[0]).(*clusterv3.Cluster)
