@@ -132,7 +132,7 @@ func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string) 
 		if val == nil {
 			continue // null is the same as absent
 		}
-		if !supportedField(md.FullName(), fd.Name()) {
+		if !supportedFullName(fd.FullName()) {
 			w.r.errorf(CodeUnsupportedField, fpath, "field %q is not supported yet", fd.JSONName())
 			// Not decoded: its value cannot matter and must not fail decoding.
 			// A oneof member keeps a zero value so the oneof stays set and

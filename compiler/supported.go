@@ -7,7 +7,13 @@ import "google.golang.org/protobuf/reflect/protoreflect"
 // so nothing a user writes is silently ignored. Extend this list together
 // with the translation and docs/diagnostics.md.
 func supportedField(message protoreflect.FullName, field protoreflect.Name) bool {
-	switch string(message) + "." + string(field) {
+	return supportedFullName(message + "." + protoreflect.FullName(field))
+}
+
+// supportedFullName is supportedField by the field's full name
+// (FieldDescriptor.FullName), which costs no allocation.
+func supportedFullName(name protoreflect.FullName) bool {
+	switch name {
 	case
 		// VirtualService
 		"istio.networking.v1alpha3.VirtualService.hosts",
@@ -208,5 +214,5 @@ func supportedField(message protoreflect.FullName, field protoreflect.Name) bool
 		"istio.type.v1beta1.WorkloadSelector.match_labels":
 		return true
 	}
-	return supportedAuthzField(string(message) + "." + string(field))
+	return supportedAuthzField(string(name))
 }

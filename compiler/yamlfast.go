@@ -224,7 +224,10 @@ func flowValue(s string) (any, string, bool) {
 	}
 	s = strings.TrimLeft(s[1:], " ")
 	var list []any
-	obj := map[string]any{}
+	var obj map[string]any
+	if closer == '}' {
+		obj = map[string]any{}
+	}
 	for {
 		if s == "" {
 			return nil, "", false
