@@ -2,16 +2,12 @@ package compiler
 
 import "google.golang.org/protobuf/reflect/protoreflect"
 
-// supportedField reports whether the compiler implements field of message.
-// A field Istio knows but this returns false for gets CodeUnsupportedField,
-// so nothing a user writes is silently ignored. Extend this list together
-// with the translation and docs/diagnostics.md.
-func supportedField(message protoreflect.FullName, field protoreflect.Name) bool {
-	return supportedFullName(message + "." + protoreflect.FullName(field))
-}
-
-// supportedFullName is supportedField by the field's full name
-// (FieldDescriptor.FullName), which costs no allocation.
+// supportedFullName reports whether the compiler implements the field
+// with this full name (FieldDescriptor.FullName, "<message>.<field>").
+// A field Istio knows but this returns false for gets
+// CodeUnsupportedField, so nothing a user writes is silently ignored.
+// Extend this list together with the translation and
+// docs/diagnostics.md.
 func supportedFullName(name protoreflect.FullName) bool {
 	switch name {
 	case
