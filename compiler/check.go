@@ -32,25 +32,8 @@ func marshalAny(m proto.Message) (*anypb.Any, error) {
 // configuration, route -> cluster, EDS cluster -> ClusterLoadAssignment,
 // and that no domain appears in two VirtualHosts of a RouteConfiguration.
 func (r *resources) check() error {
-	for _, l := range r.listeners {
-		if err := r.validate(l); err != nil {
-			return fmt.Errorf("invalid listener %s: %w", l.GetName(), err)
-		}
-	}
-	for _, rc := range r.routes {
-		if err := r.validate(rc); err != nil {
-			return fmt.Errorf("invalid route configuration %s: %w", rc.GetName(), err)
-		}
-	}
-	for _, c := range r.clusters {
-		if err := r.validate(c); err != nil {
-			return fmt.Errorf("invalid cluster %s: %w", c.GetName(), err)
-		}
-	}
-	for _, e := range r.endpoints {
-		if err := r.validate(e); err != nil {
-			return fmt.Errorf("invalid cluster load assignment %s: %w", e.GetClusterName(), err)
-		}
+	if err := r.validateAll(); err != nil {
+		return err
 	}
 
 	routes := map[string]bool{}
@@ -101,41 +84,81 @@ func (r *resources) check() error {
 	return nil
 }
 
-// validate is validateDeep, skipped for a resource whose deterministic
-// encoding r.cache saw pass before. With a cache it keeps the encoding in
-// r.wire for snapshot, which hashes the same bytes.
-func (r *resources) validate(m proto.Message) error {
-	if r.cache == nil {
-		return validateDeep(m)
+// checkItem is one resource validateAll validates, and how its error
+// names it.
+type checkItem struct {
+	m    proto.Message
+	what string
+	name string
+}
+
+// validateAll validates every resource (see validateResource) on all
+// cores and keeps each encoding in r.wire for snapshot, which hashes the
+// same bytes. The error is the first resource's in build order (listeners,
+// routes, clusters, endpoints), whatever the schedule.
+func (r *resources) validateAll() error {
+	items := make([]checkItem, 0, len(r.listeners)+len(r.routes)+len(r.clusters)+len(r.endpoints))
+	for _, l := range r.listeners {
+		items = append(items, checkItem{l, "listener", l.GetName()})
 	}
+	for _, rc := range r.routes {
+		items = append(items, checkItem{rc, "route configuration", rc.GetName()})
+	}
+	for _, c := range r.clusters {
+		items = append(items, checkItem{c, "cluster", c.GetName()})
+	}
+	for _, e := range r.endpoints {
+		items = append(items, checkItem{e, "cluster load assignment", e.GetClusterName()})
+	}
+	wires := make([][]byte, len(items))
+	errs := make([]error, len(items))
+	parallelFor(len(items), func(i int) { wires[i], errs[i] = r.validateResource(items[i].m) })
 	if r.wire == nil {
-		r.wire = map[proto.Message][]byte{}
+		r.wire = make(map[proto.Message][]byte, len(items))
 	}
-	if r.shared[m] {
+	for i, it := range items {
+		if errs[i] != nil {
+			return fmt.Errorf("invalid %s %s: %w", it.what, it.name, errs[i])
+		}
+		if wires[i] != nil {
+			r.wire[it.m] = wires[i]
+		}
+	}
+	return nil
+}
+
+// validateResource runs validateDeep on m, unless r.cache saw a resource
+// with the same deterministic encoding pass before, and returns that
+// encoding (nil when m does not encode: snapshot then reports the error).
+// It is safe to call for several resources at once: it only reads r, and
+// the Cache has its own lock.
+func (r *resources) validateResource(m proto.Message) ([]byte, error) {
+	if r.cache != nil && r.shared[m] {
 		if b, ok := r.cache.encodedOf(m); ok {
-			r.wire[m] = b
-			return nil
+			return b, nil
 		}
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
-		return validateDeep(m) // snapshot reports the encoding error as without a cache
+		return nil, validateDeep(m, r.anyTypes)
 	}
-	r.wire[m] = b
+	if r.cache == nil {
+		return b, validateEncoded(m, b, r.anyTypes)
+	}
 	h := keyHash{sha256.New()}
 	h.str(string(m.ProtoReflect().Descriptor().FullName()))
 	h.Write(b)
 	sum := h.sum()
 	if !r.cache.validated(sum) {
-		if err := validateDeep(m); err != nil {
-			return err
+		if err := validateEncoded(m, b, r.anyTypes); err != nil {
+			return nil, err
 		}
 		r.cache.putValid(sum)
 	}
 	if r.shared[m] {
 		r.cache.putEncoded(m, b)
 	}
-	return nil
+	return b, nil
 }
 
 // listenerRoutes returns the RouteConfiguration names a listener's HTTP
@@ -254,23 +277,24 @@ type validator interface {
 }
 
 // validateDeep runs ValidateAll on m and on every message packed in an Any
-// inside it, which ValidateAll itself does not look into.
-func validateDeep(m proto.Message) error {
+// inside it, which ValidateAll itself does not look into. types (nil for
+// none) lets it skip the sub-messages that cannot hold an Any.
+func validateDeep(m proto.Message, types *anyTypes) error {
 	if v, ok := m.(validator); ok {
 		if err := v.ValidateAll(); err != nil {
 			return err
 		}
 	}
-	return walkAnys(m.ProtoReflect())
+	return walkAnys(m.ProtoReflect(), types)
 }
 
-func walkAnys(m protoreflect.Message) error {
+func walkAnys(m protoreflect.Message, types *anyTypes) error {
 	if a, ok := m.Interface().(*anypb.Any); ok {
 		inner, err := a.UnmarshalNew()
 		if err != nil {
 			return fmt.Errorf("unpacking %s: %w", a.GetTypeUrl(), err)
 		}
-		if err := validateDeep(inner); err != nil {
+		if err := validateDeep(inner, types); err != nil {
 			return fmt.Errorf("%s: %w", a.GetTypeUrl(), err)
 		}
 		return nil
@@ -278,6 +302,9 @@ func walkAnys(m protoreflect.Message) error {
 	switch m.Descriptor().FullName() {
 	case "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue":
 		return nil // metadata: cannot hold an Any
+	}
+	if types != nil && !types.mayHold(m.Descriptor()) {
+		return nil
 	}
 	var err error
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
@@ -287,17 +314,17 @@ func walkAnys(m protoreflect.Message) error {
 				return true
 			}
 			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				err = walkAnys(mv.Message())
+				err = walkAnys(mv.Message(), types)
 				return err == nil
 			})
 		case fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind:
 		case fd.IsList():
 			l := v.List()
 			for i := 0; i < l.Len() && err == nil; i++ {
-				err = walkAnys(l.Get(i).Message())
+				err = walkAnys(l.Get(i).Message(), types)
 			}
 		default:
-			err = walkAnys(v.Message())
+			err = walkAnys(v.Message(), types)
 		}
 		return err == nil
 	})

@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 type (
@@ -37,6 +39,7 @@ func TestCheck(t *testing.T) {
 		return &resources{
 			listeners: []*listenerT{l}, routes: []*routev3.RouteConfiguration{rc},
 			clusters: []*clusterv3.Cluster{c}, endpoints: []*endpointv3.ClusterLoadAssignment{cla},
+			anyTypes: &anyTypes{},
 		}
 	}
 	tests := []struct {
@@ -65,6 +68,23 @@ func TestCheck(t *testing.T) {
 			r.routes[0].VirtualHosts = append(r.routes[0].VirtualHosts, &routev3.VirtualHost{Name: "b", Domains: vh.Domains, Routes: vh.Routes})
 		}, "domain \"a\""},
 		{"invalid cluster", func(r *resources) { r.clusters[0].ConnectTimeout.Seconds = -1 }, "ConnectTimeout"},
+		{"unknown type in an Any inside a map", func(r *resources) {
+			r.clusters[0].TypedExtensionProtocolOptions = map[string]*anyMessage{"x": {TypeUrl: "type.googleapis.com/nope.Nope"}}
+		}, "unpacking type.googleapis.com/nope.Nope"},
+		{"first invalid of many, validated in parallel", func(r *resources) {
+			for i := range 3 * parallelMin {
+				c := proto.Clone(r.clusters[0]).(*clusterv3.Cluster)
+				c.Name = fmt.Sprintf("c%03d", i)
+				c.EdsClusterConfig.ServiceName = c.Name
+				if i == 100 || i == 150 {
+					c.ConnectTimeout.Seconds = -1
+				}
+				cla := proto.Clone(r.endpoints[0]).(*endpointv3.ClusterLoadAssignment)
+				cla.ClusterName = c.Name
+				r.clusters = append(r.clusters, c)
+				r.endpoints = append(r.endpoints, cla)
+			}
+		}, "invalid cluster c100:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

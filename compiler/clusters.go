@@ -33,7 +33,6 @@ type serviceGroup struct {
 // outboundClusters returns, per service, a cluster per service port and
 // per subset and the ClusterLoadAssignments of the EDS ones.
 func (b *builder) outboundClusters() ([]serviceGroup, error) {
-	groups := make([]serviceGroup, 0, len(b.p.services))
 	memo := b.cachesClusters()
 	var inputs [sha256.Size]byte
 	if memo {
@@ -42,28 +41,42 @@ func (b *builder) outboundClusters() ([]serviceGroup, error) {
 			return nil, fmt.Errorf("hashing cluster inputs: %w", err)
 		}
 	}
-	for _, s := range b.p.services {
-		var key [sha256.Size]byte
-		if memo {
-			var err error
-			if key, err = clusterKey(inputs, s); err != nil {
-				return nil, fmt.Errorf("hashing service %s: %w", s.fqdn, err)
-			}
-			if g, ok := b.p.cache.clusterGroup(key); ok {
-				groups = append(groups, serviceGroup{s, g})
-				continue
-			}
-		}
-		g, err := b.serviceClusters(s)
+	// Each service's clusters depend on the service alone (and inputs):
+	// built on all cores, each into its own slot.
+	groups := make([]serviceGroup, len(b.p.services))
+	errs := make([]error, len(b.p.services))
+	parallelFor(len(b.p.services), func(i int) {
+		groups[i], errs[i] = b.groupOf(b.p.services[i], memo, inputs)
+	})
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		if memo {
-			b.p.cache.putClusterGroup(key, g)
-		}
-		groups = append(groups, serviceGroup{s, g})
 	}
 	return groups, nil
+}
+
+// groupOf returns s's clusters, from the Cache when memo is set and
+// it holds them. It is safe to call for several services at once.
+func (b *builder) groupOf(s *service, memo bool, inputs [sha256.Size]byte) (serviceGroup, error) {
+	var key [sha256.Size]byte
+	if memo {
+		var err error
+		if key, err = clusterKey(inputs, s); err != nil {
+			return serviceGroup{}, fmt.Errorf("hashing service %s: %w", s.fqdn, err)
+		}
+		if g, ok := b.p.cache.clusterGroup(key); ok {
+			return serviceGroup{s, g}, nil
+		}
+	}
+	g, err := b.serviceClusters(s)
+	if err != nil {
+		return serviceGroup{}, err
+	}
+	if memo {
+		b.p.cache.putClusterGroup(key, g)
+	}
+	return serviceGroup{s, g}, nil
 }
 
 // cachesClusters reports whether outboundClusters keeps each service's

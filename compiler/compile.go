@@ -56,11 +56,13 @@ type resources struct {
 	endpoints []*endpointv3.ClusterLoadAssignment
 
 	// cache is the Policy's (nil when none); wire holds the deterministic
-	// encoding of each resource check validated with it, for snapshot;
+	// encoding of each resource check validated, for snapshot;
 	// shared are the resources the Cache keeps (their encodings too).
 	cache  *Cache
 	wire   map[proto.Message][]byte
 	shared map[proto.Message]bool
+	// anyTypes lets validation skip sub-messages that cannot hold an Any.
+	anyTypes *anyTypes
 }
 
 // Compile translates p into the xDS resources of one ProxyClass, following
@@ -96,7 +98,7 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 	if b.namespace == "" {
 		b.namespace = nodemeta.DefaultNamespace
 	}
-	res := resources{cache: p.cache}
+	res := resources{cache: p.cache, anyTypes: &anyTypes{}}
 	groups, err := b.outboundClusters()
 	if err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)

@@ -3,6 +3,7 @@ package compiler
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -19,7 +20,32 @@ import (
 // decodeDocument converts a YAML document into a generic JSON tree
 // (map[string]any, []any, string, json.Number, bool, nil). Numbers stay
 // json.Number so that ports and weights keep their exact value.
+//
+// The common shape of a policy document is read by fastYAML; others are
+// built straight from the YAML parser's values (yamlTree);
+// the few documents yamlTree leaves to encoding/json take the way through
+// JSON text, so both ways give the same tree and the same errors.
 func decodeDocument(doc []byte) (map[string]any, error) {
+	if m, ok := fastYAML(doc); ok {
+		return m, nil
+	}
+	v, err := yamlTree(doc)
+	if errors.Is(err, errNotJSONTree) {
+		v, err = decodeDocumentJSON(doc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("document is %s, not an object", jsonKind(v))
+	}
+	return m, nil
+}
+
+// decodeDocumentJSON is decodeDocument through JSON text: YAMLToJSON,
+// then encoding/json with UseNumber.
+func decodeDocumentJSON(doc []byte) (any, error) {
 	j, err := yaml.YAMLToJSON(doc)
 	if err != nil {
 		return nil, err
@@ -30,11 +56,7 @@ func decodeDocument(doc []byte) (map[string]any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
 	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("document is %s, not an object", jsonKind(v))
-	}
-	return m, nil
+	return v, nil
 }
 
 // decodeSpec decodes spec (a generic JSON tree at path "spec") into msg.
@@ -44,7 +66,8 @@ func decodeDocument(doc []byte) (map[string]any, error) {
 // and fields the compiler does not implement (CodeUnsupportedField), each
 // with its path. Then it decodes with protojson (unknown fields rejected)
 // so that the typed value is exactly what Istio would read. It returns
-// false if msg could not be decoded.
+// false if msg could not be decoded. Most specs take decodeFast, which
+// builds the same message from the tree without JSON text.
 func decodeSpec(r *reporter, spec any, msg proto.Message) bool {
 	w := walker{r: r}
 	if spec == nil {
@@ -53,6 +76,9 @@ func decodeSpec(r *reporter, spec any, msg proto.Message) bool {
 	w.message(msg.ProtoReflect().Descriptor(), spec, "spec")
 	if w.schemaErrors > 0 {
 		return false
+	}
+	if decodeFast(spec, msg) {
+		return true
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {
@@ -106,7 +132,7 @@ func (w *walker) message(md protoreflect.MessageDescriptor, v any, path string) 
 		if val == nil {
 			continue // null is the same as absent
 		}
-		if !supportedField(md.FullName(), fd.Name()) {
+		if !supportedFullName(fd.FullName()) {
 			w.r.errorf(CodeUnsupportedField, fpath, "field %q is not supported yet", fd.JSONName())
 			// Not decoded: its value cannot matter and must not fail decoding.
 			// A oneof member keeps a zero value so the oneof stays set and

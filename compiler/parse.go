@@ -52,8 +52,9 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 	}
 	diags := problemDiagnostics(o.problems, o.defaultNamespace)
 	seen := map[string]*sources.Object{}
+	decoded := p.decodeObjects(objs, o.defaultNamespace)
 	for i := range objs {
-		p.parseObject(objs[i], o.defaultNamespace, seen, &diags)
+		p.parseObject(objs[i], o.defaultNamespace, seen, &diags, decoded[i])
 	}
 	p.sortObjects()
 	p.linkAuthz(o.security, &diags)
@@ -64,8 +65,9 @@ func Parse(objs []sources.Object, opts ...Option) (*Policy, Diagnostics) {
 	return p, diags.dedupe()
 }
 
-// parseObject decodes one object and adds it to p.
-func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[string]*sources.Object, diags *Diagnostics) {
+// parseObject decodes one object and adds it to p. decoded is its
+// decoding from decodeObjects, nil when decodeObjects leaves it here.
+func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[string]*sources.Object, diags *Diagnostics, decoded *objectEntry) {
 	ns := obj.Namespace
 	if ns == "" {
 		ns = defaultNS
@@ -117,8 +119,8 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 		return
 	}
 
-	if p.cache != nil && isSpecKind(obj.Kind) && obj.Name != "" {
-		p.parseCached(obj, ns, seen, r)
+	if decoded != nil {
+		p.addDecoded(obj, ns, seen, r, decoded)
 		return
 	}
 	doc, err := decodeDocument(obj.YAML)
@@ -152,25 +154,9 @@ func (p *Policy) parseObject(obj sources.Object, defaultNS string, seen map[stri
 	p.add(Meta{Namespace: ns, Name: obj.Name, Object: obj}, decodeKind(r, obj.Kind, spec))
 }
 
-// parseCached is parseObject's decoding of a kind decodeKind reads, from
-// p.cache when an equal object was decoded before, else decoded and
-// stored. The diagnostics are the same either way.
-func (p *Policy) parseCached(obj sources.Object, ns string, seen map[string]*sources.Object, r *reporter) {
-	key := keyOf(&obj, r.ns)
-	e, ok := p.cache.object(key, obj.YAML)
-	if !ok {
-		var local Diagnostics
-		lr := &reporter{obj: &obj, kind: r.kind, ns: r.ns, diag: &local}
-		e = &objectEntry{yaml: obj.YAML}
-		if doc, err := decodeDocument(obj.YAML); err != nil {
-			reportYAMLError(lr, err)
-			e.yamlErr = true
-		} else if raw, ok := specOf(doc, lr); ok {
-			e.spec = decodeKind(lr, obj.Kind, raw)
-		}
-		e.diags = local
-		p.cache.putObject(key, e)
-	}
+// addDecoded is parseObject's end for an object decodeObjects decoded:
+// the same diagnostics in the same order as decoding it here.
+func (p *Policy) addDecoded(obj sources.Object, ns string, seen map[string]*sources.Object, r *reporter, e *objectEntry) {
 	if e.yamlErr { // reported before the duplicate check, as parseObject does
 		*r.diag = append(*r.diag, e.diags...)
 		return

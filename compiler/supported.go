@@ -2,12 +2,14 @@ package compiler
 
 import "google.golang.org/protobuf/reflect/protoreflect"
 
-// supportedField reports whether the compiler implements field of message.
-// A field Istio knows but this returns false for gets CodeUnsupportedField,
-// so nothing a user writes is silently ignored. Extend this list together
-// with the translation and docs/diagnostics.md.
-func supportedField(message protoreflect.FullName, field protoreflect.Name) bool {
-	switch string(message) + "." + string(field) {
+// supportedFullName reports whether the compiler implements the field
+// with this full name (FieldDescriptor.FullName, "<message>.<field>").
+// A field Istio knows but this returns false for gets
+// CodeUnsupportedField, so nothing a user writes is silently ignored.
+// Extend this list together with the translation and
+// docs/diagnostics.md.
+func supportedFullName(name protoreflect.FullName) bool {
+	switch name {
 	case
 		// VirtualService
 		"istio.networking.v1alpha3.VirtualService.hosts",
@@ -208,6 +210,5 @@ func supportedField(message protoreflect.FullName, field protoreflect.Name) bool
 		"istio.type.v1beta1.WorkloadSelector.match_labels":
 		return true
 	}
-	name := string(message) + "." + string(field)
-	return supportedAuthzField(name) || supportedTelemetryField(name)
+	return supportedAuthzField(string(name)) || supportedTelemetryField(string(name))
 }

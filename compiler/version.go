@@ -57,9 +57,11 @@ func toResources[T types.Resource](items []T) []types.Resource {
 }
 
 func sortResources(items []types.Resource) {
-	sort.SliceStable(items, func(i, j int) bool {
-		return cachev3.GetResourceName(items[i]) < cachev3.GetResourceName(items[j])
-	})
+	names := make(map[types.Resource]string, len(items))
+	for _, it := range items {
+		names[it] = cachev3.GetResourceName(it)
+	}
+	sort.SliceStable(items, func(i, j int) bool { return names[items[i]] < names[items[j]] })
 }
 
 // hashResources hashes resources (sorted by name) with a deterministic
@@ -79,7 +81,7 @@ func hashResources(items []types.Resource, wire map[proto.Message][]byte) (strin
 			b = buf
 		}
 		writeField(h, cachev3.GetResourceName(it))
-		writeField(h, string(b))
+		writeBytes(h, b)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:versionLen]), nil
 }
@@ -91,4 +93,12 @@ func writeField(h hash.Hash, s string) {
 	binary.BigEndian.PutUint64(n[:], uint64(len(s)))
 	h.Write(n[:])
 	h.Write([]byte(s))
+}
+
+// writeBytes is writeField for bytes, without copying them to a string.
+func writeBytes(h hash.Hash, b []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+	h.Write(n[:])
+	h.Write(b)
 }
