@@ -43,8 +43,10 @@ race: ## go test -race over reconciler, xds, proxy and the end-to-end tests
 e2e: ## only the end-to-end tests (real git server, controller, proxies, backends), without -race
 	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
 
-fuzz: ## run each fuzz target briefly (FUZZTIME, default 5000x; proxy matchers and webhook payloads FUZZTIME_SMALL, 20000x)
+fuzz: ## run each fuzz target briefly (FUZZTIME, default 5000x: the compiler and its YAML reader; proxy matchers, access-log formats and webhook payloads FUZZTIME_SMALL, 20000x)
 	$(GO) test ./compiler -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./compiler -run '^$$' -fuzz '^FuzzYAMLTree$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy/config -run '^$$' -fuzz '^FuzzParseLogFormat$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./proxy/routing -run '^$$' -fuzz '^FuzzDomainMatch$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./proxy/routing -run '^$$' -fuzz '^FuzzPathMatch$$' -fuzztime $(FUZZTIME_SMALL)
 	$(GO) test ./proxy/routing -run '^$$' -fuzz '^FuzzHeaderMatch$$' -fuzztime $(FUZZTIME_SMALL)
