@@ -84,7 +84,9 @@ func (b *builder) cachedServiceVhost(s *service, pt servicePort, name string, do
 	}
 	key, refs := b.vhostKey(s, pt, name, domains)
 	if vh, ok := b.p.cache.vhost(key); ok {
-		b.recordVhost(vh, pendingVhost{key: key})
+		// With its refs: a concurrent Parse may drop the entry before
+		// check, which then caches vh again.
+		b.recordVhost(vh, pendingVhost{key: key, refs: refs})
 		return vh
 	}
 	failed := b.err != nil
@@ -95,6 +97,7 @@ func (b *builder) cachedServiceVhost(s *service, pt servicePort, name string, do
 	return vh
 }
 
+// recordVhost notes that vh of this Compile is (to be) cached under p.key.
 func (b *builder) recordVhost(vh *routev3.VirtualHost, p pendingVhost) {
 	if b.vhosts == nil {
 		b.vhosts = map[*routev3.VirtualHost]pendingVhost{}
