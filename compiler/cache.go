@@ -45,6 +45,8 @@ type Cache struct {
 	// encodings of the validated ones (clustercache.go).
 	groups  map[[sha256.Size]byte]*clusterGroup
 	encoded map[proto.Message]encoded
+	// vhosts are outbound VirtualHosts by vhostKey (vhostcache.go).
+	vhosts map[string]*vhostEntry
 }
 
 // NewCache returns an empty Cache.
@@ -54,6 +56,7 @@ func NewCache() *Cache {
 		valid:   map[[sha256.Size]byte]uint64{},
 		groups:  map[[sha256.Size]byte]*clusterGroup{},
 		encoded: map[proto.Message]encoded{},
+		vhosts:  map[string]*vhostEntry{},
 	}
 }
 
@@ -120,6 +123,7 @@ func (c *Cache) begin() {
 	maps.DeleteFunc(c.valid, func(_ [sha256.Size]byte, gen uint64) bool { return stale(gen) })
 	maps.DeleteFunc(c.groups, func(_ [sha256.Size]byte, g *clusterGroup) bool { return stale(g.gen) })
 	maps.DeleteFunc(c.encoded, func(_ proto.Message, e encoded) bool { return stale(e.gen) })
+	c.pruneVhosts(stale)
 }
 
 // object returns the decoding of the object with key k and YAML yaml, if

@@ -133,6 +133,11 @@ func (r *resources) validateAll() error {
 // It is safe to call for several resources at once: it only reads r, and
 // the Cache has its own lock.
 func (r *resources) validateResource(m proto.Message) ([]byte, error) {
+	if rc, ok := m.(*routev3.RouteConfiguration); ok {
+		if wire, ok, err := r.routeConfigWire(rc); ok {
+			return wire, err
+		}
+	}
 	if r.cache != nil && r.shared[m] {
 		if b, ok := r.cache.encodedOf(m); ok {
 			return b, nil

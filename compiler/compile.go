@@ -28,6 +28,9 @@ type builder struct {
 	// shared are the resources taken from or put in the Cache, which
 	// other snapshots share (see outboundClusters).
 	shared map[proto.Message]bool
+	// vhosts are the outbound VirtualHosts taken from or to be put in
+	// the Cache, by their key (see cachedServiceVhost).
+	vhosts map[*routev3.VirtualHost]pendingVhost
 	err    error // the first error of a helper that cannot return one
 }
 
@@ -61,6 +64,8 @@ type resources struct {
 	cache  *Cache
 	wire   map[proto.Message][]byte
 	shared map[proto.Message]bool
+	// vhosts are the builder's (see routeConfigWire).
+	vhosts map[*routev3.VirtualHost]pendingVhost
 	// anyTypes lets validation skip sub-messages that cannot hold an Any.
 	anyTypes *anyTypes
 }
@@ -140,7 +145,7 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 	if b.err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), b.err)
 	}
-	res.shared = b.shared
+	res.shared, res.vhosts = b.shared, b.vhosts
 	if err := res.check(); err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
 	}

@@ -72,11 +72,8 @@ func (b *builder) outboundRoutes() *routev3.RouteConfiguration {
 	}
 	rc := &routev3.RouteConfiguration{Name: outboundName}
 	for i, k := range keys {
-		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
-			Name:    k.s.fqdn + ":" + strconv.FormatUint(uint64(k.port.number), 10),
-			Domains: domains[i],
-			Routes:  b.serviceRoutes(k.s, k.port),
-		})
+		name := k.s.fqdn + ":" + strconv.FormatUint(uint64(k.port.number), 10)
+		rc.VirtualHosts = append(rc.VirtualHosts, b.cachedServiceVhost(k.s, k.port, name, domains[i]))
 	}
 	switch {
 	case b.registryOnly():
@@ -196,7 +193,7 @@ func inboundRoutes(appCluster string) *routev3.RouteConfiguration {
 
 // clusterName is "outbound|<port>|<subset>|<fqdn>".
 func clusterName(port uint32, subset, fqdn string) string {
-	return fmt.Sprintf("outbound|%d|%s|%s", port, subset, fqdn)
+	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + fqdn
 }
 
 // inboundClusterName is "inbound|<app port>||".

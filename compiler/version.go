@@ -6,7 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -56,12 +57,22 @@ func toResources[T types.Resource](items []T) []types.Resource {
 	return out
 }
 
+// sortResources sorts items by name, keeping the order of equal names.
 func sortResources(items []types.Resource) {
-	names := make(map[types.Resource]string, len(items))
-	for _, it := range items {
-		names[it] = cachev3.GetResourceName(it)
+	named := make([]namedResource, len(items))
+	for i, it := range items {
+		named[i] = namedResource{cachev3.GetResourceName(it), it}
 	}
-	sort.SliceStable(items, func(i, j int) bool { return names[items[i]] < names[items[j]] })
+	slices.SortStableFunc(named, func(a, b namedResource) int { return strings.Compare(a.name, b.name) })
+	for i, n := range named {
+		items[i] = n.r
+	}
+}
+
+// namedResource is a resource with its name, for sorting.
+type namedResource struct {
+	name string
+	r    types.Resource
 }
 
 // hashResources hashes resources (sorted by name) with a deterministic
