@@ -87,7 +87,7 @@ BENCH       ?= all
 bench: ## the benchmark harness: data plane vs HAProxy/nginx, compiler, control plane (BENCH=dataplane|compiler|controlplane, BENCH_QUICK=1); docs/performance.md
 	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = dataplane ]; then $(MAKE) --no-print-directory bench-tools; fi
 	$(GO) build -o bin/gitmesh-bench ./cmd/gitmesh-bench
-	$(GO) build -o bin/gitmesh ./cmd/gitmesh
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/gitmesh ./cmd/gitmesh  # as the image builds it
 	bin/gitmesh-bench -bench $(BENCH) -quick=$(if $(filter 1,$(BENCH_QUICK)),true,false) -gitmesh bin/gitmesh -results bench-results -plots docs/performance
 
 bench-go: ## the Go benchmarks (compiler, proxy) with go test -bench

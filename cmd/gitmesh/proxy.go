@@ -22,6 +22,7 @@ func newProxyCmd(g *globalFlags) *cobra.Command {
 		w          nodemeta.Workload
 		tokenFile  string
 		caFile     string
+		pprofAddr  string
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --xds HOST:PORT --id NODE [--role sidecar|gateway] [--service NAME] ...",
@@ -74,6 +75,11 @@ Exit codes: 0 stopped cleanly, 2 could not start (a refused join too).`,
 			cfg := proxy.Config{XDSAddr: xdsAddr, Workload: w, Logger: log}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			if pprofAddr != "" {
+				if err := servePprof(ctx, pprofAddr, log); err != nil {
+					return &exitError{2, err}
+				}
+			}
 			caPEM := []byte(os.Getenv("GITMESH_XDS_CA"))
 			if tokenFile != "" && caFile == "" && len(caPEM) == 0 {
 				return &exitError{2, errors.New("--join-token-file needs --xds-ca-file (or the bundle in $GITMESH_XDS_CA)")}
@@ -132,6 +138,7 @@ Exit codes: 0 stopped cleanly, 2 could not start (a refused join too).`,
 	f.StringVar(&instanceIP, "instance-ip", os.Getenv("INSTANCE_IP"), "the pod's IP addresses, comma-separated (default $INSTANCE_IP)")
 	f.StringVar(&tokenFile, "join-token-file", "", "token to join a locked control plane with: the controller's join token, or a projected ServiceAccount token (audience gitmesh) in Kubernetes; needs --xds-ca-file")
 	f.StringVar(&caFile, "xds-ca-file", "", "PEM bundle of the mesh CA that verifies the controller's xDS certificate, re-read at each connection (the controller's <state-dir>/ca/root-cert.pem; default: the bundle in $GITMESH_XDS_CA, as the injector sets it)")
+	f.StringVar(&pprofAddr, "pprof-addr", "", "listen address of Go's profiling endpoints /debug/pprof/ (unset: not served; loopback only, for benchmarks)")
 	f.StringVar(&w.Interception, "interception-mode", "", "REDIRECT when gitmesh proxy-init captures the workload's traffic (docs/capture.md)")
 	return cmd
 }

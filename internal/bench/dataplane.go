@@ -141,6 +141,7 @@ func (t *runningTarget) stat() (procStat, error) {
 		}
 		s.CPU += g.CPU
 		s.RSS += g.RSS
+		s.Anon += g.Anon
 	}
 	return s, nil
 }
@@ -221,6 +222,7 @@ func runTarget(ctx context.Context, env dpEnv, cfg meshConfig, backend, target, 
 	if len(rt.procs) > 0 {
 		fixed.VCPU = float64(f1.CPU-f0.CPU) / float64(wall)
 		fixed.RSSMB = float64(f1.RSS) / 1e6
+		fixed.AnonMB = float64(f1.Anon) / 1e6
 	}
 	return sat, fixed, nil
 }

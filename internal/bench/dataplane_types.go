@@ -51,8 +51,12 @@ type FixedResult struct {
 	// VCPU is the target's proxy processes' CPU in cores (CPU seconds per
 	// second), RSSMB their resident memory at the end, summed over Procs
 	// processes.
-	VCPU   float64 `json:"vcpu"`
-	RSSMB  float64 `json:"rss_mb"`
+	VCPU  float64 `json:"vcpu"`
+	RSSMB float64 `json:"rss_mb"`
+	// AnonMB is the anonymous part of RSSMB (RssAnon: heap, stacks,
+	// written data); the rest is file-backed: pages of the binary, shared
+	// by every process that runs it and reclaimable by the kernel.
+	AnonMB float64 `json:"anon_mb"`
 	Procs  int     `json:"procs"`
 	Errors int     `json:"errors"`
 }

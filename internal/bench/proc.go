@@ -120,6 +120,9 @@ func (c *child) stop() {
 type procStat struct {
 	CPU time.Duration // user + system
 	RSS int64         // bytes
+	// Anon is the anonymous part of RSS in bytes (RssAnon: heap, stacks,
+	// written data); the rest is file-backed, mostly the binary's pages.
+	Anon int64
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on
@@ -147,9 +150,26 @@ func readProc(pid int) (procStat, error) {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	rss, _ := strconv.ParseInt(f[21], 10, 64)
 	return procStat{
-		CPU: time.Duration(ut+st) * time.Second / clockTick,
-		RSS: rss * int64(os.Getpagesize()),
+		CPU:  time.Duration(ut+st) * time.Second / clockTick,
+		RSS:  rss * int64(os.Getpagesize()),
+		Anon: readRSSAnon(pid),
 	}, nil
+}
+
+// readRSSAnon reads RssAnon from /proc/<pid>/status, in bytes (0 when the
+// kernel does not report it).
+func readRSSAnon(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 // raiseNoFile raises the soft open-file limit to the hard limit (and the
@@ -226,6 +246,7 @@ func readGroup(pgid int) (procStat, error) {
 		}
 		sum.CPU += st.CPU
 		sum.RSS += st.RSS
+		sum.Anon += st.Anon
 		found = true
 	}
 	if !found {

@@ -58,10 +58,10 @@ func dataPlaneTables(dp *DataPlaneResult) string {
 	w.Flush()
 	fmt.Fprintf(&b, "\nData plane, open loop at %d rps (latency from the scheduled send time)\n", dp.FixedRate)
 	w = newTab(&b)
-	fmt.Fprintln(w, "target\tproto\tachieved rps\tp50 ms\tp99 ms\tadded p50 ms\tadded p99 ms\tvCPU\tRSS MB\tprocs\terrors\t")
+	fmt.Fprintln(w, "target\tproto\tachieved rps\tp50 ms\tp99 ms\tadded p50 ms\tadded p99 ms\tvCPU\tRSS MB\tanon MB\tprocs\terrors\t")
 	for _, f := range dp.Fixed {
-		fmt.Fprintf(w, "%s\t%s\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\t%d\t%d\t\n",
-			f.Target, f.Proto, f.RPS, f.P50MS, f.P99MS, f.AddedP50MS, f.AddedP99MS, f.VCPU, f.RSSMB, f.Procs, f.Errors)
+		fmt.Fprintf(w, "%s\t%s\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t%d\t%d\t\n",
+			f.Target, f.Proto, f.RPS, f.P50MS, f.P99MS, f.AddedP50MS, f.AddedP99MS, f.VCPU, f.RSSMB, f.AnonMB, f.Procs, f.Errors)
 	}
 	w.Flush()
 	b.WriteString("\nData plane targets\n")
