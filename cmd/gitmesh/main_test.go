@@ -7,14 +7,14 @@ import (
 )
 
 // TestMain keeps the tests away from the developer's client configuration:
-// HOME and XDG_CONFIG_HOME point into a temporary directory.
+// XDG_CONFIG_HOME points into a temporary directory. HOME stays: the chart
+// tests find helm under ~/.cache/gitmesh, and go's build cache is there.
 func TestMain(m *testing.M) {
-	home, err := os.MkdirTemp("", "gitmesh-cli-home-")
+	home, err := os.MkdirTemp("", "gitmesh-cli-config-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	os.Setenv("HOME", home)
 	os.Setenv("XDG_CONFIG_HOME", home+"/.config")
 	code := m.Run()
 	os.RemoveAll(home)
