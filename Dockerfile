@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
-# The gitmesh image the Helm chart runs: one static binary for the
-# controller, the gateway, the sidecar and its proxy-init container.
+# The gitmesh image the Helm chart runs: two static binaries, /gitmesh for
+# the controller, the CLI and the sidecar's proxy-init container, and
+# /gitmesh-proxy (the proxy alone, what `gitmesh proxy` runs) for the
+# gateway and the sidecar, which then map a third of the binary.
 #
 #   make image                      # IMAGE=ghcr.io/gitmesh/gitmesh:dev
 #   docker build -t gitmesh .       # the default stage, with iptables
@@ -20,7 +22,8 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/gitmesh ./cmd/gitmesh
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -tags kustomize_disable_go_plugin_support -o /out/gitmesh ./cmd/gitmesh \
+ && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/gitmesh-proxy ./cmd/gitmesh-proxy
 
 FROM gcr.io/distroless/static-debian12:nonroot AS distroless
 ARG VERSION=dev
@@ -29,7 +32,7 @@ LABEL org.opencontainers.image.title="gitmesh" \
       org.opencontainers.image.source="https://github.com/gitmesh/gitmesh" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
-COPY --from=build /out/gitmesh /gitmesh
+COPY --from=build /out/gitmesh /out/gitmesh-proxy /
 USER 65532:65532
 ENTRYPOINT ["/gitmesh"]
 
@@ -46,6 +49,6 @@ LABEL org.opencontainers.image.title="gitmesh" \
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/gitmesh /gitmesh
+COPY --from=build /out/gitmesh /out/gitmesh-proxy /
 USER 65532:65532
 ENTRYPOINT ["/gitmesh"]

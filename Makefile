@@ -87,8 +87,9 @@ BENCH       ?= all
 bench: ## the benchmark harness: data plane vs HAProxy/nginx, compiler, control plane (BENCH=dataplane|compiler|controlplane, BENCH_QUICK=1); docs/performance.md
 	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = dataplane ]; then $(MAKE) --no-print-directory bench-tools; fi
 	$(GO) build -o bin/gitmesh-bench ./cmd/gitmesh-bench
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/gitmesh ./cmd/gitmesh  # as the image builds it
-	bin/gitmesh-bench -bench $(BENCH) -quick=$(if $(filter 1,$(BENCH_QUICK)),true,false) -gitmesh bin/gitmesh -results bench-results -plots docs/performance
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -tags kustomize_disable_go_plugin_support -o bin/gitmesh ./cmd/gitmesh  # as the image builds it
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/gitmesh-proxy ./cmd/gitmesh-proxy
+	bin/gitmesh-bench -bench $(BENCH) -quick=$(if $(filter 1,$(BENCH_QUICK)),true,false) -gitmesh bin/gitmesh -gitmesh-proxy bin/gitmesh-proxy -results bench-results -plots docs/performance
 
 bench-go: ## the Go benchmarks (compiler, proxy) with go test -bench
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
@@ -110,8 +111,9 @@ generate: ## regenerate the MeshRollout CRD (config/crd) and its deep copies wit
 	GOFLAGS=-mod=mod $(CONTROLLER_GEN) crd paths=./api/v1alpha1/... output:crd:artifacts:config=config/crd
 	cp config/crd/gitmesh.io_meshrollouts.yaml charts/gitmesh/crds/
 
-build: ## build bin/gitmesh
-	$(GO) build -o bin/gitmesh ./cmd/gitmesh
+build: ## build bin/gitmesh and bin/gitmesh-proxy (the sidecar's slim binary)
+	$(GO) build -tags kustomize_disable_go_plugin_support -o bin/gitmesh ./cmd/gitmesh
+	$(GO) build -o bin/gitmesh-proxy ./cmd/gitmesh-proxy
 
 clean: ## remove build output and the demo directory
 	rm -rf bin gitmesh-demo

@@ -38,6 +38,10 @@ const (
 	AnnotationAppPort = "sidecar.gitmesh.io/app-port"
 	// ProxyContainerName is the name of the injected proxy container.
 	ProxyContainerName = "gitmesh-proxy"
+	// ProxyCommand is the sidecar's command: the slim proxy binary the
+	// image ships beside gitmesh (the same flags as `gitmesh proxy`, a
+	// third of the binary and about half the memory).
+	ProxyCommand = "/gitmesh-proxy"
 	// InitContainerName is the name of the injected iptables init container.
 	InitContainerName = "gitmesh-init"
 )

@@ -152,11 +152,11 @@ func downwardEnv() []corev1.EnvVar {
 	}
 }
 
-// proxyContainer is the sidecar: `gitmesh proxy` as uid ProxyUID, no
-// capabilities, a read-only root file system.
+// proxyContainer is the sidecar: gitmesh-proxy (ProxyCommand, what
+// `gitmesh proxy` runs) as uid ProxyUID, no capabilities, a read-only root
+// file system.
 func proxyContainer(pod *corev1.Pod, cfg Config, appPort int32) corev1.Container {
 	args := []string{
-		"proxy",
 		"--xds=" + cfg.XDSAddress,
 		"--id=$(POD_NAME).$(POD_NAMESPACE)",
 		"--namespace=$(POD_NAMESPACE)",
@@ -188,6 +188,7 @@ func proxyContainer(pod *corev1.Pod, cfg Config, appPort int32) corev1.Container
 		Name:            ProxyContainerName,
 		Image:           cfg.Image,
 		ImagePullPolicy: cfg.ImagePullPolicy,
+		Command:         []string{ProxyCommand},
 		Args:            args,
 		Env:             env,
 		VolumeMounts:    mounts,

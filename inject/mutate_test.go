@@ -158,7 +158,10 @@ func TestMutate(t *testing.T) {
 				if p == nil {
 					t.Fatalf("no %s container in %+v", ProxyContainerName, got.Spec.Containers)
 				}
-				for _, want := range []string{"proxy", "--xds=gitmesh-xds.gitmesh-system.svc:15010", "--id=$(POD_NAME).$(POD_NAMESPACE)",
+				if !slices.Equal(p.Command, []string{ProxyCommand}) || slices.Contains(p.Args, "proxy") {
+					t.Errorf("proxy command %q args %q; want %s with the proxy's flags only", p.Command, p.Args, ProxyCommand)
+				}
+				for _, want := range []string{"--xds=gitmesh-xds.gitmesh-system.svc:15010", "--id=$(POD_NAME).$(POD_NAMESPACE)",
 					"--namespace=$(POD_NAMESPACE)", "--service=reviews", "--labels=app=reviews,version=v2",
 					"--inbound=$(INSTANCE_IP):15006", "--app=127.0.0.1:9080", "--outbound=127.0.0.1:15001", "--interception-mode=REDIRECT"} {
 					if !slices.Contains(p.Args, want) {

@@ -37,6 +37,7 @@ func benchMain(ctx context.Context, args []string) error {
 	results := fs.String("results", "bench-results", "directory for results.json and table.txt")
 	plots := fs.String("plots", "docs/performance", "directory for the PNG plots (empty: none)")
 	gitmesh := fs.String("gitmesh", "", "gitmesh binary (default: build ./cmd/gitmesh into a temporary directory)")
+	gitmeshProxy := fs.String("gitmesh-proxy", "", "gitmesh-proxy binary the data plane's sidecars run (default: build ./cmd/gitmesh-proxy into a temporary directory)")
 	render := fs.String("render", "", "only print the table of this results.json and draw its plots")
 	cpCases := fs.String("cp-cases", "", "control-plane cases instead of the matrix: <services>x<proxies>[d], comma-separated, d for delta (e.g. 1000x1000,3x5000d)")
 	ctrlArgs := fs.String("controller-args", "", "extra arguments of the control plane's controller, space-separated (e.g. --pprof-addr=127.0.0.1:6060)")
@@ -51,7 +52,7 @@ func benchMain(ctx context.Context, args []string) error {
 		return fmt.Errorf("finding this executable: %w", err)
 	}
 	o := bench.Options{
-		Quick: *quick, ResultsDir: *results, PlotDir: *plots, Gitmesh: *gitmesh, ModuleDir: ".",
+		Quick: *quick, ResultsDir: *results, PlotDir: *plots, Gitmesh: *gitmesh, GitmeshProxy: *gitmeshProxy, ModuleDir: ".",
 		LoadClient: []string{self, "adsload"},
 	}
 	if *cpCases != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gitmesh/gitmesh/inject"
 	"github.com/gitmesh/gitmesh/internal/helmtest"
+	"github.com/gitmesh/gitmesh/internal/proxycmd"
 )
 
 // TestChartArgsParse parses every command line the chart and the injector
@@ -63,9 +65,28 @@ func TestChartArgsParse(t *testing.T) {
 				t.Fatalf("%d containers found; want the controller, the gateway and the sidecar", len(containers))
 			}
 			for _, c := range containers {
-				parseArgs(t, c.Name, c.Args)
+				switch {
+				case len(c.Command) == 0:
+					parseArgs(t, c.Name, c.Args)
+				case slices.Equal(c.Command, []string{inject.ProxyCommand}):
+					parseProxyArgs(t, c.Name, c.Args)
+				default:
+					t.Errorf("container %s runs %q; want gitmesh (the image's entrypoint) or %s", c.Name, c.Command, inject.ProxyCommand)
+				}
 			}
 		})
+	}
+}
+
+// parseProxyArgs parses args with the flags of gitmesh-proxy.
+func parseProxyArgs(t *testing.T, container string, args []string) {
+	t.Helper()
+	cmd := proxycmd.New(proxycmd.Options{Use: "gitmesh-proxy"})
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Errorf("container %s: gitmesh-proxy %q: %v", container, args, err)
+	}
+	if rest := cmd.Flags().Args(); len(rest) != 0 {
+		t.Errorf("container %s: gitmesh-proxy takes no arguments; got %q", container, rest)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/gitmesh/gitmesh/internal/controller"
+	"github.com/gitmesh/gitmesh/internal/pprofhttp"
 	"github.com/gitmesh/gitmesh/sources"
 	"github.com/gitmesh/gitmesh/sources/git"
 )
@@ -72,7 +73,7 @@ Exit codes: 0 stopped cleanly, 2 could not start.`,
 			}
 			ctx := cmd.Context()
 			if pprofAddr != "" {
-				if err := servePprof(ctx, pprofAddr, log); err != nil {
+				if err := pprofhttp.Serve(ctx, pprofAddr, log); err != nil {
 					return &exitError{2, err}
 				}
 			}

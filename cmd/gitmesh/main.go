@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/gitmesh/gitmesh/internal/proxycmd"
 )
 
 func main() {
@@ -45,6 +47,13 @@ func exitCode(err error) int {
 			fmt.Fprintln(os.Stderr, "error:", ee.err)
 		}
 		return ee.code
+	}
+	var pe *proxycmd.ExitError
+	if errors.As(err, &pe) {
+		if pe.Err != nil {
+			fmt.Fprintln(os.Stderr, "error:", pe.Err)
+		}
+		return pe.Code
 	}
 	fmt.Fprintln(os.Stderr, "error:", err)
 	return 2

@@ -54,18 +54,11 @@ func newRootCmd() *cobra.Command {
 // key a component sets again (component=controller, then component=xds)
 // replaces the earlier value rather than repeating it.
 func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
-		return nil, &exitError{2, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)}
+	log, err := logging.New(w, g.logLevel, g.logFormat)
+	if err != nil {
+		return nil, &exitError{2, err}
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch g.logFormat {
-	case "text":
-		return slog.New(logging.Dedup(slog.NewTextHandler(w, opts))), nil
-	case "json":
-		return slog.New(logging.Dedup(slog.NewJSONHandler(w, opts))), nil
-	}
-	return nil, &exitError{2, fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
+	return log, nil
 }
 
 // outputFlag adds -o/--output (with --format as an alias) to cmd.

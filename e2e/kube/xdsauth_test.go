@@ -24,6 +24,7 @@ import (
 	"github.com/gitmesh/gitmesh/internal/podidentity"
 	"github.com/gitmesh/gitmesh/xds"
 	"github.com/gitmesh/gitmesh/xds/xdsauth"
+	"github.com/gitmesh/gitmesh/xds/xdsauth/tokenreview"
 )
 
 // TestJoinWithServiceAccountToken: in Kubernetes mode a sidecar joins
@@ -54,7 +55,7 @@ func TestJoinWithServiceAccountToken(t *testing.T) {
 	s := xds.NewServer(
 		xds.WithGRPCServerOptions(grpc.Creds(credentials.NewTLS(serverTLS.Config()))),
 		xds.WithClientCertificates(),
-		xds.WithServices(xdsauth.NewCertService(xdsauth.Static(authority), 0, nil, jt, xdsauth.NewTokenReview(mine.cs)).Register),
+		xds.WithServices(xdsauth.NewCertService(xdsauth.Static(authority), 0, nil, jt, tokenreview.New(mine.cs)).Register),
 		xds.WithAdmission(xdsauth.NewAdmitter(xdsauth.Static(authority), podidentity.New(podidentity.Client{Interface: mine.cs}).Check, nil).Admit),
 	)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

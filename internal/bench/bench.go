@@ -42,8 +42,11 @@ type Options struct {
 	PlotDir string
 	// Gitmesh is the gitmesh binary; empty means build ./cmd/gitmesh from
 	// ModuleDir into a temporary directory.
-	Gitmesh   string
-	ModuleDir string
+	Gitmesh string
+	// GitmeshProxy is the gitmesh-proxy binary the data plane's sidecars
+	// run, as the injector's do; empty means build ./cmd/gitmesh-proxy.
+	GitmeshProxy string
+	ModuleDir    string
 	// LoadClient is the argv prefix that runs the ADS load client
 	// (adsload flags follow), with LoadClientEnv added to its environment.
 	LoadClient    []string
@@ -121,10 +124,15 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		logf("warning: %v", err)
 	}
 	res := &Results{Started: time.Now().UTC(), Machine: describeMachine(), Quick: o.Quick}
-	needBinary := all || want[PartDataPlane] || want[PartControlPlane]
-	if needBinary && o.Gitmesh == "" {
+	if (all || want[PartControlPlane]) && o.Gitmesh == "" {
 		logf("building ./cmd/gitmesh")
-		if o.Gitmesh, err = buildGitmesh(ctx, o.ModuleDir, tmp); err != nil {
+		if o.Gitmesh, err = buildGitmesh(ctx, o.ModuleDir, tmp, "gitmesh", "kustomize_disable_go_plugin_support"); err != nil {
+			return nil, err
+		}
+	}
+	if (all || want[PartDataPlane]) && o.GitmeshProxy == "" {
+		logf("building ./cmd/gitmesh-proxy")
+		if o.GitmeshProxy, err = buildGitmesh(ctx, o.ModuleDir, tmp, "gitmesh-proxy", ""); err != nil {
 			return nil, err
 		}
 	}
@@ -138,7 +146,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 	}
 	if all || want[PartDataPlane] {
-		dp, err := runDataPlane(ctx, dpEnv{gitmesh: o.Gitmesh, tmp: tmp, logf: logf, quick: o.Quick})
+		dp, err := runDataPlane(ctx, dpEnv{proxy: o.GitmeshProxy, tmp: tmp, logf: logf, quick: o.Quick})
 		if err != nil {
 			res.Errors = append(res.Errors, "dataplane: "+err.Error())
 		}
@@ -220,18 +228,19 @@ func ParseCPCases(s string) ([]CPCase, error) {
 	return cs, nil
 }
 
-// buildGitmesh builds ./cmd/gitmesh into dir as the image does (see
-// Dockerfile): without cgo, trimmed and stripped. The sidecars measured are
-// then the binary users run; a cgo build links Go's plugin package (through
-// kustomize), which keeps every exported method and makes the binary half as
-// large again, and a larger binary leaves more of its pages resident.
-func buildGitmesh(ctx context.Context, moduleDir, dir string) (string, error) {
-	bin := filepath.Join(dir, "gitmesh")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/gitmesh")
+// buildGitmesh builds ./cmd/<name> into dir as the image does (see
+// Dockerfile): without cgo, trimmed and stripped, with tags. The processes
+// measured are then the binaries users run; a cgo build links Go's plugin
+// package (through kustomize), which keeps every exported method and makes
+// the binary half as large again, and a larger binary leaves more of its
+// pages resident.
+func buildGitmesh(ctx context.Context, moduleDir, dir, name, tags string) (string, error) {
+	bin := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-tags", tags, "-o", bin, "./cmd/"+name)
 	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building gitmesh: %w: %s", err, out)
+		return "", fmt.Errorf("building %s: %w: %s", name, err, out)
 	}
 	return bin, nil
 }

@@ -19,10 +19,10 @@ import (
 
 // dpEnv is what the data-plane part needs from outside.
 type dpEnv struct {
-	gitmesh string
-	tmp     string
-	logf    func(string, ...any)
-	quick   bool
+	proxy string // the gitmesh-proxy binary
+	tmp   string
+	logf  func(string, ...any)
+	quick bool
 }
 
 // Data-plane targets, in the order they run.
@@ -291,7 +291,7 @@ func startTarget(ctx context.Context, env dpEnv, cfg meshConfig, dir, backend, t
 		return rt, err
 	}
 	for _, w := range fleet {
-		argv := []string{env.gitmesh, "--log-level", "warn", "proxy", "--xds", cfg.XDSAddr(), "--id", w.ID,
+		argv := []string{env.proxy, "--log-level", "warn", "--xds", cfg.XDSAddr(), "--id", w.ID,
 			"--service", w.Service, "--namespace", w.Namespace, "--labels", nodemeta.FormatLabels(w.Labels),
 			"--admin", w.Admin, "--service-account", w.ServiceAccount}
 		if w.Outbound != "" {

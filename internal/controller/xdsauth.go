@@ -24,6 +24,7 @@ import (
 	"github.com/gitmesh/gitmesh/internal/web"
 	"github.com/gitmesh/gitmesh/xds"
 	"github.com/gitmesh/gitmesh/xds/xdsauth"
+	"github.com/gitmesh/gitmesh/xds/xdsauth/tokenreview"
 )
 
 // Admin API auth modes (--admin-auth).
@@ -72,7 +73,7 @@ func lockXDS(cfg Config, st *state, authority xdsauth.Authorities, log *slog.Log
 		if err != nil {
 			return nil, fmt.Errorf("creating the TokenReview client: %w", err)
 		}
-		auth = append(auth, xdsauth.NewTokenReview(cs))
+		auth = append(auth, tokenreview.New(cs))
 		podCheck = podidentity.New(podidentity.Client{Interface: cs}).Check
 	}
 	if st.cluster != nil && st.cluster.checker != nil {

@@ -96,7 +96,7 @@ func (c *CertService) authenticate(ctx context.Context, p xds.Peer, meta *struct
 		}
 		for _, a := range c.auth {
 			b, err := a.Authenticate(ctx, tok, declared)
-			if errors.Is(err, errUnknownToken) {
+			if errors.Is(err, ErrUnknownToken) {
 				continue
 			}
 			if err != nil {

@@ -15,13 +15,17 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// errUnknownToken is returned by an Authenticator for a token it does not
+// Audience is the audience of the projected ServiceAccount tokens proxies
+// join with in Kubernetes mode (package tokenreview authenticates them).
+const Audience = "gitmesh"
+
+// ErrUnknownToken is returned by an Authenticator for a token it does not
 // recognise, so that the next one may try.
-var errUnknownToken = errors.New("unknown token")
+var ErrUnknownToken = errors.New("unknown token")
 
 // Authenticator authenticates the bearer token of a CreateCertificate
 // call. Given what the caller declared, it returns the Binding to issue,
-// or an error: errUnknownToken (wrapped) when the token is not of its
+// or an error: ErrUnknownToken (wrapped) when the token is not of its
 // kind, anything else to refuse.
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string, declared Binding) (Binding, error)
@@ -47,7 +51,7 @@ var _ Authenticator = (*JoinToken)(nil)
 // Authenticate compares token with the join token in constant time.
 func (j *JoinToken) Authenticate(_ context.Context, token string, declared Binding) (Binding, error) {
 	if subtle.ConstantTimeCompare([]byte(token), j.token) != 1 {
-		return Binding{}, fmt.Errorf("join token: %w", errUnknownToken)
+		return Binding{}, fmt.Errorf("join token: %w", ErrUnknownToken)
 	}
 	declared.Pod = ""
 	return declared, nil

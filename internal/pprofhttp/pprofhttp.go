@@ -1,4 +1,6 @@
-package main
+// Package pprofhttp serves Go's profiling endpoints for the controller's
+// and the proxy's --pprof-addr.
+package pprofhttp
 
 import (
 	"context"
@@ -11,11 +13,11 @@ import (
 	"time"
 )
 
-// servePprof serves Go's profiling endpoints (/debug/pprof/) on addr until
+// Serve serves Go's profiling endpoints (/debug/pprof/) on addr until
 // ctx is done. It is opt-in (--pprof-addr) and meant for loopback: profiles
 // expose the process's memory. The handlers are mounted on their own mux, so
 // nothing is registered on http.DefaultServeMux's admin-facing paths.
-func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+func Serve(ctx context.Context, addr string, log *slog.Logger) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening for pprof on %s: %w", addr, err)
