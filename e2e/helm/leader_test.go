@@ -188,9 +188,15 @@ func TestHelmLeaderPodLabel(t *testing.T) {
 			return nil
 		})
 		wantSelected("gitmesh-b")
-		if code, body := readyz(b); code != http.StatusOK {
-			t.Errorf("the new leader's /readyz: %d %s", code, body)
-		}
+		// The label may move before the new leader has loaded the last good
+		// revision from state; a Service sends it traffic only once its
+		// readiness probe passes, which must follow.
+		e2etest.Poll(t, 30*time.Second, helmPoll, "the new leader ready", func() error {
+			if code, body := readyz(b); code != http.StatusOK {
+				return fmt.Errorf("/readyz %d %s: %w", code, body, errNotYet)
+			}
+			return nil
+		})
 	})
 	t.Run("a crashed leader's label is removed by its successor", func(t *testing.T) {
 		// gitmesh-b leads; a's Pod gets the label back as if a had
