@@ -303,9 +303,10 @@ func checkCondition(r *reporter, path, ns string, w *security.Condition) {
 
 // appliesTo reports whether a policy of namespace ns with selector applies
 // to a workload: policies of the root namespace apply mesh-wide, others to
-// their namespace; a selector narrows either to matching labels.
-func appliesTo(ns string, selector map[string]string, class string, labels map[string]string) bool {
-	if ns != DefaultRootNamespace && ns != class {
+// their namespace; a selector narrows either to matching labels. The root
+// namespace is WithRootNamespace's, as for PeerAuthentication.
+func (p *Policy) appliesTo(ns string, selector map[string]string, class string, labels map[string]string) bool {
+	if ns != p.mtls.rootNamespace && ns != class {
 		return false
 	}
 	return labelsMatch(selector, labels)
@@ -320,7 +321,7 @@ func appliesTo(ns string, selector map[string]string, class string, labels map[s
 func (p *Policy) authzFilters(ns string, labels map[string]string, forTCP bool) []*rbacv3.RBAC {
 	byAction := map[rbacv3.RBAC_Action]*rbacv3.RBAC{}
 	for _, ap := range p.AuthorizationPolicies {
-		if !ap.valid || !appliesTo(ap.Namespace, ap.Spec.GetSelector().GetMatchLabels(), ns, labels) {
+		if !ap.valid || !p.appliesTo(ap.Namespace, ap.Spec.GetSelector().GetMatchLabels(), ns, labels) {
 			continue
 		}
 		var action rbacv3.RBAC_Action

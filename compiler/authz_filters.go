@@ -69,11 +69,7 @@ const rbacNetworkFilterName = "envoy.filters.network.rbac"
 // prependFilters puts httpFilters first in every HTTP connection manager
 // of l's filter chains, and tcpFilters before every tcp_proxy.
 func prependFilters(l *listenerv3.Listener, httpFilters []*hcmv3.HttpFilter, tcpFilters []*listenerv3.Filter) error {
-	chains := l.GetFilterChains()
-	if l.GetDefaultFilterChain() != nil {
-		chains = append(chains[:len(chains):len(chains)], l.GetDefaultFilterChain())
-	}
-	for _, fc := range chains {
+	for _, fc := range listenerChains(l) {
 		if len(tcpFilters) > 0 && len(fc.GetFilters()) > 0 && fc.GetFilters()[len(fc.GetFilters())-1].GetName() == wellknown.TCPProxy {
 			fc.Filters = append(append([]*listenerv3.Filter{}, tcpFilters...), fc.Filters...)
 			continue
@@ -94,6 +90,16 @@ func prependFilters(l *listenerv3.Listener, httpFilters []*hcmv3.HttpFilter, tcp
 		}
 	}
 	return nil
+}
+
+// listenerChains returns l's filter chains and its default filter chain,
+// if any.
+func listenerChains(l *listenerv3.Listener) []*listenerv3.FilterChain {
+	chains := l.GetFilterChains()
+	if l.GetDefaultFilterChain() != nil {
+		chains = append(chains[:len(chains):len(chains)], l.GetDefaultFilterChain())
+	}
+	return chains
 }
 
 // editHCM applies edit to the HTTP connection manager filter f, decoding

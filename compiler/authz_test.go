@@ -418,3 +418,22 @@ spec:
 		t.Errorf("local_jwks = %s; want the discovered keys", got)
 	}
 }
+
+// TestAuthorizationPolicyRootNamespace: a policy of WithRootNamespace's
+// namespace applies mesh-wide; one of the default root namespace then does
+// not.
+func TestAuthorizationPolicyRootNamespace(t *testing.T) {
+	for _, tt := range []struct {
+		ns   string
+		want bool
+	}{{"mesh-root", true}, {DefaultRootNamespace, false}} {
+		p, diags := parseSecurity(t, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x, namespace: "+tt.ns+"}\nspec: {}\n", WithRootNamespace("mesh-root"))
+		if diags.HasErrors() {
+			t.Fatalf("diagnostics: %v", diags)
+		}
+		got := rbacRules(t, httpFiltersOf(t, p, reviewsClass, "inbound"), rbacv3.RBAC_ALLOW) != nil
+		if got != tt.want {
+			t.Errorf("policy in %s applies to default/reviews: %v, want %v", tt.ns, got, tt.want)
+		}
+	}
+}

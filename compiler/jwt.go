@@ -214,7 +214,7 @@ func checkRequestAuthentication(r *reporter, ra *RequestAuthentication) {
 func (p *Policy) jwtFilter(ns string, labels map[string]string, clearRouteCache bool) *jwtv3.JwtAuthentication {
 	var rules []*security.JWTRule
 	for _, ra := range p.RequestAuthentications {
-		if ra.valid && appliesTo(ra.Namespace, ra.Spec.GetSelector().GetMatchLabels(), ns, labels) {
+		if ra.valid && p.appliesTo(ra.Namespace, ra.Spec.GetSelector().GetMatchLabels(), ns, labels) {
 			rules = append(rules, ra.Spec.GetJwtRules()...)
 		}
 	}

@@ -15,8 +15,9 @@ const DefaultNamespace = "default"
 // unless WithTrustDomain says otherwise (Istio's default).
 const DefaultTrustDomain = "cluster.local"
 
-// DefaultRootNamespace is the namespace whose PeerAuthentication without a
-// selector applies to the whole mesh, unless WithRootNamespace says
+// DefaultRootNamespace is the namespace whose PeerAuthentication,
+// Telemetry, AuthorizationPolicy and RequestAuthentication without a
+// selector apply to the whole mesh, unless WithRootNamespace says
 // otherwise (Istio's meshConfig.rootNamespace default).
 const DefaultRootNamespace = "istio-system"
 
@@ -59,8 +60,9 @@ func WithTrustDomain(td string) Option {
 	}
 }
 
-// WithRootNamespace sets the namespace whose PeerAuthentication without a
-// selector is mesh-wide. If ns is "", the default is DefaultRootNamespace.
+// WithRootNamespace sets the namespace whose PeerAuthentication,
+// Telemetry, AuthorizationPolicy and RequestAuthentication without a
+// selector are mesh-wide. If ns is "", the default is DefaultRootNamespace.
 func WithRootNamespace(ns string) Option {
 	return func(o *options) {
 		if ns != "" {

@@ -1,11 +1,12 @@
 package compiler
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 
 	security "istio.io/api/security/v1beta1"
+
+	"github.com/gitmesh/gitmesh/ca"
 )
 
 // This file reads PeerAuthentication as Istio does (pilot/pkg/model
@@ -224,5 +225,5 @@ func (m *mtlsSettings) modeFor(ns string, labels map[string]string, port uint32)
 
 // spiffeID is the SPIFFE id of service account sa in namespace ns.
 func (m *mtlsSettings) spiffeID(ns, sa string) string {
-	return fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", m.trustDomain, ns, sa)
+	return ca.Identity{TrustDomain: m.trustDomain, Namespace: ns, ServiceAccount: sa}.String()
 }

@@ -113,25 +113,17 @@ func (b *builder) applyTelemetry(res *resources) error {
 // setHCMTelemetry rewrites every HTTP connection manager of l with tracing
 // and access logs.
 func setHCMTelemetry(l *listenerv3.Listener, tracing *hcmv3.HttpConnectionManager_Tracing, logs []*accesslogv3.AccessLog) error {
-	chains := l.GetFilterChains()
-	if l.GetDefaultFilterChain() != nil {
-		chains = append(chains[:len(chains):len(chains)], l.GetDefaultFilterChain())
-	}
-	for _, fc := range chains {
+	for _, fc := range listenerChains(l) {
 		for _, f := range fc.GetFilters() {
 			if f.GetName() != wellknown.HTTPConnectionManager || f.GetTypedConfig() == nil {
 				continue
 			}
-			hcm := &hcmv3.HttpConnectionManager{}
-			if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
-				return err
-			}
-			hcm.Tracing, hcm.AccessLog = tracing, logs
-			a, err := marshalAny(hcm)
+			err := editHCM(f, func(hcm *hcmv3.HttpConnectionManager) {
+				hcm.Tracing, hcm.AccessLog = tracing, logs
+			})
 			if err != nil {
 				return err
 			}
-			f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
 		}
 	}
 	return nil
