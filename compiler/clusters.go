@@ -146,7 +146,7 @@ func referencedClusters(res *resources) map[string]bool {
 }
 
 // share marks g's resources as shared with the Cache (see
-// resources.validate).
+// resources.validateResource).
 func (b *builder) share(g *clusterGroup) {
 	if b.shared == nil {
 		b.shared = map[proto.Message]bool{}

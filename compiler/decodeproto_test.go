@@ -19,7 +19,7 @@ import (
 // repository's test data and examples, and never accepts a tree protojson
 // refuses.
 func TestFillMessageMatchesProtoJSON(t *testing.T) {
-	n := 0
+	n, fast := 0, 0
 	for _, dir := range []string{"testdata", "../examples", "../sources/testdata"} {
 		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
@@ -43,7 +43,9 @@ func TestFillMessageMatchesProtoJSON(t *testing.T) {
 					continue
 				}
 				n++
-				compareFill(t, path, head.Kind, spec)
+				if compareFill(t, path, head.Kind, spec) {
+					fast++
+				}
 			}
 			return nil
 		})
@@ -51,9 +53,13 @@ func TestFillMessageMatchesProtoJSON(t *testing.T) {
 	if n < 30 {
 		t.Fatalf("only %d specs found", n)
 	}
+	if fast < n/2 {
+		t.Fatalf("only %d of %d specs decoded the fast way", fast, n)
+	}
 }
 
-func compareFill(t *testing.T, path, kind string, spec map[string]any) {
+// compareFill reports whether decodeFast decoded spec itself.
+func compareFill(t *testing.T, path, kind string, spec map[string]any) bool {
 	t.Helper()
 	// walker rewrites durations and drops unsupported fields first, as
 	// decodeSpec does before either decoding.
@@ -63,7 +69,7 @@ func compareFill(t *testing.T, path, kind string, spec map[string]any) {
 	w := walker{r: r}
 	w.message(newSpec().ProtoReflect().Descriptor(), spec, "spec")
 	if w.schemaErrors > 0 {
-		return
+		return false
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {
@@ -73,7 +79,7 @@ func compareFill(t *testing.T, path, kind string, spec map[string]any) {
 	slowErr := protojson.Unmarshal(b, slow)
 	fast := newSpec()
 	if !decodeFast(spec, fast) {
-		return // protojson decodes it
+		return false // protojson decodes it
 	}
 	if slowErr != nil {
 		t.Fatalf("%s: %s: fast decoding accepted what protojson refuses (%v)", path, kind, slowErr)
@@ -81,4 +87,5 @@ func compareFill(t *testing.T, path, kind string, spec map[string]any) {
 	if !proto.Equal(fast, slow) {
 		t.Fatalf("%s: %s: fast decoding\n%v\nprotojson\n%v", path, kind, fast, slow)
 	}
+	return true
 }

@@ -81,7 +81,6 @@ func benchmarkRecompile(b *testing.B, opts ...compiler.Option) {
 				}
 			}
 			b.ReportAllocs()
-			b.ResetTimer()
 			for _, g := range gens {
 				compileAll(b, g, opts...) // warms a Cache as earlier revisions would
 			}

@@ -99,14 +99,9 @@ func hashResources(items []types.Resource, wire map[proto.Message][]byte) (strin
 
 // writeField writes a length-prefixed field, so that field boundaries are
 // part of the hash.
-func writeField(h hash.Hash, s string) {
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-	h.Write(n[:])
-	h.Write([]byte(s))
-}
+func writeField(h hash.Hash, s string) { writeBytes(h, []byte(s)) }
 
-// writeBytes is writeField for bytes, without copying them to a string.
+// writeBytes is writeField for bytes.
 func writeBytes(h hash.Hash, b []byte) {
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(b)))

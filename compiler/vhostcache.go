@@ -229,7 +229,6 @@ func (r *resources) routeConfigWire(rc *routev3.RouteConfiguration) (wire []byte
 	wires := make([][]byte, len(vhs))
 	fresh := make([]bool, len(vhs))
 	size := 0
-	vhDesc := (&routev3.VirtualHost{}).ProtoReflect().Descriptor()
 	valid := true
 	for i, vh := range vhs {
 		p, cached := r.vhosts[vh]
@@ -242,7 +241,7 @@ func (r *resources) routeConfigWire(rc *routev3.RouteConfiguration) (wire []byte
 				return nil, false, nil
 			}
 			wires[i], fresh[i] = b, true
-			if valid && (vh.ValidateAll() != nil || walkAnysWire(b, vhDesc, r.anyTypes) != nil) {
+			if valid && validateEncoded(vh, b, r.anyTypes) != nil {
 				valid = false
 			}
 		}

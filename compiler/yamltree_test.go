@@ -69,6 +69,9 @@ func TestYAMLTreeMatchesJSON(t *testing.T) {
 	if len(docs) < 50 {
 		t.Fatalf("only %d documents found", len(docs))
 	}
+	if fast < len(docs)/2 {
+		t.Fatalf("only %d of %d documents take fastYAML", fast, len(docs))
+	}
 	for _, doc := range docs {
 		compareYAMLTree(t, []byte(doc))
 	}
