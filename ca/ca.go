@@ -62,6 +62,7 @@ type Authority struct {
 	keyPEM  []byte
 	trusted []*x509.Certificate // earlier roots, oldest first
 	bundle  []byte              // certPEM, then trusted's PEM: Bundle's result, built when they change
+	pool    *x509.CertPool      // cert and trusted: Pool's result, built when they change
 }
 
 // Option configures an Authority.
@@ -156,7 +157,7 @@ func (a *Authority) load(m Material) error {
 			a.trusted = append(a.trusted, t)
 		}
 	}
-	a.bundle = a.encodeBundle()
+	a.bundle, a.pool = a.encodeBundle(), a.newPool()
 	return nil
 }
 
@@ -210,10 +211,18 @@ func (a *Authority) Roots() int {
 	return 1 + len(a.trusted)
 }
 
-// Pool returns the trusted roots as a pool.
+// Pool returns the trusted roots as a pool. It is built once per root
+// change (every TLS handshake and join verification asks for it) and
+// shared: callers must not add to it.
 func (a *Authority) Pool() *x509.CertPool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
+	return a.pool
+}
+
+// newPool returns a pool of cert and every trusted root; a.mu is held for
+// writing.
+func (a *Authority) newPool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(a.cert)
 	for _, t := range a.trusted {
@@ -248,7 +257,7 @@ func (a *Authority) Rotate(validity time.Duration) (Material, error) {
 func (a *Authority) Prune() Material {
 	a.mu.Lock()
 	a.trusted = nil
-	a.bundle = a.encodeBundle()
+	a.bundle, a.pool = a.encodeBundle(), a.newPool()
 	a.mu.Unlock()
 	return a.Material()
 }
