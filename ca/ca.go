@@ -61,6 +61,8 @@ type Authority struct {
 	key     crypto.Signer
 	keyPEM  []byte
 	trusted []*x509.Certificate // earlier roots, oldest first
+	bundle  []byte              // certPEM, then trusted's PEM: Bundle's result, built when they change
+	pool    *x509.CertPool      // cert and trusted: Pool's result, built when they change
 }
 
 // Option configures an Authority.
@@ -155,7 +157,19 @@ func (a *Authority) load(m Material) error {
 			a.trusted = append(a.trusted, t)
 		}
 	}
+	a.bundle, a.pool = a.encodeBundle(), a.newPool()
 	return nil
+}
+
+// encodeBundle returns the PEM of certPEM and every trusted root; a.mu is
+// held for writing.
+func (a *Authority) encodeBundle() []byte {
+	var b bytes.Buffer
+	b.Write(a.certPEM)
+	for _, t := range a.trusted {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: t.Raw})
+	}
+	return b.Bytes()
 }
 
 // TrustDomain returns the trust domain the Authority issues ids in.
@@ -180,16 +194,13 @@ func (a *Authority) Root() *x509.Certificate {
 }
 
 // Bundle returns the PEM of every trusted root, the signing root first:
-// the ROOTCA a proxy validates peers with.
+// the ROOTCA a proxy validates peers with. It is encoded once per root
+// change, not per call (the SDS manager asks on every sync), and shared:
+// callers must not modify it.
 func (a *Authority) Bundle() []byte {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	var b bytes.Buffer
-	b.Write(a.certPEM)
-	for _, t := range a.trusted {
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: t.Raw})
-	}
-	return b.Bytes()
+	return a.bundle
 }
 
 // Roots returns how many roots are trusted: the signing root and the
@@ -200,10 +211,18 @@ func (a *Authority) Roots() int {
 	return 1 + len(a.trusted)
 }
 
-// Pool returns the trusted roots as a pool.
+// Pool returns the trusted roots as a pool. It is built once per root
+// change (every TLS handshake and join verification asks for it) and
+// shared: callers must not add to it.
 func (a *Authority) Pool() *x509.CertPool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
+	return a.pool
+}
+
+// newPool returns a pool of cert and every trusted root; a.mu is held for
+// writing.
+func (a *Authority) newPool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(a.cert)
 	for _, t := range a.trusted {
@@ -238,6 +257,7 @@ func (a *Authority) Rotate(validity time.Duration) (Material, error) {
 func (a *Authority) Prune() Material {
 	a.mu.Lock()
 	a.trusted = nil
+	a.bundle, a.pool = a.encodeBundle(), a.newPool()
 	a.mu.Unlock()
 	return a.Material()
 }

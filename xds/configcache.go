@@ -212,6 +212,7 @@ func (c *configCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Su
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.node(nodeID)
+	var parked *encodedType // what the watch waits on a change of
 	if n.snap != nil {
 		t, err := n.snap.typ(req.GetTypeUrl())
 		if err != nil {
@@ -223,13 +224,10 @@ func (c *configCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Su
 			}
 			return func() {}, nil
 		}
+		parked = t
 	}
 	c.nextID++
 	id := c.nextID
-	var parked *encodedType
-	if n.snap != nil {
-		parked, _ = n.snap.typ(req.GetTypeUrl()) // answered above without error
-	}
 	n.deltas[id] = deltaWatch{req: req, sub: sub, out: out, parked: parked}
 	return func() { c.cancel(nodeID, id, true) }, nil
 }

@@ -2,6 +2,7 @@ package xdsauth
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +24,10 @@ type ServerTLS struct {
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	renewAt time.Time
+	// signer is the root cert was last found signed by (Authority.Root's
+	// pointer, new on every rotation), so that a handshake checks the
+	// signature once per root rather than every time.
+	signer *x509.Certificate
 }
 
 // NewServerTLS returns the TLS side of an xDS server known as hosts (DNS
@@ -80,10 +85,11 @@ func (s *ServerTLS) certificate() (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if s.cert != nil && now.Before(s.renewAt) && s.authority.Authority().IssuedByRoot(s.cert.Leaf) {
+	auth := s.authority.Authority()
+	if s.cert != nil && now.Before(s.renewAt) && s.issuedByRoot(auth) {
 		return s.cert, nil
 	}
-	c, err := s.authority.Authority().Issue(s.leaf)
+	c, err := auth.Issue(s.leaf)
 	if err != nil {
 		return nil, fmt.Errorf("issuing the xds server certificate: %w", err)
 	}
@@ -92,8 +98,22 @@ func (s *ServerTLS) certificate() (*tls.Certificate, error) {
 		return nil, fmt.Errorf("loading the xds server certificate: %w", err)
 	}
 	// The CA backdates NotBefore for clock skew: count the life from now.
-	s.cert, s.renewAt = &tc, now.Add(tc.Leaf.NotAfter.Sub(now)/2)
+	s.cert, s.renewAt, s.signer = &tc, now.Add(tc.Leaf.NotAfter.Sub(now)/2), nil
 	return s.cert, nil
+}
+
+// issuedByRoot reports whether s.cert was signed by auth's signing root,
+// checking the signature once per root. s.mu must be held.
+func (s *ServerTLS) issuedByRoot(auth *ca.Authority) bool {
+	root := auth.Root()
+	if s.signer == root {
+		return true
+	}
+	if !auth.IssuedByRoot(s.cert.Leaf) {
+		return false
+	}
+	s.signer = root
+	return true
 }
 
 // ServerHosts returns the names the xDS server's certificate carries for

@@ -384,6 +384,12 @@ func TestServerCertificateNames(t *testing.T) {
 	if again != c {
 		t.Error("serving certificate reissued before half its life")
 	}
+	if _, err := p.authority.Rotate(0); err != nil {
+		t.Fatal(err)
+	}
+	if rotated, _ := st.certificate(); rotated == c {
+		t.Error("serving certificate not reissued after a root rotation")
+	}
 }
 
 // TestExpiredCertificateRejoinsWithToken: once its certificate has
