@@ -111,7 +111,7 @@ func (a *applier) accept(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 		// what is still referenced.
 		cand = cand.Pruned(cand.Subscriptions())
 	}
-	cfg, missing, err := config.BuildConfig(cand)
+	cfg, missing, err := config.BuildConfig(cand, a.p.secrets)
 	var re *config.ResourceError
 	switch {
 	case err == nil:
@@ -169,7 +169,7 @@ func (a *applier) WarmingDeadline() (time.Time, bool) {
 // Envoy. A set that still fails to build (or that has never seen listeners
 // and clusters) keeps waiting.
 func (a *applier) WarmingExpired(ctx context.Context) {
-	cfg, missing, err := config.BuildConfig(a.accepted)
+	cfg, missing, err := config.BuildConfig(a.accepted, a.p.secrets)
 	if err != nil {
 		a.p.log.Warn("warming timed out; the accepted xDS set does not build yet", "error", err)
 		a.pendingSince = time.Now()

@@ -21,12 +21,12 @@ func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, rs *requestSta
 		case f.JWT != nil:
 			payloads, st := f.JWT.Run(r, time.Now())
 			if st != auth.JWTOK {
-				p.metrics.Auth.JWTDenied.WithLabelValues(hc.StatPrefix).Inc()
+				p.metrics.Auth.Inc(p.metrics.Auth.JWTDenied, hc.StatPrefix)
 				rs.code = http.StatusUnauthorized
 				auth.JWTReply(w, r, st)
 				return r, false
 			}
-			p.metrics.Auth.JWTAllowed.WithLabelValues(hc.StatPrefix).Inc()
+			p.metrics.Auth.Inc(p.metrics.Auth.JWTAllowed, hc.StatPrefix)
 			if payloads != nil {
 				if md == nil {
 					md = routing.DynamicMetadata{}
@@ -54,12 +54,12 @@ func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, rs *requestSta
 			ok, matched := f.RBAC.Allows(in)
 			if f.RBAC.Action == auth.RBACLog {
 				if matched != "" {
-					p.metrics.Auth.RBACLogged.WithLabelValues(hc.StatPrefix).Inc()
+					p.metrics.Auth.Inc(p.metrics.Auth.RBACLogged, hc.StatPrefix)
 				}
 				continue
 			}
 			if !ok {
-				p.metrics.Auth.RBACDenied.WithLabelValues(hc.StatPrefix).Inc()
+				p.metrics.Auth.Inc(p.metrics.Auth.RBACDenied, hc.StatPrefix)
 				p.log.Debug("rbac denied", "authority", r.Host, "path", r.URL.Path, "policy", matched)
 				rs.code, rs.flags = http.StatusForbidden, rs.flags|metrics.FlagRBACDenied
 				h := w.Header()
@@ -68,7 +68,7 @@ func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, rs *requestSta
 				_, _ = io.WriteString(w, auth.RBACDeniedBody)
 				return r, false
 			}
-			p.metrics.Auth.RBACAllowed.WithLabelValues(hc.StatPrefix).Inc()
+			p.metrics.Auth.Inc(p.metrics.Auth.RBACAllowed, hc.StatPrefix)
 		}
 	}
 	if md != nil {

@@ -88,7 +88,7 @@ func TestCompilerGoldenContract(t *testing.T) {
 			set.ByType[config.SecretType] = map[string]proto.Message{"default": certSecret(chain, key), "ROOTCA": rootSecret(ca.PEM)}
 			set.Versions[config.SecretType] = "1"
 			set.Received[config.SecretType] = true
-			cfg, missing, err := config.BuildConfig(set)
+			cfg, missing, err := config.BuildConfig(set, nil)
 			if errors.Is(err, fs.ErrNotExist) {
 				// A DestinationRule's SIMPLE/MUTUAL tls names files on the
 				// proxy's machine (Envoy NACKs what it cannot read too).

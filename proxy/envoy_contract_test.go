@@ -362,7 +362,7 @@ func TestEnvoyContract(t *testing.T) {
 			if got := len(protoErrs) > 0; got != tc.protoInvalid {
 				t.Errorf("ValidateAll errors %q; want invalid=%v", protoErrs, tc.protoInvalid)
 			}
-			_, _, err := config.BuildConfig(resourceSetOf(res))
+			_, _, err := config.BuildConfig(resourceSetOf(res), nil)
 			if tc.nack != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.nack) {
 					t.Fatalf("build error %v; want a NACK containing %q", err, tc.nack)

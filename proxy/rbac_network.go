@@ -38,12 +38,12 @@ func (p *Proxy) allowConn(ctx context.Context, c net.Conn, filters []*auth.Netwo
 			continue
 		}
 		if !ok {
-			p.metrics.Auth.TCPDenied.WithLabelValues(f.StatPrefix).Inc()
+			p.metrics.Auth.Inc(p.metrics.Auth.TCPDenied, f.StatPrefix)
 			p.log.Debug("rbac denied connection", "remote", r.RemoteAddr, "local", local)
 			return false
 		}
 		if f.Rules.Enforce {
-			p.metrics.Auth.TCPAllowed.WithLabelValues(f.StatPrefix).Inc()
+			p.metrics.Auth.Inc(p.metrics.Auth.TCPAllowed, f.StatPrefix)
 		}
 	}
 	return true

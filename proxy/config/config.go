@@ -14,6 +14,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/gitmesh/gitmesh/proxy/metrics"
+	"github.com/gitmesh/gitmesh/proxy/mtls"
 	"github.com/gitmesh/gitmesh/proxy/routing"
 	"github.com/gitmesh/gitmesh/proxy/upstream"
 	"google.golang.org/protobuf/proto"
@@ -54,8 +55,9 @@ const DefaultRouteTimeout = 15 * time.Second
 // empty, clusters as placeholders that answer "no cluster" (NC). A
 // resource the proxy cannot apply is a
 // *resourceError naming it. Pools and resolvers are attached later by the
-// applier, so buildConfig has no side effects.
-func BuildConfig(set *ResourceSet) (*MeshConfig, []MissingRef, error) {
+// applier, so buildConfig has no side effects. Secrets known holds
+// unchanged (nil for none) are not validated again.
+func BuildConfig(set *ResourceSet, known *mtls.SecretStore) (*MeshConfig, []MissingRef, error) {
 	var missing []MissingRef
 	for _, t := range []string{ClusterType, ListenerType} {
 		if !set.Received[t] {
@@ -63,7 +65,7 @@ func BuildConfig(set *ResourceSet) (*MeshConfig, []MissingRef, error) {
 		}
 	}
 	cfg := &MeshConfig{Resources: set, Listeners: map[string]*ListenerConfig{}, Clusters: map[string]*upstream.Cluster{}}
-	if err := buildSecrets(set); err != nil {
+	if err := buildSecrets(set, known); err != nil {
 		return nil, nil, err
 	}
 	missing = append(missing, secretMissing(set)...)

@@ -108,7 +108,7 @@ func UpdateSecrets(s *mtls.SecretStore, set *ResourceSet) {
 	now := time.Now()
 	for name, m := range set.ByType[SecretType] {
 		msg := m.(*tlsv3.Secret)
-		if old, ok := prev[name]; ok && (old.Msg == msg || proto.Equal(old.Msg, msg)) {
+		if old := reusable(prev, name, msg); old != nil {
 			next[name] = old
 			continue
 		}
@@ -122,10 +122,31 @@ func UpdateSecrets(s *mtls.SecretStore, set *ResourceSet) {
 	s.Current.Store(&next)
 }
 
-// buildSecrets validates every secret of set.
-func buildSecrets(set *ResourceSet) error {
+// reusable returns the built value in prev of the secret called name when
+// its resource is msg unchanged, else nil.
+func reusable(prev map[string]*mtls.SecretValue, name string, msg *tlsv3.Secret) *mtls.SecretValue {
+	if old, ok := prev[name]; ok && (old.Msg == msg || proto.Equal(old.Msg, msg)) {
+		return old
+	}
+	return nil
+}
+
+// buildSecrets validates the secrets of set that known does not already
+// hold unchanged (those were validated when accepted), so that an update
+// of another type parses no certificate or key.
+func buildSecrets(set *ResourceSet, known *mtls.SecretStore) error {
+	var prev map[string]*mtls.SecretValue
+	if known != nil {
+		if m := known.Current.Load(); m != nil {
+			prev = *m
+		}
+	}
 	for _, name := range SortedKeys(set.ByType[SecretType]) {
-		if _, err := buildSecret(set.ByType[SecretType][name].(*tlsv3.Secret)); err != nil {
+		msg := set.ByType[SecretType][name].(*tlsv3.Secret)
+		if reusable(prev, name, msg) != nil {
+			continue
+		}
+		if _, err := buildSecret(msg); err != nil {
 			return err
 		}
 	}

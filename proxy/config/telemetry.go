@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -21,6 +22,13 @@ const envoyDefaultLogFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGI
 	`%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% ` +
 	`%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" ` +
 	`"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"` + "\n"
+
+// hostname is the machine's host name (%HOSTNAME%), read once rather than
+// for each connection manager of each update.
+var hostname = sync.OnceValue(func() string {
+	h, _ := os.Hostname()
+	return h
+})
 
 // buildHCMTelemetry validates HttpConnectionManager.tracing and
 // access_log; nil when the HCM has neither.
@@ -46,7 +54,7 @@ func buildHCMTelemetry(hcm *hcmv3.HttpConnectionManager, refs *clusterRefs) (*te
 			}
 		}
 	}
-	t.Hostname, _ = os.Hostname()
+	t.Hostname = hostname()
 	return t, nil
 }
 

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -21,6 +23,26 @@ type AuthMetrics struct {
 	// stat_prefix (Istio's "tcp.").
 	TCPAllowed *prometheus.CounterVec
 	TCPDenied  *prometheus.CounterVec
+	// series caches the counters Inc has looked up, by vector and prefix.
+	series *sync.Map // authSeries -> prometheus.Counter
+}
+
+type authSeries struct {
+	vec    *prometheus.CounterVec
+	prefix string
+}
+
+// Inc adds one to v's counter for the stat prefix. The counter is looked
+// up once, so that a request or connection costs one map lookup instead of
+// prometheus' label hashing and validation (as SeriesCache does for the
+// request series).
+func (m *AuthMetrics) Inc(v *prometheus.CounterVec, prefix string) {
+	k := authSeries{v, prefix}
+	c, ok := m.series.Load(k)
+	if !ok {
+		c, _ = m.series.LoadOrStore(k, v.WithLabelValues(prefix))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 func newAuthMetrics(reg prometheus.Registerer) AuthMetrics {
@@ -40,5 +62,6 @@ func newAuthMetrics(reg prometheus.Registerer) AuthMetrics {
 		JWTDenied:   c("envoy_http_jwt_authn_denied", "Requests the jwt_authn filter rejected with 401 (Envoy's http.<prefix>.jwt_authn.denied)."),
 		TCPAllowed:  c("envoy_rbac_allowed", "Connections the network RBAC filters let through (Envoy's <stat_prefix>rbac.allowed).", "stat_prefix"),
 		TCPDenied:   c("envoy_rbac_denied", "Connections the network RBAC filters closed (Envoy's <stat_prefix>rbac.denied).", "stat_prefix"),
+		series:      &sync.Map{},
 	}
 }
