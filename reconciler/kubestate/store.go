@@ -309,12 +309,12 @@ func (s *Store) SaveRollout(ro *admin.Rollout, objs []sources.Object) error {
 		}
 		cp := *ro
 		cp.ID = id
-		i := slices.IndexFunc(d.History, func(h admin.Rollout) bool { return h.ID == id })
-		if i >= 0 {
+		// History is newest (highest ID) first: find ro's place in it.
+		i, found := slices.BinarySearchFunc(d.History, id, func(h admin.Rollout, id uint64) int { return cmp.Compare(id, h.ID) })
+		if found {
 			d.History[i] = cp
 		} else {
-			d.History = slices.Insert(d.History, 0, cp)
-			slices.SortStableFunc(d.History, func(a, b admin.Rollout) int { return cmp.Compare(b.ID, a.ID) })
+			d.History = slices.Insert(d.History, i, cp)
 		}
 		if n := spec.EffectiveHistoryLimit(); len(d.History) > n {
 			d.History = d.History[:n]
