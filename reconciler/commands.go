@@ -205,9 +205,7 @@ func (r *Reconciler) findGood(to, current string) (*LastGood, string, error) {
 	}
 	var found []*LastGood
 	for i := range goods {
-		rev := goods[i].Revision
-		_, sha, _ := strings.Cut(rev, "sha1:")
-		if rev == to || (len(to) >= 4 && strings.HasPrefix(sha, strings.TrimPrefix(to, "sha1:"))) {
+		if MatchesRevision(goods[i].Revision, to) {
 			found = append(found, &goods[i])
 		}
 	}
@@ -232,6 +230,20 @@ func (r *Reconciler) findGood(to, current string) (*LastGood, string, error) {
 		return found[0], "SHA prefix " + to, nil
 	}
 	return nil, "", fmt.Errorf("revision %q is ambiguous: it matches %d promoted revisions", to, len(found))
+}
+
+// MatchesRevision reports whether rev ("main@sha1:<hex>") is want: the
+// same revision, or want is its SHA or a prefix of it (at least 4 hex).
+func MatchesRevision(rev, want string) bool {
+	if rev == "" {
+		return false
+	}
+	if rev == want {
+		return true
+	}
+	_, sha, _ := strings.Cut(rev, "sha1:")
+	want = strings.TrimPrefix(want, "sha1:")
+	return len(want) >= 4 && strings.HasPrefix(sha, want)
 }
 
 // historyRecord returns the history record whose id is to ("4" or "#4"),

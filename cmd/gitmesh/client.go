@@ -64,11 +64,7 @@ func (c *adminClient) resolve() (*target, error) {
 	var ctx clientContext
 	var ctxFrom string
 	if c.base == "" || (c.tokenFile == "" && os.Getenv("GITMESH_TOKEN") == "") {
-		path, err := clientConfigPath()
-		if err != nil {
-			return nil, err
-		}
-		cfg, err := loadClientConfig(path)
+		path, cfg, err := openClientConfig()
 		if err != nil {
 			return nil, err
 		}

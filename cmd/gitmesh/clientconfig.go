@@ -55,6 +55,16 @@ func clientConfigPath() (string, error) {
 	return filepath.Join(home, ".config", "gitmesh", "config"), nil
 }
 
+// openClientConfig finds the client configuration and reads it.
+func openClientConfig() (string, *clientConfig, error) {
+	path, err := clientConfigPath()
+	if err != nil {
+		return "", nil, err
+	}
+	cfg, err := loadClientConfig(path)
+	return path, cfg, err
+}
+
 // loadClientConfig reads the file at path; a missing file is an empty
 // configuration.
 func loadClientConfig(path string) (*clientConfig, error) {

@@ -39,11 +39,7 @@ With --context alone, the named context becomes current. Unless
 Exit codes: 0 saved, 2 not saved (see the message).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := clientConfigPath()
-			if err != nil {
-				return &exitError{2, err}
-			}
-			cfg, err := loadClientConfig(path)
+			path, cfg, err := openClientConfig()
 			if err != nil {
 				return &exitError{2, err}
 			}
@@ -131,11 +127,7 @@ func newLogoutCmd() *cobra.Command {
 Exit codes: 0 removed, 1 nothing to remove, 2 could not.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := clientConfigPath()
-			if err != nil {
-				return &exitError{2, err}
-			}
-			cfg, err := loadClientConfig(path)
+			path, cfg, err := openClientConfig()
 			if err != nil {
 				return &exitError{2, err}
 			}

@@ -78,11 +78,7 @@ func loginDemo(info demo.Info) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path, err := clientConfigPath()
-	if err != nil {
-		return "", err
-	}
-	cfg, err := loadClientConfig(path)
+	path, cfg, err := openClientConfig()
 	if err != nil {
 		return "", err
 	}

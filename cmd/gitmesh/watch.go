@@ -178,11 +178,11 @@ func settle(st *admin.Status, revision string) settlement {
 	refused := ready.Status == metav1.ConditionFalse && ready.Reason != reconciler.ReasonRolloutFailed
 	if revision != "" {
 		switch {
-		case ro != nil && matchesRevision(ro.Revision, revision):
+		case ro != nil && reconciler.MatchesRevision(ro.Revision, revision):
 			return rolloutSettled(ro)
-		case refused && matchesRevision(st.LastAttemptedRevision, revision) && strings.Contains(ready.Message, st.LastAttemptedRevision):
+		case refused && reconciler.MatchesRevision(st.LastAttemptedRevision, revision) && strings.Contains(ready.Message, st.LastAttemptedRevision):
 			return refusal(st, ready)
-		case ready.Status == metav1.ConditionTrue && matchesRevision(st.LastAppliedRevision, revision):
+		case ready.Status == metav1.ConditionTrue && reconciler.MatchesRevision(st.LastAppliedRevision, revision):
 			return settlement{done: true, summary: "serving " + st.LastAppliedRevision}
 		}
 		return settlement{}
@@ -216,20 +216,6 @@ func rolloutSettled(ro *admin.Rollout) settlement {
 		return settlement{} // the superseding rollout is about to be shown
 	}
 	return settlement{done: true, failed: true, summary: summary}
-}
-
-// matchesRevision reports whether rev ("main@sha1:<hex>") is want: the
-// same revision, or want is its SHA or a prefix of it (at least 4 hex).
-func matchesRevision(rev, want string) bool {
-	if rev == "" {
-		return false
-	}
-	if rev == want {
-		return true
-	}
-	_, sha, _ := strings.Cut(rev, "sha1:")
-	want = strings.TrimPrefix(want, "sha1:")
-	return len(want) >= 4 && strings.HasPrefix(sha, want)
 }
 
 // isTerminal reports whether w is a terminal.

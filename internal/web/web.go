@@ -189,46 +189,42 @@ func (s *Server) Run(ctx context.Context) error {
 // pollStatus publishes the status, and the history when the status
 // changed, while some page is open.
 func (s *Server) pollStatus(ctx context.Context) {
-	t := time.NewTicker(s.pollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.hub.wakeStatus:
-		}
-		if !s.hub.watched() {
-			continue
-		}
+	s.whileWatched(ctx, s.pollInterval, s.hub.wakeStatus, func() {
 		st := s.src.Status()
 		if !s.hub.publish(eventStatus, mustJSON(newStatusView(st))) {
-			continue
+			return
 		}
 		h, err := s.src.History(HistoryLimit)
 		if err != nil {
 			s.log.Warn("reading history for the web view", "error", err)
-			continue
+			return
 		}
 		s.hub.publish(eventHistory, mustJSON(h))
-	}
+	})
 }
 
 // pollGraph publishes the graph after each scrape while some page is open.
 func (s *Server) pollGraph(ctx context.Context) {
-	t := time.NewTicker(s.graphInterval)
+	s.whileWatched(ctx, s.graphInterval, s.hub.wakeGraph, func() {
+		s.hub.publish(eventGraph, mustJSON(s.sampleGraph(ctx, s.graphInterval/2)))
+	})
+}
+
+// whileWatched calls f every interval and on each wake, while some page
+// is open, until ctx is done.
+func (s *Server) whileWatched(ctx context.Context, every time.Duration, wake <-chan struct{}, f func()) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-s.hub.wakeGraph:
+		case <-wake:
 		}
-		if !s.hub.watched() {
-			continue
+		if s.hub.watched() {
+			f()
 		}
-		s.hub.publish(eventGraph, mustJSON(s.sampleGraph(ctx, s.graphInterval/2)))
 	}
 }
 

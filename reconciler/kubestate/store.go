@@ -296,7 +296,7 @@ func (s *Store) loadGood(m revisionMeta) (*reconciler.LastGood, error) {
 func (s *Store) SaveRollout(ro *admin.Rollout, objs []sources.Object) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	if !ro.Phase.Done() {
+	if !ro.Phase.Done() && !s.holdsInFlight(ro) {
 		if err := s.putRevision(ctx, ro.Revision, objs); err != nil {
 			return fmt.Errorf("saving rollout: %w", err)
 		}
@@ -309,12 +309,12 @@ func (s *Store) SaveRollout(ro *admin.Rollout, objs []sources.Object) error {
 		}
 		cp := *ro
 		cp.ID = id
-		i := slices.IndexFunc(d.History, func(h admin.Rollout) bool { return h.ID == id })
-		if i >= 0 {
+		// History is newest (highest ID) first: find ro's place in it.
+		i, found := slices.BinarySearchFunc(d.History, id, func(h admin.Rollout, id uint64) int { return cmp.Compare(id, h.ID) })
+		if found {
 			d.History[i] = cp
 		} else {
-			d.History = slices.Insert(d.History, 0, cp)
-			slices.SortStableFunc(d.History, func(a, b admin.Rollout) int { return cmp.Compare(b.ID, a.ID) })
+			d.History = slices.Insert(d.History, i, cp)
 		}
 		if n := spec.EffectiveHistoryLimit(); len(d.History) > n {
 			d.History = d.History[:n]
@@ -335,6 +335,17 @@ func (s *Store) SaveRollout(ro *admin.Rollout, objs []sources.Object) error {
 		s.collect(ctx)
 	}
 	return nil
+}
+
+// holdsInFlight reports whether ro is the in-flight rollout already
+// recorded, whose revision Secret its first save wrote: a rollout's
+// objects do not change while it runs, so its later saves (one a step)
+// need not encode them again nor ask the API server about the Secret.
+func (s *Store) holdsInFlight(ro *admin.Rollout) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inf := s.doc.InFlight
+	return ro.ID != 0 && inf != nil && inf.ID == ro.ID && inf.Revision == ro.Revision
 }
 
 // InFlightRollout returns the unfinished rollout with its objects, or nil.
