@@ -123,21 +123,11 @@ spec:
 	})
 
 	send := func(method, path, token string) (int, string) {
-		req, err := http.NewRequest(method, "http://"+client.Outbound+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = "reviews.default.svc.cluster.local"
+		var headers map[string]string
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+			headers = map[string]string{"Authorization": "Bearer " + token}
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return call(client.Outbound, "reviews.default.svc.cluster.local", method, path, headers)
 	}
 	e2etest.Eventually(t, 30*time.Second, "authorization served", func() string {
 		if code, body := send("GET", "/private", ""); code != http.StatusForbidden {
