@@ -1,10 +1,6 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,61 +9,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/internal/e2etest"
 )
-
-// idpKey is an identity provider for the test: its JWKS is served on
-// loopback and it signs tokens.
-type idpKey struct {
-	t   testing.TB
-	key *ecdsa.PrivateKey
-	iss string
-}
-
-func (k *idpKey) token(claims map[string]any) string {
-	k.t.Helper()
-	c := map[string]any{"iss": k.iss, "sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}
-	for name, v := range claims {
-		c[name] = v
-	}
-	payload, err := json.Marshal(c)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.key, KeyID: "k1"}}, nil)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	tok, err := jws.CompactSerialize()
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return tok
-}
 
 // TestAuthorizationPolicy pushes a RequestAuthentication (keys at a
 // jwksUri the controller fetches) and ALLOW and DENY AuthorizationPolicies
 // for reviews, and checks through a client sidecar and the reviews
 // sidecar's inbound listener what each request gets.
 func TestAuthorizationPolicy(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(jwks) }))
+	issuer := newJWTIssuer(t)
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, issuer.jwks) }))
 	t.Cleanup(idp.Close)
-	issuer := &idpKey{t: t, key: key, iss: "https://idp.example.com"}
 	app := e2etest.Backend(t, "reviews")
 
 	repo := e2etest.NewGitRemote(t)
@@ -110,7 +63,7 @@ spec:
     when:
     - key: request.auth.claims[groups]
       values: [admin]
-`, issuer.iss, idp.URL, issuer.iss)})
+`, jwtIssuerURL, idp.URL, jwtIssuerURL)})
 
 	m := startController(t, repo.URL, t.TempDir(), 200*time.Millisecond, "")
 	client := e2etest.RunProxy(t, m.ctrl.XDSAddr, nodemeta.Workload{
@@ -123,21 +76,11 @@ spec:
 	})
 
 	send := func(method, path, token string) (int, string) {
-		req, err := http.NewRequest(method, "http://"+client.Outbound+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = "reviews.default.svc.cluster.local"
+		var headers map[string]string
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+			headers = map[string]string{"Authorization": "Bearer " + token}
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return call(client.Outbound, "reviews.default.svc.cluster.local", method, path, headers)
 	}
 	e2etest.Eventually(t, 30*time.Second, "authorization served", func() string {
 		if code, body := send("GET", "/private", ""); code != http.StatusForbidden {
@@ -163,7 +106,11 @@ spec:
 		t.Run(tt.name, func(t *testing.T) {
 			token := ""
 			if tt.claims != nil {
-				token = issuer.token(tt.claims)
+				claims := map[string]any{"iss": jwtIssuerURL, "sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}
+				for name, v := range tt.claims {
+					claims[name] = v
+				}
+				token = issuer.sign(t, claims)
 			}
 			if code, body := send(tt.method, tt.path, token); code != tt.code || body != tt.body {
 				t.Errorf("%s %s: %d %q; want %d %q", tt.method, tt.path, code, body, tt.code, tt.body)

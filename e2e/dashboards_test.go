@@ -207,7 +207,7 @@ func startDashMesh(t *testing.T) *dashMesh {
 		ip := fmt.Sprintf("127.0.0.%d", 10+i)
 		w := e2etest.RunProxy(t, dm.ctrl.XDSAddr, nodemeta.Workload{
 			ID: fmt.Sprintf("productpage-%d", i), Service: "productpage", Namespace: "default", Role: nodemeta.RoleSidecar,
-			Labels: labels, Outbound: freeAddrOn(t, ip),
+			Labels: labels, Outbound: testnet.FreeAddrOn(t, ip),
 		})
 		clients = append(clients, w)
 		dm.targets = append(dm.targets, w.Admin)
@@ -217,17 +217,6 @@ func startDashMesh(t *testing.T) *dashMesh {
 		dashLoad(t, c.Outbound, net.JoinHostPort(strings.Split(c.Outbound, ":")[0], tcpPort))
 	}
 	return dm
-}
-
-// freeAddrOn returns a free TCP address on the loopback IP ip.
-func freeAddrOn(t *testing.T, ip string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatalf("listening on %s: %v", ip, err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // dashLoad sends, until the test ends, a request to reviews through the

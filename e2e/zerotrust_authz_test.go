@@ -40,12 +40,20 @@ func newJWTIssuer(t *testing.T) *jwtIssuer {
 	return &jwtIssuer{signer: signer, jwks: string(b)}
 }
 
+// jwtIssuerURL is the iss claim of jwtIssuer's tokens.
+const jwtIssuerURL = "https://issuer.test"
+
 func (j *jwtIssuer) token(t *testing.T, sub string, groups []string, exp time.Time) string {
 	t.Helper()
-	claims := map[string]any{
-		"iss": "https://issuer.test", "sub": sub, "aud": "httpbin", "groups": groups,
+	return j.sign(t, map[string]any{
+		"iss": jwtIssuerURL, "sub": sub, "aud": "httpbin", "groups": groups,
 		"iat": time.Now().Add(-time.Minute).Unix(), "exp": exp.Unix(),
-	}
+	})
+}
+
+// sign returns a token with claims.
+func (j *jwtIssuer) sign(t *testing.T, claims map[string]any) string {
+	t.Helper()
 	s, err := jwt.Signed(j.signer).Claims(claims).Serialize()
 	if err != nil {
 		t.Fatal(err)

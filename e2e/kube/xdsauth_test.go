@@ -2,7 +2,6 @@ package kube
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/gitmesh/gitmesh/api/nodemeta"
 	"github.com/gitmesh/gitmesh/ca"
 	"github.com/gitmesh/gitmesh/internal/podidentity"
+	"github.com/gitmesh/gitmesh/internal/testnet"
 	"github.com/gitmesh/gitmesh/xds"
 	"github.com/gitmesh/gitmesh/xds/xdsauth"
 	"github.com/gitmesh/gitmesh/xds/xdsauth/tokenreview"
@@ -58,14 +58,8 @@ func TestJoinWithServiceAccountToken(t *testing.T) {
 		xds.WithServices(xdsauth.NewCertService(xdsauth.Static(authority), 0, nil, jt, tokenreview.New(mine.cs)).Register),
 		xds.WithAdmission(xdsauth.NewAdmitter(xdsauth.Static(authority), podidentity.New(podidentity.Client{Interface: mine.cs}).Check, nil).Admit),
 	)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
+	lis := testnet.Listen(t)
+	testnet.Serve(t, lis, s.Serve)
 	dir := t.TempDir()
 	caFile := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(caFile, authority.Bundle(), 0o644); err != nil {

@@ -35,9 +35,16 @@ var next = func() *atomic.Int64 {
 // that this process has not handed out before.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	return FreeAddrOn(t, "127.0.0.1")
+}
+
+// FreeAddrOn is FreeAddr on the loopback IP ip (127.0.0.0/8 is all
+// loopback on Linux), for tests that tell proxies apart by source IP.
+func FreeAddrOn(t testing.TB, ip string) string {
+	t.Helper()
 	for range 1000 {
 		port := portBase + int(next.Add(1))%portSpan
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 		if err != nil {
 			continue // in use by something else
 		}
