@@ -19,11 +19,6 @@ type anyTypes struct {
 	reach map[protoreflect.FullName]bool // by message type: an Any is reachable
 }
 
-// anyReach is the anyTypes every Compile shares: its answers depend on
-// message descriptors only, which never change, so they are worked out
-// once per process rather than once per Compile.
-var anyReach anyTypes
-
 // mayHold reports whether a message of type md can hold an Any in one of
 // its fields, at any depth. google.protobuf.Struct and its parts count as
 // holding none, as walkAnys does not look into them.

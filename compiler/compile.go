@@ -103,7 +103,7 @@ func (p *Policy) Compile(class nodemeta.ProxyClass, fleet []nodemeta.Workload) (
 	if b.namespace == "" {
 		b.namespace = nodemeta.DefaultNamespace
 	}
-	res := resources{cache: p.cache, anyTypes: &anyReach}
+	res := resources{cache: p.cache, anyTypes: &anyTypes{}}
 	groups, err := b.outboundClusters()
 	if err != nil {
 		return nil, fmt.Errorf("compiling for %s: %w", class.Key(), err)
